@@ -1,0 +1,35 @@
+# One command to set up and run the demo, one to set up and run the tests (see README).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# CI pins (torch's CPU wheel); users installing with pip keep free ranges.
+CONSTRAINTS := .ci/constraints.txt
+# The conformance suite runs inside the same pytest session as tests/ (one closing line).
+CONFORMANCE_ARGS := --pyargs dirac_conformance --dirac-backend numpy --dirac-backend torch
+
+.PHONY: demo test lint bench install clean
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[torch,onnx,test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/diracnets demo
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+test: $(VENV)/.installed lint
+	$(PY) -m pytest -n 2 tests $(CONFORMANCE_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_torch.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis runs

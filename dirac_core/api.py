@@ -1,0 +1,435 @@
+"""The public functions: check the arguments, pick a backend, dispatch.
+
+Each function accepts ``backend=``: ``None`` infers it from the array arguments (NumPy arrays:
+the reference; torch tensors: ``"torch"``; CuPy arrays: ``"cupy"``); a name or a backend object
+forces one, converting the inputs to it. The maths of each op is in the module named for it
+(:mod:`dirac_core.delta`, :mod:`dirac_core.normalize`, ...), which the reference backend runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _checks as ck
+from .backend import Array, Backend
+from .padding import Pairs, as_tuple, canonical_padding, output_size, resolve_padding
+from .registry import get_backend, infer_backend
+
+
+def _backend(backend: str | Backend | None, *arrays: Any) -> Backend:
+    return infer_backend(*arrays) if backend is None else get_backend(backend)
+
+
+def _convert(b: Backend, x: Any, device: Any = None) -> Any:
+    """``x`` as a native array of ``b`` (``None`` and arrays ``b`` owns pass through)."""
+    if x is None or b.owns(x):
+        return x
+    if isinstance(x, np.ndarray | np.generic):
+        return b.from_numpy(np.asarray(x), device)
+    owner = infer_backend(x)
+    return b.from_numpy(owner.to_numpy(x), device)
+
+
+def _scale(b: Backend, value: Any, device: Any) -> Array:
+    if isinstance(value, int | float):
+        return b.from_numpy(np.asarray(float(value), dtype=np.float64), device)
+    return _convert(b, value, device)
+
+
+# ---------------------------------------------------------------------------- dirac tensor
+
+
+def dirac_tensor(
+    shape: Any,
+    *,
+    groups: int = 1,
+    policy: str = "tile",
+    dtype: Any = None,
+    backend: str | Backend | None = None,
+    device: Any = None,
+) -> Array:
+    """The Dirac (identity) tensor of a convolution weight (paper eq. 2, 7, 8).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        ``(O, I/groups, K1, ..., KL)`` with ``L >= 0`` spatial dims, every entry >= 1.
+    groups : int
+        Number of groups; must divide ``O``. The tensor is block-diagonal over groups.
+    policy : {"tile", "min"}
+        ``"tile"``: ``delta[o, i, centre] = 1`` iff ``o % n == i % n`` with
+        ``n = min(O/groups, I/groups)`` (the paper's ``[I I ... I]``). ``"min"``: only
+        ``o == i < n``, as ``torch.nn.init.dirac_``.
+    dtype : dtype or str, optional
+        A floating dtype; the backend's default if omitted (float64 for the reference).
+    backend, device
+        Backend name or object (default: the reference) and a backend-specific device.
+
+    Returns
+    -------
+    array of shape ``shape`` holding zeros and ones at ``centre = (floor(K1/2), ...)``.
+
+    Raises
+    ------
+    ValueError
+        ``shape`` with fewer than 2 entries or a non-positive one; ``groups`` not dividing
+        ``O``; unknown ``policy``. TypeError: non-int shape entries, non-floating dtype.
+
+    Examples
+    --------
+    >>> dirac_tensor((2, 4, 1))[:, :, 0]
+    array([[1., 0., 1., 0.],
+           [0., 1., 0., 1.]])
+    """
+    shape = _shape_value(shape)
+    groups = ck.groups_for(groups, shape[0])
+    policy = ck.policy_value(policy)
+    name = None
+    if dtype is not None:
+        name = ck.dtype_name(dtype)
+        if name not in ck.FLOAT_DTYPES:
+            raise TypeError(f"dtype must be a floating dtype {ck.FLOAT_DTYPES}, got {dtype!r}")
+    b = get_backend("numpy" if backend is None else backend)
+    return b.dirac_tensor(shape, groups=groups, policy=policy, dtype=name, device=device)
+
+
+def _shape_value(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, int) or not hasattr(shape, "__len__"):
+        raise TypeError(f"shape must be a sequence of ints (O, I/groups, K...), got {shape!r}")
+    dims = as_tuple(tuple(shape), len(shape), "shape", minimum=1) if len(shape) else ()
+    if len(dims) < 2:
+        raise ValueError(
+            f"shape={tuple(shape)!r} must have at least 2 entries (O, I/groups, K1, ..., KL)"
+        )
+    return dims
+
+
+# ---------------------------------------------------------------------------- normalize
+
+
+def normalize_filters(w: Any, *, eps: float = 1e-12, backend: str | Backend | None = None) -> Array:
+    """Divide each output filter by its L2 norm: ``w[o] / max(||w[o]||, eps)``.
+
+    The norm runs over every axis but the first. It is computed without overflow or
+    underflow for any finite input (each filter is scaled by its max-abs first) and accumulated
+    in at least float32; the result has ``w``'s dtype. An all-zero filter maps to zeros.
+
+    Parameters
+    ----------
+    w : array of shape ``(O, ...)``, at least 2 dims, floating.
+    eps : float > 0, the clamp on the norm.
+
+    Examples
+    --------
+    >>> normalize_filters(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    array([[0.6, 0.8],
+           [0. , 0. ]])
+    """
+    _check_filters(w, "w")
+    eps = ck.eps_value(eps)
+    b = _backend(backend, w)
+    return b.normalize_filters(_convert(b, w), eps=eps)
+
+
+def normalize_filters_vjp(
+    g: Any, w: Any, *, eps: float = 1e-12, backend: str | Backend | None = None
+) -> Array:
+    """Vector-Jacobian product of :func:`normalize_filters`: returns ``dw``.
+
+    With ``n = ||v||`` and ``u = v / n`` per filter: ``dv = (g - u <u, g>) / n`` when
+    ``n >= eps``, and ``dv = g / eps`` below the clamp.
+    """
+    dt = _check_filters(w, "w")
+    ck.require_same_dtype(dt, g, "g", "w")
+    ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
+    eps = ck.eps_value(eps)
+    b = _backend(backend, g, w)
+    return b.normalize_filters_vjp(_convert(b, g), _convert(b, w), eps=eps)
+
+
+def _check_filters(w: Any, name: str) -> str:
+    dt = ck.require_float(w, name)
+    ck.require_ndim(w, name, 2, "(O, I/groups, K...)")
+    return dt
+
+
+# ---------------------------------------------------------------------------- dirac weight
+
+
+def dirac_weight(
+    w: Any,
+    alpha: Any,
+    beta: Any,
+    *,
+    eps: float = 1e-12,
+    normalize: bool = True,
+    groups: int = 1,
+    policy: str = "tile",
+    backend: str | Backend | None = None,
+) -> Array:
+    """The Dirac parameterization: ``W_hat = alpha * delta + beta * normalize(W)`` (eq. 13).
+
+    ``alpha`` and ``beta`` are scalars or vectors of length ``O``, broadcast over the output
+    channel axis. With ``normalize=False``: ``W_hat = alpha * delta + beta * W`` (eq. 14 when
+    ``alpha = beta = 1``). ``delta`` is ``dirac_tensor(w.shape, groups=groups, policy=policy)``.
+
+    Raises
+    ------
+    ValueError
+        ``alpha``/``beta`` of a shape other than ``()`` or ``(O,)``; ``groups`` not dividing O.
+    TypeError
+        Non-floating ``w``, ``alpha`` or ``beta``.
+
+    Examples
+    --------
+    >>> dirac_weight(np.zeros((1, 1, 3)), 2.0, 1.0)
+    array([[[0., 2., 0.]]])
+    """
+    args = _weight_args(w, alpha, beta, eps, normalize, groups, policy)
+    b = _backend(backend, w, alpha, beta)
+    wn = _convert(b, w)
+    dev = b.device(wn)
+    return b.dirac_weight(wn, _scale(b, alpha, dev), _scale(b, beta, dev), **args)
+
+
+def dirac_weight_vjp(
+    g: Any,
+    w: Any,
+    alpha: Any,
+    beta: Any,
+    *,
+    eps: float = 1e-12,
+    normalize: bool = True,
+    groups: int = 1,
+    policy: str = "tile",
+    backend: str | Backend | None = None,
+) -> tuple[Array, Array, Array]:
+    """Vector-Jacobian product of :func:`dirac_weight`: ``(dw, dalpha, dbeta)``.
+
+    ``dalpha = sum(g * delta)`` and ``dbeta = sum(g * normalize(W))``, summed over every axis
+    for a scalar and over all axes but the first for a vector, so each has the shape its
+    argument came in; ``dw = normalize_filters_vjp(beta * g, W)`` (``beta * g`` when
+    ``normalize=False``).
+    """
+    args = _weight_args(w, alpha, beta, eps, normalize, groups, policy)
+    ck.require_same_dtype(ck.array_dtype(w), g, "g", "w")
+    ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
+    b = _backend(backend, g, w, alpha, beta)
+    wn = _convert(b, w)
+    dev = b.device(wn)
+    return b.dirac_weight_vjp(
+        _convert(b, g), wn, _scale(b, alpha, dev), _scale(b, beta, dev), **args
+    )
+
+
+def _weight_args(
+    w: Any, alpha: Any, beta: Any, eps: Any, normalize: Any, groups: Any, policy: Any
+) -> dict[str, Any]:
+    _check_filters(w, "w")
+    out_channels = ck.shape_of(w)[0]
+    ck.scale_shape(alpha, "alpha", out_channels)
+    ck.scale_shape(beta, "beta", out_channels)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}: {normalize!r}")
+    return {
+        "eps": ck.eps_value(eps),
+        "normalize": normalize,
+        "groups": ck.groups_for(groups, out_channels),
+        "policy": ck.policy_value(policy),
+    }
+
+
+# ---------------------------------------------------------------------------- NCReLU
+
+
+def ncrelu(x: Any, *, axis: int = 1, backend: str | Backend | None = None) -> Array:
+    """Negative-concatenated ReLU: ``concat([max(x, 0), min(x, 0)], axis)`` (paper eq. 10).
+
+    The output has twice ``x``'s length along ``axis``.
+
+    Examples
+    --------
+    >>> ncrelu(np.array([[-1.0, 2.0]]), axis=1)
+    array([[ 0.,  2., -1.,  0.]])
+    """
+    ck.require_float(x, "x")
+    axis = ck.axis_value(axis, len(ck.require_ndim(x, "x", 1, "an array")))
+    b = _backend(backend, x)
+    return b.ncrelu(_convert(b, x), axis=axis)
+
+
+def ncrelu_vjp(g: Any, x: Any, *, axis: int = 1, backend: str | Backend | None = None) -> Array:
+    """Vector-Jacobian product of :func:`ncrelu`: ``dx = g_pos * [x > 0] + g_neg * [x < 0]``.
+
+    The gradient at exactly zero is zero on both halves.
+    """
+    dt = ck.require_float(x, "x")
+    shape = ck.require_ndim(x, "x", 1, "an array")
+    axis = ck.axis_value(axis, len(shape))
+    ck.require_same_dtype(dt, g, "g", "x")
+    doubled = (*shape[:axis], 2 * shape[axis], *shape[axis + 1:])
+    ck.require_shape(g, "g", doubled, "ncrelu's output: x's shape, doubled along axis")
+    b = _backend(backend, g, x)
+    return b.ncrelu_vjp(_convert(b, g), _convert(b, x), axis=axis)
+
+
+# ---------------------------------------------------------------------------- convolution
+
+
+def conv(
+    x: Any,
+    w: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    backend: str | Backend | None = None,
+) -> Array:
+    """N-d cross-correlation with zero padding, as deep-learning frameworks define "conv".
+
+    ``y[n, o, p] = bias[o] + sum_{i, k} x_pad[n, g*Ni + i, p*s + k*d] * w[o, i, k]``, with
+    ``g = o // (O/groups)``, over ``L = w.ndim - 2 >= 0`` spatial dims.
+
+    Parameters
+    ----------
+    x : array ``(N, C, S1, ..., SL)``; ``w`` : array ``(O, C/groups, K1, ..., KL)``;
+    bias : array ``(O,)`` or None. All of one floating dtype.
+    stride, dilation : int or L ints, >= 1.
+    padding : int, L ints, L ``(left, right)`` pairs, ``"valid"``, or ``"same"`` (stride 1
+        only; left ``d*floor(K/2)``, right ``d*(K-1) - left``, so ``conv(x, delta) == x``).
+    groups : int dividing both C and O.
+
+    Examples
+    --------
+    >>> x = np.arange(4.0).reshape(1, 1, 4)
+    >>> conv(x, np.ones((1, 1, 2)), padding="same")
+    array([[[0., 1., 3., 5.]]])
+    """
+    args = _conv_args(x, w, bias, stride, padding, dilation, groups)
+    b = _backend(backend, x, w, bias)
+    return b.conv(_convert(b, x), _convert(b, w), _convert(b, bias), **args)
+
+
+def conv_vjp(
+    g: Any,
+    x: Any,
+    w: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    backend: str | Backend | None = None,
+) -> tuple[Array, Array, Array | None]:
+    """Vector-Jacobian product of :func:`conv`: ``(dx, dw, dbias)``; ``dbias`` is None
+    when ``bias`` is None.
+
+    ``dbias[o] = sum g[:, o]``; ``dw[o, i, k] = sum_{n,p} g[n, o, p] x_pad[n, c, p*s + k*d]``;
+    ``dx`` is the transposed convolution of ``g`` with ``w``, cropped back by the padding.
+    """
+    args = _conv_args(x, w, bias, stride, padding, dilation, groups)
+    ck.require_same_dtype(ck.array_dtype(x), g, "g", "x")
+    expected = conv_output_shape(
+        ck.shape_of(x), ck.shape_of(w), args["stride"], args["padding"], args["dilation"]
+    )
+    ck.require_shape(g, "g", expected, "the shape of conv's output")
+    b = _backend(backend, g, x, w, bias)
+    return b.conv_vjp(
+        _convert(b, g), _convert(b, x), _convert(b, w), _convert(b, bias), **args
+    )
+
+
+def conv_output_shape(
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: str | Pairs,
+    dilation: tuple[int, ...],
+) -> tuple[int, ...]:
+    """Shape of ``conv``'s output for canonical arguments."""
+    pads = resolve_padding(padding, w_shape[2:], dilation)
+    spatial = tuple(
+        output_size(s, k, st, d, p)
+        for s, k, st, d, p in zip(x_shape[2:], w_shape[2:], stride, dilation, pads, strict=True)
+    )
+    return (x_shape[0], w_shape[0], *spatial)
+
+
+def _conv_args(
+    x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> dict[str, Any]:
+    dt = ck.require_float(x, "x")
+    ck.require_same_dtype(dt, w, "w", "x")
+    w_shape = ck.require_ndim(w, "w", 2, "(O, C/groups, K...)")
+    x_shape = ck.shape_of(x)
+    if len(x_shape) != len(w_shape):
+        raise ValueError(
+            f"x has shape {x_shape} but w has shape {w_shape}: x must be (N, C, S...) with "
+            f"{len(w_shape) - 2} spatial dims, matching w"
+        )
+    groups = ck.groups_for(groups, w_shape[0], x_shape[1])
+    if x_shape[1] != w_shape[1] * groups:
+        raise ValueError(
+            f"x has {x_shape[1]} channels but w of shape {w_shape} with groups={groups} "
+            f"expects {w_shape[1] * groups}"
+        )
+    if bias is not None:
+        ck.require_same_dtype(dt, bias, "bias", "x")
+        ck.require_shape(bias, "bias", (w_shape[0],), "one per output channel")
+    ndim = len(w_shape) - 2
+    stride = as_tuple(stride, ndim, "stride")
+    dilation = as_tuple(dilation, ndim, "dilation")
+    padding = canonical_padding(padding, ndim, stride)
+    out = conv_output_shape(x_shape, w_shape, stride, padding, dilation)
+    if any(s < 1 for s in out[2:]):
+        raise ValueError(
+            f"x of spatial shape {x_shape[2:]} is too small for kernel {w_shape[2:]} with "
+            f"dilation={dilation} and padding={padding}: the output would be {out[2:]}"
+        )
+    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+
+
+# ---------------------------------------------------------------------------- batch norm
+
+
+def fold_batchnorm(
+    weight: Any,
+    bias: Any,
+    gamma: Any,
+    beta: Any,
+    mean: Any,
+    var: Any,
+    *,
+    eps: float = 1e-5,
+    backend: str | Backend | None = None,
+) -> tuple[Array, Array]:
+    """Fold an eval-mode batch norm that follows a conv into the conv.
+
+    With ``s = gamma / sqrt(var + eps)`` per output channel: ``W' = W * s`` (broadcast over
+    all axes but the first) and ``b' = (b - mean) * s + beta`` (``b = 0`` when ``bias`` is
+    None). Exact for any sign of ``gamma``. Never fold across a pooling or activation layer.
+
+    Raises
+    ------
+    ValueError
+        Any of ``bias, gamma, beta, mean, var`` not of shape ``(O,)``; a negative ``var``.
+    """
+    dt = ck.require_float(weight, "weight")
+    out_channels = ck.require_ndim(weight, "weight", 1, "(O, ...)")[0]
+    vectors = {"bias": bias, "gamma": gamma, "beta": beta, "mean": mean, "var": var}
+    for name, value in vectors.items():
+        if value is None and name == "bias":
+            continue
+        ck.require_same_dtype(dt, value, name, "weight")
+        ck.require_shape(value, name, (out_channels,), "one per output channel")
+    eps = ck.eps_value(eps, allow_zero=True)
+    b = _backend(backend, weight, *vectors.values())
+    native = {k: _convert(b, v) for k, v in vectors.items()}
+    if bool((b.to_numpy(native["var"]) + eps <= 0).any()):
+        raise ValueError("var must be >= 0 and var + eps > 0 in every channel")
+    return b.fold_batchnorm(_convert(b, weight), eps=eps, **native)

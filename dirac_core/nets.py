@@ -1,0 +1,254 @@
+"""The DiracNet architectures as plain data (DESIGN section 5).
+
+A :class:`NetSpec` is a tuple of named stages, each a tuple of layers. The PyTorch builders in
+``dirac_torch.models`` are generated from these specs, so this module is the single source of
+truth for every architecture and :func:`count_parameters` for its size.
+
+Each Dirac layer is ``NCReLU -> Conv 3x3 (same padding, no bias) -> BatchNorm``; with NCReLU a
+layer taking C channels has a conv with 2C inputs. Variants:
+
+- ``parameterization``: ``"dirac"`` (``alpha * delta + beta * normalize(W)``, learned alpha and
+  beta), ``"plain"`` (the paper's control: a plain conv, same shapes), or ``"resnet"`` (eq. 14:
+  ``W_hat = delta + W`` with fixed ``alpha = beta = 1`` and no normalization, i.e. a residual
+  connection around every conv);
+- ``activation``: ``"ncrelu"`` (paper, v1) or ``"relu"``;
+- ``per_channel``: alpha and beta per output channel (the authors' later v2) instead of scalars.
+
+The classifier head is ``ReLU -> global average pool -> Linear``: the last Dirac layer ends in
+a batch norm, and, as in the authors' code, a ReLU precedes the pooling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PARAMETERIZATIONS = ("dirac", "plain", "resnet")
+ACTIVATIONS = ("ncrelu", "relu")
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A convolution. ``parameterization`` is ``"none"`` for a stem conv."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int | str = 0
+    bias: bool = False
+    parameterization: str = "none"
+    per_channel: bool = False
+
+    def num_parameters(self) -> int:
+        weight = self.out_channels * self.in_channels * self.kernel_size**2
+        scales = 0
+        if self.parameterization == "dirac":
+            scales = 2 * (self.out_channels if self.per_channel else 1)
+        return weight + (self.out_channels if self.bias else 0) + scales
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    channels: int
+
+    def num_parameters(self) -> int:
+        return 2 * self.channels  # gamma and beta; running statistics are buffers
+
+
+@dataclass(frozen=True)
+class ReLU:
+    def num_parameters(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class NCReLU:
+    """Doubles the channel count: ``channels`` in, ``2 * channels`` out."""
+
+    channels: int
+
+    def num_parameters(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    kernel_size: int
+    stride: int
+    padding: int = 0
+
+    def num_parameters(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool:
+    """Average over every spatial position, then flatten to ``(N, C)``."""
+
+    def num_parameters(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class Linear:
+    in_features: int
+    out_features: int
+
+    def num_parameters(self) -> int:
+        return self.in_features * self.out_features + self.out_features
+
+
+Layer = Conv | BatchNorm | ReLU | NCReLU | MaxPool | GlobalAvgPool | Linear
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    layers: tuple[Layer, ...]
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A network: named stages applied in order to ``(N, in_channels, H, W)`` inputs."""
+
+    name: str
+    in_channels: int
+    image_size: int
+    num_classes: int
+    stages: tuple[Stage, ...]
+    options: dict = field(default_factory=dict, compare=False)
+
+    def layers(self) -> list[tuple[str, Layer]]:
+        """Every layer with a dotted name ``stage.index``."""
+        return [(f"{s.name}.{i}", layer) for s in self.stages for i, layer in enumerate(s.layers)]
+
+
+def count_parameters(spec: NetSpec) -> int:
+    """Number of trainable parameters (weights, biases, alpha/beta, BN affine)."""
+    return sum(layer.num_parameters() for _, layer in spec.layers())
+
+
+def dirac_layer(
+    in_channels: int, out_channels: int, *, activation: str, parameterization: str,
+    per_channel: bool,
+) -> tuple[Layer, ...]:
+    """``activation -> 3x3 conv (same padding, no bias) -> BatchNorm``."""
+    if activation == "ncrelu":
+        act: Layer = NCReLU(in_channels)
+        conv_in = 2 * in_channels
+    else:
+        act, conv_in = ReLU(), in_channels
+    conv = Conv(
+        conv_in, out_channels, 3, padding="same", parameterization=parameterization,
+        per_channel=per_channel,
+    )
+    return (act, conv, BatchNorm(out_channels))
+
+
+def _dirac_groups(
+    widths: tuple[int, ...], layers_per_group: tuple[int, ...], stem_width: int, **layer_kw
+) -> list[Stage]:
+    stages, channels = [], stem_width
+    for g, (width, count) in enumerate(zip(widths, layers_per_group, strict=True)):
+        layers: list[Layer] = [MaxPool(2, 2)] if g else []
+        for _ in range(count):
+            layers.extend(dirac_layer(channels, width, **layer_kw))
+            channels = width
+        stages.append(Stage(f"group{g}", tuple(layers)))
+    return stages
+
+
+def _check_variant(width: int, num_classes: int, activation: str, parameterization: str) -> None:
+    for name, value in (("width", width), ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} is not accepted; use one of {ACTIVATIONS}")
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(
+            f"parameterization={parameterization!r} is not accepted; use one of "
+            f"{PARAMETERIZATIONS}"
+        )
+
+
+def _head(channels: int, num_classes: int) -> Stage:
+    return Stage("head", (ReLU(), GlobalAvgPool(), Linear(channels, num_classes)))
+
+
+def diracnet_cifar(
+    depth: int = 34,
+    width: int = 1,
+    num_classes: int = 10,
+    *,
+    activation: str = "ncrelu",
+    parameterization: str = "dirac",
+    per_channel: bool = False,
+    in_channels: int = 3,
+    image_size: int = 32,
+) -> NetSpec:
+    """CIFAR DiracNet-``depth``-``width``: ``n = (depth - 4) // 6``, three groups of ``2n``
+    Dirac layers of widths ``(16, 32, 64) * width``, max-pool 2x2 between groups.
+
+    Raises
+    ------
+    ValueError
+        ``depth`` with ``(depth - 4) % 6 != 0`` or ``depth < 10``; a bad width or variant.
+    """
+    _check_variant(width, num_classes, activation, parameterization)
+    if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        raise ValueError(
+            f"depth={depth!r} is not accepted; use 6n + 4 with n >= 1 (10, 16, 28, 34, ...)"
+        )
+    n = (depth - 4) // 6
+    widths = tuple(c * width for c in (16, 32, 64))
+    stem = Stage(
+        "stem",
+        (Conv(in_channels, widths[0], 3, padding=1), BatchNorm(widths[0]), ReLU()),
+    )
+    kw = {"activation": activation, "parameterization": parameterization,
+          "per_channel": per_channel}
+    groups = _dirac_groups(widths, (2 * n,) * 3, widths[0], **kw)
+    name = f"diracnet{depth}-{width}"
+    return NetSpec(
+        name, in_channels, image_size, num_classes,
+        (stem, *groups, _head(widths[-1], num_classes)),
+        {"depth": depth, "width": width, **kw},
+    )
+
+
+IMAGENET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+def diracnet_imagenet(
+    depth: int = 18,
+    width: int = 1,
+    num_classes: int = 1000,
+    *,
+    activation: str = "ncrelu",
+    parameterization: str = "dirac",
+    per_channel: bool = False,
+    in_channels: int = 3,
+    image_size: int = 224,
+) -> NetSpec:
+    """ImageNet DiracNet-18/34: widths ``(64, 128, 256, 512) * width``, ``2 * (2, 2, 2, 2)``
+    (18) or ``2 * (3, 4, 6, 3)`` (34) Dirac layers per group; stem conv 7x7 stride 2 -> BN ->
+    max-pool 3x3 stride 2; max-pool 2x2 between groups.
+    """
+    _check_variant(width, num_classes, activation, parameterization)
+    if depth not in IMAGENET_LAYERS:
+        raise ValueError(f"depth={depth!r} is not accepted; use one of {sorted(IMAGENET_LAYERS)}")
+    widths = tuple(c * width for c in (64, 128, 256, 512))
+    stem = Stage(
+        "stem",
+        (Conv(in_channels, widths[0], 7, stride=2, padding=3), BatchNorm(widths[0]),
+         MaxPool(3, 2, 1)),
+    )
+    kw = {"activation": activation, "parameterization": parameterization,
+          "per_channel": per_channel}
+    counts = tuple(2 * c for c in IMAGENET_LAYERS[depth])
+    groups = _dirac_groups(widths, counts, widths[0], **kw)
+    return NetSpec(
+        f"diracnet{depth}-{width}-imagenet", in_channels, image_size, num_classes,
+        (stem, *groups, _head(widths[-1], num_classes)),
+        {"depth": depth, "width": width, **kw},
+    )

@@ -1,0 +1,53 @@
+"""Filter normalization: each output filter divided by its L2 norm (paper eq. 13)."""
+
+from __future__ import annotations
+
+from ._xp import array_module, work_dtype
+
+
+def _filters(w):
+    """``w`` as ``(O, n)`` rows in the working dtype, with each row's max-abs ``(O, 1)``.
+
+    Scaling by the max-abs before squaring keeps the sum of squares finite and normal for any
+    finite input: 1e200 or 1e-200 in float64, 6e4 in float16.
+    """
+    xp = array_module(w)
+    flat = w.astype(work_dtype(w.dtype), copy=False).reshape(w.shape[0], -1)
+    scale = xp.max(xp.abs(flat), axis=1, keepdims=True) if flat.shape[1] else xp.zeros(
+        (flat.shape[0], 1), flat.dtype
+    )
+    scaled = flat / xp.where(scale > 0, scale, 1)
+    scaled_norm = xp.sqrt(xp.sum(scaled * scaled, axis=1, keepdims=True))
+    return xp, flat, scale, scaled, scaled_norm
+
+
+def normalize_filters(w, eps: float):
+    """``v / max(||v||, eps)`` for each filter ``v = w[o]``; zeros stay zeros.
+
+    ``||v|| = scale * ||v / scale||`` with ``scale = max|v|``. Above the clamp the result is
+    ``(v / scale) / ||v / scale||``, which cannot overflow; below it, ``v / eps``.
+    """
+    xp, flat, scale, scaled, scaled_norm = _filters(w)
+    clamped = scaled_norm * scale < eps
+    unit = scaled / xp.where(scaled_norm > 0, scaled_norm, 1)
+    # Mask before dividing: the branch not taken must not overflow either.
+    out = xp.where(clamped, xp.where(clamped, flat, 0) / eps, unit)
+    return out.astype(w.dtype, copy=False).reshape(w.shape)
+
+
+def normalize_filters_vjp(g, w, eps: float):
+    """``dv = (g - u <u, g>) / ||v||`` above the clamp (``u = v / ||v||``), ``g / eps`` below.
+
+    The division by ``||v|| = scale * ||v / scale||`` is done in two steps so that it cannot
+    overflow; this is the derivative of ``v / max(||v||, eps)`` with the clamp's branch chosen
+    like a clamp-min (norm branch when ``||v|| >= eps``).
+    """
+    xp, flat, scale, scaled, scaled_norm = _filters(w)
+    grad = g.astype(flat.dtype, copy=False).reshape(flat.shape)
+    clamped = scaled_norm * scale < eps
+    safe_norm = xp.where(scaled_norm > 0, scaled_norm, 1)
+    unit = scaled / safe_norm
+    tangent = grad - unit * xp.sum(unit * grad, axis=1, keepdims=True)
+    above = tangent / safe_norm / xp.where(clamped | (scale == 0), 1, scale)
+    out = xp.where(clamped, xp.where(clamped, grad, 0) / eps, above)
+    return out.astype(w.dtype, copy=False).reshape(w.shape)

@@ -1,0 +1,74 @@
+"""The reference backend: the specification itself, run on NumPy arrays.
+
+Each method delegates to the module that holds the op's maths, so this file is only wiring.
+Registered under the entry-point name ``numpy``; ``dirac_conformance`` compares every other
+backend against it in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import batchnorm, delta, normalize, weight
+from .activation import ncrelu as ncrelu_forward
+from .activation import ncrelu_vjp
+from .backend import Availability
+from .convolution import conv as conv_forward
+from .convolution import conv_vjp
+
+
+class NumpyBackend:
+    """The float64-exact reference (float32 and float16 computed in at least float32)."""
+
+    name = "numpy"
+    dtypes: tuple[str, ...] = ("float64", "float32", "float16")
+
+    def available(self) -> Availability:
+        return Availability(True)
+
+    def owns(self, x: object) -> bool:
+        return isinstance(x, np.ndarray | np.generic)
+
+    def from_numpy(self, a: np.ndarray, device: Any = None) -> np.ndarray:
+        if device not in (None, "cpu"):
+            raise ValueError(f"device={device!r}: the numpy backend runs on 'cpu' only")
+        return np.asarray(a)
+
+    def to_numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x)
+
+    def device(self, x: np.ndarray) -> None:
+        return None
+
+    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+        self.from_numpy(np.empty(0), device)  # same device check as every other input
+        return delta.dirac_tensor(shape, groups, policy, np.dtype(dtype or "float64"))
+
+    def normalize_filters(self, w, *, eps):
+        return normalize.normalize_filters(w, eps)
+
+    def normalize_filters_vjp(self, g, w, *, eps):
+        return normalize.normalize_filters_vjp(g, w, eps)
+
+    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
+        return weight.dirac_weight(w, alpha, beta, eps, normalize, groups, policy)
+
+    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
+        return weight.dirac_weight_vjp(g, w, alpha, beta, eps, normalize, groups, policy)
+
+    def ncrelu(self, x, *, axis):
+        return ncrelu_forward(x, axis)
+
+    def ncrelu_vjp(self, g, x, *, axis):
+        return ncrelu_vjp(g, x, axis)
+
+    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+        return conv_forward(x, w, bias, stride, padding, dilation, groups)
+
+    def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
+        return conv_vjp(g, x, w, bias, stride, padding, dilation, groups)
+
+    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+        return batchnorm.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)

@@ -1,0 +1,166 @@
+"""Finding backends: the ``dirac_core.backends`` entry-point group, loaded lazily.
+
+A third party registers a backend by installing a package that declares, in its
+``pyproject.toml``::
+
+    [project.entry-points."dirac_core.backends"]
+    mybackend = "my_package.module:MyBackend"
+
+The attribute may be a class (instantiated with no arguments) or a ready instance. Nothing is
+imported until a backend is asked for, so ``import dirac_core`` imports no framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from .backend import Backend
+
+GROUP = "dirac_core.backends"
+
+_loaded: dict[str, Backend] = {}
+
+
+@cache
+def _entry_points() -> dict[str, Any]:
+    eps = {ep.name: ep for ep in entry_points(group=GROUP)}
+    # The reference is always there, even when the distribution metadata is not (a source tree).
+    eps.setdefault("numpy", "dirac_core.reference:NumpyBackend")
+    return eps
+
+
+def _instantiate(obj: Any) -> Backend:
+    return obj() if isinstance(obj, type) else obj
+
+
+def _load_target(target: str) -> Backend:
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return _instantiate(obj)
+
+
+def backend_names() -> list[str]:
+    """Names of every registered backend, usable or not, sorted."""
+    return sorted(_entry_points())
+
+
+def get_backend(name: str | Backend, *, require_available: bool = True) -> Backend:
+    """Return the backend registered as ``name``.
+
+    Parameters
+    ----------
+    name : str or Backend
+        An entry-point name (``"numpy"``, ``"torch"``, ``"cupy"``, or a third party's), a
+        ``"module:attribute"`` path, or a backend object (returned as is).
+    require_available : bool
+        If true (default), raise when the backend is installed but cannot run here.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the known ones), or a backend that cannot run here
+        (the message gives its reason, e.g. "CuPy found no CUDA device").
+    TypeError
+        ``name`` is neither a string nor a backend.
+    """
+    if not isinstance(name, str):
+        if isinstance(name, Backend):
+            return name
+        raise TypeError(
+            f"backend must be a backend name (str) or a Backend object, got "
+            f"{type(name).__name__}: {name!r}"
+        )
+    backend = _loaded.get(name)
+    if backend is None:
+        backend = _load(name)
+        _loaded[name] = backend
+    if require_available:
+        status = backend.available()
+        if not status:
+            raise ValueError(f"backend={name!r} is installed but not usable here: {status.reason}")
+    return backend
+
+
+def _load(name: str) -> Backend:
+    eps = _entry_points()
+    if name in eps:
+        target = eps[name]
+        try:
+            if isinstance(target, str):
+                return _load_target(target)
+            return _instantiate(target.load())
+        except ImportError as exc:
+            raise ValueError(
+                f"backend={name!r} is registered but could not be imported: {exc}"
+            ) from exc
+    if ":" in name:
+        return _load_target(name)
+    raise ValueError(f"backend={name!r} is not known; known backends: {', '.join(backend_names())}")
+
+
+def available_backends() -> dict[str, str]:
+    """Every registered backend and whether it runs here.
+
+    Returns
+    -------
+    dict
+        ``{name: ""}`` for a usable backend, ``{name: reason}`` for one that is not.
+    """
+    report = {}
+    for name in backend_names():
+        try:
+            status = get_backend(name, require_available=False).available()
+            report[name] = "" if status else status.reason
+        except (ImportError, ValueError) as exc:
+            report[name] = str(exc)
+    return report
+
+
+def infer_backend(*arrays: Any) -> Backend:
+    """The backend that owns the given arrays (``None`` entries are skipped).
+
+    NumPy arrays and Python scalars belong to the reference. Other arrays are matched by the
+    top-level module of their type against the registered names (``torch.Tensor`` -> "torch"),
+    then by asking each loaded backend's ``owns``.
+
+    Raises
+    ------
+    TypeError
+        Arrays from two different backends, or an array no backend owns.
+    """
+    found: dict[str, Backend] = {}
+    for x in arrays:
+        if x is None or isinstance(x, (int, float)):
+            continue
+        backend = _owner(x)
+        found.setdefault(backend.name, backend)
+    if len(found) > 1:
+        raise TypeError(
+            f"inputs mix arrays of backends {sorted(found)}; convert them to one kind or pass "
+            f"backend= explicitly"
+        )
+    return next(iter(found.values())) if found else get_backend("numpy")
+
+
+def _owner(x: Any) -> Backend:
+    import numpy as np
+
+    if isinstance(x, (np.ndarray, np.generic)):
+        return get_backend("numpy")
+    root = type(x).__module__.split(".")[0]
+    if root in _entry_points():
+        backend = get_backend(root, require_available=False)
+        if backend.owns(x):
+            return backend
+    for backend in list(_loaded.values()):
+        if backend.owns(x):
+            return backend
+    raise TypeError(
+        f"no backend owns an array of type {type(x).__module__}.{type(x).__qualname__}; "
+        f"known backends: {', '.join(backend_names())}"
+    )

@@ -1,0 +1,51 @@
+"""The Dirac parameterization ``W_hat = alpha * delta + beta * normalize(W)`` (paper eq. 13)."""
+
+from __future__ import annotations
+
+from ._xp import array_module, work_dtype
+from .delta import dirac_tensor
+from .normalize import normalize_filters, normalize_filters_vjp
+
+
+def _per_channel(scale, ndim: int, dtype):
+    """A 0-d or ``(O,)`` scale as an array broadcasting over ``(O, ...)``."""
+    scale = scale.astype(dtype, copy=False)
+    return scale.reshape((-1,) + (1,) * (ndim - 1)) if scale.ndim else scale
+
+
+def _reduce_to(full, like):
+    """Sum ``full`` (shape ``(O, ...)``) down to ``like``'s shape: ``()`` or ``(O,)``."""
+    if like.ndim == 0:
+        return array_module(full).asarray(full.sum())
+    return full.reshape(full.shape[0], -1).sum(axis=1)
+
+
+def _terms(w, eps: float, normalize: bool, groups: int, policy: str):
+    """The working dtype, ``delta`` and ``normalize(W)`` (or ``W``) in that dtype."""
+    xp = array_module(w)
+    dtype = work_dtype(w.dtype)
+    delta = dirac_tensor(w.shape, groups, policy, dtype, xp)
+    direction = normalize_filters(w.astype(dtype), eps) if normalize else w.astype(dtype)
+    return dtype, delta, direction
+
+
+def dirac_weight(w, alpha, beta, eps: float, normalize: bool, groups: int, policy: str):
+    """``alpha * delta + beta * normalize(W)``, scales broadcast per output channel."""
+    dtype, delta, direction = _terms(w, eps, normalize, groups, policy)
+    a = _per_channel(alpha, w.ndim, dtype)
+    b = _per_channel(beta, w.ndim, dtype)
+    return (a * delta + b * direction).astype(w.dtype, copy=False)
+
+
+def dirac_weight_vjp(g, w, alpha, beta, eps: float, normalize: bool, groups: int, policy: str):
+    """``(dW, dalpha, dbeta)`` with ``dalpha = sum g*delta``, ``dbeta = sum g*normalize(W)``
+    (each reduced to its argument's shape) and ``dW = normalize_vjp(beta * g, W)``."""
+    dtype, delta, direction = _terms(w, eps, normalize, groups, policy)
+    grad = g.astype(dtype, copy=False)
+    b = _per_channel(beta, w.ndim, dtype)
+    dalpha = _reduce_to(grad * delta, alpha)
+    dbeta = _reduce_to(grad * direction, beta)
+    scaled = b * grad
+    dw = normalize_filters_vjp(scaled, w.astype(dtype), eps) if normalize else scaled
+    cast = w.dtype
+    return dw.astype(cast, copy=False), dalpha.astype(cast), dbeta.astype(cast)

@@ -9,16 +9,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 POLICIES = ("tile", "min")
 
 
 def dtype_name(dtype: Any) -> str:
     """The name of a dtype object (NumPy, CuPy or torch), e.g. ``"float32"``."""
+    if isinstance(dtype, str):
+        return dtype
     name = getattr(dtype, "name", None)
     if isinstance(name, str):
         return name
-    return str(dtype).rsplit(".", 1)[-1]
+    if isinstance(dtype, type):  # a NumPy scalar type such as np.float32
+        return np.dtype(dtype).name
+    return str(dtype).rsplit(".", 1)[-1]  # torch.float32 -> "float32"
 
 
 def array_dtype(x: Any) -> str:

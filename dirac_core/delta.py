@@ -8,20 +8,31 @@ from typing import Any
 import numpy as np
 
 
-def dirac_mask(out_channels: int, in_per_group: int, groups: int, policy: str, xp: ModuleType = np):
-    """Boolean ``(O, I/groups)`` matrix: where the Dirac tensor holds a one at the centre.
+def dirac_indices(
+    out_channels: int, in_per_group: int, groups: int, policy: str, xp: ModuleType = np
+):
+    """Row and column indices ``(o, i)`` of the ones of the Dirac tensor's centre slice.
 
-    With ``No = O/groups`` and ``n = min(No, Ni)`` and ``o' = o % No`` the index within the
-    group: ``policy="tile"`` marks ``o' % n == i % n`` (paper eq. 7-8: ``[I I ... I]`` along the
-    longer axis, continued cyclically when ``n`` divides neither count); ``policy="min"`` marks
-    ``o' == i`` only, as ``torch.nn.init.dirac_``.
+    With ``No = O/groups``, ``n = min(No, Ni)`` and ``o' = o % No`` the index within the group:
+    ``policy="tile"`` marks every ``i`` with ``o' % n == i % n`` (paper eq. 7-8: ``[I I ... I]``
+    along the longer axis, continued cyclically when ``n`` divides neither count);
+    ``policy="min"`` marks ``o' == i`` only, as ``torch.nn.init.dirac_``.
+
+    The pairs are generated directly, ``O * ceil(Ni / n)`` of them, never an ``O x Ni`` mask.
     """
-    local = xp.arange(out_channels)[:, None] % (out_channels // groups)
-    inputs = xp.arange(in_per_group)[None, :]
+    per_group = out_channels // groups
+    n = min(per_group, in_per_group)
+    rows = xp.arange(out_channels)
+    local = rows % per_group
     if policy == "min":
-        return local == inputs
-    n = min(out_channels // groups, in_per_group)
-    return (local % n) == (inputs % n)
+        keep = local < n
+        return rows[keep], local[keep]
+    # Candidates i = o' % n + j * n for j = 0, 1, ...; those below Ni are the ones.
+    repeats = -(-in_per_group // n)
+    cols = (local % n)[:, None] + n * xp.arange(repeats)[None, :]
+    rows = xp.broadcast_to(rows[:, None], cols.shape)
+    keep = cols < in_per_group
+    return rows[keep], cols[keep]
 
 
 def dirac_tensor(
@@ -34,7 +45,7 @@ def dirac_tensor(
     """
     out_channels, in_per_group, *kernel = shape
     delta = xp.zeros(shape, dtype=dtype)
-    rows, cols = xp.nonzero(dirac_mask(out_channels, in_per_group, groups, policy, xp))
+    rows, cols = dirac_indices(out_channels, in_per_group, groups, policy, xp)
     centre = tuple(k // 2 for k in kernel)
     delta[(rows, cols, *centre)] = 1
     return delta

@@ -21,6 +21,13 @@ def _filters(w):
     return xp, flat, scale, scaled, scaled_norm
 
 
+def _clamped(xp, scale, scaled_norm, eps: float):
+    """``||v|| < eps``, decided without forming ``||v||`` for large filters (it may overflow):
+    ``||v|| >= max|v| = scale``, so only filters with ``scale < eps`` can be below the clamp."""
+    small = scale < eps
+    return small & (xp.where(small, scale, 0) * scaled_norm < eps)
+
+
 def normalize_filters(w, eps: float):
     """``v / max(||v||, eps)`` for each filter ``v = w[o]``; zeros stay zeros.
 
@@ -28,7 +35,7 @@ def normalize_filters(w, eps: float):
     ``(v / scale) / ||v / scale||``, which cannot overflow; below it, ``v / eps``.
     """
     xp, flat, scale, scaled, scaled_norm = _filters(w)
-    clamped = scaled_norm * scale < eps
+    clamped = _clamped(xp, scale, scaled_norm, eps)
     unit = scaled / xp.where(scaled_norm > 0, scaled_norm, 1)
     # Mask before dividing: the branch not taken must not overflow either.
     out = xp.where(clamped, xp.where(clamped, flat, 0) / eps, unit)
@@ -44,7 +51,7 @@ def normalize_filters_vjp(g, w, eps: float):
     """
     xp, flat, scale, scaled, scaled_norm = _filters(w)
     grad = g.astype(flat.dtype, copy=False).reshape(flat.shape)
-    clamped = scaled_norm * scale < eps
+    clamped = _clamped(xp, scale, scaled_norm, eps)
     safe_norm = xp.where(scaled_norm > 0, scaled_norm, 1)
     unit = scaled / safe_norm
     tangent = grad - unit * xp.sum(unit * grad, axis=1, keepdims=True)

@@ -38,9 +38,12 @@ def _instantiate(obj: Any) -> Backend:
 
 def _load_target(target: str) -> Backend:
     module, _, attr = target.partition(":")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"backend={target!r} could not be loaded: {exc}") from exc
     return _instantiate(obj)
 
 
@@ -90,11 +93,11 @@ def _load(name: str) -> Backend:
     eps = _entry_points()
     if name in eps:
         target = eps[name]
+        if isinstance(target, str):
+            return _load_target(target)
         try:
-            if isinstance(target, str):
-                return _load_target(target)
             return _instantiate(target.load())
-        except ImportError as exc:
+        except (ImportError, AttributeError) as exc:
             raise ValueError(
                 f"backend={name!r} is registered but could not be imported: {exc}"
             ) from exc

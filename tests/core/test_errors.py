@@ -1,0 +1,71 @@
+"""Bad calls fail loudly: the right exception, and a message naming the offending argument."""
+
+import numpy as np
+import pytest
+
+import dirac_core as dc
+
+X = np.zeros((1, 4, 5, 5))
+W = np.zeros((4, 4, 3, 3))
+V = np.zeros(4)
+
+BAD_CALLS = [
+    # (call, exception, word the message must contain)
+    (lambda: dc.dirac_tensor((4,)), ValueError, "shape"),
+    (lambda: dc.dirac_tensor(4), TypeError, "shape"),
+    (lambda: dc.dirac_tensor((4, 0, 3)), ValueError, "shape"),
+    (lambda: dc.dirac_tensor((4, 2.5, 3)), TypeError, "shape"),
+    (lambda: dc.dirac_tensor((4, 4, 3), groups=3), ValueError, "groups"),
+    (lambda: dc.dirac_tensor((4, 4, 3), groups=0), ValueError, "groups"),
+    (lambda: dc.dirac_tensor((4, 4, 3), policy="ceil"), ValueError, "policy"),
+    (lambda: dc.dirac_tensor((4, 4, 3), dtype="int32"), TypeError, "dtype"),
+    (lambda: dc.dirac_tensor((4, 4, 3), backend="nope"), ValueError, "backend"),
+    (lambda: dc.dirac_tensor((4, 4, 3), backend=3), TypeError, "backend"),
+    (lambda: dc.normalize_filters(np.zeros(3)), ValueError, "w"),
+    (lambda: dc.normalize_filters(np.zeros((2, 2), dtype=int)), TypeError, "w"),
+    (lambda: dc.normalize_filters(W, eps=0.0), ValueError, "eps"),
+    (lambda: dc.normalize_filters(W, eps="1e-12"), TypeError, "eps"),
+    (lambda: dc.normalize_filters([[1.0]]), TypeError, "w"),
+    (lambda: dc.normalize_filters_vjp(np.zeros((4, 4, 3)), W), ValueError, "g"),
+    (lambda: dc.dirac_weight(W, np.zeros(3), 1.0), ValueError, "alpha"),
+    (lambda: dc.dirac_weight(W, 1.0, np.zeros((4, 1))), ValueError, "beta"),
+    (lambda: dc.dirac_weight(W, True, 1.0), TypeError, "alpha"),
+    (lambda: dc.dirac_weight(W, 1.0, 1.0, normalize="yes"), TypeError, "normalize"),
+    (lambda: dc.dirac_weight(W, 1.0, 1.0, groups=3), ValueError, "groups"),
+    (lambda: dc.dirac_weight_vjp(np.zeros((4, 4, 3, 3), np.float32), W, 1.0, 1.0), TypeError, "g"),
+    (lambda: dc.ncrelu(X, axis=4), ValueError, "axis"),
+    (lambda: dc.ncrelu(X, axis=1.0), TypeError, "axis"),
+    (lambda: dc.ncrelu_vjp(X, X), ValueError, "g"),
+    (lambda: dc.conv(X, W, padding="same", stride=2), ValueError, "padding"),
+    (lambda: dc.conv(X, W, padding="full"), ValueError, "padding"),
+    (lambda: dc.conv(X, W, padding=-1), ValueError, "padding"),
+    (lambda: dc.conv(X, W, padding=(1, 1, 1)), ValueError, "padding"),
+    (lambda: dc.conv(X, W, padding=((1, 1, 1), (0, 0))), ValueError, "padding"),
+    (lambda: dc.conv(X, W, stride=0), ValueError, "stride"),
+    (lambda: dc.conv(X, W, stride=(1, 1, 1)), ValueError, "stride"),
+    (lambda: dc.conv(X, W, dilation=1.5), TypeError, "dilation"),
+    (lambda: dc.conv(X, np.zeros((4, 3, 3, 3))), ValueError, "channels"),
+    (lambda: dc.conv(X, W, groups=3), ValueError, "groups"),
+    (lambda: dc.conv(X[0], W), ValueError, "x"),
+    (lambda: dc.conv(X, W.astype(np.float32)), TypeError, "w"),
+    (lambda: dc.conv(X, W, np.zeros(3)), ValueError, "bias"),
+    (lambda: dc.conv(np.zeros((1, 4, 2, 2)), W), ValueError, "too small"),
+    (lambda: dc.conv_vjp(np.zeros((1, 4, 5, 5)), X, W), ValueError, "g"),
+    (lambda: dc.conv(X, W, backend="numpy:nonexistent"), ValueError, "backend"),
+    (lambda: dc.fold_batchnorm(W, None, V, V, V, np.zeros(3)), ValueError, "var"),
+    (lambda: dc.fold_batchnorm(W, None, V, V, V, -np.ones(4)), ValueError, "var"),
+    (lambda: dc.fold_batchnorm(W, np.zeros(2), V, V, V, V), ValueError, "bias"),
+    (lambda: dc.fold_batchnorm(W, None, V.astype(np.float32), V, V, V), TypeError, "gamma"),
+    (lambda: dc.fold_batchnorm(W, None, V, V, V, V, eps=-1.0), ValueError, "eps"),
+]
+
+
+@pytest.mark.parametrize("call,exc,word", BAD_CALLS, ids=range(len(BAD_CALLS)))
+def test_bad_call_is_named(call, exc, word):
+    with pytest.raises(exc) as info:
+        call()
+    assert word in str(info.value), str(info.value)
+
+
+def test_there_are_at_least_25_distinct_bad_calls():
+    assert len(BAD_CALLS) >= 25

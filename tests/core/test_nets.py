@@ -1,0 +1,71 @@
+"""Network specs: shapes chain, parameter counts, variants."""
+
+import pytest
+
+from dirac_core import nets
+
+
+def _walk(spec):
+    """Follow channels through the spec, asserting each layer accepts what the last produced."""
+    c = spec.in_channels
+    for name, layer in spec.layers():
+        if isinstance(layer, nets.Conv):
+            assert layer.in_channels == c, name
+            c = layer.out_channels
+        elif isinstance(layer, (nets.BatchNorm, nets.NCReLU)):
+            assert layer.channels == c, name
+            c = 2 * c if isinstance(layer, nets.NCReLU) else c
+        elif isinstance(layer, nets.Linear):
+            assert layer.in_features == c, name
+            c = layer.out_features
+    return c
+
+
+@pytest.mark.parametrize("depth", [10, 16, 28, 34])
+@pytest.mark.parametrize("activation", ["ncrelu", "relu"])
+def test_cifar_shapes_chain_and_depth(depth, activation):
+    spec = nets.diracnet_cifar(depth, 2, activation=activation)
+    assert _walk(spec) == 10
+    convs = [layer for _, layer in spec.layers() if isinstance(layer, nets.Conv)]
+    assert len(convs) == 1 + 6 * ((depth - 4) // 6)
+    assert sum(isinstance(layer, nets.MaxPool) for _, layer in spec.layers()) == 2
+
+
+def test_cifar_parameter_count_by_hand():
+    # depth 10, width 1: n = 1, two Dirac layers per group, NCReLU doubles conv inputs.
+    spec = nets.diracnet_cifar(10, 1)
+    stem = 3 * 16 * 9 + 2 * 16
+    layer = lambda cin, cout: 2 * cin * cout * 9 + 2 + 2 * cout  # noqa: E731
+    groups = (layer(16, 16) * 2) + (layer(16, 32) + layer(32, 32)) + (layer(32, 64) + layer(64, 64))
+    assert nets.count_parameters(spec) == stem + groups + 64 * 10 + 10
+
+
+def test_variants_change_only_what_they_should():
+    base = nets.count_parameters(nets.diracnet_cifar(16, 1))
+    plain = nets.count_parameters(nets.diracnet_cifar(16, 1, parameterization="plain"))
+    resnet = nets.count_parameters(nets.diracnet_cifar(16, 1, parameterization="resnet"))
+    per = nets.count_parameters(nets.diracnet_cifar(16, 1, per_channel=True))
+    dirac_convs = 6 * 2
+    assert base - plain == 2 * dirac_convs and plain == resnet
+    widths = [16] * 4 + [32] * 4 + [64] * 4
+    assert per - plain == sum(2 * w for w in widths)
+
+
+@pytest.mark.parametrize("depth,layers", [(18, 16), (34, 32)])
+def test_imagenet(depth, layers):
+    spec = nets.diracnet_imagenet(depth, 1)
+    assert _walk(spec) == 1000
+    dirac = [ly for _, ly in spec.layers() if isinstance(ly, nets.Conv) and ly.parameterization
+             == "dirac"]
+    assert len(dirac) == layers
+    assert spec.stages[0].layers[0].kernel_size == 7 and spec.stages[0].layers[0].stride == 2
+
+
+@pytest.mark.parametrize("kwargs,word", [
+    ({"depth": 12}, "depth"), ({"depth": 4}, "depth"), ({"width": 0}, "width"),
+    ({"activation": "gelu"}, "activation"), ({"parameterization": "skip"}, "parameterization"),
+    ({"num_classes": 0}, "num_classes"),
+])
+def test_bad_specs(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        nets.diracnet_cifar(**kwargs)

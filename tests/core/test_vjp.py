@@ -1,0 +1,83 @@
+"""Every VJP against central finite differences in float64: <g, J v> == <J^T g, v>."""
+
+import numpy as np
+from core_helpers import FINITE, arrays, conv_case, directional_fd
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import dirac_core as dc
+
+TOL = 1e-6  # central differences with h = 1e-6 on O(1) data: truncation ~1e-10, rounding ~1e-9
+
+
+def _check(f, args, index, grad, g, v):
+    jv = directional_fd(f, args, index, v)
+    lhs, rhs = float((g * jv).sum()), float((grad * v).sum())
+    assert abs(lhs - rhs) <= TOL * (1 + abs(lhs) + abs(rhs)), (lhs, rhs)
+
+
+@given(case=conv_case(max_dims=2), data=st.data())
+def test_conv_vjp(case, data):
+    x, w, bias, kw = case
+    y = dc.conv(x, w, bias, **kw)
+    g = data.draw(arrays(y.shape))
+    dx, dw, db = dc.conv_vjp(g, x, w, bias, **kw)
+    assert (db is None) == (bias is None)
+    f = lambda x_, w_, b_: dc.conv(x_, w_, b_, **kw)  # noqa: E731
+    args = [x, w, bias]
+    for index, grad in enumerate((dx, dw, db)):
+        if grad is not None:
+            _check(f, args, index, grad, g, data.draw(arrays(args[index].shape)))
+
+
+@st.composite
+def filters(draw):
+    o = draw(st.integers(1, 4))
+    shape = (o, draw(st.integers(1, 3)), *[draw(st.integers(1, 3))] * draw(st.integers(0, 2)))
+    w = draw(arrays(shape))
+    norms = np.sqrt((w.reshape(o, -1) ** 2).sum(axis=1))
+    assume(np.all(norms > 1e-3))  # away from the clamp, where the map is not differentiable
+    return w
+
+
+@given(w=filters(), data=st.data())
+def test_normalize_vjp(w, data):
+    g, v = data.draw(arrays(w.shape)), data.draw(arrays(w.shape))
+    _check(lambda w_: dc.normalize_filters(w_), [w], 0, dc.normalize_filters_vjp(g, w), g, v)
+
+
+def test_normalize_vjp_below_clamp_is_constant_branch():
+    w = np.array([[1e-14, -2e-14]])
+    g = np.array([[1.0, 2.0]])
+    np.testing.assert_allclose(dc.normalize_filters_vjp(g, w, eps=1e-12), g / 1e-12)
+
+
+@given(w=filters(), data=st.data(), normalize=st.booleans(),
+       per_channel=st.booleans(), policy=st.sampled_from(["tile", "min"]))
+def test_dirac_weight_vjp(w, data, normalize, per_channel, policy):
+    o = w.shape[0]
+    alpha = data.draw(arrays((o,))) if per_channel else np.asarray(data.draw(FINITE))
+    beta = data.draw(arrays((o,) if data.draw(st.booleans()) else ()))
+    kw = {"normalize": normalize, "policy": policy}
+    g = data.draw(arrays(w.shape))
+    grads = dc.dirac_weight_vjp(g, w, alpha, beta, **kw)
+    f = lambda w_, a_, b_: dc.dirac_weight(w_, a_, b_, **kw)  # noqa: E731
+    args = [w, alpha, beta]
+    for index, grad in enumerate(grads):
+        assert grad.shape == args[index].shape
+        _check(f, args, index, grad, g, data.draw(arrays(args[index].shape)))
+
+
+@given(data=st.data(), axis=st.integers(-3, 2))
+def test_ncrelu_vjp(data, axis):
+    x = data.draw(arrays((2, 3, 2), FINITE.filter(lambda v: abs(v) > 1e-3)))
+    y = dc.ncrelu(x, axis=axis)
+    g = data.draw(arrays(y.shape))
+    _check(lambda x_: dc.ncrelu(x_, axis=axis), [x], 0, dc.ncrelu_vjp(g, x, axis=axis), g,
+           data.draw(arrays(x.shape)))
+
+
+def test_ncrelu_gradient_at_zero_is_zero_on_both_halves():
+    x = np.array([[0.0, -0.0, 1.0, -1.0]])
+    g = np.arange(1.0, 9.0).reshape(1, 8)
+    np.testing.assert_array_equal(dc.ncrelu_vjp(g, x), [[0.0, 0.0, 3.0, 8.0]])

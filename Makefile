@@ -12,7 +12,6 @@ CONFORMANCE_ARGS := --pyargs dirac_conformance --dirac-backend numpy --dirac-bac
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[torch,onnx,test]'
 	touch $@
 

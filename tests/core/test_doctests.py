@@ -1,0 +1,28 @@
+"""The examples in the docstrings and in the README are run, so they cannot drift."""
+
+import doctest
+import importlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODULES = ["dirac_core", "dirac_core.api", "dirac_core.padding"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    flags = doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(module, extraglobs={"np": np}, optionflags=flags)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_readme_numpy_example():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    numpy_blocks = [b for b in blocks if "import dirac_core" in b]
+    assert numpy_blocks
+    for block in numpy_blocks:
+        exec(compile(block, "README.md", "exec"), {})

@@ -1,0 +1,198 @@
+"""The ``cupy`` backend: every op of the specification on a CUDA GPU, forward and VJP.
+
+Two paths compute each op:
+
+- the *generic* path runs the reference :mod:`dirac_core` unchanged on CuPy arrays (the
+  reference takes its array module from the inputs). The convolution there is im2col +
+  batched ``matmul``, so under CuPy its products run in cuBLAS; no cuDNN is involved (CuPy 14
+  removed its cuDNN wrappers).
+- the *fused* path runs the kernels of ``dirac_kernels.cu`` for the Dirac weight, filter
+  normalization and NCReLU, forward and VJP: one launch instead of a chain of elementwise
+  kernels and temporaries (``benchmarks/bench_gpu.py`` measures the difference).
+
+The fused path is the default. ``CupyBackend(fused=False)`` or the environment variable
+``DIRAC_CUPY_FUSED=0`` selects the generic path, and the backend falls back to it by itself,
+with a warning, if the kernels fail to compile. CuPy is imported only when an op runs.
+
+>>> from dirac_cupy import CupyBackend
+>>> CupyBackend().name
+'cupy'
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+
+from dirac_core import delta
+from dirac_core.backend import Availability
+from dirac_core.reference import NumpyBackend
+
+from . import kernels
+from .availability import cached_probe
+
+
+def _cupy() -> Any:
+    status = cached_probe()
+    if not status:
+        raise RuntimeError(f"the cupy backend cannot run here: {status.reason}")
+    import cupy
+
+    return cupy
+
+
+def _device_id(device: Any) -> int | None:
+    """``None`` (the current device), an int, a ``cupy.cuda.Device`` or ``"cuda[:N]"``."""
+    if device is None or (isinstance(device, int) and not isinstance(device, bool)):
+        return device
+    if hasattr(device, "id"):
+        return int(device.id)
+    if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
+        index = device.partition(":")[2] or "0"
+        if index.isdigit():
+            return int(index)
+    raise ValueError(
+        f"device={device!r} is not a CUDA device; accepted: None (the current device), an int, "
+        f"a cupy.cuda.Device, 'cuda' or 'cuda:N'"
+    )
+
+
+class CupyBackend:
+    """The specification on CuPy arrays (float64, float32 and float16).
+
+    Parameters
+    ----------
+    fused : bool, optional
+        Use the fused CUDA kernels where there are some (default: true unless the environment
+        sets ``DIRAC_CUPY_FUSED=0``).
+    """
+
+    name = "cupy"
+    dtypes: tuple[str, ...] = ("float64", "float32", "float16")
+
+    def __init__(self, *, fused: bool | None = None) -> None:
+        if fused is None:
+            fused = os.environ.get("DIRAC_CUPY_FUSED", "1") != "0"
+        self.fused = fused
+        self._generic = NumpyBackend()
+
+    def __repr__(self) -> str:
+        return f"CupyBackend(fused={self.fused})"
+
+    # ------------------------------------------------------------------ arrays and devices
+
+    def available(self) -> Availability:
+        return cached_probe()
+
+    def owns(self, x: object) -> bool:
+        # Only a process that already imported CuPy can hold CuPy arrays.
+        cupy = sys.modules.get("cupy")
+        return cupy is not None and isinstance(x, cupy.ndarray)
+
+    def from_numpy(self, a: np.ndarray, device: Any = None) -> Any:
+        cupy = _cupy()
+        with cupy.cuda.Device(_device_id(device)):  # Device(None) is the current device
+            return cupy.asarray(a)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return _cupy().asnumpy(x)
+
+    def device(self, x: Any) -> int:
+        return int(x.device.id)
+
+    # ------------------------------------------------------------------ ops
+
+    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+        cupy = _cupy()
+        with cupy.cuda.Device(_device_id(device)):
+            return delta.dirac_tensor(shape, groups, policy, np.dtype(dtype or "float64"), cupy)
+
+    def normalize_filters(self, w, *, eps):
+        with w.device:
+            if not self._use_fused():
+                return self._generic.normalize_filters(w, eps=eps)
+            zero, one = _unit_scales(w)
+            return kernels.dirac_weight(
+                w, zero, one, eps=eps, normalize=True, groups=1, policy="tile"
+            )
+
+    def normalize_filters_vjp(self, g, w, *, eps):
+        with w.device:
+            if not self._use_fused():
+                return self._generic.normalize_filters_vjp(g, w, eps=eps)
+            zero, one = _unit_scales(w)
+            dw, _, _ = kernels.dirac_weight_vjp(
+                g, w, zero, one, eps=eps, normalize=True, groups=1, policy="tile"
+            )
+            return dw
+
+    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
+        args = {"eps": eps, "normalize": normalize, "groups": groups, "policy": policy}
+        with w.device:
+            if not self._use_fused():
+                return self._generic.dirac_weight(w, alpha, beta, **args)
+            return kernels.dirac_weight(w, alpha, beta, **args)
+
+    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
+        args = {"eps": eps, "normalize": normalize, "groups": groups, "policy": policy}
+        with w.device:
+            if not self._use_fused():
+                return self._generic.dirac_weight_vjp(g, w, alpha, beta, **args)
+            return kernels.dirac_weight_vjp(g, w, alpha, beta, **args)
+
+    def ncrelu(self, x, *, axis):
+        with x.device:
+            if not self._use_fused():
+                return self._generic.ncrelu(x, axis=axis)
+            return kernels.ncrelu(x, axis=axis)
+
+    def ncrelu_vjp(self, g, x, *, axis):
+        with x.device:
+            if not self._use_fused():
+                return self._generic.ncrelu_vjp(g, x, axis=axis)
+            return kernels.ncrelu_vjp(g, x, axis=axis)
+
+    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+        with x.device:
+            return self._generic.conv(
+                x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+            )
+
+    def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
+        with x.device:
+            return self._generic.conv_vjp(
+                g, x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+            )
+
+    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+        with weight.device:
+            return self._generic.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps=eps)
+
+    # ------------------------------------------------------------------ fused or generic
+
+    def _use_fused(self) -> bool:
+        """Whether to launch the fused kernels; compiles them on first use on each device."""
+        if not self.fused:
+            return False
+        cupy = _cupy()
+        try:
+            kernels.compile_for_current_device()
+        except (cupy.cuda.compiler.CompileException, cupy.cuda.driver.CUDADriverError) as exc:
+            warnings.warn(
+                f"dirac_cupy: the fused kernels did not compile ({exc}); using the generic "
+                f"path (the reference on CuPy arrays) from now on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.fused = False
+        return self.fused
+
+
+def _unit_scales(w: Any) -> tuple[Any, Any]:
+    """``alpha = 0`` and ``beta = 1``: the Dirac weight reduces to ``normalize(W)``."""
+    cupy = _cupy()
+    return cupy.zeros((), dtype=w.dtype), cupy.ones((), dtype=w.dtype)

@@ -1,0 +1,169 @@
+"""Launching the fused CUDA kernels of ``dirac_kernels.cu`` from CuPy.
+
+The source is compiled once per device by NVRTC through :class:`cupy.RawModule`, with one
+template instantiation per (kernel, dtype) listed by :func:`name_expressions` (CI compiles the
+same list with nvcc). Every launcher takes CuPy arrays already validated by the public API and
+returns CuPy arrays; the index constants come from :mod:`dirac_cupy.fused_math`, which also
+holds the same maths as array code.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .fused_math import ncrelu_layout, reduce_part, weight_geometry
+
+SOURCE = Path(__file__).with_name("dirac_kernels.cu")
+
+BLOCK = 256  # threads per block; DIRAC_BLOCK in the source
+_MAX_GRID = 65535  # grid-stride loops cover the rest
+
+# dtype name -> (storage type, accumulation type) in the CUDA source.
+CUDA_TYPES: dict[str, tuple[str, str]] = {
+    "float64": ("double", "double"),
+    "float32": ("float", "float"),
+    "float16": ("__half", "float"),
+}
+
+_WEIGHT_KERNELS = ("dirac_weight_forward", "dirac_weight_backward")
+_NCRELU_KERNELS = ("ncrelu_forward", "ncrelu_backward")
+
+
+def _weight_name(kernel: str, dtype: str) -> str:
+    storage, acc = CUDA_TYPES[dtype]
+    return f"{kernel}<{storage}, {acc}>"
+
+
+def _ncrelu_name(kernel: str, dtype: str) -> str:
+    return f"{kernel}<{CUDA_TYPES[dtype][0]}>"
+
+
+def name_expressions() -> list[str]:
+    """Every template instantiation the backend launches, e.g. ``"ncrelu_forward<__half>"``."""
+    names = [_weight_name(k, d) for k in _WEIGHT_KERNELS for d in CUDA_TYPES]
+    return names + [_ncrelu_name(k, d) for k in _NCRELU_KERNELS for d in CUDA_TYPES]
+
+
+@cache
+def _module(device_id: int) -> Any:
+    import cupy
+
+    module = cupy.RawModule(code=SOURCE.read_text(), name_expressions=name_expressions())
+    module.compile()  # compile now, so a failure surfaces at the first launch, not later
+    return module
+
+
+def compile_for_current_device() -> None:
+    """Compile the kernels for the current device (raises CuPy's compile error if any)."""
+    import cupy
+
+    _module(cupy.cuda.Device().id)
+
+
+def _function(name: str) -> Any:
+    import cupy
+
+    return _module(cupy.cuda.Device().id).get_function(name)
+
+
+def _acc_scalar(dtype: str, value: float) -> Any:
+    return np.float64(value) if CUDA_TYPES[dtype][1] == "double" else np.float32(value)
+
+
+def _scale(x: Any, dtype: str) -> tuple[Any, np.int64]:
+    """A 0-d or ``(O,)`` scale in the accumulation type, and its step (0 for a scalar)."""
+    import cupy
+
+    acc = np.float64 if CUDA_TYPES[dtype][1] == "double" else np.float32
+    return cupy.ascontiguousarray(x.astype(acc, copy=False)), np.int64(x.ndim)
+
+
+def dirac_weight(
+    w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str
+) -> Any:
+    """``alpha * delta + beta * normalize(W)`` in one launch (one block per filter)."""
+    import cupy
+
+    w = cupy.ascontiguousarray(w)
+    dtype = w.dtype.name
+    geo = weight_geometry(w.shape, groups, policy)
+    a, a_step = _scale(alpha, dtype)
+    b, b_step = _scale(beta, dtype)
+    out = cupy.empty_like(w)
+    _function(_weight_name("dirac_weight_forward", dtype))(
+        (geo.out_channels,),
+        (BLOCK,),
+        (
+            w, a, a_step, b, b_step, out, np.int64(geo.length),
+            *_geometry_args(geo), _acc_scalar(dtype, eps), np.int32(normalize),
+        ),
+    )
+    return out
+
+
+def dirac_weight_vjp(
+    g: Any, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int,
+    policy: str,
+) -> tuple[Any, Any, Any]:
+    """``(dW, dalpha, dbeta)`` in one launch plus, for scalar scales, a sum over ``O``."""
+    import cupy
+
+    w, g = cupy.ascontiguousarray(w), cupy.ascontiguousarray(g)
+    dtype = w.dtype.name
+    geo = weight_geometry(w.shape, groups, policy)
+    b, b_step = _scale(beta, dtype)
+    dw = cupy.empty_like(w)
+    parts = cupy.empty((2, geo.out_channels), dtype=b.dtype)
+    _function(_weight_name("dirac_weight_backward", dtype))(
+        (geo.out_channels,),
+        (BLOCK,),
+        (
+            g, w, b, b_step, dw, parts[0], parts[1], np.int64(geo.length),
+            *_geometry_args(geo), _acc_scalar(dtype, eps), np.int32(normalize),
+        ),
+    )
+    return dw, reduce_part(parts[0], alpha, w.dtype), reduce_part(parts[1], beta, w.dtype)
+
+
+def _geometry_args(geo: Any) -> tuple[Any, ...]:
+    *sizes, policy_min = geo.delta_args()
+    return (*(np.int64(s) for s in sizes), np.int32(policy_min))
+
+
+def _grid(total: int) -> tuple[int]:
+    return (max(1, min(-(-total // BLOCK), _MAX_GRID)),)
+
+
+def ncrelu(x: Any, *, axis: int) -> Any:
+    """NCReLU in one pass over ``x``: each thread writes both halves of its entry."""
+    import cupy
+
+    x = cupy.ascontiguousarray(x)
+    layout = ncrelu_layout(x.shape, axis)
+    shape = (*x.shape[:axis], 2 * x.shape[axis], *x.shape[axis + 1 :])
+    y = cupy.empty(shape, dtype=x.dtype)
+    if layout.total:
+        _function(_ncrelu_name("ncrelu_forward", x.dtype.name))(
+            _grid(layout.total), (BLOCK,), (x, y, np.int64(layout.total), np.int64(layout.block))
+        )
+    return y
+
+
+def ncrelu_vjp(g: Any, x: Any, *, axis: int) -> Any:
+    """``dx``: the positive-half gradient where ``x > 0``, the negative half where ``x < 0``."""
+    import cupy
+
+    g, x = cupy.ascontiguousarray(g), cupy.ascontiguousarray(x)
+    layout = ncrelu_layout(x.shape, axis)
+    dx = cupy.empty_like(x)
+    if layout.total:
+        _function(_ncrelu_name("ncrelu_backward", x.dtype.name))(
+            _grid(layout.total),
+            (BLOCK,),
+            (g, x, dx, np.int64(layout.total), np.int64(layout.block)),
+        )
+    return dx

@@ -1,0 +1,353 @@
+"""GPU benchmark: the cupy backend against torch on CUDA, at DiracNet layer shapes.
+
+For the Dirac weight, NCReLU and the convolution, forward and VJP, at CIFAR and ImageNet layer
+shapes, it times through the ``Backend`` protocol (what ``dirac_core``'s public functions call):
+
+- ``cupy``: the cupy backend with its fused kernels (the default);
+- ``generic``: the cupy backend on its generic path (the reference on CuPy arrays);
+- ``torch``: the torch backend on CUDA (cuDNN convolutions forced to IEEE float32).
+
+and prints ratios computed in the same run: ``torch/cupy`` (> 1: cupy is faster) and
+``generic/cupy`` (what fusing gains). It also measures the achieved bandwidth of the fused
+Dirac weight (read W once, write W_hat once) against a device-to-device copy of the same
+bytes. Timing: CUDA events around ``--repeat`` calls after ``--warmup`` calls.
+
+Run ``python benchmarks/bench_gpu.py`` on a GPU machine (``scripts/gpu_check.sh`` does), or
+``--dry-run`` anywhere to list the cases without touching a GPU. The table comes last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from math import prod
+from typing import Any
+
+import numpy as np
+
+EPS = 1e-12
+SAME = {"stride": (1, 1), "padding": "same", "dilation": (1, 1), "groups": 1}
+WEIGHT_ARGS = {"eps": EPS, "normalize": True, "groups": 1, "policy": "tile"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One timed call: an op of the protocol, at named shapes."""
+
+    op: str  # dirac_weight[_vjp], ncrelu[_vjp], conv[_vjp]
+    label: str  # where the shape comes from
+    shapes: dict[str, tuple[int, ...]] = field(hash=False)
+
+    def describe(self) -> str:
+        return " ".join(f"{k}{tuple(v)}" for k, v in self.shapes.items())
+
+
+# A Dirac layer taking C channels: NCReLU (C -> 2C), then a 3x3 conv 2C -> C' (DESIGN section 5).
+LAYERS = {
+    "CIFAR 32x32, NCReLU 128->64": {"batch": 128, "channels": 64, "out": 64, "size": 32},
+    "ImageNet 56x56, 64 ch": {"batch": 64, "channels": 64, "out": 64, "size": 56},
+    "ImageNet 14x14, 256 ch": {"batch": 64, "channels": 256, "out": 256, "size": 14},
+}
+
+# Weights for the bandwidth measurement: the largest ImageNet Dirac conv, and one beyond L2.
+BANDWIDTH_WEIGHTS = {
+    "ImageNet last group 1024->512": (512, 1024, 3, 3),
+    "4x that (beyond L2)": (1024, 2048, 3, 3),
+}
+
+
+def cases(quick: bool = False) -> list[Case]:
+    """Every timed case; ``quick`` keeps the CIFAR layer only."""
+    out = []
+    for label, layer in LAYERS.items():
+        n, c, o, s = layer["batch"], layer["channels"], layer["out"], layer["size"]
+        weight = (o, 2 * c, 3, 3)
+        activation = (n, c, s, s)
+        conv_input = (n, 2 * c, s, s)
+        out += [
+            Case("dirac_weight", label, {"w": weight}),
+            Case("dirac_weight_vjp", label, {"w": weight}),
+            Case("ncrelu", label, {"x": activation}),
+            Case("ncrelu_vjp", label, {"x": activation}),
+            Case("conv", label, {"x": conv_input, "w": weight}),
+            Case("conv_vjp", label, {"x": conv_input, "w": weight}),
+        ]
+        if quick:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------------- inputs and calls
+
+
+def _inputs(case: Case, dtype: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Host arrays for a case: the named shapes plus the output gradient ``g`` for VJPs."""
+    rng = np.random.default_rng(seed)
+    arrays = {k: rng.normal(size=v).astype(dtype) for k, v in case.shapes.items()}
+    if case.op.startswith("dirac_weight"):
+        arrays["alpha"] = np.asarray(5.0, dtype=dtype)
+        arrays["beta"] = np.asarray(1e-3, dtype=dtype)
+        g_shape = case.shapes["w"]
+    elif case.op.startswith("ncrelu"):
+        n, c, *rest = case.shapes["x"]
+        g_shape = (n, 2 * c, *rest)
+    else:
+        n, _, *rest = case.shapes["x"]
+        g_shape = (n, case.shapes["w"][0], *rest)  # "same" padding keeps the spatial size
+    arrays["g"] = rng.normal(size=g_shape).astype(dtype)
+    return arrays
+
+
+def _call(backend: Any, case: Case, a: dict[str, Any]) -> Callable[[], Any]:
+    """A no-argument closure running the case on native arrays ``a``."""
+    calls = {
+        "dirac_weight": lambda: backend.dirac_weight(a["w"], a["alpha"], a["beta"], **WEIGHT_ARGS),
+        "dirac_weight_vjp": lambda: backend.dirac_weight_vjp(
+            a["g"], a["w"], a["alpha"], a["beta"], **WEIGHT_ARGS
+        ),
+        "ncrelu": lambda: backend.ncrelu(a["x"], axis=1),
+        "ncrelu_vjp": lambda: backend.ncrelu_vjp(a["g"], a["x"], axis=1),
+        "conv": lambda: backend.conv(a["x"], a["w"], None, **SAME),
+        "conv_vjp": lambda: backend.conv_vjp(a["g"], a["x"], a["w"], None, **SAME),
+    }
+    return calls[case.op]
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+class CupyTimer:
+    """Milliseconds per call from CUDA events recorded on CuPy's current stream."""
+
+    def __init__(self) -> None:
+        import cupy
+
+        self.cupy = cupy
+
+    def __call__(self, fn: Callable[[], Any], warmup: int, repeat: int) -> float:
+        cupy = self.cupy
+        for _ in range(warmup):
+            fn()
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        for _ in range(repeat):
+            fn()
+        end.record()
+        end.synchronize()
+        return cupy.cuda.get_elapsed_time(start, end) / repeat
+
+
+class TorchTimer:
+    """Milliseconds per call from CUDA events recorded on torch's current stream."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+
+    def __call__(self, fn: Callable[[], Any], warmup: int, repeat: int) -> float:
+        torch = self.torch
+        for _ in range(warmup):
+            fn()
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeat):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / repeat
+
+
+@dataclass
+class Row:
+    op: str
+    label: str
+    shapes: str
+    dtype: str
+    cupy_ms: float
+    generic_ms: float
+    torch_ms: float | None
+
+    @property
+    def torch_over_cupy(self) -> float | None:
+        return None if self.torch_ms is None else self.torch_ms / self.cupy_ms
+
+    @property
+    def generic_over_cupy(self) -> float:
+        return self.generic_ms / self.cupy_ms
+
+
+def _torch_backend() -> tuple[Any, str]:
+    """The torch backend and ``""``, or ``None`` and why torch on CUDA is not measured."""
+    try:
+        import torch
+
+        import dirac_core as dc
+    except ImportError as exc:
+        return None, f"torch is not installed ({exc})"
+    if not torch.cuda.is_available():
+        return None, "torch has no CUDA device (a CPU build, or no driver)"
+    return dc.get_backend("torch"), ""
+
+
+def run_cases(selected: list[Case], dtype: str, warmup: int, repeat: int) -> list[Row]:
+    from dirac_cupy import CupyBackend
+
+    fused, generic = CupyBackend(fused=True), CupyBackend(fused=False)
+    torch_backend, why = _torch_backend()
+    if torch_backend is None:
+        print(f"note: no torch column: {why}", file=sys.stderr)
+    cupy_timer = CupyTimer()
+    torch_timer = TorchTimer() if torch_backend is not None else None
+    rows = []
+    for case in selected:
+        host = _inputs(case, dtype)
+        on_gpu = {k: fused.from_numpy(v, 0) for k, v in host.items()}
+        cupy_ms = cupy_timer(_call(fused, case, on_gpu), warmup, repeat)
+        generic_ms = cupy_timer(_call(generic, case, on_gpu), warmup, repeat)
+        torch_ms = None
+        if torch_backend is not None:
+            on_torch = {k: torch_backend.from_numpy(v, "cuda") for k, v in host.items()}
+            torch_ms = torch_timer(_call(torch_backend, case, on_torch), warmup, repeat)
+            del on_torch
+        del on_gpu
+        _free_cupy_pool()
+        rows.append(
+            Row(case.op, case.label, case.describe(), dtype, cupy_ms, generic_ms, torch_ms)
+        )
+        print(f"done: {case.op:<17} {case.label}", file=sys.stderr)
+    return rows
+
+
+def _free_cupy_pool() -> None:
+    """Return cached blocks between cases, so one case's im2col buffers do not crowd the next."""
+    import cupy
+
+    cupy.get_default_memory_pool().free_all_blocks()
+
+
+@dataclass
+class Bandwidth:
+    label: str
+    shape: tuple[int, ...]
+    dtype: str
+    fused_gbs: float
+    generic_gbs: float
+    copy_gbs: float
+
+
+def run_bandwidth(dtype: str, warmup: int, repeat: int) -> list[Bandwidth]:
+    """GB/s of ``dirac_weight`` (bytes of W read once plus W_hat written once) and of a
+    device-to-device copy of the same bytes, for each of :data:`BANDWIDTH_WEIGHTS`."""
+    return [
+        _bandwidth(label, shape, dtype, warmup, repeat)
+        for label, shape in BANDWIDTH_WEIGHTS.items()
+    ]
+
+
+def _bandwidth(
+    label: str, shape: tuple[int, ...], dtype: str, warmup: int, repeat: int
+) -> Bandwidth:
+    import cupy
+
+    from dirac_cupy import CupyBackend
+
+    timer = CupyTimer()
+    w = cupy.asarray(np.random.default_rng(1).normal(size=shape).astype(dtype))
+    alpha, beta = cupy.asarray(np.float32(5.0)), cupy.asarray(np.float32(1e-3))
+    moved = 2 * w.nbytes / 1e9
+    fused, generic = CupyBackend(fused=True), CupyBackend(fused=False)
+    fused_ms = timer(lambda: fused.dirac_weight(w, alpha, beta, **WEIGHT_ARGS), warmup, repeat)
+    generic_ms = timer(
+        lambda: generic.dirac_weight(w, alpha, beta, **WEIGHT_ARGS), warmup, repeat
+    )
+    dst = cupy.empty_like(w)
+    copy_ms = timer(lambda: cupy.copyto(dst, w), warmup, repeat)
+    return Bandwidth(
+        label, shape, dtype, *(moved / (ms / 1e3) for ms in (fused_ms, generic_ms, copy_ms))
+    )
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def format_table(rows: list[Row], bandwidth: list[Bandwidth]) -> str:
+    """The closing table: one line per case, then the bandwidth lines."""
+    head = (
+        f"{'op':<17} {'layer':<30} {'dtype':<8} {'cupy ms':>9} {'generic ms':>10} "
+        f"{'torch ms':>9} {'torch/cupy':>10} {'generic/cupy':>12}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        torch_ms = "n/a" if r.torch_ms is None else f"{r.torch_ms:.4f}"
+        lines.append(
+            f"{r.op:<17} {r.label:<30} {r.dtype:<8} {r.cupy_ms:>9.4f} {r.generic_ms:>10.4f} "
+            f"{torch_ms:>9} {_ratio(r.torch_over_cupy):>10} {_ratio(r.generic_over_cupy):>12}"
+        )
+    lines.append("ratios > 1: cupy (fused) is faster than torch / than the generic path")
+    for bw in bandwidth:
+        lines.append(
+            f"dirac_weight bandwidth, {bw.label} w{bw.shape} {bw.dtype}: fused "
+            f"{bw.fused_gbs:.0f} GB/s ({bw.fused_gbs / bw.copy_gbs:.2f} of a D2D copy at "
+            f"{bw.copy_gbs:.0f} GB/s), generic {bw.generic_gbs:.0f} GB/s"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="cupy backend vs torch on CUDA at DiracNet layer shapes (ratios, CUDA "
+        "events), and the Dirac weight's bandwidth vs a device-to-device copy.",
+    )
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "float64"])
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
+    p.add_argument("--repeat", type=int, default=20, help="timed calls per measurement")
+    p.add_argument("--quick", action="store_true", help="the CIFAR layer only")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the cases and exit; needs no GPU"
+    )
+    args = p.parse_args(argv)
+    if args.warmup < 0 or args.repeat < 1:
+        p.error(f"--warmup must be >= 0 and --repeat >= 1, got {args.warmup} and {args.repeat}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    selected = cases(args.quick)
+    if args.dry_run:
+        for case in selected:
+            print(f"{case.op:<17} {case.label:<30} {case.describe()}")
+        for label, shape in BANDWIDTH_WEIGHTS.items():
+            print(f"{'bandwidth':<17} {label:<30} w{shape} ({prod(shape)} entries)")
+        return 0
+    from dirac_cupy import CupyBackend
+
+    status = CupyBackend().available()
+    if not status:
+        print(f"bench_gpu: the cupy backend cannot run here: {status.reason}", file=sys.stderr)
+        return 2
+    rows = run_cases(selected, args.dtype, args.warmup, args.repeat)
+    bandwidth = run_bandwidth(args.dtype, args.warmup, args.repeat)
+    if args.json:
+        payload = {
+            "cases": [asdict(r) for r in rows],
+            "bandwidth": [asdict(b) for b in bandwidth],
+        }
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=2)
+    print(format_table(rows, bandwidth))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The fused kernels' maths (dirac_cupy.fused_math) against the reference, under NumPy.
+
+The CUDA kernels compute exactly these index formulas and floating-point steps, so this is
+where their formulation is checked on machines without a GPU (float64, tight tolerances).
+"""
+
+import numpy as np
+import pytest
+from cupy_cases import EPS, assert_rows_close, gradient_scale, weight_cases
+from cupy_cases import ncrelu_cases as ncrelu_inputs
+from hypothesis import given
+from hypothesis import strategies as st
+
+import dirac_core as dc
+from dirac_cupy import fused_math as fm
+
+
+@given(
+    o_per_group=st.integers(1, 6),
+    groups=st.integers(1, 3),
+    ni=st.integers(1, 6),
+    kernel=st.lists(st.integers(1, 5), max_size=3),
+    policy=st.sampled_from(["tile", "min"]),
+)
+def test_delta_rows_is_the_reference_dirac_tensor(o_per_group, groups, ni, kernel, policy):
+    shape = (o_per_group * groups, ni, *kernel)
+    geo = fm.weight_geometry(shape, groups, policy)
+    expected = dc.dirac_tensor(shape, groups=groups, policy=policy)
+    assert geo.length * geo.out_channels == expected.size
+    np.testing.assert_array_equal(fm.delta_rows(geo, np), expected.reshape(shape[0], -1) == 1)
+
+
+def test_geometry_centre_is_floor_half_of_each_kernel_dim():
+    geo = fm.weight_geometry((3, 2, 4, 5, 2), 1, "tile")
+    # centre (2, 2, 1) of (4, 5, 2) in row-major order: 2*10 + 2*2 + 1
+    assert (geo.spatial, geo.centre, geo.length, geo.n) == (40, 25, 80, 2)
+    assert fm.weight_geometry((6, 4), 3, "min").delta_args() == (1, 0, 2, 2, 1)
+
+
+@given(case=weight_cases())
+def test_weight_forward_matches_reference(case):
+    expected = dc.dirac_weight(case.w, case.alpha, case.beta, **case.args)
+    got = fm.weight_forward(case.w, case.alpha, case.beta, **case.args)
+    assert got.dtype == case.w.dtype
+    assert_rows_close(got, expected)
+    assert np.all(np.isfinite(got))
+
+
+@given(case=weight_cases(), seed=st.integers(0, 2**32 - 1))
+def test_weight_backward_matches_reference(case, seed):
+    g = np.random.default_rng(seed).normal(size=case.w.shape)
+    dw_ref, da_ref, db_ref = dc.dirac_weight_vjp(g, case.w, case.alpha, case.beta, **case.args)
+    dw, da_part, db_part = fm.weight_backward(g, case.w, case.beta, **case.args)
+    assert_rows_close(dw, dw_ref, scale=gradient_scale(g, case))
+    for part, like, ref in ((da_part, case.alpha, da_ref), (db_part, case.beta, db_ref)):
+        got = fm.reduce_part(part, like, case.w.dtype)
+        assert got.shape == like.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10 * np.abs(g).sum())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@given(data=st.data())
+def test_half_and_single_accumulate_like_the_reference(dtype, data):
+    case = data.draw(weight_cases(dtype))
+    alpha, beta = case.alpha.astype(dtype), case.beta.astype(dtype)
+    expected = dc.dirac_weight(case.w, alpha, beta, **case.args)
+    got = fm.weight_forward(case.w, alpha, beta, **case.args)
+    assert got.dtype == np.dtype(dtype)
+    assert_rows_close(got, expected, dtype)
+
+
+def test_zero_filter_gives_zero_direction_and_gradient():
+    w = np.zeros((2, 3, 3))
+    out = fm.weight_forward(
+        w, np.asarray(0.0), np.asarray(1.0), eps=EPS, normalize=True, groups=1, policy="tile"
+    )
+    assert np.array_equal(out, np.zeros_like(w))
+    dw, _, db = fm.weight_backward(
+        np.ones_like(w), w, np.asarray(2.0), eps=EPS, normalize=True, groups=1, policy="tile"
+    )
+    # Below the clamp: dW = beta * g / eps; <g, u> = 0 for a zero filter.
+    np.testing.assert_array_equal(dw, np.full_like(w, 2.0 / EPS))
+    assert np.array_equal(db, np.zeros(2))
+
+
+@given(case=ncrelu_inputs())
+def test_ncrelu_scatter_matches_reference(case):
+    x, axis = case
+    np.testing.assert_array_equal(fm.ncrelu_forward(x, axis=axis), dc.ncrelu(x, axis=axis))
+
+
+@given(case=ncrelu_inputs(), seed=st.integers(0, 2**32 - 1))
+def test_ncrelu_gather_matches_reference(case, seed):
+    x, axis = case
+    shape = list(x.shape)
+    shape[axis] *= 2
+    g = np.random.default_rng(seed).normal(size=shape)
+    np.testing.assert_array_equal(
+        fm.ncrelu_backward(g, x, axis=axis), dc.ncrelu_vjp(g, x, axis=axis)
+    )
+
+
+def test_ncrelu_nan_reaches_both_halves_and_blocks_the_gradient():
+    x = np.array([[np.nan, 0.0, -2.0]])
+    y = fm.ncrelu_forward(x, axis=0)
+    assert np.isnan(y[0, 0]) and np.isnan(y[1, 0])
+    np.testing.assert_array_equal(y[:, 1:], [[0.0, 0.0], [0.0, -2.0]])
+    dx = fm.ncrelu_backward(np.ones((2, 3)), x, axis=0)
+    np.testing.assert_array_equal(dx, [[0.0, 0.0, 1.0]])

@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # CI pins (torch's CPU wheel); users installing with pip keep free ranges.
 CONSTRAINTS := .ci/constraints.txt
 # The conformance suite runs inside the same pytest session as tests/ (one closing line).
-CONFORMANCE_ARGS := --pyargs dirac_conformance --dirac-backend numpy --dirac-backend torch
+CONFORMANCE_ARGS := --pyargs dirac_conformance --dirac-backend numpy --dirac-backend torch --dirac-backend torch@cuda --dirac-backend cupy
 
 .PHONY: demo test lint bench install clean
 

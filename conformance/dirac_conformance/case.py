@@ -1,0 +1,85 @@
+"""One generated example: the inputs of an op, held in float64 and handed out three ways.
+
+Every array operand is stored as float64 values that are exactly representable in the dtype
+it is handed to the backend in, so the backend (``native``), the float64 reference
+(``reference``) and the error model (``absolute``) all see the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .target import Target
+
+
+@dataclass(frozen=True)
+class Operand:
+    """An input array: its float64 values and the dtype the backend receives it in.
+
+    ``python=True`` hands a 0-d value over as a Python float (the API then passes the backend
+    a float64 0-d array whatever the weight's dtype).
+    """
+
+    values: np.ndarray
+    dtype: str
+    python: bool = False
+    origin: str = ""
+
+    def __repr__(self) -> str:
+        if self.python:
+            return repr(float(self.values))
+        if self.values.size <= 8:
+            return f"{self.dtype}({self.values.tolist()!r})"
+        return f"{self.dtype}{list(self.values.shape)}<{self.origin}>"
+
+
+@dataclass(frozen=True, repr=False)
+class Case:
+    """The inputs of one call: named operands (``None`` allowed) and keyword arguments.
+
+    Its printed form names each operand's values (small ones) or their origin (value kind
+    and generator seed), enough to rebuild a failing example by hand.
+    """
+
+    dtype: str
+    operands: dict[str, Operand | None]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def native(self, target: Target) -> dict[str, Any]:
+        """The operands as the backend's arrays (Python floats where so marked)."""
+        return {name: _native(op, target) for name, op in self.operands.items()}
+
+    def reference(self) -> dict[str, Any]:
+        """The operands as float64 NumPy arrays for the reference."""
+        return {name: None if op is None else op.values for name, op in self.operands.items()}
+
+    def absolute(self, negate: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``|operand|`` (``-|operand|`` for names in ``negate``): inputs of the condition
+        magnitude, the op evaluated without cancellation."""
+        out = {}
+        for name, op in self.operands.items():
+            if op is not None:
+                out[name] = -np.abs(op.values) if name in negate else np.abs(op.values)
+            else:
+                out[name] = None
+        return out
+
+    def __repr__(self) -> str:
+        ops = ", ".join(f"{k}={v!r}" for k, v in self.operands.items())
+        kw = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"Case({self.dtype}: {ops}; {kw})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # hypothesis prints falsifying examples with this hook; keep them one line.
+        printer.text(repr(self))
+
+
+def _native(op: Operand | None, target: Target) -> Any:
+    if op is None:
+        return None
+    if op.python:
+        return float(op.values)
+    return target.from_numpy(op.values, op.dtype)

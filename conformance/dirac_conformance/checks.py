@@ -1,0 +1,235 @@
+"""The checks: for every op of the ``Backend`` protocol, forward and VJP, and for the two
+defining identities, how to draw inputs and what to compare.
+
+Each check calls the backend through the public API (``dc.op(..., backend=b)``), so the
+backend receives canonical arguments exactly as it would from a user, and compares the result
+with the float64 reference on the same (rounded) inputs under the tolerance model of
+:mod:`dirac_conformance.tolerance`. Every native result must also have the expected dtype.
+The identities are evaluated on the backend alone:
+
+- paper eq. 1: ``conv(x, delta, padding="same") == x`` for every kernel size, even ones
+  included, every dilation and grouping;
+- paper eq. 11: ``conv(ncrelu(x), delta of shape (C, 2C, K...), padding="same") == x``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis.strategies import SearchStrategy
+
+import dirac_core as dc
+from dirac_core._checks import dtype_name
+
+from . import magnitudes
+from . import strategies as s
+from .case import Case
+from .target import Target
+from .tolerance import Mismatch, Output, check_outputs
+
+
+@dataclass(frozen=True)
+class Check:
+    """One op (or identity) under test.
+
+    Attributes
+    ----------
+    name : str
+        The op's name in :data:`dirac_core.OPS`, or ``identity_eq1`` / ``identity_eq11``.
+    strategy : callable
+        ``strategy(dtype)`` -> hypothesis strategy of :class:`Case`.
+    evaluate : callable
+        ``evaluate(target, case)`` -> the outputs to compare.
+    """
+
+    name: str
+    strategy: Callable[[str], SearchStrategy[Case]]
+    evaluate: Callable[[Target, Case], list[Output]]
+
+    def run(self, target: Target, case: Case) -> float:
+        """Evaluate one case; return its worst error or raise :class:`Mismatch`."""
+        return check_outputs(self.evaluate(target, case), case.dtype)
+
+
+def _out(t: Target, name: str, native: Any, ref: Any, magnitude: Any, dtype: str,
+         terms: int = 1) -> Output:
+    """An :class:`Output` from a native result, after checking its type and dtype."""
+    if native is not None and ref is not None:
+        if not t.backend.owns(native):
+            raise Mismatch(f"{name}: result is a {type(native).__name__}, not the backend's array")
+        got_dtype = dtype_name(native.dtype)
+        if got_dtype != dtype:
+            raise Mismatch(f"{name}: result has dtype {got_dtype}, expected {dtype}")
+    return Output(name, t.to_numpy(native), ref, magnitude, terms)
+
+
+def _outs(t: Target, names: tuple[str, ...], natives: Any, refs: Any, mags: Any, dtype: str,
+          terms: tuple[int, ...]) -> list[Output]:
+    """:func:`_out` for each result of a multi-output op (a VJP, batch-norm folding)."""
+    if not isinstance(natives, tuple | list) or len(natives) != len(names):
+        raise Mismatch(f"expected a tuple of {len(names)} results {names}, got {natives!r:.200}")
+    rows = zip(names, natives, refs, mags, terms, strict=True)
+    return [_out(t, name, got, ref, mag, dtype, n) for name, got, ref, mag, n in rows]
+
+
+# ---------------------------------------------------------------------------- forward ops
+
+
+def _dirac_tensor(t: Target, case: Case) -> list[Output]:
+    kw = case.kwargs
+    got = dc.dirac_tensor(kw["shape"], groups=kw["groups"], policy=kw["policy"],
+                          dtype=case.dtype, backend=t.backend, device=t.device)
+    ref = dc.dirac_tensor(kw["shape"], groups=kw["groups"], policy=kw["policy"])
+    return [_out(t, "delta", got, ref, None, case.dtype)]
+
+
+def _filter_size(case: Case) -> int:
+    w = case.operands["w"].values
+    return max(1, w.size // w.shape[0])
+
+
+def _normalize(t: Target, case: Case) -> list[Output]:
+    native, ref, mag = case.native(t), case.reference(), case.absolute()
+    eps = case.kwargs["eps"]
+    got = dc.normalize_filters(native["w"], eps=eps, backend=t.backend)
+    expected = dc.normalize_filters(ref["w"], eps=eps)
+    magnitude = dc.normalize_filters(mag["w"], eps=eps)
+    return [_out(t, "u", got, expected, magnitude, case.dtype, _filter_size(case))]
+
+
+def _dirac_weight(t: Target, case: Case) -> list[Output]:
+    native, ref, mag = case.native(t), case.reference(), case.absolute()
+    got = dc.dirac_weight(**native, **case.kwargs, backend=t.backend)
+    expected = dc.dirac_weight(**ref, **case.kwargs)
+    magnitude = dc.dirac_weight(**mag, **case.kwargs)
+    return [_out(t, "w_hat", got, expected, magnitude, case.dtype, _filter_size(case) + 1)]
+
+
+def _ncrelu(t: Target, case: Case) -> list[Output]:
+    native, ref = case.native(t), case.reference()
+    got = dc.ncrelu(native["x"], **case.kwargs, backend=t.backend)
+    return [_out(t, "y", got, dc.ncrelu(ref["x"], **case.kwargs), None, case.dtype)]
+
+
+def _conv_terms(case: Case) -> int:
+    w = case.operands["w"].values
+    return w.size // w.shape[0] + 1
+
+
+def _conv(t: Target, case: Case) -> list[Output]:
+    native, ref, mag = case.native(t), case.reference(), case.absolute()
+    got = dc.conv(**native, **case.kwargs, backend=t.backend)
+    expected = dc.conv(**ref, **case.kwargs)
+    magnitude = dc.conv(**mag, **case.kwargs)
+    return [_out(t, "y", got, expected, magnitude, case.dtype, _conv_terms(case))]
+
+
+def _fold(t: Target, case: Case) -> list[Output]:
+    native, ref = case.native(t), case.reference()
+    # b - mean with mean negated: |b| + |mean|, the bias magnitude without cancellation.
+    mag = case.absolute(negate=("mean",))
+    mag["var"] = ref["var"]
+    got = dc.fold_batchnorm(**native, **case.kwargs, backend=t.backend)
+    expected = dc.fold_batchnorm(**ref, **case.kwargs)
+    magnitude = dc.fold_batchnorm(**mag, **case.kwargs)
+    return _outs(t, ("weight", "bias"), got, expected, magnitude, case.dtype, (1, 3))
+
+
+# ---------------------------------------------------------------------------- VJPs
+
+
+def _normalize_vjp(t: Target, case: Case) -> list[Output]:
+    native, ref = case.native(t), case.reference()
+    eps = case.kwargs["eps"]
+    got = dc.normalize_filters_vjp(native["g"], native["w"], eps=eps, backend=t.backend)
+    expected = dc.normalize_filters_vjp(ref["g"], ref["w"], eps=eps)
+    magnitude = magnitudes.normalize_vjp(ref["g"], ref["w"], eps)
+    return [_out(t, "dw", got, expected, magnitude, case.dtype, _filter_size(case))]
+
+
+def _dirac_weight_vjp(t: Target, case: Case) -> list[Output]:
+    native, ref, mag = case.native(t), case.reference(), case.absolute()
+    kw = case.kwargs
+    got = dc.dirac_weight_vjp(**native, **kw, backend=t.backend)
+    expected = dc.dirac_weight_vjp(**ref, **kw)
+    _, dalpha_mag, dbeta_mag = dc.dirac_weight_vjp(**mag, **kw)
+    beta = magnitudes.per_channel(mag["beta"], ref["w"].ndim)
+    dw_mag = beta * (
+        magnitudes.normalize_vjp(ref["g"], ref["w"], kw["eps"]) if kw["normalize"] else mag["g"]
+    )
+    size = ref["w"].size
+    return _outs(t, ("dw", "dalpha", "dbeta"), got, expected, (dw_mag, dalpha_mag, dbeta_mag),
+                 case.dtype, (_filter_size(case), size, size))
+
+
+def _ncrelu_vjp(t: Target, case: Case) -> list[Output]:
+    native, ref = case.native(t), case.reference()
+    got = dc.ncrelu_vjp(native["g"], native["x"], **case.kwargs, backend=t.backend)
+    expected = dc.ncrelu_vjp(ref["g"], ref["x"], **case.kwargs)
+    return [_out(t, "dx", got, expected, None, case.dtype)]
+
+
+def _conv_vjp(t: Target, case: Case) -> list[Output]:
+    native, ref, mag = case.native(t), case.reference(), case.absolute()
+    got = dc.conv_vjp(**native, **case.kwargs, backend=t.backend)
+    expected = dc.conv_vjp(**ref, **case.kwargs)
+    magnitude = dc.conv_vjp(**mag, **case.kwargs)
+    g, w = ref["g"], ref["w"]
+    reduced = g.size // g.shape[1]  # terms of dw and dbias: batch x output positions
+    dx_terms = w.shape[0] // case.kwargs["groups"] * max(1, math.prod(w.shape[2:]))
+    return _outs(t, ("dx", "dw", "dbias"), got, expected, magnitude, case.dtype,
+                 (dx_terms, reduced, reduced))
+
+
+# ---------------------------------------------------------------------------- identities
+
+
+def _identity_eq1(t: Target, case: Case) -> list[Output]:
+    x = case.operands["x"].values
+    kw = case.kwargs
+    channels = x.shape[1]
+    delta = dc.dirac_tensor((channels, channels // kw["groups"], *kw["kernel"]),
+                            groups=kw["groups"], dtype=case.dtype, backend=t.backend,
+                            device=t.device)
+    y = dc.conv(case.native(t)["x"], delta, padding="same", dilation=kw["dilation"],
+                groups=kw["groups"], backend=t.backend)
+    return [_out(t, "conv(x, delta)", y, x, np.abs(x), case.dtype)]
+
+
+def _identity_eq11(t: Target, case: Case) -> list[Output]:
+    x = case.operands["x"].values
+    kw = case.kwargs
+    channels = x.shape[1]
+    delta = dc.dirac_tensor((channels, 2 * channels, *kw["kernel"]), dtype=case.dtype,
+                            backend=t.backend, device=t.device)
+    doubled = dc.ncrelu(case.native(t)["x"], axis=1, backend=t.backend)
+    y = dc.conv(doubled, delta, padding="same", dilation=kw["dilation"], backend=t.backend)
+    return [_out(t, "conv(ncrelu(x), delta)", y, x, np.abs(x), case.dtype)]
+
+
+def _vjp_of(strategy: Callable[..., SearchStrategy[Case]]) -> Callable[[str], Any]:
+    return lambda dtype: strategy(dtype, vjp=True)
+
+
+CHECKS: dict[str, Check] = {
+    c.name: c
+    for c in (
+        Check("dirac_tensor", s.dirac_tensor_cases, _dirac_tensor),
+        Check("normalize_filters", s.normalize_cases, _normalize),
+        Check("dirac_weight", s.dirac_weight_cases, _dirac_weight),
+        Check("ncrelu", s.ncrelu_cases, _ncrelu),
+        Check("conv", s.conv_cases, _conv),
+        Check("fold_batchnorm", s.fold_cases, _fold),
+        Check("normalize_filters_vjp", _vjp_of(s.normalize_cases), _normalize_vjp),
+        Check("dirac_weight_vjp", _vjp_of(s.dirac_weight_cases), _dirac_weight_vjp),
+        Check("ncrelu_vjp", _vjp_of(s.ncrelu_cases), _ncrelu_vjp),
+        Check("conv_vjp", _vjp_of(s.conv_cases), _conv_vjp),
+        Check("identity_eq1", s.identity_cases, _identity_eq1),
+        Check("identity_eq11", lambda d: s.identity_cases(d, grouped=False), _identity_eq11),
+    )
+}
+"""Every check, in the order the spec lists the ops, then the identities."""

@@ -1,0 +1,151 @@
+"""pytest plugin: ``pytest --pyargs dirac_conformance --dirac-backend NAME``.
+
+Options (all inert unless ``--dirac-backend`` is given, so the plugin, auto-loaded in every
+pytest run of an environment that has it installed, otherwise adds nothing):
+
+``--dirac-backend NAME[@DEVICE]``
+    repeatable; an entry-point name of the ``dirac_core.backends`` group or
+    ``module:attribute``. A backend that cannot run here (no GPU, library missing) yields one
+    skipped test giving the reason.
+``--dirac-profile {ci,thorough}``
+    hypothesis profile (default ``ci``).
+``--dirac-xfails FILE``
+    known failures, JSON lines (see :mod:`dirac_conformance.xfails`).
+``--dirac-ops OP[,OP...]``
+    only these checks.
+
+Each check x dtype x backend is one test (works with pytest-xdist); the terminal summary ends
+with the table of worst relative errors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import pytest
+
+# Only pytest at import time: the plugin loads in every pytest run of this environment, and
+# the suite (hypothesis, dirac_core, backends) is imported only once it is asked for.
+
+_PROPERTY = "dirac_conformance"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dirac-conformance", "dirac_conformance backend conformance suite")
+    group.addoption("--dirac-backend", action="append", default=[], dest="dirac_backends",
+                    metavar="NAME[@DEVICE]",
+                    help="backend to check (repeatable): entry-point name or module:attribute")
+    group.addoption("--dirac-profile", choices=("ci", "thorough"), default="ci",
+                    help="hypothesis profile: ci (default) or thorough")
+    group.addoption("--dirac-xfails", metavar="FILE", default=None,
+                    help="known failures, one JSON object per line")
+    group.addoption("--dirac-ops", metavar="OP[,OP...]", default=None,
+                    help="only run these checks")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("dirac_backends"):
+        config.pluginmanager.register(_Summary(), "dirac-conformance-summary")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One test: a backend spec, a check and a dtype."""
+
+    spec: str
+    op: str
+    dtype: str
+
+    def __str__(self) -> str:
+        return f"{self.spec}-{self.op}-{self.dtype}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "dirac_job" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    params = [p for spec in config.getoption("dirac_backends") for p in _params(config, spec)]
+    if not params:
+        params = [pytest.param(None, id="no-backend",
+                               marks=pytest.mark.skip(reason="no --dirac-backend given"))]
+    metafunc.parametrize("dirac_job", params)
+
+
+def _params(config: pytest.Config, spec: str) -> list[Any]:
+    from .runner import selected_checks
+    from .target import Unavailable
+    from .xfails import find_xfail, load_xfails
+
+    try:
+        target = _target(spec)
+        ops = config.getoption("dirac_ops")
+        checks = selected_checks(ops.split(",") if ops else None)
+        xfails = load_xfails(config.getoption("dirac_xfails"))
+    except Unavailable as exc:
+        skip = pytest.mark.skip(reason=str(exc))
+        return [pytest.param(None, id=f"{spec}-unavailable", marks=skip)]
+    except (ValueError, OSError) as exc:
+        raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
+    params = []
+    for check in checks:
+        for dtype in target.dtypes:
+            job = Job(spec, check.name, dtype)
+            known = find_xfail(xfails, target.label, check.name, dtype)
+            marks = [pytest.mark.xfail(reason=known.reason, strict=known.strict)] if known else []
+            params.append(pytest.param(job, id=str(job), marks=marks))
+    return params
+
+
+@cache
+def _target(spec: str) -> Any:
+    from .target import load_target
+
+    return load_target(spec)
+
+
+def run_job(job: Job, config: pytest.Config, record_property: Any) -> None:
+    """Run one job; record its result for the summary table and fail the test on failure."""
+    from .checks import CHECKS
+    from .runner import profile_settings, run_check
+
+    settings = profile_settings(config.getoption("dirac_profile"))
+    result = run_check(_target(job.spec), CHECKS[job.op], job.dtype, settings)
+    record_property(_PROPERTY, json.dumps(result.as_dict()))
+    if result.status == "fail":
+        pytest.fail(result.message, pytrace=False)
+
+
+class _Summary:
+    """Collects results (also from xdist workers) and prints the table at the end."""
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        from .runner import Result
+
+        for key, value in report.user_properties:
+            if key == _PROPERTY:
+                self.results.append(Result(**json.loads(value)))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results:
+            return
+        from .dtypes import SUPPORTED
+        from .runner import format_table
+
+        terminalreporter.section("dirac_conformance: worst relative error per op x dtype")
+        order = {name: i for i, name in enumerate((*_check_names(), *SUPPORTED))}
+        rows = sorted(self.results, key=lambda r: (r.backend, order[r.op], order[r.dtype]))
+        terminalreporter.write_line(format_table(rows))
+
+
+def _check_names() -> list[str]:
+    from .checks import CHECKS
+
+    return list(CHECKS)

@@ -1,0 +1,79 @@
+"""The suite has teeth: it passes the reference and fails every faulty backend."""
+
+from __future__ import annotations
+
+import pytest
+
+import dirac_core as dc
+from dirac_conformance.checks import CHECKS
+from dirac_conformance.meta import hunt, kill_rate
+from dirac_conformance.mutants import MUTANTS, Mutant
+from dirac_conformance.runner import profile_settings, run_suite
+
+
+def test_every_protocol_op_and_both_identities_are_checked() -> None:
+    assert set(CHECKS) == {*dc.OPS, "identity_eq1", "identity_eq11"}
+
+
+def test_there_are_at_least_twelve_distinct_mutants() -> None:
+    assert len(MUTANTS) >= 12
+    assert len({m.__name__ for m in MUTANTS}) == len(MUTANTS)
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.__name__)
+def test_each_mutant_overrides_exactly_one_op(mutant: type[Mutant]) -> None:
+    overridden = [name for name in dc.OPS if name in vars(mutant)]
+    assert len(overridden) == 1, overridden
+    assert mutant.first in CHECKS
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.__name__)
+def test_suite_kills_mutant(mutant: type[Mutant]) -> None:
+    kill = hunt(mutant)
+    assert kill.killed_by, f"{mutant.__name__} survived: {kill.bug}"
+
+
+def test_reference_passes_every_check_and_dtype(reference, quick) -> None:
+    from dirac_conformance import runner
+
+    results = [
+        runner.run_check(reference, check, dtype, quick)
+        for check in CHECKS.values()
+        for dtype in reference.dtypes
+    ]
+    failures = [(r.op, r.dtype, r.message) for r in results if r.status != "pass"]
+    assert not failures
+    assert all(r.examples == 8 for r in results)
+
+
+def test_kill_rate_counts_survivors() -> None:
+    from dirac_conformance.meta import Kill
+
+    kills = [Kill("a", "", "conv/float64"), Kill("b", "", "")]
+    assert kill_rate(kills) == 0.5
+    assert kill_rate([]) == 0.0
+
+
+def test_run_suite_covers_each_op_and_declared_dtype(reference) -> None:
+    results = run_suite(reference, "ci", ops=["ncrelu", "dirac_tensor"])
+    assert [(r.op, r.dtype) for r in results] == [
+        (op, dtype) for op in ("dirac_tensor", "ncrelu") for dtype in reference.dtypes
+    ]
+    expected = profile_settings("ci").max_examples
+    assert all(r.status == "pass" and r.examples == expected for r in results)
+
+
+def test_results_must_be_the_backends_own_arrays(quick) -> None:
+    from dirac_conformance.runner import run_check
+    from dirac_conformance.target import Target
+    from dirac_core.reference import NumpyBackend
+
+    class ListBackend(NumpyBackend):
+        """Returns Python lists from ncrelu: not arrays the backend owns."""
+
+        def ncrelu(self, x, *, axis):
+            return super().ncrelu(x, axis=axis).tolist()
+
+    target = Target(ListBackend(), None, "lists")
+    result = run_check(target, CHECKS["ncrelu"], "float64", quick)
+    assert result.status == "fail" and "not the backend's array" in result.message

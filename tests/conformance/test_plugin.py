@@ -1,0 +1,38 @@
+"""The pytest plugin, run in a child pytest so its options and hooks are the real ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _pytest(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfs", *args]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def test_runs_checks_per_backend_and_prints_the_table(tmp_path) -> None:
+    mutant = "dirac_conformance.mutants:NcreluGradAtZero"
+    known = tmp_path / "known.jsonl"
+    known.write_text(
+        f'{{"backend": "{mutant}", "op": "ncrelu_vjp", "dtype": "float16", "reason": "gh-7"}}\n'
+    )
+    run = _pytest(tmp_path, "--pyargs", "dirac_conformance", "--dirac-backend", "numpy",
+                  "--dirac-backend", mutant, "--dirac-backend", "numpy@gpu",
+                  "--dirac-ops", "ncrelu_vjp", "--dirac-xfails", str(known))
+    out = run.stdout
+    assert run.returncode == 1, out
+    # numpy: 3 pass; mutant: float64 and float32 fail, float16 is the listed xfail.
+    assert "2 failed, 3 passed, 1 skipped, 1 xfailed" in out
+    assert "numpy@gpu: device 'gpu' unusable" in out  # skipped, with the reason
+    assert "worst relative error per op x dtype" in out
+    assert "FAILED" in out and "NcreluGradAtZero-ncrelu_vjp-float64" in out
+
+
+def test_harmless_without_its_options(tmp_path) -> None:
+    (tmp_path / "test_plain.py").write_text("def test_ok():\n    assert True\n")
+    run = _pytest(tmp_path, "test_plain.py")
+    assert run.returncode == 0 and "1 passed" in run.stdout
+    assert "dirac" not in run.stdout
+    bare = _pytest(tmp_path, "--pyargs", "dirac_conformance")
+    assert bare.returncode == 0 and "1 skipped" in bare.stdout

@@ -1,0 +1,72 @@
+"""The strategies reach the cases the suite promises to cover."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, find, settings
+
+from dirac_conformance import strategies as s
+from dirac_conformance.case import Case
+from dirac_conformance.dtypes import round_to
+
+SEARCH = settings(database=None, max_examples=2000, suppress_health_check=list(HealthCheck))
+
+
+def _kernel(case: Case) -> tuple[int, ...]:
+    return case.operands["w"].values.shape[2:]
+
+
+def _indivisible(case: Case) -> bool:
+    """Per-group output and input counts of a Dirac tensor case, neither dividing the other."""
+    out, inp = case.kwargs["shape"][0] // case.kwargs["groups"], case.kwargs["shape"][1]
+    return bool(out % inp and inp % out)
+
+
+COVERAGE: list[tuple[str, Callable[[str], Any], Callable[[Case], bool]]] = [
+    ("same padding with an even, dilated kernel", s.conv_cases,
+     lambda c: c.kwargs["padding"] == "same" and any(k % 2 == 0 for k in _kernel(c))
+     and max(c.kwargs["dilation"]) > 1),
+    ("asymmetric (left, right) pairs with stride", s.conv_cases,
+     lambda c: isinstance(c.kwargs["padding"], tuple) and any(
+         isinstance(p, tuple) and p[0] != p[1] for p in c.kwargs["padding"])
+     and max(c.kwargs["stride"]) > 1),
+    ("3 spatial dims, groups and a bias", s.conv_cases,
+     lambda c: len(_kernel(c)) == 3 and c.kwargs["groups"] > 1
+     and c.operands["bias"] is not None),
+    ("a plain matrix (0 spatial dims)", s.conv_cases, lambda c: len(_kernel(c)) == 0),
+    ("grouped Dirac tensor whose channel counts divide neither way", s.dirac_tensor_cases,
+     lambda c: c.kwargs["groups"] > 1 and _indivisible(c)),
+    ("an all-zero filter next to a huge one", s.normalize_cases,
+     lambda c: (np.abs(c.operands["w"].values).reshape(len(c.operands["w"].values), -1)
+                .max(axis=1) == 0).any() and np.abs(c.operands["w"].values).max() > 1e20),
+    ("per-channel float64 alpha with normalize=False", s.dirac_weight_cases,
+     lambda c: c.operands["alpha"].dtype == "float64" and c.operands["alpha"].values.ndim == 1
+     and not c.kwargs["normalize"]),
+    ("exact zeros of both signs in an NCReLU input, axis not 1", s.ncrelu_cases,
+     lambda c: c.kwargs["axis"] not in (1, -len(c.operands["x"].values.shape) + 1)
+     and (np.signbit(c.operands["x"].values) & (c.operands["x"].values == 0)).any()
+     and (~np.signbit(c.operands["x"].values) & (c.operands["x"].values == 0)).any()),
+    ("zero variance with gamma < 0", s.fold_cases,
+     lambda c: (c.operands["var"].values == 0).any() and (c.operands["gamma"].values < 0).any()),
+    ("an identity with an even kernel and dilation", s.identity_cases,
+     lambda c: any(k % 2 == 0 for k in c.kwargs["kernel"]) and max(c.kwargs["dilation"]) > 1),
+]
+
+
+@pytest.mark.parametrize(("what", "strategy", "wanted"), COVERAGE, ids=[c[0] for c in COVERAGE])
+def test_strategy_reaches(what: str, strategy: Callable[[str], Any],
+                          wanted: Callable[[Case], bool]) -> None:
+    assert wanted(find(strategy("float32"), wanted, settings=SEARCH))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_operand_values_are_exact_in_their_dtype(dtype: str) -> None:
+    case = find(s.conv_cases(dtype, vjp=True), lambda c: c.operands["x"].values.size > 4,
+                settings=SEARCH)
+    for op in case.operands.values():
+        if op is not None:
+            assert np.array_equal(round_to(op.values, dtype), op.values)

@@ -1,0 +1,65 @@
+"""The tolerance model: what it accepts and what it rejects."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dirac_conformance.dtypes import huge, round_to, tiny
+from dirac_conformance.tolerance import RTOL, Mismatch, Output, check_outputs, relative_error
+
+
+@pytest.mark.parametrize("dtype", sorted(RTOL))
+def test_error_just_inside_tolerance_passes_and_just_outside_fails(dtype: str) -> None:
+    ref = np.array([1.0, -2.0, 4.0])
+    mag = np.abs(ref)
+    inside = ref + 0.9 * RTOL[dtype] * mag * 2  # terms=4: sqrt(4) = 2
+    outside = ref + 1.1 * RTOL[dtype] * mag * 2
+    assert check_outputs([Output("y", inside, ref, mag, terms=4)], dtype) <= RTOL[dtype]
+    with pytest.raises(Mismatch, match=r"y \(" + dtype):
+        check_outputs([Output("y", outside, ref, mag, terms=4)], dtype)
+
+
+def test_error_is_relative_to_the_condition_magnitude_not_the_result() -> None:
+    # A sum that cancels to ~0: an absolute error of 1e-14 on terms of size 1 is fine.
+    ref, mag = np.array([1e-17]), np.array([2.0])
+    assert relative_error(Output("y", ref + 1e-14, ref, mag), "float64") < RTOL["float64"]
+
+
+def test_nan_where_reference_is_finite_is_a_mismatch() -> None:
+    with pytest.raises(Mismatch, match=r"y\[1\]: got np.float64\(nan\)"):
+        relative_error(Output("y", np.array([1.0, np.nan]), np.ones(2), np.ones(2)), "float32")
+
+
+def test_overflow_beyond_dtype_range_must_be_the_signed_infinity() -> None:
+    ref = np.array([1e6, -1e6])  # beyond float16's 65504
+    good = np.array([np.inf, -np.inf])
+    assert relative_error(Output("dw", good, ref, np.abs(ref)), "float16") == 0.0
+    bad = np.array([np.inf, np.inf])
+    assert relative_error(Output("dw", bad, ref, np.abs(ref)), "float16") == math.inf
+
+
+def test_exact_outputs_need_equal_values() -> None:
+    ref = np.array([0.0, 1.0])
+    assert relative_error(Output("delta", np.array([-0.0, 1.0]), ref), "float64") == 0.0
+    with pytest.raises(Mismatch, match="exact op"):
+        check_outputs([Output("delta", np.array([0.0, 1.0 + 2**-52]), ref)], "float64")
+
+
+def test_shape_and_none_mismatches_are_reported() -> None:
+    with pytest.raises(Mismatch, match=r"got shape \(2,\), expected \(\)"):
+        relative_error(Output("dalpha", np.ones(2), np.array(1.0), np.ones(())), "float64")
+    with pytest.raises(Mismatch, match="got None, expected an array"):
+        relative_error(Output("dbias", None, np.ones(2)), "float64")
+    assert relative_error(Output("dbias", None, None), "float64") == 0.0
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+@pytest.mark.parametrize("dtype", sorted(RTOL))
+def test_special_magnitudes_are_representable_and_hit_overflow_or_underflow(dtype: str) -> None:
+    big, small = round_to(np.array(huge(dtype)), dtype), round_to(np.array(tiny(dtype)), dtype)
+    assert np.isfinite(big) and big > 0 and small > 0
+    assert math.isinf(float(round_to(big * big, dtype)))
+    assert float(round_to(small * small, dtype)) == 0.0

@@ -187,7 +187,7 @@ def dirac_weight(
     >>> dirac_weight(np.zeros((1, 1, 3)), 2.0, 1.0)
     array([[[0., 2., 0.]]])
     """
-    args = _weight_args(w, alpha, beta, eps, normalize, groups, policy)
+    args = check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
     b = _backend(backend, w, alpha, beta)
     wn = _convert(b, w)
     dev = b.device(wn)
@@ -213,7 +213,7 @@ def dirac_weight_vjp(
     argument came in; ``dw = normalize_filters_vjp(beta * g, W)`` (``beta * g`` when
     ``normalize=False``).
     """
-    args = _weight_args(w, alpha, beta, eps, normalize, groups, policy)
+    args = check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
     ck.require_same_dtype(ck.array_dtype(w), g, "g", "w")
     ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
     b = _backend(backend, g, w, alpha, beta)
@@ -224,9 +224,11 @@ def dirac_weight_vjp(
     )
 
 
-def _weight_args(
+def check_weight_args(
     w: Any, alpha: Any, beta: Any, eps: Any, normalize: Any, groups: Any, policy: Any
 ) -> dict[str, Any]:
+    """Validate :func:`dirac_weight`'s arguments; return the canonical keyword arguments a
+    backend receives. Frameworks' own functional layers reuse it to fail like the spec."""
     _check_filters(w, "w")
     out_channels = ck.shape_of(w)[0]
     ck.scale_shape(alpha, "alpha", out_channels)
@@ -309,7 +311,7 @@ def conv(
     >>> conv(x, np.ones((1, 1, 2)), padding="same")
     array([[[0., 1., 3., 5.]]])
     """
-    args = _conv_args(x, w, bias, stride, padding, dilation, groups)
+    args = check_conv_args(x, w, bias, stride, padding, dilation, groups)
     b = _backend(backend, x, w, bias)
     return b.conv(_convert(b, x), _convert(b, w), _convert(b, bias), **args)
 
@@ -332,7 +334,7 @@ def conv_vjp(
     ``dbias[o] = sum g[:, o]``; ``dw[o, i, k] = sum_{n,p} g[n, o, p] x_pad[n, c, p*s + k*d]``;
     ``dx`` is the transposed convolution of ``g`` with ``w``, cropped back by the padding.
     """
-    args = _conv_args(x, w, bias, stride, padding, dilation, groups)
+    args = check_conv_args(x, w, bias, stride, padding, dilation, groups)
     ck.require_same_dtype(ck.array_dtype(x), g, "g", "x")
     expected = conv_output_shape(
         ck.shape_of(x), ck.shape_of(w), args["stride"], args["padding"], args["dilation"]
@@ -360,9 +362,11 @@ def conv_output_shape(
     return (x_shape[0], w_shape[0], *spatial)
 
 
-def _conv_args(
+def check_conv_args(
     x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
 ) -> dict[str, Any]:
+    """Validate :func:`conv`'s arguments; return the canonical ``stride``, ``padding``,
+    ``dilation`` and ``groups`` a backend receives."""
     dt = ck.require_float(x, "x")
     ck.require_same_dtype(dt, w, "w", "x")
     w_shape = ck.require_ndim(w, "w", 2, "(O, C/groups, K...)")

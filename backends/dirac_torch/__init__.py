@@ -1,1 +1,58 @@
-"""placeholder"""
+"""dirac_torch: DiracNets in PyTorch: functional ops, the Dirac parametrization and layers.
+
+``W_hat = alpha * delta + beta * normalize(W)`` (Zagoruyko & Komodakis 2017, eq. 13) for any
+``nn.Conv1d/2d/3d`` (:func:`register_dirac`) or as ready layers (:class:`DiracConv2d`, ...),
+matching the NumPy specification in :mod:`dirac_core` exactly. Importing this package imports
+torch and the layers; the model builders, folding, ONNX export and the ``torch`` backend of
+``dirac_core`` load on first use.
+
+>>> import torch, dirac_torch as dt
+>>> net = torch.nn.Sequential(dt.NCReLU(), dt.DiracConv2d(32, 16, 3))
+>>> net(torch.randn(1, 16, 8, 8)).shape
+torch.Size([1, 16, 8, 8])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .functional import conv, dirac_tensor, dirac_weight, ncrelu, normalize_filters
+from .layers import DiracConv1d, DiracConv2d, DiracConv3d, NCReLU
+from .parametrize import DiracParametrization, register_dirac
+
+# Names defined in sibling modules that are imported only when first asked for.
+_LAZY = {
+    "TorchBackend": "backend",
+    "diracnet_cifar": "models",
+    "diracnet_imagenet": "models",
+    "fold_model": "fold",
+    "export_onnx": "onnx_export",
+}
+
+__all__ = [
+    "DiracConv1d",
+    "DiracConv2d",
+    "DiracConv3d",
+    "DiracParametrization",
+    "NCReLU",
+    "TorchBackend",
+    "conv",
+    "dirac_tensor",
+    "dirac_weight",
+    "diracnet_cifar",
+    "diracnet_imagenet",
+    "export_onnx",
+    "fold_model",
+    "ncrelu",
+    "normalize_filters",
+    "register_dirac",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'dirac_torch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value

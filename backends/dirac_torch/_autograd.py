@@ -1,0 +1,154 @@
+"""The Dirac weight as one autograd node with the spec's VJP written out (paper eq. 13).
+
+``W_hat = alpha * delta + beta * normalize(W)`` runs once per training step in every layer.
+Built from generic ops, autograd would record about 30 small kernels for it; each is
+parallelised over threads, and on a busy CPU every parallel region waits for its threads, so
+the tiny weight can cost more than the convolution. Here the forward is 6 weight-sized
+kernels and the backward 6, the rest being per-filter vectors of length O, and for weights of
+up to ``SERIAL_MAX_NUMEL`` elements they run on the calling thread only.
+
+With ``v`` a filter of ``W``, ``m = max|v|``, ``s = v / m``, ``r = ||s||`` (so ``||v|| = m r``,
+computed without overflow), ``u = s / r`` and ``G`` the incoming gradient:
+
+- forward: ``normalize(v) = s * gain`` with ``gain = 1 / r`` when ``m r >= eps`` (the filter
+  is above the clamp), else ``m / eps``;
+- ``dalpha = sum(G * delta)``, ``dbeta = sum(G * normalize(v)) = gain * sum(G * s)`` (per
+  filter, then summed for a scalar);
+- ``dv = beta * (G - u <u, G>) / (m r)`` above the clamp, ``beta * G / eps`` below.
+
+Higher-order gradients through this node are not supported (``once_differentiable``); first
+derivatives are exact and checked against the reference by the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+_HALF = (torch.float16, torch.bfloat16)
+# Weights up to this many elements are computed on the calling thread alone (see _serial).
+SERIAL_MAX_NUMEL = 1 << 18
+
+
+@contextlib.contextmanager
+def _serial(w: torch.Tensor) -> Iterator[None]:
+    """Run the block's CPU kernels on the calling thread when ``w`` is small.
+
+    A Dirac weight is tiny next to its convolution's activations: each of its kernels takes
+    microseconds, while waking and joining the intra-op threads takes longer, and far longer
+    (milliseconds) when the cores are shared with other work. The thread count is restored on
+    exit; setting it costs well under a microsecond.
+    """
+    threads = torch.get_num_threads()
+    if w.device.type != "cpu" or threads == 1 or w.numel() > SERIAL_MAX_NUMEL:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the arithmetic runs in: float32 for half-precision inputs, else ``dtype``."""
+    return torch.float32 if dtype in _HALF else dtype
+
+
+def scaled_rows(
+    flat: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(s, r, m, above)`` for the rows ``v`` of ``flat``: ``s = v / m`` with ``m = max|v|``
+    (1 for a zero row), ``r = ||s||``, ``m`` (detached: ``v / ||v||`` does not change when ``v``
+    is rescaled, so the true gradient does not flow through it) and ``above = m r >= eps``."""
+    scale = flat.detach().abs().amax(dim=1, keepdim=True)
+    scaled = flat / torch.where(scale > 0, scale, 1)
+    norm = torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
+    return scaled, norm, scale, norm * scale >= eps
+
+
+def _rows(scale: Any, dtype: torch.dtype) -> Any:
+    """A number, or a 0-d / ``(O,)`` tensor as ``dtype`` broadcasting over ``(O, n)`` rows."""
+    if not isinstance(scale, torch.Tensor):
+        return float(scale)
+    scale = scale.to(dtype)
+    return scale.view(-1, 1) if scale.dim() else scale
+
+
+def _reduced(per_row: torch.Tensor, like: Any) -> torch.Tensor | None:
+    """A per-filter ``(O, 1)`` gradient summed to the shape ``like`` came in (None: a number)."""
+    if not isinstance(like, torch.Tensor):
+        return None
+    out = per_row.view(-1) if like.dim() else per_row.sum()
+    return out.to(like.dtype)
+
+
+class DiracWeight(torch.autograd.Function):
+    """``apply(w, alpha, beta, delta, eps, normalize) -> W_hat`` in ``w``'s dtype.
+
+    ``alpha``/``beta``: numbers or 0-d/(O,) tensors; ``delta`` of ``w``'s shape (no gradient).
+    Arithmetic in ``work_dtype(w.dtype)``.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, w: torch.Tensor, alpha: Any, beta: Any, delta: torch.Tensor, eps: float,
+        normalize: bool,
+    ) -> torch.Tensor:
+        with _serial(w):
+            return DiracWeight._forward(ctx, w, alpha, beta, delta, eps, normalize)
+
+    @staticmethod
+    def _forward(
+        ctx: Any, w: torch.Tensor, alpha: Any, beta: Any, delta: torch.Tensor, eps: float,
+        normalize: bool,
+    ) -> torch.Tensor:
+        dtype = work_dtype(w.dtype)
+        flat = w.reshape(w.shape[0], -1).to(dtype)
+        ones = delta.reshape(flat.shape).to(dtype)
+        a, b = _rows(alpha, dtype), _rows(beta, dtype)
+        if normalize:
+            scaled, norm, scale, above = scaled_rows(flat, eps)
+            safe = torch.where(above, norm, 1)
+            gain = torch.where(above, 1 / safe, scale / eps)
+            # d normalize(v) = k (G - u <u, G>), with the tangent part only above the clamp.
+            k = torch.where(above, 1 / (safe * scale), 1 / eps)
+            ctx.save_for_backward(scaled, ones, gain, k, above)
+        else:
+            scaled, gain = flat, torch.ones((), dtype=dtype, device=w.device)
+            ctx.save_for_backward(scaled, ones, gain)
+        ctx.scales = (alpha, beta, b)
+        ctx.normalize = normalize
+        out = torch.addcmul(a * ones, scaled, b * gain)
+        return out.reshape(w.shape).to(w.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        with _serial(grad):
+            return DiracWeight._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        scaled, ones, gain, *clamp = ctx.saved_tensors
+        alpha, beta, b = ctx.scales
+        need_w, need_alpha, need_beta = ctx.needs_input_grad[:3]
+        g = grad.reshape(scaled.shape).to(scaled.dtype)
+        along_direction = (g * scaled).sum(dim=1, keepdim=True) * gain  # sum G normalize(v)
+        dalpha = _reduced((g * ones).sum(dim=1, keepdim=True), alpha) if need_alpha else None
+        dbeta = _reduced(along_direction, beta) if need_beta else None
+        if not need_w:
+            return None, dalpha, dbeta, None, None, None
+        if ctx.normalize:
+            k, above = clamp
+            c1 = b * k
+            c2 = torch.where(above, c1 * along_direction * gain, 0)
+            dw = torch.addcmul(g * c1, scaled, c2, value=-1)
+        else:
+            dw = g * b
+        dw = dw.reshape(grad.shape).to(grad.dtype)
+        return dw, dalpha, dbeta, None, None, None

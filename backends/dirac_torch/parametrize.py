@@ -1,0 +1,240 @@
+"""The Dirac parameterization as a ``torch.nn.utils.parametrize`` parametrization.
+
+Registered on a conv's ``weight``, the module keeps the free weight ``W`` at
+``conv.parametrizations.weight.original`` and every access to ``conv.weight`` returns
+
+    W_hat = alpha * delta + beta * normalize(W)        (paper eq. 13)
+
+so the conv trains the DiracNet way with no change to its ``forward``. Folding is
+``torch.nn.utils.parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)``.
+
+>>> import torch
+>>> from torch import nn
+>>> conv = register_dirac(nn.Conv2d(4, 4, 3, padding=1, bias=False))
+>>> sorted(conv.state_dict())
+['parametrizations.weight.0.alpha', 'parametrizations.weight.0.beta', \
+'parametrizations.weight.original']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from dirac_core import _checks as ck
+from dirac_core.padding import as_tuple
+
+from . import functional as fn
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
+    return value
+
+
+class DiracParametrization(nn.Module):
+    """``W -> alpha * delta + beta * normalize(W)`` for weights of one fixed shape.
+
+    Parameters
+    ----------
+    weight_shape : sequence of int
+        ``(O, I/groups, K1, ..., KL)`` of the weight it will parametrize.
+    groups : int
+        The conv's groups (``delta`` is block-diagonal over them).
+    alpha_init, beta_init : float or array-like of shape ``()`` or ``(O,)``
+        Initial scales (paper: 5 and 1e-3). A vector requires ``per_channel=True``.
+    per_channel : bool
+        One ``alpha``/``beta`` per output channel (the authors' "v2") instead of a scalar.
+    normalize : bool
+        ``False`` gives ``alpha * delta + beta * W``; with ``alpha = beta = 1`` and
+        ``learnable=False`` that is the paper's eq. 14 ResNet-initialisation variant.
+    policy : {"tile", "min"}
+        Dirac tensor for unequal channel counts (see :func:`dirac_torch.dirac_tensor`).
+    eps : float
+        The clamp of the filter norm.
+    learnable : bool
+        ``alpha`` and ``beta`` are ``nn.Parameter`` s if true, else (persistent) buffers.
+    dtype, device : optional
+        Of ``alpha``, ``beta`` and the cached ``delta``; :func:`register_dirac` uses the conv
+        weight's.
+
+    Attributes
+    ----------
+    alpha, beta : torch.Tensor of shape ``()`` or ``(O,)``
+    delta : torch.Tensor
+        Non-persistent buffer (rebuilt, never saved): ``state_dict`` holds only what is learned.
+
+    Raises
+    ------
+    ValueError
+        Bad ``weight_shape``, ``groups``, ``policy``, ``eps``; ``alpha_init``/``beta_init`` of a
+        shape other than ``()`` or ``(O,)``, or not finite.
+    TypeError
+        Non-bool flags, non-numeric ``alpha_init``/``beta_init``, non-floating ``dtype``.
+
+    Examples
+    --------
+    >>> p = DiracParametrization((2, 2, 1), alpha_init=1.0, beta_init=0.0)
+    >>> p(torch.randn(2, 2, 1)).detach()[:, :, 0]
+    tensor([[1., 0.],
+            [0., 1.]])
+    """
+
+    def __init__(
+        self,
+        weight_shape: Any,
+        *,
+        groups: int = 1,
+        alpha_init: Any = 5.0,
+        beta_init: Any = 1e-3,
+        per_channel: bool = False,
+        normalize: bool = True,
+        policy: str = "tile",
+        eps: float = 1e-12,
+        learnable: bool = True,
+        dtype: Any = None,
+        device: Any = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(weight_shape, int) or not hasattr(weight_shape, "__len__"):
+            raise TypeError(f"weight_shape must be a sequence of ints, got {weight_shape!r}")
+        if len(weight_shape) < 2:
+            raise ValueError(
+                f"weight_shape={tuple(weight_shape)!r} must have at least 2 entries "
+                f"(O, I/groups, K...)"
+            )
+        self.weight_shape = as_tuple(tuple(weight_shape), len(weight_shape), "weight_shape")
+        self.groups = ck.groups_for(groups, self.weight_shape[0])
+        self.policy = ck.policy_value(policy)
+        self.eps = ck.eps_value(eps)
+        self.per_channel = _flag(per_channel, "per_channel")
+        self.normalize = _flag(normalize, "normalize")
+        self.learnable = _flag(learnable, "learnable")
+        dtype = fn.torch_dtype(dtype)
+        self._inits = {
+            "alpha": self._initial(alpha_init, "alpha_init"),
+            "beta": self._initial(beta_init, "beta_init"),
+        }
+        for name, value in self._inits.items():
+            value = value.to(dtype=dtype, device=device)
+            if self.learnable:
+                self.register_parameter(name, nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
+        delta = fn._dirac_tensor(self.weight_shape, self.groups, self.policy, dtype, device)
+        self.register_buffer("delta", delta, persistent=False)
+
+    def _initial(self, value: Any, name: str) -> torch.Tensor:
+        """``value`` as a float64 CPU tensor of shape ``()``, or ``(O,)`` when per-channel."""
+        out_channels = self.weight_shape[0]
+        wrong = TypeError(
+            f"{name} must be a number or an array of shape () or ({out_channels},), "
+            f"got {type(value).__name__}: {value!r:.80}"
+        )
+        if isinstance(value, bool) or getattr(value, "dtype", None) in (torch.bool, np.bool_):
+            raise wrong
+        if not isinstance(value, int | float | torch.Tensor):
+            try:
+                value = torch.as_tensor(value, dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise wrong from exc
+        init = torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float64)
+        if tuple(init.shape) not in ((), (out_channels,)):
+            raise ValueError(
+                f"{name} has shape {tuple(init.shape)}; accepted shapes are () (a scalar) or "
+                f"({out_channels},) (one per output channel)"
+            )
+        if init.dim() and not self.per_channel:
+            raise ValueError(
+                f"{name} has shape ({out_channels},) but per_channel=False; pass a scalar or "
+                f"per_channel=True"
+            )
+        if not bool(torch.isfinite(init).all()):
+            raise ValueError(f"{name} must be finite, got {value!r:.80}")
+        return init.expand(out_channels).clone() if self.per_channel else init.clone()
+
+    def reset_parameters(self) -> None:
+        """Put ``alpha`` and ``beta`` back to their initial values."""
+        with torch.no_grad():
+            self.alpha.copy_(self._inits["alpha"])
+            self.beta.copy_(self._inits["beta"])
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        """``W_hat = alpha * delta + beta * normalize(W)`` (or ``beta * W``)."""
+        if weight.shape != self.delta.shape:
+            raise ValueError(
+                f"weight has shape {tuple(weight.shape)}; this parametrization was built for "
+                f"{self.weight_shape}"
+            )
+        return fn._dirac_weight(weight, self.alpha, self.beta, self.delta, self.eps, self.normalize)
+
+    def extra_repr(self) -> str:
+        return (
+            f"weight_shape={self.weight_shape}, groups={self.groups}, "
+            f"per_channel={self.per_channel}, normalize={self.normalize}, "
+            f"policy={self.policy!r}, eps={self.eps}, learnable={self.learnable}"
+        )
+
+
+def register_dirac(conv: nn.Module, **kwargs: Any) -> nn.Module:
+    """Register a :class:`DiracParametrization` on ``conv.weight``; return ``conv``.
+
+    The conv's current weight becomes the free ``W`` (at
+    ``conv.parametrizations.weight.original``); ``alpha``, ``beta`` and ``delta`` take the
+    weight's dtype and device; ``groups`` is the conv's. The conv's padding is left as it is: for
+    ``W_hat ~ alpha * delta`` to act as the identity, use "same" padding with an odd kernel (for
+    even kernels use :class:`dirac_torch.DiracConv2d`, whose "same" is the spec's).
+
+    Parameters
+    ----------
+    conv : nn.Conv1d, nn.Conv2d or nn.Conv3d
+    **kwargs
+        Any keyword of :class:`DiracParametrization` except ``dtype``/``device``
+        (``groups``, if given, must equal ``conv.groups``).
+
+    Raises
+    ------
+    TypeError
+        ``conv`` is not an ``nn.Conv1d/2d/3d``, its weight is not floating, or an unknown
+        keyword.
+    ValueError
+        ``conv.weight`` is already parametrized; ``groups`` differs from ``conv.groups``; any
+        error of :class:`DiracParametrization`.
+
+    Examples
+    --------
+    >>> conv = register_dirac(nn.Conv1d(3, 3, 3, padding=1), alpha_init=1.0, beta_init=0.0)
+    >>> x = torch.randn(2, 3, 8)
+    >>> torch.allclose(conv(x) - conv.bias[:, None], x)
+    True
+    """
+    if not isinstance(conv, _CONVS):
+        raise TypeError(
+            f"conv must be an nn.Conv1d, nn.Conv2d or nn.Conv3d, got {type(conv).__name__}"
+        )
+    if parametrize.is_parametrized(conv, "weight"):
+        raise ValueError(
+            f"conv.weight of this {type(conv).__name__} is already parametrized; remove the "
+            f"existing parametrization first"
+        )
+    weight = conv.weight
+    if not weight.is_floating_point():
+        raise TypeError(f"conv.weight must be floating, got dtype {weight.dtype}")
+    groups = kwargs.pop("groups", conv.groups)
+    if groups != conv.groups:
+        raise ValueError(f"groups={groups!r} differs from the conv's groups={conv.groups}")
+    for name in ("dtype", "device"):
+        if name in kwargs:
+            raise TypeError(f"register_dirac takes {name} from conv.weight; do not pass {name}=")
+    dirac = DiracParametrization(
+        tuple(weight.shape), groups=groups, dtype=weight.dtype, device=weight.device, **kwargs
+    )
+    parametrize.register_parametrization(conv, "weight", dirac)
+    return conv

@@ -158,12 +158,16 @@ def _dirac_groups(
     return stages
 
 
-def _check_variant(width: int, num_classes: int, activation: str, parameterization: str) -> None:
+def _check_variant(
+    width: int, num_classes: int, activation: str, parameterization: str, per_channel: bool
+) -> None:
     for name, value in (("width", width), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation={activation!r} is not accepted; use one of {ACTIVATIONS}")
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"per_channel must be a bool, got {type(per_channel).__name__}")
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(
             f"parameterization={parameterization!r} is not accepted; use one of "
@@ -194,7 +198,7 @@ def diracnet_cifar(
     ValueError
         ``depth`` with ``(depth - 4) % 6 != 0`` or ``depth < 10``; a bad width or variant.
     """
-    _check_variant(width, num_classes, activation, parameterization)
+    _check_variant(width, num_classes, activation, parameterization, per_channel)
     if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(
             f"depth={depth!r} is not accepted; use 6n + 4 with n >= 1 (10, 16, 28, 34, ...)"
@@ -234,7 +238,7 @@ def diracnet_imagenet(
     (18) or ``2 * (3, 4, 6, 3)`` (34) Dirac layers per group; stem conv 7x7 stride 2 -> BN ->
     max-pool 3x3 stride 2; max-pool 2x2 between groups.
     """
-    _check_variant(width, num_classes, activation, parameterization)
+    _check_variant(width, num_classes, activation, parameterization, per_channel)
     if depth not in IMAGENET_LAYERS:
         raise ValueError(f"depth={depth!r} is not accepted; use one of {sorted(IMAGENET_LAYERS)}")
     widths = tuple(c * width for c in (64, 128, 256, 512))

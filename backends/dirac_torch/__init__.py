@@ -24,6 +24,7 @@ from .parametrize import DiracParametrization, register_dirac
 # Names defined in sibling modules that are imported only when first asked for.
 _LAZY = {
     "TorchBackend": "backend",
+    "build": "models",
     "diracnet_cifar": "models",
     "diracnet_imagenet": "models",
     "fold_model": "fold",
@@ -37,6 +38,7 @@ __all__ = [
     "DiracParametrization",
     "NCReLU",
     "TorchBackend",
+    "build",
     "conv",
     "dirac_tensor",
     "dirac_weight",

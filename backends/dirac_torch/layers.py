@@ -3,7 +3,10 @@
 ``DiracConv1d/2d/3d`` are ``nn.Conv1d/2d/3d`` whose ``weight`` carries a
 :class:`~dirac_torch.parametrize.DiracParametrization`, so ``layer.weight`` is
 ``W_hat = alpha * delta + beta * normalize(W)`` and folding is
-``torch.nn.utils.parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)``.
+``torch.nn.utils.parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)`` in
+place. To fold a copy and keep the original, use :func:`dirac_torch.fold.fold_model`: a
+``copy.deepcopy`` shares PyTorch's generated parametrized class, and removing the
+parametrization from the copy would delete ``weight`` from the original too.
 Their ``"same"`` padding is the spec's: left ``d*floor(K/2)``, right ``d*(K-1) - left``, so
 at ``beta = 0`` the layer is ``alpha`` times the identity for every kernel size.
 

@@ -6,7 +6,10 @@ Registered on a conv's ``weight``, the module keeps the free weight ``W`` at
     W_hat = alpha * delta + beta * normalize(W)        (paper eq. 13)
 
 so the conv trains the DiracNet way with no change to its ``forward``. Folding is
-``torch.nn.utils.parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)``.
+``torch.nn.utils.parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)`` in
+place. To fold a copy and keep the original, use :func:`dirac_torch.fold.fold_model`: a
+``copy.deepcopy`` shares PyTorch's generated parametrized class, and removing the
+parametrization from the copy would delete ``weight`` from the original too.
 
 >>> import torch
 >>> from torch import nn

@@ -1,0 +1,298 @@
+"""fold_model: folded networks equal their eval-mode originals; unfoldable patterns fail loudly.
+
+Tolerances (relative, 2-norm over the whole output): 1e-5 in float32, 1e-10 in float64.
+"""
+
+import doctest
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn.utils import parametrize
+
+import dirac_core as dc
+import dirac_torch.fold as fold_module
+from dirac_torch import DiracConv1d, DiracConv2d, DiracConv3d, NCReLU, models, register_dirac
+from dirac_torch.fold import fold_batchnorm, fold_model
+
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+PLAIN_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ReLU, NCReLU, nn.MaxPool2d, nn.Linear,
+               models.GlobalAvgPool, nn.Sequential, nn.ConstantPad1d, nn.ConstantPad2d,
+               nn.ConstantPad3d)
+
+
+def randomize(model, seed=0):
+    """Random BN statistics and affine parameters (gamma of both signs), random Dirac scales."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g))
+                m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.1)
+                if m.affine:
+                    m.weight.copy_(torch.randn(n, generator=g))
+                    m.bias.copy_(torch.randn(n, generator=g))
+            if isinstance(m, DiracConv1d | DiracConv2d | DiracConv3d) and m.dirac.learnable:
+                m.alpha.copy_(torch.rand(m.alpha.shape, generator=g) + 0.5)
+                m.beta.copy_(torch.rand(m.beta.shape, generator=g) + 0.5)
+    return model
+
+
+def relative_error(model, folded, x):
+    with torch.no_grad():
+        expected, got = model.eval()(x), folded(x)
+    assert got.shape == expected.shape
+    return float((got - expected).norm() / expected.norm())
+
+
+def assert_plain(folded):
+    for name, m in folded.named_modules():
+        assert not parametrize.is_parametrized(m), name
+        assert not isinstance(m, nn.modules.batchnorm._BatchNorm), name
+        if isinstance(m, nn.modules.conv._ConvNd):
+            assert type(m) in (nn.Conv1d, nn.Conv2d, nn.Conv3d) and m.bias is not None, name
+
+
+VARIANTS = [
+    {},
+    {"per_channel": True},
+    {"activation": "relu"},
+    {"parameterization": "resnet"},
+    {"parameterization": "plain"},
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())) or "v1")
+def test_diracnet_folds_exactly(variant, dtype):
+    torch.manual_seed(0)
+    model = randomize(models.diracnet_cifar(10, **variant)).to(dtype)
+    folded = fold_model(model)
+    assert_plain(folded)
+    x = torch.randn(3, 3, 32, 32, dtype=dtype)
+    assert relative_error(model, folded, x) <= TOLERANCE[dtype]
+
+
+def test_folded_diracnet_keeps_layer_names_and_drops_batchnorms():
+    model = models.diracnet_cifar(10)
+    folded = fold_model(model)
+    kept = {n for n, layer in model.spec.layers() if not isinstance(layer, dc_nets().BatchNorm)}
+    names = {n for n, _ in folded.named_modules() if n.count(".") == 1}
+    assert names == kept
+    assert isinstance(folded, models.DiracNet) and folded.spec == model.spec
+    assert not folded.training
+
+
+def dc_nets():
+    from dirac_core import nets
+
+    return nets
+
+
+def test_original_is_untouched():
+    torch.manual_seed(1)
+    model = randomize(models.diracnet_cifar(10)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fold_model(model)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training
+    assert parametrize.is_parametrized(model.get_submodule("group0.1"))
+
+
+def test_fold_is_idempotent():
+    torch.manual_seed(2)
+    model = randomize(models.diracnet_cifar(10)).double()
+    once = fold_model(model)
+    twice = fold_model(once)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    assert relative_error(once, twice, x) <= 1e-14
+
+
+class UserBlock(nn.Module):
+    """A user module with its own forward: its convs fold, a BN inside it cannot."""
+
+    def __init__(self, with_bn=False):
+        super().__init__()
+        self.act = NCReLU()
+        self.conv = DiracConv2d(8, 4, 2)  # even kernel: asymmetric "same"
+        self.bn = nn.BatchNorm2d(4) if with_bn else None
+
+    def forward(self, x):
+        y = self.conv(self.act(x))
+        return self.bn(y) if self.bn is not None else y
+
+
+def user_model():
+    return nn.Sequential(
+        DiracConv2d(3, 4, 4, dilation=2),  # even kernel, dilated
+        nn.BatchNorm2d(4),
+        UserBlock(),
+        nn.Sequential(NCReLU(), DiracConv2d(8, 6, 3, per_channel=True)),
+        nn.BatchNorm2d(6),  # follows the tail of the nested Sequential
+        nn.ReLU(),
+        nn.Sequential(register_dirac(nn.Conv2d(6, 6, 3, padding=1, groups=2)), nn.BatchNorm2d(6)),
+        nn.Conv2d(6, 5, 4, padding="same", bias=False),  # PyTorch's own "same"
+        nn.BatchNorm2d(5, affine=False),
+        nn.MaxPool2d(2),
+        nn.Conv2d(5, 5, 1),
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_user_model_folds(dtype):
+    torch.manual_seed(3)
+    model = randomize(user_model()).to(dtype)
+    folded = fold_model(model)
+    assert_plain(folded)
+    assert isinstance(folded[0], nn.Sequential)  # pad + conv for the asymmetric padding
+    assert isinstance(folded[0].pad, nn.ConstantPad2d) and folded[0].pad.padding == (4, 2, 4, 2)
+    x = torch.randn(2, 3, 11, 12, dtype=dtype)
+    assert relative_error(model, folded, x) <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (lambda: DiracConv1d(4, 6, 4, groups=2, bias=True), (2, 4, 9)),
+        (lambda: DiracConv3d(4, 4, (2, 3, 4), dilation=(1, 2, 1)), (2, 4, 5, 6, 7)),
+        (lambda: DiracConv2d(4, 8, 3, stride=2, padding=((0, 1), (1, 0))), (2, 4, 7, 8)),
+        (lambda: nn.Conv2d(4, 4, 3, padding=2, padding_mode="reflect"), (2, 4, 6, 6)),
+    ],
+)
+def test_single_convs_fold(layer, shape):
+    torch.manual_seed(4)
+    conv = randomize(layer()).double()
+    bn = nn.BatchNorm1d if len(shape) == 3 else nn.BatchNorm2d if len(shape) == 4 else None
+    model = nn.Sequential(conv, (bn or nn.BatchNorm3d)(conv.out_channels)).double()
+    randomize(model)
+    folded = fold_model(model)
+    assert_plain(folded)
+    x = torch.randn(shape, dtype=torch.float64)
+    assert relative_error(model, folded, x) <= 1e-10
+
+
+def test_unfoldable_batchnorm_is_an_error_naming_it():
+    model = nn.Sequential(DiracConv2d(4, 4, 3), nn.ReLU(), nn.BatchNorm2d(4))
+    with pytest.raises(ValueError, match=r"'2'.*directly precedes"):
+        fold_model(model)
+    torch.manual_seed(5)
+    randomize(model)
+    kept = fold_model(model, strict=False)
+    assert isinstance(kept[2], nn.BatchNorm2d)
+    assert relative_error(model, kept, torch.randn(2, 4, 5, 5)) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        nn.Sequential(DiracConv2d(4, 4, 3), nn.MaxPool2d(2), nn.BatchNorm2d(4)),
+        nn.Sequential(nn.BatchNorm2d(4), DiracConv2d(4, 4, 3)),
+        nn.Sequential(UserBlock(with_bn=True)),
+        nn.Sequential(nn.ConvTranspose2d(4, 4, 3), nn.BatchNorm2d(4)),
+        nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4, track_running_stats=False)),
+    ],
+    ids=["across-pool", "before-conv", "custom-forward", "transposed", "no-running-stats"],
+)
+def test_never_folds_across_other_layers(model):
+    with pytest.raises(ValueError, match="cannot fold the batch norm"):
+        fold_model(model)
+
+
+def test_channel_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="4 channels but the convolution before it has 3"):
+        fold_model(nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(4)))
+
+
+def test_not_a_module_is_a_type_error():
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module, got dict"):
+        fold_model({"conv": nn.Conv2d(1, 1, 1)})
+
+
+def test_conv_subclass_with_own_forward_is_a_type_error():
+    class Shifted(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) + 1
+
+    with pytest.raises(TypeError, match="cannot fold Shifted: it overrides forward"):
+        fold_model(nn.Sequential(Shifted(2, 2, 1)))
+
+
+def test_subclassed_sequential_with_own_forward_does_not_pair():
+    class Reversed(nn.Sequential):
+        def forward(self, x):
+            for m in reversed(self):
+                x = m(x)
+            return x
+
+    with pytest.raises(ValueError, match="cannot fold the batch norm"):
+        fold_model(Reversed(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2)))
+
+
+def test_other_parametrizations_are_materialized():
+    class Double(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    linear = nn.Linear(3, 2)
+    parametrize.register_parametrization(linear, "weight", Double())
+    folded = fold_model(nn.Sequential(linear))
+    assert not parametrize.is_parametrized(folded[0])
+    assert torch.equal(folded[0].weight, linear.weight)
+    assert parametrize.is_parametrized(linear, "weight")  # the original keeps its own
+
+
+@given(
+    out_channels=st.integers(1, 5),
+    in_channels=st.integers(1, 3),
+    kernel=st.integers(1, 3),
+    with_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_fold_batchnorm_matches_reference(out_channels, in_channels, kernel, with_bias, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(out_channels, in_channels, kernel, kernel))
+    vectors = [rng.normal(size=out_channels) if with_bias else None]
+    vectors += [rng.normal(size=out_channels) for _ in range(3)]  # gamma of both signs
+    vectors.append(rng.uniform(0.0, 3.0, size=out_channels))
+    expected = dc.fold_batchnorm(w, *vectors, eps=1e-3, backend="numpy")
+    got = fold_batchnorm(
+        torch.from_numpy(w), *(None if v is None else torch.from_numpy(v) for v in vectors),
+        eps=1e-3,
+    )
+    for e, g in zip(expected, got, strict=True):
+        assert g.dtype == torch.float64
+        np.testing.assert_allclose(g.numpy(), e, rtol=1e-13, atol=1e-13)
+
+
+def test_fold_batchnorm_float32_keeps_dtype_and_rejects_bad_input():
+    w = torch.randn(3, 2, 1, dtype=torch.float32)
+    ones, zeros = torch.ones(3), torch.zeros(3)
+    new_w, new_b = fold_batchnorm(w, None, ones, zeros, zeros, ones, eps=0.0)
+    assert new_w.dtype == new_b.dtype == torch.float32 and torch.equal(new_w, w)
+    with pytest.raises(ValueError, match=r"gamma has shape \(2,\); expected \(3,\)"):
+        fold_batchnorm(w, None, torch.ones(2), zeros, zeros, ones)
+    with pytest.raises(ValueError, match="var \\+ eps must be > 0"):
+        fold_batchnorm(w, None, ones, zeros, zeros, -ones, eps=0.5)
+
+
+def test_conv_module_rejects_asymmetric_non_zero_padding():
+    with pytest.raises(ValueError, match="padding_mode='zeros', got 'reflect'"):
+        fold_module.conv_module(2, 2, (2,), padding=((1, 0),), padding_mode="reflect")
+
+
+def test_package_exposes_fold_model():
+    import dirac_torch
+
+    assert dirac_torch.fold_model is fold_model
+
+
+def test_docstring_examples():
+    result = doctest.testmod(fold_module, extraglobs={"torch": torch, "nn": nn})
+    assert result.attempted > 0 and result.failed == 0

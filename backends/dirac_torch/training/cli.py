@@ -1,0 +1,205 @@
+"""The ``diracnets`` command: ``train``, ``experiment depth``, ``demo`` and ``plot``.
+
+Run ``diracnets COMMAND --help`` for the options; ``docs/training.md`` has the full guide.
+Exit status: 0 done, 1 an error (message on stderr), 130 stopped by Ctrl-C/SIGTERM after
+saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .config import PRESETS, TrainConfig, preset_config
+from .datasets import DATASETS
+
+INTERRUPTED = 130
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    """Every :class:`TrainConfig` field as an option whose default (``None``) means "not given"."""
+    add = parser.add_argument
+    flag = argparse.BooleanOptionalAction
+    add("--preset", choices=sorted(PRESETS), default="v1",
+        help="v1: the paper (NCReLU, scalar alpha/beta); v2: ReLU, per-channel alpha/beta")
+    add("--data", choices=DATASETS, help="dataset (default: digits, built in, no download)")
+    add("--data-dir", help="CIFAR folder or .tar.gz (binary or python version); class folders")
+    add("--arch", choices=("cifar", "imagenet"), help="network family (default cifar)")
+    add("--depth", type=int, help="layers: 6n+4 for cifar (default 34), 18 or 34 for imagenet")
+    add("--width", type=int, help="width multiplier (default 1)")
+    add("--activation", choices=("ncrelu", "relu"))
+    add("--parameterization", choices=("dirac", "plain", "resnet"),
+        help="dirac (default), plain (the paper's control) or resnet (eq. 14)")
+    add("--per-channel", action=flag, default=None, help="one alpha/beta per output channel")
+    add("--image-size", type=int, help="class-folder crop size (default 224)")
+    add("--epochs", type=int, help="default 200")
+    add("--batch-size", type=int, help="global batch size, split over ranks (default 128)")
+    add("--lr", type=float, help="default 0.1")
+    add("--momentum", type=float, help="default 0.9")
+    add("--nesterov", action=flag, default=None)
+    add("--weight-decay", type=float, help="default 5e-4")
+    add("--decay-scales", action=flag, default=None,
+        help="weight decay on alpha and beta too (default on, as in the paper)")
+    add("--milestones", type=int, nargs="+",
+        help="epochs at which lr *= lr-gamma (default 30/60/80 %% of epochs)")
+    add("--lr-gamma", type=float, help="default 0.2")
+    add("--alpha0", type=float, help="initial alpha (default 5)")
+    add("--beta0", type=float, help="initial beta (default 1e-3)")
+    add("--seed", type=int, help="default 0")
+    add("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    add("--amp", action=flag, default=None, help="float16 autocast on CUDA (default on)")
+    add("--workers", type=int, help="data-loading workers for class folders (default 4)")
+    add("--train-limit", type=int, help="use only the first N training examples")
+    add("--out", help="run directory (default runs/<data>-<model>)")
+    add("--onnx", action=flag, default=None, help="export the folded model to ONNX at the end")
+    add("--progress", action=flag, default=None, help="tqdm progress bars (default on)")
+    add("--overwrite", action="store_true",
+        help="start afresh in --out even if it holds an earlier run (its files are removed)")
+
+
+def _given(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
+    fields = TrainConfig.__dataclass_fields__
+    values = {k: v for k, v in vars(args).items()
+              if k in fields and k not in skip and v is not None}
+    if "milestones" in values:
+        values["milestones"] = tuple(values["milestones"])
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .run import run_training
+
+    overrides = _given(args)
+    if args.resume:
+        summary = run_training(resume=args.resume, overrides=overrides)
+    else:
+        config = preset_config(args.preset, **overrides)
+        if "out" not in overrides:
+            config.out = (f"runs/{config.data}-diracnet{config.depth}-{config.width}-"
+                          f"{config.parameterization}")
+        summary = run_training(config, overwrite=args.overwrite)
+    if summary.get("fold"):
+        print(format_summary(summary))
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiment import depth_experiment
+
+    settings = _given(args, skip=("depth", "out"))
+    rows = depth_experiment(tuple(args.depths), out=args.out, **settings)
+    from .experiment import markdown_table
+
+    print(markdown_table(rows))
+    print(f"\nwritten: {args.out}/results.md, results.json, depth.png")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(out=args.out, epochs=args.epochs, depth=args.depth, width=args.width,
+             onnx=args.onnx, progress=args.progress)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .metrics import read_jsonl
+    from .plots import plot_curves, plot_scales
+
+    run_dir = Path(args.run_dir)
+    history = read_jsonl(run_dir / "metrics.jsonl")
+    written = [plot_curves(history, run_dir / "curves.png"),
+               plot_scales(history, run_dir / "alpha.png")]
+    print("written:", ", ".join(str(p) for p in written if p))
+    return 0
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run report: accuracy, size, fold check, speed, ONNX check, files."""
+    final, fold, speed = summary["final"], summary["fold"], summary["speed"]
+    lines = [
+        f"validation accuracy    {100 * final['val_acc']:.2f} % after {summary['epochs']} "
+        f"epochs (best {100 * summary['best_val_acc']:.2f} % at epoch {summary['best_epoch']})",
+        f"parameters             {summary['parameters']:,}",
+        f"folded vs unfolded     max relative error {fold['max_rel_error']:.2e} "
+        f"(max abs {fold['max_abs_error']:.2e}) {'OK' if fold['ok'] else 'TOO LARGE'}",
+        f"inference speed        unfolded {speed['unfolded_images_per_s']:,.0f} img/s, "
+        f"folded {speed['folded_images_per_s']:,.0f} img/s ({speed['speedup']:.2f}x)",
+    ]
+    if "onnx" in summary:
+        onnx = summary["onnx"]
+        lines.append(f"ONNX (onnxruntime)     max relative error {onnx['max_rel_error']:.2e} "
+                     f"vs PyTorch, {onnx['path']}")
+    lines.append(f"run directory          {summary['run_dir']} (metrics.jsonl, curves.png, "
+                 "alpha.png, last.pt, best.pt, model.safetensors, summary.json)")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diracnets", description="Train DiracNets, run the depth experiment or the demo.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a DiracNet (paper defaults)")
+    _train_options(train)
+    train.add_argument("--resume", metavar="CHECKPOINT",
+                       help="continue from a checkpoint (its settings; only epochs, milestones, "
+                            "out, progress, onnx, workers, device, data_dir, amp may change)")
+    train.set_defaults(func=cmd_train)
+
+    experiment = commands.add_parser("experiment", help="experiments from the paper")
+    kinds = experiment.add_subparsers(dest="experiment", required=True)
+    depth = kinds.add_parser("depth", help="plain vs Dirac at growing depth, on the digits")
+    from .experiment import DEFAULT_DEPTHS
+
+    depth.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS),
+                       help=f"6n+4 depths (default {' '.join(map(str, DEFAULT_DEPTHS))})")
+    depth.add_argument("--out", default="runs/depth", help="default runs/depth")
+    for name, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
+                       ("--seed", int), ("--train-limit", int), ("--width", int)):
+        depth.add_argument(name, type=kind)
+    depth.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    depth.set_defaults(func=cmd_experiment)
+
+    demo = commands.add_parser("demo", help="train, fold, verify and export a small DiracNet")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--epochs", type=int, default=None)
+    demo.add_argument("--depth", type=int, default=None)
+    demo.add_argument("--width", type=int, default=None)
+    demo.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True)
+    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    demo.set_defaults(func=cmd_demo)
+
+    plot = commands.add_parser("plot", help="redraw a run's plots from its metrics.jsonl")
+    plot.add_argument("run_dir")
+    plot.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``diracnets`` console script."""
+    from .checkpoint import CheckpointError
+    from .trainer import NonFiniteLossError, TrainingInterrupted
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TrainingInterrupted as stop:
+        print(f"diracnets: {stop}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        print("diracnets: aborted; the last checkpoint written (if any) is kept", file=sys.stderr)
+        return INTERRUPTED
+    except (NonFiniteLossError, CheckpointError, ValueError, ImportError, FileNotFoundError,
+            FileExistsError) as exc:
+        print(f"diracnets: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

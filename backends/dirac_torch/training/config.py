@@ -1,0 +1,119 @@
+"""Run settings: the paper's defaults (DESIGN section 5), the presets, and their validation.
+
+Defaults follow the paper (after Wide ResNet): SGD with momentum 0.9, lr 0.1, batch 128, 200
+epochs, lr x 0.2 at 30 %, 60 % and 80 % of training (epochs 60/120/160 of 200), weight decay
+5e-4 on every parameter including alpha and beta, alpha0 = 5, beta0 = 1e-3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .datasets import DATASETS
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "v1": {"activation": "ncrelu", "per_channel": False},  # the paper
+    "v2": {"activation": "relu", "per_channel": True},  # the authors' later per-channel ReLU
+}
+MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)  # 60/120/160 of the paper's 200 epochs
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved in its checkpoints and ``config.json``.
+
+    ``milestones`` (epochs at which the lr is multiplied by ``lr_gamma``) default to 30/60/80 %
+    of ``epochs``. ``decay_scales=False`` exempts alpha and beta from weight decay.
+    ``train_limit`` keeps only the first examples of the training split (quick runs).
+    ``amp`` (float16 autocast with loss scaling) only acts on CUDA.
+    """
+
+    data: str = "digits"
+    data_dir: str | None = None
+    arch: str = "cifar"
+    depth: int = 34
+    width: int = 1
+    activation: str = "ncrelu"
+    parameterization: str = "dirac"
+    per_channel: bool = False
+    image_size: int = 224
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    decay_scales: bool = True
+    milestones: tuple[int, ...] | None = None
+    lr_gamma: float = 0.2
+    alpha0: float = 5.0
+    beta0: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    workers: int = 4
+    train_limit: int | None = None
+    out: str = "runs/train"
+    onnx: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def resolved_milestones(self) -> tuple[int, ...]:
+        if self.milestones is not None:
+            return tuple(self.milestones)
+        return tuple(sorted({max(1, round(f * self.epochs)) for f in MILESTONE_FRACTIONS}))
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of range."""
+        if self.data not in DATASETS:
+            raise ValueError(f"data={self.data!r} is not accepted; use one of {DATASETS}")
+        if self.arch not in ("cifar", "imagenet"):
+            raise ValueError(f"arch={self.arch!r} is not accepted; use 'cifar' or 'imagenet'")
+        for name in ("epochs", "batch_size", "depth", "width", "image_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("lr", "momentum", "weight_decay", "lr_gamma", "alpha0", "beta0"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ValueError(f"train_limit must be a positive int or None, got "
+                             f"{self.train_limit!r}")
+        if self.milestones is not None and any(m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be epochs >= 1, got {self.milestones!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["milestones"] = None if self.milestones is None else list(self.milestones)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are a ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}; accepted: {sorted(names)}")
+        values = dict(values)
+        if values.get("milestones") is not None:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
+
+
+def preset_config(preset: str = "v1", **overrides: Any) -> TrainConfig:
+    """The paper's defaults with a preset's variant, then ``overrides``.
+
+    Examples
+    --------
+    >>> preset_config("v2", epochs=10).per_channel
+    True
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset={preset!r} is not accepted; use one of {sorted(PRESETS)}")
+    return TrainConfig(**{**PRESETS[preset], **overrides})

@@ -1,0 +1,183 @@
+"""Batches for one rank, reproducible from ``(seed, epoch, batch)`` alone.
+
+Every random choice (the epoch's order, each batch's crops and flips) comes from a generator
+seeded by a :class:`numpy.random.SeedSequence` of ``(seed, epoch, batch, rank)``. So a run
+resumed at any batch, in any process, sees exactly the batches an uninterrupted run would,
+and the ranks of a data-parallel run split each global batch without overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .datasets import Augment, Dataset, TensorSplit
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def generator(*key: int) -> torch.Generator:
+    """A CPU generator seeded from the integers ``key`` (distinct keys, independent streams)."""
+    seed = int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, np.uint64)[0])
+    return torch.Generator().manual_seed(seed)
+
+
+def epoch_order(length: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of ``range(length)`` that epoch ``epoch`` visits."""
+    return torch.randperm(length, generator=generator(seed, epoch))
+
+
+def augment_batch(images: torch.Tensor, augment: Augment, gen: torch.Generator) -> torch.Tensor:
+    """Random crop after zero padding by ``augment.pad``, then a random horizontal flip.
+
+    Works on ``(N, C, H, W)`` of any dtype; one offset pair and one flip draw per image.
+    """
+    n, channels, height, width = images.shape
+    if augment.pad:
+        pad = augment.pad
+        padded = F.pad(images, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=gen)
+        dx = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=gen)
+        rows = dy + torch.arange(height).view(1, 1, -1, 1)
+        cols = dx + torch.arange(width).view(1, 1, 1, -1)
+        padded = padded.gather(2, rows.expand(n, channels, height, width + 2 * pad))
+        images = padded.gather(3, cols.expand(n, channels, height, width))
+    if augment.flip:
+        flip = torch.rand(n, generator=gen) < 0.5
+        images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+    return images
+
+
+class Schedule:
+    """Which examples each batch of an epoch holds on one rank.
+
+    Training (``shuffle=True``): a fresh permutation each epoch; the last incomplete global
+    batch is dropped so every rank takes the same number of steps. Evaluation: the fixed
+    order, rank ``r`` taking every ``world``-th example, nothing dropped.
+    """
+
+    def __init__(self, length: int, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world: int = 1) -> None:
+        if shuffle and length < batch_size * world:
+            raise ValueError(
+                f"batch_size={batch_size * world} (over {world} rank(s)) is larger than the "
+                f"{length} training examples; lower --batch-size"
+            )
+        self.length, self.batch_size, self.shuffle = length, batch_size, shuffle
+        self.seed, self.rank, self.world = seed, rank, world
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            return self.length // (self.batch_size * self.world)
+        mine = len(range(self.rank, self.length, self.world))
+        return -(-mine // self.batch_size)
+
+    def batch_indices(self, epoch: int, start: int = 0) -> Iterator[torch.Tensor]:
+        """Example indices of each batch of ``epoch``, from batch ``start`` on."""
+        if self.shuffle:
+            step = self.batch_size * self.world
+            order = epoch_order(self.length, self.seed, epoch)[: len(self) * step]
+            mine = order.view(len(self), self.world, self.batch_size)[:, self.rank].reshape(-1)
+        else:
+            mine = torch.arange(self.rank, self.length, self.world)
+        for b in range(start, len(self)):
+            yield mine[b * self.batch_size: (b + 1) * self.batch_size]
+
+
+class TensorLoader:
+    """Batches of an in-memory :class:`TensorSplit`, normalised and moved to ``device``.
+
+    Parameters
+    ----------
+    split, dataset
+        The examples, and the dataset they belong to (scale, mean, std, augmentation).
+    batch_size
+        Examples per batch *on this rank*; ``shuffle``, ``seed``, ``rank`` and ``world`` as in
+        :class:`Schedule`. Augmentation applies to shuffled (training) loaders only.
+    """
+
+    def __init__(self, split: TensorSplit, dataset: Dataset, batch_size: int, *, shuffle: bool,
+                 seed: int = 0, rank: int = 0, world: int = 1,
+                 device: torch.device | str = "cpu") -> None:
+        self.split, self.seed, self.rank = split, seed, rank
+        self.schedule = Schedule(len(split), batch_size, shuffle=shuffle, seed=seed, rank=rank,
+                                 world=world)
+        self.device = torch.device(device)
+        self.augment = dataset.augment if shuffle else Augment()
+        self.scale = dataset.scale
+        self.mean = torch.tensor(dataset.mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(dataset.std, device=self.device).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.schedule)
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        """Yield ``(images, labels)`` of ``epoch`` from batch ``start`` on."""
+        for b, idx in enumerate(self.schedule.batch_indices(epoch, start), start):
+            images = self.split.images[idx]
+            if self.augment.pad or self.augment.flip:
+                images = augment_batch(images, self.augment,
+                                       generator(self.seed, epoch, b, self.rank))
+            yield self._normalise(images), self.split.labels[idx].to(self.device)
+
+    def _normalise(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True).to(torch.float32) / self.scale
+        return (images - self.mean) / self.std
+
+
+class FolderLoader:
+    """Batches of a torchvision class-folder dataset through a :class:`torch.utils.data.DataLoader`.
+
+    The order and the split between ranks follow :class:`Schedule`; torchvision's transforms
+    draw from the worker RNGs, seeded per ``(seed, epoch, start)``.
+    """
+
+    def __init__(self, data: Any, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world: int = 1, device: torch.device | str = "cpu",
+                 workers: int = 4) -> None:
+        self.data, self.seed, self.workers = data, seed, workers
+        self.schedule = Schedule(len(data), batch_size, shuffle=shuffle, seed=seed, rank=rank,
+                                 world=world)
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.schedule)
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        batch_list = [idx.tolist() for idx in self.schedule.batch_indices(epoch, start)]
+        loader = torch.utils.data.DataLoader(
+            self.data, batch_sampler=batch_list, num_workers=self.workers,
+            pin_memory=self.device.type == "cuda", generator=generator(self.seed, epoch, start),
+        )
+        for images, labels in loader:
+            yield (images.to(self.device, non_blocking=True),
+                   labels.to(self.device, non_blocking=True))
+
+
+def make_loaders(dataset: Dataset, batch_size: int, *, seed: int, rank: int = 0, world: int = 1,
+                 device: torch.device | str = "cpu", workers: int = 4,
+                 train_limit: int | None = None) -> tuple[TensorLoader | FolderLoader, ...]:
+    """``(train, val)`` loaders for this rank; ``batch_size`` is the global batch size.
+
+    Raises
+    ------
+    ValueError
+        ``batch_size`` not divisible by the number of ranks.
+    """
+    if batch_size % world:
+        raise ValueError(f"batch_size={batch_size} must be divisible by the {world} ranks")
+    per_rank = batch_size // world
+    common = {"seed": seed, "rank": rank, "world": world, "device": device}
+    if dataset.in_memory:
+        return (TensorLoader(dataset.train.subset(train_limit), dataset, per_rank, shuffle=True,
+                             **common),
+                TensorLoader(dataset.val, dataset, per_rank, shuffle=False, **common))
+    train = dataset.train
+    if train_limit is not None and train_limit < len(train):
+        train = torch.utils.data.Subset(train, range(train_limit))
+    return (FolderLoader(train, per_rank, shuffle=True, workers=workers, **common),
+            FolderLoader(dataset.val, per_rank, shuffle=False, workers=workers, **common))

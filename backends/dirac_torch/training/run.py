@@ -1,0 +1,103 @@
+"""A whole training job: train (or resume), check the replicas agree, then fold, verify, time,
+save the weights, optionally export ONNX, and write ``summary.json`` in the run directory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import distributed
+from .config import TrainConfig
+from .finalize import (
+    compare_speed,
+    count_parameters,
+    export_and_check_onnx,
+    fold_and_verify,
+    save_weights,
+)
+from .metrics import write_json
+from .trainer import Callback, Trainer
+
+VERIFY_IMAGES = 256
+
+
+def run_training(config: TrainConfig | None = None, *, resume: str | Path | None = None,
+                 overrides: dict[str, Any] | None = None, callbacks: Sequence[Callback] = (),
+                 **trainer_kw: Any) -> dict[str, Any]:
+    """Train as ``config`` says, or continue the checkpoint ``resume`` (its own settings, with
+    ``overrides``); return the summary.
+
+    Under torchrun every rank calls this; rank 0 alone writes files. At the end the ranks'
+    weight fingerprints (SHA-256 of the state dict) are gathered: they must be identical.
+
+    Raises
+    ------
+    TrainingInterrupted, NonFiniteLossError
+        From :meth:`Trainer.fit`.
+    ValueError
+        Both or neither of ``config`` and ``resume`` given.
+    RuntimeError
+        The ranks ended with different weights.
+    """
+    if (config is None) == (resume is None):
+        raise ValueError("pass either config (a new run) or resume (a checkpoint), not both")
+    started = time.perf_counter()
+    if resume is not None:
+        trainer = Trainer.from_checkpoint(resume, overrides, callbacks=callbacks, **trainer_kw)
+    else:
+        trainer = Trainer(config, callbacks=callbacks, **trainer_kw)
+    context = trainer.context
+    try:
+        last = trainer.fit()
+        prints = distributed.gather(distributed.fingerprint(trainer.model), context)
+        if len(set(prints)) != 1:
+            raise RuntimeError(f"data-parallel replicas ended with different weights: {prints}")
+        summary: dict[str, Any] = {
+            "run_dir": str(trainer.run_dir),
+            "device": str(trainer.device),
+            "world_size": context.world,
+            "epochs": trainer.epoch,
+            "final": last,
+            "best_val_acc": trainer.best_acc,
+            "best_epoch": trainer.best_epoch,
+            "parameters": count_parameters(trainer.model),
+            "replica_fingerprints": prints,
+        }
+        if context.is_main:
+            summary.update(finish(trainer))
+            summary["time_s"] = time.perf_counter() - started
+            write_json(trainer.run_dir / "summary.json", summary)
+        distributed.barrier(context)
+        return summary
+    finally:
+        distributed.teardown(context)
+
+
+def finish(trainer: Trainer) -> dict[str, Any]:
+    """Fold and verify, time folded vs unfolded, save weights, export ONNX if asked."""
+    images = verification_images(trainer)
+    model = trainer.model.eval()
+    folded, fold = fold_and_verify(model, images)
+    out: dict[str, Any] = {
+        "fold": fold,
+        "speed": compare_speed(model, folded, images),
+        "weights": str(save_weights(model, trainer.run_dir / "model.safetensors")),
+    }
+    if trainer.config.onnx:
+        out["onnx"] = export_and_check_onnx(model, trainer.run_dir / "model.onnx", images)
+    return out
+
+
+def verification_images(trainer: Trainer, count: int = VERIFY_IMAGES) -> torch.Tensor:
+    """Up to ``count`` normalised validation images of this rank."""
+    chunks, have = [], 0
+    for images, _ in trainer.val_loader.batches():
+        chunks.append(images)
+        have += images.shape[0]
+        if have >= count:
+            break
+    return torch.cat(chunks)[:count]

@@ -1,0 +1,52 @@
+"""The diracnets command line: train, resume rules, errors, exit codes, plots."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dirac_torch.training.cli import build_parser, main
+
+TINY = ["--depth", "10", "--batch-size", "32", "--train-limit", "64", "--no-progress",
+        "--device", "cpu"]
+
+
+def test_train_then_resume_longer(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--milestones", "5", "--out", str(out)]) == 0
+    assert "validation accuracy" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert (config["depth"], config["epochs"], config["milestones"]) == (10, 1, [5])
+    assert main(["train", "--resume", str(out / "last.pt"), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+    assert main(["train", "--resume", str(out / "last.pt"), "--lr", "0.5"]) == 1
+    assert "cannot change lr when resuming" in capsys.readouterr().err
+    assert main(["plot", str(out)]) == 0
+    assert "curves.png" in capsys.readouterr().out
+    # a fresh run over it would lose the checkpoint: refused unless --overwrite
+    fresh = ["train", *TINY, "--epochs", "1", "--out", str(out)]
+    assert main(fresh) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    (out / "notes.txt").write_text("mine")
+    assert main([*fresh, "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 1
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["train", *TINY, "--depth", "11", "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("diracnets: error: depth=11 is not accepted") and "Traceback" not in err
+    assert main(["train", *TINY, "--epochs", "1", "--lr", "1e30", "--out",
+                 str(tmp_path / "nan")]) == 1
+    assert "training loss became" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "missing.pt")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_presets_and_switches_reach_the_config():
+    args = build_parser().parse_args(["train", "--preset", "v2", "--no-decay-scales"])
+    assert (args.preset, args.decay_scales, args.lr) == ("v2", False, None)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--data", "mnist"])

@@ -1,0 +1,89 @@
+"""Paper defaults, presets, the lr schedule, and the weight-decay switch for alpha and beta."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dirac_torch.models import diracnet_cifar
+from dirac_torch.training.config import TrainConfig, preset_config
+from dirac_torch.training.scales import dirac_parametrizations, parameter_groups, scale_snapshot
+from dirac_torch.training.trainer import lr_at, resumed_config
+
+
+def test_paper_defaults():
+    c = TrainConfig()
+    assert (c.lr, c.momentum, c.batch_size, c.epochs, c.lr_gamma) == (0.1, 0.9, 128, 200, 0.2)
+    assert (c.weight_decay, c.decay_scales, c.alpha0, c.beta0) == (5e-4, True, 5.0, 1e-3)
+    assert c.resolved_milestones() == (60, 120, 160)
+    assert [lr_at(c, e) for e in (0, 59, 60, 120, 160, 199)] == pytest.approx(
+        [0.1, 0.1, 0.02, 0.004, 0.0008, 0.0008])
+
+
+def test_presets_and_overrides():
+    v1, v2 = preset_config("v1"), preset_config("v2", epochs=3)
+    assert (v1.activation, v1.per_channel) == ("ncrelu", False)
+    assert (v2.activation, v2.per_channel, v2.epochs) == ("relu", True, 3)
+    assert v2.resolved_milestones() == (1, 2)
+    with pytest.raises(ValueError, match="preset='v3'"):
+        preset_config("v3")
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"epochs": 0}, "epochs must be a positive int"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"data": "svhn"}, "data='svhn' is not accepted"),
+    ({"milestones": (0,)}, "milestones must be epochs"),
+])
+def test_bad_settings_are_named(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
+
+
+def test_config_round_trips_and_rejects_unknown_keys():
+    c = TrainConfig(milestones=(3, 5), epochs=7)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match=r"unknown settings \['colour'\]"):
+        TrainConfig.from_dict({"colour": 1})
+
+
+def test_resume_may_only_change_resumable_settings():
+    saved = TrainConfig(epochs=2).to_dict()
+    assert resumed_config(saved, {"epochs": 4, "lr": 0.1}).epochs == 4  # same lr is fine
+    with pytest.raises(ValueError, match="cannot change lr when resuming"):
+        resumed_config(saved, {"lr": 0.5})
+
+
+@pytest.mark.parametrize("decay_scales", [True, False])
+def test_weight_decay_switch_for_alpha_and_beta(decay_scales):
+    model = diracnet_cifar(10, in_channels=1, image_size=8)
+    groups = parameter_groups(model, 5e-4, decay_scales)
+    weights, scales = groups
+    assert weights["weight_decay"] == 5e-4
+    assert scales["weight_decay"] == (5e-4 if decay_scales else 0.0)
+    layers = dirac_parametrizations(model)
+    assert len(layers) == 6 and len(scales["params"]) == 12
+    expected = {id(p) for _, m in layers for p in (m.alpha, m.beta)}
+    assert {id(p) for p in scales["params"]} == expected
+    assert len(weights["params"]) + 12 == len(list(model.parameters()))
+
+
+def test_weight_decay_shrinks_alpha_only_when_switched_on():
+    finals = {}
+    for decay in (True, False):
+        model = diracnet_cifar(10, in_channels=1, image_size=8)
+        opt = torch.optim.SGD(parameter_groups(model, 0.1, decay), lr=0.5)
+        opt.zero_grad()
+        sum(m.alpha.sum() * 0 for _, m in dirac_parametrizations(model)).backward()
+        opt.step()  # zero gradient: only weight decay moves alpha
+        finals[decay] = scale_snapshot(model)["alpha"]
+    assert all(v == pytest.approx(5 * (1 - 0.05)) for v in finals[True].values())
+    assert all(v == pytest.approx(5.0) for v in finals[False].values())
+    assert list(finals[True]) == ["group0.1", "group0.4", "group1.2", "group1.5", "group2.2",
+                                  "group2.5"]
+
+
+def test_plain_network_has_no_scale_group():
+    model = diracnet_cifar(10, in_channels=1, image_size=8, parameterization="plain")
+    assert len(parameter_groups(model, 5e-4)) == 1
+    assert scale_snapshot(model) == {"alpha": {}, "beta": {}}

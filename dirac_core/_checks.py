@@ -7,6 +7,8 @@ in the same words.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from typing import Any
 
 import numpy as np
@@ -15,10 +17,35 @@ FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 POLICIES = ("tile", "min")
 
 
+def as_int(value: Any) -> int | None:
+    """``value`` as an int if it is an integer (Python or NumPy, not bool), else None."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def is_real(value: Any) -> bool:
+    """A real scalar: Python or NumPy int/float, not bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def is_python_or_numpy_scalar(value: Any) -> bool:
+    """A real number that is not an array: ``1``, ``2.5``, ``np.float32(2)``, ``np.int64(1)``."""
+    return is_real(value) and (not hasattr(value, "shape") or isinstance(value, np.generic))
+
+
 def dtype_name(dtype: Any) -> str:
-    """The name of a dtype object (NumPy, CuPy or torch), e.g. ``"float32"``."""
+    """The name of a dtype object (NumPy, CuPy or torch) or string, e.g. ``"float32"``."""
     if isinstance(dtype, str):
-        return dtype
+        if dtype in FLOAT_DTYPES:
+            return dtype
+        try:
+            return np.dtype(dtype).name  # "f4", "double", ...
+        except TypeError:
+            return dtype
     name = getattr(dtype, "name", None)
     if isinstance(name, str):
         return name
@@ -62,6 +89,14 @@ def require_ndim(x: Any, name: str, minimum: int, what: str) -> tuple[int, ...]:
     return shape
 
 
+def require_nonempty(x: Any, name: str, what: str) -> tuple[int, ...]:
+    """Every dim of ``x`` is >= 1 (a weight with no filters or an empty kernel is an error)."""
+    shape = shape_of(x)
+    if 0 in shape:
+        raise ValueError(f"{name} has shape {shape}; every dim must be >= 1 ({what})")
+    return shape
+
+
 def require_shape(x: Any, name: str, expected: tuple[int, ...], what: str) -> None:
     shape = shape_of(x)
     if shape != expected:
@@ -69,21 +104,28 @@ def require_shape(x: Any, name: str, expected: tuple[int, ...], what: str) -> No
 
 
 def positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = as_int(value)
+    if number is None:
         raise TypeError(f"{name} must be a positive int, got {type(value).__name__}: {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
+    if number < 1:
+        raise ValueError(f"{name} must be a positive int, got {number}")
+    return number
 
 
 def eps_value(eps: Any, name: str = "eps", *, allow_zero: bool = False) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+    if not is_real(eps):
         raise TypeError(f"{name} must be a float, got {type(eps).__name__}: {eps!r}")
     ok = math.isfinite(eps) and (eps >= 0 if allow_zero else eps > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite float {bound}, got {eps!r}")
     return float(eps)
+
+
+def bool_value(value: Any, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
+    return bool(value)
 
 
 def policy_value(policy: Any) -> str:
@@ -105,8 +147,10 @@ def groups_for(groups: Any, out_channels: int, in_channels: int | None = None) -
 
 
 def axis_value(axis: Any, ndim: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int):
+    number = as_int(axis)
+    if number is None:
         raise TypeError(f"axis must be an int, got {type(axis).__name__}: {axis!r}")
+    axis = number
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis={axis} is out of range for an array of {ndim} dims")
     return axis % ndim
@@ -114,9 +158,9 @@ def axis_value(axis: Any, ndim: int) -> int:
 
 def scale_shape(value: Any, name: str, out_channels: int) -> tuple[int, ...]:
     """Shape check for alpha/beta: a scalar or a vector of length O."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         raise TypeError(f"{name} must be a real scalar or an array, got bool")
-    if isinstance(value, (int, float)):
+    if is_python_or_numpy_scalar(value):
         return ()
     require_float(value, name)
     shape = shape_of(value)

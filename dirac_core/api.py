@@ -32,9 +32,13 @@ def _convert(b: Backend, x: Any, device: Any = None) -> Any:
     return b.from_numpy(owner.to_numpy(x), device)
 
 
-def _scale(b: Backend, value: Any, device: Any) -> Array:
-    if isinstance(value, int | float):
-        return b.from_numpy(np.asarray(float(value), dtype=np.float64), device)
+def _scale(b: Backend, value: Any, device: Any, weight_dtype: str) -> Array:
+    """``alpha``/``beta`` as a native array; a Python or NumPy scalar takes the working dtype
+    of the weight (float64 for float64, else float32: half weights keep full-precision scales,
+    and their gradients come back in it)."""
+    if ck.is_python_or_numpy_scalar(value):
+        dtype = np.float64 if weight_dtype == "float64" else np.float32
+        return b.from_numpy(np.asarray(float(value), dtype=dtype), device)
     return _convert(b, value, device)
 
 
@@ -86,12 +90,14 @@ def dirac_tensor(
     shape = _shape_value(shape)
     groups = ck.groups_for(groups, shape[0])
     policy = ck.policy_value(policy)
+    b = get_backend("numpy" if backend is None else backend)
     name = None
     if dtype is not None:
         name = ck.dtype_name(dtype)
-        if name not in ck.FLOAT_DTYPES:
-            raise TypeError(f"dtype must be a floating dtype {ck.FLOAT_DTYPES}, got {dtype!r}")
-    b = get_backend("numpy" if backend is None else backend)
+        if name not in b.dtypes:
+            raise TypeError(
+                f"dtype={dtype!r} is not supported by backend {b.name!r}; it accepts {b.dtypes}"
+            )
     return b.dirac_tensor(shape, groups=groups, policy=policy, dtype=name, device=device)
 
 
@@ -152,6 +158,7 @@ def normalize_filters_vjp(
 def _check_filters(w: Any, name: str) -> str:
     dt = ck.require_float(w, name)
     ck.require_ndim(w, name, 2, "(O, I/groups, K...)")
+    ck.require_nonempty(w, name, "at least one filter, one input channel and kernel size")
     return dt
 
 
@@ -190,8 +197,8 @@ def dirac_weight(
     args = check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
     b = _backend(backend, w, alpha, beta)
     wn = _convert(b, w)
-    dev = b.device(wn)
-    return b.dirac_weight(wn, _scale(b, alpha, dev), _scale(b, beta, dev), **args)
+    dev, wdt = b.device(wn), ck.array_dtype(w)
+    return b.dirac_weight(wn, _scale(b, alpha, dev, wdt), _scale(b, beta, dev, wdt), **args)
 
 
 def dirac_weight_vjp(
@@ -218,9 +225,9 @@ def dirac_weight_vjp(
     ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
     b = _backend(backend, g, w, alpha, beta)
     wn = _convert(b, w)
-    dev = b.device(wn)
+    dev, wdt = b.device(wn), ck.array_dtype(w)
     return b.dirac_weight_vjp(
-        _convert(b, g), wn, _scale(b, alpha, dev), _scale(b, beta, dev), **args
+        _convert(b, g), wn, _scale(b, alpha, dev, wdt), _scale(b, beta, dev, wdt), **args
     )
 
 
@@ -233,11 +240,9 @@ def check_weight_args(
     out_channels = ck.shape_of(w)[0]
     ck.scale_shape(alpha, "alpha", out_channels)
     ck.scale_shape(beta, "beta", out_channels)
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}: {normalize!r}")
     return {
         "eps": ck.eps_value(eps),
-        "normalize": normalize,
+        "normalize": ck.bool_value(normalize, "normalize"),
         "groups": ck.groups_for(groups, out_channels),
         "policy": ck.policy_value(policy),
     }
@@ -369,7 +374,8 @@ def check_conv_args(
     ``dilation`` and ``groups`` a backend receives."""
     dt = ck.require_float(x, "x")
     ck.require_same_dtype(dt, w, "w", "x")
-    w_shape = ck.require_ndim(w, "w", 2, "(O, C/groups, K...)")
+    ck.require_ndim(w, "w", 2, "(O, C/groups, K...)")
+    w_shape = ck.require_nonempty(w, "w", "at least one filter, input channel and kernel tap")
     x_shape = ck.shape_of(x)
     if len(x_shape) != len(w_shape):
         raise ValueError(
@@ -421,7 +427,8 @@ def fold_batchnorm(
     Raises
     ------
     ValueError
-        Any of ``bias, gamma, beta, mean, var`` not of shape ``(O,)``; a negative ``var``.
+        Any of ``bias, gamma, beta, mean, var`` not of shape ``(O,)`` or not finite; a
+        negative ``var``, or ``var + eps == 0``.
     """
     dt = ck.require_float(weight, "weight")
     out_channels = ck.require_ndim(weight, "weight", 1, "(O, ...)")[0]
@@ -434,6 +441,16 @@ def fold_batchnorm(
     eps = ck.eps_value(eps, allow_zero=True)
     b = _backend(backend, weight, *vectors.values())
     native = {k: _convert(b, v) for k, v in vectors.items()}
-    if bool((b.to_numpy(native["var"]) + eps <= 0).any()):
-        raise ValueError("var must be >= 0 and var + eps > 0 in every channel")
+    _check_statistics({k: b.to_numpy(v) for k, v in native.items() if v is not None}, eps)
     return b.fold_batchnorm(_convert(b, weight), eps=eps, **native)
+
+
+def _check_statistics(vectors: dict[str, np.ndarray], eps: float) -> None:
+    """Finite batch-norm vectors, ``var >= 0`` and ``var + eps > 0`` in the working dtype."""
+    for name, value in vectors.items():
+        if not np.isfinite(value.astype(np.float64)).all():
+            raise ValueError(f"{name} must be finite in every channel, got {value}")
+    var = vectors["var"].astype(np.promote_types(vectors["var"].dtype, np.float32))
+    if (var < 0).any() or (var + var.dtype.type(eps) <= 0).any():
+        raise ValueError(f"var must be >= 0 with var + eps > 0 in every channel; got var={var}, "
+                         f"eps={eps}")

@@ -9,8 +9,10 @@ arguments, then call the backend with *native* arrays of that backend and canoni
   ``d*(K-1) - left``, see :func:`dirac_core.padding.resolve_padding`) or a tuple of
   ``(left, right)`` pairs of non-negative ints, one per spatial dim;
 - ``alpha`` and ``beta``: native arrays, 0-d or of shape ``(O,)``, on the weight's device; their
-  dtype may differ from the weight's (a Python scalar arrives as a float64 0-d array). Every
-  result of ``dirac_weight`` and ``dirac_weight_vjp`` has the weight's dtype;
+  dtype may differ from the weight's (a Python scalar arrives as a 0-d array of the weight's
+  working dtype: float64 for float64 weights, float32 otherwise).
+  ``dirac_weight`` and the ``dw`` of its VJP have the weight's dtype; ``dalpha`` and ``dbeta``
+  have alpha's and beta's dtype (as autograd gives each gradient its argument's dtype);
 - ``axis``: a non-negative int; ``dtype``: a dtype name (``"float64"``, ``"float32"``, ...) or
   ``None`` for the backend's default; ``groups``: a positive int; ``policy``: ``"tile"`` or
   ``"min"``.

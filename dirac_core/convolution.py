@@ -42,7 +42,8 @@ def _columns(x_pad, kernel, stride, dilation, out, groups):
     ]
     cols = xp.stack(taps, axis=2)  # (N, C, T, *out)
     cols = cols.reshape(n, groups, c // groups, len(taps), prod(out))
-    return cols.transpose(1, 2, 3, 0, 4).reshape(groups, -1, n * prod(out))
+    # Explicit sizes, not -1: an empty batch (n == 0) must still reshape.
+    return cols.transpose(1, 2, 3, 0, 4).reshape(groups, (c // groups) * len(taps), n * prod(out))
 
 
 def _pad(x, pads):
@@ -73,8 +74,8 @@ def conv_vjp(g, x, w, bias, stride, padding: str | Pairs, dilation, groups: int)
     x_pad = _pad(x.astype(dtype, copy=False), pads)
     cols = _columns(x_pad, kernel, stride, dilation, out, groups)
     n, c, o = x.shape[0], x.shape[1], w.shape[0]
-    g_mat = g.astype(dtype, copy=False).reshape(n, o, -1).transpose(1, 0, 2)
-    g_mat = g_mat.reshape(groups, o // groups, -1)
+    g_mat = g.astype(dtype, copy=False).reshape(n, o, prod(out)).transpose(1, 0, 2)
+    g_mat = g_mat.reshape(groups, o // groups, n * prod(out))
     w_mat = w.astype(dtype, copy=False).reshape(groups, o // groups, -1)
 
     dw = (g_mat @ cols.transpose(0, 2, 1)).reshape(w.shape)

@@ -159,9 +159,12 @@ def _dirac_groups(
 
 
 def _check_variant(
-    width: int, num_classes: int, activation: str, parameterization: str, per_channel: bool
+    width: int, num_classes: int, activation: str, parameterization: str, per_channel: bool,
+    in_channels: int, image_size: int,
 ) -> None:
-    for name, value in (("width", width), ("num_classes", num_classes)):
+    sizes = (("width", width), ("num_classes", num_classes), ("in_channels", in_channels),
+             ("image_size", image_size))
+    for name, value in sizes:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if activation not in ACTIVATIONS:
@@ -198,8 +201,10 @@ def diracnet_cifar(
     ValueError
         ``depth`` with ``(depth - 4) % 6 != 0`` or ``depth < 10``; a bad width or variant.
     """
-    _check_variant(width, num_classes, activation, parameterization, per_channel)
-    if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+    _check_variant(
+        width, num_classes, activation, parameterization, per_channel, in_channels, image_size
+    )
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(
             f"depth={depth!r} is not accepted; use 6n + 4 with n >= 1 (10, 16, 28, 34, ...)"
         )
@@ -238,8 +243,10 @@ def diracnet_imagenet(
     (18) or ``2 * (3, 4, 6, 3)`` (34) Dirac layers per group; stem conv 7x7 stride 2 -> BN ->
     max-pool 3x3 stride 2; max-pool 2x2 between groups.
     """
-    _check_variant(width, num_classes, activation, parameterization, per_channel)
-    if depth not in IMAGENET_LAYERS:
+    _check_variant(
+        width, num_classes, activation, parameterization, per_channel, in_channels, image_size
+    )
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth not in IMAGENET_LAYERS:
         raise ValueError(f"depth={depth!r} is not accepted; use one of {sorted(IMAGENET_LAYERS)}")
     widths = tuple(c * width for c in (64, 128, 256, 512))
     stem = Stage(

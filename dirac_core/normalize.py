@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._xp import array_module, work_dtype
+
+
+def _eps_in(dtype, eps: float):
+    """``eps`` in the working dtype, kept inside its positive finite range so that neither the
+    comparison nor the division by it can overflow to inf or round to zero."""
+    info = np.finfo(dtype)
+    return dtype.type(min(max(eps, float(info.smallest_subnormal)), float(info.max)))
 
 
 def _filters(w):
@@ -24,6 +33,7 @@ def _filters(w):
 def _clamped(xp, scale, scaled_norm, eps: float):
     """``||v|| < eps``, decided without forming ``||v||`` for large filters (it may overflow):
     ``||v|| >= max|v| = scale``, so only filters with ``scale < eps`` can be below the clamp."""
+    eps = _eps_in(scale.dtype, eps)
     small = scale < eps
     return small & (xp.where(small, scale, 0) * scaled_norm < eps)
 
@@ -38,23 +48,28 @@ def normalize_filters(w, eps: float):
     clamped = _clamped(xp, scale, scaled_norm, eps)
     unit = scaled / xp.where(scaled_norm > 0, scaled_norm, 1)
     # Mask before dividing: the branch not taken must not overflow either.
-    out = xp.where(clamped, xp.where(clamped, flat, 0) / eps, unit)
+    out = xp.where(clamped, xp.where(clamped, flat, 0) / _eps_in(flat.dtype, eps), unit)
     return out.astype(w.dtype, copy=False).reshape(w.shape)
 
 
 def normalize_filters_vjp(g, w, eps: float):
     """``dv = (g - u <u, g>) / ||v||`` above the clamp (``u = v / ||v||``), ``g / eps`` below.
 
-    The division by ``||v|| = scale * ||v / scale||`` is done in two steps so that it cannot
-    overflow; this is the derivative of ``v / max(||v||, eps)`` with the clamp's branch chosen
-    like a clamp-min (norm branch when ``||v|| >= eps``).
+    Both ``v`` and ``g`` are scaled by their max-abs first, so neither ``<u, g>`` nor the
+    division by ``||v|| = scale * ||v / scale||`` overflows for finite inputs. This is the
+    derivative of ``v / max(||v||, eps)`` with the clamp's branch chosen like a clamp-min
+    (norm branch when ``||v|| >= eps``).
     """
     xp, flat, scale, scaled, scaled_norm = _filters(w)
     grad = g.astype(flat.dtype, copy=False).reshape(flat.shape)
     clamped = _clamped(xp, scale, scaled_norm, eps)
     safe_norm = xp.where(scaled_norm > 0, scaled_norm, 1)
     unit = scaled / safe_norm
-    tangent = grad - unit * xp.sum(unit * grad, axis=1, keepdims=True)
-    above = tangent / safe_norm / xp.where(clamped | (scale == 0), 1, scale)
-    out = xp.where(clamped, xp.where(clamped, grad, 0) / eps, above)
+    g_scale = xp.max(xp.abs(grad), axis=1, keepdims=True)
+    g_unit = grad / xp.where(g_scale > 0, g_scale, 1)
+    tangent = g_unit - unit * xp.sum(unit * g_unit, axis=1, keepdims=True)
+    factor = g_scale / xp.where(clamped | (scale == 0), 1, scale)
+    above = xp.where(tangent == 0, 0, tangent / safe_norm * factor)
+    below = xp.where(clamped, grad, 0) / _eps_in(flat.dtype, eps)
+    out = xp.where(clamped, below, above)
     return out.astype(w.dtype, copy=False).reshape(w.shape)

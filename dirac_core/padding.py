@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._checks import as_int
+
 Pairs = tuple[tuple[int, int], ...]
 
 
 def _is_int(v: Any) -> bool:
-    return (isinstance(v, int) and not isinstance(v, bool)) or type(v).__name__.startswith("int")
+    return as_int(v) is not None
 
 
 def as_tuple(value: Any, ndim: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
@@ -29,11 +31,11 @@ def as_tuple(value: Any, ndim: int, name: str, *, minimum: int = 1) -> tuple[int
         Wrong length, or an entry below ``minimum``.
     """
     if _is_int(value):
-        items = (int(value),) * ndim
+        items = (as_int(value),) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):
         if not all(_is_int(v) for v in value):
             raise TypeError(f"{name} must be an int or a sequence of ints, got {value!r}")
-        items = tuple(int(v) for v in value)
+        items = tuple(as_int(v) for v in value)
         if len(items) != ndim:
             raise ValueError(
                 f"{name}={value!r} has {len(items)} entries; the weight has {ndim} spatial "

@@ -42,8 +42,8 @@ def _load_target(target: str) -> Backend:
         obj = importlib.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"backend={target!r} could not be loaded: {exc}") from exc
+    except Exception as exc:  # a broken install can raise anything (OSError: missing libcudart)
+        raise ValueError(f"backend={target!r} could not be loaded: {exc!r}") from exc
     return _instantiate(obj)
 
 
@@ -97,7 +97,7 @@ def _load(name: str) -> Backend:
             return _load_target(target)
         try:
             return _instantiate(target.load())
-        except (ImportError, AttributeError) as exc:
+        except Exception as exc:  # a broken install can raise anything on import
             raise ValueError(
                 f"backend={name!r} is registered but could not be imported: {exc}"
             ) from exc
@@ -119,7 +119,7 @@ def available_backends() -> dict[str, str]:
         try:
             status = get_backend(name, require_available=False).available()
             report[name] = "" if status else status.reason
-        except (ImportError, ValueError) as exc:
+        except Exception as exc:  # report every broken backend instead of failing the listing
             report[name] = str(exc)
     return report
 

@@ -39,7 +39,7 @@ def dirac_weight(w, alpha, beta, eps: float, normalize: bool, groups: int, polic
 
 def dirac_weight_vjp(g, w, alpha, beta, eps: float, normalize: bool, groups: int, policy: str):
     """``(dW, dalpha, dbeta)`` with ``dalpha = sum g*delta``, ``dbeta = sum g*normalize(W)``
-    (each reduced to its argument's shape) and ``dW = normalize_vjp(beta * g, W)``."""
+    (each reduced to its argument's shape and dtype) and ``dW = normalize_vjp(beta * g, W)``."""
     dtype, delta, direction = _terms(w, eps, normalize, groups, policy)
     grad = g.astype(dtype, copy=False)
     b = _per_channel(beta, w.ndim, dtype)
@@ -47,5 +47,6 @@ def dirac_weight_vjp(g, w, alpha, beta, eps: float, normalize: bool, groups: int
     dbeta = _reduce_to(grad * direction, beta)
     scaled = b * grad
     dw = normalize_filters_vjp(scaled, w.astype(dtype), eps) if normalize else scaled
-    cast = w.dtype
-    return dw.astype(cast, copy=False), dalpha.astype(cast), dbeta.astype(cast)
+    # Each gradient takes its argument's dtype, as autograd does: a float32 alpha of a half
+    # weight keeps a float32 gradient, whose sum over a whole filter bank would overflow half.
+    return dw.astype(w.dtype, copy=False), dalpha.astype(alpha.dtype), dbeta.astype(beta.dtype)

@@ -126,7 +126,7 @@ def dirac_weight_vjp(
             *_geometry_args(geo), _acc_scalar(dtype, eps), np.int32(normalize),
         ),
     )
-    return dw, reduce_part(parts[0], alpha, w.dtype), reduce_part(parts[1], beta, w.dtype)
+    return dw, reduce_part(parts[0], alpha, alpha.dtype), reduce_part(parts[1], beta, beta.dtype)
 
 
 def _geometry_args(geo: Any) -> tuple[Any, ...]:

@@ -163,7 +163,7 @@ class TorchBackend:
 
         work = fn.work_dtype(w.dtype)
         dw, dalpha, dbeta = _vjp(op, g, w, alpha.to(work), beta.to(work))
-        return dw, dalpha.to(w.dtype), dbeta.to(w.dtype)  # the protocol: all in w's dtype
+        return dw, dalpha.to(alpha.dtype), dbeta.to(beta.dtype)  # each in its argument's dtype
 
     def ncrelu_vjp(self, g: torch.Tensor, x: torch.Tensor, *, axis: int) -> Any:
         (dx,) = _vjp(lambda v: fn._ncrelu(v, axis), g, x)

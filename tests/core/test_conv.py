@@ -72,3 +72,20 @@ def test_lower_precision_agrees_with_float64(dtype, tol):
     assert got.dtype == np.dtype(dtype)
     scale = np.abs(x.astype(np.float64)).max() * np.abs(w.astype(np.float64)).sum(axis=(1, 2, 3))
     assert np.all(np.abs(got - ref) <= tol * scale.max())
+
+
+def test_empty_batch_gives_empty_output_and_gradients():
+    x, w, b = np.ones((0, 4, 5, 5)), np.ones((4, 2, 3, 3)), np.ones(4)
+    y = dc.conv(x, w, b, padding=1, groups=2)
+    assert y.shape == (0, 4, 5, 5)
+    dx, dw, db = dc.conv_vjp(y, x, w, b, padding=1, groups=2)
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dw, 0.0)
+    np.testing.assert_array_equal(db, 0.0)
+
+
+def test_numpy_integer_arguments_are_accepted():
+    x, w = np.ones((1, 2, 5)), np.ones((2, 1, 3))
+    kw = {"stride": np.int64(2), "padding": np.int32(1), "dilation": np.int64(1),
+          "groups": np.int64(2)}
+    np.testing.assert_array_equal(dc.conv(x, w, **kw), dc.conv(x, w, stride=2, padding=1, groups=2))

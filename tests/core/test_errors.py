@@ -1,5 +1,7 @@
 """Bad calls fail loudly: the right exception, and a message naming the offending argument."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -57,6 +59,14 @@ BAD_CALLS = [
     (lambda: dc.fold_batchnorm(W, np.zeros(2), V, V, V, V), ValueError, "bias"),
     (lambda: dc.fold_batchnorm(W, None, V.astype(np.float32), V, V, V), TypeError, "gamma"),
     (lambda: dc.fold_batchnorm(W, None, V, V, V, V, eps=-1.0), ValueError, "eps"),
+    (lambda: dc.fold_batchnorm(W, None, V, V, V, np.full(4, -1e-6)), ValueError, "var"),
+    (lambda: dc.fold_batchnorm(W, None, V + np.nan, V, V, V), ValueError, "gamma"),
+    (lambda: dc.normalize_filters(np.zeros((0, 3))), ValueError, "w"),
+    (lambda: dc.dirac_weight(np.ones((0, 3, 3)), 1.0, 1.0), ValueError, "w"),
+    (lambda: dc.conv(X, np.ones((4, 4, 0, 3))), ValueError, "w"),
+    (lambda: dc.dirac_tensor((3, 3), dtype="bfloat16"), TypeError, "dtype"),
+    (lambda: dc.dirac_weight(W, 1.0, 1.0, normalize=1), TypeError, "normalize"),
+    (lambda: dc.conv(X, W, groups=1.0), TypeError, "groups"),
 ]
 
 
@@ -64,7 +74,8 @@ BAD_CALLS = [
 def test_bad_call_is_named(call, exc, word):
     with pytest.raises(exc) as info:
         call()
-    assert word in str(info.value), str(info.value)
+    # A whole word: "g" must name the argument, not match inside "along".
+    assert re.search(rf"\b{re.escape(word)}\b", str(info.value)), str(info.value)
 
 
 def test_there_are_at_least_25_distinct_bad_calls():

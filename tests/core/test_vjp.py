@@ -16,7 +16,7 @@ def _check(f, args, index, grad, g, v):
     assert abs(lhs - rhs) <= TOL * (1 + abs(lhs) + abs(rhs)), (lhs, rhs)
 
 
-@given(case=conv_case(max_dims=2), data=st.data())
+@given(case=conv_case(max_dims=3), data=st.data())
 def test_conv_vjp(case, data):
     x, w, bias, kw = case
     y = dc.conv(x, w, bias, **kw)
@@ -46,19 +46,31 @@ def test_normalize_vjp(w, data):
     _check(lambda w_: dc.normalize_filters(w_), [w], 0, dc.normalize_filters_vjp(g, w), g, v)
 
 
-def test_normalize_vjp_below_clamp_is_constant_branch():
-    w = np.array([[1e-14, -2e-14]])
-    g = np.array([[1.0, 2.0]])
-    np.testing.assert_allclose(dc.normalize_filters_vjp(g, w, eps=1e-12), g / 1e-12)
+@given(data=st.data(), eps=st.sampled_from([1e-12, 1e-3, 1.0]), factor=st.floats(0.01, 0.99))
+def test_normalize_vjp_below_clamp_is_constant_branch(data, eps, factor):
+    """Below the clamp normalize(v) = v / eps, a linear map: its VJP is g / eps."""
+    w = data.draw(arrays((2, 3), FINITE.filter(lambda v: abs(v) > 1e-3)))
+    w = w / np.sqrt((w**2).sum(axis=1, keepdims=True)) * eps * factor  # ||w[o]|| < eps
+    g = data.draw(arrays(w.shape))
+    np.testing.assert_allclose(dc.normalize_filters_vjp(g, w, eps=eps), g / eps, rtol=1e-15)
+    np.testing.assert_allclose(dc.normalize_filters(w, eps=eps), w / eps, rtol=1e-15)
+
+
+def test_normalize_at_exactly_eps_takes_the_norm_branch():
+    """||v|| == eps belongs to the norm branch (clamp-min): the tangent of v itself is 0."""
+    np.testing.assert_array_equal(dc.normalize_filters_vjp(np.array([[1.0]]),
+                                                           np.array([[1e-12]]), eps=1e-12), 0.0)
 
 
 @given(w=filters(), data=st.data(), normalize=st.booleans(),
-       per_channel=st.booleans(), policy=st.sampled_from(["tile", "min"]))
-def test_dirac_weight_vjp(w, data, normalize, per_channel, policy):
+       per_channel=st.booleans(), policy=st.sampled_from(["tile", "min"]),
+       groups=st.sampled_from([1, 2, 3]))
+def test_dirac_weight_vjp(w, data, normalize, per_channel, policy, groups):
+    w = np.concatenate([w] * groups)  # O divisible by groups
     o = w.shape[0]
     alpha = data.draw(arrays((o,))) if per_channel else np.asarray(data.draw(FINITE))
     beta = data.draw(arrays((o,) if data.draw(st.booleans()) else ()))
-    kw = {"normalize": normalize, "policy": policy}
+    kw = {"normalize": normalize, "policy": policy, "groups": groups}
     g = data.draw(arrays(w.shape))
     grads = dc.dirac_weight_vjp(g, w, alpha, beta, **kw)
     f = lambda w_, a_, b_: dc.dirac_weight(w_, a_, b_, **kw)  # noqa: E731

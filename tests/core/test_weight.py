@@ -25,13 +25,16 @@ def _col(v, ndim):
     return v.reshape((-1,) + (1,) * (ndim - 1)) if v.ndim else v
 
 
-@given(case=weight_case(), normalize=st.booleans(), policy=st.sampled_from(["tile", "min"]))
-def test_definition(case, normalize, policy):
+@given(case=weight_case(), normalize=st.booleans(), policy=st.sampled_from(["tile", "min"]),
+       groups=st.sampled_from([1, 2]))
+def test_definition(case, normalize, policy, groups):
     w, alpha, beta = case
-    delta = dc.dirac_tensor(w.shape, policy=policy)
+    w = np.concatenate([w] * groups)
+    alpha, beta = (np.concatenate([s] * groups) if np.ndim(s) else s for s in (alpha, beta))
+    delta = dc.dirac_tensor(w.shape, policy=policy, groups=groups)
     direction = dc.normalize_filters(w) if normalize else w
     expected = _col(alpha, w.ndim) * delta + _col(beta, w.ndim) * direction
-    got = dc.dirac_weight(w, alpha, beta, normalize=normalize, policy=policy)
+    got = dc.dirac_weight(w, alpha, beta, normalize=normalize, policy=policy, groups=groups)
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-14)
 
 
@@ -62,3 +65,31 @@ def test_vjp_shapes_follow_arguments():
     dw, da, db = dc.dirac_weight_vjp(g, w, np.ones(2), np.asarray(2.0))
     assert da.shape == (2,) and db.shape == ()
     np.testing.assert_array_equal(da, [2.0, 1.0])  # the tiled ones each filter holds
+
+
+@given(o=st.integers(1, 5), bad=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+       which=st.sampled_from(["alpha", "beta"]))
+def test_scale_shapes_other_than_scalar_or_o_are_refused(o, bad, which):
+    """DESIGN: alpha and beta are 0-d or (O,); any other shape is a ValueError naming them."""
+    bad = tuple(bad)
+    if bad == (o,):
+        bad = (o + 1,)
+    w = np.ones((o, 2, 3))
+    scales = {"alpha": 1.0, "beta": 1.0, which: np.ones(bad)}
+    with pytest.raises(ValueError, match=which):
+        dc.dirac_weight(w, scales["alpha"], scales["beta"])
+    with pytest.raises(ValueError, match=which):
+        dc.dirac_weight_vjp(w, w, scales["alpha"], scales["beta"])
+
+
+@given(o=st.integers(1, 4), kernel=st.integers(1, 3),
+       dtype=st.sampled_from(["float64", "float32", "float16"]), per=st.booleans())
+def test_gradient_dtypes_follow_their_arguments(o, kernel, dtype, per):
+    """dW has W's dtype; dalpha/dbeta their argument's (a float32 scale of a half weight keeps
+    a float32 gradient, which half could not hold for a large filter bank)."""
+    w = np.ones((o, 3, kernel), dtype=dtype)
+    alpha = np.ones(o, np.float32) if per else np.float32(5.0)
+    dw, da, db = dc.dirac_weight_vjp(np.full_like(w, 300), w, alpha, np.ones(o, np.float64))
+    assert dw.dtype == np.dtype(dtype) and db.dtype == np.float64
+    assert da.dtype == (np.float32 if per else (np.float64 if dtype == "float64" else np.float32))
+    assert np.isfinite(da).all() and np.isfinite(db).all()

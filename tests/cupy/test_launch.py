@@ -156,8 +156,9 @@ def test_weight_launches_match_signatures_and_reference(fake_cupy, dtype, vector
     g = rng.normal(size=w.shape).astype(dtype)
     got = kernels.dirac_weight_vjp(g, w, alpha, beta, **args)
     ref = dc.dirac_weight_vjp(g, w, alpha.astype(dtype), beta.astype(dtype), **args)
-    for part, want in zip(got, ref, strict=True):
-        assert part.shape == want.shape and part.dtype == np.dtype(dtype)
+    # dW has the weight's dtype; dalpha and dbeta their own argument's (float64 here).
+    for part, want, like in zip(got, ref, (w, alpha, beta), strict=True):
+        assert part.shape == want.shape and part.dtype == like.dtype
         scale = np.abs(want.astype(np.float64)).max()
         np.testing.assert_allclose(part, want, rtol=5e-3, atol=5e-3 * scale)
     assert _Module.launched == [

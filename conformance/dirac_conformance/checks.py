@@ -67,13 +67,23 @@ def _out(t: Target, name: str, native: Any, ref: Any, magnitude: Any, dtype: str
     return Output(name, t.to_numpy(native), ref, magnitude, terms)
 
 
-def _outs(t: Target, names: tuple[str, ...], natives: Any, refs: Any, mags: Any, dtype: str,
-          terms: tuple[int, ...]) -> list[Output]:
-    """:func:`_out` for each result of a multi-output op (a VJP, batch-norm folding)."""
+def _outs(t: Target, names: tuple[str, ...], natives: Any, refs: Any, mags: Any,
+          dtype: str | tuple[str, ...], terms: tuple[int, ...]) -> list[Output]:
+    """:func:`_out` for each result of a multi-output op (a VJP, batch-norm folding);
+    ``dtype`` is one expected dtype for all results or one per result."""
     if not isinstance(natives, tuple | list) or len(natives) != len(names):
         raise Mismatch(f"expected a tuple of {len(names)} results {names}, got {natives!r:.200}")
-    rows = zip(names, natives, refs, mags, terms, strict=True)
-    return [_out(t, name, got, ref, mag, dtype, n) for name, got, ref, mag, n in rows]
+    dtypes = (dtype,) * len(names) if isinstance(dtype, str) else dtype
+    rows = zip(names, natives, refs, mags, dtypes, terms, strict=True)
+    return [_out(t, name, got, ref, mag, dt, n) for name, got, ref, mag, dt, n in rows]
+
+
+def _scale_dtype(value: Any, dtype: str) -> str:
+    """The dtype of a scale's gradient: the scale's own, or for a Python scalar the weight's
+    working dtype (float64 for float64 weights, else float32), as ``dirac_core`` converts it."""
+    if hasattr(value, "dtype"):
+        return dtype_name(value.dtype)
+    return "float64" if dtype == "float64" else "float32"
 
 
 # ---------------------------------------------------------------------------- forward ops
@@ -162,8 +172,9 @@ def _dirac_weight_vjp(t: Target, case: Case) -> list[Output]:
         magnitudes.normalize_vjp(ref["g"], ref["w"], kw["eps"]) if kw["normalize"] else mag["g"]
     )
     size = ref["w"].size
+    dtypes = (case.dtype, *(_scale_dtype(native[k], case.dtype) for k in ("alpha", "beta")))
     return _outs(t, ("dw", "dalpha", "dbeta"), got, expected, (dw_mag, dalpha_mag, dbeta_mag),
-                 case.dtype, (_filter_size(case), size, size))
+                 dtypes, (_filter_size(case), size, size))
 
 
 def _ncrelu_vjp(t: Target, case: Case) -> list[Output]:

@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
+from . import functional as fn
 from .layers import DiracConv1d, DiracConv2d, DiracConv3d
 
 Pairs = tuple[tuple[int, int], ...]
@@ -105,15 +106,10 @@ def fold_batchnorm(
                 f"{name} has shape {tuple(value.shape)}; expected ({out_channels},), one value "
                 f"per output channel of the weight"
             )
-    wide = {k: v.detach().to(torch.float64) for k, v in vectors.items() if v is not None}
-    denominator = wide["var"] + eps
-    if bool((denominator <= 0).any()):
+    if bool((var.detach().to(torch.float64) + eps <= 0).any()):
         raise ValueError(f"var + eps must be > 0 in every channel; got eps={eps}")
-    scale = wide["gamma"] / denominator.sqrt()
-    shift = wide.get("bias", torch.zeros_like(scale)) - wide["mean"]
-    new_weight = weight.detach().to(torch.float64) * scale.reshape(-1, *([1] * (weight.ndim - 1)))
-    new_bias = shift * scale + wide["beta"]
-    return new_weight.to(weight.dtype), new_bias.to(weight.dtype)
+    detached = {k: None if v is None else v.detach() for k, v in vectors.items()}
+    return fn.fold_batchnorm_unchecked(weight.detach(), **detached, eps=eps)
 
 
 def conv_module(

@@ -368,8 +368,10 @@ def fold_batchnorm_unchecked(
 
     With ``s = gamma / sqrt(var + eps)``: ``W' = W * s`` per output channel and
     ``b' = (b - mean) * s + beta`` (``b = 0`` when ``bias`` is None). Exact for any sign of
-    ``gamma``. Arithmetic in float32 for half inputs; results in ``weight``'s dtype. No argument
-    checks here: call :func:`dirac_core.fold_batchnorm`, which validates and dispatches to this.
+    ``gamma``. The arithmetic runs in float64 whatever the inputs' dtypes (the work is one
+    multiply per weight entry, and folding then adds no rounding beyond the final cast); results
+    in ``weight``'s dtype. No argument checks here: call :func:`dirac_core.fold_batchnorm` (or
+    :func:`dirac_torch.fold.fold_batchnorm` for modules), which validate and dispatch to this.
 
     Examples
     --------
@@ -377,7 +379,7 @@ def fold_batchnorm_unchecked(
     >>> fold_batchnorm_unchecked(torch.ones(1, 1, 1), None, 2 * one, one, one, 3 * one, eps=1.0)
     (tensor([[[1.]]]), tensor([0.]))
     """
-    dtype = work_dtype(weight.dtype)
+    dtype = torch.float64
     scale = gamma.to(dtype) / torch.sqrt(var.to(dtype) + eps)
     shift = -mean.to(dtype) if bias is None else bias.to(dtype) - mean.to(dtype)
     new_weight = weight.to(dtype) * scale.view(-1, *(1,) * (weight.dim() - 1))

@@ -87,7 +87,7 @@ def dirac_tensor(
     array([[1., 0., 1., 0.],
            [0., 1., 0., 1.]])
     """
-    shape = _shape_value(shape)
+    shape = check_shape(shape)
     groups = ck.groups_for(groups, shape[0])
     policy = ck.policy_value(policy)
     b = get_backend("numpy" if backend is None else backend)
@@ -101,7 +101,8 @@ def dirac_tensor(
     return b.dirac_tensor(shape, groups=groups, policy=policy, dtype=name, device=device)
 
 
-def _shape_value(shape: Any) -> tuple[int, ...]:
+def check_shape(shape: Any) -> tuple[int, ...]:
+    """Validate a weight shape ``(O, I/groups, K...)``: at least 2 entries, each an int >= 1."""
     if isinstance(shape, int) or not hasattr(shape, "__len__"):
         raise TypeError(f"shape must be a sequence of ints (O, I/groups, K...), got {shape!r}")
     dims = as_tuple(tuple(shape), len(shape), "shape", minimum=1) if len(shape) else ()
@@ -133,7 +134,7 @@ def normalize_filters(w: Any, *, eps: float = 1e-12, backend: str | Backend | No
     array([[0.6, 0.8],
            [0. , 0. ]])
     """
-    _check_filters(w, "w")
+    check_filters(w, "w")
     eps = ck.eps_value(eps)
     b = _backend(backend, w)
     return b.normalize_filters(_convert(b, w), eps=eps)
@@ -147,7 +148,7 @@ def normalize_filters_vjp(
     With ``n = ||v||`` and ``u = v / n`` per filter: ``dv = (g - u <u, g>) / n`` when
     ``n >= eps``, and ``dv = g / eps`` below the clamp.
     """
-    dt = _check_filters(w, "w")
+    dt = check_filters(w, "w")
     ck.require_same_dtype(dt, g, "g", "w")
     ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
     eps = ck.eps_value(eps)
@@ -155,7 +156,8 @@ def normalize_filters_vjp(
     return b.normalize_filters_vjp(_convert(b, g), _convert(b, w), eps=eps)
 
 
-def _check_filters(w: Any, name: str) -> str:
+def check_filters(w: Any, name: str) -> str:
+    """Validate a filter bank: floating, at least 2 dims, none empty; return its dtype name."""
     dt = ck.require_float(w, name)
     ck.require_ndim(w, name, 2, "(O, I/groups, K...)")
     ck.require_nonempty(w, name, "at least one filter, one input channel and kernel size")
@@ -236,7 +238,7 @@ def check_weight_args(
 ) -> dict[str, Any]:
     """Validate :func:`dirac_weight`'s arguments; return the canonical keyword arguments a
     backend receives. Frameworks' own functional layers reuse it to fail like the spec."""
-    _check_filters(w, "w")
+    check_filters(w, "w")
     out_channels = ck.shape_of(w)[0]
     ck.scale_shape(alpha, "alpha", out_channels)
     ck.scale_shape(beta, "beta", out_channels)

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from dirac_core import _checks as ck
-from dirac_core.api import check_conv_args, check_weight_args
-from dirac_core.padding import Pairs, as_tuple, resolve_padding
+from dirac_core.api import check_conv_args, check_filters, check_shape, check_weight_args
+from dirac_core.padding import Pairs, resolve_padding
 
 from ._autograd import DiracWeight, scaled_rows, work_dtype
 
@@ -116,11 +116,7 @@ def dirac_tensor(
     tensor([[1., 0., 1., 0.],
             [0., 1., 0., 1.]])
     """
-    if isinstance(shape, int) or not hasattr(shape, "__len__"):
-        raise TypeError(f"shape must be a sequence of ints (O, I/groups, K...), got {shape!r}")
-    if len(shape) < 2:
-        raise ValueError(f"shape={shape!r} must have at least 2 entries (O, I/groups, K...)")
-    shape = as_tuple(tuple(shape), len(shape), "shape")
+    shape = check_shape(shape)
     groups = ck.groups_for(groups, shape[0])
     policy = ck.policy_value(policy)
     return _dirac_tensor(shape, groups, policy, torch_dtype(dtype), device)
@@ -163,7 +159,7 @@ def normalize_filters(w: torch.Tensor, *, eps: float = 1e-12) -> torch.Tensor:
     Raises
     ------
     TypeError, ValueError
-        Non-tensor or non-floating ``w``; fewer than 2 dims; ``eps <= 0``.
+        Non-tensor or non-floating ``w``; fewer than 2 dims or an empty one; ``eps <= 0``.
 
     Examples
     --------
@@ -172,7 +168,7 @@ def normalize_filters(w: torch.Tensor, *, eps: float = 1e-12) -> torch.Tensor:
             [0.0000, 0.0000]])
     """
     _require_tensor(w, "w")
-    ck.require_ndim(w, "w", 2, "(O, I/groups, K...)")
+    check_filters(w, "w")
     return _normalized(w, ck.eps_value(eps)).to(w.dtype)
 
 

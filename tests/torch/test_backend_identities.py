@@ -159,6 +159,10 @@ def test_functional_errors_name_the_argument():
         dt.dirac_tensor((2, 2), dtype=torch.int32)
     with pytest.raises(ValueError, match="groups=3 must divide"):
         dt.dirac_tensor((4, 2, 3), groups=3)
+    with pytest.raises(ValueError, match=r"shape=.* at least 2 entries"):
+        dt.dirac_tensor((4,))
+    with pytest.raises(ValueError, match=r"w has shape .* every dim must be >= 1"):
+        dt.normalize_filters(torch.ones(0, 3))
 
 
 def test_ieee_float32_forces_and_restores_cuda_precision_flags():

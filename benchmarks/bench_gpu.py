@@ -45,7 +45,7 @@ class Case:
         return " ".join(f"{k}{tuple(v)}" for k, v in self.shapes.items())
 
 
-# A Dirac layer taking C channels: NCReLU (C -> 2C), then a 3x3 conv 2C -> C' (DESIGN section 5).
+# A Dirac layer taking C channels: NCReLU (C -> 2C), then a 3x3 conv 2C -> C'.
 LAYERS = {
     "CIFAR 32x32, NCReLU 128->64": {"batch": 128, "channels": 64, "out": 64, "size": 32},
     "ImageNet 56x56, 64 ch": {"batch": 64, "channels": 64, "out": 64, "size": 56},

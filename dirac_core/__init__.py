@@ -15,7 +15,6 @@ True
 
 from .api import (
     conv,
-    conv_output_shape,
     conv_vjp,
     dirac_tensor,
     dirac_weight,
@@ -27,7 +26,13 @@ from .api import (
     normalize_filters_vjp,
 )
 from .backend import OPS, Availability, Backend
-from .padding import resolve_padding
+from .errors import (
+    BackendError,
+    BackendUnavailableError,
+    BrokenBackendError,
+    UnknownBackendError,
+)
+from .padding import conv_output_shape, resolve_padding
 from .registry import available_backends, backend_names, get_backend, infer_backend
 
 __version__ = "0.1.0"
@@ -36,6 +41,10 @@ __all__ = [
     "OPS",
     "Availability",
     "Backend",
+    "BackendError",
+    "BackendUnavailableError",
+    "BrokenBackendError",
+    "UnknownBackendError",
     "available_backends",
     "backend_names",
     "conv",

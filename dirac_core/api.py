@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks as ck
+from . import validation as ck
 from .backend import Array, Backend
-from .padding import Pairs, as_tuple, canonical_padding, output_size, resolve_padding
 from .registry import get_backend, infer_backend
 
 
@@ -87,7 +86,7 @@ def dirac_tensor(
     array([[1., 0., 1., 0.],
            [0., 1., 0., 1.]])
     """
-    shape = check_shape(shape)
+    shape = ck.check_shape(shape)
     groups = ck.groups_for(groups, shape[0])
     policy = ck.policy_value(policy)
     b = get_backend("numpy" if backend is None else backend)
@@ -99,18 +98,6 @@ def dirac_tensor(
                 f"dtype={dtype!r} is not supported by backend {b.name!r}; it accepts {b.dtypes}"
             )
     return b.dirac_tensor(shape, groups=groups, policy=policy, dtype=name, device=device)
-
-
-def check_shape(shape: Any) -> tuple[int, ...]:
-    """Validate a weight shape ``(O, I/groups, K...)``: at least 2 entries, each an int >= 1."""
-    if isinstance(shape, int) or not hasattr(shape, "__len__"):
-        raise TypeError(f"shape must be a sequence of ints (O, I/groups, K...), got {shape!r}")
-    dims = as_tuple(tuple(shape), len(shape), "shape", minimum=1) if len(shape) else ()
-    if len(dims) < 2:
-        raise ValueError(
-            f"shape={tuple(shape)!r} must have at least 2 entries (O, I/groups, K1, ..., KL)"
-        )
-    return dims
 
 
 # ---------------------------------------------------------------------------- normalize
@@ -134,7 +121,7 @@ def normalize_filters(w: Any, *, eps: float = 1e-12, backend: str | Backend | No
     array([[0.6, 0.8],
            [0. , 0. ]])
     """
-    check_filters(w, "w")
+    ck.check_filters(w, "w")
     eps = ck.eps_value(eps)
     b = _backend(backend, w)
     return b.normalize_filters(_convert(b, w), eps=eps)
@@ -148,20 +135,12 @@ def normalize_filters_vjp(
     With ``n = ||v||`` and ``u = v / n`` per filter: ``dv = (g - u <u, g>) / n`` when
     ``n >= eps``, and ``dv = g / eps`` below the clamp.
     """
-    dt = check_filters(w, "w")
+    dt = ck.check_filters(w, "w")
     ck.require_same_dtype(dt, g, "g", "w")
     ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
     eps = ck.eps_value(eps)
     b = _backend(backend, g, w)
     return b.normalize_filters_vjp(_convert(b, g), _convert(b, w), eps=eps)
-
-
-def check_filters(w: Any, name: str) -> str:
-    """Validate a filter bank: floating, at least 2 dims, none empty; return its dtype name."""
-    dt = ck.require_float(w, name)
-    ck.require_ndim(w, name, 2, "(O, I/groups, K...)")
-    ck.require_nonempty(w, name, "at least one filter, one input channel and kernel size")
-    return dt
 
 
 # ---------------------------------------------------------------------------- dirac weight
@@ -196,7 +175,7 @@ def dirac_weight(
     >>> dirac_weight(np.zeros((1, 1, 3)), 2.0, 1.0)
     array([[[0., 2., 0.]]])
     """
-    args = check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
+    args = ck.check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
     b = _backend(backend, w, alpha, beta)
     wn = _convert(b, w)
     dev, wdt = b.device(wn), ck.array_dtype(w)
@@ -222,7 +201,7 @@ def dirac_weight_vjp(
     argument came in; ``dw = normalize_filters_vjp(beta * g, W)`` (``beta * g`` when
     ``normalize=False``).
     """
-    args = check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
+    args = ck.check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
     ck.require_same_dtype(ck.array_dtype(w), g, "g", "w")
     ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
     b = _backend(backend, g, w, alpha, beta)
@@ -231,23 +210,6 @@ def dirac_weight_vjp(
     return b.dirac_weight_vjp(
         _convert(b, g), wn, _scale(b, alpha, dev, wdt), _scale(b, beta, dev, wdt), **args
     )
-
-
-def check_weight_args(
-    w: Any, alpha: Any, beta: Any, eps: Any, normalize: Any, groups: Any, policy: Any
-) -> dict[str, Any]:
-    """Validate :func:`dirac_weight`'s arguments; return the canonical keyword arguments a
-    backend receives. Frameworks' own functional layers reuse it to fail like the spec."""
-    check_filters(w, "w")
-    out_channels = ck.shape_of(w)[0]
-    ck.scale_shape(alpha, "alpha", out_channels)
-    ck.scale_shape(beta, "beta", out_channels)
-    return {
-        "eps": ck.eps_value(eps),
-        "normalize": ck.bool_value(normalize, "normalize"),
-        "groups": ck.groups_for(groups, out_channels),
-        "policy": ck.policy_value(policy),
-    }
 
 
 # ---------------------------------------------------------------------------- NCReLU
@@ -318,7 +280,7 @@ def conv(
     >>> conv(x, np.ones((1, 1, 2)), padding="same")
     array([[[0., 1., 3., 5.]]])
     """
-    args = check_conv_args(x, w, bias, stride, padding, dilation, groups)
+    args = ck.check_conv_args(x, w, bias, stride, padding, dilation, groups)
     b = _backend(backend, x, w, bias)
     return b.conv(_convert(b, x), _convert(b, w), _convert(b, bias), **args)
 
@@ -341,9 +303,9 @@ def conv_vjp(
     ``dbias[o] = sum g[:, o]``; ``dw[o, i, k] = sum_{n,p} g[n, o, p] x_pad[n, c, p*s + k*d]``;
     ``dx`` is the transposed convolution of ``g`` with ``w``, cropped back by the padding.
     """
-    args = check_conv_args(x, w, bias, stride, padding, dilation, groups)
+    args = ck.check_conv_args(x, w, bias, stride, padding, dilation, groups)
     ck.require_same_dtype(ck.array_dtype(x), g, "g", "x")
-    expected = conv_output_shape(
+    expected = ck.conv_output_shape(
         ck.shape_of(x), ck.shape_of(w), args["stride"], args["padding"], args["dilation"]
     )
     ck.require_shape(g, "g", expected, "the shape of conv's output")
@@ -351,59 +313,6 @@ def conv_vjp(
     return b.conv_vjp(
         _convert(b, g), _convert(b, x), _convert(b, w), _convert(b, bias), **args
     )
-
-
-def conv_output_shape(
-    x_shape: tuple[int, ...],
-    w_shape: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: str | Pairs,
-    dilation: tuple[int, ...],
-) -> tuple[int, ...]:
-    """Shape of ``conv``'s output for canonical arguments."""
-    pads = resolve_padding(padding, w_shape[2:], dilation)
-    spatial = tuple(
-        output_size(s, k, st, d, p)
-        for s, k, st, d, p in zip(x_shape[2:], w_shape[2:], stride, dilation, pads, strict=True)
-    )
-    return (x_shape[0], w_shape[0], *spatial)
-
-
-def check_conv_args(
-    x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
-) -> dict[str, Any]:
-    """Validate :func:`conv`'s arguments; return the canonical ``stride``, ``padding``,
-    ``dilation`` and ``groups`` a backend receives."""
-    dt = ck.require_float(x, "x")
-    ck.require_same_dtype(dt, w, "w", "x")
-    ck.require_ndim(w, "w", 2, "(O, C/groups, K...)")
-    w_shape = ck.require_nonempty(w, "w", "at least one filter, input channel and kernel tap")
-    x_shape = ck.shape_of(x)
-    if len(x_shape) != len(w_shape):
-        raise ValueError(
-            f"x has shape {x_shape} but w has shape {w_shape}: x must be (N, C, S...) with "
-            f"{len(w_shape) - 2} spatial dims, matching w"
-        )
-    groups = ck.groups_for(groups, w_shape[0], x_shape[1])
-    if x_shape[1] != w_shape[1] * groups:
-        raise ValueError(
-            f"x has {x_shape[1]} channels but w of shape {w_shape} with groups={groups} "
-            f"expects {w_shape[1] * groups}"
-        )
-    if bias is not None:
-        ck.require_same_dtype(dt, bias, "bias", "x")
-        ck.require_shape(bias, "bias", (w_shape[0],), "one per output channel")
-    ndim = len(w_shape) - 2
-    stride = as_tuple(stride, ndim, "stride")
-    dilation = as_tuple(dilation, ndim, "dilation")
-    padding = canonical_padding(padding, ndim, stride)
-    out = conv_output_shape(x_shape, w_shape, stride, padding, dilation)
-    if any(s < 1 for s in out[2:]):
-        raise ValueError(
-            f"x of spatial shape {x_shape[2:]} is too small for kernel {w_shape[2:]} with "
-            f"dilation={dilation} and padding={padding}: the output would be {out[2:]}"
-        )
-    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
 
 
 # ---------------------------------------------------------------------------- batch norm
@@ -443,16 +352,6 @@ def fold_batchnorm(
     eps = ck.eps_value(eps, allow_zero=True)
     b = _backend(backend, weight, *vectors.values())
     native = {k: _convert(b, v) for k, v in vectors.items()}
-    _check_statistics({k: b.to_numpy(v) for k, v in native.items() if v is not None}, eps)
+    statistics = {k: b.to_numpy(v) for k, v in native.items() if v is not None}
+    ck.check_batchnorm_statistics(statistics, eps)
     return b.fold_batchnorm(_convert(b, weight), eps=eps, **native)
-
-
-def _check_statistics(vectors: dict[str, np.ndarray], eps: float) -> None:
-    """Finite batch-norm vectors, ``var >= 0`` and ``var + eps > 0`` in the working dtype."""
-    for name, value in vectors.items():
-        if not np.isfinite(value.astype(np.float64)).all():
-            raise ValueError(f"{name} must be finite in every channel, got {value}")
-    var = vectors["var"].astype(np.promote_types(vectors["var"].dtype, np.float32))
-    if (var < 0).any() or (var + var.dtype.type(eps) <= 0).any():
-        raise ValueError(f"var must be >= 0 with var + eps > 0 in every channel; got var={var}, "
-                         f"eps={eps}")

@@ -45,7 +45,7 @@ class Availability(NamedTuple):
 
 @runtime_checkable
 class Backend(Protocol):
-    """One implementation of every op of the specification (DESIGN section 3).
+    """One implementation of every op of the specification (the public API of `docs/spec.md`).
 
     Attributes
     ----------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._xp import array_module, work_dtype
+from .xp import array_module, work_dtype
 
 
 def fold_batchnorm(weight, bias, gamma, beta, mean, var, eps: float):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import itertools
 from math import prod
 
-from ._xp import array_module, work_dtype
 from .padding import Pairs, output_size, resolve_padding
+from .xp import array_module, work_dtype
 
 
 def _geometry(x_shape, w_shape, stride, padding, dilation):

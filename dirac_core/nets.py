@@ -1,4 +1,4 @@
-"""The DiracNet architectures as plain data (DESIGN section 5).
+"""The DiracNet architectures as plain data.
 
 A :class:`NetSpec` is a tuple of named stages, each a tuple of layers. The PyTorch builders in
 ``dirac_torch.models`` are generated from these specs, so this module is the single source of

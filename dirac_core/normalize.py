@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._xp import array_module, work_dtype
+from .xp import array_module, work_dtype
 
 
 def _eps_in(dtype, eps: float):

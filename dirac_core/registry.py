@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from .backend import Backend
+from .errors import BackendUnavailableError, BrokenBackendError, UnknownBackendError
 
 GROUP = "dirac_core.backends"
 
@@ -43,7 +44,7 @@ def _load_target(target: str) -> Backend:
         for part in attr.split("."):
             obj = getattr(obj, part)
     except Exception as exc:  # a broken install can raise anything (OSError: missing libcudart)
-        raise ValueError(f"backend={target!r} could not be loaded: {exc!r}") from exc
+        raise BrokenBackendError(f"backend={target!r} could not be loaded: {exc!r}") from exc
     return _instantiate(obj)
 
 
@@ -65,9 +66,13 @@ def get_backend(name: str | Backend, *, require_available: bool = True) -> Backe
 
     Raises
     ------
-    ValueError
-        Unknown name (the message lists the known ones), or a backend that cannot run here
-        (the message gives its reason, e.g. "CuPy found no CUDA device").
+    UnknownBackendError
+        Unknown name (the message lists the known ones).
+    BrokenBackendError
+        A registered backend whose import or construction raised.
+    BackendUnavailableError
+        A backend that cannot run here (the message gives its reason, e.g. "CuPy found no CUDA
+        device"). All three subclass ``ValueError``.
     TypeError
         ``name`` is neither a string nor a backend.
     """
@@ -85,7 +90,9 @@ def get_backend(name: str | Backend, *, require_available: bool = True) -> Backe
     if require_available:
         status = backend.available()
         if not status:
-            raise ValueError(f"backend={name!r} is installed but not usable here: {status.reason}")
+            raise BackendUnavailableError(
+                f"backend={name!r} is installed but not usable here: {status.reason}"
+            )
     return backend
 
 
@@ -98,12 +105,14 @@ def _load(name: str) -> Backend:
         try:
             return _instantiate(target.load())
         except Exception as exc:  # a broken install can raise anything on import
-            raise ValueError(
+            raise BrokenBackendError(
                 f"backend={name!r} is registered but could not be imported: {exc}"
             ) from exc
     if ":" in name:
         return _load_target(name)
-    raise ValueError(f"backend={name!r} is not known; known backends: {', '.join(backend_names())}")
+    raise UnknownBackendError(
+        f"backend={name!r} is not known; known backends: {', '.join(backend_names())}"
+    )
 
 
 def available_backends() -> dict[str, str]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._xp import array_module, work_dtype
 from .delta import dirac_tensor
 from .normalize import normalize_filters, normalize_filters_vjp
+from .xp import array_module, work_dtype
 
 
 def _per_channel(scale, ndim: int, dtype):

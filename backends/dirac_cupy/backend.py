@@ -30,6 +30,7 @@ import numpy as np
 
 from dirac_core import delta
 from dirac_core.backend import Availability
+from dirac_core.errors import BackendUnavailableError
 from dirac_core.reference import NumpyBackend
 
 from . import kernels
@@ -39,7 +40,7 @@ from .availability import cached_probe
 def _cupy() -> Any:
     status = cached_probe()
     if not status:
-        raise RuntimeError(f"the cupy backend cannot run here: {status.reason}")
+        raise BackendUnavailableError(f"the cupy backend cannot run here: {status.reason}")
     import cupy
 
     return cupy

@@ -23,7 +23,7 @@ from __future__ import annotations
 from math import prod
 from typing import Any, NamedTuple
 
-from dirac_core._xp import array_module, work_dtype
+from dirac_core.xp import array_module, work_dtype
 
 
 class WeightGeometry(NamedTuple):

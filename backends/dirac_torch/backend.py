@@ -27,6 +27,8 @@ from dirac_core.backend import Availability
 from dirac_core.padding import resolve_padding
 
 from . import functional as fn
+from . import kernels
+from ._autograd import work_dtype
 
 
 @contextlib.contextmanager
@@ -115,21 +117,21 @@ class TorchBackend:
     def dirac_tensor(
         self, shape: tuple[int, ...], *, groups: int, policy: str, dtype: str | None, device: Any
     ) -> torch.Tensor:
-        return fn._dirac_tensor(shape, groups, policy, fn.torch_dtype(dtype), device)
+        return kernels.dirac_tensor(shape, groups, policy, fn.torch_dtype(dtype), device)
 
     def normalize_filters(self, w: torch.Tensor, *, eps: float) -> torch.Tensor:
-        return fn._normalized(w, eps).to(w.dtype)
+        return kernels.normalized(w, eps).to(w.dtype)
 
     def dirac_weight(
         self, w: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, *, eps: float,
         normalize: bool, groups: int, policy: str,
     ) -> torch.Tensor:
         delta = self._delta(w, groups, policy)
-        work = fn.work_dtype(w.dtype)  # a float64 alpha is not rounded to half on the way
-        return fn._dirac_weight(w, alpha.to(work), beta.to(work), delta, eps, normalize)
+        work = work_dtype(w.dtype)  # a float64 alpha is not rounded to half on the way
+        return kernels.dirac_weight(w, alpha.to(work), beta.to(work), delta, eps, normalize)
 
     def ncrelu(self, x: torch.Tensor, *, axis: int) -> torch.Tensor:
-        return fn._ncrelu(x, axis)
+        return kernels.ncrelu(x, axis)
 
     def conv(
         self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, *,
@@ -138,13 +140,13 @@ class TorchBackend:
     ) -> torch.Tensor:
         pairs = resolve_padding(padding, tuple(w.shape[2:]), dilation)
         with ieee_float32(x.device):
-            return fn._conv(x, w, bias, stride, pairs, dilation, groups)
+            return kernels.conv(x, w, bias, stride, pairs, dilation, groups)
 
     def fold_batchnorm(
         self, weight: torch.Tensor, bias: torch.Tensor | None, gamma: torch.Tensor,
         beta: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, *, eps: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return fn.fold_batchnorm_unchecked(weight, bias, gamma, beta, mean, var, eps=eps)
+        return kernels.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps=eps)
 
     # ------------------------------------------------------------------ VJPs
 
@@ -159,14 +161,14 @@ class TorchBackend:
         delta = self._delta(w, groups, policy)
 
         def op(v: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return fn._dirac_weight(v, a, b, delta, eps, normalize)
+            return kernels.dirac_weight(v, a, b, delta, eps, normalize)
 
-        work = fn.work_dtype(w.dtype)
+        work = work_dtype(w.dtype)
         dw, dalpha, dbeta = _vjp(op, g, w, alpha.to(work), beta.to(work))
         return dw, dalpha.to(alpha.dtype), dbeta.to(beta.dtype)  # each in its argument's dtype
 
     def ncrelu_vjp(self, g: torch.Tensor, x: torch.Tensor, *, axis: int) -> Any:
-        (dx,) = _vjp(lambda v: fn._ncrelu(v, axis), g, x)
+        (dx,) = _vjp(lambda v: kernels.ncrelu(v, axis), g, x)
         return dx
 
     def conv_vjp(
@@ -187,8 +189,8 @@ class TorchBackend:
 
     @staticmethod
     def _delta(w: torch.Tensor, groups: int, policy: str) -> torch.Tensor:
-        return fn._dirac_tensor(
-            tuple(w.shape), groups, policy, fn.work_dtype(w.dtype), w.device
+        return kernels.dirac_tensor(
+            tuple(w.shape), groups, policy, work_dtype(w.dtype), w.device
         )
 
     def __repr__(self) -> str:

@@ -1,6 +1,6 @@
-"""Folding a trained model into a plain inference network (DESIGN sections 1 and 2).
+"""Folding a trained model into a plain inference network.
 
-After training, every Dirac weight ``W_hat = alpha * delta + beta * normalize(W)`` (paper eq. 10)
+After training, every Dirac weight ``W_hat = alpha * delta + beta * normalize(W)`` (paper eq. 13)
 is materialised once, and every eval-mode batch norm that directly follows a convolution is
 absorbed into it: with ``s = gamma / sqrt(var + eps)`` per output channel,
 
@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
-from . import functional as fn
+from . import kernels
 from .layers import DiracConv1d, DiracConv2d, DiracConv3d
 
 Pairs = tuple[tuple[int, int], ...]
@@ -109,7 +109,7 @@ def fold_batchnorm(
     if bool((var.detach().to(torch.float64) + eps <= 0).any()):
         raise ValueError(f"var + eps must be > 0 in every channel; got eps={eps}")
     detached = {k: None if v is None else v.detach() for k, v in vectors.items()}
-    return fn.fold_batchnorm_unchecked(weight.detach(), **detached, eps=eps)
+    return kernels.fold_batchnorm(weight.detach(), **detached, eps=eps)
 
 
 def conv_module(

@@ -28,9 +28,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from dirac_core.padding import Pairs, as_tuple, canonical_padding, resolve_padding
+from dirac_core.padding import Pairs, resolve_padding
+from dirac_core.validation import as_tuple, canonical_padding
 
-from . import functional as fn
+from . import kernels
 from .parametrize import DiracParametrization
 
 
@@ -85,7 +86,7 @@ class _DiracConvNd:
         parametrize.register_parametrization(self, "weight", dirac)
 
     def reset_parameters(self) -> None:
-        """``W ~ N(0, 1)`` (DESIGN section 5), bias 0, ``alpha``/``beta`` to their inits.
+        """``W ~ N(0, 1)``, bias 0, ``alpha``/``beta`` to their inits.
 
         A zero bias keeps the layer ``alpha`` times the identity at ``beta = 0``.
         """
@@ -120,7 +121,7 @@ class _DiracConvNd:
                 f"x has shape {tuple(x.shape)}; {type(self).__name__} expects "
                 f"(N, {self.in_channels}, ...) with {dims} spatial dims"
             )
-        return fn._conv(
+        return kernels.conv(
             x, self.weight, self.bias, self.stride, self.padding_pairs, self.dilation,
             self.groups,
         )
@@ -197,7 +198,7 @@ class NCReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not -x.dim() <= self.dim < x.dim():
             raise ValueError(f"dim={self.dim} is out of range for x of shape {tuple(x.shape)}")
-        return fn._ncrelu(x, self.dim)
+        return kernels.ncrelu(x, self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

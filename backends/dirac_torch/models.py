@@ -7,7 +7,7 @@ the layer the spec calls ``group0.1``. Convolutions follow their ``parameterizat
 
 - ``"dirac"``: :class:`~dirac_torch.layers.DiracConv2d`, ``W_hat = alpha * delta +
   beta * normalize(W)`` (paper eq. 13) with ``alpha0 = 5``, ``beta0 = 1e-3``, ``W ~ N(0, 1)``
-  (DESIGN section 5); scalar or, with ``per_channel``, per-output-channel scales;
+ ; scalar or, with ``per_channel``, per-output-channel scales;
 - ``"resnet"``: the same layer with fixed ``alpha = beta = 1`` and no normalization,
   ``W_hat = delta + W`` (eq. 14): a residual connection around every conv, W He-initialised;
 - ``"plain"`` (the paper's control) and ``"none"`` (the stem): ``nn.Conv2d``, He-initialised.
@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from dirac_core import nets
-from dirac_core.padding import canonical_padding, resolve_padding
+from dirac_core.padding import resolve_padding
+from dirac_core.validation import canonical_padding
 
 from .fold import conv_module
 from .layers import DiracConv1d, DiracConv2d, DiracConv3d, NCReLU
@@ -159,7 +160,7 @@ def _he_init(weight: torch.Tensor) -> None:
 def diracnet_cifar(
     depth: int = 34, width: int = 1, num_classes: int = 10, **variant_kw: Any
 ) -> DiracNet:
-    """CIFAR DiracNet-``depth``-``width`` (DESIGN section 5), built by :func:`build`.
+    """CIFAR DiracNet-``depth``-``width``, built by :func:`build`.
 
     ``variant_kw`` goes to :func:`dirac_core.nets.diracnet_cifar`: ``activation`` (``"ncrelu"``
     or ``"relu"``), ``parameterization`` (``"dirac"``, ``"plain"``, ``"resnet"``),
@@ -184,7 +185,7 @@ def diracnet_cifar(
 def diracnet_imagenet(
     depth: int = 18, width: int = 1, num_classes: int = 1000, **variant_kw: Any
 ) -> DiracNet:
-    """ImageNet DiracNet-18 or -34 (DESIGN section 5), built by :func:`build`.
+    """ImageNet DiracNet-18 or -34, built by :func:`build`.
 
     ``variant_kw`` as for :func:`diracnet_cifar` (``image_size`` defaults to 224).
 

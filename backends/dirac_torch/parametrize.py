@@ -28,10 +28,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from dirac_core import _checks as ck
-from dirac_core.padding import as_tuple
+from dirac_core import validation as ck
 
 from . import functional as fn
+from . import kernels
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -113,7 +113,7 @@ class DiracParametrization(nn.Module):
                 f"weight_shape={tuple(weight_shape)!r} must have at least 2 entries "
                 f"(O, I/groups, K...)"
             )
-        self.weight_shape = as_tuple(tuple(weight_shape), len(weight_shape), "weight_shape")
+        self.weight_shape = ck.as_tuple(tuple(weight_shape), len(weight_shape), "weight_shape")
         self.groups = ck.groups_for(groups, self.weight_shape[0])
         self.policy = ck.policy_value(policy)
         self.eps = ck.eps_value(eps)
@@ -131,7 +131,7 @@ class DiracParametrization(nn.Module):
                 self.register_parameter(name, nn.Parameter(value))
             else:
                 self.register_buffer(name, value)
-        delta = fn._dirac_tensor(self.weight_shape, self.groups, self.policy, dtype, device)
+        delta = kernels.dirac_tensor(self.weight_shape, self.groups, self.policy, dtype, device)
         self.register_buffer("delta", delta, persistent=False)
 
     def _initial(self, value: Any, name: str) -> torch.Tensor:
@@ -176,7 +176,9 @@ class DiracParametrization(nn.Module):
                 f"weight has shape {tuple(weight.shape)}; this parametrization was built for "
                 f"{self.weight_shape}"
             )
-        return fn._dirac_weight(weight, self.alpha, self.beta, self.delta, self.eps, self.normalize)
+        return kernels.dirac_weight(
+            weight, self.alpha, self.beta, self.delta, self.eps, self.normalize
+        )
 
     def extra_repr(self) -> str:
         return (

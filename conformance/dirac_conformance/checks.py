@@ -23,7 +23,7 @@ import numpy as np
 from hypothesis.strategies import SearchStrategy
 
 import dirac_core as dc
-from dirac_core._checks import dtype_name
+from dirac_core.validation import dtype_name
 
 from . import magnitudes
 from . import strategies as s

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dirac_core._xp import work_dtype
 from dirac_core.padding import resolve_padding
 from dirac_core.reference import NumpyBackend
+from dirac_core.xp import work_dtype
 
 
 class Mutant(NumpyBackend):

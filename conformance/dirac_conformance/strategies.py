@@ -21,7 +21,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 import dirac_core as dc
-from dirac_core.padding import canonical_padding, resolve_padding
+from dirac_core.padding import resolve_padding
+from dirac_core.validation import canonical_padding
 
 from .case import Case, Operand
 from .dtypes import huge, round_to, tiny

@@ -92,12 +92,8 @@ def load_target(spec: str | Backend) -> Target:
     name, _, device = spec.partition("@")
     try:
         backend = dc.get_backend(name, require_available=False)
-    except ImportError as exc:
-        raise Unavailable(f"{name}: {exc}") from exc
-    except ValueError as exc:
-        if name in dc.backend_names():  # registered, but its import failed
-            raise Unavailable(str(exc)) from exc
-        raise
+    except dc.BrokenBackendError as exc:
+        raise Unavailable(str(exc)) from exc
     return _checked(Target(backend, device or None, spec))
 
 

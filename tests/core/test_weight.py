@@ -70,7 +70,7 @@ def test_vjp_shapes_follow_arguments():
 @given(o=st.integers(1, 5), bad=st.lists(st.integers(1, 6), min_size=1, max_size=3),
        which=st.sampled_from(["alpha", "beta"]))
 def test_scale_shapes_other_than_scalar_or_o_are_refused(o, bad, which):
-    """DESIGN: alpha and beta are 0-d or (O,); any other shape is a ValueError naming them."""
+    """Spec: alpha and beta are 0-d or (O,); any other shape is a ValueError naming them."""
     bad = tuple(bad)
     if bad == (o,):
         bad = (o + 1,)

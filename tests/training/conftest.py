@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dirac_torch.training.config import TrainConfig
-from dirac_torch.training.datasets import Dataset, TensorSplit, load_digits_dataset
+from diracnets.config import TrainConfig
+from diracnets.datasets import Dataset, TensorSplit, load_digits_dataset
 
 
 @pytest.fixture(autouse=True)

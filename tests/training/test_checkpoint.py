@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from dirac_torch.training import checkpoint as ck
-from dirac_torch.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from diracnets import checkpoint as ck
+from diracnets.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def _state():

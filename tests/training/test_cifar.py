@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from dirac_torch.training.cifar import read_cifar
-from dirac_torch.training.datasets import load_cifar_dataset, load_dataset
+from diracnets.cifar import read_cifar
+from diracnets.datasets import load_cifar_dataset, load_dataset
 
 PER_FILE = 3
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dirac_torch.training.cli import build_parser, main
+from diracnets.cli import build_parser, main
 
 TINY = ["--depth", "10", "--batch-size", "32", "--train-limit", "64", "--no-progress",
         "--device", "cpu"]

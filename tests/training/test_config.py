@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from dirac_torch.models import diracnet_cifar
-from dirac_torch.training.config import TrainConfig, preset_config
-from dirac_torch.training.scales import dirac_parametrizations, parameter_groups, scale_snapshot
-from dirac_torch.training.trainer import lr_at, resumed_config
+from diracnets.config import TrainConfig, preset_config
+from diracnets.scales import dirac_parametrizations, parameter_groups, scale_snapshot
+from diracnets.trainer import lr_at, resumed_config
 
 
 def test_paper_defaults():

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from dirac_torch.training.datasets import Augment, load_dataset
-from dirac_torch.training.loaders import Schedule, TensorLoader, augment_batch, generator
+from diracnets.datasets import Augment, load_dataset
+from diracnets.loaders import Schedule, TensorLoader, augment_batch, generator
 
 
 def test_digits_split_is_fixed_disjoint_and_complete(digits):
@@ -90,7 +90,7 @@ def test_loader_normalises_and_reproduces_batches(digits):
 
 
 def test_folder_loader_streams_any_map_style_dataset_by_the_same_schedule():
-    from dirac_torch.training.loaders import FolderLoader
+    from diracnets.loaders import FolderLoader
 
     images = torch.arange(24, dtype=torch.float32).view(24, 1, 1, 1)
     data = torch.utils.data.TensorDataset(images, torch.arange(24))

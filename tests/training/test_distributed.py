@@ -10,13 +10,13 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from dirac_torch.training.checkpoint import load_checkpoint
+from diracnets.checkpoint import load_checkpoint
 
 
 def test_torchrun_two_cpu_ranks_end_identical(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "dirac_torch.training.cli", "train", "--depth", "10", "--epochs", "1",
+           "-m", "diracnets.cli", "train", "--depth", "10", "--epochs", "1",
            "--batch-size", "32", "--train-limit", "160", "--no-progress", "--device", "cpu",
            "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

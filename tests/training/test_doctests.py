@@ -12,7 +12,7 @@ MODULES = ["config", "checkpoint", "safe_pickle"]
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    module = importlib.import_module(f"dirac_torch.training.{name}")
+    module = importlib.import_module(f"diracnets.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
     assert result.attempted > 0

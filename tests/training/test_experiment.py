@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dirac_torch.training import experiment
-from dirac_torch.training.experiment import depth_experiment, markdown_table
+from diracnets import experiment
+from diracnets.experiment import depth_experiment, markdown_table
 
 
 def test_grid_writes_table_json_and_plot_and_reuses_finished_cells(tmp_path, monkeypatch):

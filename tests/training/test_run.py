@@ -8,9 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dirac_torch.training.cli import format_summary
-from dirac_torch.training.finalize import fold_and_verify, output_error
-from dirac_torch.training.run import run_training
+from diracnets.finalize import fold_and_verify, output_error
+from diracnets.run import format_summary, run_training
 
 
 def test_job_folds_verifies_exports_and_summarises(tiny_config, small_digits, tmp_path):

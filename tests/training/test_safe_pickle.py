@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from dirac_torch.training.safe_pickle import safe_load
+from diracnets.safe_pickle import safe_load
 
 
 class Exploit:

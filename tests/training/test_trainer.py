@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
-from dirac_torch.training.checkpoint import load_checkpoint
-from dirac_torch.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from diracnets.checkpoint import load_checkpoint
+from diracnets.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -96,7 +96,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, small_digits
 
 
 def test_resume_refuses_a_tampered_checkpoint(tiny_config, small_digits, tmp_path):
-    from dirac_torch.training.checkpoint import CheckpointError
+    from diracnets.checkpoint import CheckpointError
 
     Trainer(tiny_config(epochs=1), dataset=small_digits).fit()
     path = tmp_path / "run" / "last.pt"
@@ -109,7 +109,7 @@ def test_resume_refuses_a_tampered_checkpoint(tiny_config, small_digits, tmp_pat
 
 def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dirac_torch.training.cli", "train", "--depth", "10",
+    cmd = [sys.executable, "-m", "diracnets.cli", "train", "--depth", "10",
            "--epochs", "1000", "--batch-size", "32", "--train-limit", "64", "--no-progress",
            "--device", "cpu", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

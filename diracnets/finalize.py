@@ -122,7 +122,9 @@ def _quiet_exporter() -> Iterator[None]:
         exporter.setLevel(level)
 
 
-def count_parameters(model: nn.Module) -> int:
+def count_model_parameters(model: nn.Module) -> int:
+    """Number of parameter entries of a built module (cf. ``dirac_core.nets.count_parameters``
+    for an architecture spec)."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -1,4 +1,4 @@
-"""Run settings: the paper's defaults (DESIGN section 5), the presets, and their validation.
+"""Run settings: the paper's defaults, the presets, and their validation.
 
 Defaults follow the paper (after Wide ResNet): SGD with momentum 0.9, lr 0.1, batch 128, 200
 epochs, lr x 0.2 at 30 %, 60 % and 80 % of training (epochs 60/120/160 of 200), weight decay

@@ -12,7 +12,7 @@ dataset's page):
   ``data_batch_{1..5}`` and ``test_batch``;
 - python CIFAR-100: ``train`` and ``test`` with ``b"fine_labels"``.
 
-Pickles are read with :func:`dirac_torch.training.safe_pickle.safe_load`, which never runs code.
+Pickles are read with :func:`diracnets.safe_pickle.safe_load`, which never runs code.
 """
 
 from __future__ import annotations

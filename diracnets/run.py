@@ -14,7 +14,7 @@ from . import distributed
 from .config import TrainConfig
 from .finalize import (
     compare_speed,
-    count_parameters,
+    count_model_parameters,
     export_and_check_onnx,
     fold_and_verify,
     save_weights,
@@ -64,7 +64,7 @@ def run_training(config: TrainConfig | None = None, *, resume: str | Path | None
             "final": last,
             "best_val_acc": trainer.best_acc,
             "best_epoch": trainer.best_epoch,
-            "parameters": count_parameters(trainer.model),
+            "parameters": count_model_parameters(trainer.model),
             "replica_fingerprints": prints,
         }
         if context.is_main:
@@ -101,3 +101,24 @@ def verification_images(trainer: Trainer, count: int = VERIFY_IMAGES) -> torch.T
         if have >= count:
             break
     return torch.cat(chunks)[:count]
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run report: accuracy, size, fold check, speed, ONNX check, files."""
+    final, fold, speed = summary["final"], summary["fold"], summary["speed"]
+    lines = [
+        f"validation accuracy    {100 * final['val_acc']:.2f} % after {summary['epochs']} "
+        f"epochs (best {100 * summary['best_val_acc']:.2f} % at epoch {summary['best_epoch']})",
+        f"parameters             {summary['parameters']:,}",
+        f"folded vs unfolded     max relative error {fold['max_rel_error']:.2e} "
+        f"(max abs {fold['max_abs_error']:.2e}) {'OK' if fold['ok'] else 'TOO LARGE'}",
+        f"inference speed        unfolded {speed['unfolded_images_per_s']:,.0f} img/s, "
+        f"folded {speed['folded_images_per_s']:,.0f} img/s ({speed['speedup']:.2f}x)",
+    ]
+    if "onnx" in summary:
+        onnx = summary["onnx"]
+        lines.append(f"ONNX (onnxruntime)     max relative error {onnx['max_rel_error']:.2e} "
+                     f"vs PyTorch, {onnx['path']}")
+    lines.append(f"run directory          {summary['run_dir']} (metrics.jsonl, curves.png, "
+                 "alpha.png, last.pt, best.pt, model.safetensors, summary.json)")
+    return "\n".join(lines)

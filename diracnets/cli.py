@@ -69,7 +69,7 @@ def _given(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .run import run_training
+    from .run import format_summary, run_training
 
     overrides = _given(args)
     if args.resume:
@@ -118,26 +118,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
     print("written:", ", ".join(str(p) for p in written if p))
     return 0
 
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """The end-of-run report: accuracy, size, fold check, speed, ONNX check, files."""
-    final, fold, speed = summary["final"], summary["fold"], summary["speed"]
-    lines = [
-        f"validation accuracy    {100 * final['val_acc']:.2f} % after {summary['epochs']} "
-        f"epochs (best {100 * summary['best_val_acc']:.2f} % at epoch {summary['best_epoch']})",
-        f"parameters             {summary['parameters']:,}",
-        f"folded vs unfolded     max relative error {fold['max_rel_error']:.2e} "
-        f"(max abs {fold['max_abs_error']:.2e}) {'OK' if fold['ok'] else 'TOO LARGE'}",
-        f"inference speed        unfolded {speed['unfolded_images_per_s']:,.0f} img/s, "
-        f"folded {speed['folded_images_per_s']:,.0f} img/s ({speed['speedup']:.2f}x)",
-    ]
-    if "onnx" in summary:
-        onnx = summary["onnx"]
-        lines.append(f"ONNX (onnxruntime)     max relative error {onnx['max_rel_error']:.2e} "
-                     f"vs PyTorch, {onnx['path']}")
-    lines.append(f"run directory          {summary['run_dir']} (metrics.jsonl, curves.png, "
-                 "alpha.png, last.pt, best.pt, model.safetensors, summary.json)")
-    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

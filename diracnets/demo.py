@@ -22,8 +22,7 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
              progress: bool = True) -> dict[str, Any]:
     """Run the demo into ``out`` (a fresh run: an earlier demo there is overwritten); return
     the run summary."""
-    from .cli import format_summary
-    from .run import run_training
+    from .run import format_summary, run_training
 
     given = {"epochs": epochs, "depth": depth, "width": width}
     settings = {**DEMO, **{k: v for k, v in given.items() if v is not None}}

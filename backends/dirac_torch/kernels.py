@@ -1,0 +1,119 @@
+"""Unchecked PyTorch kernels of the Dirac ops: what layers and backends call on every step.
+
+Arguments are assumed valid: :mod:`dirac_torch.functional` checks them (with the validators of
+:mod:`dirac_core.validation`) and then calls these. Results follow ``docs/spec.md`` exactly:
+
+- ``normalized``: norm branch when ``||v|| >= eps``, constant branch ``g / eps`` below, no NaN for
+  an all-zero filter;
+- ``ncrelu``: the gradient at exactly zero is zero on both halves;
+- ``conv``: explicit ``(left, right)`` padding pairs, so the spec's asymmetric ``"same"`` for
+  even kernels is honoured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dirac_core.padding import Pairs
+
+from ._autograd import DiracWeight, scaled_rows, work_dtype
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def dirac_tensor(
+    shape: tuple[int, ...], groups: int, policy: str, dtype: torch.dtype, device: Any
+) -> torch.Tensor:
+    out_channels, in_per_group = shape[:2]
+    per_group = out_channels // groups
+    local = torch.arange(out_channels, device=device)[:, None] % per_group
+    inputs = torch.arange(in_per_group, device=device)[None, :]
+    if policy == "min":
+        mask = local == inputs
+    else:
+        n = min(per_group, in_per_group)
+        mask = local % n == inputs % n
+    delta = torch.zeros(shape, dtype=dtype, device=device)
+    centre = tuple(k // 2 for k in shape[2:])
+    delta[(slice(None), slice(None), *centre)] = mask.to(dtype)
+    return delta
+
+
+def normalized(w: torch.Tensor, eps: float) -> torch.Tensor:
+    """``normalize_filters`` without checks, returned in ``work_dtype(w.dtype)``."""
+    flat = w.to(work_dtype(w.dtype)).reshape(w.shape[0], -1)
+    scaled, scaled_norm, _, above = scaled_rows(flat, eps)
+    # Each branch is made finite where it is not taken, so its zero gradient stays zero (not NaN).
+    unit = scaled / torch.where(above, scaled_norm, 1)
+    below = torch.where(above, 0, flat) / eps
+    return torch.where(above, unit, below).reshape(w.shape)
+
+
+def dirac_weight(
+    w: torch.Tensor, alpha: Any, beta: Any, delta: torch.Tensor, eps: float, normalize: bool
+) -> torch.Tensor:
+    """``dirac_weight`` without checks; ``delta`` is given. One fused autograd node."""
+    return DiracWeight.apply(w, alpha, beta, delta, eps, normalize)
+
+
+def ncrelu(x: torch.Tensor, dim: int) -> torch.Tensor:
+    # Selecting a constant 0 where x is 0 gives gradient 0 there (clamp would pass 1) and +0.0
+    # for x = -0.0, while NaN still propagates; plain ops keep tracing and ONNX export simple.
+    return torch.cat((torch.where(x <= 0, 0, x), torch.where(x >= 0, 0, x)), dim)
+
+
+def conv(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    pairs: Pairs,
+    dilation: tuple[int, ...],
+    groups: int,
+) -> torch.Tensor:
+    """``conv`` without checks, with explicit ``(left, right)`` padding pairs."""
+    if w.dim() == 2:
+        # torch has no 0-d conv: a length-1 spatial dim turns it into conv1d (groups included).
+        y = conv(x[..., None], w[..., None], bias, (1,), ((0, 0),), (1,), groups)
+        return y[..., 0]
+    if all(left == right for left, right in pairs):
+        return _CONV[w.dim() - 2](x, w, bias, stride, [p for p, _ in pairs], dilation, groups)
+    # F.pad lists the last dim first.
+    x = F.pad(x, [p for pair in reversed(pairs) for p in pair])
+    return _CONV[w.dim() - 2](x, w, bias, stride, 0, dilation, groups)
+
+
+def fold_batchnorm(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    *,
+    eps: float = 1e-5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode batch norm that follows a conv into the conv's weight and bias.
+
+    With ``s = gamma / sqrt(var + eps)``: ``W' = W * s`` per output channel and
+    ``b' = (b - mean) * s + beta`` (``b = 0`` when ``bias`` is None). Exact for any sign of
+    ``gamma``. The arithmetic runs in float64 whatever the inputs' dtypes (the work is one
+    multiply per weight entry, and folding then adds no rounding beyond the final cast); results
+    in ``weight``'s dtype. No argument checks here: call :func:`dirac_core.fold_batchnorm` (or
+    :func:`dirac_torch.fold.fold_batchnorm` for modules), which validate and dispatch to this.
+
+    Examples
+    --------
+    >>> one = torch.ones(1)
+    >>> fold_batchnorm(torch.ones(1, 1, 1), None, 2 * one, one, one, 3 * one, eps=1.0)
+    (tensor([[[1.]]]), tensor([0.]))
+    """
+    dtype = torch.float64
+    scale = gamma.to(dtype) / torch.sqrt(var.to(dtype) + eps)
+    shift = -mean.to(dtype) if bias is None else bias.to(dtype) - mean.to(dtype)
+    new_weight = weight.to(dtype) * scale.view(-1, *(1,) * (weight.dim() - 1))
+    new_bias = shift * scale + beta.to(dtype)
+    return new_weight.to(weight.dtype), new_bias.to(weight.dtype)

@@ -1,0 +1,335 @@
+"""Argument validators: every rule about what the public functions accept, written once.
+
+Messages name the argument, the value given and what is accepted, so that every backend fails
+in the same words.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .padding import Pairs, conv_output_shape
+
+FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+POLICIES = ("tile", "min")
+
+
+def as_int(value: Any) -> int | None:
+    """``value`` as an int if it is an integer (Python or NumPy, not bool), else None."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def is_real(value: Any) -> bool:
+    """A real scalar: Python or NumPy int/float, not bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def is_python_or_numpy_scalar(value: Any) -> bool:
+    """A real number that is not an array: ``1``, ``2.5``, ``np.float32(2)``, ``np.int64(1)``."""
+    return is_real(value) and (not hasattr(value, "shape") or isinstance(value, np.generic))
+
+
+def dtype_name(dtype: Any) -> str:
+    """The name of a dtype object (NumPy, CuPy or torch) or string, e.g. ``"float32"``."""
+    if isinstance(dtype, str):
+        if dtype in FLOAT_DTYPES:
+            return dtype
+        try:
+            return np.dtype(dtype).name  # "f4", "double", ...
+        except TypeError:
+            return dtype
+    name = getattr(dtype, "name", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(dtype, type):  # a NumPy scalar type such as np.float32
+        return np.dtype(dtype).name
+    return str(dtype).rsplit(".", 1)[-1]  # torch.float32 -> "float32"
+
+
+def array_dtype(x: Any) -> str:
+    return dtype_name(x.dtype)
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in x.shape)
+
+
+def require_array(x: Any, name: str) -> None:
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}: {x!r:.80}")
+
+
+def require_float(x: Any, name: str) -> str:
+    """Check that ``x`` is a floating array; return its dtype name."""
+    require_array(x, name)
+    dt = array_dtype(x)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have a floating dtype {FLOAT_DTYPES}, got dtype {dt}")
+    return dt
+
+
+def require_same_dtype(dt: str, other: Any, name: str, ref_name: str) -> None:
+    got = require_float(other, name)
+    if got != dt:
+        raise TypeError(f"{name} has dtype {got} but {ref_name} has {dt}; they must match")
+
+
+def require_ndim(x: Any, name: str, minimum: int, what: str) -> tuple[int, ...]:
+    shape = shape_of(x)
+    if len(shape) < minimum:
+        raise ValueError(f"{name} must have at least {minimum} dims ({what}), got shape {shape}")
+    return shape
+
+
+def require_nonempty(x: Any, name: str, what: str) -> tuple[int, ...]:
+    """Every dim of ``x`` is >= 1 (a weight with no filters or an empty kernel is an error)."""
+    shape = shape_of(x)
+    if 0 in shape:
+        raise ValueError(f"{name} has shape {shape}; every dim must be >= 1 ({what})")
+    return shape
+
+
+def require_shape(x: Any, name: str, expected: tuple[int, ...], what: str) -> None:
+    shape = shape_of(x)
+    if shape != expected:
+        raise ValueError(f"{name} has shape {shape}; expected {expected} ({what})")
+
+
+def positive_int(value: Any, name: str) -> int:
+    number = as_int(value)
+    if number is None:
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}: {value!r}")
+    if number < 1:
+        raise ValueError(f"{name} must be a positive int, got {number}")
+    return number
+
+
+def eps_value(eps: Any, name: str = "eps", *, allow_zero: bool = False) -> float:
+    if not is_real(eps):
+        raise TypeError(f"{name} must be a float, got {type(eps).__name__}: {eps!r}")
+    ok = math.isfinite(eps) and (eps >= 0 if allow_zero else eps > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite float {bound}, got {eps!r}")
+    return float(eps)
+
+
+def bool_value(value: Any, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
+    return bool(value)
+
+
+def policy_value(policy: Any) -> str:
+    if policy not in POLICIES:
+        raise ValueError(f"policy={policy!r} is not accepted; use one of {POLICIES}")
+    return policy
+
+
+def groups_for(groups: Any, out_channels: int, in_channels: int | None = None) -> int:
+    """Check ``groups`` divides the output (and, if given, the total input) channel count."""
+    groups = positive_int(groups, "groups")
+    if out_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide the output channel count {out_channels}"
+        )
+    if in_channels is not None and in_channels % groups:
+        raise ValueError(f"groups={groups} must divide the input channel count {in_channels}")
+    return groups
+
+
+def axis_value(axis: Any, ndim: int) -> int:
+    number = as_int(axis)
+    if number is None:
+        raise TypeError(f"axis must be an int, got {type(axis).__name__}: {axis!r}")
+    axis = number
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis={axis} is out of range for an array of {ndim} dims")
+    return axis % ndim
+
+
+def scale_shape(value: Any, name: str, out_channels: int) -> tuple[int, ...]:
+    """Shape check for alpha/beta: a scalar or a vector of length O."""
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a real scalar or an array, got bool")
+    if is_python_or_numpy_scalar(value):
+        return ()
+    require_float(value, name)
+    shape = shape_of(value)
+    if shape not in ((), (out_channels,)):
+        raise ValueError(
+            f"{name} has shape {shape}; accepted shapes are () (a scalar) or "
+            f"({out_channels},) (one per output channel)"
+        )
+    return shape
+
+
+# ---------------------------------------------------------------------------- padding forms
+
+
+def _is_int(v: Any) -> bool:
+    return as_int(v) is not None
+
+
+def as_tuple(value: Any, ndim: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """``value`` (an int or a sequence of ``ndim`` ints, each >= ``minimum``) as a tuple.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an int or a sequence of ints.
+    ValueError
+        Wrong length, or an entry below ``minimum``.
+    """
+    if _is_int(value):
+        items = (as_int(value),) * ndim
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if not all(_is_int(v) for v in value):
+            raise TypeError(f"{name} must be an int or a sequence of ints, got {value!r}")
+        items = tuple(as_int(v) for v in value)
+        if len(items) != ndim:
+            raise ValueError(
+                f"{name}={value!r} has {len(items)} entries; the weight has {ndim} spatial "
+                f"dims, so give one int or {ndim} ints"
+            )
+    else:
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {value!r}")
+    if any(v < minimum for v in items):
+        raise ValueError(f"{name}={value!r} must be >= {minimum} in every dim")
+    return items
+
+
+def canonical_padding(padding: Any, ndim: int, stride: tuple[int, ...]) -> str | Pairs:
+    """Validate ``padding`` and return ``"same"`` or one ``(left, right)`` pair per dim.
+
+    Accepted forms: an int; a sequence of ``ndim`` ints; a sequence of ``ndim`` ``(left, right)``
+    pairs; ``"valid"`` (no padding); ``"same"`` (only with stride 1 in every dim).
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * ndim
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(
+                    f"padding='same' needs stride=1 in every dim, got stride={stride}; give "
+                    f"explicit padding for strided convolution"
+                )
+            return "same"
+        raise ValueError(f"padding={padding!r} is not accepted; use 'same', 'valid' or ints")
+    if _is_int(padding) or (
+        isinstance(padding, Sequence) and all(_is_int(p) for p in padding)
+    ):
+        sides = as_tuple(padding, ndim, "padding", minimum=0)
+        return tuple((p, p) for p in sides)
+    if isinstance(padding, Sequence) and all(
+        isinstance(p, Sequence) and not isinstance(p, str) for p in padding
+    ):
+        if len(padding) != ndim or not all(len(p) == 2 for p in padding):
+            raise ValueError(
+                f"padding={padding!r} must hold {ndim} (left, right) pairs, one per spatial dim"
+            )
+        pairs = tuple(as_tuple(p, 2, "padding", minimum=0) for p in padding)
+        return tuple((left, right) for left, right in pairs)
+    raise TypeError(
+        f"padding must be an int, a sequence of ints, a sequence of (left, right) pairs, "
+        f"'same' or 'valid'; got {padding!r}"
+    )
+
+
+# ---------------------------------------------------------------------------- whole-op checks
+
+
+def check_shape(shape: Any) -> tuple[int, ...]:
+    """Validate a weight shape ``(O, I/groups, K...)``: at least 2 entries, each an int >= 1."""
+    if isinstance(shape, int) or not hasattr(shape, "__len__"):
+        raise TypeError(f"shape must be a sequence of ints (O, I/groups, K...), got {shape!r}")
+    dims = as_tuple(tuple(shape), len(shape), "shape", minimum=1) if len(shape) else ()
+    if len(dims) < 2:
+        raise ValueError(
+            f"shape={tuple(shape)!r} must have at least 2 entries (O, I/groups, K1, ..., KL)"
+        )
+    return dims
+
+
+def check_filters(w: Any, name: str) -> str:
+    """Validate a filter bank: floating, at least 2 dims, none empty; return its dtype name."""
+    dt = require_float(w, name)
+    require_ndim(w, name, 2, "(O, I/groups, K...)")
+    require_nonempty(w, name, "at least one filter, one input channel and kernel size")
+    return dt
+
+
+def check_weight_args(
+    w: Any, alpha: Any, beta: Any, eps: Any, normalize: Any, groups: Any, policy: Any
+) -> dict[str, Any]:
+    """Validate :func:`dirac_weight`'s arguments; return the canonical keyword arguments a
+    backend receives. Frameworks' own functional layers reuse it to fail like the spec."""
+    check_filters(w, "w")
+    out_channels = shape_of(w)[0]
+    scale_shape(alpha, "alpha", out_channels)
+    scale_shape(beta, "beta", out_channels)
+    return {
+        "eps": eps_value(eps),
+        "normalize": bool_value(normalize, "normalize"),
+        "groups": groups_for(groups, out_channels),
+        "policy": policy_value(policy),
+    }
+
+
+def check_conv_args(
+    x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> dict[str, Any]:
+    """Validate :func:`conv`'s arguments; return the canonical ``stride``, ``padding``,
+    ``dilation`` and ``groups`` a backend receives."""
+    dt = require_float(x, "x")
+    require_same_dtype(dt, w, "w", "x")
+    require_ndim(w, "w", 2, "(O, C/groups, K...)")
+    w_shape = require_nonempty(w, "w", "at least one filter, input channel and kernel tap")
+    x_shape = shape_of(x)
+    if len(x_shape) != len(w_shape):
+        raise ValueError(
+            f"x has shape {x_shape} but w has shape {w_shape}: x must be (N, C, S...) with "
+            f"{len(w_shape) - 2} spatial dims, matching w"
+        )
+    groups = groups_for(groups, w_shape[0], x_shape[1])
+    if x_shape[1] != w_shape[1] * groups:
+        raise ValueError(
+            f"x has {x_shape[1]} channels but w of shape {w_shape} with groups={groups} "
+            f"expects {w_shape[1] * groups}"
+        )
+    if bias is not None:
+        require_same_dtype(dt, bias, "bias", "x")
+        require_shape(bias, "bias", (w_shape[0],), "one per output channel")
+    ndim = len(w_shape) - 2
+    stride = as_tuple(stride, ndim, "stride")
+    dilation = as_tuple(dilation, ndim, "dilation")
+    padding = canonical_padding(padding, ndim, stride)
+    out = conv_output_shape(x_shape, w_shape, stride, padding, dilation)
+    if any(s < 1 for s in out[2:]):
+        raise ValueError(
+            f"x of spatial shape {x_shape[2:]} is too small for kernel {w_shape[2:]} with "
+            f"dilation={dilation} and padding={padding}: the output would be {out[2:]}"
+        )
+    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+
+
+def check_batchnorm_statistics(vectors: dict[str, np.ndarray], eps: float) -> None:
+    """Finite batch-norm vectors, ``var >= 0`` and ``var + eps > 0`` in the working dtype."""
+    for name, value in vectors.items():
+        if not np.isfinite(value.astype(np.float64)).all():
+            raise ValueError(f"{name} must be finite in every channel, got {value}")
+    var = vectors["var"].astype(np.promote_types(vectors["var"].dtype, np.float32))
+    if (var < 0).any() or (var + var.dtype.type(eps) <= 0).any():
+        raise ValueError(f"var must be >= 0 with var + eps > 0 in every channel; got var={var}, "
+                         f"eps={eps}")

@@ -8,11 +8,11 @@ CONSTRAINTS := .ci/constraints.txt
 # The conformance suite runs inside the same pytest session as tests/ (one closing line).
 CONFORMANCE_ARGS := --pyargs dirac_conformance --dirac-backend numpy --dirac-backend torch --dirac-backend torch@cuda --dirac-backend cupy
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint typecheck docs bench install clean
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[torch,train,onnx,test]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[torch,train,onnx,test,docs]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -23,7 +23,16 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-test: $(VENV)/.installed lint
+# Packages held to mypy --strict.
+TYPED := dirac_core
+
+typecheck: $(VENV)/.installed
+	$(PY) -m mypy $(TYPED)
+
+docs: $(VENV)/.installed
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+test: $(VENV)/.installed lint typecheck docs
 	$(PY) -m pytest -n 2 tests $(CONFORMANCE_ARGS)
 
 bench: $(VENV)/.installed
@@ -31,4 +40,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_torch.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis runs
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis runs docs/_build

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from .backend import Array
 from .xp import array_module
 
 
-def ncrelu(x, axis: int):
+def ncrelu(x: Array, axis: int) -> Array:
     """Positive and negative parts of ``x``, concatenated along ``axis``."""
     xp = array_module(x)
     zero = xp.zeros((), dtype=x.dtype)
     return xp.concatenate([xp.maximum(x, zero), xp.minimum(x, zero)], axis=axis)
 
 
-def ncrelu_vjp(g, x, axis: int):
+def ncrelu_vjp(g: Array, x: Array, axis: int) -> Array:
     """``g_pos * [x > 0] + g_neg * [x < 0]``: at exactly zero both halves pass nothing."""
     xp = array_module(g, x)
     positive, negative = xp.split(g, 2, axis=axis)

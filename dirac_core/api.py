@@ -14,6 +14,7 @@ import numpy as np
 
 from . import validation as ck
 from .backend import Array, Backend
+from .padding import conv_output_shape
 from .registry import get_backend, infer_backend
 
 
@@ -305,7 +306,7 @@ def conv_vjp(
     """
     args = ck.check_conv_args(x, w, bias, stride, padding, dilation, groups)
     ck.require_same_dtype(ck.array_dtype(x), g, "g", "x")
-    expected = ck.conv_output_shape(
+    expected = conv_output_shape(
         ck.shape_of(x), ck.shape_of(w), args["stride"], args["padding"], args["dilation"]
     )
     ck.require_shape(g, "g", expected, "the shape of conv's output")

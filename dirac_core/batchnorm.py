@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from .backend import Array
 from .xp import array_module, work_dtype
 
 
-def fold_batchnorm(weight, bias, gamma, beta, mean, var, eps: float):
+def fold_batchnorm(
+    weight: Array, bias: Array | None, gamma: Array, beta: Array, mean: Array, var: Array,
+    eps: float,
+) -> tuple[Array, Array]:
     """``W' = W * s`` and ``b' = (b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``.
 
     ``BN(conv(x, W) + b) = gamma * (conv(x, W) + b - mean) / sqrt(var + eps) + beta``, and

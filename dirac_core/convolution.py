@@ -10,11 +10,16 @@ from __future__ import annotations
 import itertools
 from math import prod
 
+from .backend import Array
 from .padding import Pairs, output_size, resolve_padding
 from .xp import array_module, work_dtype
 
+Shape = tuple[int, ...]
 
-def _geometry(x_shape, w_shape, stride, padding, dilation):
+
+def _geometry(
+    x_shape: Shape, w_shape: Shape, stride: Shape, padding: str | Pairs, dilation: Shape
+) -> tuple[Shape, Pairs, Shape]:
     kernel = tuple(w_shape[2:])
     pads = resolve_padding(padding, kernel, dilation)
     out = tuple(
@@ -24,7 +29,7 @@ def _geometry(x_shape, w_shape, stride, padding, dilation):
     return kernel, pads, out
 
 
-def _window(offset, stride, dilation, out):
+def _window(offset: Shape, stride: Shape, dilation: Shape, out: Shape) -> tuple[slice, ...]:
     """Per dim, the slice of the padded input that kernel tap ``offset`` sees."""
     return tuple(
         slice(k * d, k * d + s * (n - 1) + 1, s)
@@ -32,7 +37,9 @@ def _window(offset, stride, dilation, out):
     )
 
 
-def _columns(x_pad, kernel, stride, dilation, out, groups):
+def _columns(
+    x_pad: Array, kernel: Shape, stride: Shape, dilation: Shape, out: Shape, groups: int
+) -> Array:
     """im2col: ``(G, Cg * prod(K), N * prod(out))`` from a padded ``(N, C, *S)`` input."""
     xp = array_module(x_pad)
     n, c = x_pad.shape[:2]
@@ -46,12 +53,15 @@ def _columns(x_pad, kernel, stride, dilation, out, groups):
     return cols.transpose(1, 2, 3, 0, 4).reshape(groups, (c // groups) * len(taps), n * prod(out))
 
 
-def _pad(x, pads):
+def _pad(x: Array, pads: Pairs) -> Array:
     xp = array_module(x)
     return xp.pad(x, ((0, 0), (0, 0), *pads)) if any(sum(p) for p in pads) else x
 
 
-def conv(x, w, bias, stride, padding: str | Pairs, dilation, groups: int):
+def conv(
+    x: Array, w: Array, bias: Array | None, stride: Shape, padding: str | Pairs, dilation: Shape,
+    groups: int,
+) -> Array:
     """``y[n, o, p] = b[o] + sum_{i,k} x_pad[n, g*Ni + i, p*s + k*d] * w[o, i, k]``."""
     dtype = work_dtype(x.dtype)
     kernel, pads, out = _geometry(x.shape, w.shape, stride, padding, dilation)
@@ -65,7 +75,10 @@ def conv(x, w, bias, stride, padding: str | Pairs, dilation, groups: int):
     return y.astype(x.dtype)
 
 
-def conv_vjp(g, x, w, bias, stride, padding: str | Pairs, dilation, groups: int):
+def conv_vjp(
+    g: Array, x: Array, w: Array, bias: Array | None, stride: Shape, padding: str | Pairs,
+    dilation: Shape, groups: int,
+) -> tuple[Array, Array, Array | None]:
     """``(dx, dw, dbias)``: ``dw = g_mat @ cols^T``, ``dx = col2im(w_mat^T @ g_mat)``,
     ``dbias = sum of g over batch and space``."""
     xp = array_module(g, x, w)

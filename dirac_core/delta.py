@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from .backend import Array
+
 
 def dirac_indices(
     out_channels: int, in_per_group: int, groups: int, policy: str, xp: ModuleType = np
-):
+) -> tuple[Array, Array]:
     """Row and column indices ``(o, i)`` of the ones of the Dirac tensor's centre slice.
 
     With ``No = O/groups``, ``n = min(No, Ni)`` and ``o' = o % No`` the index within the group:
@@ -38,7 +40,7 @@ def dirac_indices(
 def dirac_tensor(
     shape: tuple[int, ...], groups: int, policy: str, dtype: Any = np.float64,
     xp: ModuleType = np,
-):
+) -> Array:
     """``delta[o, i, c] = mask[o, i]`` at ``c = (floor(K1/2), ..., floor(KL/2))``, else 0.
 
     Only the ones are written, so a large tensor costs little more than its zeroed allocation.

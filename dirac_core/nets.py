@@ -21,6 +21,7 @@ a batch norm, and, as in the authors' code, a ReLU precedes the pooling.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 PARAMETERIZATIONS = ("dirac", "plain", "resnet")
 ACTIVATIONS = ("ncrelu", "relu")
@@ -49,6 +50,8 @@ class Conv:
 
 @dataclass(frozen=True)
 class BatchNorm:
+    """Batch norm over ``channels`` (affine weight and bias)."""
+
     channels: int
 
     def num_parameters(self) -> int:
@@ -57,6 +60,8 @@ class BatchNorm:
 
 @dataclass(frozen=True)
 class ReLU:
+    """``max(x, 0)``, channel count unchanged."""
+
     def num_parameters(self) -> int:
         return 0
 
@@ -73,6 +78,8 @@ class NCReLU:
 
 @dataclass(frozen=True)
 class MaxPool:
+    """Max pooling with a square window."""
+
     kernel_size: int
     stride: int
     padding: int = 0
@@ -91,6 +98,8 @@ class GlobalAvgPool:
 
 @dataclass(frozen=True)
 class Linear:
+    """A fully connected classifier layer with bias."""
+
     in_features: int
     out_features: int
 
@@ -103,6 +112,8 @@ Layer = Conv | BatchNorm | ReLU | NCReLU | MaxPool | GlobalAvgPool | Linear
 
 @dataclass(frozen=True)
 class Stage:
+    """A named group of layers (``stem``, ``group0``, ..., ``head``)."""
+
     name: str
     layers: tuple[Layer, ...]
 
@@ -116,7 +127,7 @@ class NetSpec:
     image_size: int
     num_classes: int
     stages: tuple[Stage, ...]
-    options: dict = field(default_factory=dict, compare=False)
+    options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def layers(self) -> list[tuple[str, Layer]]:
         """Every layer with a dotted name ``stage.index``."""
@@ -146,7 +157,7 @@ def dirac_layer(
 
 
 def _dirac_groups(
-    widths: tuple[int, ...], layers_per_group: tuple[int, ...], stem_width: int, **layer_kw
+    widths: tuple[int, ...], layers_per_group: tuple[int, ...], stem_width: int, **layer_kw: Any
 ) -> list[Stage]:
     stages, channels = [], stem_width
     for g, (width, count) in enumerate(zip(widths, layers_per_group, strict=True)):

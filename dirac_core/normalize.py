@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import numpy as np
 
+from .backend import Array
 from .xp import array_module, work_dtype
 
 
-def _eps_in(dtype, eps: float):
+def _eps_in(dtype: Any, eps: float) -> Any:
     """``eps`` in the working dtype, kept inside its positive finite range so that neither the
     comparison nor the division by it can overflow to inf or round to zero."""
     info = np.finfo(dtype)
     return dtype.type(min(max(eps, float(info.smallest_subnormal)), float(info.max)))
 
 
-def _filters(w):
+def _filters(w: Array) -> tuple[ModuleType, Array, Array, Array, Array]:
     """``w`` as ``(O, n)`` rows in the working dtype, with each row's max-abs ``(O, 1)``.
 
     Scaling by the max-abs before squaring keeps the sum of squares finite and normal for any
@@ -30,7 +34,7 @@ def _filters(w):
     return xp, flat, scale, scaled, scaled_norm
 
 
-def _clamped(xp, scale, scaled_norm, eps: float):
+def _clamped(xp: ModuleType, scale: Array, scaled_norm: Array, eps: float) -> Array:
     """``||v|| < eps``, decided without forming ``||v||`` for large filters (it may overflow):
     ``||v|| >= max|v| = scale``, so only filters with ``scale < eps`` can be below the clamp."""
     eps = _eps_in(scale.dtype, eps)
@@ -38,7 +42,7 @@ def _clamped(xp, scale, scaled_norm, eps: float):
     return small & (xp.where(small, scale, 0) * scaled_norm < eps)
 
 
-def normalize_filters(w, eps: float):
+def normalize_filters(w: Array, eps: float) -> Array:
     """``v / max(||v||, eps)`` for each filter ``v = w[o]``; zeros stay zeros.
 
     ``||v|| = scale * ||v / scale||`` with ``scale = max|v|``. Above the clamp the result is
@@ -52,7 +56,7 @@ def normalize_filters(w, eps: float):
     return out.astype(w.dtype, copy=False).reshape(w.shape)
 
 
-def normalize_filters_vjp(g, w, eps: float):
+def normalize_filters_vjp(g: Array, w: Array, eps: float) -> Array:
     """``dv = (g - u <u, g>) / ||v||`` above the clamp (``u = v / ||v||``), ``g / eps`` below.
 
     Both ``v`` and ``g`` are scaled by their max-abs first, so neither ``<u, g>`` nor the

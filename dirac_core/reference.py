@@ -14,9 +14,10 @@ import numpy as np
 from . import batchnorm, delta, normalize, weight
 from .activation import ncrelu as ncrelu_forward
 from .activation import ncrelu_vjp
-from .backend import Availability
+from .backend import Array, Availability
+from .convolution import Shape, conv_vjp
 from .convolution import conv as conv_forward
-from .convolution import conv_vjp
+from .padding import Pairs
 
 
 class NumpyBackend:
@@ -42,33 +43,50 @@ class NumpyBackend:
     def device(self, x: np.ndarray) -> None:
         return None
 
-    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+    def dirac_tensor(
+        self, shape: tuple[int, ...], *, groups: int, policy: str, dtype: Any, device: Any
+    ) -> Array:
         self.from_numpy(np.empty(0), device)  # same device check as every other input
         return delta.dirac_tensor(shape, groups, policy, np.dtype(dtype or "float64"))
 
-    def normalize_filters(self, w, *, eps):
+    def normalize_filters(self, w: Array, *, eps: float) -> Array:
         return normalize.normalize_filters(w, eps)
 
-    def normalize_filters_vjp(self, g, w, *, eps):
+    def normalize_filters_vjp(self, g: Array, w: Array, *, eps: float) -> Array:
         return normalize.normalize_filters_vjp(g, w, eps)
 
-    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
+    def dirac_weight(
+        self, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool, groups: int,
+        policy: str,
+    ) -> Array:
         return weight.dirac_weight(w, alpha, beta, eps, normalize, groups, policy)
 
-    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
+    def dirac_weight_vjp(
+        self, g: Array, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool,
+        groups: int, policy: str,
+    ) -> tuple[Array, Array, Array]:
         return weight.dirac_weight_vjp(g, w, alpha, beta, eps, normalize, groups, policy)
 
-    def ncrelu(self, x, *, axis):
+    def ncrelu(self, x: Array, *, axis: int) -> Array:
         return ncrelu_forward(x, axis)
 
-    def ncrelu_vjp(self, g, x, *, axis):
+    def ncrelu_vjp(self, g: Array, x: Array, *, axis: int) -> Array:
         return ncrelu_vjp(g, x, axis)
 
-    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+    def conv(
+        self, x: Array, w: Array, bias: Array | None, *, stride: Shape, padding: str | Pairs,
+        dilation: Shape, groups: int,
+    ) -> Array:
         return conv_forward(x, w, bias, stride, padding, dilation, groups)
 
-    def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
+    def conv_vjp(
+        self, g: Array, x: Array, w: Array, bias: Array | None, *, stride: Shape,
+        padding: str | Pairs, dilation: Shape, groups: int,
+    ) -> tuple[Array, Array, Array | None]:
         return conv_vjp(g, x, w, bias, stride, padding, dilation, groups)
 
-    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+    def fold_batchnorm(
+        self, weight: Array, bias: Array | None, gamma: Array, beta: Array, mean: Array,
+        var: Array, *, eps: float,
+    ) -> tuple[Array, Array]:
         return batchnorm.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)

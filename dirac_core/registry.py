@@ -27,14 +27,15 @@ _loaded: dict[str, Backend] = {}
 
 @cache
 def _entry_points() -> dict[str, Any]:
-    eps = {ep.name: ep for ep in entry_points(group=GROUP)}
+    eps: dict[str, Any] = {ep.name: ep for ep in entry_points(group=GROUP)}
     # The reference is always there, even when the distribution metadata is not (a source tree).
     eps.setdefault("numpy", "dirac_core.reference:NumpyBackend")
     return eps
 
 
 def _instantiate(obj: Any) -> Backend:
-    return obj() if isinstance(obj, type) else obj
+    backend: Backend = obj() if isinstance(obj, type) else obj
+    return backend
 
 
 def _load_target(target: str) -> Backend:

@@ -46,14 +46,14 @@ def dtype_name(dtype: Any) -> str:
         if dtype in FLOAT_DTYPES:
             return dtype
         try:
-            return np.dtype(dtype).name  # "f4", "double", ...
+            return str(np.dtype(dtype).name)  # "f4", "double", ...
         except TypeError:
             return dtype
     name = getattr(dtype, "name", None)
     if isinstance(name, str):
         return name
     if isinstance(dtype, type):  # a NumPy scalar type such as np.float32
-        return np.dtype(dtype).name
+        return str(np.dtype(dtype).name)
     return str(dtype).rsplit(".", 1)[-1]  # torch.float32 -> "float32"
 
 
@@ -134,29 +134,26 @@ def bool_value(value: Any, name: str) -> bool:
 def policy_value(policy: Any) -> str:
     if policy not in POLICIES:
         raise ValueError(f"policy={policy!r} is not accepted; use one of {POLICIES}")
-    return policy
+    return str(policy)
 
 
 def groups_for(groups: Any, out_channels: int, in_channels: int | None = None) -> int:
     """Check ``groups`` divides the output (and, if given, the total input) channel count."""
-    groups = positive_int(groups, "groups")
-    if out_channels % groups:
-        raise ValueError(
-            f"groups={groups} must divide the output channel count {out_channels}"
-        )
-    if in_channels is not None and in_channels % groups:
-        raise ValueError(f"groups={groups} must divide the input channel count {in_channels}")
-    return groups
+    count = positive_int(groups, "groups")
+    if out_channels % count:
+        raise ValueError(f"groups={count} must divide the output channel count {out_channels}")
+    if in_channels is not None and in_channels % count:
+        raise ValueError(f"groups={count} must divide the input channel count {in_channels}")
+    return count
 
 
 def axis_value(axis: Any, ndim: int) -> int:
     number = as_int(axis)
     if number is None:
         raise TypeError(f"axis must be an int, got {type(axis).__name__}: {axis!r}")
-    axis = number
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis={axis} is out of range for an array of {ndim} dims")
-    return axis % ndim
+    if not -ndim <= number < ndim:
+        raise ValueError(f"axis={number} is out of range for an array of {ndim} dims")
+    return number % ndim
 
 
 def scale_shape(value: Any, name: str, out_channels: int) -> tuple[int, ...]:
@@ -192,12 +189,14 @@ def as_tuple(value: Any, ndim: int, name: str, *, minimum: int = 1) -> tuple[int
     ValueError
         Wrong length, or an entry below ``minimum``.
     """
-    if _is_int(value):
-        items = (as_int(value),) * ndim
+    number = as_int(value)
+    if number is not None:
+        items = (number,) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):
-        if not all(_is_int(v) for v in value):
+        numbers = tuple(as_int(v) for v in value)
+        items = tuple(n for n in numbers if n is not None)
+        if len(items) != len(numbers):
             raise TypeError(f"{name} must be an int or a sequence of ints, got {value!r}")
-        items = tuple(as_int(v) for v in value)
         if len(items) != ndim:
             raise ValueError(
                 f"{name}={value!r} has {len(items)} entries; the weight has {ndim} spatial "

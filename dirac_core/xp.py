@@ -15,7 +15,8 @@ def array_module(*arrays: Any) -> ModuleType:
         if type(a).__module__.startswith("cupy"):
             import cupy
 
-            return cupy
+            module: ModuleType = cupy
+            return module
     return np
 
 

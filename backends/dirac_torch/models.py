@@ -6,8 +6,8 @@
 the layer the spec calls ``group0.1``. Convolutions follow their ``parameterization``:
 
 - ``"dirac"``: :class:`~dirac_torch.layers.DiracConv2d`, ``W_hat = alpha * delta +
-  beta * normalize(W)`` (paper eq. 13) with ``alpha0 = 5``, ``beta0 = 1e-3``, ``W ~ N(0, 1)``
- ; scalar or, with ``per_channel``, per-output-channel scales;
+  beta * normalize(W)`` (paper eq. 13) with ``alpha0 = 5``, ``beta0 = 1e-3``, ``W ~ N(0, 1)``;
+  scalar or, with ``per_channel``, per-output-channel scales;
 - ``"resnet"``: the same layer with fixed ``alpha = beta = 1`` and no normalization,
   ``W_hat = delta + W`` (eq. 14): a residual connection around every conv, W He-initialised;
 - ``"plain"`` (the paper's control) and ``"none"`` (the stem): ``nn.Conv2d``, He-initialised.

@@ -11,7 +11,7 @@ with a bias), activations, pooling and linear layers: no inference cost at all.
 
 Which patterns fold
 -------------------
-:func:`fold_model` deep-copies the model, then walks its module tree:
+:func:`fold_model` deep-copies the model, then:
 
 1. Every convolution becomes a plain ``nn.Conv1d/2d/3d`` with a bias, holding the weight the
    module computes (``W_hat`` for a parametrized weight). Accepted: ``nn.Conv1d/2d/3d``
@@ -19,13 +19,30 @@ Which patterns fold
    ``dirac_torch.layers.DiracConv1d/2d/3d``. A padding that is not symmetric (the spec's
    ``"same"`` for even kernels) is kept exactly as ``nn.Sequential(pad, conv)`` with a
    ``nn.ConstantPadNd`` in front of an unpadded conv.
-2. A ``BatchNorm1d/2d/3d`` is folded into the convolution that *directly precedes it in the
-   same plain ``nn.Sequential``* (the previous sibling, or the last module of a previous
-   sibling that is itself a plain ``nn.Sequential``). Nothing else folds: a batch norm after
-   an activation, a pooling layer, a dropout, a transposed convolution, or inside a module
-   with its own ``forward`` (where the order of calls is unknown) stays unfolded, and
-   :func:`fold_model` raises ``ValueError`` naming it (``strict=False`` keeps it instead).
+2. A ``BatchNorm1d/2d/3d`` is folded into a convolution in three cases:
+
+   - it *directly follows the convolution in the same plain ``nn.Sequential``* (the previous
+     sibling, or the last module of a previous sibling that is itself a plain ``nn.Sequential``);
+     it is then removed from the ``nn.Sequential``;
+   - ``example_input`` is given and a ``torch.fx`` trace of the module holding both shows the
+     batch norm applied to the convolution's output and nothing else using that output (the
+     ``ConvBNReLU`` block with its own ``forward``); the batch norm becomes ``nn.Identity``;
+   - the pair is named in ``pairs=`` (as ``torch.ao.quantization.fuse_modules`` takes them),
+     which needs ``example_input`` too; the batch norm becomes ``nn.Identity``.
+
+   Whenever ``example_input`` is given, the folded model's output on it is compared with the
+   eval-mode model's before it is returned. Nothing else folds: a batch norm after an activation,
+   a pooling layer or a transposed convolution, with hooks, with an overridden ``forward`` or
+   without running statistics stays, and :func:`fold_model` raises ``ValueError`` naming it and
+   why (``strict=False`` keeps it instead).
 3. Any remaining parametrization (on a ``Linear``, say) is removed with its value kept.
+
+What would change the network silently is refused: a convolution with forward hooks or
+pre-hooks, or a convolution subclass that overrides ``forward``, is an error; a batch norm with
+hooks or an overridden ``forward`` is not folded; a module on the way from the pair's common
+container to the convolution or the batch norm that has hooks blocks the pair; a container that
+is also used elsewhere in the model is copied before a batch norm is folded into it, so its other
+uses keep computing what they computed.
 
 Every other module (activations, ``NCReLU``, pooling, ``Linear``, user modules) is copied as
 is, and containers keep their class and child names: a folded
@@ -38,23 +55,27 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
-from . import kernels
+import dirac_core
+
+from .conv_geometry import PLAIN_CONVS, conv_module, padding_pairs
 from .layers import DiracConv1d, DiracConv2d, DiracConv3d
 
-Pairs = tuple[tuple[int, int], ...]
+# Relative 2-norm error allowed between the folded and the unfolded model on example_input.
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
-_PLAIN_CONVS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_PADS: dict[int, type[nn.Module]] = {
-    1: nn.ConstantPad1d, 2: nn.ConstantPad2d, 3: nn.ConstantPad3d,
-}
+_KNOWN_CONVS = (DiracConv1d, DiracConv2d, DiracConv3d, *PLAIN_CONVS.values())
+# In eval mode SyncBatchNorm's forward is the plain batch norm of its running statistics.
+_KNOWN_BN_FORWARDS = (_BatchNorm.forward, nn.SyncBatchNorm.forward)
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks")
 
 
 def fold_batchnorm(
@@ -67,19 +88,20 @@ def fold_batchnorm(
     *,
     eps: float = 1e-5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold an eval-mode batch norm into the convolution before it.
+    """Fold an eval-mode batch norm into the convolution before it (no autograd history).
 
-    ``W' = W * s`` (``s = gamma / sqrt(var + eps)`` broadcast over every axis but the first)
-    and ``b' = (b - mean) * s + beta``; ``b = 0`` when ``bias`` is None. The same maths as
-    ``dirac_core.fold_batchnorm``; the arithmetic runs in float64 and the results have the
-    weight's dtype, so folding adds no rounding beyond the final cast.
+    :func:`dirac_core.fold_batchnorm` on detached tensors with the ``torch`` backend: one
+    contract, the same checks and errors. ``W' = W * s`` (``s = gamma / sqrt(var + eps)``
+    broadcast over every axis but the first) and ``b' = (b - mean) * s + beta``; ``b = 0`` when
+    ``bias`` is None. The arithmetic runs in float64 and the results have the weight's dtype.
 
     Parameters
     ----------
     weight : Tensor of shape ``(O, ...)``
-    bias, gamma, beta, mean, var : Tensor of shape ``(O,)`` (``bias`` may be None)
+    bias, gamma, beta, mean, var : Tensor of shape ``(O,)`` and the weight's dtype (``bias`` may
+        be None)
     eps : float
-        The batch norm's ``eps``.
+        The batch norm's ``eps`` (``>= 0``).
 
     Returns
     -------
@@ -88,8 +110,11 @@ def fold_batchnorm(
 
     Raises
     ------
+    TypeError
+        A non-floating tensor, or dtypes that differ from the weight's.
     ValueError
-        A vector not of shape ``(O,)``, or ``var + eps <= 0`` somewhere.
+        A vector not of shape ``(O,)``; a non-finite vector; ``var < 0`` or ``var + eps <= 0``
+        somewhere; a negative ``eps``.
 
     Examples
     --------
@@ -98,66 +123,40 @@ def fold_batchnorm(
     >>> w.flatten().tolist(), b.tolist()
     ([2.0, -1.0], [0.0, 0.0])
     """
-    out_channels = weight.shape[0]
-    vectors = {"bias": bias, "gamma": gamma, "beta": beta, "mean": mean, "var": var}
-    for name, value in vectors.items():
-        if value is not None and tuple(value.shape) != (out_channels,):
-            raise ValueError(
-                f"{name} has shape {tuple(value.shape)}; expected ({out_channels},), one value "
-                f"per output channel of the weight"
-            )
-    if bool((var.detach().to(torch.float64) + eps <= 0).any()):
-        raise ValueError(f"var + eps must be > 0 in every channel; got eps={eps}")
-    detached = {k: None if v is None else v.detach() for k, v in vectors.items()}
-    return kernels.fold_batchnorm(weight.detach(), **detached, eps=eps)
+    tensors = [
+        t.detach() if isinstance(t, torch.Tensor) else t
+        for t in (weight, bias, gamma, beta, mean, var)
+    ]
+    return dirac_core.fold_batchnorm(*tensors, eps=eps, backend="torch")
 
 
-def conv_module(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: tuple[int, ...],
-    *,
-    padding: Pairs,
-    stride: tuple[int, ...] | int = 1,
-    dilation: tuple[int, ...] | int = 1,
-    groups: int = 1,
-    bias: bool = True,
-    padding_mode: str = "zeros",
-    device: torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> nn.Module:
-    """A plain ``nn.ConvNd`` padded by ``(left, right)`` pairs, one per spatial dim.
-
-    Symmetric pairs go into the conv's own ``padding``; otherwise the result is
-    ``nn.Sequential(pad=nn.ConstantPadNd(...), conv=nn.ConvNd(..., padding=0))``, which is how
-    the spec's ``"same"`` for even kernels (left ``d*floor(K/2)``, right ``d*(K-1) - left``)
-    survives without a custom module.
+def example_args(example_input: Any) -> tuple[torch.Tensor, ...]:
+    """``example_input`` (a tensor or a non-empty sequence of tensors) as positional arguments.
 
     Raises
     ------
-    ValueError
-        Asymmetric padding with a ``padding_mode`` other than ``"zeros"``.
+    TypeError
+        Anything else.
     """
-    ndim = len(kernel_size)
-    kw = {
-        "stride": stride, "dilation": dilation, "groups": groups, "bias": bias,
-        "padding_mode": padding_mode, "device": device, "dtype": dtype,
-    }
-    if all(left == right for left, right in padding):
-        return _PLAIN_CONVS[ndim](
-            in_channels, out_channels, kernel_size, padding=tuple(p for p, _ in padding), **kw
-        )
-    if padding_mode != "zeros":
-        raise ValueError(
-            f"asymmetric padding {padding} needs padding_mode='zeros', got {padding_mode!r}"
-        )
-    # ConstantPadNd lists (left, right) from the last spatial dim to the first.
-    flat = tuple(side for pair in reversed(padding) for side in pair)
-    conv = _PLAIN_CONVS[ndim](in_channels, out_channels, kernel_size, padding=0, **kw)
-    return nn.Sequential(OrderedDict(pad=_PADS[ndim](flat, 0.0), conv=conv))
+    if isinstance(example_input, torch.Tensor):
+        return (example_input,)
+    if isinstance(example_input, Sequence) and example_input and all(
+        isinstance(x, torch.Tensor) for x in example_input
+    ):
+        return tuple(example_input)
+    raise TypeError(
+        f"example_input must be a tensor or a non-empty sequence of tensors, got "
+        f"{type(example_input).__name__}"
+    )
 
 
-def fold_model(model: nn.Module, *, strict: bool = True) -> nn.Module:
+def fold_model(
+    model: nn.Module,
+    example_input: Any = None,
+    *,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    strict: bool = True,
+) -> nn.Module:
     """A new plain network equal to ``model`` in eval mode (see the module docstring).
 
     Parameters
@@ -165,6 +164,14 @@ def fold_model(model: nn.Module, *, strict: bool = True) -> nn.Module:
     model : nn.Module
         A DiracNet from :mod:`dirac_torch.models`, or any model holding convolutions (Dirac or
         not) and batch norms. It is not modified.
+    example_input : Tensor or sequence of Tensors, optional
+        Positional inputs of ``model``. When given, batch norms inside modules with their own
+        ``forward`` are folded through a ``torch.fx`` trace, and the result is checked against
+        the eval-mode model on these inputs (relative error at most :data:`TOLERANCE` of the
+        output dtype) before it is returned.
+    pairs : sequence of (str, str), optional
+        ``(conv_name, batchnorm_name)`` pairs to fold besides those found, named as in
+        ``model.named_modules()``; needs ``example_input``.
     strict : bool
         If true (the default), a batch norm that cannot be folded is an error; if false it is
         kept, in eval mode.
@@ -173,17 +180,18 @@ def fold_model(model: nn.Module, *, strict: bool = True) -> nn.Module:
     -------
     nn.Module
         A deep copy, in eval mode, with every convolution a plain ``nn.ConvNd`` with bias and
-        every foldable batch norm removed.
+        every foldable batch norm removed (from an ``nn.Sequential``) or made ``nn.Identity``.
 
     Raises
     ------
     TypeError
-        ``model`` is not an ``nn.Module``; a convolution subclass with its own forward that
-        this function does not know how to reproduce.
+        ``model`` is not an ``nn.Module``; ``strict`` is not a bool; bad ``example_input`` or
+        ``pairs``; a convolution subclass with its own ``forward``.
     ValueError
-        (``strict``) a batch norm that does not directly follow a convolution in a plain
-        ``nn.Sequential``, or one without running statistics; a batch norm whose channel count
-        differs from its convolution's.
+        A convolution with hooks; (``strict``) a batch norm that cannot be folded, naming it
+        and why; a batch norm whose channel count differs from its convolution's; a ``pairs``
+        entry that names no conv/batch norm, or ``pairs`` without ``example_input``; a folded
+        model that does not reproduce ``model`` on ``example_input``.
 
     Examples
     --------
@@ -193,80 +201,118 @@ def fold_model(model: nn.Module, *, strict: bool = True) -> nn.Module:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    strict = dirac_core.validation.bool_value(strict, "strict")
+    args = None if example_input is None else example_args(example_input)
+    named = _named_pairs(model, pairs, args)
     folded = copy.deepcopy(model).eval()
+    _check_convs(folded)
     with torch.no_grad():
-        folded = _fold(folded)
+        expected = None if args is None else folded(*args)
+        folded = _plain_convs(folded, set())
         _remove_parametrizations(folded)
-    leftover = [name for name, m in folded.named_modules() if isinstance(m, _BatchNorm)]
-    if strict and leftover:
-        raise ValueError(
-            f"cannot fold the batch norm(s) {leftover}: a batch norm folds only into an "
-            f"nn.ConvNd that directly precedes it in a plain nn.Sequential (no activation, "
-            f"pooling or other layer in between), and only with running statistics. Pass "
-            f"strict=False to keep them unfolded"
-        )
+        folder = _Folder(folded)
+        folder.fold_sequentials()
+        if args is not None:
+            folder.fold_traced(folded, "")
+        folder.fold_named(named)
+    folder.check_leftovers(strict, traced=args is not None)
+    if expected is not None:
+        _verify(folded, args, expected, folder.pairs)
     return folded
 
 
-def _fold(module: nn.Module) -> nn.Module:
-    """``module`` with its convolutions made plain and its conv -> BN pairs folded."""
-    if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
+# ---------------------------------------------------------------------------- checks
+
+
+def _hooked(module: nn.Module) -> list[str]:
+    return [name.strip("_").replace("_", " ") for name in _HOOKS if getattr(module, name)]
+
+
+def _check_convs(model: nn.Module) -> None:
+    """Refuse convolutions that a plain ``nn.ConvNd`` would not reproduce."""
+    for name, module in model.named_modules():
+        if not isinstance(module, _ConvNd) or module.transposed:
+            continue
+        hooks = _hooked(module)
+        if hooks:
+            raise ValueError(
+                f"cannot fold conv {name!r}: it has {' and '.join(hooks)}, which the plain conv "
+                f"replacing it would not run; remove them (handle.remove()) before folding"
+            )
+        base = next((c for c in type(module).__mro__ if c in _KNOWN_CONVS), None)
+        for method in ("forward", "_conv_forward"):
+            if base is None or getattr(type(module), method) is not getattr(base, method):
+                cls = parametrize.type_before_parametrizations(module).__name__
+                raise TypeError(
+                    f"cannot fold {cls} {name!r}: it overrides {method}, so a "
+                    f"plain nn.Conv{len(module.kernel_size)}d may not compute the same thing"
+                )
+
+
+def _batchnorm_problem(bn: nn.Module) -> str | None:
+    """Why ``bn`` cannot be folded whatever precedes it, or None."""
+    hooks = _hooked(bn)
+    if hooks:
+        return f"it has {' and '.join(hooks)}"
+    if type(bn).forward not in _KNOWN_BN_FORWARDS:
+        return f"{type(bn).__name__} overrides forward"
+    if bn.running_mean is None:
+        return "it has no running statistics"
+    return None
+
+
+def _verify(
+    folded: nn.Module, args: tuple[torch.Tensor, ...], expected: Any, pairs: list[tuple]
+) -> None:
+    with torch.no_grad():
+        got = folded(*args)
+    for want, have in zip(_tensors(expected), _tensors(got), strict=True):
+        error = float((have.double() - want.double()).norm() / want.double().norm())
+        allowed = TOLERANCE.get(want.dtype, 1e-4)
+        if not error <= allowed:
+            raise ValueError(
+                f"the folded model differs from the model on example_input: relative error "
+                f"{error:.3g} > {allowed:g}; folded pairs (conv, batch norm, how): {pairs}"
+            )
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors of a model output (a tensor, or tuples/lists/dicts of them) in order."""
+    if isinstance(output, torch.Tensor):
+        return [output] if output.is_floating_point() else []
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, list | tuple):
+        return [t for item in output for t in _tensors(item)]
+    return []
+
+
+# ---------------------------------------------------------------------------- plain convs
+
+
+def _plain_convs(module: nn.Module, done: set[int]) -> nn.Module:
+    """``module`` with every convolution made plain. A conv used in several places gets one
+    plain copy per place; a container is processed once however often it is used."""
+    if isinstance(module, _ConvNd) and not module.transposed:
         return _plain_conv(module)
-    for name, child in list(module.named_children()):
-        setattr(module, name, _fold(child))
-    if _is_plain_sequential(module):
-        _absorb_batchnorms(module)
+    if id(module) not in done:
+        done.add(id(module))
+        for name, child in list(module._modules.items()):  # every slot, shared or not
+            if child is not None:
+                setattr(module, name, _plain_convs(child, done))
     return module
 
 
-def _is_plain_sequential(module: nn.Module) -> bool:
-    # A subclass with its own forward may not run its children in order.
-    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
-
-
-def _absorb_batchnorms(seq: nn.Sequential) -> None:
-    names, absorbed = list(seq._modules), []
-    for before, name in itertools.pairwise(names):
-        bn = seq._modules[name]
-        if not isinstance(bn, _BatchNorm):
-            continue
-        conv = _tail_conv(seq._modules[before])
-        if conv is None or bn.running_mean is None:
-            continue  # left for fold_model to report
-        if bn.num_features != conv.out_channels:
-            raise ValueError(
-                f"batch norm {name!r} has {bn.num_features} channels but the convolution "
-                f"before it has {conv.out_channels} outputs"
-            )
-        gamma = bn.weight if bn.affine else torch.ones_like(bn.running_mean)
-        beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
-        weight, bias = fold_batchnorm(
-            conv.weight, conv.bias, gamma, beta, bn.running_mean, bn.running_var, eps=bn.eps
-        )
-        conv.weight.copy_(weight)
-        conv.bias.copy_(bias)
-        absorbed.append(name)
-    for name in absorbed:
-        delattr(seq, name)
-
-
-def _tail_conv(module: nn.Module) -> nn.Module | None:
-    """The plain conv whose output ``module`` returns, if that is known statically."""
-    while _is_plain_sequential(module) and len(module):
-        module = module[-1]
-    return module if type(module) in _PLAIN_CONVS.values() else None
-
-
-def _plain_conv(conv: nn.modules.conv._ConvNd) -> nn.Module:
+def _plain_conv(conv: _ConvNd) -> nn.Module:
     """A plain ``nn.ConvNd`` (with bias) computing what ``conv`` computes."""
-    padding = _effective_padding(conv)
     weight = conv.weight  # evaluates the parametrization: W_hat
     new = conv_module(
-        conv.in_channels, conv.out_channels, tuple(conv.kernel_size), padding=padding,
-        stride=tuple(conv.stride), dilation=tuple(conv.dilation), groups=conv.groups,
-        padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype,
+        conv.in_channels, conv.out_channels, tuple(conv.kernel_size),
+        padding=padding_pairs(conv), stride=tuple(conv.stride), dilation=tuple(conv.dilation),
+        groups=conv.groups, padding_mode=conv.padding_mode, device=weight.device,
+        dtype=weight.dtype,
     )
-    target = _tail_conv(new)
+    target = _tail(new)
     target.weight.copy_(weight)
     if conv.bias is None:
         target.bias.zero_()
@@ -275,24 +321,225 @@ def _plain_conv(conv: nn.modules.conv._ConvNd) -> nn.Module:
     return new
 
 
-def _effective_padding(conv: nn.modules.conv._ConvNd) -> Pairs:
-    """The ``(left, right)`` padding ``conv`` applies, one pair per spatial dim."""
-    if isinstance(conv, DiracConv1d | DiracConv2d | DiracConv3d):
-        return conv.padding_pairs
-    base = _PLAIN_CONVS[len(conv.kernel_size)]
-    for method in ("forward", "_conv_forward"):
-        if getattr(type(conv), method) is not getattr(base, method):
-            raise TypeError(
-                f"cannot fold {type(conv).__name__}: it overrides {method}, so a plain "
-                f"{base.__name__} may not compute the same thing"
+def _is_plain_sequential(module: nn.Module) -> bool:
+    # A subclass with its own forward may not run its children in order.
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def _tail(module: nn.Module) -> nn.Module:
+    """The last module of nested plain ``nn.Sequential`` s (``module`` itself otherwise)."""
+    while _is_plain_sequential(module) and len(module):
+        module = module[-1]
+    return module
+
+
+def _tail_name(root: nn.Module, name: str) -> str:
+    """The qualified name of ``_tail(root.get_submodule(name))``."""
+    module = root.get_submodule(name)
+    while _is_plain_sequential(module) and len(module):
+        last = list(module._modules)[-1]
+        name, module = f"{name}.{last}" if name else last, module[-1]
+    return name
+
+
+# ---------------------------------------------------------------------------- batch norms
+
+
+class _Folder:
+    """Finds conv -> batch norm pairs in ``root`` and folds them in place.
+
+    Each pair belongs to a *container*: the module whose ``forward`` applies the batch norm to
+    the conv's output (a plain ``nn.Sequential`` or a traced module). Every use of the container
+    runs that forward, so folding inside it is right for all of them; below it, a module also
+    used elsewhere is copied first, and a module with hooks blocks the pair.
+    """
+
+    def __init__(self, root: nn.Module) -> None:
+        self.root = root
+        self.pairs: list[tuple[str, str, str]] = []  # (conv, batch norm, how)
+        self.trace_errors: dict[str, str] = {}
+
+    def fold_sequentials(self) -> None:
+        """Fold every batch norm directly after a conv in a plain ``nn.Sequential``; inner
+        containers first, so a container copied by its parent is already folded."""
+        for name, seq in reversed(list(self.root.named_modules())):
+            if not _is_plain_sequential(seq):
+                continue
+            prefix, removed = f"{name}." if name else "", []
+            for before, after in itertools.pairwise(list(seq._modules)):
+                if isinstance(seq._modules[after], _BatchNorm):
+                    conv = _tail_name(self.root, prefix + before)
+                    if self._fold(conv, prefix + after, name, "sequential") is None:
+                        removed.append(after)
+            for child in removed:
+                delattr(seq, child)
+
+    def fold_traced(self, module: nn.Module, name: str) -> None:
+        """Fold the pairs a ``torch.fx`` trace of ``module`` shows; if it cannot be traced,
+        try its children."""
+        if not any(_batchnorm_problem(m) is None for m in module.modules()
+                   if isinstance(m, _BatchNorm)):
+            return
+        try:
+            graph = _LeafTracer().trace(module)
+        except Exception as exc:  # user code can fail to trace in any way
+            self.trace_errors[name or "<model>"] = f"{type(exc).__name__}: {exc}"
+            for child, sub in list(module.named_children()):
+                self.fold_traced(sub, f"{name}.{child}" if name else child)
+            return
+        prefix = f"{name}." if name else ""
+        for conv, bn in _graph_pairs(graph, module):
+            self._fold(prefix + _tail_name(module, conv), prefix + bn, name, "traced")
+
+    def fold_named(self, named: list[tuple[str, str]]) -> None:
+        for conv, bn in named:
+            container = ".".join(_common(conv.split("."), bn.split(".")))
+            problem = self._fold(_tail_name(self.root, conv), bn, container, "named")
+            if problem is not None:
+                raise ValueError(f"pairs: cannot fold batch norm {bn!r} into {conv!r}: {problem}")
+
+    def _fold(self, conv_name: str, bn_name: str, container: str, how: str) -> str | None:
+        """Fold ``bn_name`` into ``conv_name``; None if done, else why not."""
+        conv, bn = self.root.get_submodule(conv_name), self.root.get_submodule(bn_name)
+        if type(conv) not in PLAIN_CONVS.values():
+            return f"{conv_name!r} is not a convolution that folds"
+        problem = _batchnorm_problem(bn) if isinstance(bn, _BatchNorm) else "not a batch norm"
+        if problem is not None:
+            return problem
+        hooked = [n for n in self._below(container, conv_name) + self._below(container, bn_name)
+                  if _hooked(self.root.get_submodule(n))]
+        if hooked:
+            return f"{hooked[0]!r} has hooks and would see a different tensor"
+        if bn.num_features != conv.out_channels:
+            raise ValueError(
+                f"batch norm {bn_name!r} has {bn.num_features} channels but the convolution "
+                f"before it, {conv_name!r}, has {conv.out_channels} outputs"
             )
-    if conv.padding == "valid":
-        return ((0, 0),) * len(conv.kernel_size)
-    if conv.padding == "same":
-        # PyTorch's "same" puts the odd element on the right (unlike the spec's).
-        totals = [d * (k - 1) for k, d in zip(conv.kernel_size, conv.dilation, strict=True)]
-        return tuple((t // 2, t - t // 2) for t in totals)
-    return tuple((p, p) for p in conv.padding)
+        conv = self._unshared(container, conv_name)
+        parent = self._unshared(container, bn_name.rpartition(".")[0])
+        gamma = bn.weight if bn.affine else torch.ones_like(bn.running_mean)
+        beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+        vectors = (conv.bias, gamma, beta, bn.running_mean, bn.running_var)
+        # float64 in, so the checked fold sees one dtype; copy_ casts back to the conv's.
+        weight, bias = fold_batchnorm(
+            *(t.to(torch.float64) for t in (conv.weight, *vectors)), eps=bn.eps
+        )
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)
+        setattr(parent, bn_name.rpartition(".")[2], nn.Identity())
+        self.pairs.append((conv_name, bn_name, how))
+        return None
+
+    @staticmethod
+    def _below(container: str, name: str) -> list[str]:
+        """The names of the modules on the way from ``container`` (excluded) to ``name``."""
+        parts = name.split(".") if name else []
+        start = len(container.split(".")) if container else 0
+        return [".".join(parts[:depth]) for depth in range(start + 1, len(parts) + 1)]
+
+    def _unshared(self, container: str, name: str) -> nn.Module:
+        """``root.get_submodule(name)``, after copying every module below ``container`` on the
+        way to it that is also used elsewhere (folding into it must not change its other uses)."""
+        for below in self._below(container, name):
+            parent, _, attr = below.rpartition(".")
+            holder = self.root.get_submodule(parent)
+            if _owners(self.root)[id(holder._modules[attr])] > 1:
+                setattr(holder, attr, copy.deepcopy(holder._modules[attr]))
+        return self.root.get_submodule(name)
+
+    def check_leftovers(self, strict: bool, *, traced: bool) -> None:
+        leftover = [(n, m) for n, m in self.root.named_modules() if isinstance(m, _BatchNorm)]
+        if not strict or not leftover:
+            return
+        reasons = [f"{name!r} ({_batchnorm_problem(bn) or 'no convolution directly before it'})"
+                   for name, bn in leftover]
+        if self.trace_errors:
+            hint = "; tracing failed for " + ", ".join(
+                f"{k!r} ({v})" for k, v in self.trace_errors.items())
+        elif not traced:
+            hint = ("; for a batch norm inside a module with its own forward, pass "
+                    "example_input= to fold through a torch.fx trace, or name the pair in pairs=")
+        else:
+            hint = ""
+        raise ValueError(
+            f"cannot fold the batch norm(s) {', '.join(reasons)}: a batch norm folds only into "
+            f"an nn.ConvNd that directly precedes it in a plain nn.Sequential or in a traced "
+            f"forward (no activation, pooling or other layer in between, nothing else using the "
+            f"conv's output), without hooks and with running statistics{hint}. Pass "
+            f"strict=False to keep them unfolded"
+        )
+
+
+def _common(a: list[str], b: list[str]) -> list[str]:
+    """The common leading parts of two dotted names (without the last part of either)."""
+    return [x for x, y in itertools.takewhile(lambda p: p[0] == p[1], zip(a[:-1], b[:-1], strict=False))]
+
+
+def _owners(root: nn.Module) -> dict[int, int]:
+    """For every module under ``root``, in how many (container, attribute) slots it sits."""
+    slots: dict[int, set[tuple[int, str]]] = {}
+    for container in root.modules():
+        for attr, child in container._modules.items():
+            if child is not None:
+                slots.setdefault(id(child), set()).add((id(container), attr))
+    return {key: len(value) for key, value in slots.items()}
+
+
+class _LeafTracer(fx.Tracer):
+    """Traces through containers; convs, batch norms and modules without children are leaves."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return (
+            isinstance(m, _ConvNd | _BatchNorm)
+            or not any(True for _ in m.children())
+            or super().is_leaf_module(m, module_qualified_name)
+        )
+
+
+def _graph_pairs(graph: fx.Graph, root: nn.Module) -> Iterator[tuple[str, str]]:
+    """``(conv, batch norm)`` names where the graph feeds a conv's output to a batch norm alone."""
+    calls = [n for n in graph.nodes if n.op == "call_module"]
+    count: dict[str, int] = {}
+    for node in calls:
+        count[node.target] = count.get(node.target, 0) + 1
+    for node in calls:
+        source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
+        if (
+            isinstance(root.get_submodule(node.target), _BatchNorm)
+            and isinstance(source, fx.Node)
+            and source.op == "call_module"
+            and type(root.get_submodule(source.target)) in PLAIN_CONVS.values()
+            and len(source.users) == 1
+            and count[node.target] == count[source.target] == 1
+        ):
+            yield source.target, node.target
+
+
+def _named_pairs(
+    model: nn.Module, pairs: Any, args: tuple[torch.Tensor, ...] | None
+) -> list[tuple[str, str]]:
+    """``pairs`` checked: (conv, batch norm) names of modules of ``model``."""
+    if pairs is None:
+        return []
+    if args is None:
+        raise ValueError("pairs= needs example_input=: a named fold is always checked on it")
+    if isinstance(pairs, str) or not isinstance(pairs, Sequence) or not all(
+        isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2
+        and all(isinstance(s, str) for s in p) for p in pairs
+    ):
+        raise TypeError(f"pairs must be a sequence of (conv_name, batchnorm_name), got {pairs!r}")
+    modules = dict(model.named_modules())
+    for conv, bn in pairs:
+        for name, kind in ((conv, _ConvNd), (bn, _BatchNorm)):
+            if not isinstance(modules.get(name), kind):
+                raise ValueError(
+                    f"pairs: {name!r} is not a {kind.__name__.strip('_')} of the model "
+                    f"(got {type(modules.get(name)).__name__})"
+                )
+    return [tuple(p) for p in pairs]
+
+
+# ---------------------------------------------------------------------------- parametrizations
 
 
 def _remove_parametrizations(model: nn.Module) -> None:

@@ -34,7 +34,7 @@ from dirac_core import nets
 from dirac_core.padding import resolve_padding
 from dirac_core.validation import canonical_padding
 
-from .fold import conv_module
+from .conv_geometry import conv_module
 from .layers import DiracConv1d, DiracConv2d, DiracConv3d, NCReLU
 
 _DIRAC_CONVS = {1: DiracConv1d, 2: DiracConv2d, 3: DiracConv3d}

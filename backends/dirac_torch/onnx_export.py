@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .fold import fold_model
+from .fold import example_args, fold_model
 
 
 def export_onnx(
@@ -35,7 +35,10 @@ def export_onnx(
     Parameters
     ----------
     model : nn.Module
-        Left untouched; its folded, eval-mode copy is exported.
+        Left untouched; its folded, eval-mode copy is exported:
+        ``fold_model(model, example_input)``, which also folds batch norms inside modules with
+        their own ``forward`` (through a ``torch.fx`` trace) and checks the folded copy against
+        ``model`` on ``example_input``.
     path : str or os.PathLike
         The ``.onnx`` file to write; its directory must exist.
     example_input : Tensor or sequence of Tensors
@@ -58,7 +61,9 @@ def export_onnx(
         ``model`` is not an ``nn.Module``; ``example_input`` is not a tensor or a sequence of
         tensors; ``dynamic_batch`` is not a bool.
     ValueError
-        ``path``'s directory does not exist; anything :func:`fold_model` cannot fold.
+        ``path``'s directory does not exist; anything :func:`~dirac_torch.fold.fold_model`
+        refuses (a batch norm it cannot fold, a conv with hooks, a folded copy that differs
+        from ``model``).
 
     Examples
     --------
@@ -73,7 +78,7 @@ def export_onnx(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(dynamic_batch, bool):
         raise TypeError(f"dynamic_batch must be a bool, got {dynamic_batch!r}")
-    args = _inputs(example_input)
+    args = example_args(example_input)
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"path={str(path)!r}: directory {str(path.parent)!r} does not exist")
@@ -85,7 +90,7 @@ def export_onnx(
     options.update(kw)
     if dynamic_batch:
         options.update(_dynamic_batch(args, options))
-    torch.onnx.export(fold_model(model), args, path, **options)
+    torch.onnx.export(fold_model(model, args), args, path, **options)
     return path
 
 
@@ -95,15 +100,3 @@ def _dynamic_batch(args: tuple[torch.Tensor, ...], options: dict[str, Any]) -> d
         return {"dynamic_shapes": tuple({0: torch.export.Dim.DYNAMIC} for _ in args)}
     return {"dynamic_axes": {name: {0: "batch"} for name in options["input_names"]}}
 
-
-def _inputs(example_input: Any) -> tuple[torch.Tensor, ...]:
-    if isinstance(example_input, torch.Tensor):
-        return (example_input,)
-    if isinstance(example_input, Sequence) and example_input and all(
-        isinstance(x, torch.Tensor) for x in example_input
-    ):
-        return tuple(example_input)
-    raise TypeError(
-        f"example_input must be a tensor or a non-empty sequence of tensors, got "
-        f"{type(example_input).__name__}"
-    )

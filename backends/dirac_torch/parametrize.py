@@ -21,6 +21,7 @@ parametrization from the copy would delete ``weight`` from the original too.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from dirac_core import validation as ck
 
 from . import functional as fn
 from . import kernels
+from .conv_geometry import DiracIdentityWarning, identity_problem
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -195,7 +197,11 @@ def register_dirac(conv: nn.Module, **kwargs: Any) -> nn.Module:
     ``conv.parametrizations.weight.original``); ``alpha``, ``beta`` and ``delta`` take the
     weight's dtype and device; ``groups`` is the conv's. The conv's padding is left as it is: for
     ``W_hat ~ alpha * delta`` to act as the identity, use "same" padding with an odd kernel (for
-    even kernels use :class:`dirac_torch.DiracConv2d`, whose "same" is the spec's).
+    even kernels use :class:`dirac_torch.DiracConv2d`, whose "same" is the spec's). A conv where
+    ``delta`` is not the identity (a stride, ``padding=0`` with a kernel larger than 1, an even
+    kernel with PyTorch's ``"same"``) gets a
+    :class:`~dirac_torch.conv_geometry.DiracIdentityWarning` saying why; to convert only the
+    convs where it is, use :func:`dirac_torch.convert.convert_model`.
 
     Parameters
     ----------
@@ -203,6 +209,12 @@ def register_dirac(conv: nn.Module, **kwargs: Any) -> nn.Module:
     **kwargs
         Any keyword of :class:`DiracParametrization` except ``dtype``/``device``
         (``groups``, if given, must equal ``conv.groups``).
+
+    Warns
+    -----
+    DiracIdentityWarning
+        ``delta`` is not the identity of ``conv``
+        (:func:`~dirac_torch.conv_geometry.identity_problem`).
 
     Raises
     ------
@@ -241,5 +253,11 @@ def register_dirac(conv: nn.Module, **kwargs: Any) -> nn.Module:
     dirac = DiracParametrization(
         tuple(weight.shape), groups=groups, dtype=weight.dtype, device=weight.device, **kwargs
     )
+    problem = identity_problem(conv)
+    if problem is not None:
+        warnings.warn(
+            f"register_dirac: delta is not the identity of this {type(conv).__name__}: "
+            f"{problem}", DiracIdentityWarning, stacklevel=2,
+        )
     parametrize.register_parametrization(conv, "weight", dirac)
     return conv

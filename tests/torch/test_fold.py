@@ -4,6 +4,9 @@ Tolerances (relative, 2-norm over the whole output): 1e-5 in float32, 1e-10 in f
 """
 
 import doctest
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import dirac_core as dc
+import dirac_torch.conv_geometry as conv_geometry
 import dirac_torch.fold as fold_module
 from dirac_torch import DiracConv1d, DiracConv2d, DiracConv3d, NCReLU, models, register_dirac
 from dirac_torch.fold import fold_batchnorm, fold_model
@@ -206,7 +210,7 @@ def test_never_folds_across_other_layers(model):
 
 
 def test_channel_mismatch_is_an_error():
-    with pytest.raises(ValueError, match="4 channels but the convolution before it has 3"):
+    with pytest.raises(ValueError, match="4 channels but the convolution before it, '0', has 3"):
         fold_model(nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(4)))
 
 
@@ -220,7 +224,7 @@ def test_conv_subclass_with_own_forward_is_a_type_error():
         def forward(self, x):
             return super().forward(x) + 1
 
-    with pytest.raises(TypeError, match="cannot fold Shifted: it overrides forward"):
+    with pytest.raises(TypeError, match="cannot fold Shifted '0': it overrides forward"):
         fold_model(nn.Sequential(Shifted(2, 2, 1)))
 
 
@@ -271,20 +275,57 @@ def test_fold_batchnorm_matches_reference(out_channels, in_channels, kernel, wit
         np.testing.assert_allclose(g.numpy(), e, rtol=1e-13, atol=1e-13)
 
 
-def test_fold_batchnorm_float32_keeps_dtype_and_rejects_bad_input():
+def test_fold_batchnorm_float32_keeps_dtype():
     w = torch.randn(3, 2, 1, dtype=torch.float32)
     ones, zeros = torch.ones(3), torch.zeros(3)
     new_w, new_b = fold_batchnorm(w, None, ones, zeros, zeros, ones, eps=0.0)
     assert new_w.dtype == new_b.dtype == torch.float32 and torch.equal(new_w, w)
-    with pytest.raises(ValueError, match=r"gamma has shape \(2,\); expected \(3,\)"):
-        fold_batchnorm(w, None, torch.ones(2), zeros, zeros, ones)
-    with pytest.raises(ValueError, match="var \\+ eps must be > 0"):
-        fold_batchnorm(w, None, ones, zeros, zeros, -ones, eps=0.5)
+
+
+def test_fold_batchnorm_detaches():
+    w = torch.randn(2, 1, 1, requires_grad=True)
+    gamma = torch.ones(2, requires_grad=True)
+    new_w, new_b = fold_batchnorm(w, None, gamma, torch.zeros(2), torch.zeros(2), torch.ones(2))
+    assert not new_w.requires_grad and not new_b.requires_grad
+
+
+ONE = np.ones(3)
+BAD_BATCHNORMS = {  # (bias, gamma, beta, mean, var, eps): one contract for every entry point
+    "negative var": (None, ONE, ONE, ONE, -ONE, 2.0),
+    "nan var": (None, ONE, ONE, ONE, ONE * np.nan, 1e-5),
+    "infinite gamma": (None, ONE * np.inf, ONE, ONE, ONE, 1e-5),
+    "infinite mean": (None, ONE, ONE, -ONE * np.inf, ONE, 1e-5),
+    "var + eps == 0": (None, ONE, ONE, ONE, 0 * ONE, 0.0),
+    "short gamma": (None, np.ones(2), ONE, ONE, ONE, 1e-5),
+    "bias shape": (np.ones((3, 1)), ONE, ONE, ONE, ONE, 1e-5),
+    "negative eps": (None, ONE, ONE, ONE, ONE, -1.0),
+    "float32 gamma": (None, ONE.astype(np.float32), ONE, ONE, ONE, 1e-5),
+}
+
+
+@pytest.mark.parametrize("case", BAD_BATCHNORMS, ids=list(BAD_BATCHNORMS))
+def test_fold_batchnorm_has_the_contract_of_dirac_core(case):
+    *vectors, eps = BAD_BATCHNORMS[case]
+    w = np.ones((3, 2, 1))
+    with pytest.raises((TypeError, ValueError)) as expected:
+        dc.fold_batchnorm(w, *vectors, eps=eps)
+    tensors = [None if v is None else torch.from_numpy(np.asarray(v)) for v in vectors]
+    with pytest.raises(expected.type) as got:
+        fold_batchnorm(torch.from_numpy(w), *tensors, eps=eps)
+    assert str(got.value) == str(expected.value)
 
 
 def test_conv_module_rejects_asymmetric_non_zero_padding():
     with pytest.raises(ValueError, match="padding_mode='zeros', got 'reflect'"):
-        fold_module.conv_module(2, 2, (2,), padding=((1, 0),), padding_mode="reflect")
+        conv_geometry.conv_module(2, 2, (2,), padding=((1, 0),), padding_mode="reflect")
+
+
+def test_models_do_not_import_fold():
+    code = "import sys, dirac_torch.models; print('dirac_torch.fold' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_package_exposes_fold_model():

@@ -1,0 +1,160 @@
+"""Converting an existing model: its eligible convolutions become Dirac-parameterized.
+
+:func:`convert_model` registers a :class:`~dirac_torch.parametrize.DiracParametrization` on every
+``nn.Conv1d/2d/3d`` of a model whose Dirac tensor is its identity (stride 1, the spec's
+``"same"`` padding, as many input as output channels; see
+:func:`dirac_torch.conv_geometry.identity_problem`) and reports which convolutions it converted
+and which it skipped, and why. The inverse is folding: :func:`dirac_torch.fold.fold_model`
+turns the trained, converted model back into plain convolutions.
+
+Initialisation
+--------------
+The paper's ``alpha = 5, beta = 1e-3`` assume a batch norm after every Dirac conv, which undoes
+the factor ``alpha``; a converted model usually has none, and ``L`` converted layers then scale
+activations by ``alpha ** L``. The defaults here are ``alpha_init=1`` and ``beta_init="keep"``:
+``beta`` is each filter's norm, so ``beta * normalize(W) == W`` and the converted conv starts as
+``delta + W``, the original conv with an identity shortcut around it, keeping the weight it had
+(trained or freshly initialised). ``docs/torch.md`` gives the measurements behind this rule.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.conv import _ConvNd
+from torch.nn.utils import parametrize
+
+from dirac_core.validation import bool_value
+
+from .conv_geometry import PLAIN_CONVS, identity_problem
+from .parametrize import register_dirac
+
+Include = Callable[[str, nn.Module], bool]
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What :func:`convert_model` did.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The converted model (the input itself when ``inplace=True``, else a copy).
+    converted : tuple of str
+        Names of the convolutions now Dirac-parameterized.
+    skipped : dict of str to str
+        Name of each other convolution -> why it was not converted.
+    """
+
+    model: nn.Module
+    converted: tuple[str, ...]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"converted {len(self.converted)} conv(s), skipped {len(self.skipped)}"]
+        lines += [f"  converted  {name}" for name in self.converted]
+        lines += [f"  skipped    {name}: {why}" for name, why in self.skipped.items()]
+        return "\n".join(lines)
+
+
+def convert_model(
+    model: nn.Module,
+    *,
+    include: Include | None = None,
+    inplace: bool = False,
+    alpha_init: Any = 1.0,
+    beta_init: Any = "keep",
+    per_channel: bool = True,
+    **kwargs: Any,
+) -> Conversion:
+    """Dirac-parameterize every eligible convolution of ``model``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    include : callable ``(name, conv) -> bool``, optional
+        Which convolutions to consider (default: all); the others are reported as skipped.
+    inplace : bool
+        Convert ``model`` itself instead of a deep copy.
+    alpha_init : float or array-like
+        Initial ``alpha`` (default 1; see the module docstring for why not the paper's 5).
+    beta_init : float, array-like or "keep"
+        Initial ``beta``; ``"keep"`` (the default) sets it to the norm of each filter of the
+        conv's current weight (their mean when ``per_channel=False``), so that the converted
+        conv starts as ``alpha * delta + W``.
+    per_channel : bool
+        One ``alpha``/``beta`` per output channel (default), or one scalar per conv.
+    **kwargs
+        Any other keyword of :class:`~dirac_torch.DiracParametrization` (``normalize``,
+        ``policy``, ``eps``, ``learnable``).
+
+    Returns
+    -------
+    Conversion
+        The model and the report; ``print(conversion)`` lists both.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not an ``nn.Module``; ``include`` is not callable; a non-bool flag; a bad
+        keyword of :class:`~dirac_torch.DiracParametrization`.
+    ValueError
+        ``beta_init`` is a string other than ``"keep"``; bad values of the other keywords.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+    >>> print(convert_model(net))
+    converted 1 conv(s), skipped 1
+      converted  2
+      skipped    0: in_channels=3 != out_channels=8: delta is only a partial identity
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if include is not None and not callable(include):
+        raise TypeError(f"include must be a callable (name, conv) -> bool, got {include!r}")
+    if isinstance(beta_init, str) and beta_init != "keep":
+        raise ValueError(f"beta_init={beta_init!r} is not accepted; use a number, array or 'keep'")
+    per_channel = bool_value(per_channel, "per_channel")
+    if not bool_value(inplace, "inplace"):
+        model = copy.deepcopy(model)
+    converted, skipped = [], {}
+    for name, conv in model.named_modules():
+        if not isinstance(conv, _ConvNd):
+            continue
+        reason = _skip_reason(name, conv, include)
+        if reason is not None:
+            skipped[name] = reason
+            continue
+        beta = _filter_norms(conv.weight, per_channel) if beta_init == "keep" else beta_init
+        register_dirac(
+            conv, alpha_init=alpha_init, beta_init=beta, per_channel=per_channel, **kwargs
+        )
+        converted.append(name)
+    return Conversion(model, tuple(converted), skipped)
+
+
+def _skip_reason(name: str, conv: _ConvNd, include: Include | None) -> str | None:
+    """Why ``conv`` is not converted, or None."""
+    if include is not None and not include(name, conv):
+        return "excluded by include"
+    if conv.transposed:
+        return "transposed convolution"
+    if parametrize.is_parametrized(conv, "weight"):
+        return "weight already parametrized"
+    base = PLAIN_CONVS[len(conv.kernel_size)]
+    if type(conv).forward is not base.forward:
+        return f"{type(conv).__name__} overrides forward"
+    return identity_problem(conv, channels=True)
+
+
+def _filter_norms(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """The L2 norm of each output filter of ``weight`` in float64 (their mean if not per
+    channel): the ``beta`` with ``beta * normalize(W) == W``."""
+    norms = weight.detach().to(torch.float64).flatten(1).norm(dim=1)
+    return norms if per_channel else norms.mean()

@@ -7,7 +7,7 @@ the plain network, or the network after :func:`dirac_torch.convert.convert_model
 initialisation, for 2 epochs (batch 32) from 3 seeds, and prints the test accuracies. The
 numbers are recorded in ``docs/torch.md`` ("Converting a model").
 
-Usage: ``python benchmarks/convert_digits.py`` (about a minute on one CPU thread).
+Usage: ``python benchmarks/convert_digits.py`` (one CPU thread; 1-4 minutes).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ INITS = {
     "paper: alpha 5, beta 1e-3, scalar": {"alpha_init": 5.0, "beta_init": 1e-3,
                                           "per_channel": False},
     "alpha 1, beta 1e-3, scalar": {"alpha_init": 1.0, "beta_init": 1e-3, "per_channel": False},
-    "default: alpha 1, beta keep, per channel": {},
-    "alpha 1, beta keep, scalar": {"per_channel": False},
+    "default: alpha 1, beta keep, scalar": {},
+    "alpha 1, beta keep, per channel": {"per_channel": True},
 }
 OPTIMIZERS = {
     "Adam 1e-3": lambda params: torch.optim.Adam(params, 1e-3),

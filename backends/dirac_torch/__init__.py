@@ -3,8 +3,8 @@
 ``W_hat = alpha * delta + beta * normalize(W)`` (Zagoruyko & Komodakis 2017, eq. 13) for any
 ``nn.Conv1d/2d/3d`` (:func:`register_dirac`) or as ready layers (:class:`DiracConv2d`, ...),
 matching the NumPy specification in :mod:`dirac_core` exactly. Importing this package imports
-torch and the layers; the model builders, folding, ONNX export and the ``torch`` backend of
-``dirac_core`` load on first use.
+torch and the layers; the model builders, conversion, folding, ONNX export and the ``torch``
+backend of ``dirac_core`` load on first use.
 
 >>> import torch, dirac_torch as dt
 >>> net = torch.nn.Sequential(dt.NCReLU(), dt.DiracConv2d(32, 16, 3))
@@ -25,6 +25,7 @@ from .parametrize import DiracParametrization, register_dirac
 _LAZY = {
     "TorchBackend": "backend",
     "build": "models",
+    "convert_model": "convert",
     "diracnet_cifar": "models",
     "diracnet_imagenet": "models",
     "fold_model": "fold",
@@ -40,6 +41,7 @@ __all__ = [
     "TorchBackend",
     "build",
     "conv",
+    "convert_model",
     "dirac_tensor",
     "dirac_weight",
     "diracnet_cifar",

@@ -12,9 +12,10 @@ Initialisation
 The paper's ``alpha = 5, beta = 1e-3`` assume a batch norm after every Dirac conv, which undoes
 the factor ``alpha``; a converted model usually has none, and ``L`` converted layers then scale
 activations by ``alpha ** L``. The defaults here are ``alpha_init=1`` and ``beta_init="keep"``:
-``beta`` is each filter's norm, so ``beta * normalize(W) == W`` and the converted conv starts as
-``delta + W``, the original conv with an identity shortcut around it, keeping the weight it had
-(trained or freshly initialised). ``docs/torch.md`` gives the measurements behind this rule.
+``beta`` is the filters' norm, so ``beta * normalize(W) ~ W`` (exactly, with ``per_channel=True``)
+and the converted conv starts as ``delta + W``, the original conv with an identity shortcut
+around it, keeping the weight it had (trained or freshly initialised). ``docs/torch.md`` gives
+the measurements behind this rule.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def convert_model(
     inplace: bool = False,
     alpha_init: Any = 1.0,
     beta_init: Any = "keep",
-    per_channel: bool = True,
+    per_channel: bool = False,
     **kwargs: Any,
 ) -> Conversion:
     """Dirac-parameterize every eligible convolution of ``model``.
@@ -85,10 +86,11 @@ def convert_model(
         Initial ``alpha`` (default 1; see the module docstring for why not the paper's 5).
     beta_init : float, array-like or "keep"
         Initial ``beta``; ``"keep"`` (the default) sets it to the norm of each filter of the
-        conv's current weight (their mean when ``per_channel=False``), so that the converted
-        conv starts as ``alpha * delta + W``.
+        conv's current weight with ``per_channel=True``, so that the converted conv starts as
+        ``alpha * delta + W`` exactly, and to their mean otherwise (``W`` up to the spread of
+        its filter norms).
     per_channel : bool
-        One ``alpha``/``beta`` per output channel (default), or one scalar per conv.
+        One ``alpha``/``beta`` per output channel, or (the default) one scalar per conv.
     **kwargs
         Any other keyword of :class:`~dirac_torch.DiracParametrization` (``normalize``,
         ``policy``, ``eps``, ``learnable``).
@@ -131,7 +133,8 @@ def convert_model(
         if reason is not None:
             skipped[name] = reason
             continue
-        beta = _filter_norms(conv.weight, per_channel) if beta_init == "keep" else beta_init
+        keep = isinstance(beta_init, str)
+        beta = _filter_norms(conv.weight, per_channel) if keep else beta_init
         register_dirac(
             conv, alpha_init=alpha_init, beta_init=beta, per_channel=per_channel, **kwargs
         )

@@ -377,13 +377,14 @@ class _Folder:
     def fold_traced(self, module: nn.Module, name: str) -> None:
         """Fold the pairs a ``torch.fx`` trace of ``module`` shows; if it cannot be traced,
         try its children."""
-        if not any(_batchnorm_problem(m) is None for m in module.modules()
-                   if isinstance(m, _BatchNorm)):
+        foldable = any(_batchnorm_problem(m) is None for m in module.modules()
+                       if isinstance(m, _BatchNorm))
+        if not foldable or _LeafTracer().is_leaf_module(module, name):
             return
         try:
             graph = _LeafTracer().trace(module)
         except Exception as exc:  # user code can fail to trace in any way
-            self.trace_errors[name or "<model>"] = f"{type(exc).__name__}: {exc}"
+            self.trace_errors[name] = f"{type(exc).__name__}: {exc}"
             for child, sub in list(module.named_children()):
                 self.fold_traced(sub, f"{name}.{child}" if name else child)
             return
@@ -448,31 +449,43 @@ class _Folder:
         return self.root.get_submodule(name)
 
     def check_leftovers(self, strict: bool, *, traced: bool) -> None:
-        leftover = [(n, m) for n, m in self.root.named_modules() if isinstance(m, _BatchNorm)]
-        if not strict or not leftover:
-            return
-        reasons = [f"{name!r} ({_batchnorm_problem(bn) or 'no convolution directly before it'})"
-                   for name, bn in leftover]
-        if self.trace_errors:
-            hint = "; tracing failed for " + ", ".join(
-                f"{k!r} ({v})" for k, v in self.trace_errors.items())
-        elif not traced:
-            hint = ("; for a batch norm inside a module with its own forward, pass "
-                    "example_input= to fold through a torch.fx trace, or name the pair in pairs=")
-        else:
-            hint = ""
-        raise ValueError(
-            f"cannot fold the batch norm(s) {', '.join(reasons)}: a batch norm folds only into "
-            f"an nn.ConvNd that directly precedes it in a plain nn.Sequential or in a traced "
-            f"forward (no activation, pooling or other layer in between, nothing else using the "
-            f"conv's output), without hooks and with running statistics{hint}. Pass "
-            f"strict=False to keep them unfolded"
-        )
+        leftover = [n for n, m in self.root.named_modules() if isinstance(m, _BatchNorm)]
+        if strict and leftover:
+            reasons = ", ".join(f"{name!r} ({self._why(name, traced)})" for name in leftover)
+            raise ValueError(
+                f"cannot fold the batch norm(s) {reasons}: a batch norm folds only into an "
+                f"nn.ConvNd whose output it alone takes (no activation, pooling or other layer "
+                f"in between), without hooks and with running statistics. Pass strict=False to "
+                f"keep them unfolded"
+            )
+
+    def _why(self, name: str, traced: bool) -> str:
+        """Why the batch norm ``name`` was not folded."""
+        problem = _batchnorm_problem(self.root.get_submodule(name))
+        if problem is not None:
+            return problem
+        parent = self.root.get_submodule(name.rpartition(".")[0])
+        if _is_plain_sequential(parent):
+            return "no convolution directly before it"
+        if not traced:
+            return (
+                f"inside {type(parent).__name__}, which has its own forward: pass "
+                f"example_input= to fold it through a torch.fx trace, or name the pair in pairs="
+            )
+        failed = [k for k in self.trace_errors if k == "" or name.startswith(k + ".")]
+        if failed:
+            where = max(failed, key=len)
+            return (
+                f"tracing {where or '<model>'!r} failed ({self.trace_errors[where]}); name the "
+                f"pair in pairs="
+            )
+        return "the trace shows no convolution whose output only it takes"
 
 
 def _common(a: list[str], b: list[str]) -> list[str]:
     """The common leading parts of two dotted names (without the last part of either)."""
-    return [x for x, y in itertools.takewhile(lambda p: p[0] == p[1], zip(a[:-1], b[:-1], strict=False))]
+    pairs = zip(a[:-1], b[:-1], strict=False)
+    return [x for x, _ in itertools.takewhile(lambda p: p[0] == p[1], pairs)]
 
 
 def _owners(root: nn.Module) -> dict[int, int]:

@@ -11,6 +11,8 @@ MODULES = [
     "dirac_torch.backend",
     "dirac_torch.parametrize",
     "dirac_torch.layers",
+    "dirac_torch.conv_geometry",
+    "dirac_torch.convert",
 ]
 
 

@@ -169,7 +169,7 @@ def test_register_dirac_errors():
         register_dirac(nn.Linear(3, 3))
     with pytest.raises(TypeError, match="got ConvTranspose2d"):
         register_dirac(nn.ConvTranspose2d(3, 3, 3))
-    conv = register_dirac(nn.Conv2d(3, 3, 3))
+    conv = register_dirac(nn.Conv2d(3, 3, 3, padding=1))
     with pytest.raises(ValueError, match="already parametrized"):
         register_dirac(conv)
     with pytest.raises(ValueError, match="groups=1 differs"):
@@ -185,7 +185,7 @@ def test_register_dirac_errors():
 
 
 def test_float16_weights_accumulate_in_float32():
-    conv = register_dirac(nn.Conv2d(2, 2, 3, dtype=torch.float16), beta_init=1.0)
+    conv = register_dirac(nn.Conv2d(2, 2, 3, padding=1, dtype=torch.float16), beta_init=1.0)
     w = conv.parametrizations.weight.original
     expected = reference_weight(w, conv.parametrizations.weight[0].alpha,
                                 conv.parametrizations.weight[0].beta)

@@ -395,7 +395,10 @@ class _Folder:
     def fold_named(self, named: list[tuple[str, str]]) -> None:
         for conv, bn in named:
             container = ".".join(_common(conv.split("."), bn.split(".")))
-            problem = self._fold(_tail_name(self.root, conv), bn, container, "named")
+            conv = _tail_name(self.root, conv)
+            if any(pair[:2] == (conv, bn) for pair in self.pairs):
+                continue  # found by the trace already
+            problem = self._fold(conv, bn, container, "named")
             if problem is not None:
                 raise ValueError(f"pairs: cannot fold batch norm {bn!r} into {conv!r}: {problem}")
 

@@ -177,6 +177,12 @@ def test_convbnrelu_folds_through_a_trace():
     assert relative_error(model, folded, other) <= 1e-5
 
 
+def test_naming_a_traced_pair_again_is_harmless():
+    model = convbnrelu_model()
+    folded = fold_model(model, X, pairs=[("0.conv", "0.bn"), ("1.conv", "1.bn")])
+    assert relative_error(model, folded, X) <= 1e-5
+
+
 def test_a_conv_output_used_twice_is_not_folded():
     model = randomize(Residual())
     with pytest.raises(ValueError, match=r"cannot fold the batch norm\(s\) 'bn'"):

@@ -8,11 +8,24 @@ A third party registers a backend by installing a package that declares, in its
 
 The attribute may be a class (instantiated with no arguments) or a ready instance. Nothing is
 imported until a backend is asked for, so ``import dirac_core`` imports no framework.
+
+This repository's own backends are also listed in :data:`SOURCE_TREE`, so that a source
+checkout that is not installed (only ``PYTHONPATH`` pointing at the repository root,
+``backends/`` and ``conformance/``, no distribution metadata, hence no entry points) finds
+them by the same names, and infers them from their arrays. An installed entry point of the
+same name wins. A backend added to this repository gets one line there, next to its line in
+``pyproject.toml``::
+
+    SOURCE_TREE = {
+        ...
+        "mybackend": "dirac_mybackend.backend:MyBackend",
+    }
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -22,15 +35,32 @@ from .errors import BackendUnavailableError, BrokenBackendError, UnknownBackendE
 
 GROUP = "dirac_core.backends"
 
+SOURCE_TREE: dict[str, str] = {
+    "numpy": "dirac_core.reference:NumpyBackend",
+    "torch": "dirac_torch.backend:TorchBackend",
+    "cupy": "dirac_cupy.backend:CupyBackend",
+}
+"""This repository's backends by name, as its ``pyproject.toml`` registers them: found even
+where the distribution metadata is not (a source tree on ``PYTHONPATH``)."""
+
 _loaded: dict[str, Backend] = {}
 
 
 @cache
 def _entry_points() -> dict[str, Any]:
     eps: dict[str, Any] = {ep.name: ep for ep in entry_points(group=GROUP)}
-    # The reference is always there, even when the distribution metadata is not (a source tree).
-    eps.setdefault("numpy", "dirac_core.reference:NumpyBackend")
+    for name, target in SOURCE_TREE.items():
+        # Only packages present on the path: a checkout without backends/ on it lists the
+        # reference alone, as an install without the extras would.
+        if name not in eps and _findable(target):
+            eps[name] = target
     return eps
+
+
+def _findable(target: str) -> bool:
+    """Whether the top-level package of ``module:attribute`` can be imported (not importing
+    it: finding ``dirac_torch`` must not import torch)."""
+    return importlib.util.find_spec(target.partition(".")[0].partition(":")[0]) is not None
 
 
 def _instantiate(obj: Any) -> Backend:

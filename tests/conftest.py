@@ -5,8 +5,13 @@ shared and noisy, and speed is measured by benchmarks, not tests.
 """
 
 import os
+import sys
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 settings.register_profile(
     "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -15,3 +20,41 @@ settings.register_profile(
     "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# ---------------------------------------------------------------------------- source tree
+
+
+def _shadow_site(tmp: Path) -> Path:
+    """The interpreter's site-packages as symlinks, minus this project's distribution
+    metadata and every ``.pth`` file (the editable install's import hook among them)."""
+    shadow = tmp / "site"
+    shadow.mkdir()
+    for site in {Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()}:
+        for entry in site.iterdir():
+            name = entry.name.lower()
+            if name.startswith(("diracnets", "__editable__")) or name.endswith(".pth"):
+                continue
+            if not (shadow / entry.name).exists():
+                (shadow / entry.name).symlink_to(entry)
+    return shadow
+
+
+@pytest.fixture(scope="session")
+def uninstalled(tmp_path_factory) -> dict[str, str]:
+    """An environment running this checkout as a bare GPU machine would: not installed (no
+    entry points, no distribution metadata), found through ``PYTHONPATH`` alone.
+
+    ``PYTHON`` in the returned environment is an interpreter wrapper started with ``-S`` (no
+    site-packages, so no editable install); the third-party packages come through a shadow
+    copy of site-packages that lacks this project's metadata.
+    """
+    tmp = tmp_path_factory.mktemp("uninstalled")
+    wrapper = tmp / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    wrapper.chmod(0o755)
+    path = [str(ROOT), str(ROOT / "backends"), str(ROOT / "conformance"), str(_shadow_site(tmp))]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update({"PYTHONPATH": os.pathsep.join(path), "PYTHON": str(wrapper),
+                "PATH": f"{tmp}{os.pathsep}{env.get('PATH', '')}"})
+    return env

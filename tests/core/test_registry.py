@@ -65,3 +65,39 @@ def test_import_loads_no_framework():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+UNINSTALLED_PROBE = """
+import importlib.metadata as md
+import numpy as np
+import torch
+import dirac_core as dc
+from dirac_core.registry import GROUP, SOURCE_TREE
+assert not list(md.entry_points(group=GROUP)), "the distribution metadata is visible"
+assert not [d for d in md.distributions() if d.metadata["Name"] == "diracnets"]
+assert set(SOURCE_TREE) <= set(dc.backend_names()), dc.backend_names()
+assert dc.get_backend("torch").name == "torch"
+assert dc.get_backend("cupy", require_available=False).name == "cupy"
+assert dc.infer_backend(torch.ones(2)).name == "torch"
+assert isinstance(dc.ncrelu(torch.ones(1, 2)), torch.Tensor)
+print("ok", sorted(dc.available_backends()))
+"""
+
+
+def test_source_tree_without_metadata_finds_every_backend_of_the_repository(uninstalled):
+    """A checkout on PYTHONPATH, not installed (as on a bare GPU machine): the backends of
+    this repository are known by name and inferred from their arrays all the same."""
+    pytest.importorskip("torch")
+    done = subprocess.run([uninstalled["PYTHON"], "-c", UNINSTALLED_PROBE], env=uninstalled,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok ['cupy', 'numpy', 'torch']"), done.stdout
+
+
+def test_source_tree_lists_only_packages_on_the_path(uninstalled):
+    env = {**uninstalled, "PYTHONPATH": uninstalled["PYTHONPATH"].replace("/backends", "/none")}
+    code = "import dirac_core as dc; print(dc.backend_names())"
+    done = subprocess.run([uninstalled["PYTHON"], "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['numpy']"

@@ -35,6 +35,7 @@ from dirac_core.reference import NumpyBackend
 
 from . import kernels
 from .availability import cached_probe
+from .fused_math import unit_scales
 
 
 def _cupy() -> Any:
@@ -116,7 +117,7 @@ class CupyBackend:
         with w.device:
             if not self._use_fused():
                 return self._generic.normalize_filters(w, eps=eps)
-            zero, one = _unit_scales(w)
+            zero, one = unit_scales(w)
             return kernels.dirac_weight(
                 w, zero, one, eps=eps, normalize=True, groups=1, policy="tile"
             )
@@ -125,7 +126,7 @@ class CupyBackend:
         with w.device:
             if not self._use_fused():
                 return self._generic.normalize_filters_vjp(g, w, eps=eps)
-            zero, one = _unit_scales(w)
+            zero, one = unit_scales(w)
             dw, _, _ = kernels.dirac_weight_vjp(
                 g, w, zero, one, eps=eps, normalize=True, groups=1, policy="tile"
             )
@@ -192,8 +193,3 @@ class CupyBackend:
             self.fused = False
         return self.fused
 
-
-def _unit_scales(w: Any) -> tuple[Any, Any]:
-    """``alpha = 0`` and ``beta = 1``: the Dirac weight reduces to ``normalize(W)``."""
-    cupy = _cupy()
-    return cupy.zeros((), dtype=w.dtype), cupy.ones((), dtype=w.dtype)

@@ -1,17 +1,24 @@
 // Fused CUDA kernels of the CuPy backend: the Dirac weight and NCReLU, forward and VJP.
 //
 // Loaded at run time by dirac_cupy.kernels through cupy.RawModule (NVRTC), one template
-// instantiation per dtype: T is the storage type (double, float, __half) and A the type
-// arithmetic and sums run in (double for double, float otherwise: half accumulates in float,
-// as the specification requires). The same maths, written with array operations, is
-// dirac_cupy.fused_math; CI checks that one against the reference on the CPU and compiles
-// this file with nvcc.
+// instantiation per storage type T (double, float, __half). The same maths, written with array
+// operations, is dirac_cupy.fused_math; CI runs that one through the conformance suite on the
+// CPU and compiles this file with nvcc.
+//
+// Flush-to-zero. CuPy compiles every kernel with -ftz=true, appended after the caller's
+// options, so float32 operations here would read subnormal operands as zero and flush
+// subnormal results to zero: in comparisons, divisions, and in the float <-> double
+// conversions themselves (cvt.ftz). Double precision is never flushed. So every value is
+// computed in double, whatever T is: floats are widened and narrowed through their bits
+// (to_acc, store), halves through float (every half is a normal float), and the scales come in
+// their own dtype rather than through one of CuPy's (flushing) conversion kernels.
 //
 // Dirac weight, one block per output filter o (a row of L = I/groups * prod(K) entries):
 //   m  = max_j |w_j|                   scale, so that squaring cannot overflow or underflow
 //   sn = sqrt(sum_j (w_j / m)^2)       the norm of the scaled filter; ||w|| = m * sn
-//   u_j = (w_j / m) / sn               when m * sn >= eps, else u_j = w_j / eps (the clamp)
+//   u_j = (w_j / m) / sn               unless m < eps and m * sn < eps: then u_j = w_j / eps
 //   out_j = alpha_o * delta_oj + beta_o * u_j       (u_j = w_j when normalize is off)
+// eps arrives already in the working dtype's positive finite range (dirac_core.normalize).
 // delta_oj is 1 at the kernel centre where the in-group output index o' = o % No matches
 // the input channel i: o' % n == i % n with n = min(No, Ni) ("tile"), or o' == i ("min").
 
@@ -19,28 +26,49 @@
 
 #define DIRAC_BLOCK 256  // threads per block; a power of two for the tree reductions
 
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(float v) { return v; }
 __device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ double to_acc(__half v) { return (double)__half2float(v); }
+__device__ __forceinline__ double to_acc(float v) {
+    const unsigned bits = __float_as_uint(v);
+    if (bits & 0x7f800000u) return (double)v;  // normal, inf or NaN: converts exactly
+    const double magnitude = (double)(bits & 0x007fffffu) * 1.401298464324817e-45;  // * 2^-149
+    return (bits >> 31) ? -magnitude : magnitude;
+}
 
-__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store(double* p, double v) { *p = v; }
+__device__ __forceinline__ void store(__half* p, double v) { *p = __double2half(v); }
+__device__ __forceinline__ void store(float* p, double v) {
+    const double a = fabs(v);
+    if (!(a < 1.1754943508222875e-38)) {  // at least 2^-126 (or inf, NaN): a normal float
+        *p = (float)v;
+        return;
+    }
+    // a * 2^149 is exact and below 2^23; rint rounds half to even, as the conversion would.
+    const unsigned mantissa = (unsigned)rint(a * 7.1362384635297994e+44);
+    *p = __uint_as_float((signbit(v) ? 0x80000000u : 0u) | mantissa);
+}
+
+// The scales alpha and beta in their own dtype: kind 0 double, 1 float, 2 half.
+__device__ __forceinline__ double scale_at(const void* scale, int kind, long long index) {
+    if (kind == 1) return to_acc(static_cast<const float*>(scale)[index]);
+    if (kind == 2) return to_acc(static_cast<const __half*>(scale)[index]);
+    return static_cast<const double*>(scale)[index];
+}
 
 // Tree reduction over the block; every thread gets the result. buf holds DIRAC_BLOCK slots.
-template <typename A, bool TakeMax>
-__device__ A block_reduce(A v, A* buf) {
+template <bool TakeMax>
+__device__ double block_reduce(double v, double* buf) {
     buf[threadIdx.x] = v;
     __syncthreads();
     for (unsigned s = DIRAC_BLOCK / 2; s > 0; s >>= 1) {
         if (threadIdx.x < s) {
-            const A other = buf[threadIdx.x + s];
-            const A mine = buf[threadIdx.x];
+            const double other = buf[threadIdx.x + s];
+            const double mine = buf[threadIdx.x];
             buf[threadIdx.x] = TakeMax ? (other > mine ? other : mine) : mine + other;
         }
         __syncthreads();
     }
-    const A result = buf[0];
+    const double result = buf[0];
     __syncthreads();  // buf is reused by the next reduction
     return result;
 }
@@ -60,109 +88,145 @@ __device__ __forceinline__ bool is_delta(long long o, long long j, DIRAC_GEOMETR
     return policy_min ? local == i : (local % n) == (i % n);
 }
 
-// max |w_j| and sum (w_j / m)^2 over one filter.
-template <typename T, typename A>
-__device__ void filter_scale(const T* row, long long length, A* buf, A& m, A& sn) {
-    A local = 0;
+// max_j |x_j| over one row of the block's filter.
+template <typename T>
+__device__ double row_max_abs(const T* row, long long length, double* buf) {
+    double local = 0;
     for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-        const A v = to_acc(row[j]);
-        const A a = v < 0 ? -v : v;
+        const double a = fabs(to_acc(row[j]));
         local = a > local ? a : local;
     }
-    m = block_reduce<A, true>(local, buf);
-    A squares = 0;
-    if (m > 0) {
+    return block_reduce<true>(local, buf);
+}
+
+// The normalization of one filter: its scale m, the norm sn of w / m, and the clamp.
+struct FilterNorm {
+    double m, sn, eps;
+    bool clamped;
+    __device__ double direction(double v) const { return clamped ? v / eps : (v / m) / sn; }
+};
+
+template <typename T>
+__device__ FilterNorm filter_norm(const T* row, long long length, double* buf, double eps) {
+    FilterNorm f;
+    f.eps = eps;
+    f.m = row_max_abs<T>(row, length, buf);
+    double squares = 0;
+    if (f.m > 0) {
         for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-            const A v = to_acc(row[j]) / m;
+            const double v = to_acc(row[j]) / f.m;
             squares += v * v;
         }
     }
-    sn = sqrt(block_reduce<A, false>(squares, buf));
+    f.sn = sqrt(block_reduce<false>(squares, buf));
+    // ||w|| >= m, so only a filter with m < eps can be below the clamp; an all-zero one is.
+    f.clamped = f.m < eps && f.m * f.sn < eps;
+    return f;
 }
 
 // alpha and beta are read as scale[o * step]: step 0 for a scalar, 1 for one per channel.
-template <typename T, typename A>
+template <typename T>
 __global__ void __launch_bounds__(DIRAC_BLOCK) dirac_weight_forward(
-    const T* w, const A* alpha, long long alpha_step, const A* beta, long long beta_step,
-    T* out, long long length, DIRAC_GEOMETRY, A eps, int normalize) {
-    __shared__ A buf[DIRAC_BLOCK];
+    const T* w, const void* alpha, int alpha_kind, long long alpha_step, const void* beta,
+    int beta_kind, long long beta_step, T* out, long long length, DIRAC_GEOMETRY, double eps,
+    int normalize) {
+    __shared__ double buf[DIRAC_BLOCK];
     const long long o = blockIdx.x;
     const T* row = w + o * length;
     T* dst = out + o * length;
-    const A a = alpha[o * alpha_step];
-    const A b = beta[o * beta_step];
-    A m = 1, sn = 1;
-    bool clamped = false;
-    if (normalize) {
-        filter_scale<T, A>(row, length, buf, m, sn);
-        clamped = m * sn < eps;
-    }
+    const double a = scale_at(alpha, alpha_kind, o * alpha_step);
+    const double b = scale_at(beta, beta_kind, o * beta_step);
+    FilterNorm f{1, 1, eps, false};
+    if (normalize) f = filter_norm<T>(row, length, buf, eps);
     for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-        const A v = to_acc(row[j]);
-        A direction = v;
-        if (normalize) direction = clamped ? v / eps : (v / m) / sn;
-        const A d = is_delta(o, j, DIRAC_GEOMETRY_ARGS) ? a : A(0);
-        store(dst + j, d + b * direction);
+        const double v = to_acc(row[j]);
+        const double u = normalize ? f.direction(v) : v;
+        const double d = is_delta(o, j, DIRAC_GEOMETRY_ARGS) ? a : 0.0;
+        store(dst + j, d + b * u);
     }
 }
 
 // VJP of the Dirac weight for one filter. Writes dw and the filter's parts of dalpha and
 // dbeta (sum_j g_j delta_oj and sum_j g_j u_j); the host sums them for scalar scales.
-//   above the clamp: dw_j = (b g_j - u_j * b <u, g>) / sn / m,  <u, g> = sum_j g_j u_j
-//   below it:        dw_j = b g_j / eps
-template <typename T, typename A>
+// With h = beta_o g scaled by its max-abs G (so that no sum overflows; as the reference does):
+//   above the clamp: dw_j = (h_j - u_j <u, h>) / sn * (G / m)   (0 where that tangent is 0)
+//   below it:        dw_j = beta_o g_j / eps
+template <typename T>
 __global__ void __launch_bounds__(DIRAC_BLOCK) dirac_weight_backward(
-    const T* g, const T* w, const A* beta, long long beta_step, T* dw, A* dalpha_part,
-    A* dbeta_part, long long length, DIRAC_GEOMETRY, A eps, int normalize) {
-    __shared__ A buf[DIRAC_BLOCK];
+    const T* g, const T* w, const void* beta, int beta_kind, long long beta_step, T* dw,
+    double* dalpha_part, double* dbeta_part, long long length, DIRAC_GEOMETRY, double eps,
+    int normalize) {
+    __shared__ double buf[DIRAC_BLOCK];
     const long long o = blockIdx.x;
     const T* row = w + o * length;
     const T* grow = g + o * length;
     T* dst = dw + o * length;
-    const A b = beta[o * beta_step];
-    A m = 1, sn = 1;
-    bool clamped = false;
+    const double b = scale_at(beta, beta_kind, o * beta_step);
+    FilterNorm f{1, 1, eps, false};
+    double big = 1;  // G = max_j |b g_j|
     if (normalize) {
-        filter_scale<T, A>(row, length, buf, m, sn);
-        clamped = m * sn < eps;
+        f = filter_norm<T>(row, length, buf, eps);
+        double local = 0;
+        for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
+            const double a = fabs(b * to_acc(grow[j]));
+            local = a > local ? a : local;
+        }
+        big = block_reduce<true>(local, buf);
     }
-    // <g, w / m> and <g, delta>; with normalize off m is 1, so the first is <g, w>.
-    A gw = 0, gd = 0;
+    const double unit_g = big > 0 ? big : 1.0;
+    // <g, delta>, <g, u> and <u, h>; with normalize off u is w.
+    double gd = 0, gu = 0, uh = 0;
     for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-        const A gj = to_acc(grow[j]);
-        if (m > 0) gw += gj * (to_acc(row[j]) / m);
+        const double gj = to_acc(grow[j]);
+        const double v = to_acc(row[j]);
+        const double u = normalize ? f.direction(v) : v;
         if (is_delta(o, j, DIRAC_GEOMETRY_ARGS)) gd += gj;
+        gu += gj * u;
+        uh += u * (b * gj / unit_g);
     }
-    gw = block_reduce<A, false>(gw, buf);
-    gd = block_reduce<A, false>(gd, buf);
-    A gu = gw;                               // <g, u>
-    if (normalize) gu = clamped ? m * gw / eps : gw / sn;
+    gd = block_reduce<false>(gd, buf);
+    gu = block_reduce<false>(gu, buf);
+    uh = block_reduce<false>(uh, buf);
     if (threadIdx.x == 0) {
         dalpha_part[o] = gd;
         dbeta_part[o] = gu;
     }
-    const A bgu = b * gu;
+    const double factor = big / (f.clamped || f.m == 0 ? 1.0 : f.m);
     for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-        const A bg = b * to_acc(grow[j]);
-        A value = bg;
-        if (normalize) {
-            value = clamped ? bg / eps : (bg - ((to_acc(row[j]) / m) / sn) * bgu) / sn / m;
+        const double bg = b * to_acc(grow[j]);
+        double value = bg;
+        if (normalize && f.clamped) {
+            value = bg / eps;
+        } else if (normalize) {
+            const double tangent = bg / unit_g - f.direction(to_acc(row[j])) * uh;
+            value = tangent == 0 ? 0.0 : tangent / f.sn * factor;
         }
         store(dst + j, value);
     }
 }
 
+// A double array (the scales' gradients) into the scale's dtype, rounded as the reference
+// rounds and without the flush a CuPy conversion kernel would apply.
+template <typename T>
+__global__ void narrow(const double* src, T* dst, long long total) {
+    const long long step = (long long)gridDim.x * blockDim.x;
+    for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < total; j += step) {
+        store(dst + j, src[j]);
+    }
+}
+
 // NCReLU over x viewed as (outer, C, inner): y is (outer, 2C, inner). Entry j of x lands at
 // j + p * C * inner (positive half) and C * inner further (negative half), p = j / (C*inner).
-// NaN passes into both halves, as max/min do.
+// The entry itself is copied (a subnormal stays one); NaN passes into both halves, as max/min
+// do. The comparisons run in double, where flush-to-zero cannot turn a subnormal into 0.
 template <typename T>
 __global__ void ncrelu_forward(const T* x, T* y, long long total, long long block) {
     const long long step = (long long)gridDim.x * blockDim.x;
     for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < total; j += step) {
         const T v = x[j];
-        const auto a = to_acc(v);
+        const double a = to_acc(v);
         T zero;
-        store(&zero, 0.0f);
+        store(&zero, 0.0);
         const long long pos = j + (j / block) * block;
         y[pos] = a <= 0 ? zero : v;
         y[pos + block] = a >= 0 ? zero : v;
@@ -174,10 +238,10 @@ template <typename T>
 __global__ void ncrelu_backward(const T* g, const T* x, T* dx, long long total, long long block) {
     const long long step = (long long)gridDim.x * blockDim.x;
     for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < total; j += step) {
-        const auto a = to_acc(x[j]);
+        const double a = to_acc(x[j]);
         const long long pos = j + (j / block) * block;
         T value;
-        store(&value, 0.0f);
+        store(&value, 0.0);
         if (a > 0) value = g[pos];
         if (a < 0) value = g[pos + block];
         dx[j] = value;

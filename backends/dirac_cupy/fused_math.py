@@ -1,21 +1,32 @@
-"""The maths of the fused CUDA kernels, written with array operations.
+"""The maths of the fused CUDA kernels, written with array operations: their CPU mirror.
 
 ``dirac_kernels.cu`` computes the Dirac weight and NCReLU with index arithmetic, one block per
 output filter or one thread per element. The functions here do the same index arithmetic and
 the same sequence of floating-point steps on whole arrays, with the array module taken from the
-inputs. That makes the kernels' formulation checkable without a GPU: under NumPy, CI compares
-these functions against the reference :mod:`dirac_core`; on a GPU, the kernels are compared
-against them and against the reference. The geometry helpers also feed the kernel launches, so
-both sides share one definition of every index.
+inputs. That makes the kernels' formulation checkable without a GPU: CI runs
+:class:`dirac_cupy.mirror.MirrorBackend` (these functions under NumPy) through the conformance
+suite, and on a GPU the kernels are compared against these functions and against the
+reference. The geometry helpers also feed the kernel launches, so both sides share one
+definition of every index.
 
 The Dirac weight, per filter ``v = w[o]`` flattened to ``L`` entries (paper eq. 13)::
 
     m = max_j |v_j|,   sn = ||v / m||,   ||v|| = m * sn
-    u = (v / m) / sn   if m * sn >= eps, else v / eps          (clamp-min branch)
+    u = (v / m) / sn   unless m < eps and m * sn < eps: then v / eps     (the clamp)
     W_hat[o] = alpha_o * delta[o] + beta_o * u                 (u = v without normalization)
 
-and its VJP ``dW[o] = beta_o (g - u <u, g>) / ||v||`` (``beta_o g / eps`` below the clamp),
-``dalpha_o = <g, delta[o]>``, ``dbeta_o = <g, u>``.
+and its VJP ``dW[o] = (h - u <u, h>) / sn * (G / m)`` with ``h = beta_o g / G`` and
+``G = max|beta_o g|`` (``beta_o g / eps`` below the clamp), ``dalpha_o = <g, delta[o]>``,
+``dbeta_o = <g, u>``. ``eps`` is first brought into the working dtype's range
+(:func:`dirac_core.normalize.eps_in`).
+
+Flush-to-zero. CuPy compiles kernels with ``-ftz=true``: float32 operations read subnormal
+operands as zero and flush subnormal results. :class:`Arithmetic` models that for the type a
+kernel computes in. The kernels compute in double for every storage dtype
+(:data:`ACCUMULATE`), widening and narrowing float32 through its bits, where flush-to-zero
+cannot bite; the model is what shows it (``Arithmetic(np.float32)``, float32 arithmetic as a
+kernel compiled by CuPy would do it, turns subnormal filters, subnormal ``eps`` and subnormal
+NCReLU inputs into zeros, which the conformance suite rejects).
 """
 
 from __future__ import annotations
@@ -23,7 +34,52 @@ from __future__ import annotations
 from math import prod
 from typing import Any, NamedTuple
 
+import numpy as np
+
+from dirac_core.normalize import eps_in
 from dirac_core.xp import array_module, work_dtype
+
+ACCUMULATE = np.dtype(np.float64)
+"""The type every fused kernel computes in, for float64, float32 and float16 storage alike."""
+
+
+class Arithmetic:
+    """Floating-point steps in one type, as a CUDA kernel compiled by CuPy performs them.
+
+    In float32 (CuPy's ``-ftz=true``) every operand and result below the smallest normal
+    number is flushed to a zero of its sign; other types are IEEE throughout.
+
+    Examples
+    --------
+    >>> tiny = np.array([1e-40], dtype=np.float32)
+    >>> Arithmetic(np.float32).op(np.multiply, tiny, np.float32(1.0))
+    array([0.], dtype=float32)
+    >>> Arithmetic(np.float64).load(tiny)
+    array([9.9999461e-41])
+    """
+
+    def __init__(self, dtype: Any = ACCUMULATE) -> None:
+        self.dtype = np.dtype(dtype)
+        self.flushes = self.dtype == np.float32
+
+    def flush(self, x: Any) -> Any:
+        """``x`` as the hardware sees it: subnormals as signed zeros where FTZ applies."""
+        if not self.flushes:
+            return x
+        xp = array_module(x)
+        return xp.where(xp.abs(x) < np.finfo(self.dtype).tiny, xp.copysign(x.dtype.type(0), x), x)
+
+    def load(self, x: Any) -> Any:
+        """``to_acc``: ``x`` converted to the arithmetic type (exactly: the kernels rebuild a
+        float32 subnormal from its bits rather than through a flushing conversion)."""
+        return x.astype(self.dtype, copy=False)
+
+    def const(self, value: float) -> Any:
+        return self.dtype.type(value)
+
+    def op(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args)`` on flushed operands, its result flushed."""
+        return self.flush(fn(*(self.flush(a) for a in args), **kwargs))
 
 
 class WeightGeometry(NamedTuple):
@@ -80,74 +136,116 @@ def delta_rows(geo: WeightGeometry, xp: Any) -> Any:
     return (j % geo.spatial == geo.centre) & match
 
 
-def filter_scale(rows: Any) -> tuple[Any, Any]:
-    """Per row: ``m = max|v|`` and ``sn = ||v / m||`` (0 for an all-zero row), as ``(O, 1)``."""
+class FilterNorm(NamedTuple):
+    """Per filter, as ``(O, 1)`` columns: the scale ``m = max|v|``, the norm ``sn`` of
+    ``v / m`` (0 for an all-zero filter), and whether the filter is below the clamp."""
+
+    m: Any
+    sn: Any
+    clamped: Any
+
+
+def filter_norm(rows: Any, eps: Any, ar: Arithmetic) -> FilterNorm:
+    """``filter_norm`` of the kernels, on ``(O, L)`` rows already in the arithmetic type."""
     xp = array_module(rows)
-    m = xp.max(xp.abs(rows), axis=1, keepdims=True)
-    scaled = rows / xp.where(m > 0, m, 1)
-    return m, xp.sqrt(xp.sum(scaled * scaled, axis=1, keepdims=True))
+    m = ar.op(lambda r: xp.max(xp.abs(r), axis=1, keepdims=True), rows)
+    positive = ar.flush(m) > 0
+    scaled = ar.op(xp.divide, rows, xp.where(positive, m, 1))
+    sn = ar.op(xp.sqrt, ar.op(lambda x: xp.sum(x * x, axis=1, keepdims=True), scaled))
+    sn = xp.where(positive, sn, ar.const(0))
+    clamped = (ar.flush(m) < ar.flush(eps)) & (ar.op(xp.multiply, m, sn) < ar.flush(eps))
+    return FilterNorm(m, sn, clamped)
 
 
-def _rows(x: Any, out_channels: int, dtype: Any) -> Any:
-    return x.astype(dtype, copy=False).reshape(out_channels, -1)
+def direction(rows: Any, f: FilterNorm, eps: Any, ar: Arithmetic) -> Any:
+    """``u``: ``v / eps`` below the clamp, ``(v / m) / sn`` above it (each branch computed only
+    where it is taken, as in the kernels)."""
+    xp = array_module(rows)
+    one = ar.const(1)
+    above = ar.op(xp.divide, ar.op(xp.divide, rows, xp.where(f.clamped, one, f.m)),
+                  xp.where(f.clamped, one, f.sn))
+    return xp.where(f.clamped, ar.op(xp.divide, rows, eps), above)
 
 
-def _column(scale: Any, dtype: Any) -> Any:
+def _rows(x: Any, out_channels: int, ar: Arithmetic) -> Any:
+    return ar.load(x).reshape(out_channels, -1)
+
+
+def _column(scale: Any, ar: Arithmetic) -> Any:
     """A 0-d or ``(O,)`` scale as ``(1, 1)`` or ``(O, 1)``: the kernels' ``scale[o * step]``."""
-    return scale.astype(dtype, copy=False).reshape(-1, 1)
+    return ar.load(scale).reshape(-1, 1)
+
+
+def kernel_eps(eps: float, dtype: Any, ar: Arithmetic) -> Any:
+    """The ``eps`` a kernel receives: in the working dtype's range, then in the arithmetic
+    type."""
+    return ar.const(eps_in(work_dtype(dtype), eps))
 
 
 def weight_forward(
-    w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str
+    w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str,
+    ar: Arithmetic | None = None,
 ) -> Any:
     """``alpha * delta + beta * normalize(W)`` as ``dirac_weight_forward`` computes it."""
+    ar = ar or Arithmetic()
     xp = array_module(w)
-    acc = work_dtype(w.dtype)
     geo = weight_geometry(w.shape, groups, policy)
-    v = _rows(w, geo.out_channels, acc)
-    direction = v
+    v = _rows(w, geo.out_channels, ar)
+    u = v
     if normalize:
-        m, sn = filter_scale(v)
-        clamped = m * sn < eps
-        safe_m, safe_sn = xp.where(clamped, 1, m), xp.where(clamped, 1, sn)
-        direction = xp.where(clamped, v / acc.type(eps), (v / safe_m) / safe_sn)
-    a = xp.where(delta_rows(geo, xp), _column(alpha, acc), acc.type(0))
-    return (a + _column(beta, acc) * direction).astype(w.dtype).reshape(w.shape)
+        e = kernel_eps(eps, w.dtype, ar)
+        u = direction(v, filter_norm(v, e, ar), e, ar)
+    d = xp.where(delta_rows(geo, xp), _column(alpha, ar), ar.const(0))
+    out = ar.op(xp.add, d, ar.op(xp.multiply, _column(beta, ar), u))
+    return out.astype(w.dtype).reshape(w.shape)
 
 
 def weight_backward(
-    g: Any, w: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str
+    g: Any, w: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str,
+    ar: Arithmetic | None = None,
 ) -> tuple[Any, Any, Any]:
     """``(dW, dalpha_part, dbeta_part)`` as ``dirac_weight_backward`` computes them.
 
-    The parts are per filter, ``(O,)`` in the working dtype; :func:`reduce_part` turns each
-    into the gradient of a scalar or per-channel scale.
+    The parts are per filter, ``(O,)`` in the arithmetic type; :func:`reduce_part` sums them
+    for a scalar scale.
     """
+    ar = ar or Arithmetic()
     xp = array_module(g, w)
-    acc = work_dtype(w.dtype)
     geo = weight_geometry(w.shape, groups, policy)
-    v, grad = _rows(w, geo.out_channels, acc), _rows(g, geo.out_channels, acc)
-    b = _column(beta, acc)
-    dalpha_part = xp.sum(xp.where(delta_rows(geo, xp), grad, acc.type(0)), axis=1)
+    v, grad = _rows(w, geo.out_channels, ar), _rows(g, geo.out_channels, ar)
+    bg = ar.op(xp.multiply, _column(beta, ar), grad)
+    dalpha_part = ar.op(lambda x: xp.sum(xp.where(delta_rows(geo, xp), x, 0), axis=1), grad)
     if not normalize:
-        dw = b * grad
-        dbeta_part = xp.sum(grad * v, axis=1)
-    else:
-        m, sn = filter_scale(v)
-        clamped = m * sn < eps
-        safe_m, safe_sn = xp.where(m > 0, m, 1), xp.where(clamped, 1, sn)
-        gw = xp.sum(grad * (v / safe_m), axis=1, keepdims=True)  # <g, v / m>
-        gu = xp.where(clamped, m * gw / acc.type(eps), gw / safe_sn)  # <g, u>
-        unit = (v / safe_m) / safe_sn
-        above = (b * grad - unit * (b * gu)) / safe_sn / safe_m
-        dw = xp.where(clamped, b * grad / acc.type(eps), above)
-        dbeta_part = gu[:, 0]
-    return dw.astype(w.dtype).reshape(w.shape), dalpha_part, dbeta_part
+        return bg.astype(w.dtype).reshape(w.shape), dalpha_part, _dot(grad, v, ar)[:, 0]
+    e = kernel_eps(eps, w.dtype, ar)
+    f = filter_norm(v, e, ar)
+    u = direction(v, f, e, ar)
+    big = ar.op(lambda x: xp.max(xp.abs(x), axis=1, keepdims=True), bg)  # G
+    h = ar.op(xp.divide, bg, xp.where(ar.flush(big) > 0, big, ar.const(1)))
+    tangent = ar.op(xp.subtract, h, ar.op(xp.multiply, u, _dot(u, h, ar)))
+    factor = ar.op(xp.divide, big, xp.where(f.clamped | (ar.flush(f.m) == 0), 1, f.m))
+    safe_sn = xp.where(f.clamped, ar.const(1), f.sn)
+    above = ar.op(xp.multiply, ar.op(xp.divide, tangent, safe_sn), factor)
+    above = xp.where(ar.flush(tangent) == 0, ar.const(0), above)
+    dw = xp.where(f.clamped, ar.op(xp.divide, bg, e), above)
+    return dw.astype(w.dtype).reshape(w.shape), dalpha_part, _dot(grad, u, ar)[:, 0]
 
 
-def reduce_part(part: Any, like: Any, dtype: Any) -> Any:
+def _dot(a: Any, b: Any, ar: Arithmetic) -> Any:
+    """Per row ``<a, b>`` as ``(O, 1)``."""
+    xp = array_module(a, b)
+    return ar.op(lambda x, y: xp.sum(x * y, axis=1, keepdims=True), a, b)
+
+
+def reduce_part(part: Any, like: Any) -> Any:
     """A per-filter gradient part, summed to a 0-d array when ``like`` (the scale) is 0-d."""
-    return (part.sum() if like.ndim == 0 else part).astype(dtype)
+    return part.sum() if like.ndim == 0 else part
+
+
+def unit_scales(w: Any) -> tuple[Any, Any]:
+    """``alpha = 0`` and ``beta = 1``: the Dirac weight reduces to ``normalize(W)``."""
+    xp = array_module(w)
+    return xp.zeros((), dtype=w.dtype), xp.ones((), dtype=w.dtype)
 
 
 class NcreluLayout(NamedTuple):
@@ -173,27 +271,31 @@ def _doubled(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return (*shape[:axis], 2 * shape[axis], *shape[axis + 1 :])
 
 
-def ncrelu_forward(x: Any, *, axis: int) -> Any:
-    """NCReLU by the scatter ``ncrelu_forward`` does; NaN reaches both halves."""
+def ncrelu_forward(x: Any, *, axis: int, ar: Arithmetic | None = None) -> Any:
+    """NCReLU by the scatter ``ncrelu_forward`` does: the entries copied by the comparisons'
+    verdict (in the arithmetic type); NaN reaches both halves."""
+    ar = ar or Arithmetic()
     xp = array_module(x)
     layout = ncrelu_layout(x.shape, axis)
     flat = x.reshape(-1)
+    a = ar.flush(ar.load(flat))
     pos = _positions(layout, xp)
     zero = xp.zeros((), x.dtype)
     y = xp.empty(2 * layout.total, x.dtype)
-    y[pos] = xp.where(flat <= 0, zero, flat)
-    y[pos + layout.block] = xp.where(flat >= 0, zero, flat)
+    y[pos] = xp.where(a <= 0, zero, flat)
+    y[pos + layout.block] = xp.where(a >= 0, zero, flat)
     return y.reshape(_doubled(x.shape, axis))
 
 
-def ncrelu_backward(g: Any, x: Any, *, axis: int) -> Any:
+def ncrelu_backward(g: Any, x: Any, *, axis: int, ar: Arithmetic | None = None) -> Any:
     """``dx`` by the gather ``ncrelu_backward`` does: 0 where ``x`` is 0 (or NaN)."""
+    ar = ar or Arithmetic()
     xp = array_module(g, x)
     layout = ncrelu_layout(x.shape, axis)
-    flat, grad = x.reshape(-1), g.reshape(-1)
+    a, grad = ar.flush(ar.load(x.reshape(-1))), g.reshape(-1)
     pos = _positions(layout, xp)
     zero = xp.zeros((), g.dtype)
-    dx = xp.where(flat > 0, grad[pos], xp.where(flat < 0, grad[pos + layout.block], zero))
+    dx = xp.where(a > 0, grad[pos], xp.where(a < 0, grad[pos + layout.block], zero))
     return dx.reshape(x.shape)
 
 

@@ -1,10 +1,10 @@
 """Launching the fused CUDA kernels of ``dirac_kernels.cu`` from CuPy.
 
 The source is compiled once per device by NVRTC through :class:`cupy.RawModule`, with one
-template instantiation per (kernel, dtype) listed by :func:`name_expressions` (CI compiles the
-same list with nvcc). Every launcher takes CuPy arrays already validated by the public API and
-returns CuPy arrays; the index constants come from :mod:`dirac_cupy.fused_math`, which also
-holds the same maths as array code.
+template instantiation per (kernel, storage dtype) listed by :func:`name_expressions` (CI
+compiles the same list with nvcc). Every launcher takes CuPy arrays already validated by the
+public API and returns CuPy arrays; the index constants come from
+:mod:`dirac_cupy.fused_math`, which also holds the same maths as array code.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from dirac_core.normalize import eps_in
+from dirac_core.xp import work_dtype
+
 from .fused_math import ncrelu_layout, reduce_part, weight_geometry
 
 SOURCE = Path(__file__).with_name("dirac_kernels.cu")
@@ -22,30 +25,23 @@ SOURCE = Path(__file__).with_name("dirac_kernels.cu")
 BLOCK = 256  # threads per block; DIRAC_BLOCK in the source
 _MAX_GRID = 65535  # grid-stride loops cover the rest
 
-# dtype name -> (storage type, accumulation type) in the CUDA source.
-CUDA_TYPES: dict[str, tuple[str, str]] = {
-    "float64": ("double", "double"),
-    "float32": ("float", "float"),
-    "float16": ("__half", "float"),
-}
+CUDA_TYPES: dict[str, str] = {"float64": "double", "float32": "float", "float16": "__half"}
+"""dtype name -> storage type in the CUDA source (the arithmetic is double for all three)."""
 
-_WEIGHT_KERNELS = ("dirac_weight_forward", "dirac_weight_backward")
-_NCRELU_KERNELS = ("ncrelu_forward", "ncrelu_backward")
+SCALE_KINDS: dict[str, int] = {"float64": 0, "float32": 1, "float16": 2}
+"""How a scale's dtype is told to the kernels (``scale_at`` in the source)."""
 
-
-def _weight_name(kernel: str, dtype: str) -> str:
-    storage, acc = CUDA_TYPES[dtype]
-    return f"{kernel}<{storage}, {acc}>"
+KERNELS = ("dirac_weight_forward", "dirac_weight_backward", "narrow", "ncrelu_forward",
+           "ncrelu_backward")
 
 
-def _ncrelu_name(kernel: str, dtype: str) -> str:
-    return f"{kernel}<{CUDA_TYPES[dtype][0]}>"
+def _name(kernel: str, dtype: str) -> str:
+    return f"{kernel}<{CUDA_TYPES[dtype]}>"
 
 
 def name_expressions() -> list[str]:
     """Every template instantiation the backend launches, e.g. ``"ncrelu_forward<__half>"``."""
-    names = [_weight_name(k, d) for k in _WEIGHT_KERNELS for d in CUDA_TYPES]
-    return names + [_ncrelu_name(k, d) for k in _NCRELU_KERNELS for d in CUDA_TYPES]
+    return [_name(k, d) for k in KERNELS for d in CUDA_TYPES]
 
 
 @cache
@@ -70,16 +66,17 @@ def _function(name: str) -> Any:
     return _module(cupy.cuda.Device().id).get_function(name)
 
 
-def _acc_scalar(dtype: str, value: float) -> Any:
-    return np.float64(value) if CUDA_TYPES[dtype][1] == "double" else np.float32(value)
-
-
-def _scale(x: Any, dtype: str) -> tuple[Any, np.int64]:
-    """A 0-d or ``(O,)`` scale in the accumulation type, and its step (0 for a scalar)."""
+def _scale(x: Any) -> tuple[Any, np.int32, np.int64]:
+    """A 0-d or ``(O,)`` scale as the kernels read it: itself (no conversion kernel, which CuPy
+    compiles with flush-to-zero), its kind, and its step (0 for a scalar)."""
     import cupy
 
-    acc = np.float64 if CUDA_TYPES[dtype][1] == "double" else np.float32
-    return cupy.ascontiguousarray(x.astype(acc, copy=False)), np.int64(x.ndim)
+    return cupy.ascontiguousarray(x), np.int32(SCALE_KINDS[x.dtype.name]), np.int64(x.ndim)
+
+
+def _eps(eps: float, dtype: str) -> np.float64:
+    """``eps`` in the working dtype's positive finite range, as the reference takes it."""
+    return np.float64(eps_in(work_dtype(np.dtype(dtype)), eps))
 
 
 def dirac_weight(
@@ -91,15 +88,13 @@ def dirac_weight(
     w = cupy.ascontiguousarray(w)
     dtype = w.dtype.name
     geo = weight_geometry(w.shape, groups, policy)
-    a, a_step = _scale(alpha, dtype)
-    b, b_step = _scale(beta, dtype)
     out = cupy.empty_like(w)
-    _function(_weight_name("dirac_weight_forward", dtype))(
+    _function(_name("dirac_weight_forward", dtype))(
         (geo.out_channels,),
         (BLOCK,),
         (
-            w, a, a_step, b, b_step, out, np.int64(geo.length),
-            *_geometry_args(geo), _acc_scalar(dtype, eps), np.int32(normalize),
+            w, *_scale(alpha), *_scale(beta), out, np.int64(geo.length),
+            *_geometry_args(geo), _eps(eps, dtype), np.int32(normalize),
         ),
     )
     return out
@@ -109,24 +104,37 @@ def dirac_weight_vjp(
     g: Any, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int,
     policy: str,
 ) -> tuple[Any, Any, Any]:
-    """``(dW, dalpha, dbeta)`` in one launch plus, for scalar scales, a sum over ``O``."""
+    """``(dW, dalpha, dbeta)`` in one launch, plus for each scale a sum over ``O`` (a scalar
+    scale) and a launch rounding it to the scale's dtype."""
     import cupy
 
     w, g = cupy.ascontiguousarray(w), cupy.ascontiguousarray(g)
     dtype = w.dtype.name
     geo = weight_geometry(w.shape, groups, policy)
-    b, b_step = _scale(beta, dtype)
     dw = cupy.empty_like(w)
-    parts = cupy.empty((2, geo.out_channels), dtype=b.dtype)
-    _function(_weight_name("dirac_weight_backward", dtype))(
+    parts = cupy.empty((2, geo.out_channels), dtype=np.float64)
+    _function(_name("dirac_weight_backward", dtype))(
         (geo.out_channels,),
         (BLOCK,),
         (
-            g, w, b, b_step, dw, parts[0], parts[1], np.int64(geo.length),
-            *_geometry_args(geo), _acc_scalar(dtype, eps), np.int32(normalize),
+            g, w, *_scale(beta), dw, parts[0], parts[1], np.int64(geo.length),
+            *_geometry_args(geo), _eps(eps, dtype), np.int32(normalize),
         ),
     )
-    return dw, reduce_part(parts[0], alpha, alpha.dtype), reduce_part(parts[1], beta, beta.dtype)
+    dalpha = _narrow(reduce_part(parts[0], alpha), alpha)
+    return dw, dalpha, _narrow(reduce_part(parts[1], beta), beta)
+
+
+def _narrow(part: Any, like: Any) -> Any:
+    """A float64 gradient in ``like``'s dtype, rounded by the ``narrow`` kernel."""
+    import cupy
+
+    out = cupy.empty(part.shape, dtype=like.dtype)
+    total = part.size
+    _function(_name("narrow", like.dtype.name))(
+        _grid(total), (BLOCK,), (cupy.ascontiguousarray(part), out, np.int64(total))
+    )
+    return out
 
 
 def _geometry_args(geo: Any) -> tuple[Any, ...]:
@@ -147,7 +155,7 @@ def ncrelu(x: Any, *, axis: int) -> Any:
     shape = (*x.shape[:axis], 2 * x.shape[axis], *x.shape[axis + 1 :])
     y = cupy.empty(shape, dtype=x.dtype)
     if layout.total:
-        _function(_ncrelu_name("ncrelu_forward", x.dtype.name))(
+        _function(_name("ncrelu_forward", x.dtype.name))(
             _grid(layout.total), (BLOCK,), (x, y, np.int64(layout.total), np.int64(layout.block))
         )
     return y
@@ -161,7 +169,7 @@ def ncrelu_vjp(g: Any, x: Any, *, axis: int) -> Any:
     layout = ncrelu_layout(x.shape, axis)
     dx = cupy.empty_like(x)
     if layout.total:
-        _function(_ncrelu_name("ncrelu_backward", x.dtype.name))(
+        _function(_name("ncrelu_backward", x.dtype.name))(
             _grid(layout.total),
             (BLOCK,),
             (g, x, dx, np.int64(layout.total), np.int64(layout.block)),

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
+from dirac_conformance.case import Case, Operand
+from dirac_conformance.dtypes import round_to
+
 EPS = 1e-12
 # In float16, g / eps below the clamp overflows for eps = 1e-12; the half cases clamp at 1e-2.
 EPS_BY_DTYPE = {"float64": EPS, "float32": EPS, "float16": 1e-2}
@@ -104,3 +107,52 @@ def gradient_scale(g, case: WeightCase):
     norm = m * np.linalg.norm(rows / np.where(m > 0, m, 1)[:, None], axis=1)
     factor = 1 / np.maximum(norm, case.eps) if case.normalize else 1.0
     return np.abs(case.beta) * np.abs(g.reshape(rows.shape)).max(axis=1) * factor
+
+
+# ---------------------------------------------------------------------------- numeric edges
+
+
+def _edge(op: str, dtype: str, kwargs: dict, **operands) -> tuple[str, Case]:
+    values = {}
+    for k, v in operands.items():
+        carrier = "float64" if k in _PYTHON else dtype
+        values[k] = Operand(round_to(np.asarray(v), carrier), carrier, python=k in _PYTHON)
+    return op, Case(dtype, values, kwargs)
+
+
+_PYTHON = ("alpha", "beta")  # scales given as Python floats, as most callers do
+_WEIGHT = {"normalize": True, "groups": 1, "policy": "tile"}
+_SUBNORMAL = [[1e-39, -2e-39, 5e-40]]
+_HUGE_G = np.full((1, 16), 1e38)
+_HUGE_G[0, 0] = 5e37
+
+EDGE_CASES: dict[str, tuple[str, Case]] = {
+    # eps below float32's range: the smallest subnormal, never 0 (0/0 = NaN for a zero filter).
+    "zero filter, eps=1e-50": _edge("normalize_filters", "float32", {"eps": 1e-50},
+                                    w=[[0.0, 0.0, 0.0]]),
+    "zero filter vjp, eps=1e-50": _edge("normalize_filters_vjp", "float32", {"eps": 1e-50},
+                                        g=[[1.0, -2.0, 0.0]], w=[[0.0, 0.0, 0.0]]),
+    # Subnormal filters and eps: flush-to-zero must not turn them into zeros (or 0/0).
+    "subnormal filter": _edge("normalize_filters", "float32", {"eps": 1e-12}, w=_SUBNORMAL),
+    "subnormal filter vjp": _edge("normalize_filters_vjp", "float32", {"eps": 1e-12},
+                                  g=[[1.0, 2.0, -3.0]], w=_SUBNORMAL),
+    "subnormal eps": _edge("normalize_filters", "float32", {"eps": 1e-40}, w=_SUBNORMAL),
+    "subnormal ncrelu": _edge("ncrelu", "float32", {"axis": 1},
+                              x=[[1e-40, -1e-40, 0.0, 2.0, -1e-45]]),
+    "subnormal ncrelu vjp": _edge("ncrelu_vjp", "float32", {"axis": 1},
+                                  g=[[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], x=[[1e-40, -1e-40, 0.0]]),
+    # <g, w/m> overflows unless g is scaled by its max-abs first.
+    "huge g, float32": _edge("dirac_weight_vjp", "float32", {"eps": 1e-12, **_WEIGHT},
+                             g=_HUGE_G, w=np.ones((1, 16)), alpha=1.0, beta=1.0),
+    "huge g, float64": _edge("dirac_weight_vjp", "float64", {"eps": 1e-12, **_WEIGHT},
+                             g=_HUGE_G * 1e270, w=np.ones((1, 16)), alpha=1.0, beta=1.0),
+}
+"""Inputs at the numeric edges of the fused kernels, as conformance-suite cases
+(``dirac_conformance.checks.CHECKS[op].run(target, case)``)."""
+
+FTZ_CASES = ("subnormal filter", "subnormal eps", "subnormal ncrelu",
+             "subnormal ncrelu vjp", "zero filter, eps=1e-50", "zero filter vjp, eps=1e-50")
+"""The edge cases that float32 arithmetic under flush-to-zero gets wrong."""
+
+EPS_ABOVE_RANGE = {"w": np.array([[1e38, -2e38, 0.0]], dtype=np.float32), "eps": 1e39}
+"""``eps`` beyond float32: taken as float32's largest value (the spec), never as inf."""

@@ -33,7 +33,7 @@ def _expand_macros(source: str) -> str:
     return body
 
 
-def _parameters(source: str, kernel: str, storage: str, acc: str) -> list[str]:
+def _parameters(source: str, kernel: str, storage: str) -> list[str]:
     """The C types of ``kernel``'s parameters for one instantiation, in order."""
     pattern = rf"__global__\s+void\s+(?:__launch_bounds__\(\w+\)\s+)?{kernel}\s*\((.*?)\)\s*\{{"
     params = re.search(pattern, _expand_macros(source), flags=re.S).group(1)
@@ -41,7 +41,7 @@ def _parameters(source: str, kernel: str, storage: str, acc: str) -> list[str]:
     for param in params.split(","):
         ctype = param.strip().rsplit(" ", 1)[0].replace("const ", "").strip()
         base = ctype.rstrip("*")
-        base = {"T": storage, "A": acc}.get(base, base)
+        base = storage if base == "T" else base
         types_.append(base + ("*" if ctype.endswith("*") else ""))
     return types_
 
@@ -51,11 +51,20 @@ def _check_arguments(ctypes_: list[str], args: tuple) -> None:
     for ctype, arg in zip(ctypes_, args, strict=True):
         if ctype.endswith("*"):
             assert isinstance(arg, np.ndarray), f"{ctype} needs an array, got {type(arg)}"
-            assert arg.dtype == CTYPES[ctype[:-1]], f"{ctype} got dtype {arg.dtype}"
+            if ctype != "void*":  # a scale, in any dtype its kind argument names
+                assert arg.dtype == CTYPES[ctype[:-1]], f"{ctype} got dtype {arg.dtype}"
             assert arg.flags.c_contiguous, f"{ctype} got a non-contiguous array"
         else:
             expected = SCALARS.get(ctype) or CTYPES[ctype]
             assert type(arg) is expected, f"{ctype} needs {expected.__name__}, got {type(arg)}"
+
+
+KINDS = {kind: dtype for dtype, kind in kernels.SCALE_KINDS.items()}
+
+
+def _scale(array, kind, step):
+    assert array.dtype == KINDS[int(kind)], f"scale of dtype {array.dtype} sent as kind {kind}"
+    return array.reshape(()) if step == 0 else array
 
 
 def _emulate(kernel: str, args: tuple) -> None:
@@ -64,19 +73,26 @@ def _emulate(kernel: str, args: tuple) -> None:
         forward = kernel == "dirac_weight_forward"
         *head, _length, _spatial, _centre, per_group, _n, policy_min, eps, normalize = args
         w = head[0] if forward else head[1]
+        # eps arrives already in the working dtype's range: taking it there again is a no-op.
         geo = {
             "eps": float(eps), "normalize": bool(normalize),
             "groups": w.shape[0] // int(per_group), "policy": "min" if policy_min else "tile",
         }
         if forward:
-            _, a, a_step, b, b_step, out = head
-            a, b = (s.reshape(()) if step == 0 else s for s, step in ((a, a_step), (b, b_step)))
-            out[...] = fm.weight_forward(w, a, b, **geo)
-        else:
-            g, _, b, b_step, dw, dalpha, dbeta = head
-            dw[...], dalpha[...], dbeta[...] = fm.weight_backward(
-                g, w, b.reshape(()) if b_step == 0 else b, **geo
+            _, a, a_kind, a_step, b, b_kind, b_step, out = head
+            out[...] = fm.weight_forward(
+                w, _scale(a, a_kind, a_step), _scale(b, b_kind, b_step), **geo
             )
+        else:
+            g, _, b, b_kind, b_step, dw, dalpha, dbeta = head
+            dw[...], dalpha[...], dbeta[...] = fm.weight_backward(
+                g, w, _scale(b, b_kind, b_step), **geo
+            )
+        return
+    if kernel == "narrow":
+        src, dst, total = args
+        assert src.size == dst.size == int(total)
+        dst[...] = src.astype(dst.dtype)
         return
     *arrays, total, block = args
     pos = np.arange(int(total)) + np.arange(int(total)) // int(block) * int(block)
@@ -101,9 +117,8 @@ class _Module:
 
     def get_function(self, name):
         assert name in self.names, f"{name} was not declared as a name expression"
-        kernel, _, targs = name[:-1].partition("<")
-        storage, acc = ([t.strip() for t in targs.split(",")] + [None])[:2]
-        ctypes_ = _parameters(self.code, kernel, storage, acc)
+        kernel, _, storage = name[:-1].partition("<")
+        ctypes_ = _parameters(self.code, kernel, storage)
 
         def launch(grid, block, args):
             assert block == (kernels.BLOCK,) and all(0 < d < 2**31 for d in grid)
@@ -132,10 +147,10 @@ def fake_cupy(monkeypatch):
 
 
 def test_expanded_signature_of_the_weight_kernel():
-    params = _parameters(kernels.SOURCE.read_text(), "dirac_weight_forward", "__half", "float")
+    params = _parameters(kernels.SOURCE.read_text(), "dirac_weight_forward", "__half")
     assert params == [
-        "__half*", "float*", "long long", "float*", "long long", "__half*", "long long",
-        "long long", "long long", "long long", "long long", "int", "float", "int",
+        "__half*", "void*", "int", "long long", "void*", "int", "long long", "__half*",
+        "long long", "long long", "long long", "long long", "long long", "int", "double", "int",
     ]
 
 
@@ -161,9 +176,10 @@ def test_weight_launches_match_signatures_and_reference(fake_cupy, dtype, vector
         assert part.shape == want.shape and part.dtype == like.dtype
         scale = np.abs(want.astype(np.float64)).max()
         np.testing.assert_allclose(part, want, rtol=5e-3, atol=5e-3 * scale)
+    storage, scale = kernels.CUDA_TYPES[dtype], kernels.CUDA_TYPES[alpha.dtype.name]
     assert _Module.launched == [
-        f"dirac_weight_forward<{kernels.CUDA_TYPES[dtype][0]}, {kernels.CUDA_TYPES[dtype][1]}>",
-        f"dirac_weight_backward<{kernels.CUDA_TYPES[dtype][0]}, {kernels.CUDA_TYPES[dtype][1]}>",
+        f"dirac_weight_forward<{storage}>", f"dirac_weight_backward<{storage}>",
+        f"narrow<{scale}>", f"narrow<{scale}>",
     ]
 
 

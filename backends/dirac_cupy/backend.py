@@ -12,7 +12,9 @@ Two paths compute each op:
 
 The fused path is the default. ``CupyBackend(fused=False)`` or the environment variable
 ``DIRAC_CUPY_FUSED=0`` selects the generic path, and the backend falls back to it by itself,
-with a warning, if the kernels fail to compile. CuPy is imported only when an op runs.
+with a warning, if the kernels fail to compile, unless it is strict (``strict=True`` or
+``DIRAC_CUPY_STRICT=1``, as ``scripts/gpu_check.sh`` runs it): then the compile error is
+raised. :attr:`CupyBackend.path` says which path ran. CuPy is imported only when an op runs.
 
 >>> from dirac_cupy import CupyBackend
 >>> CupyBackend().name
@@ -71,19 +73,31 @@ class CupyBackend:
     fused : bool, optional
         Use the fused CUDA kernels where there are some (default: true unless the environment
         sets ``DIRAC_CUPY_FUSED=0``).
+    strict : bool, optional
+        Raise if the kernels do not compile, instead of warning and falling back to the
+        generic path (default: true where the environment sets ``DIRAC_CUPY_STRICT=1``).
     """
 
     name = "cupy"
     dtypes: tuple[str, ...] = ("float64", "float32", "float16")
 
-    def __init__(self, *, fused: bool | None = None) -> None:
+    def __init__(self, *, fused: bool | None = None, strict: bool | None = None) -> None:
         if fused is None:
             fused = os.environ.get("DIRAC_CUPY_FUSED", "1") != "0"
+        if strict is None:
+            strict = os.environ.get("DIRAC_CUPY_STRICT", "0") == "1"
         self.fused = fused
+        self.strict = strict
         self._generic = NumpyBackend()
 
     def __repr__(self) -> str:
-        return f"CupyBackend(fused={self.fused})"
+        return f"CupyBackend(fused={self.fused}, strict={self.strict})"
+
+    @property
+    def path(self) -> str:
+        """``"fused"`` or ``"generic"``: the path the Dirac weight and NCReLU run on (after a
+        failed compile, ``"generic"``)."""
+        return "fused" if self.fused else "generic"
 
     # ------------------------------------------------------------------ arrays and devices
 
@@ -184,6 +198,11 @@ class CupyBackend:
         try:
             kernels.compile_for_current_device()
         except (cupy.cuda.compiler.CompileException, cupy.cuda.driver.CUDADriverError) as exc:
+            if self.strict:
+                raise RuntimeError(
+                    f"dirac_cupy: the fused kernels did not compile (strict, so no fallback to "
+                    f"the generic path): {exc}"
+                ) from exc
             warnings.warn(
                 f"dirac_cupy: the fused kernels did not compile ({exc}); using the generic "
                 f"path (the reference on CuPy arrays) from now on",

@@ -134,3 +134,27 @@ def test_fused_switch_follows_the_environment(monkeypatch):
     monkeypatch.delenv("DIRAC_CUPY_FUSED")
     assert dirac_cupy.CupyBackend().fused
     assert not dirac_cupy.CupyBackend(fused=False).fused
+
+
+def test_a_failed_compile_is_fatal_when_strict_and_a_fallback_otherwise(monkeypatch):
+    class CompileError(Exception):
+        pass
+
+    errors = types.SimpleNamespace(CompileException=CompileError, CUDADriverError=CompileError)
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(compiler=errors, driver=errors))
+    monkeypatch.setattr(cupy_backend, "_cupy", lambda: fake)
+
+    def broken():
+        raise CompileError("dirac_kernels.cu(12): error: identifier is undefined")
+
+    monkeypatch.setattr(cupy_backend.kernels, "compile_for_current_device", broken)
+    strict = dirac_cupy.CupyBackend(strict=True)
+    with pytest.raises(RuntimeError, match=r"did not compile .*identifier is undefined"):
+        strict._use_fused()
+    assert strict.path == "fused"  # nothing ran on the generic path instead
+    lenient = dirac_cupy.CupyBackend(strict=False)
+    with pytest.warns(RuntimeWarning, match="fused kernels did not compile"):
+        assert not lenient._use_fused()
+    assert lenient.path == "generic"
+    monkeypatch.setenv("DIRAC_CUPY_STRICT", "1")
+    assert dirac_cupy.CupyBackend().strict and not dirac_cupy.CupyBackend(strict=False).strict

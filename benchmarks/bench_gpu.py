@@ -13,7 +13,10 @@ Dirac weight (read W once, write W_hat once) against a device-to-device copy of 
 bytes. Timing: CUDA events around ``--repeat`` calls after ``--warmup`` calls.
 
 Run ``python benchmarks/bench_gpu.py`` on a GPU machine (``scripts/gpu_check.sh`` does), or
-``--dry-run`` anywhere to list the cases without touching a GPU. The table comes last.
+``--dry-run`` anywhere to list the cases without touching a GPU. ``--rehearse`` runs the whole
+pipeline on the CPU at tiny shapes, standing in the kernels' CPU mirror for the fused path,
+the reference for the generic one and torch on the CPU for torch (its numbers mean nothing;
+CI runs it so the GPU run does not meet a broken script). The table comes last.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from math import prod
@@ -59,10 +63,16 @@ BANDWIDTH_WEIGHTS = {
 }
 
 
-def cases(quick: bool = False) -> list[Case]:
-    """Every timed case; ``quick`` keeps the CIFAR layer only."""
+# --rehearse: the same layers, shrunk so the CPU stand-ins finish in a moment.
+TINY = {"batch": 2, "channels": 4, "out": 4, "size": 6}
+TINY_BANDWIDTH = {"tiny": (8, 16, 3, 3)}
+
+
+def cases(quick: bool = False, tiny: bool = False) -> list[Case]:
+    """Every timed case; ``quick`` keeps the CIFAR layer only, ``tiny`` shrinks every layer."""
     out = []
     for label, layer in LAYERS.items():
+        layer = TINY if tiny else layer
         n, c, o, s = layer["batch"], layer["channels"], layer["out"], layer["size"]
         weight = (o, 2 * c, 3, 3)
         activation = (n, c, s, s)
@@ -140,6 +150,18 @@ class CupyTimer:
         return cupy.cuda.get_elapsed_time(start, end) / repeat
 
 
+class WallTimer:
+    """Milliseconds per call by the wall clock (the CPU stand-ins of ``--rehearse``)."""
+
+    def __call__(self, fn: Callable[[], Any], warmup: int, repeat: int) -> float:
+        for _ in range(warmup):
+            fn()
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        return (time.perf_counter() - start) * 1e3 / repeat
+
+
 class TorchTimer:
     """Milliseconds per call from CUDA events recorded on torch's current stream."""
 
@@ -181,53 +203,82 @@ class Row:
         return self.generic_ms / self.cupy_ms
 
 
-def _torch_backend() -> tuple[Any, str]:
-    """The torch backend and ``""``, or ``None`` and why torch on CUDA is not measured."""
+@dataclass
+class Rig:
+    """What is timed: the fused and generic paths and torch, their devices and clocks."""
+
+    fused: Any
+    generic: Any
+    timer: Callable[[Callable[[], Any], int, int], float]
+    device: Any
+    torch: Any = None
+    torch_timer: Any = None
+    torch_device: str = "cuda"
+    free: Callable[[], None] = lambda: None
+
+
+def gpu_rig() -> Rig:
+    """The cupy backend (fused, strict where ``DIRAC_CUPY_STRICT=1``; and generic) on device 0,
+    and torch on CUDA if it has a GPU."""
+    import cupy
+
+    from dirac_cupy import CupyBackend
+
+    torch_backend, why = _torch_backend("cuda")
+    if torch_backend is None:
+        print(f"note: no torch column: {why}", file=sys.stderr)
+    return Rig(CupyBackend(fused=True), CupyBackend(fused=False), CupyTimer(), 0,
+               torch_backend, TorchTimer() if torch_backend is not None else None, "cuda",
+               # cached blocks go back between cases: one case's im2col buffers must not
+               # crowd the next
+               cupy.get_default_memory_pool().free_all_blocks)
+
+
+def rehearsal_rig() -> Rig:
+    """CPU stand-ins: the kernels' mirror (fused), the reference (generic), torch on the CPU."""
+    from dirac_core.reference import NumpyBackend
+    from dirac_cupy.mirror import MirrorBackend
+
+    torch_backend, why = _torch_backend("cpu")
+    if torch_backend is None:
+        print(f"note: no torch column: {why}", file=sys.stderr)
+    return Rig(MirrorBackend(), NumpyBackend(), WallTimer(), None, torch_backend, WallTimer(),
+               "cpu")
+
+
+def _torch_backend(device: str) -> tuple[Any, str]:
+    """The torch backend and ``""``, or ``None`` and why torch on ``device`` is not measured."""
     try:
         import torch
 
         import dirac_core as dc
     except ImportError as exc:
         return None, f"torch is not installed ({exc})"
-    if not torch.cuda.is_available():
+    if device == "cuda" and not torch.cuda.is_available():
         return None, "torch has no CUDA device (a CPU build, or no driver)"
     return dc.get_backend("torch"), ""
 
 
-def run_cases(selected: list[Case], dtype: str, warmup: int, repeat: int) -> list[Row]:
-    from dirac_cupy import CupyBackend
-
-    fused, generic = CupyBackend(fused=True), CupyBackend(fused=False)
-    torch_backend, why = _torch_backend()
-    if torch_backend is None:
-        print(f"note: no torch column: {why}", file=sys.stderr)
-    cupy_timer = CupyTimer()
-    torch_timer = TorchTimer() if torch_backend is not None else None
+def run_cases(rig: Rig, selected: list[Case], dtype: str, warmup: int, repeat: int
+              ) -> list[Row]:
     rows = []
     for case in selected:
         host = _inputs(case, dtype)
-        on_gpu = {k: fused.from_numpy(v, 0) for k, v in host.items()}
-        cupy_ms = cupy_timer(_call(fused, case, on_gpu), warmup, repeat)
-        generic_ms = cupy_timer(_call(generic, case, on_gpu), warmup, repeat)
+        native = {k: rig.fused.from_numpy(v, rig.device) for k, v in host.items()}
+        fused_ms = rig.timer(_call(rig.fused, case, native), warmup, repeat)
+        generic_ms = rig.timer(_call(rig.generic, case, native), warmup, repeat)
         torch_ms = None
-        if torch_backend is not None:
-            on_torch = {k: torch_backend.from_numpy(v, "cuda") for k, v in host.items()}
-            torch_ms = torch_timer(_call(torch_backend, case, on_torch), warmup, repeat)
+        if rig.torch is not None:
+            on_torch = {k: rig.torch.from_numpy(v, rig.torch_device) for k, v in host.items()}
+            torch_ms = rig.torch_timer(_call(rig.torch, case, on_torch), warmup, repeat)
             del on_torch
-        del on_gpu
-        _free_cupy_pool()
+        del native
+        rig.free()
         rows.append(
-            Row(case.op, case.label, case.describe(), dtype, cupy_ms, generic_ms, torch_ms)
+            Row(case.op, case.label, case.describe(), dtype, fused_ms, generic_ms, torch_ms)
         )
         print(f"done: {case.op:<17} {case.label}", file=sys.stderr)
     return rows
-
-
-def _free_cupy_pool() -> None:
-    """Return cached blocks between cases, so one case's im2col buffers do not crowd the next."""
-    import cupy
-
-    cupy.get_default_memory_pool().free_all_blocks()
 
 
 @dataclass
@@ -240,35 +291,30 @@ class Bandwidth:
     copy_gbs: float
 
 
-def run_bandwidth(dtype: str, warmup: int, repeat: int) -> list[Bandwidth]:
+def run_bandwidth(rig: Rig, weights: dict[str, tuple[int, ...]], dtype: str, warmup: int,
+                  repeat: int) -> list[Bandwidth]:
     """GB/s of ``dirac_weight`` (bytes of W read once plus W_hat written once) and of a
-    device-to-device copy of the same bytes, for each of :data:`BANDWIDTH_WEIGHTS`."""
-    return [
-        _bandwidth(label, shape, dtype, warmup, repeat)
-        for label, shape in BANDWIDTH_WEIGHTS.items()
-    ]
+    device-to-device copy of the same bytes, for each weight shape."""
+    return [_bandwidth(rig, label, shape, dtype, warmup, repeat)
+            for label, shape in weights.items()]
 
 
 def _bandwidth(
-    label: str, shape: tuple[int, ...], dtype: str, warmup: int, repeat: int
+    rig: Rig, label: str, shape: tuple[int, ...], dtype: str, warmup: int, repeat: int
 ) -> Bandwidth:
-    import cupy
-
-    from dirac_cupy import CupyBackend
-
-    timer = CupyTimer()
-    w = cupy.asarray(np.random.default_rng(1).normal(size=shape).astype(dtype))
-    alpha, beta = cupy.asarray(np.float32(5.0)), cupy.asarray(np.float32(1e-3))
+    w = rig.fused.from_numpy(np.random.default_rng(1).normal(size=shape).astype(dtype),
+                             rig.device)
+    alpha, beta = (rig.fused.from_numpy(np.asarray(v, np.float32), rig.device)
+                   for v in (5.0, 1e-3))
     moved = 2 * w.nbytes / 1e9
-    fused, generic = CupyBackend(fused=True), CupyBackend(fused=False)
-    fused_ms = timer(lambda: fused.dirac_weight(w, alpha, beta, **WEIGHT_ARGS), warmup, repeat)
-    generic_ms = timer(
-        lambda: generic.dirac_weight(w, alpha, beta, **WEIGHT_ARGS), warmup, repeat
-    )
-    dst = cupy.empty_like(w)
-    copy_ms = timer(lambda: cupy.copyto(dst, w), warmup, repeat)
+    timings = [
+        rig.timer(lambda b=b: b.dirac_weight(w, alpha, beta, **WEIGHT_ARGS), warmup, repeat)
+        for b in (rig.fused, rig.generic)
+    ]
+    dst = w.copy()
+    copy_ms = rig.timer(lambda: dst.__setitem__(Ellipsis, w), warmup, repeat)
     return Bandwidth(
-        label, shape, dtype, *(moved / (ms / 1e3) for ms in (fused_ms, generic_ms, copy_ms))
+        label, shape, dtype, *(moved / (ms / 1e3) for ms in (*timings, copy_ms))
     )
 
 
@@ -315,6 +361,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--dry-run", action="store_true", help="list the cases and exit; needs no GPU"
     )
+    p.add_argument(
+        "--rehearse", action="store_true",
+        help="run everything on the CPU at tiny shapes (the kernels' mirror, the reference, "
+        "torch on the CPU): checks the pipeline, measures nothing",
+    )
     args = p.parse_args(argv)
     if args.warmup < 0 or args.repeat < 1:
         p.error(f"--warmup must be >= 0 and --repeat >= 1, got {args.warmup} and {args.repeat}")
@@ -323,21 +374,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    selected = cases(args.quick)
+    selected = cases(args.quick, tiny=args.rehearse)
+    weights = TINY_BANDWIDTH if args.rehearse else BANDWIDTH_WEIGHTS
     if args.dry_run:
         for case in selected:
             print(f"{case.op:<17} {case.label:<30} {case.describe()}")
-        for label, shape in BANDWIDTH_WEIGHTS.items():
+        for label, shape in weights.items():
             print(f"{'bandwidth':<17} {label:<30} w{shape} ({prod(shape)} entries)")
         return 0
-    from dirac_cupy import CupyBackend
+    if args.rehearse:
+        rig = rehearsal_rig()
+    else:
+        from dirac_cupy import CupyBackend
 
-    status = CupyBackend().available()
-    if not status:
-        print(f"bench_gpu: the cupy backend cannot run here: {status.reason}", file=sys.stderr)
-        return 2
-    rows = run_cases(selected, args.dtype, args.warmup, args.repeat)
-    bandwidth = run_bandwidth(args.dtype, args.warmup, args.repeat)
+        status = CupyBackend().available()
+        if not status:
+            print(f"bench_gpu: the cupy backend cannot run here: {status.reason}",
+                  file=sys.stderr)
+            return 2
+        rig = gpu_rig()
+    rows = run_cases(rig, selected, args.dtype, args.warmup, args.repeat)
+    bandwidth = run_bandwidth(rig, weights, args.dtype, args.warmup, args.repeat)
+    # A kernel that failed to compile would leave the fused column timing the generic path.
+    path = getattr(rig.fused, "path", "fused")
+    print(f"path measured in the cupy column: {path} ({rig.fused!r})")
+    if path != "fused":
+        print("bench_gpu: the fused kernels did not run; the cupy column is not theirs",
+              file=sys.stderr)
+        return 1
     if args.json:
         payload = {
             "cases": [asdict(r) for r in rows],

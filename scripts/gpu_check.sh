@@ -1,104 +1,148 @@
 #!/usr/bin/env bash
-# gpu_check.sh: everything that needs a CUDA GPU, in one run, with no network.
+# gpu_check.sh: everything that needs a CUDA GPU, in one run of at most ~8 minutes (--quick:
+# 4), from the source tree, with no network and nothing installed.
 #
-#   1. installs CuPy from ./.whl/ if that folder exists (pip --no-index: wheels only, offline);
-#   2. runs the conformance suite on the cupy backend and on torch on CUDA (bounded: by default
-#      at most 3 minutes each, 6 in all);
-#   3. runs the GPU tests of the cupy backend (tests/cupy);
-#   4. runs benchmarks/bench_gpu.py (cupy vs torch-CUDA, fused vs generic, bandwidth);
-#   5. prints a summary of the steps, then the benchmark table last.
+#   env          versions, GPUs, usable backends (found from the source tree if not installed)
+#   warm         compile the fused kernels (a compile error fails the check: no silent
+#                fallback to the generic path) and run every fused op once on both paths
+#   conformance-cupy         the conformance suite on the cupy backend (fused path)
+#   conformance-torch-cuda   the conformance suite on torch on CUDA
+#   tests-cupy   tests/cupy/test_gpu.py: fused and generic paths, kernels vs their mirror
+#   bench-gpu    benchmarks/bench_gpu.py (cupy vs torch-CUDA, fused vs generic, bandwidth)
 #
-# Usage:  scripts/gpu_check.sh [--quick]        (--quick: CIFAR shapes only in the benchmark)
+# Each step prints which path it measured and its verdict the moment it ends; the summary
+# and the benchmark table come last. Every step has a time limit, and the limits are cut so
+# that the whole run stays within TOTAL_S (a step with no time left is reported NOT RUN).
+#
+# Usage:  scripts/gpu_check.sh [--quick] [--rehearse]
+#   --quick     fewer examples, the CIFAR shapes only: fits in 4 minutes
+#   --rehearse  on a CPU: the CuPy steps are skipped, torch runs on the CPU with a handful of
+#               examples and the benchmark on CPU stand-ins (CI runs this, uninstalled)
 # Environment (all optional):
-#   PYTHON            interpreter (default: .venv/bin/python if present, else python3)
-#   OUT               folder for logs and JSON results (default: ./gpu_check_out)
-#   CONFORMANCE_S     seconds allowed per conformance run (default 180)
-#   TESTS_S           seconds allowed for tests/cupy (default 120)
-#   BENCH_S           seconds allowed for the benchmark (default 180)
-# Exit status: 0 when every step passed, 1 otherwise. See docs/cupy.md.
+#   PYTHON   interpreter (default: .venv/bin/python if present, else python3)
+#   OUT      folder for logs, verdicts and JSON results (default: ./gpu_check_out)
+#   TOTAL_S  seconds for the whole run (default 450; --quick 210)
+# Exit status: 0 when every step that ran passed, 1 otherwise. See docs/cupy.md.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+QUICK=0
+REHEARSE=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        --rehearse) REHEARSE=1 ;;
+        *) echo "usage: scripts/gpu_check.sh [--quick] [--rehearse]" >&2; exit 2 ;;
+    esac
+done
 if [[ -n "${PYTHON:-}" ]]; then PY="$PYTHON"
 elif [[ -x .venv/bin/python ]]; then PY=.venv/bin/python
 else PY=python3; fi
 OUT="${OUT:-$ROOT/gpu_check_out}"
 mkdir -p "$OUT"
-CONFORMANCE_S="${CONFORMANCE_S:-180}"
-TESTS_S="${TESTS_S:-120}"
-BENCH_S="${BENCH_S:-180}"
-BENCH_ARGS=()
-[[ "${1:-}" == "--quick" ]] && BENCH_ARGS+=(--quick)
+# The source tree comes first, installed or not: the registry finds its backends either way.
+export PYTHONPATH="$ROOT:$ROOT/backends:$ROOT/conformance${PYTHONPATH:+:$PYTHONPATH}"
+# A kernel that fails to compile must fail the check, not fall back to the generic path.
+export DIRAC_CUPY_STRICT=1
 
+# Per step: seconds allowed, then its arguments; --quick shrinks both.
+if (( QUICK )); then
+    TOTAL_S="${TOTAL_S:-210}"
+    LIMITS=(env 20 warm 75 conformance-cupy 40 conformance-torch-cuda 20 tests-cupy 40 bench-gpu 35)
+    CUPY_EXAMPLES=10; TORCH_EXAMPLES=5; GPU_TEST_EXAMPLES=4; BENCH_ARGS=(--quick --repeat 10)
+else
+    TOTAL_S="${TOTAL_S:-450}"
+    LIMITS=(env 25 warm 90 conformance-cupy 120 conformance-torch-cuda 60 tests-cupy 85 bench-gpu 90)
+    CUPY_EXAMPLES=40; TORCH_EXAMPLES=15; GPU_TEST_EXAMPLES=15; BENCH_ARGS=()
+fi
+TORCH_SPEC="torch@cuda"
+if (( REHEARSE )); then
+    TORCH_SPEC="torch"; TORCH_EXAMPLES=1; BENCH_ARGS+=(--rehearse --warmup 1 --repeat 2)
+    # pytest's "nothing collected": test_gpu.py skips itself without CuPy, as it should here.
+    TESTS_SKIP_RC=5
+fi
+export DIRAC_GPU_EXAMPLES="$GPU_TEST_EXAMPLES"
+
+limit_of() {  # limit_of NAME: the step's own limit
+    local i
+    for ((i = 0; i < ${#LIMITS[@]}; i += 2)); do
+        [[ "${LIMITS[i]}" == "$1" ]] && { echo "${LIMITS[i + 1]}"; return; }
+    done
+}
+
+STARTED=$SECONDS
 SUMMARY=()
 FAILED=0
 
-# run_step NAME SECONDS CMD...: run CMD bounded by SECONDS, log to $OUT/NAME.log, record status.
+# record NAME STATUS SECONDS DETAIL: print the verdict now, keep it for the summary.
+record() {
+    local line
+    line="$(printf '%-24s %-10s %5ss  %s' "$1" "$2" "$3" "$4")"
+    echo ">>> $line"
+    echo
+    SUMMARY+=("$line")
+}
+
+# run_step NAME CMD...: CMD bounded by the step's limit (cut to the time left, and exported
+# as STEP_LIMIT_S for commands that pace themselves), logged to $OUT/NAME.log. The verdict
+# line the command wrote to $OUT/NAME.verdict (else $DETAIL, else the log's name) is its detail.
+# An exit status equal to $SKIP_RC means the step skipped itself.
 run_step() {
-    local name="$1" seconds="$2"; shift 2
-    local start=$SECONDS status rc
+    local name="$1"; shift
+    local seconds left start rc status detail
+    seconds="$(limit_of "$name")"
+    left=$((TOTAL_S - (SECONDS - STARTED)))
+    (( seconds > left )) && seconds=$left
+    if (( seconds < 5 )); then
+        record "$name" "NOT RUN" 0 "no time left within TOTAL_S=${TOTAL_S}s"; FAILED=1; return
+    fi
     echo "=== $name (at most ${seconds}s): $*"
-    timeout --kill-after=15 "$seconds" "$@" 2>&1 | tee "$OUT/$name.log"
+    rm -f "$OUT/$name.verdict"
+    start=$SECONDS
+    STEP_LIMIT_S=$seconds timeout --kill-after=5 "$seconds" "$@" 2>&1 | tee "$OUT/$name.log"
     rc=${PIPESTATUS[0]}
     case $rc in
         0) status="pass" ;;
-        124|137) status="TIMEOUT after ${seconds}s"; FAILED=1 ;;
-        *) status="FAIL (exit $rc)"; FAILED=1 ;;
+        "${SKIP_RC:-none}") status="skipped" ;;
+        124|137) status="TIMEOUT"; FAILED=1 ;;
+        *) status="FAIL($rc)"; FAILED=1 ;;
     esac
-    SUMMARY+=("$(printf '%-24s %-22s %5ss  %s' "$name" "$status" "$((SECONDS - start))" "$OUT/$name.log")")
+    detail="$(cat "$OUT/$name.verdict" 2>/dev/null || echo "${DETAIL:-log: $OUT/$name.log}")"
+    record "$name" "$status" "$((SECONDS - start))" "$detail"
 }
 
-echo "=== environment"
+skip_step() {  # skip_step NAME WHY
+    record "$1" "skipped" 0 "$2"
+}
+
+STEPS=("$PY" scripts/gpu_steps.py)
+echo "=== GPUs"
 nvidia-smi -L 2>&1 || echo "nvidia-smi not found"
-if [[ -d .whl ]]; then
-    echo "=== installing wheels from .whl/ (offline)"
-    "$PY" -m pip install --no-index --find-links .whl .whl/*.whl || FAILED=1
-fi
+(( REHEARSE )) && echo "=== REHEARSAL on the CPU: CuPy steps skipped, nothing here is measured"
 
-# Without an installed project (no entry points), run from the source tree and name the
-# backends by module path, which the registry also accepts.
-if "$PY" -c "import dirac_core as dc, sys; sys.exit('cupy' not in dc.backend_names())" 2>/dev/null; then
-    CUPY_SPEC="cupy"; TORCH_SPEC="torch@cuda"
+run_step env "${STEPS[@]}" --verdict "$OUT/env.verdict" env
+if (( REHEARSE )); then
+    skip_step warm "rehearsal: needs CuPy and a GPU"
+    skip_step conformance-cupy "rehearsal: needs CuPy and a GPU"
 else
-    export PYTHONPATH="$ROOT:$ROOT/backends:$ROOT/conformance${PYTHONPATH:+:$PYTHONPATH}"
-    CUPY_SPEC="dirac_cupy.backend:CupyBackend"; TORCH_SPEC="dirac_torch.backend:TorchBackend@cuda"
+    run_step warm "${STEPS[@]}" --verdict "$OUT/warm.verdict" warm
+    run_step conformance-cupy "${STEPS[@]}" --verdict "$OUT/conformance-cupy.verdict" \
+        conformance cupy --examples "$CUPY_EXAMPLES" --json "$OUT/conformance-cupy.json"
 fi
-"$PY" - <<'EOF'
-import importlib
-for name in ("numpy", "cupy", "torch", "hypothesis", "pytest"):
-    try:
-        mod = importlib.import_module(name)
-        extra = f" (CUDA {mod.version.cuda}, GPU {mod.cuda.is_available()})" if name == "torch" else ""
-        print(f"{name:<11} {mod.__version__}{extra}")
-    except Exception as exc:
-        print(f"{name:<11} MISSING: {exc}")
-import dirac_core as dc
-for backend, reason in dc.available_backends().items():
-    print(f"backend {backend:<7} {'usable' if not reason else 'NOT usable: ' + reason}")
-EOF
-
-if [[ -x "$(dirname "$PY")/dirac-conformance" ]]; then
-    CONFORMANCE=("$(dirname "$PY")/dirac-conformance")
-elif command -v dirac-conformance >/dev/null 2>&1; then
-    CONFORMANCE=(dirac-conformance)
-else
-    CONFORMANCE=("$PY" -c "import sys; from dirac_conformance.cli import main; sys.exit(main())")
-fi
-run_step conformance-cupy "$CONFORMANCE_S" \
-    "${CONFORMANCE[@]}" "$CUPY_SPEC" --profile ci --json "$OUT/conformance-cupy.json"
-run_step conformance-torch-cuda "$CONFORMANCE_S" \
-    "${CONFORMANCE[@]}" "$TORCH_SPEC" --profile ci --json "$OUT/conformance-torch-cuda.json"
-run_step tests-cupy "$TESTS_S" \
-    "$PY" -m pytest -q -p no:cacheprovider tests/cupy -rs
-run_step bench-gpu "$BENCH_S" \
-    "$PY" benchmarks/bench_gpu.py "${BENCH_ARGS[@]}" --json "$OUT/bench_gpu.json"
+run_step conformance-torch-cuda "${STEPS[@]}" --verdict "$OUT/conformance-torch-cuda.verdict" \
+    conformance "$TORCH_SPEC" --examples "$TORCH_EXAMPLES" \
+    --json "$OUT/conformance-torch-cuda.json"
+DETAIL="paths fused and generic: every GPU test runs on both (log: $OUT/tests-cupy.log)" \
+SKIP_RC="${TESTS_SKIP_RC:-none}" run_step tests-cupy "$PY" -m pytest -q -p no:cacheprovider tests/cupy/test_gpu.py -rs
+DETAIL="cupy column: the fused path (the benchmark fails if it fell back)" \
+    run_step bench-gpu "$PY" benchmarks/bench_gpu.py "${BENCH_ARGS[@]}" --json "$OUT/bench_gpu.json"
 
 echo
-echo "=== summary (logs and JSON in $OUT)"
+echo "=== summary ($((SECONDS - STARTED)) s; logs, verdicts and JSON in $OUT)"
 printf '%s\n' "${SUMMARY[@]}"
 echo
 echo "=== benchmark table"
-# The table is the tail of the benchmark's output, from its header line on.
-sed -n '/^op  /,$p' "$OUT/bench-gpu.log"
+# The table is the tail of the benchmark's output, from the line naming the path on.
+sed -n '/^path measured in the cupy column/,$p' "$OUT/bench-gpu.log" 2>/dev/null
 exit "$FAILED"

@@ -8,6 +8,7 @@ kernels at the numeric edges (flush-to-zero, eps out of range, huge gradients), 
 interop with torch is checked to share memory.
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -38,7 +39,9 @@ pytestmark = [
 
 DTYPES = ("float64", "float32", "float16")
 # The backend fixture holds no state a Hypothesis example could leak into the next one.
-FEW = settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# scripts/gpu_check.sh sets the number of examples to fit its time limits.
+FEW = settings(max_examples=int(os.environ.get("DIRAC_GPU_EXAMPLES", "15")),
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(params=[True, False], ids=["fused", "generic"])

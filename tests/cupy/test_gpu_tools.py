@@ -1,8 +1,11 @@
 """The GPU benchmark and check script, as far as they run without a GPU: the benchmark's
 cases, inputs and calls (on the NumPy reference, at tiny shapes), its table, ``--help`` and
-``--dry-run``; the script's shell syntax."""
+``--dry-run``; the script's time limits, its step driver, and the whole script rehearsed on
+the CPU from an uninstalled source tree, as the bare GPU machine will run it."""
 
 import importlib.util
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +18,7 @@ from dirac_core.reference import NumpyBackend
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks" / "bench_gpu.py"
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
+STEPS = ROOT / "scripts" / "gpu_steps.py"
 
 
 @pytest.fixture(scope="module")
@@ -82,4 +86,82 @@ def test_gpu_check_script_is_valid_bash():
         pytest.skip("bash is not on PATH")
     done = subprocess.run([bash, "-n", str(SCRIPT)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "--no-index" in SCRIPT.read_text()  # the GPU machine has no network
+    assert "pip install" not in SCRIPT.read_text()  # no network there: nothing installs
+
+
+def _limits(mode: str) -> tuple[int, dict[str, int]]:
+    """``(TOTAL_S, {step: limit})`` of the script's full or quick mode."""
+    text = SCRIPT.read_text()
+    branch = text.split("if (( QUICK )); then", 1)[1].split("\nfi", 1)[0]
+    quick, full = branch.split("else", 1)
+    part = quick if mode == "quick" else full
+    total = int(re.search(r"TOTAL_S:-(\d+)", part).group(1))
+    pairs = re.search(r"LIMITS=\(([^)]*)\)", part).group(1).split()
+    return total, {k: int(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True)}
+
+
+@pytest.mark.parametrize(("mode", "minutes"), [("full", 8), ("quick", 4)])
+def test_step_limits_fit_one_device_command(mode, minutes):
+    total, limits = _limits(mode)
+    steps = {"env", "warm", "conformance-cupy", "conformance-torch-cuda", "tests-cupy",
+             "bench-gpu"}
+    assert set(limits) == steps
+    # Each killed step may take 5 s more (timeout --kill-after=5); start-up on top.
+    assert total <= minutes * 60 - 5 * len(steps) and sum(limits.values()) <= total + 40
+
+
+def _steps(*args, env=None):
+    return subprocess.run([sys.executable, str(STEPS), *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_conformance_step_reports_path_and_what_the_budget_left_out(tmp_path):
+    verdict, report = tmp_path / "verdict", tmp_path / "report.json"
+    done = _steps("--verdict", str(verdict), "conformance", "dirac_cupy.mirror:MirrorBackend",
+                  "--ops", "ncrelu,dirac_weight", "--examples", "3", "--json", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "path measured: cupy_mirror" in done.stdout
+    assert verdict.read_text().startswith("path cupy_mirror (no fused kernels); 6/6 checks")
+    assert json.loads(report.read_text())["not_run"] == []
+    late = _steps("--verdict", str(verdict), "conformance", "numpy", "--ops", "ncrelu",
+                  "--budget", "0")
+    assert late.returncode == 0 and "3 not run within 0 s: ncrelu/float64" in late.stdout
+
+
+def test_warm_step_fails_without_a_usable_cupy(tmp_path):
+    status = dc_available("cupy")
+    if status == "":
+        pytest.skip("CuPy runs here: the warm step would pass")
+    done = _steps("--verdict", str(tmp_path / "v"), "warm")
+    assert done.returncode == 1 and "FAIL: the cupy backend cannot run here" in done.stdout
+
+
+def dc_available(name: str) -> str:
+    import dirac_core as dc
+
+    return dc.available_backends().get(name, "missing")
+
+
+@pytest.mark.slow
+def test_gpu_check_rehearses_from_an_uninstalled_source_tree(uninstalled, tmp_path):
+    """The whole script, CuPy steps skipped, from a checkout that is not installed."""
+    pytest.importorskip("torch")
+    env = {**uninstalled, "OUT": str(tmp_path)}
+    done = subprocess.run(["bash", str(SCRIPT), "--rehearse"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-2000:]
+    assert "source tree: backends from SOURCE_TREE" in (tmp_path / "env.log").read_text()
+    summary = out.split("=== summary", 1)[1]
+    for step, status in [("env", "pass"), ("warm", "skipped"), ("conformance-cupy", "skipped"),
+                         ("conformance-torch-cuda", "pass"), ("tests-cupy", "skipped"),
+                         ("bench-gpu", "pass")]:
+        assert re.search(rf"^{step}\s+{status}\s", summary, flags=re.M), summary
+    # Each verdict is printed when its step ends, before the next step starts.
+    assert out.index(">>> env ") < out.index("=== conformance-torch-cuda")
+    assert "backends usable: numpy, torch" in summary
+    assert "48/48 checks conform" in summary
+    table = out.split("=== benchmark table", 1)[1]
+    assert "path measured in the cupy column: fused (MirrorBackend" in table
+    assert "conv_vjp" in table and "bandwidth" in table
+    assert json.loads((tmp_path / "bench_gpu.json").read_text())["cases"]

@@ -1,19 +1,76 @@
-"""Whether the CuPy backend can run here, and if not, the precise reason.
+"""Whether the CuPy backend can run here, and if not, the precise reason; which CuPy to install.
 
-Nothing here imports CuPy at module import; :func:`probe` does, once asked.
+Nothing here imports CuPy at module import; :func:`probe` does, once asked. CuPy ships one
+wheel per CUDA major version (``cupy-cuda12x``, ``cupy-cuda13x``), all installing the same
+``cupy`` package, so exactly one of them must be installed: the one for the CUDA version the
+driver supports, which :func:`driver_cuda_major` asks the driver for.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 from collections.abc import Callable
 from functools import cache
 from types import ModuleType
+from typing import Any
 
 from dirac_core.backend import Availability
 
 MIN_CUPY = 13  # CuPy 13 is the oldest with the NVRTC name expressions and DLPack we rely on
-INSTALL_HINT = "install a CuPy wheel matching the CUDA driver, e.g. pip install 'diracnets[cupy]'"
+
+CUPY_EXTRAS: dict[int, str] = {12: "cupy-cuda12x", 13: "cupy-cuda13x"}
+"""CUDA major version -> the extra of this project (named after the CuPy wheel it pulls)."""
+
+_LIBCUDA = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
+
+
+def driver_cuda_major(load: Callable[[str], Any] = ctypes.CDLL) -> int | None:
+    """The newest CUDA major version the installed driver supports, or None without a driver.
+
+    Asks the driver library itself (``cuDriverGetVersion``: 12040 for CUDA 12.4), so it needs
+    neither CuPy nor ``nvidia-smi``.
+
+    Parameters
+    ----------
+    load : callable
+        How to load a shared library (tests pass a fake one).
+
+    Examples
+    --------
+    >>> def no_driver(name):
+    ...     raise OSError(f"{name}: cannot open shared object file")
+    >>> driver_cuda_major(no_driver) is None
+    True
+    """
+    for name in _LIBCUDA:
+        try:
+            lib = load(name)
+        except OSError:
+            continue
+        version = ctypes.c_int(0)
+        if lib.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value > 0:
+            return version.value // 1000
+    return None
+
+
+def install_hint(major: int | None) -> str:
+    """Which CuPy to install for a driver supporting CUDA ``major`` (None: no driver found).
+
+    Examples
+    --------
+    >>> print(install_hint(12).split(" (")[0])
+    the driver supports CUDA 12: pip install 'diracnets[cupy-cuda12x]'
+    """
+    both = " or ".join(f"'diracnets[{extra}]' (CUDA {m})" for m, extra in CUPY_EXTRAS.items())
+    if major is None:
+        return f"no CUDA driver found (libcuda); with one, pip install {both}"
+    if major < min(CUPY_EXTRAS):
+        return (f"the driver supports CUDA {major} only: update it, then pip install {both} "
+                f"(or install CuPy's cupy-cuda11x wheel yourself)")
+    extra = CUPY_EXTRAS[min(major, max(CUPY_EXTRAS))]
+    return (f"the driver supports CUDA {major}: pip install 'diracnets[{extra}]' "
+            f"(one CuPy wheel only: uninstall any other cupy-cuda* first)")
 
 
 def probe(import_module: Callable[[str], ModuleType] = importlib.import_module) -> Availability:
@@ -41,12 +98,14 @@ def probe(import_module: Callable[[str], ModuleType] = importlib.import_module) 
     try:
         cupy = import_module("cupy")
     except ImportError as exc:
-        return Availability(False, f"CuPy is not installed ({exc}); {INSTALL_HINT}")
+        hint = install_hint(driver_cuda_major())
+        return Availability(False, f"CuPy is not installed ({exc}); {hint}")
     version = getattr(cupy, "__version__", "0")
     major = version.split(".")[0]
     if not major.isdigit() or int(major) < MIN_CUPY:
         return Availability(
-            False, f"CuPy {version} is too old: the cupy backend needs CuPy >= {MIN_CUPY}"
+            False, f"CuPy {version} is too old: the cupy backend needs CuPy >= {MIN_CUPY}; "
+            f"{install_hint(driver_cuda_major())}"
         )
     try:
         count = cupy.cuda.runtime.getDeviceCount()

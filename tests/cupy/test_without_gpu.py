@@ -4,6 +4,7 @@ run, and the public API refuses ``backend="cupy"`` with that reason."""
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +12,12 @@ import pytest
 import dirac_core as dc
 import dirac_cupy
 from dirac_core.backend import Availability, Backend
+from dirac_cupy import availability
 from dirac_cupy import backend as cupy_backend
 from dirac_cupy.availability import MIN_CUPY, probe
 
 OLDEST = f"CuPy >= {MIN_CUPY}"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fake_cupy(version: str = "13.3.0", count=1):
@@ -158,3 +161,63 @@ def test_a_failed_compile_is_fatal_when_strict_and_a_fallback_otherwise(monkeypa
     assert lenient.path == "generic"
     monkeypatch.setenv("DIRAC_CUPY_STRICT", "1")
     assert dirac_cupy.CupyBackend().strict and not dirac_cupy.CupyBackend(strict=False).strict
+
+
+class _Driver:
+    """Stands in for libcuda: cuDriverGetVersion writes ``version`` and returns ``status``."""
+
+    def __init__(self, version: int, status: int = 0):
+        self.version, self.status = version, status
+
+    def cuDriverGetVersion(self, pointer):
+        pointer._obj.value = self.version
+        return self.status
+
+
+def _loader(driver):
+    def load(name):
+        if driver is None:
+            raise OSError(f"{name}: cannot open shared object file")
+        return driver
+
+    return load
+
+
+@pytest.mark.parametrize(
+    ("driver", "major"),
+    [(_Driver(12040), 12), (_Driver(13000), 13), (_Driver(13020, status=100), None), (None, None)],
+)
+def test_driver_cuda_version_comes_from_libcuda(driver, major):
+    assert availability.driver_cuda_major(_loader(driver)) == major
+
+
+@pytest.mark.parametrize(
+    ("major", "wanted"),
+    [(12, "'diracnets[cupy-cuda12x]'"), (13, "'diracnets[cupy-cuda13x]'"),
+     (14, "'diracnets[cupy-cuda13x]'"), (11, "update it")],
+)
+def test_install_hint_names_the_wheel_for_the_driver(major, wanted):
+    hint = availability.install_hint(major)
+    assert f"supports CUDA {major}" in hint and wanted in hint
+    if major >= 12:  # one extra only, and a warning about the other wheel
+        other = {"12": "cuda13x", "13": "cuda12x", "14": "cuda12x"}[str(major)]
+        assert other not in hint and "one CuPy wheel only" in hint
+
+
+def test_missing_cupy_reason_carries_the_hint_for_this_driver(monkeypatch):
+    monkeypatch.setattr(availability, "driver_cuda_major", lambda: 13)
+    status = probe(_importer(ImportError("No module named 'cupy'")))
+    assert status.reason.endswith("pip install 'diracnets[cupy-cuda13x]' (one CuPy wheel only: "
+                                  "uninstall any other cupy-cuda* first)")
+    assert "no CUDA driver found" in availability.install_hint(None)
+    assert "cupy-cuda12x" in availability.install_hint(None)
+
+
+def test_extras_offer_one_cupy_per_cuda_major():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert "cupy" not in extras  # a single CuPy extra would install the wrong wheel somewhere
+    for major, extra in availability.CUPY_EXTRAS.items():
+        assert [dep.split(">=")[0] for dep in extras[extra]] == [f"cupy-cuda{major}x"]

@@ -165,3 +165,24 @@ def test_gpu_check_rehearses_from_an_uninstalled_source_tree(uninstalled, tmp_pa
     assert "path measured in the cupy column: fused (MirrorBackend" in table
     assert "conv_vjp" in table and "bandwidth" in table
     assert json.loads((tmp_path / "bench_gpu.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_warm_step_calls_every_op_of_the_protocol(dtype, monkeypatch):
+    """What the warm step runs on each path, here on the mirror (recording the ops called)."""
+    spec = importlib.util.spec_from_file_location("gpu_steps", STEPS)
+    steps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(steps)
+    from dirac_core import OPS
+    from dirac_cupy.mirror import MirrorBackend
+
+    called = set()
+
+    class Recording(MirrorBackend):
+        def __getattribute__(self, name):
+            if name in OPS:
+                called.add(name)
+            return super().__getattribute__(name)
+
+    steps._every_op(Recording(), dtype, device=None)
+    assert called == set(OPS)

@@ -156,22 +156,23 @@ def test_expanded_signature_of_the_weight_kernel():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
 @pytest.mark.parametrize("vector", [False, True])
-def test_weight_launches_match_signatures_and_reference(fake_cupy, dtype, vector):
+@pytest.mark.parametrize("scale_dtype", ["float64", "float32", "float16"])
+def test_weight_launches_match_signatures_and_reference(fake_cupy, dtype, vector, scale_dtype):
     rng = np.random.default_rng(4)
     w = rng.normal(size=(6, 4, 3, 2)).astype(dtype)
     w[1] = 0
-    alpha = rng.normal(size=6) if vector else np.asarray(2.0)  # float64, as the API passes it
-    beta = rng.normal(size=6) if vector else np.asarray(0.5)
+    alpha = (rng.normal(size=6) if vector else np.asarray(2.0)).astype(scale_dtype)
+    beta = (rng.normal(size=6) if vector else np.asarray(0.5)).astype(scale_dtype)
     args = {"eps": 1e-2 if dtype == "float16" else EPS, "normalize": True, "groups": 2,
             "policy": "tile"}
     out = kernels.dirac_weight(w, alpha, beta, **args)
-    expected = dc.dirac_weight(w, alpha.astype(dtype), beta.astype(dtype), **args)
+    expected = dc.dirac_weight(w, alpha, beta, **args)
     assert out.dtype == np.dtype(dtype)
     np.testing.assert_allclose(out, expected, rtol=2e-3, atol=2e-3)
     g = rng.normal(size=w.shape).astype(dtype)
     got = kernels.dirac_weight_vjp(g, w, alpha, beta, **args)
-    ref = dc.dirac_weight_vjp(g, w, alpha.astype(dtype), beta.astype(dtype), **args)
-    # dW has the weight's dtype; dalpha and dbeta their own argument's (float64 here).
+    ref = dc.dirac_weight_vjp(g, w, alpha, beta, **args)
+    # dW has the weight's dtype; dalpha and dbeta their own argument's.
     for part, want, like in zip(got, ref, (w, alpha, beta), strict=True):
         assert part.shape == want.shape and part.dtype == like.dtype
         scale = np.abs(want.astype(np.float64)).max()

@@ -11,12 +11,41 @@ from .backend import Array
 from .xp import array_module, work_dtype
 
 
-def eps_in(dtype: Any, eps: float) -> Any:
-    """``eps`` in the working dtype, kept inside its positive finite range so that neither the
-    comparison nor the division by it can overflow to inf or round to zero (the spec's rule;
-    the fused CUDA kernels take their ``eps`` from here too)."""
+def working_eps(eps: float, dtype: Any) -> float:
+    """``eps`` as the spec takes it in a working dtype: rounded to ``dtype`` and kept inside
+    its positive finite range, so that neither the comparison with a norm nor the division by
+    it can overflow to inf or round to zero.
+
+    Every backend applies this rule (``eps = 1e-50`` acts as float32's smallest subnormal,
+    ``1e300`` as float32's largest finite number).
+
+    Parameters
+    ----------
+    eps : float
+        The clamp, > 0 (any finite value the API accepts).
+    dtype : dtype or str
+        The working dtype (``"float32"`` or ``"float64"``; any NumPy floating dtype).
+
+    Returns
+    -------
+    float
+        A positive finite value exactly representable in ``dtype``.
+
+    Examples
+    --------
+    >>> working_eps(1e-50, "float32") == float(np.finfo(np.float32).smallest_subnormal)
+    True
+    >>> working_eps(1e300, "float32") == float(np.finfo(np.float32).max)
+    True
+    """
     info = np.finfo(dtype)
-    return dtype.type(min(max(eps, float(info.smallest_subnormal)), float(info.max)))
+    clamped = min(max(eps, float(info.smallest_subnormal)), float(info.max))
+    return float(np.dtype(dtype).type(clamped))
+
+
+def _eps_in(dtype: Any, eps: float) -> Any:
+    """:func:`working_eps` as a scalar of ``dtype``."""
+    return dtype.type(working_eps(eps, dtype))
 
 
 def _filters(w: Array) -> tuple[ModuleType, Array, Array, Array, Array]:
@@ -38,7 +67,7 @@ def _filters(w: Array) -> tuple[ModuleType, Array, Array, Array, Array]:
 def _clamped(xp: ModuleType, scale: Array, scaled_norm: Array, eps: float) -> Array:
     """``||v|| < eps``, decided without forming ``||v||`` for large filters (it may overflow):
     ``||v|| >= max|v| = scale``, so only filters with ``scale < eps`` can be below the clamp."""
-    eps = eps_in(scale.dtype, eps)
+    eps = _eps_in(scale.dtype, eps)
     small = scale < eps
     return small & (xp.where(small, scale, 0) * scaled_norm < eps)
 
@@ -53,7 +82,7 @@ def normalize_filters(w: Array, eps: float) -> Array:
     clamped = _clamped(xp, scale, scaled_norm, eps)
     unit = scaled / xp.where(scaled_norm > 0, scaled_norm, 1)
     # Mask before dividing: the branch not taken must not overflow either.
-    out = xp.where(clamped, xp.where(clamped, flat, 0) / eps_in(flat.dtype, eps), unit)
+    out = xp.where(clamped, xp.where(clamped, flat, 0) / _eps_in(flat.dtype, eps), unit)
     return out.astype(w.dtype, copy=False).reshape(w.shape)
 
 
@@ -75,6 +104,6 @@ def normalize_filters_vjp(g: Array, w: Array, eps: float) -> Array:
     tangent = g_unit - unit * xp.sum(unit * g_unit, axis=1, keepdims=True)
     factor = g_scale / xp.where(clamped | (scale == 0), 1, scale)
     above = xp.where(tangent == 0, 0, tangent / safe_norm * factor)
-    below = xp.where(clamped, grad, 0) / eps_in(flat.dtype, eps)
+    below = xp.where(clamped, grad, 0) / _eps_in(flat.dtype, eps)
     out = xp.where(clamped, below, above)
     return out.astype(w.dtype, copy=False).reshape(w.shape)

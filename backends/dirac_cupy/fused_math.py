@@ -18,7 +18,7 @@ The Dirac weight, per filter ``v = w[o]`` flattened to ``L`` entries (paper eq. 
 and its VJP ``dW[o] = (h - u <u, h>) / sn * (G / m)`` with ``h = beta_o g / G`` and
 ``G = max|beta_o g|`` (``beta_o g / eps`` below the clamp), ``dalpha_o = <g, delta[o]>``,
 ``dbeta_o = <g, u>``. ``eps`` is first brought into the working dtype's range
-(:func:`dirac_core.normalize.eps_in`).
+(:func:`dirac_core.normalize.working_eps`).
 
 Flush-to-zero. CuPy compiles kernels with ``-ftz=true``: float32 operations read subnormal
 operands as zero and flush subnormal results. :class:`Arithmetic` models that for the type a
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from dirac_core.normalize import eps_in
+from dirac_core.normalize import working_eps
 from dirac_core.xp import array_module, work_dtype
 
 ACCUMULATE = np.dtype(np.float64)
@@ -179,7 +179,7 @@ def _column(scale: Any, ar: Arithmetic) -> Any:
 def kernel_eps(eps: float, dtype: Any, ar: Arithmetic) -> Any:
     """The ``eps`` a kernel receives: in the working dtype's range, then in the arithmetic
     type."""
-    return ar.const(eps_in(work_dtype(dtype), eps))
+    return ar.const(working_eps(eps, work_dtype(dtype)))
 
 
 def weight_forward(

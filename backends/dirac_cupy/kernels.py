@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dirac_core.normalize import eps_in
+from dirac_core.normalize import working_eps
 from dirac_core.xp import work_dtype
 
 from .fused_math import ncrelu_layout, reduce_part, weight_geometry
@@ -76,7 +76,7 @@ def _scale(x: Any) -> tuple[Any, np.int32, np.int64]:
 
 def _eps(eps: float, dtype: str) -> np.float64:
     """``eps`` in the working dtype's positive finite range, as the reference takes it."""
-    return np.float64(eps_in(work_dtype(np.dtype(dtype)), eps))
+    return np.float64(working_eps(eps, work_dtype(np.dtype(dtype))))
 
 
 def dirac_weight(

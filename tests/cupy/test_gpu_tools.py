@@ -159,8 +159,11 @@ def test_gpu_check_rehearses_from_an_uninstalled_source_tree(uninstalled, tmp_pa
         assert re.search(rf"^{step}\s+{status}\s", summary, flags=re.M), summary
     # Each verdict is printed when its step ends, before the next step starts.
     assert out.index(">>> env ") < out.index("=== conformance-torch-cuda")
-    assert "backends usable: numpy, torch" in summary
-    assert "48/48 checks conform" in summary
+    usable = re.search(r"^env .*backends usable: (.*)$", summary, flags=re.M).group(1)
+    assert {"numpy", "torch"} <= set(usable.split(", "))
+    torch_line = r"path torch \(no fused kernels\); (\d+)/(\d+) checks conform"
+    good, total = re.search(torch_line, summary).groups()
+    assert good == total and int(total) > 12  # every check, each dtype, all conform
     table = out.split("=== benchmark table", 1)[1]
     assert "path measured in the cupy column: fused (MirrorBackend" in table
     assert "conv_vjp" in table and "bandwidth" in table

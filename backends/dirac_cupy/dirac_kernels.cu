@@ -43,9 +43,10 @@ __device__ __forceinline__ void store(float* p, double v) {
         *p = (float)v;
         return;
     }
-    // a * 2^149 is exact and below 2^23; rint rounds half to even, as the conversion would.
-    const unsigned mantissa = (unsigned)rint(a * 7.1362384635297994e+44);
-    *p = __uint_as_float((signbit(v) ? 0x80000000u : 0u) | mantissa);
+    // a * 2^149 is exact and at most 2^23; the conversion rounds half to even, as IEEE does.
+    const unsigned mantissa = __double2uint_rn(a * 7.1362384635297994e+44);
+    const unsigned sign = __double_as_longlong(v) < 0 ? 0x80000000u : 0u;  // -0.0 included
+    *p = __uint_as_float(sign | mantissa);
 }
 
 // The scales alpha and beta in their own dtype: kind 0 double, 1 float, 2 half.

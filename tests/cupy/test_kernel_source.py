@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from dirac_cupy import kernels
@@ -64,3 +65,37 @@ def test_no_float32_arithmetic_for_flush_to_zero_to_flush(tmp_path):
             assert "setp" not in entry or not re.search(r"setp\.[\w.]*f32", entry), name
     # The float <-> double conversions flush under -ftz: the source guards both by the bits.
     assert "cvt.ftz.f64.f32" in ptx and "__float_as_uint" in kernels.SOURCE.read_text()
+
+
+def _literal(pattern: str) -> float:
+    return float(re.search(pattern, kernels.SOURCE.read_text()).group(1))
+
+
+def test_bit_level_float_conversions_are_exact():
+    """``to_acc(float)`` and ``store(float*, double)`` rebuild subnormals from their bits (a
+    plain conversion flushes them under -ftz). Their constants are the powers of two they
+    claim, and the algorithm, ported to NumPy, is bit-exact against IEEE conversion."""
+    tiny = _literal(r"\* ([\d.e+-]+);  // \* 2\^-149")
+    smallest_normal = _literal(r"a < ([\d.e+-]+)\)\) \{  // at least 2\^-126")
+    scale = _literal(r"__double2uint_rn\(a \* ([\d.e+-]+)\)")
+    assert (tiny, smallest_normal, scale) == (2.0**-149, 2.0**-126, 2.0**149)
+
+    rng = np.random.default_rng(0)
+    floats = rng.integers(0, 2**32, 100_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    floats = floats[~np.isnan(floats)]
+    bits = floats.view(np.uint32)
+    magnitude = (bits & 0x7FFFFF).astype(np.float64) * tiny
+    widened = np.where(bits & 0x7F800000, floats.astype(np.float64),
+                       np.where(bits >> 31 == 1, -magnitude, magnitude))
+    assert np.array_equal(widened, floats.astype(np.float64))
+
+    doubles = np.concatenate([rng.uniform(-2e-38, 2e-38, 100_000), widened,
+                              [0.0, -0.0, 2.0**-150, 3 * 2.0**-150, 2.0**-126 * (1 - 2.0**-25)]])
+    a = np.abs(doubles)
+    normal = ~(a < smallest_normal)
+    mantissa = np.where(normal, 0, np.rint(a * scale)).astype(np.uint32)  # rint: half to even
+    sign = np.where(np.signbit(doubles), np.uint32(0x80000000), np.uint32(0))
+    with np.errstate(over="ignore"):
+        expected = doubles.astype(np.float32)
+        narrowed = np.where(normal, expected, (sign | mantissa).view(np.float32))
+    assert np.array_equal(narrowed.view(np.uint32), expected.view(np.uint32))

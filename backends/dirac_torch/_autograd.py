@@ -14,7 +14,9 @@ computed without overflow), ``u = s / r`` and ``G`` the incoming gradient:
   is above the clamp), else ``m / eps``;
 - ``dalpha = sum(G * delta)``, ``dbeta = sum(G * normalize(v)) = gain * sum(G * s)`` (per
   filter, then summed for a scalar);
-- ``dv = beta * (G - u <u, G>) / (m r)`` above the clamp, ``beta * G / eps`` below.
+- ``dv = beta * (G - u <u, G>) / (m r)`` above the clamp, ``beta * G / eps`` below;
+- ``eps`` is taken in the working dtype and kept inside its positive finite range, as the
+  spec says (:func:`working_eps`).
 
 Higher-order gradients through this node are not supported (``once_differentiable``); first
 derivatives are exact and checked against the reference by the tests.
@@ -28,6 +30,8 @@ from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from dirac_core.normalize import working_eps as _working_eps
 
 _HALF = (torch.float16, torch.bfloat16)
 # Weights up to this many elements are computed on the calling thread alone (see _serial).
@@ -59,12 +63,22 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF else dtype
 
 
+def working_eps(eps: float, like: torch.Tensor) -> torch.Tensor:
+    """``eps`` as the spec takes it: in ``like``'s (working) dtype and inside its positive
+    finite range (:func:`dirac_core.normalize.working_eps`), as a 0-d tensor on ``like``'s
+    device. A tensor, not a Python float: a float beyond the dtype's range cannot be mixed
+    with its tensors, and CUDA divides by a scalar through its reciprocal, which overflows."""
+    value = _working_eps(eps, str(like.dtype).rpartition(".")[2])
+    return torch.full((), value, dtype=like.dtype, device=like.device)
+
+
 def scaled_rows(
-    flat: torch.Tensor, eps: float
+    flat: torch.Tensor, eps: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(s, r, m, above)`` for the rows ``v`` of ``flat``: ``s = v / m`` with ``m = max|v|``
     (1 for a zero row), ``r = ||s||``, ``m`` (detached: ``v / ||v||`` does not change when ``v``
-    is rescaled, so the true gradient does not flow through it) and ``above = m r >= eps``."""
+    is rescaled, so the true gradient does not flow through it) and ``above = m r >= eps``
+    (``eps`` from :func:`working_eps`)."""
     scale = flat.detach().abs().amax(dim=1, keepdim=True)
     scaled = flat / torch.where(scale > 0, scale, 1)
     norm = torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
@@ -112,12 +126,15 @@ class DiracWeight(torch.autograd.Function):
         ones = delta.reshape(flat.shape).to(dtype)
         a, b = _rows(alpha, dtype), _rows(beta, dtype)
         if normalize:
-            scaled, norm, scale, above = scaled_rows(flat, eps)
+            eps_t = working_eps(eps, flat)
+            scaled, norm, scale, above = scaled_rows(flat, eps_t)
             safe = torch.where(above, norm, 1)
-            gain = torch.where(above, 1 / safe, scale / eps)
-            # d normalize(v) = k (G - u <u, G>), with the tangent part only above the clamp.
-            k = torch.where(above, 1 / (safe * scale), 1 / eps)
-            ctx.save_for_backward(scaled, ones, gain, k, above)
+            gain = torch.where(above, 1 / safe, scale / eps_t)
+            # d normalize(v) = (G - u <u, G>) / r / m above the clamp, G / eps below: two
+            # divisions, never a product with 1 / (r m) or 1 / eps, which overflow for tiny
+            # norms and eps (and turn a zero gradient into NaN).
+            divisor = torch.where(above, scale, eps_t)
+            ctx.save_for_backward(scaled, ones, gain, safe, divisor, above)
         else:
             scaled, gain = flat, torch.ones((), dtype=dtype, device=w.device)
             ctx.save_for_backward(scaled, ones, gain)
@@ -144,10 +161,9 @@ class DiracWeight(torch.autograd.Function):
         if not need_w:
             return None, dalpha, dbeta, None, None, None
         if ctx.normalize:
-            k, above = clamp
-            c1 = b * k
-            c2 = torch.where(above, c1 * along_direction * gain, 0)
-            dw = torch.addcmul(g * c1, scaled, c2, value=-1)
+            safe, divisor, above = clamp
+            tangent = torch.addcmul(g, scaled, along_direction * gain, value=-1)
+            dw = torch.where(above, tangent, g) * b / safe / divisor
         else:
             dw = g * b
         dw = dw.reshape(grad.shape).to(grad.dtype)

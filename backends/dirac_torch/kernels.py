@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from dirac_core.padding import Pairs
 
-from ._autograd import DiracWeight, scaled_rows, work_dtype
+from ._autograd import DiracWeight, scaled_rows, work_dtype, working_eps
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -45,10 +45,11 @@ def dirac_tensor(
 def normalized(w: torch.Tensor, eps: float) -> torch.Tensor:
     """``normalize_filters`` without checks, returned in ``work_dtype(w.dtype)``."""
     flat = w.to(work_dtype(w.dtype)).reshape(w.shape[0], -1)
-    scaled, scaled_norm, _, above = scaled_rows(flat, eps)
+    eps_t = working_eps(eps, flat)
+    scaled, scaled_norm, _, above = scaled_rows(flat, eps_t)
     # Each branch is made finite where it is not taken, so its zero gradient stays zero (not NaN).
     unit = scaled / torch.where(above, scaled_norm, 1)
-    below = torch.where(above, 0, flat) / eps
+    below = torch.where(above, 0, flat) / eps_t
     return torch.where(above, unit, below).reshape(w.shape)
 
 

@@ -30,7 +30,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from .backend import Backend
+from .backend import OPS, Backend
 from .errors import BackendUnavailableError, BrokenBackendError, UnknownBackendError
 
 GROUP = "dirac_core.backends"
@@ -63,8 +63,44 @@ def _findable(target: str) -> bool:
     return importlib.util.find_spec(target.partition(".")[0].partition(":")[0]) is not None
 
 
-def _instantiate(obj: Any) -> Backend:
-    backend: Backend = obj() if isinstance(obj, type) else obj
+_PROTOCOL_METHODS = ("available", "owns", "from_numpy", "to_numpy", "device", *OPS)
+
+
+def missing_methods(obj: Any) -> list[str]:
+    """The methods of the :class:`~dirac_core.backend.Backend` protocol that ``obj`` (a class
+    or an instance) lacks; empty for a backend.
+
+    Examples
+    --------
+    >>> from dirac_core.reference import NumpyBackend
+    >>> missing_methods(NumpyBackend), missing_methods(object)[:2]
+    ([], ['available', 'owns'])
+    """
+    return [m for m in _PROTOCOL_METHODS if not callable(getattr(obj, m, None))]
+
+
+def instantiate(obj: Any, target: str) -> Backend:
+    """A backend from a class (instantiated with no arguments) or an instance.
+
+    Raises
+    ------
+    TypeError
+        ``obj`` does not implement the protocol; checked before anything of it runs.
+    BrokenBackendError
+        Instantiating the class raised.
+    """
+    missing = missing_methods(obj)
+    if missing:
+        raise TypeError(
+            f"backend={target!r} is a {type(obj).__name__}, not a Backend: it lacks "
+            f"{', '.join(missing)}"
+        )
+    try:
+        backend = obj() if isinstance(obj, type) else obj
+    except Exception as exc:  # a third party's constructor can raise anything
+        raise BrokenBackendError(f"backend={target!r} could not be instantiated: {exc!r}") from exc
+    if not isinstance(backend, Backend):
+        raise TypeError(f"backend={target!r} lacks the name or dtypes attribute of a Backend")
     return backend
 
 
@@ -76,7 +112,7 @@ def _load_target(target: str) -> Backend:
             obj = getattr(obj, part)
     except Exception as exc:  # a broken install can raise anything (OSError: missing libcudart)
         raise BrokenBackendError(f"backend={target!r} could not be loaded: {exc!r}") from exc
-    return _instantiate(obj)
+    return instantiate(obj, target)
 
 
 def backend_names() -> list[str]:
@@ -134,11 +170,12 @@ def _load(name: str) -> Backend:
         if isinstance(target, str):
             return _load_target(target)
         try:
-            return _instantiate(target.load())
+            obj = target.load()
         except Exception as exc:  # a broken install can raise anything on import
             raise BrokenBackendError(
                 f"backend={name!r} is registered but could not be imported: {exc}"
             ) from exc
+        return instantiate(obj, name)
     if ":" in name:
         return _load_target(name)
     raise UnknownBackendError(

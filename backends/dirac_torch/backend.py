@@ -10,6 +10,9 @@ conformance target, so its conv ops run with cuDNN and cuBLAS forced to IEEE flo
 the user's settings back afterwards. (The layers and :mod:`dirac_torch.functional` follow the
 user's global settings instead, like any ``nn.Conv2d``.)
 
+Half precision: float16 and bfloat16 convolutions are computed in float32 and rounded once,
+as the spec requires (PyTorch's CPU half kernels round intermediate products to half).
+
 NumPy has no bfloat16 of its own: :meth:`TorchBackend.from_numpy` accepts ml_dtypes' bfloat16
 arrays and :meth:`TorchBackend.to_numpy` returns bfloat16 tensors as float32 (exact).
 """
@@ -139,6 +142,14 @@ class TorchBackend:
         dilation: tuple[int, ...], groups: int,
     ) -> torch.Tensor:
         pairs = resolve_padding(padding, tuple(w.shape[2:]), dilation)
+        work = work_dtype(x.dtype)
+        if work != x.dtype:
+            # The spec: half inputs accumulate in float32 and are rounded once. PyTorch's CPU
+            # half kernels round products (and the gradients' sums) to half on the way, so
+            # the backend computes in float32; autograd rounds the gradients once too.
+            y = self.conv(x.to(work), w.to(work), None if bias is None else bias.to(work),
+                          stride=stride, padding=padding, dilation=dilation, groups=groups)
+            return y.to(x.dtype)
         with ieee_float32(x.device):
             return kernels.conv(x, w, bias, stride, pairs, dilation, groups)
 

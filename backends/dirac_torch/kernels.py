@@ -101,9 +101,10 @@ def fold_batchnorm(
 
     With ``s = gamma / sqrt(var + eps)``: ``W' = W * s`` per output channel and
     ``b' = (b - mean) * s + beta`` (``b = 0`` when ``bias`` is None). Exact for any sign of
-    ``gamma``. The arithmetic runs in float64 whatever the inputs' dtypes (the work is one
-    multiply per weight entry, and folding then adds no rounding beyond the final cast); results
-    in ``weight``'s dtype. No argument checks here: call :func:`dirac_core.fold_batchnorm` (or
+    ``gamma``. ``eps`` is taken in the working dtype, as the spec says. The arithmetic runs
+    in float64 whatever the inputs' dtypes (the work is one multiply per weight entry, and
+    folding then adds no rounding beyond the final cast); results in ``weight``'s dtype. No
+    argument checks here: call :func:`dirac_core.fold_batchnorm` (or
     :func:`dirac_torch.fold.fold_batchnorm` for modules), which validate and dispatch to this.
 
     Examples
@@ -113,6 +114,8 @@ def fold_batchnorm(
     (tensor([[[1.]]]), tensor([0.]))
     """
     dtype = torch.float64
+    # eps is taken in the working dtype (float32 for float32 and half weights), like var.
+    eps = float(torch.tensor(eps, dtype=work_dtype(weight.dtype)))
     scale = gamma.to(dtype) / torch.sqrt(var.to(dtype) + eps)
     shift = -mean.to(dtype) if bias is None else bias.to(dtype) - mean.to(dtype)
     new_weight = weight.to(dtype) * scale.view(-1, *(1,) * (weight.dim() - 1))

@@ -20,13 +20,16 @@ class Operand:
     """An input array: its float64 values and the dtype the backend receives it in.
 
     ``python=True`` hands a 0-d value over as a Python float (the API then passes the backend
-    a float64 0-d array whatever the weight's dtype).
+    a float64 0-d array whatever the weight's dtype). ``recipe`` is a Python expression that
+    rebuilds ``values`` exactly (with ``np``, ``s`` = :mod:`dirac_conformance.strategies` and
+    ``round_to`` in scope), for reproducers of large operands.
     """
 
     values: np.ndarray
     dtype: str
     python: bool = False
     origin: str = ""
+    recipe: str = ""
 
     def __repr__(self) -> str:
         if self.python:

@@ -9,7 +9,11 @@ The identities are evaluated on the backend alone:
 
 - paper eq. 1: ``conv(x, delta, padding="same") == x`` for every kernel size, even ones
   included, every dilation and grouping;
-- paper eq. 11: ``conv(ncrelu(x), delta of shape (C, 2C, K...), padding="same") == x``.
+- paper eq. 11: ``conv(ncrelu(x), delta of shape (C, 2C, K...), padding="same") == x``;
+
+both bit for bit, as the spec says they hold exactly. Every call is also checked to leave its
+arguments as they were: no op may modify its inputs (``docs/spec.md``), so each input array is
+compared, bit for bit, before and after each call, forward and VJP.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from hypothesis.strategies import SearchStrategy
 
 import dirac_core as dc
+from dirac_core.normalize import working_eps
 from dirac_core.validation import dtype_name
 
 from . import magnitudes
@@ -55,6 +60,30 @@ class Check:
         return check_outputs(self.evaluate(target, case), case.dtype)
 
 
+def _call(t: Target, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """``fn(**kwargs, backend=t.backend)``, raising :class:`Mismatch` if the backend changed
+    any of the array arguments in place (no op may modify its arguments)."""
+    before = {k: _snapshot(t, v) for k, v in kwargs.items() if _is_array(t, v)}
+    result = fn(**kwargs, backend=t.backend)
+    for name, old in before.items():
+        new = _snapshot(t, kwargs[name])
+        if new.shape != old.shape or new.tobytes() != old.tobytes():
+            changed = np.flatnonzero(new.reshape(-1).view(np.int64) != old.reshape(-1).view(
+                np.int64)) if new.shape == old.shape else []
+            where = f" (first at flat index {int(changed[0])})" if len(changed) else ""
+            raise Mismatch(f"{fn.__name__} modified its argument {name!r} in place{where}: "
+                           f"no op may modify its arguments")
+    return result
+
+
+def _is_array(t: Target, value: Any) -> bool:
+    return value is not None and not isinstance(value, float | int) and t.backend.owns(value)
+
+
+def _snapshot(t: Target, value: Any) -> np.ndarray:
+    return np.array(t.backend.to_numpy(value), dtype=np.float64, copy=True)
+
+
 def _out(t: Target, name: str, native: Any, ref: Any, magnitude: Any, dtype: str,
          terms: int = 1) -> Output:
     """An :class:`Output` from a native result, after checking its type and dtype."""
@@ -76,6 +105,29 @@ def _outs(t: Target, names: tuple[str, ...], natives: Any, refs: Any, mags: Any,
     dtypes = (dtype,) * len(names) if isinstance(dtype, str) else dtype
     rows = zip(names, natives, refs, mags, dtypes, terms, strict=True)
     return [_out(t, name, got, ref, mag, dt, n) for name, got, ref, mag, dt, n in rows]
+
+
+def _work(dtype: str) -> str:
+    """The working dtype of data in ``dtype``: float64 for float64, else float32."""
+    return "float64" if dtype == "float64" else "float32"
+
+
+def _ref_kwargs(case: Case) -> dict[str, Any]:
+    """The case's keyword arguments with ``eps`` as the spec says a backend takes it: in the
+    working dtype, clamped into its positive finite range (``eps = 1e300`` on float32 data
+    is float32's largest number). The float64 reference then computes what the spec says."""
+    kw = dict(case.kwargs)
+    kw["eps"] = working_eps(kw["eps"], _work(case.dtype))
+    return kw
+
+
+def _fold_eps(case: Case) -> float:
+    """``eps`` of batch-norm folding as the spec takes it: rounded to the working dtype (it
+    may round to 0; beyond the range it is inf, and the largest float64 gives the same zero
+    scale)."""
+    with np.errstate(over="ignore"):
+        rounded = float(np.dtype(_work(case.dtype)).type(case.kwargs["eps"]))
+    return min(rounded, float(np.finfo(np.float64).max))
 
 
 def _scale_dtype(value: Any, dtype: str) -> str:
@@ -104,8 +156,8 @@ def _filter_size(case: Case) -> int:
 
 def _normalize(t: Target, case: Case) -> list[Output]:
     native, ref, mag = case.native(t), case.reference(), case.absolute()
-    eps = case.kwargs["eps"]
-    got = dc.normalize_filters(native["w"], eps=eps, backend=t.backend)
+    got = _call(t, dc.normalize_filters, w=native["w"], eps=case.kwargs["eps"])
+    eps = _ref_kwargs(case)["eps"]
     expected = dc.normalize_filters(ref["w"], eps=eps)
     magnitude = dc.normalize_filters(mag["w"], eps=eps)
     return [_out(t, "u", got, expected, magnitude, case.dtype, _filter_size(case))]
@@ -113,15 +165,15 @@ def _normalize(t: Target, case: Case) -> list[Output]:
 
 def _dirac_weight(t: Target, case: Case) -> list[Output]:
     native, ref, mag = case.native(t), case.reference(), case.absolute()
-    got = dc.dirac_weight(**native, **case.kwargs, backend=t.backend)
-    expected = dc.dirac_weight(**ref, **case.kwargs)
-    magnitude = dc.dirac_weight(**mag, **case.kwargs)
+    got = _call(t, dc.dirac_weight, **native, **case.kwargs)
+    expected = dc.dirac_weight(**ref, **_ref_kwargs(case))
+    magnitude = dc.dirac_weight(**mag, **_ref_kwargs(case))
     return [_out(t, "w_hat", got, expected, magnitude, case.dtype, _filter_size(case) + 1)]
 
 
 def _ncrelu(t: Target, case: Case) -> list[Output]:
     native, ref = case.native(t), case.reference()
-    got = dc.ncrelu(native["x"], **case.kwargs, backend=t.backend)
+    got = _call(t, dc.ncrelu, x=native["x"], **case.kwargs)
     return [_out(t, "y", got, dc.ncrelu(ref["x"], **case.kwargs), None, case.dtype)]
 
 
@@ -132,7 +184,7 @@ def _conv_terms(case: Case) -> int:
 
 def _conv(t: Target, case: Case) -> list[Output]:
     native, ref, mag = case.native(t), case.reference(), case.absolute()
-    got = dc.conv(**native, **case.kwargs, backend=t.backend)
+    got = _call(t, dc.conv, **native, **case.kwargs)
     expected = dc.conv(**ref, **case.kwargs)
     magnitude = dc.conv(**mag, **case.kwargs)
     return [_out(t, "y", got, expected, magnitude, case.dtype, _conv_terms(case))]
@@ -143,9 +195,9 @@ def _fold(t: Target, case: Case) -> list[Output]:
     # b - mean with mean negated: |b| + |mean|, the bias magnitude without cancellation.
     mag = case.absolute(negate=("mean",))
     mag["var"] = ref["var"]
-    got = dc.fold_batchnorm(**native, **case.kwargs, backend=t.backend)
-    expected = dc.fold_batchnorm(**ref, **case.kwargs)
-    magnitude = dc.fold_batchnorm(**mag, **case.kwargs)
+    got = _call(t, dc.fold_batchnorm, **native, **case.kwargs)
+    expected = dc.fold_batchnorm(**ref, eps=_fold_eps(case))
+    magnitude = dc.fold_batchnorm(**mag, eps=_fold_eps(case))
     return _outs(t, ("weight", "bias"), got, expected, magnitude, case.dtype, (1, 3))
 
 
@@ -154,8 +206,9 @@ def _fold(t: Target, case: Case) -> list[Output]:
 
 def _normalize_vjp(t: Target, case: Case) -> list[Output]:
     native, ref = case.native(t), case.reference()
-    eps = case.kwargs["eps"]
-    got = dc.normalize_filters_vjp(native["g"], native["w"], eps=eps, backend=t.backend)
+    got = _call(t, dc.normalize_filters_vjp, g=native["g"], w=native["w"],
+                eps=case.kwargs["eps"])
+    eps = _ref_kwargs(case)["eps"]
     expected = dc.normalize_filters_vjp(ref["g"], ref["w"], eps=eps)
     magnitude = magnitudes.normalize_vjp(ref["g"], ref["w"], eps)
     return [_out(t, "dw", got, expected, magnitude, case.dtype, _filter_size(case))]
@@ -163,8 +216,8 @@ def _normalize_vjp(t: Target, case: Case) -> list[Output]:
 
 def _dirac_weight_vjp(t: Target, case: Case) -> list[Output]:
     native, ref, mag = case.native(t), case.reference(), case.absolute()
-    kw = case.kwargs
-    got = dc.dirac_weight_vjp(**native, **kw, backend=t.backend)
+    got = _call(t, dc.dirac_weight_vjp, **native, **case.kwargs)
+    kw = _ref_kwargs(case)
     expected = dc.dirac_weight_vjp(**ref, **kw)
     _, dalpha_mag, dbeta_mag = dc.dirac_weight_vjp(**mag, **kw)
     beta = magnitudes.per_channel(mag["beta"], ref["w"].ndim)
@@ -179,14 +232,14 @@ def _dirac_weight_vjp(t: Target, case: Case) -> list[Output]:
 
 def _ncrelu_vjp(t: Target, case: Case) -> list[Output]:
     native, ref = case.native(t), case.reference()
-    got = dc.ncrelu_vjp(native["g"], native["x"], **case.kwargs, backend=t.backend)
+    got = _call(t, dc.ncrelu_vjp, g=native["g"], x=native["x"], **case.kwargs)
     expected = dc.ncrelu_vjp(ref["g"], ref["x"], **case.kwargs)
     return [_out(t, "dx", got, expected, None, case.dtype)]
 
 
 def _conv_vjp(t: Target, case: Case) -> list[Output]:
     native, ref, mag = case.native(t), case.reference(), case.absolute()
-    got = dc.conv_vjp(**native, **case.kwargs, backend=t.backend)
+    got = _call(t, dc.conv_vjp, **native, **case.kwargs)
     expected = dc.conv_vjp(**ref, **case.kwargs)
     magnitude = dc.conv_vjp(**mag, **case.kwargs)
     g, w = ref["g"], ref["w"]
@@ -206,9 +259,9 @@ def _identity_eq1(t: Target, case: Case) -> list[Output]:
     delta = dc.dirac_tensor((channels, channels // kw["groups"], *kw["kernel"]),
                             groups=kw["groups"], dtype=case.dtype, backend=t.backend,
                             device=t.device)
-    y = dc.conv(case.native(t)["x"], delta, padding="same", dilation=kw["dilation"],
-                groups=kw["groups"], backend=t.backend)
-    return [_out(t, "conv(x, delta)", y, x, np.abs(x), case.dtype)]
+    y = _call(t, dc.conv, x=case.native(t)["x"], w=delta, padding="same",
+              dilation=kw["dilation"], groups=kw["groups"])
+    return [_out(t, "conv(x, delta)", y, x, None, case.dtype)]
 
 
 def _identity_eq11(t: Target, case: Case) -> list[Output]:
@@ -217,9 +270,9 @@ def _identity_eq11(t: Target, case: Case) -> list[Output]:
     channels = x.shape[1]
     delta = dc.dirac_tensor((channels, 2 * channels, *kw["kernel"]), dtype=case.dtype,
                             backend=t.backend, device=t.device)
-    doubled = dc.ncrelu(case.native(t)["x"], axis=1, backend=t.backend)
-    y = dc.conv(doubled, delta, padding="same", dilation=kw["dilation"], backend=t.backend)
-    return [_out(t, "conv(ncrelu(x), delta)", y, x, np.abs(x), case.dtype)]
+    doubled = _call(t, dc.ncrelu, x=case.native(t)["x"], axis=1)
+    y = _call(t, dc.conv, x=doubled, w=delta, padding="same", dilation=kw["dilation"])
+    return [_out(t, "conv(ncrelu(x), delta)", y, x, None, case.dtype)]
 
 
 def _vjp_of(strategy: Callable[..., SearchStrategy[Case]]) -> Callable[[str], Any]:

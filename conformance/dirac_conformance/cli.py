@@ -3,45 +3,57 @@
 Usage::
 
     dirac-conformance numpy
-    dirac-conformance torch@cuda --profile thorough --json report.json
+    dirac-conformance torch@cuda --profile thorough --json report.json --require-available
     dirac-conformance my_pkg.backend:MyBackend --xfails known.jsonl --ops conv,conv_vjp
-    dirac-conformance --mutants
+    dirac-conformance path/to/my_backend.py[:MyBackend]
+    dirac-conformance --mutants [my_pkg.mutants:MUTANTS | path/to/mutants.py]
 
 Exit status: 0 all checks passed (known failures excepted); 1 a check failed, a strict xfail
-passed, or a mutant survived; 2 bad usage; 3 the backend cannot run here (the reason is
-printed).
+passed, no check ran, a mutant survived, or (with ``--require-available``) the backend cannot
+run here; 2 bad usage (a one-line error); 3 the backend cannot run here (the reason is printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
-
-from .meta import format_kills, hunt_all, kill_rate
-from .runner import PROFILES, format_table, is_failure, run_suite
-from .target import Unavailable, load_target
-from .xfails import load_xfails
+from pathlib import Path
+from typing import Any
 
 UNAVAILABLE = 3
+_PROG = "dirac-conformance"
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in a file it names: one line, exit status 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dirac-conformance",
+        prog=_PROG,
         description="Check a dirac_core backend against the float64 reference.",
     )
     parser.add_argument("backend", nargs="?",
-                        help="entry-point name or module:attribute, optionally @DEVICE")
-    parser.add_argument("--profile", choices=PROFILES, default="ci",
+                        help="entry-point name, module:attribute or file.py[:attribute], "
+                             "optionally @DEVICE")
+    parser.add_argument("--profile", choices=("ci", "thorough"), default="ci",
                         help="ci: fast and deterministic (default); thorough: many examples")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--ops", metavar="OP[,OP...]", help="only these checks")
     parser.add_argument("--xfails", metavar="FILE", help="known failures (JSON lines)")
-    parser.add_argument("--mutants", action="store_true",
-                        help="run the meta-suite against the faulty backends; report kill rate")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="stop at the first check that fails")
+    parser.add_argument("--require-available", action="store_true",
+                        help="a backend that cannot run here is a failure (exit 1), not 3")
+    parser.add_argument("--mutants", nargs="?", const="dirac_conformance.mutants:MUTANTS",
+                        metavar="SET",
+                        help="run the meta-suite against faulty backends and report the kill "
+                             "rate; SET: module:ATTR or file.py[:ATTR] holding a sequence of "
+                             "them (default: the project's own)")
     return parser
 
 
@@ -49,42 +61,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.mutants == bool(args.backend):
+    if bool(args.mutants) == bool(args.backend):
         parser.error("give either a BACKEND or --mutants")
     started = time.perf_counter()
     try:
+        if args.json:
+            _check_writable(args.json)
         if args.mutants:
             return _mutants(args, started)
         return _suite(args, started)
-    except ValueError as exc:  # unknown backend, op or malformed xfails file
-        parser.error(str(exc))
-    return 2  # parser.error exits; this keeps type checkers content
+    except (UsageError, ValueError, TypeError) as exc:  # our one-line errors
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _suite(args: argparse.Namespace, started: float) -> int:
+    from .runner import run_suite, selected_checks
+    from .target import Unavailable, load_target
+    from .xfails import load_xfails
+
+    ops = args.ops.split(",") if args.ops is not None else None
+    selected_checks(ops)  # an unknown op is a usage error before anything loads
+    xfails = load_xfails(args.xfails)
     try:
         target = load_target(args.backend)
     except Unavailable as exc:
+        if args.require_available:
+            print(f"FAILED: backend {args.backend!r} cannot run here "
+                  f"(--require-available): {exc}")
+            return 1
         print(f"SKIPPED: backend {args.backend!r} cannot run here: {exc}")
         return UNAVAILABLE
-    ops = args.ops.split(",") if args.ops else None
-    results = run_suite(target, args.profile, ops, load_xfails(args.xfails))
-    print(format_table(results))
-    for r in results:
-        if is_failure(r):
-            print(f"\n--- {r.op} / {r.dtype}: {r.status.upper()}\n{r.message}")
-    failed = sum(is_failure(r) for r in results)
+    report = run_suite(target, args.profile, ops, xfails, fail_fast=args.fail_fast)
+    print(report.table())
+    for r in report.failures:
+        print(f"\n--- {r.op} / {r.dtype}: {r.status.upper()}\n{r.message}")
+        if r.reproducer:
+            print(f"\nreproduce with:\n\n{_indent(r.reproducer)}")
+    for x in report.unmatched_xfails:
+        print(f"\nnote: xfail entry {x.source or x.line()} matches no check that ran")
     elapsed = time.perf_counter() - started
-    print(f"\n{len(results) - failed}/{len(results)} checks conform ({elapsed:.1f} s, "
+    failed = len(report.failures)
+    print(f"\n{len(report) - failed}/{len(report)} checks conform ({elapsed:.1f} s, "
           f"profile {args.profile})")
     if args.json:
         _write_json(args.json, {"backend": target.label, "profile": args.profile,
-                                "seconds": elapsed, "results": [r.as_dict() for r in results]})
+                                **report.as_dict(), "seconds": elapsed})
+    if not len(report):
+        print(f"FAILED: no check ran: {target.label} declares dtypes {target.backend.dtypes}, "
+              f"none of which the suite tests")
+        return 1
     return 1 if failed else 0
 
 
 def _mutants(args: argparse.Namespace, started: float) -> int:
-    kills = hunt_all()
+    from .meta import format_kills, hunt_all, kill_rate
+
+    mutants = _mutant_set(args.mutants)
+    kills = hunt_all(mutants)
     print(format_kills(kills))
     elapsed = time.perf_counter() - started
     print(f"({elapsed:.1f} s)")
@@ -94,10 +128,49 @@ def _mutants(args: argparse.Namespace, started: float) -> int:
     return 0 if kill_rate(kills) == 1.0 else 1
 
 
+def _mutant_set(spec: str) -> list[Any]:
+    """The faulty backends a ``module:ATTR`` or ``file.py[:ATTR]`` spec names (default
+    attribute ``MUTANTS``): a sequence of backend classes or objects."""
+    import importlib
+
+    from .target import Unavailable, import_file, is_file_spec
+
+    where, _, attr = spec.partition(":") if spec.count(":") == 1 else (spec, "", "")
+    try:
+        module = (import_file(Path(where).resolve()) if is_file_spec(spec)
+                  else importlib.import_module(where))
+    except (ImportError, OSError, Unavailable) as exc:
+        raise UsageError(f"--mutants {spec!r} could not be imported: {exc}") from None
+    found = getattr(module, attr or "MUTANTS", None)
+    if not isinstance(found, list | tuple) or not found:
+        raise UsageError(f"--mutants {spec!r}: {attr or 'MUTANTS'} must be a non-empty "
+                         f"sequence of backend classes or objects")
+    return list(found)
+
+
+def _check_writable(path: str) -> None:
+    """Refuse a ``--json`` path that cannot be written, before a long run, not after."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--json {path!r} is a directory; give a file name")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"--json {path!r}: folder {str(folder)!r} does not exist")
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        raise UsageError(f"--json {path!r} is not writable")
+
+
 def _write_json(path: str, payload: dict[str, object]) -> None:
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
+    try:
+        with open(path, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+    except OSError as exc:
+        raise UsageError(f"--json {path!r} could not be written: {exc.strerror}") from None
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" if line else "" for line in text.splitlines())
 
 
 if __name__ == "__main__":

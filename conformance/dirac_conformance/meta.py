@@ -1,37 +1,77 @@
-"""The meta-suite: run the checks against every faulty backend and count the kills.
+"""The meta-suite: run checks against faulty backends ("mutants") and count the kills.
 
 A mutant is killed when any check on any dtype fails against it. The check the mutant names as
 ``first`` runs first and the search stops at the first failure, so a kill usually costs one
 check; a mutant that survives costs the whole suite and is reported as such.
+
+Any backend can be a mutant: a class (instantiated with no arguments) or an object, with an
+optional ``first`` (a check name) and ``fault`` (a label for the kind of bug), its docstring
+describing the bug. So a backend author proves that their own extra checks bite::
+
+    from dirac_conformance.meta import hunt_all, format_kills
+    kills = hunt_all([MyBrokenBackend, MyOtherBrokenBackend], checks=[*CHECKS.values(), mine])
+    print(format_kills(kills))
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import settings as Settings
+
+from dirac_core.registry import instantiate
 
 from .checks import CHECKS, Check
-from .mutants import MUTANTS, Mutant
+from .mutants import MUTANTS
 from .runner import profile_settings, run_check
 from .target import Target
 
 
 @dataclass(frozen=True)
 class Kill:
-    """How one mutant fared: ``killed_by`` is ``"op/dtype"`` or ``""`` if it survived."""
+    """How one mutant fared.
+
+    Attributes
+    ----------
+    mutant : str
+        Its name.
+    bug : str
+        Its docstring, on one line.
+    killed_by : str
+        ``"check/dtype"`` of the first failing check, or ``""`` if it survived.
+    message : str
+        The failure that killed it.
+    fault : str
+        Its fault class (``""`` if it declares none).
+    """
 
     mutant: str
     bug: str
     killed_by: str
     message: str = ""
+    fault: str = ""
 
 
-def _order(mutant: type[Mutant]) -> list[Check]:
-    first = [CHECKS[mutant.first]] if mutant.first in CHECKS else []
-    return first + [c for c in CHECKS.values() if c.name != mutant.first]
+def _order(first: str, checks: Sequence[Check]) -> list[Check]:
+    return [c for c in checks if c.name == first] + [c for c in checks if c.name != first]
 
 
-def hunt(mutant: type[Mutant], profile: str = "meta") -> Kill:
-    """Run the checks against one mutant until one fails.
+def hunt(mutant: Any, profile: str = "meta", *, checks: Iterable[Check] | None = None,
+         settings: Settings | None = None) -> Kill:
+    """Run the checks against one faulty backend until one fails.
+
+    Parameters
+    ----------
+    mutant : Backend class or object
+        The faulty backend; its ``first`` attribute (a check name) runs first.
+    profile : str
+        Hypothesis profile (default ``"meta"``: no shrinking); ignored with ``settings``.
+    checks : iterable of Check, optional
+        The checks to hunt with (default: every check of the suite); add your own.
+    settings : hypothesis.settings, optional
+        Explicit hypothesis settings.
 
     Examples
     --------
@@ -39,21 +79,26 @@ def hunt(mutant: type[Mutant], profile: str = "meta") -> Kill:
     >>> hunt(FoldWithoutEps).killed_by
     'fold_batchnorm/float64'
     """
-    backend = mutant()
-    target = Target(backend, None, mutant.__name__)
-    config = profile_settings(profile)
-    bug = " ".join((mutant.__doc__ or "").split())
-    for check in _order(mutant):
+    name = getattr(mutant, "__name__", type(mutant).__name__)
+    backend = instantiate(mutant, name)
+    target = Target(backend, None, name)
+    config = settings if settings is not None else profile_settings(profile)
+    bug = " ".join((getattr(mutant, "__doc__", "") or "").split())
+    fault = str(getattr(mutant, "fault", ""))
+    for check in _order(str(getattr(mutant, "first", "")), list(checks or CHECKS.values())):
         for dtype in target.dtypes:
             result = run_check(target, check, dtype, config)
             if result.status == "fail":
-                return Kill(mutant.__name__, bug, f"{check.name}/{dtype}", result.message)
-    return Kill(mutant.__name__, bug, "")
+                return Kill(name, bug, f"{check.name}/{dtype}", result.message, fault)
+    return Kill(name, bug, "", "", fault)
 
 
-def hunt_all(profile: str = "meta") -> list[Kill]:
-    """:func:`hunt` every mutant of :data:`dirac_conformance.mutants.MUTANTS`."""
-    return [hunt(m, profile) for m in MUTANTS]
+def hunt_all(mutants: Iterable[Any] = MUTANTS, profile: str = "meta", *,
+             checks: Iterable[Check] | None = None, settings: Settings | None = None
+             ) -> list[Kill]:
+    """:func:`hunt` every mutant (default: the project's own, :data:`~.mutants.MUTANTS`)."""
+    chosen = list(checks) if checks is not None else None
+    return [hunt(m, profile, checks=chosen, settings=settings) for m in mutants]
 
 
 def kill_rate(kills: list[Kill]) -> float:
@@ -62,12 +107,16 @@ def kill_rate(kills: list[Kill]) -> float:
 
 
 def format_kills(kills: list[Kill]) -> str:
-    """One line per mutant, then the kill rate."""
-    width = max(len(k.mutant) for k in kills)
+    """One line per mutant, the kills per fault class, then the kill rate."""
+    width = max((len(k.mutant) for k in kills), default=0)
     lines = [
         f"{k.mutant.ljust(width)}  {'KILLED by ' + k.killed_by if k.killed_by else 'SURVIVED'}"
         for k in kills
     ]
+    faults = sorted({k.fault for k in kills if k.fault})
+    for fault in faults:
+        mine = [k for k in kills if k.fault == fault]
+        lines.append(f"class {fault}: {sum(bool(k.killed_by) for k in mine)}/{len(mine)} killed")
     killed = sum(bool(k.killed_by) for k in kills)
     lines.append(f"kill rate: {killed}/{len(kills)} = {kill_rate(kills):.0%}")
     return "\n".join(lines)

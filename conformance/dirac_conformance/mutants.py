@@ -4,22 +4,43 @@ Each mutant is the reference backend with one realistic bug, written as a small 
 :class:`dirac_core.reference.NumpyBackend` that overrides a single method. The meta-suite
 (``dirac-conformance --mutants`` and ``tests/conformance``) runs the checks against every
 mutant and requires each one to be caught ("killed"); the kill rate is the share caught.
+
+Each carries ``first`` (the check expected to catch it) and ``fault`` (the fault class of
+:data:`FAULT_CLASSES` it belongs to), so the meta-suite can show every class is covered.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from dirac_core.normalize import working_eps
 from dirac_core.padding import resolve_padding
 from dirac_core.reference import NumpyBackend
 from dirac_core.xp import work_dtype
 
+FAULT_CLASSES: dict[str, str] = {
+    "geometry": "the Dirac tensor, padding, axes or reductions laid out wrongly",
+    "formula": "a term, a factor or a branch of a formula wrong",
+    "dtype": "results in the wrong dtype or precision",
+    "in-place": "an input array modified in place",
+    "tie": "a norm exactly equal to eps sent to the clamp branch",
+    "eps-range": "eps outside about 1e-12..1e-3 mishandled (underflow, overflow)",
+    "empty-batch": "an empty batch (N = 0) refused",
+    "half-accumulation": "half-precision inputs accumulated in half precision",
+    "inexact-identity": "conv(x, delta) within rounding of x but not bit-exact",
+}
+"""The fault classes the project's mutants cover, each by at least one mutant."""
+
 
 class Mutant(NumpyBackend):
     """A reference backend with one bug. ``first`` names the check expected to catch it (the
-    meta-suite runs that check first, then the others, and stops at the first failure)."""
+    meta-suite runs that check first, then the others, and stops at the first failure);
+    ``fault`` is its class in :data:`FAULT_CLASSES`."""
 
     first = ""
+    fault = ""
 
 
 def _work(x: np.ndarray) -> np.ndarray:
@@ -48,6 +69,7 @@ class MinFillDelta(Mutant):
     of tiling ``[I I ... I]``."""
 
     first = "dirac_tensor"
+    fault = "geometry"
 
     def dirac_tensor(self, shape, *, groups, policy, dtype, device):
         return super().dirac_tensor(shape, groups=groups, policy="min", dtype=dtype,
@@ -58,6 +80,7 @@ class OtherMiddleDelta(Mutant):
     """For even kernels the one sits at ``(K - 1) // 2``, the other middle, not ``K // 2``."""
 
     first = "dirac_tensor"
+    fault = "geometry"
 
     def dirac_tensor(self, shape, *, groups, policy, dtype, device):
         delta = super().dirac_tensor(shape, groups=groups, policy=policy, dtype=dtype,
@@ -70,6 +93,7 @@ class GroupsIgnoredDelta(Mutant):
     """The Dirac tensor built as if ``groups == 1``: not block-diagonal per group."""
 
     first = "dirac_tensor"
+    fault = "geometry"
 
     def dirac_tensor(self, shape, *, groups, policy, dtype, device):
         return super().dirac_tensor(shape, groups=1, policy=policy, dtype=dtype, device=device)
@@ -79,6 +103,7 @@ class TorchSamePadding(Mutant):
     """``padding="same"`` resolved PyTorch's way (extra element on the right for even K)."""
 
     first = "conv"
+    fault = "geometry"
 
     def conv(self, x, w, bias, *, stride, padding, dilation, groups):
         if padding == "same":
@@ -94,6 +119,7 @@ class Float32Accumulation(Mutant):
     """float64 convolution computed in float32 (a "fast path" that drops precision)."""
 
     first = "conv"
+    fault = "dtype"
 
     def conv(self, x, w, bias, *, stride, padding, dilation, groups):
         def low(a):
@@ -109,6 +135,7 @@ class AsymmetricPaddingDropped(Mutant):
     when forwarding to a framework whose ``padding=`` takes one number per dim)."""
 
     first = "conv"
+    fault = "geometry"
 
     def conv(self, x, w, bias, *, stride, padding, dilation, groups):
         pairs = resolve_padding(padding, w.shape[2:], dilation)
@@ -120,6 +147,7 @@ class BiasGradFirstSample(Mutant):
     """``dbias`` summed over space but taken from the first sample only (batch not reduced)."""
 
     first = "conv_vjp"
+    fault = "geometry"
 
     def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
         dx, dw, dbias = super().conv_vjp(g, x, w, bias, stride=stride, padding=padding,
@@ -133,6 +161,7 @@ class EpsInsideSqrt(Mutant):
     """``v / sqrt(sum(v**2) + eps)`` instead of ``v / max(||v||, eps)``."""
 
     first = "normalize_filters"
+    fault = "formula"
 
     def normalize_filters(self, w, *, eps):
         rows = _filter_rows(w)
@@ -144,6 +173,7 @@ class NaiveNorm(Mutant):
     """The norm formed as ``sqrt(sum(v**2))`` without scaling: overflows and underflows."""
 
     first = "normalize_filters"
+    fault = "formula"
 
     def normalize_filters(self, w, *, eps):
         rows = _filter_rows(w)
@@ -156,6 +186,7 @@ class WrongAxesNorm(Mutant):
     """Normalizes per *input* channel (axes mixed up for an ``(I, O, K)`` layout)."""
 
     first = "normalize_filters"
+    fault = "geometry"
 
     def normalize_filters(self, w, *, eps):
         swapped = np.swapaxes(w, 0, 1)
@@ -166,6 +197,7 @@ class NoProjectionVjp(Mutant):
     """The normalization VJP forgets the projection: ``dv = g / ||v||``."""
 
     first = "normalize_filters_vjp"
+    fault = "formula"
 
     def normalize_filters_vjp(self, g, w, *, eps):
         return (_work(g) / _per_filter(np.maximum(_norms(w), eps), w)).astype(w.dtype)
@@ -176,6 +208,7 @@ class ClampBranchIgnored(Mutant):
     smallest float): wrong below the clamp, overflowing for all-zero filters."""
 
     first = "normalize_filters_vjp"
+    fault = "formula"
 
     def normalize_filters_vjp(self, g, w, *, eps):
         return super().normalize_filters_vjp(g, w, eps=np.finfo(np.float64).tiny)
@@ -185,6 +218,7 @@ class NormalizeFlagIgnored(Mutant):
     """``dirac_weight(normalize=False)`` still normalizes ``W``."""
 
     first = "dirac_weight"
+    fault = "formula"
 
     def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
         return super().dirac_weight(w, alpha, beta, eps=eps, normalize=True, groups=groups,
@@ -196,6 +230,7 @@ class PromotedResult(Mutant):
     instead of the weight's dtype."""
 
     first = "dirac_weight"
+    fault = "dtype"
 
     def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
         out = super().dirac_weight(w, alpha, beta, eps=eps, normalize=normalize, groups=groups,
@@ -207,6 +242,7 @@ class AlphaGradNotPerChannel(Mutant):
     """``dalpha`` summed over every axis even for a per-channel ``alpha``."""
 
     first = "dirac_weight_vjp"
+    fault = "geometry"
 
     def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
         dw, dalpha, dbeta = super().dirac_weight_vjp(
@@ -219,6 +255,7 @@ class BetaMissingInWeightGrad(Mutant):
     """``dW = normalize_vjp(g, W)``: the chain rule through ``beta`` forgotten."""
 
     first = "dirac_weight_vjp"
+    fault = "formula"
 
     def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
         kw = {"eps": eps, "normalize": normalize, "groups": groups, "policy": policy}
@@ -231,6 +268,7 @@ class NcreluAxisIgnored(Mutant):
     """NCReLU always concatenates along axis 1, whatever ``axis`` says."""
 
     first = "ncrelu"
+    fault = "geometry"
 
     def ncrelu(self, x, *, axis):
         return super().ncrelu(x, axis=1)
@@ -240,6 +278,7 @@ class NcreluGradAtZero(Mutant):
     """The NCReLU VJP passes the positive half's gradient at ``x == 0`` (``x >= 0``)."""
 
     first = "ncrelu_vjp"
+    fault = "formula"
 
     def ncrelu_vjp(self, g, x, *, axis):
         positive, negative = np.split(g, 2, axis=axis)
@@ -250,10 +289,153 @@ class FoldWithoutEps(Mutant):
     """Batch-norm folding with ``g / sqrt(var)``: the eps forgotten."""
 
     first = "fold_batchnorm"
+    fault = "formula"
 
     def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
         with np.errstate(divide="ignore", invalid="ignore"):
             return super().fold_batchnorm(weight, bias, gamma, beta, mean, var, eps=0.0)
+
+
+class NormalizeInPlace(Mutant):
+    """``normalize_filters`` writes its result into ``w`` and returns it (saving an
+    allocation): the caller's weights are destroyed."""
+
+    first = "normalize_filters"
+    fault = "in-place"
+
+    def normalize_filters(self, w: Any, *, eps: float) -> Any:
+        w[...] = super().normalize_filters(w, eps=eps)
+        return w
+
+
+class NcreluVjpInPlace(Mutant):
+    """The NCReLU VJP masks the two halves of ``g`` in place before adding them."""
+
+    first = "ncrelu_vjp"
+    fault = "in-place"
+
+    def ncrelu_vjp(self, g: Any, x: Any, *, axis: int) -> Any:
+        positive, negative = np.split(g, 2, axis=axis)
+        positive *= x > 0
+        negative *= x < 0
+        return positive + negative
+
+
+class TieToClamp(Mutant):
+    """The normalization VJP sends ``||v|| == eps`` to the clamp branch (``<=`` for ``<``);
+    the spec sends the tie to the norm branch."""
+
+    first = "normalize_filters_vjp"
+    fault = "tie"
+
+    def normalize_filters_vjp(self, g: Any, w: Any, *, eps: float) -> Any:
+        out = super().normalize_filters_vjp(g, w, eps=eps)
+        grad = _work(g)
+        tie = _norms(w) == working_eps(eps, grad.dtype)
+        return np.where(_per_filter(tie, w), grad / working_eps(eps, grad.dtype), out).astype(
+            w.dtype)
+
+
+class EpsNotClamped(Mutant):
+    """``eps`` cast straight to the working dtype: ``1e-50`` becomes 0 in float32 (an all-zero
+    filter gives 0/0 = NaN) and ``1e300`` becomes inf (every filter gives 0)."""
+
+    first = "normalize_filters"
+    fault = "eps-range"
+
+    def normalize_filters(self, w: Any, *, eps: float) -> Any:
+        rows = _filter_rows(w)
+        with np.errstate(all="ignore"):
+            clamp = np.maximum(_norms(w), rows.dtype.type(eps))
+            return (_work(w) / _per_filter(clamp, w)).astype(w.dtype)
+
+
+class EmptyBatchRefused(Mutant):
+    """``conv`` runs one sample at a time and stacks the results: an empty batch raises."""
+
+    first = "conv"
+    fault = "empty-batch"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        return np.stack([super(EmptyBatchRefused, self).conv(x[n:n + 1], w, bias, **kw)[0]
+                         for n in range(x.shape[0])])
+
+
+class HalfAccumulationConv(Mutant):
+    """float16 ``conv`` accumulated in float16 over the input channels (a half-precision
+    accumulator per output element, as a naive half kernel keeps)."""
+
+    first = "conv"
+    fault = "half-accumulation"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        if x.dtype != np.float16:
+            return super().conv(x, w, bias, **kw)
+        per_group = w.shape[1]
+        y = super().conv(x[:, 0::per_group], w[:, :1], None, **kw)
+        for c in range(1, per_group):  # channel c of every group, one float16 sum at a time
+            y = y + super().conv(x[:, c::per_group], w[:, c:c + 1], None, **kw)
+        return y if bias is None else y + bias.reshape((-1,) + (1,) * (y.ndim - 2))
+
+
+class HalfAccumulationNorm(Mutant):
+    """float16 ``normalize_filters`` whose sum of squares (of the max-scaled filter, so it
+    cannot overflow) is accumulated in float16."""
+
+    first = "normalize_filters"
+    fault = "half-accumulation"
+
+    def normalize_filters(self, w: Any, *, eps: float) -> Any:
+        out = super().normalize_filters(w, eps=eps)
+        if w.dtype != np.float16:
+            return out
+        rows = w.reshape(w.shape[0], -1)
+        scale = np.abs(rows).max(axis=1, keepdims=True)
+        scaled = rows / np.where(scale > 0, scale, 1)
+        total = np.zeros((rows.shape[0], 1), np.float16)
+        for j in range(rows.shape[1]):
+            total = total + scaled[:, j:j + 1] * scaled[:, j:j + 1]
+        above = (scale.astype(np.float32) * np.sqrt(total) >= working_eps(eps, np.float32))
+        unit = scaled / np.where(total > 0, np.sqrt(total), 1)
+        return np.where(_per_filter(above, w), unit.reshape(w.shape), out).astype(w.dtype)
+
+
+class HalfFold(Mutant):
+    """float16 batch-norm folding computed in float16: ``eps`` below float16's range becomes
+    0 (a zero variance then gives inf), and ``var + eps`` is rounded to float16."""
+
+    first = "fold_batchnorm"
+    fault = "half-accumulation"
+
+    def fold_batchnorm(self, weight: Any, bias: Any, gamma: Any, beta: Any, mean: Any,
+                       var: Any, *, eps: float) -> Any:
+        if weight.dtype != np.float16:
+            return super().fold_batchnorm(weight, bias, gamma, beta, mean, var, eps=eps)
+        with np.errstate(all="ignore"):
+            scale = gamma / np.sqrt(var + np.float16(eps))
+            shift = -mean if bias is None else bias - mean
+            return (weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1)),
+                    shift * scale + beta)
+
+
+class RescaledConv(Mutant):
+    """``conv`` on inputs pre-scaled by 3 and the result scaled back (as a backend that rescales
+    activations to stay in range): within rounding of the reference, but ``conv(x, delta)`` is
+    no longer exactly ``x``."""
+
+    first = "identity_eq1"
+    fault = "inexact-identity"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        three = x.dtype.type(3)
+        y = super().conv(x * three, w, None, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups) / three
+        return y if bias is None else y + bias.reshape((-1,) + (1,) * (y.ndim - 2))
 
 
 MUTANTS: tuple[type[Mutant], ...] = tuple(

@@ -13,9 +13,14 @@ pytest run of an environment that has it installed, otherwise adds nothing):
     known failures, JSON lines (see :mod:`dirac_conformance.xfails`).
 ``--dirac-ops OP[,OP...]``
     only these checks.
+``--dirac-require-available``
+    a backend that cannot run here is a failing test, not a skip (so a CI run that tested
+    nothing is not green).
 
 Each check x dtype x backend is one test (works with pytest-xdist); the terminal summary ends
-with the table of worst relative errors.
+with the table of the worst share of the tolerance per check (a failure shows its failing
+error) and lists xfail entries that matched no test. A backend that yields no test at all (it
+declares no dtype the suite tests) is a usage error.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pytest
 # the suite (hypothesis, dirac_core, backends) is imported only once it is asked for.
 
 _PROPERTY = "dirac_conformance"
+_UNMATCHED = pytest.StashKey[list[Any]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,6 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="known failures, one JSON object per line")
     group.addoption("--dirac-ops", metavar="OP[,OP...]", default=None,
                     help="only run these checks")
+    group.addoption("--dirac-require-available", action="store_true", default=False,
+                    help="fail, instead of skipping, for a backend that cannot run here")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,6 +66,7 @@ class Job:
     spec: str
     op: str
     dtype: str
+    unavailable: str = ""
 
     def __str__(self) -> str:
         return f"{self.spec}-{self.op}-{self.dtype}"
@@ -67,36 +76,77 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "dirac_job" not in metafunc.fixturenames:
         return
     config = metafunc.config
-    params = [p for spec in config.getoption("dirac_backends") for p in _params(config, spec)]
+    xfails = _xfails(config)
+    params = [p for spec in config.getoption("dirac_backends")
+              for p in _params(config, spec, xfails)]
+    config.stash[_UNMATCHED] = _unmatched(xfails, params)
     if not params:
         params = [pytest.param(None, id="no-backend",
                                marks=pytest.mark.skip(reason="no --dirac-backend given"))]
     metafunc.parametrize("dirac_job", params)
 
 
-def _params(config: pytest.Config, spec: str) -> list[Any]:
+def _xfails(config: pytest.Config) -> list[Any]:
+    from .xfails import load_xfails
+
+    try:
+        return load_xfails(config.getoption("dirac_xfails"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
+
+
+def _params(config: pytest.Config, spec: str, xfails: list[Any]) -> list[Any]:
     from .runner import selected_checks
     from .target import Unavailable
-    from .xfails import find_xfail, load_xfails
+    from .xfails import find_xfail
 
     try:
         target = _target(spec)
         ops = config.getoption("dirac_ops")
-        checks = selected_checks(ops.split(",") if ops else None)
-        xfails = load_xfails(config.getoption("dirac_xfails"))
+        checks = selected_checks(ops.split(",") if ops is not None else None)
     except Unavailable as exc:
+        if config.getoption("dirac_require_available"):
+            job = Job(spec, "unavailable", "", str(exc))
+            return [pytest.param(job, id=f"{spec}-unavailable")]
         skip = pytest.mark.skip(reason=str(exc))
         return [pytest.param(None, id=f"{spec}-unavailable", marks=skip)]
-    except (ValueError, OSError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
     params = []
     for check in checks:
         for dtype in target.dtypes:
             job = Job(spec, check.name, dtype)
             known = find_xfail(xfails, target.label, check.name, dtype)
-            marks = [pytest.mark.xfail(reason=known.reason, strict=known.strict)] if known else []
+            marks = []
+            if known:
+                where = f" ({known.source}: delete the entry once this passes)"
+                reason = known.reason + (where if known.source else "")
+                marks = [pytest.mark.xfail(reason=reason, strict=known.strict)]
             params.append(pytest.param(job, id=str(job), marks=marks))
+    if not params:
+        raise pytest.UsageError(
+            f"dirac_conformance: {spec} yields no test: it declares dtypes "
+            f"{target.backend.dtypes}, none of which the suite tests")
     return params
+
+
+def _unmatched(xfails: list[Any], params: list[Any]) -> list[Any]:
+    from .xfails import unmatched
+
+    jobs = [p.values[0] for p in params if p.values[0] is not None]
+    ran = [_Ran(_target_label(j.spec), j.op, j.dtype) for j in jobs if not j.unavailable]
+    return unmatched(xfails, ran)
+
+
+@dataclass(frozen=True)
+class _Ran:
+    backend: str
+    op: str
+    dtype: str
+
+
+def _target_label(spec: str) -> str:
+    return str(_target(spec).label)
 
 
 @cache
@@ -111,11 +161,15 @@ def run_job(job: Job, config: pytest.Config, record_property: Any) -> None:
     from .checks import CHECKS
     from .runner import profile_settings, run_check
 
+    if job.unavailable:
+        pytest.fail(f"{job.spec} cannot run here (--dirac-require-available): "
+                    f"{job.unavailable}", pytrace=False)
     settings = profile_settings(config.getoption("dirac_profile"))
     result = run_check(_target(job.spec), CHECKS[job.op], job.dtype, settings)
     record_property(_PROPERTY, json.dumps(result.as_dict()))
     if result.status == "fail":
-        pytest.fail(result.message, pytrace=False)
+        repro = f"\n\nreproduce with:\n\n{result.reproducer}" if result.reproducer else ""
+        pytest.fail(result.message + repro, pytrace=False)
 
 
 class _Summary:
@@ -133,13 +187,16 @@ class _Summary:
             if key == _PROPERTY:
                 self.results.append(Result(**json.loads(value)))
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        for x in config.stash.get(_UNMATCHED, []):
+            terminalreporter.write_line(
+                f"dirac_conformance: xfail entry {x.source or x.line()} matches no test")
         if not self.results:
             return
         from .dtypes import SUPPORTED
         from .runner import format_table
 
-        terminalreporter.section("dirac_conformance: worst relative error per op x dtype")
+        terminalreporter.section("dirac_conformance: worst error / tolerance per op x dtype")
         order = {name: i for i, name in enumerate((*_check_names(), *SUPPORTED))}
         rows = sorted(self.results, key=lambda r: (r.backend, order[r.op], order[r.dtype]))
         terminalreporter.write_line(format_table(rows))

@@ -1,20 +1,28 @@
-"""The backend under test: found by name, ``module:attribute`` or object, plus a device.
+"""The backend under test: found by name, ``module:attribute``, file or object, plus a device.
 
 A target spec is ``NAME[@DEVICE]``: ``numpy``, ``torch``, ``torch@cuda``, ``cupy``, a third
-party's entry-point name, or ``my_pkg.backend:MyBackend@cuda:1``. A backend that cannot run
-here (no GPU, library missing) raises :class:`Unavailable` with the reason, which the pytest
-plugin turns into a skip.
+party's entry-point name, ``my_pkg.backend:MyBackend@cuda:1``, or a Python file holding the
+backend, ``path/to/my_backend.py[:MyBackend]`` (without ``:ATTR``, the one backend class or
+object the file defines). A backend that cannot run here (no GPU, library missing) raises
+:class:`Unavailable` with the reason, which the pytest plugin turns into a skip. Something
+that is not a backend is refused (``TypeError``) before any of its methods runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 import dirac_core as dc
 from dirac_core.backend import Backend
+from dirac_core.registry import instantiate, missing_methods
 
 from .dtypes import SUPPORTED, numpy_dtype
 
@@ -35,11 +43,14 @@ class Target:
         Passed to ``from_numpy`` and ``dirac_tensor`` (``None``: the backend's default).
     label : str
         The spec it was loaded from, for reports.
+    spec : str or None
+        The spec string that loads it again (``None`` for a backend given as an object).
     """
 
     backend: Backend
     device: Any
     label: str
+    spec: str | None = None
 
     @property
     def dtypes(self) -> tuple[str, ...]:
@@ -67,20 +78,25 @@ class Target:
         return None if x is None else np.asarray(self.backend.to_numpy(x), dtype=np.float64)
 
 
-def load_target(spec: str | Backend) -> Target:
+def load_target(spec: str | Backend, *, device: Any = None) -> Target:
     """Load the backend a spec names and check it can run here.
 
     Parameters
     ----------
     spec : str or Backend
-        ``NAME[@DEVICE]`` (see the module docstring) or a backend object.
+        ``NAME[@DEVICE]``, ``module:attr[@DEVICE]``, ``file.py[:attr][@DEVICE]`` (see the
+        module docstring) or a backend object.
+    device : object, optional
+        The device, for a backend object or a spec without ``@DEVICE``.
 
     Raises
     ------
     Unavailable
         The backend is registered but cannot be imported or used here, or the device is not.
     ValueError
-        An unknown name.
+        An unknown name, or a file that does not exist.
+    TypeError
+        The spec names something that is not a backend.
 
     Examples
     --------
@@ -88,13 +104,77 @@ def load_target(spec: str | Backend) -> Target:
     'numpy'
     """
     if not isinstance(spec, str):
-        return _checked(Target(dc.get_backend(spec), None, type(spec).__name__))
-    name, _, device = spec.partition("@")
+        return _checked(Target(dc.get_backend(spec), device, type(spec).__name__))
+    name, _, at = spec.partition("@")
+    device = at or device
+    if is_file_spec(name):
+        return _checked(Target(_from_file(name), device, spec, spec))
     try:
         backend = dc.get_backend(name, require_available=False)
     except dc.BrokenBackendError as exc:
         raise Unavailable(str(exc)) from exc
-    return _checked(Target(backend, device or None, spec))
+    return _checked(Target(backend, device, spec, spec))
+
+
+def is_file_spec(name: str) -> bool:
+    """Whether a spec (without ``@DEVICE``) names a Python file rather than a module."""
+    path = name.partition(":")[0] if name.count(":") == 1 else name
+    return path.endswith(".py") or "/" in path or "\\" in path
+
+
+def _from_file(name: str) -> Backend:
+    """The backend a ``file.py[:attr]`` spec names; the file is imported as a module of its
+    own (its name derived from its resolved path, so two files never collide)."""
+    path_text, _, attr = name.partition(":") if name.count(":") == 1 else (name, "", "")
+    path = Path(path_text).resolve()
+    if not path.is_file():
+        raise ValueError(f"backend file {path_text!r} does not exist")
+    module = import_file(path)
+    if attr:
+        obj: Any = module
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise TypeError(f"{path_text} defines no {attr!r}")
+            obj = getattr(obj, part)
+        return instantiate(obj, name)
+    found = [v for k, v in vars(module).items()
+             if not k.startswith("_") and getattr(v, "__module__", None) == module.__name__
+             and not isinstance(v, ModuleType) and not missing_methods(v)]
+    if len(found) != 1:
+        names = [getattr(v, "__name__", type(v).__name__) for v in found]
+        what = f"several backends ({', '.join(names)})" if found else "no backend"
+        raise TypeError(f"{path_text} defines {what}; name one as {path_text}:NAME")
+    return instantiate(found[0], name)
+
+
+def import_file(path: Path) -> ModuleType:
+    """Import the Python file ``path`` as a module of its own (once per resolved path).
+
+    Raises
+    ------
+    Unavailable
+        Importing it raised ImportError (a library it needs is missing here).
+    ValueError
+        Importing it raised anything else (a mistake in the file).
+    """
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    name = f"dirac_conformance_file_{path.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise TypeError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as exc:  # a library it needs is missing here
+        del sys.modules[name]
+        raise Unavailable(f"{path} could not be imported: {exc!r}") from exc
+    except Exception as exc:  # a mistake in the file: one line, not a traceback
+        del sys.modules[name]
+        raise ValueError(f"{path} could not be imported: {exc!r}") from exc
+    return module
 
 
 def _checked(target: Target) -> Target:

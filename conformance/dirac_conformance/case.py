@@ -51,6 +51,13 @@ class Case:
     operands: dict[str, Operand | None]
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def array(self, name: str) -> np.ndarray:
+        """The float64 values of operand ``name`` (which must not be None)."""
+        op = self.operands[name]
+        if op is None:
+            raise KeyError(f"operand {name!r} is None in {self!r}")
+        return op.values
+
     def native(self, target: Target) -> dict[str, Any]:
         """The operands as the backend's arrays (Python floats where so marked)."""
         return {name: _native(op, target) for name, op in self.operands.items()}

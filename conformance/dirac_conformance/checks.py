@@ -68,7 +68,7 @@ def _call(t: Target, fn: Callable[..., Any], **kwargs: Any) -> Any:
     for name, old in before.items():
         new = _snapshot(t, kwargs[name])
         if new.shape != old.shape or new.tobytes() != old.tobytes():
-            changed = np.flatnonzero(new.reshape(-1).view(np.int64) != old.reshape(-1).view(
+            changed: Any = np.flatnonzero(new.reshape(-1).view(np.int64) != old.reshape(-1).view(
                 np.int64)) if new.shape == old.shape else []
             where = f" (first at flat index {int(changed[0])})" if len(changed) else ""
             raise Mismatch(f"{fn.__name__} modified its argument {name!r} in place{where}: "
@@ -150,8 +150,8 @@ def _dirac_tensor(t: Target, case: Case) -> list[Output]:
 
 
 def _filter_size(case: Case) -> int:
-    w = case.operands["w"].values
-    return max(1, w.size // w.shape[0])
+    w = case.array("w")
+    return max(1, int(w.size) // int(w.shape[0]))
 
 
 def _normalize(t: Target, case: Case) -> list[Output]:
@@ -178,8 +178,8 @@ def _ncrelu(t: Target, case: Case) -> list[Output]:
 
 
 def _conv_terms(case: Case) -> int:
-    w = case.operands["w"].values
-    return w.size // w.shape[0] + 1
+    w = case.array("w")
+    return int(w.size) // int(w.shape[0]) + 1
 
 
 def _conv(t: Target, case: Case) -> list[Output]:
@@ -253,7 +253,7 @@ def _conv_vjp(t: Target, case: Case) -> list[Output]:
 
 
 def _identity_eq1(t: Target, case: Case) -> list[Output]:
-    x = case.operands["x"].values
+    x = case.array("x")
     kw = case.kwargs
     channels = x.shape[1]
     delta = dc.dirac_tensor((channels, channels // kw["groups"], *kw["kernel"]),
@@ -265,7 +265,7 @@ def _identity_eq1(t: Target, case: Case) -> list[Output]:
 
 
 def _identity_eq11(t: Target, case: Case) -> list[Output]:
-    x = case.operands["x"].values
+    x = case.array("x")
     kw = case.kwargs
     channels = x.shape[1]
     delta = dc.dirac_tensor((channels, 2 * channels, *kw["kernel"]), dtype=case.dtype,

@@ -26,7 +26,8 @@ def normalize_vjp(g: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     v_max = v.max(axis=1, keepdims=True) if v.size else np.zeros((v.shape[0], 1))
     norm = np.divide(v_max, u_max, out=np.zeros_like(v_max), where=u_max > 0)
     projected = u * np.sum(u * grad, axis=1, keepdims=True)
-    return ((grad + projected) / np.maximum(norm, eps)).reshape(w.shape)
+    out: np.ndarray = ((grad + projected) / np.maximum(norm, eps)).reshape(w.shape)
+    return out
 
 
 def per_channel(scale: np.ndarray, ndim: int) -> np.ndarray:

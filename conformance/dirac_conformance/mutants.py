@@ -43,15 +43,15 @@ class Mutant(NumpyBackend):
     fault = ""
 
 
-def _work(x: np.ndarray) -> np.ndarray:
+def _work(x: Any) -> Any:
     return x.astype(work_dtype(x.dtype))
 
 
-def _filter_rows(w: np.ndarray) -> np.ndarray:
+def _filter_rows(w: Any) -> Any:
     return _work(w).reshape(w.shape[0], -1)
 
 
-def _norms(w: np.ndarray) -> np.ndarray:
+def _norms(w: Any) -> Any:
     """Per-filter L2 norms ``(O,)``, scaled by the max-abs so they cannot overflow."""
     rows = _filter_rows(w)
     scale = np.abs(rows).max(axis=1, initial=0.0)
@@ -59,7 +59,7 @@ def _norms(w: np.ndarray) -> np.ndarray:
     return scale * np.sqrt(np.sum((rows / safe) ** 2, axis=1))
 
 
-def _per_filter(values: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _per_filter(values: Any, w: Any) -> Any:
     """``(O, 1)`` per-filter values broadcast back to ``w``'s shape."""
     return np.broadcast_to(values.reshape((-1,) + (1,) * (w.ndim - 1)), w.shape)
 
@@ -71,7 +71,8 @@ class MinFillDelta(Mutant):
     first = "dirac_tensor"
     fault = "geometry"
 
-    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+    def dirac_tensor(self, shape: tuple[int, ...], *, groups: int, policy: str,
+                     dtype: str | None, device: Any) -> Any:
         return super().dirac_tensor(shape, groups=groups, policy="min", dtype=dtype,
                                     device=device)
 
@@ -82,7 +83,8 @@ class OtherMiddleDelta(Mutant):
     first = "dirac_tensor"
     fault = "geometry"
 
-    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+    def dirac_tensor(self, shape: tuple[int, ...], *, groups: int, policy: str,
+                     dtype: str | None, device: Any) -> Any:
         delta = super().dirac_tensor(shape, groups=groups, policy=policy, dtype=dtype,
                                      device=device)
         even = [axis for axis, k in enumerate(shape) if axis >= 2 and k % 2 == 0]
@@ -95,7 +97,8 @@ class GroupsIgnoredDelta(Mutant):
     first = "dirac_tensor"
     fault = "geometry"
 
-    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+    def dirac_tensor(self, shape: tuple[int, ...], *, groups: int, policy: str,
+                     dtype: str | None, device: Any) -> Any:
         return super().dirac_tensor(shape, groups=1, policy=policy, dtype=dtype, device=device)
 
 
@@ -105,7 +108,8 @@ class TorchSamePadding(Mutant):
     first = "conv"
     fault = "geometry"
 
-    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
         if padding == "same":
             padding = tuple(
                 (d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
@@ -121,8 +125,9 @@ class Float32Accumulation(Mutant):
     first = "conv"
     fault = "dtype"
 
-    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
-        def low(a):
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        def low(a: Any) -> Any:
             return None if a is None else a.astype(np.float32)
 
         y = super().conv(low(x), low(w), low(bias), stride=stride, padding=padding,
@@ -137,7 +142,8 @@ class AsymmetricPaddingDropped(Mutant):
     first = "conv"
     fault = "geometry"
 
-    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
         pairs = resolve_padding(padding, w.shape[2:], dilation)
         return super().conv(x, w, bias, stride=stride, padding=tuple((p, p) for p, _ in pairs),
                             dilation=dilation, groups=groups)
@@ -149,7 +155,8 @@ class BiasGradFirstSample(Mutant):
     first = "conv_vjp"
     fault = "geometry"
 
-    def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
+    def conv_vjp(self, g: Any, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any,
+                 dilation: Any, groups: int) -> Any:
         dx, dw, dbias = super().conv_vjp(g, x, w, bias, stride=stride, padding=padding,
                                          dilation=dilation, groups=groups)
         if dbias is not None:
@@ -163,7 +170,7 @@ class EpsInsideSqrt(Mutant):
     first = "normalize_filters"
     fault = "formula"
 
-    def normalize_filters(self, w, *, eps):
+    def normalize_filters(self, w: Any, *, eps: float) -> Any:
         rows = _filter_rows(w)
         norm = np.sqrt(np.sum(rows * rows, axis=1) + eps)
         return (_work(w) / _per_filter(norm, w)).astype(w.dtype)
@@ -175,7 +182,7 @@ class NaiveNorm(Mutant):
     first = "normalize_filters"
     fault = "formula"
 
-    def normalize_filters(self, w, *, eps):
+    def normalize_filters(self, w: Any, *, eps: float) -> Any:
         rows = _filter_rows(w)
         with np.errstate(over="ignore", under="ignore"):
             norm = np.maximum(np.sqrt(np.sum(rows * rows, axis=1)), eps)
@@ -188,7 +195,7 @@ class WrongAxesNorm(Mutant):
     first = "normalize_filters"
     fault = "geometry"
 
-    def normalize_filters(self, w, *, eps):
+    def normalize_filters(self, w: Any, *, eps: float) -> Any:
         swapped = np.swapaxes(w, 0, 1)
         return np.swapaxes(super().normalize_filters(swapped, eps=eps), 0, 1)
 
@@ -199,7 +206,7 @@ class NoProjectionVjp(Mutant):
     first = "normalize_filters_vjp"
     fault = "formula"
 
-    def normalize_filters_vjp(self, g, w, *, eps):
+    def normalize_filters_vjp(self, g: Any, w: Any, *, eps: float) -> Any:
         return (_work(g) / _per_filter(np.maximum(_norms(w), eps), w)).astype(w.dtype)
 
 
@@ -210,7 +217,7 @@ class ClampBranchIgnored(Mutant):
     first = "normalize_filters_vjp"
     fault = "formula"
 
-    def normalize_filters_vjp(self, g, w, *, eps):
+    def normalize_filters_vjp(self, g: Any, w: Any, *, eps: float) -> Any:
         return super().normalize_filters_vjp(g, w, eps=np.finfo(np.float64).tiny)
 
 
@@ -220,7 +227,8 @@ class NormalizeFlagIgnored(Mutant):
     first = "dirac_weight"
     fault = "formula"
 
-    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
+    def dirac_weight(self, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool,
+                     groups: int, policy: str) -> Any:
         return super().dirac_weight(w, alpha, beta, eps=eps, normalize=True, groups=groups,
                                     policy=policy)
 
@@ -232,7 +240,8 @@ class PromotedResult(Mutant):
     first = "dirac_weight"
     fault = "dtype"
 
-    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
+    def dirac_weight(self, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool,
+                     groups: int, policy: str) -> Any:
         out = super().dirac_weight(w, alpha, beta, eps=eps, normalize=normalize, groups=groups,
                                    policy=policy)
         return out.astype(np.result_type(w, alpha, beta))
@@ -244,7 +253,8 @@ class AlphaGradNotPerChannel(Mutant):
     first = "dirac_weight_vjp"
     fault = "geometry"
 
-    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
+    def dirac_weight_vjp(self, g: Any, w: Any, alpha: Any, beta: Any, *, eps: float,
+                         normalize: bool, groups: int, policy: str) -> Any:
         dw, dalpha, dbeta = super().dirac_weight_vjp(
             g, w, alpha, beta, eps=eps, normalize=normalize, groups=groups, policy=policy
         )
@@ -257,8 +267,10 @@ class BetaMissingInWeightGrad(Mutant):
     first = "dirac_weight_vjp"
     fault = "formula"
 
-    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
-        kw = {"eps": eps, "normalize": normalize, "groups": groups, "policy": policy}
+    def dirac_weight_vjp(self, g: Any, w: Any, alpha: Any, beta: Any, *, eps: float,
+                         normalize: bool, groups: int, policy: str) -> Any:
+        kw: dict[str, Any] = {"eps": eps, "normalize": normalize, "groups": groups,
+                              "policy": policy}
         _, dalpha, dbeta = super().dirac_weight_vjp(g, w, alpha, beta, **kw)
         dw, _, _ = super().dirac_weight_vjp(g, w, alpha, np.ones_like(beta), **kw)
         return dw, dalpha, dbeta
@@ -270,7 +282,7 @@ class NcreluAxisIgnored(Mutant):
     first = "ncrelu"
     fault = "geometry"
 
-    def ncrelu(self, x, *, axis):
+    def ncrelu(self, x: Any, *, axis: int) -> Any:
         return super().ncrelu(x, axis=1)
 
 
@@ -280,7 +292,7 @@ class NcreluGradAtZero(Mutant):
     first = "ncrelu_vjp"
     fault = "formula"
 
-    def ncrelu_vjp(self, g, x, *, axis):
+    def ncrelu_vjp(self, g: Any, x: Any, *, axis: int) -> Any:
         positive, negative = np.split(g, 2, axis=axis)
         return np.where(x >= 0, positive, 0) + np.where(x < 0, negative, 0)
 
@@ -291,7 +303,8 @@ class FoldWithoutEps(Mutant):
     first = "fold_batchnorm"
     fault = "formula"
 
-    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+    def fold_batchnorm(self, weight: Any, bias: Any, gamma: Any, beta: Any, mean: Any,
+                       var: Any, *, eps: float) -> Any:
         with np.errstate(divide="ignore", invalid="ignore"):
             return super().fold_batchnorm(weight, bias, gamma, beta, mean, var, eps=0.0)
 

@@ -138,7 +138,7 @@ def _unmatched(xfails: list[Any], params: list[Any]) -> list[Any]:
     return unmatched(xfails, ran)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Ran:
     backend: str
     op: str
@@ -185,7 +185,7 @@ class _Summary:
 
         for key, value in report.user_properties:
             if key == _PROPERTY:
-                self.results.append(Result(**json.loads(value)))
+                self.results.append(Result(**json.loads(str(value))))
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         for x in config.stash.get(_UNMATCHED, []):

@@ -70,7 +70,7 @@ def eps_values(draw: Any, dtype: str) -> float:
         return float(draw(st.sampled_from((1e-12, 1e-5, 1e-3))))
     if kind == "power of two":
         low, high = _FINFO_RANGE[dtype]
-        return 2.0 ** draw(st.integers(low, high))
+        return float(2.0 ** draw(st.integers(low, high)))
     if kind == "extreme":
         return float(draw(st.sampled_from((5e-324, 1e-300, 1e-50, 1e-40, 1e-8, 1e30, 1e39,
                                            1e300, float(np.finfo(np.float64).max)))))
@@ -315,7 +315,8 @@ def _padding(draw: Any, form: str, kernel: list[int], dilation: list[int]) -> An
 @st.composite
 def conv_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
     if draw(st.integers(0, 7)) == 0:
-        return draw(long_conv_cases(dtype, vjp))
+        long: Case = draw(long_conv_cases(dtype, vjp))
+        return long
     geo = draw(conv_geometry())
     operands = {
         "x": draw(arrays(geo["x_shape"], dtype)),

@@ -182,5 +182,5 @@ def _explain(out: Output, dtype: str, err: float) -> str:
     return f"{out.name} ({dtype}): {kind}; worst at {list(index)}: got {got!r}, expected {ref!r}"
 
 
-def _describe(x: object) -> str:
+def _describe(x: np.ndarray | None) -> str:
     return "None" if x is None else f"an array of shape {np.shape(x)}"

@@ -83,9 +83,9 @@ def load_target(spec: str | Backend, *, device: Any = None) -> Target:
 
     Parameters
     ----------
-    spec : str or Backend
+    spec : str, Backend or Backend class
         ``NAME[@DEVICE]``, ``module:attr[@DEVICE]``, ``file.py[:attr][@DEVICE]`` (see the
-        module docstring) or a backend object.
+        module docstring), a backend object or a class (instantiated with no arguments).
     device : object, optional
         The device, for a backend object or a spec without ``@DEVICE``.
 
@@ -104,7 +104,8 @@ def load_target(spec: str | Backend, *, device: Any = None) -> Target:
     'numpy'
     """
     if not isinstance(spec, str):
-        return _checked(Target(dc.get_backend(spec), device, type(spec).__name__))
+        label = spec.__name__ if isinstance(spec, type) else type(spec).__name__
+        return _checked(Target(instantiate(spec, label), device, label))
     name, _, at = spec.partition("@")
     device = at or device
     if is_file_spec(name):

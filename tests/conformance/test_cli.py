@@ -4,66 +4,146 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 
 import pytest
 
 from dirac_conformance.cli import main
+
+MUTANT = "dirac_conformance.mutants:NcreluGradAtZero"
+
+FILE_BACKEND = """
+from dirac_core.reference import NumpyBackend
+
+
+class FileBackend(NumpyBackend):
+    name = "from-file"
+"""
 
 
 def test_passing_backend_prints_table_and_writes_json(tmp_path, capsys) -> None:
     report = tmp_path / "report.json"
     assert main(["numpy", "--ops", "ncrelu,conv", "--json", str(report)]) == 0
     out = capsys.readouterr().out
-    assert "worst rel err" in out and "6/6 checks conform" in out
+    assert "err/tol" in out and "6/6 checks conform" in out
     data = json.loads(report.read_text())
-    assert data["backend"] == "numpy" and data["profile"] == "ci"
+    assert data["backend"] == "numpy" and data["profile"] == "ci" and data["ok"] is True
     assert {(r["op"], r["dtype"], r["status"]) for r in data["results"]} == {
         (op, dtype, "pass") for op in ("ncrelu", "conv") for dtype in ("float64", "float32",
                                                                       "float16")
     }
 
 
-def test_failing_backend_exits_1_and_shows_the_falsifying_example(capsys) -> None:
-    spec = "dirac_conformance.mutants:NcreluGradAtZero"
-    assert main([spec, "--ops", "ncrelu_vjp"]) == 1
+def test_failing_row_shows_the_failing_error_and_a_pasteable_reproducer(capsys) -> None:
+    assert main([MUTANT, "--ops", "ncrelu_vjp", "--fail-fast"]) == 1
     out = capsys.readouterr().out
-    # The table, then hypothesis' minimal failing case and the reason.
-    assert "FAIL" in out and "case=Case(float64:" in out and "exact op" in out
+    row = next(line for line in out.splitlines() if " FAIL " in line)
+    assert row.split()[-1] == "inf"  # the failing example's error, not the best passing one
+    assert "exact op" in out and "reproduce with:" in out
+    block = []
+    for line in out.split("reproduce with:\n\n")[1].splitlines():
+        if line and not line.startswith("    "):
+            break
+        block.append(line)
+    snippet = textwrap.dedent("\n".join(block))
+    namespace: dict[str, object] = {}
+    exec(compile(snippet, "<reproducer>", "exec"), namespace)  # it runs as printed
+    got, want = namespace["got"], namespace["want"]
+    assert (got != want).any()  # and it shows the bug
 
 
-def test_xfails_turn_failures_into_expected_ones(tmp_path, capsys) -> None:
+def test_xfails_expected_failures_xpass_names_the_entry_and_unmatched_are_reported(
+        tmp_path, capsys) -> None:
     known = tmp_path / "known.jsonl"
-    known.write_text('{"op": "ncrelu_vjp", "reason": "gradient at zero"}\n')
-    spec = "dirac_conformance.mutants:NcreluGradAtZero"
-    assert main([spec, "--ops", "ncrelu_vjp", "--xfails", str(known)]) == 0
-    assert "XFAIL" in capsys.readouterr().out
+    known.write_text('{"op": "ncrelu_vjp", "reason": "gradient at zero"}\n'
+                     '{"op": "conv", "backend": "mybakend", "reason": "typo in the backend"}\n')
+    assert main([MUTANT, "--ops", "ncrelu_vjp", "--xfails", str(known)]) == 0
+    out = capsys.readouterr().out
+    assert "XFAIL" in out
+    assert f"xfail entry {known}:2 matches no check that ran" in out
     # A strict xfail that passes is a failure: the bug was fixed, the entry must go.
     assert main(["numpy", "--ops", "ncrelu_vjp", "--xfails", str(known)]) == 1
+    out = capsys.readouterr().out
+    assert f"delete the xfail entry {known}:1" in out and "XPASS" in out
 
 
-def test_unavailable_backend_exits_3_with_the_reason(capsys) -> None:
+def test_unavailable_backend_exits_3_or_fails_when_required(capsys) -> None:
     assert main(["numpy@gpu"]) == 3
     assert "cannot run here" in capsys.readouterr().out
+    assert main(["numpy@gpu", "--require-available"]) == 1
+    assert "FAILED" in capsys.readouterr().out
 
 
-def test_mutants_report_kill_rate(tmp_path, capsys) -> None:
+def test_backend_from_a_file_with_or_without_its_name(tmp_path, capsys) -> None:
+    path = tmp_path / "my_backend.py"
+    path.write_text(FILE_BACKEND)
+    assert main([str(path), "--ops", "ncrelu"]) == 0
+    assert main([f"{path}:FileBackend", "--ops", "ncrelu"]) == 0
+    assert "3/3 checks conform" in capsys.readouterr().out
+
+
+def test_no_check_ran_is_a_failure(tmp_path, capsys) -> None:
+    path = tmp_path / "ints.py"
+    path.write_text(FILE_BACKEND + "    dtypes = ('int8',)\n")
+    assert main([str(path)]) == 1
+    assert "no check ran" in capsys.readouterr().out
+
+
+def test_mutants_report_kill_rate_and_classes(tmp_path, capsys) -> None:
     report = tmp_path / "kills.json"
     assert main(["--mutants", "--json", str(report)]) == 0
-    assert "kill rate: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "kill rate: " in out and "class half-accumulation: 3/3 killed" in out
     assert json.loads(report.read_text())["kill_rate"] == 1.0
+
+
+def test_third_party_mutant_set_from_a_file(tmp_path, capsys) -> None:
+    path = tmp_path / "my_mutants.py"
+    path.write_text(textwrap.dedent("""
+        from dirac_core.reference import NumpyBackend
+
+        class DoubledRelu(NumpyBackend):
+            '''NCReLU's positive half doubled.'''
+            first = "ncrelu"
+
+            def ncrelu(self, x, *, axis):
+                return super().ncrelu(x, axis=axis) * 2
+
+        MUTANTS = [DoubledRelu]
+    """))
+    assert main(["--mutants", str(path)]) == 0
+    assert "DoubledRelu  KILLED by ncrelu/float64" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "give either a BACKEND or --mutants"),
-        (["numpy", "--mutants"], "give either a BACKEND or --mutants"),
         (["no-such-backend"], r"backend='no-such-backend' is not known"),
         (["numpy", "--ops", "convolve"], r"unknown op\(s\) \['convolve'\]"),
+        (["numpy", "--ops", ""], r"unknown op\(s\) \[''\]"),
+        (["numpy", "--xfails", "/no/such/known.jsonl"], "xfails file .* cannot be read"),
+        (["numpy", "--json", "{tmp}"], "is a directory"),
+        (["numpy", "--json", "{tmp}/missing/report.json"], "does not exist"),
+        (["dirac_core.api:conv"], "is a function, not a Backend: it lacks available"),
+        (["os:path"], "not a Backend"),
+        (["{tmp}/empty.py"], "defines no backend"),
+        (["{tmp}/absent.py"], "does not exist"),
+        (["--mutants", "os:sep"], "must be a non-empty sequence"),
     ],
 )
-def test_usage_errors_exit_2(argv: list[str], message: str, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    assert re.search(message, capsys.readouterr().err)
+def test_usage_errors_are_one_line_with_exit_2(argv: list[str], message: str, tmp_path,
+                                               capsys) -> None:
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_backend_and_mutants_are_exclusive(capsys) -> None:
+    for argv in ([], ["numpy", "--mutants"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "give either a BACKEND or --mutants" in capsys.readouterr().err

@@ -7,8 +7,22 @@ import pytest
 import dirac_core as dc
 from dirac_conformance.checks import CHECKS
 from dirac_conformance.meta import hunt, kill_rate
-from dirac_conformance.mutants import MUTANTS, Mutant
-from dirac_conformance.runner import profile_settings, run_suite
+from dirac_conformance.mutants import (
+    FAULT_CLASSES,
+    MUTANTS,
+    EmptyBatchRefused,
+    EpsNotClamped,
+    HalfAccumulationConv,
+    HalfAccumulationNorm,
+    HalfFold,
+    Mutant,
+    NcreluVjpInPlace,
+    NormalizeInPlace,
+    RescaledConv,
+    TieToClamp,
+)
+from dirac_conformance.runner import profile_settings, run_check, run_suite
+from dirac_conformance.target import Target
 
 
 def test_every_protocol_op_and_both_identities_are_checked() -> None:
@@ -31,6 +45,48 @@ def test_each_mutant_overrides_exactly_one_op(mutant: type[Mutant]) -> None:
 def test_suite_kills_mutant(mutant: type[Mutant]) -> None:
     kill = hunt(mutant)
     assert kill.killed_by, f"{mutant.__name__} survived: {kill.bug}"
+    assert mutant.fault in FAULT_CLASSES
+
+
+def test_every_fault_class_has_a_mutant() -> None:
+    assert {m.fault for m in MUTANTS} == set(FAULT_CLASSES)
+
+
+@pytest.mark.parametrize(
+    ("mutant", "killed_by", "message"),
+    [
+        (NormalizeInPlace, "normalize_filters/float64", "modified its argument 'w' in place"),
+        (NcreluVjpInPlace, "ncrelu_vjp/float64", "modified its argument 'g' in place"),
+        (TieToClamp, "normalize_filters_vjp/", "dw"),
+        (EpsNotClamped, "normalize_filters/float", "u"),
+        (EmptyBatchRefused, "conv/float64", "need at least one array"),
+        (HalfAccumulationConv, "conv/float16", "y"),
+        (HalfAccumulationNorm, "normalize_filters/float16", "u"),
+        (HalfFold, "fold_batchnorm/float16", "weight"),
+        (RescaledConv, "identity_eq1/float64", "exact op"),
+    ],
+)
+def test_new_fault_classes_are_caught_by_their_check(mutant: type[Mutant], killed_by: str,
+                                                     message: str) -> None:
+    kill = hunt(mutant)
+    assert kill.killed_by.startswith(killed_by) and message in kill.message, kill
+
+
+@pytest.mark.parametrize("mutant", [HalfAccumulationConv, HalfAccumulationNorm])
+def test_half_accumulation_fails_by_a_wide_margin(mutant: type[Mutant]) -> None:
+    """Not a near miss: the error is at least 100 times the tolerance, or not finite."""
+    result = run_check(Target(mutant(), None, mutant.__name__), CHECKS[mutant.first],
+                       "float16", profile_settings("meta"))
+    assert result.status == "fail" and result.worst > 100, result
+
+
+def test_identities_are_checked_bit_for_bit() -> None:
+    """RescaledConv is within the conv tolerance but conv(x, delta) != x: only the exact
+    identity check catches it."""
+    target = Target(RescaledConv(), None, "rescaled")
+    quick = profile_settings("meta")
+    assert run_check(target, CHECKS["conv"], "float64", quick).status == "pass"
+    assert run_check(target, CHECKS["identity_eq1"], "float64", quick).status == "fail"
 
 
 def test_reference_passes_every_check_and_dtype(reference, quick) -> None:

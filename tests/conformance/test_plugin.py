@@ -25,7 +25,7 @@ def test_runs_checks_per_backend_and_prints_the_table(tmp_path) -> None:
     # numpy: 3 pass; mutant: float64 and float32 fail, float16 is the listed xfail.
     assert "2 failed, 3 passed, 1 skipped, 1 xfailed" in out
     assert "numpy@gpu: device 'gpu' unusable" in out  # skipped, with the reason
-    assert "worst relative error per op x dtype" in out
+    assert "worst error / tolerance per op x dtype" in out
     assert "FAILED" in out and "NcreluGradAtZero-ncrelu_vjp-float64" in out
 
 
@@ -36,3 +36,18 @@ def test_harmless_without_its_options(tmp_path) -> None:
     assert "dirac" not in run.stdout
     bare = _pytest(tmp_path, "--pyargs", "dirac_conformance")
     assert bare.returncode == 0 and "1 skipped" in bare.stdout
+
+
+def test_require_available_fails_unmatched_and_xpass_entries_are_named(tmp_path) -> None:
+    known = tmp_path / "known.jsonl"
+    known.write_text('{"op": "ncrelu", "reason": "gh-8"}\n'
+                     '{"op": "conv", "backend": "numpyy", "reason": "typo"}\n')
+    run = _pytest(tmp_path, "--pyargs", "dirac_conformance", "--dirac-backend", "numpy",
+                  "--dirac-backend", "numpy@gpu", "--dirac-require-available",
+                  "--dirac-ops", "ncrelu", "--dirac-xfails", str(known))
+    out = run.stdout
+    assert run.returncode == 1, out
+    assert "4 failed" in out  # 3 strict XPASS and the unavailable backend
+    assert f"{known}:1: delete the entry once this passes" in out
+    assert f"xfail entry {known}:2 matches no test" in out
+    assert "numpy@gpu cannot run here (--dirac-require-available)" in out

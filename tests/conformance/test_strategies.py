@@ -26,6 +26,12 @@ def _indivisible(case: Case) -> bool:
     return bool(out % inp and inp % out)
 
 
+def _has_tie(w: np.ndarray, eps: float) -> bool:
+    rows = np.abs(w.reshape(len(w), -1))
+    return bool(((rows.max(axis=1) == eps) & ((rows > 0).sum(axis=1) == 1)).any()
+                or ((rows == eps / 2).sum(axis=1) == 4).any())
+
+
 COVERAGE: list[tuple[str, Callable[[str], Any], Callable[[Case], bool]]] = [
     ("same padding with an even, dilated kernel", s.conv_cases,
      lambda c: c.kwargs["padding"] == "same" and any(k % 2 == 0 for k in _kernel(c))
@@ -52,6 +58,20 @@ COVERAGE: list[tuple[str, Callable[[str], Any], Callable[[Case], bool]]] = [
      and (~np.signbit(c.operands["x"].values) & (c.operands["x"].values == 0)).any()),
     ("zero variance with gamma < 0", s.fold_cases,
      lambda c: (c.operands["var"].values == 0).any() and (c.operands["gamma"].values < 0).any()),
+    ("a filter whose norm is exactly eps (the tie)", s.normalize_cases,
+     lambda c: _has_tie(c.array("w"), c.kwargs["eps"])),
+    ("eps beyond float32's range", s.normalize_cases, lambda c: c.kwargs["eps"] > 3.5e38),
+    ("eps below float32's smallest subnormal", s.dirac_weight_cases,
+     lambda c: c.kwargs["eps"] < 7e-46),
+    ("an empty batch", s.conv_cases, lambda c: c.array("x").shape[0] == 0),
+    ("an empty batch in an identity", s.identity_cases, lambda c: c.array("x").shape[0] == 0),
+    ("a long sum whose partials overflow float16", s.conv_cases,
+     lambda c: c.array("x").size > s.LONG and (c.array("w") < 0).any()
+     and np.abs(c.array("x")).max() == 64),
+    ("a long filter of equal values", s.normalize_cases,
+     lambda c: c.array("w").size >= s.LONG and np.unique(c.array("w")).size == 1),
+    ("zero variance with eps below float16's range", s.fold_cases,
+     lambda c: (c.array("var") == 0).any() and 0 < c.kwargs["eps"] < 3e-8),
     ("an identity with an even kernel and dilation", s.identity_cases,
      lambda c: any(k % 2 == 0 for k in c.kwargs["kernel"]) and max(c.kwargs["dilation"]) > 1),
 ]

@@ -335,3 +335,40 @@ def test_from_numpy_accepts_ml_dtypes_bfloat16(backend):
     t = backend.from_numpy(a)
     assert t.dtype == torch.bfloat16
     assert np.array_equal(t.double().numpy(), a.astype(np.float64))
+
+
+# ---------------------------------------------------------------------------- eps range
+
+
+@pytest.mark.parametrize("eps", [5e-324, 1e-50, 1e-40, 1e300])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_normalize_matches_the_reference_for_any_eps(eps: float, dtype: str) -> None:
+    """eps is taken in the working dtype, clamped into its range: an all-zero filter stays
+    zero (not NaN) and eps = 1e300 on float32 divides by float32's largest number."""
+    w = np.zeros((2, 3, 2), dtype=dtype)
+    w[1, 0, 0] = 1.0
+    g = np.ones_like(w)
+    with np.errstate(over="ignore"):  # g / eps beyond the dtype's range is inf, correctly
+        pairs = [
+            (dc.normalize_filters(torch.from_numpy(w), eps=eps),
+             dc.normalize_filters(w, eps=eps)),
+            (dc.normalize_filters_vjp(torch.from_numpy(g), torch.from_numpy(w), eps=eps),
+             dc.normalize_filters_vjp(g, w, eps=eps)),
+        ]
+    for got, want in pairs:
+        assert not torch.isnan(got).any()
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_layers_and_dirac_weight_accept_tiny_eps() -> None:
+    from dirac_torch.layers import DiracConv2d
+
+    layer = DiracConv2d(3, 3, 3, eps=1e-40)
+    layer(torch.randn(1, 3, 5, 5)).sum().backward()
+    w = torch.randn(3, 3, 3, 3, requires_grad=True)
+    w_hat = dc.dirac_weight(w, 1.0, 1.0, eps=1e-50)
+    w_hat.sum().backward()
+    want = dc.dirac_weight(w.detach().numpy(), 1.0, 1.0, eps=1e-50)
+    np.testing.assert_allclose(w_hat.detach().numpy(), want, rtol=1e-6)
+    grads = [w.grad] + [p.grad for p in layer.parameters() if p.grad is not None]
+    assert len(grads) > 1 and all(torch.isfinite(grad).all() for grad in grads)

@@ -19,6 +19,9 @@ arguments, then call the backend with *native* arrays of that backend and canoni
 
 Backends never need to re-validate: every check that produces a user-facing error lives in the
 public API, so all backends fail the same way.
+
+No op may modify its arguments: every input array must hold the same values after the call as
+before it (``dirac_conformance`` checks each input, bit for bit, around every call).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class Availability(NamedTuple):
 @runtime_checkable
 class Backend(Protocol):
     """One implementation of every op of the specification (the public API of `docs/spec.md`).
+
+    No method may modify its array arguments (write results into new arrays).
 
     Attributes
     ----------

@@ -36,7 +36,6 @@ import pytest
 # the suite (hypothesis, dirac_core, backends) is imported only once it is asked for.
 
 _PROPERTY = "dirac_conformance"
-_UNMATCHED = pytest.StashKey[list[Any]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,7 +78,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     xfails = _xfails(config)
     params = [p for spec in config.getoption("dirac_backends")
               for p in _params(config, spec, xfails)]
-    config.stash[_UNMATCHED] = _unmatched(xfails, params)
     if not params:
         params = [pytest.param(None, id="no-backend",
                                marks=pytest.mark.skip(reason="no --dirac-backend given"))]
@@ -130,12 +128,22 @@ def _params(config: pytest.Config, spec: str, xfails: list[Any]) -> list[Any]:
     return params
 
 
-def _unmatched(xfails: list[Any], params: list[Any]) -> list[Any]:
+def _unmatched(config: pytest.Config) -> list[Any]:
+    """The xfail entries that match no job of this session (computed from the options, so it
+    works on an xdist controller too, which collects nothing)."""
+    from .runner import selected_checks
     from .xfails import unmatched
 
-    jobs = [p.values[0] for p in params if p.values[0] is not None]
-    ran = [_Ran(_target_label(j.spec), j.op, j.dtype) for j in jobs if not j.unavailable]
-    return unmatched(xfails, ran)
+    ops = config.getoption("dirac_ops")
+    ran = []
+    for spec in config.getoption("dirac_backends"):
+        try:
+            target = _target(spec)
+        except Exception:  # unavailable or broken: its jobs never ran
+            continue
+        for check in selected_checks(ops.split(",") if ops is not None else None):
+            ran += [_Ran(target.label, check.name, dtype) for dtype in target.dtypes]
+    return unmatched(_xfails(config), ran)
 
 
 @dataclass
@@ -143,10 +151,6 @@ class _Ran:
     backend: str
     op: str
     dtype: str
-
-
-def _target_label(spec: str) -> str:
-    return str(_target(spec).label)
 
 
 @cache
@@ -188,7 +192,7 @@ class _Summary:
                 self.results.append(Result(**json.loads(str(value))))
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
-        for x in config.stash.get(_UNMATCHED, []):
+        for x in _unmatched(config):
             terminalreporter.write_line(
                 f"dirac_conformance: xfail entry {x.source or x.line()} matches no test")
         if not self.results:

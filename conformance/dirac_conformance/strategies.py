@@ -257,6 +257,8 @@ def dirac_weight_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
 @st.composite
 def ncrelu_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
+    if len(shape) > 1 and draw(st.integers(0, 9)) == 0:
+        shape = (0, *shape[1:])  # an empty batch
     axis = draw(st.integers(-len(shape), len(shape) - 1))
     operands = {"x": draw(arrays(shape, dtype, ("signed_zeros", "integers")))}
     if vjp:

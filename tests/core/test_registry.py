@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -101,3 +102,33 @@ def test_source_tree_lists_only_packages_on_the_path(uninstalled):
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['numpy']"
+
+
+class _Exploding:
+    """Not a backend, and constructing it would raise: it must be refused before that."""
+
+    def __init__(self) -> None:
+        raise AssertionError("constructed")
+
+
+class _BrokenInit(NumpyBackend):
+    def __init__(self) -> None:
+        raise OSError("libfoo.so missing")
+
+
+@pytest.fixture
+def fake_module(monkeypatch):
+    module = types.ModuleType("fake_backends")
+    module.Exploding, module.BrokenInit = _Exploding, _BrokenInit
+    monkeypatch.setitem(sys.modules, "fake_backends", module)
+
+
+@pytest.mark.parametrize("target", ["os:path", "dirac_core.api:conv", "fake_backends:Exploding"])
+def test_module_attr_that_is_not_a_backend_is_refused_before_it_runs(target, fake_module):
+    with pytest.raises(TypeError, match=r"not a Backend: it lacks available, owns"):
+        dc.get_backend(target)
+
+
+def test_a_backend_class_whose_constructor_raises_is_broken(fake_module):
+    with pytest.raises(dc.BrokenBackendError, match=r"libfoo\.so missing"):
+        dc.get_backend("fake_backends:BrokenInit")

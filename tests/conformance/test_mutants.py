@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import pytest
 
 import dirac_core as dc
 from dirac_conformance.checks import CHECKS
-from dirac_conformance.meta import hunt, kill_rate
+from dirac_conformance.meta import Kill, hunt, kill_rate
 from dirac_conformance.mutants import (
     FAULT_CLASSES,
     MUTANTS,
@@ -41,9 +43,15 @@ def test_each_mutant_overrides_exactly_one_op(mutant: type[Mutant]) -> None:
     assert mutant.first in CHECKS
 
 
+@cache
+def _hunt(mutant: type[Mutant]) -> Kill:
+    """One hunt per mutant and test process: several tests look at the same kill."""
+    return hunt(mutant)
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.__name__)
 def test_suite_kills_mutant(mutant: type[Mutant]) -> None:
-    kill = hunt(mutant)
+    kill = _hunt(mutant)
     assert kill.killed_by, f"{mutant.__name__} survived: {kill.bug}"
     assert mutant.fault in FAULT_CLASSES
 
@@ -68,7 +76,7 @@ def test_every_fault_class_has_a_mutant() -> None:
 )
 def test_new_fault_classes_are_caught_by_their_check(mutant: type[Mutant], killed_by: str,
                                                      message: str) -> None:
-    kill = hunt(mutant)
+    kill = _hunt(mutant)
     assert kill.killed_by.startswith(killed_by) and message in kill.message, kill
 
 

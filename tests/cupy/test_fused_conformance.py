@@ -43,7 +43,8 @@ def test_the_mirror_conforms_on_every_fused_op(mirror):
 @pytest.mark.parametrize("name", sorted(EDGE_CASES))
 def test_the_mirror_is_right_at_the_edges(mirror, name):
     op, case = EDGE_CASES[name]
-    assert CHECKS[op].run(mirror, case) <= 2e-6
+    # run() returns the share of the tolerance used (and raises beyond it)
+    assert CHECKS[op].run(mirror, case) <= 1.0
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -20,11 +20,18 @@ a batch norm, and, as in the authors' code, a ReLU precedes the pooling.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 PARAMETERIZATIONS = ("dirac", "plain", "resnet")
 ACTIVATIONS = ("ncrelu", "relu")
+# The named variants, defined once: the model builders (``diracnet_v2_cifar``) and the training
+# presets (``--preset v2``) both read them, so the two names always mean the same network.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "v1": {"activation": "ncrelu", "per_channel": False},  # the paper
+    "v2": {"activation": "relu", "per_channel": True},  # the authors' later per-channel ReLU
+}
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ class Linear:
 
 
 Layer = Conv | BatchNorm | ReLU | NCReLU | MaxPool | GlobalAvgPool | Linear
+_LAYER_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (Conv, BatchNorm, ReLU, NCReLU, MaxPool, GlobalAvgPool, Linear)
+}
 
 
 @dataclass(frozen=True)
@@ -274,3 +284,55 @@ def diracnet_imagenet(
         (stem, *groups, _head(widths[-1], num_classes)),
         {"depth": depth, "width": width, **kw},
     )
+
+
+def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
+    """``spec`` as JSON-ready data (every layer a dict with its ``"type"``); see
+    :func:`spec_from_dict`.
+
+    Examples
+    --------
+    >>> spec = diracnet_cifar(10, in_channels=1, num_classes=4)
+    >>> spec_from_dict(spec_to_dict(spec)) == spec
+    True
+    """
+    return {
+        "name": spec.name, "in_channels": spec.in_channels, "image_size": spec.image_size,
+        "num_classes": spec.num_classes, "options": dict(spec.options),
+        "stages": [
+            {"name": stage.name,
+             "layers": [{"type": type(layer).__name__, **dataclasses.asdict(layer)}
+                        for layer in stage.layers]}
+            for stage in spec.stages
+        ],
+    }
+
+
+def spec_from_dict(data: dict[str, Any]) -> NetSpec:
+    """The :class:`NetSpec` that :func:`spec_to_dict` wrote.
+
+    Raises
+    ------
+    ValueError
+        A missing key, an unknown layer type, or a layer field that type does not have.
+    """
+    try:
+        stages = tuple(
+            Stage(stage["name"], tuple(_layer_from_dict(layer) for layer in stage["layers"]))
+            for stage in data["stages"]
+        )
+        return NetSpec(data["name"], data["in_channels"], data["image_size"],
+                       data["num_classes"], stages, dict(data.get("options", {})))
+    except KeyError as exc:
+        raise ValueError(f"architecture description lacks the key {exc}") from None
+
+
+def _layer_from_dict(data: dict[str, Any]) -> Layer:
+    fields = dict(data)
+    kind = fields.pop("type", None)
+    if kind not in _LAYER_TYPES:
+        raise ValueError(f"layer type={kind!r} is not accepted; use one of {sorted(_LAYER_TYPES)}")
+    try:
+        return _LAYER_TYPES[kind](**fields)
+    except TypeError as exc:
+        raise ValueError(f"layer {data!r} does not describe a {kind}: {exc}") from None

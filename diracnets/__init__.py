@@ -4,14 +4,54 @@
 - :mod:`.datasets`, :mod:`.cifar`, :mod:`.safe_pickle`, :mod:`.loaders` — built-in digits,
   CIFAR-10/100 (binary and pickle, read without running code), class folders; reproducible
   batches;
-- :mod:`.trainer`, :mod:`.checkpoint`, :mod:`.rng`, :mod:`.distributed` — the loop, atomic
-  verified checkpoints, exact resume, torchrun data parallelism;
-- :mod:`.run`, :mod:`.finalize` — a whole job: train, fold, verify, time, export;
+- :mod:`.trainer`, :mod:`.callbacks`, :mod:`.checkpoint`, :mod:`.rng`, :mod:`.distributed` —
+  the loop, early stopping, atomic verified checkpoints, exact resume, torchrun data
+  parallelism;
+- :mod:`.run`, :mod:`.finalize`, :mod:`.saved` — a whole job: train, fold, verify, time,
+  export; a run folder loaded back;
 - :mod:`.experiment`, :mod:`.demo`, :mod:`.plots`, :mod:`.metrics`, :mod:`.cli`.
 
+The names below import from the package itself (``from diracnets import Trainer``); they load
+on first use, so ``import diracnets`` (and the ``diracnets`` command's help) needs no torch.
 See ``docs/training.md``.
 """
 
-from .config import TrainConfig, preset_config
+from __future__ import annotations
 
-__all__ = ["TrainConfig", "preset_config"]
+import importlib
+from typing import Any
+
+# public name -> the module that defines it
+_LAZY = {
+    "TrainConfig": "config",
+    "preset_config": "config",
+    "PRESETS": "config",
+    "Trainer": "trainer",
+    "TrainingInterrupted": "trainer",
+    "NonFiniteLossError": "trainer",
+    "build_model": "trainer",
+    "EarlyStopping": "callbacks",
+    "CheckpointError": "checkpoint",
+    "run_training": "run",
+    "format_summary": "run",
+    "load_run": "saved",
+    "LoadedRun": "saved",
+    "depth_experiment": "experiment",
+    "run_demo": "demo",
+    "Dataset": "datasets",
+    "load_dataset": "datasets",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'diracnets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -1,25 +1,30 @@
 """The ``diracnets`` command: ``train``, ``experiment depth``, ``demo`` and ``plot``.
 
 Run ``diracnets COMMAND --help`` for the options; ``docs/training.md`` has the full guide.
-Exit status: 0 done, 1 an error (message on stderr), 130 stopped by Ctrl-C/SIGTERM after
-saving a checkpoint.
+Exit status: 0 done, 1 an error (message on stderr), 2 a missing dependency (torch, ...) or a
+bad option, 130 stopped by Ctrl-C/SIGTERM after saving a checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .config import PRESETS, TrainConfig, preset_config
-from .datasets import DATASETS
-
 INTERRUPTED = 130
+MISSING_DEPENDENCY = 2
+# import name -> distribution: what the command needs beyond NumPy (the `train` extra)
+REQUIRED = {"torch": "torch", "safetensors": "safetensors", "tqdm": "tqdm",
+            "matplotlib": "matplotlib", "sklearn": "scikit-learn"}
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
     """Every :class:`TrainConfig` field as an option whose default (``None``) means "not given"."""
+    from .config import PRESETS
+    from .datasets import DATASETS
+
     add = parser.add_argument
     flag = argparse.BooleanOptionalAction
     add("--preset", choices=sorted(PRESETS), default="v1",
@@ -45,8 +50,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add("--milestones", type=int, nargs="+",
         help="epochs at which lr *= lr-gamma (default 30/60/80 %% of epochs)")
     add("--lr-gamma", type=float, help="default 0.2")
-    add("--alpha0", type=float, help="initial alpha (default 5)")
-    add("--beta0", type=float, help="initial beta (default 1e-3)")
+    add("--alpha-init", type=float, help="initial alpha (default 5)")
+    add("--beta-init", type=float, help="initial beta (default 1e-3)")
     add("--seed", type=int, help="default 0")
     add("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     add("--amp", action=flag, default=None, help="float16 autocast on CUDA (default on)")
@@ -54,12 +59,15 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add("--train-limit", type=int, help="use only the first N training examples")
     add("--out", help="run directory (default runs/<data>-<model>)")
     add("--onnx", action=flag, default=None, help="export the folded model to ONNX at the end")
-    add("--progress", action=flag, default=None, help="tqdm progress bars (default on)")
+    add("--progress", action=flag, default=None,
+        help="tqdm progress bars, on a terminal only (default on); one line per epoch always")
     add("--overwrite", action="store_true",
         help="start afresh in --out even if it holds an earlier run (its files are removed)")
 
 
 def _given(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
+    from .config import TrainConfig
+
     fields = TrainConfig.__dataclass_fields__
     values = {k: v for k, v in vars(args).items()
               if k in fields and k not in skip and v is not None}
@@ -69,6 +77,7 @@ def _given(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .config import preset_config
     from .run import format_summary, run_training
 
     overrides = _given(args)
@@ -106,18 +115,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .plots import replot
 
-    from .metrics import read_jsonl
-    from .plots import plot_curves, plot_scales
-
-    run_dir = Path(args.run_dir)
-    history = read_jsonl(run_dir / "metrics.jsonl")
-    written = [plot_curves(history, run_dir / "curves.png"),
-               plot_scales(history, run_dir / "alpha.png")]
-    print("written:", ", ".join(str(p) for p in written if p))
+    print("written:", ", ".join(str(p) for p in replot(args.folder)))
     return 0
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a DiracNet (paper defaults)")
     _train_options(train)
-    train.add_argument("--resume", metavar="CHECKPOINT",
-                       help="continue from a checkpoint (its settings; only epochs, milestones, "
-                            "out, progress, onnx, workers, device, data_dir, amp may change)")
+    train.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT",
+                       help="continue a run (its folder's last.pt, or a checkpoint file) with "
+                            "its settings; only epochs, milestones, out, progress, onnx, "
+                            "workers, device, data_dir, amp may change")
     train.set_defaults(func=cmd_train)
 
     experiment = commands.add_parser("experiment", help="experiments from the paper")
@@ -155,14 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     demo.set_defaults(func=cmd_demo)
 
-    plot = commands.add_parser("plot", help="redraw a run's plots from its metrics.jsonl")
-    plot.add_argument("run_dir")
+    plot = commands.add_parser(
+        "plot", help="redraw the plots of a run folder (metrics.jsonl) or of a depth "
+                     "experiment folder (results.json)")
+    plot.add_argument("folder")
     plot.set_defaults(func=cmd_plot)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``diracnets`` console script."""
+    missing = missing_dependencies()
+    if missing:
+        print(f"diracnets: needs {', '.join(missing)}, not installed in {sys.executable}; "
+              f"install with: pip install {' '.join(missing)}", file=sys.stderr)
+        return MISSING_DEPENDENCY
     from .checkpoint import CheckpointError
     from .trainer import NonFiniteLossError, TrainingInterrupted
 
@@ -179,6 +188,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             FileExistsError) as exc:
         print(f"diracnets: error: {exc}", file=sys.stderr)
         return 1
+
+
+def missing_dependencies() -> list[str]:
+    """The distributions of :data:`REQUIRED` that cannot be imported."""
+    return [distribution for module, distribution in REQUIRED.items()
+            if not _importable(module)]
+
+
+def _importable(module: str) -> bool:
+    try:  # finding without importing keeps the check cheap
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 Defaults follow the paper (after Wide ResNet): SGD with momentum 0.9, lr 0.1, batch 128, 200
 epochs, lr x 0.2 at 30 %, 60 % and 80 % of training (epochs 60/120/160 of 200), weight decay
-5e-4 on every parameter including alpha and beta, alpha0 = 5, beta0 = 1e-3.
+5e-4 on every parameter including alpha and beta, alpha_init = 5, beta_init = 1e-3.
+
+Every setting has one name, the same here, in ``config.json``, in ``dirac_torch.models``
+(``diracnet_cifar(alpha_init=...)``) and on the command line (``--alpha-init``).
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from dirac_core.nets import VARIANTS
+
 from .datasets import DATASETS
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "v1": {"activation": "ncrelu", "per_channel": False},  # the paper
-    "v2": {"activation": "relu", "per_channel": True},  # the authors' later per-channel ReLU
-}
+# v1: the paper; v2: the network of dirac_torch.models.diracnet_v2_cifar (one definition)
+PRESETS: dict[str, dict[str, Any]] = VARIANTS
+# names that checkpoints written before the settings were renamed still carry
+RENAMED = {"alpha0": "alpha_init", "beta0": "beta_init"}
 MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)  # 60/120/160 of the paper's 200 epochs
 
 
@@ -49,8 +54,8 @@ class TrainConfig:
     decay_scales: bool = True
     milestones: tuple[int, ...] | None = None
     lr_gamma: float = 0.2
-    alpha0: float = 5.0
-    beta0: float = 1e-3
+    alpha_init: float = 5.0
+    beta_init: float = 1e-3
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -78,7 +83,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("lr", "momentum", "weight_decay", "lr_gamma", "alpha0", "beta0"):
+        for name in ("lr", "momentum", "weight_decay", "lr_gamma", "alpha_init",
+                     "beta_init"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -95,12 +101,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are a ``ValueError``."""
+        """Inverse of :meth:`to_dict`; unknown keys are a ``ValueError``. The names of
+        :data:`RENAMED` are read as their new names."""
+        values = {RENAMED.get(k, k): v for k, v in values.items()}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown settings {unknown}; accepted: {sorted(names)}")
-        values = dict(values)
         if values.get("milestones") is not None:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)

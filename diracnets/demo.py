@@ -31,8 +31,8 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
     config = preset_config("v1", data="digits", out=str(out), onnx=onnx, progress=progress,
                            device="cpu", **settings)
     print(f"diracnets demo: DiracNet-{config.depth}-{config.width} (paper v1: NCReLU, "
-          f"alpha0={config.alpha0}, beta0={config.beta0}) on scikit-learn's 8x8 digits, "
-          f"{config.epochs} epochs, CPU", flush=True)
+          f"alpha_init={config.alpha_init}, beta_init={config.beta_init}) on scikit-learn's "
+          f"8x8 digits, {config.epochs} epochs, CPU", flush=True)
     summary = run_training(config, overwrite=True)
     print(format_summary(summary))
     return summary

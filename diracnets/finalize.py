@@ -129,10 +129,19 @@ def count_model_parameters(model: nn.Module) -> int:
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """The model's ``state_dict`` as safetensors (loads without any code, anywhere)."""
+    """The model's ``state_dict`` as safetensors (loads without any code, anywhere).
+
+    A DiracNet (trained or folded) is written as ``dirac_torch.save_model`` writes it, with
+    its architecture in the file's metadata: ``dirac_torch.load_model(path)`` rebuilds it.
+    """
     from safetensors.torch import save
+
+    from dirac_torch.models import DiracNet
+    from dirac_torch.saving import model_bytes
 
     from .checkpoint import atomic_write_bytes
 
+    if isinstance(model, DiracNet):
+        return atomic_write_bytes(path, model_bytes(model))
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return atomic_write_bytes(path, save(state))

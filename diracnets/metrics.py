@@ -1,18 +1,48 @@
-"""Run records: per-epoch metrics as JSON lines and the run's JSON files."""
+"""Run records: per-epoch metrics as JSON lines and the run's JSON files.
+
+Keys are written in natural order (digit runs compare as numbers), so the layers of a record
+read in depth order: ``group0.4`` before ``group0.10``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_write_bytes
 
 
+def natural_key(text: str) -> tuple[str | int, ...]:
+    """Sort key of ``text`` with its digit runs as numbers.
+
+    ``re.split`` with a capturing group alternates text and digits, so two keys always compare
+    str with str and int with int.
+
+    Examples
+    --------
+    >>> sorted(["group0.10", "group1.0", "group0.4", "stem.0"], key=natural_key)
+    ['group0.4', 'group0.10', 'group1.0', 'stem.0']
+    """
+    parts = re.split(r"(\d+)", text)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def naturally_ordered(value: Any) -> Any:
+    """``value`` with the keys of every dict in it (at any depth) in natural order."""
+    if isinstance(value, dict):
+        ordered = sorted(value, key=lambda k: natural_key(str(k)))
+        return {k: naturally_ordered(value[k]) for k in ordered}
+    if isinstance(value, list | tuple):
+        return [naturally_ordered(v) for v in value]
+    return value
+
+
 def write_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> Path:
     """Write one JSON object per line, atomically (the file always matches a checkpoint)."""
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    text = "".join(json.dumps(naturally_ordered(r)) + "\n" for r in records)
     return atomic_write_bytes(path, text.encode())
 
 
@@ -22,7 +52,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def write_json(path: str | os.PathLike, value: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+    return atomic_write_bytes(path, (json.dumps(naturally_ordered(value), indent=2)
+                                     + "\n").encode())
 
 
 class Meter:

@@ -1,5 +1,7 @@
 """A whole training job: train (or resume), check the replicas agree, then fold, verify, time,
-save the weights, optionally export ONNX, and write ``summary.json`` in the run directory."""
+save the trained and the folded weights, optionally export ONNX, and write ``summary.json`` in
+the run directory. A run ended early by a callback (:meth:`Trainer.stop`) is finalised alike.
+"""
 
 from __future__ import annotations
 
@@ -62,10 +64,11 @@ def run_training(config: TrainConfig | None = None, *, resume: str | Path | None
             "world_size": context.world,
             "epochs": trainer.epoch,
             "final": last,
-            "best_val_acc": trainer.best_acc,
+            "best_val_acc": trainer.best_acc if trainer.best_epoch else None,
             "best_epoch": trainer.best_epoch,
             "parameters": count_model_parameters(trainer.model),
             "replica_fingerprints": prints,
+            "stopped_early": trainer.stopped,
         }
         if context.is_main:
             summary.update(finish(trainer))
@@ -78,7 +81,8 @@ def run_training(config: TrainConfig | None = None, *, resume: str | Path | None
 
 
 def finish(trainer: Trainer) -> dict[str, Any]:
-    """Fold and verify, time folded vs unfolded, save weights, export ONNX if asked."""
+    """Fold and verify, time folded vs unfolded, save both networks' weights, export ONNX if
+    asked."""
     images = verification_images(trainer)
     model = trainer.model.eval()
     folded, fold = fold_and_verify(model, images)
@@ -86,6 +90,7 @@ def finish(trainer: Trainer) -> dict[str, Any]:
         "fold": fold,
         "speed": compare_speed(model, folded, images),
         "weights": str(save_weights(model, trainer.run_dir / "model.safetensors")),
+        "folded_weights": str(save_weights(folded, trainer.run_dir / "folded.safetensors")),
     }
     if trainer.config.onnx:
         out["onnx"] = export_and_check_onnx(model, trainer.run_dir / "model.onnx", images)
@@ -106,9 +111,14 @@ def verification_images(trainer: Trainer, count: int = VERIFY_IMAGES) -> torch.T
 def format_summary(summary: dict[str, Any]) -> str:
     """The end-of-run report: accuracy, size, fold check, speed, ONNX check, files."""
     final, fold, speed = summary["final"], summary["fold"], summary["speed"]
+    after = f"{summary['epochs']} epochs"
+    if "batches" in final:  # stopped early in the middle of an epoch
+        after += f" and {final['batches']} batches"
+    if summary["best_epoch"]:
+        after += (f" (best {100 * summary['best_val_acc']:.2f} % at epoch "
+                  f"{summary['best_epoch']})")
     lines = [
-        f"validation accuracy    {100 * final['val_acc']:.2f} % after {summary['epochs']} "
-        f"epochs (best {100 * summary['best_val_acc']:.2f} % at epoch {summary['best_epoch']})",
+        f"validation accuracy    {100 * final['val_acc']:.2f} % after {after}",
         f"parameters             {summary['parameters']:,}",
         f"folded vs unfolded     max relative error {fold['max_rel_error']:.2e} "
         f"(max abs {fold['max_abs_error']:.2e}) {'OK' if fold['ok'] else 'TOO LARGE'}",
@@ -119,6 +129,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         onnx = summary["onnx"]
         lines.append(f"ONNX (onnxruntime)     max relative error {onnx['max_rel_error']:.2e} "
                      f"vs PyTorch, {onnx['path']}")
+    if summary.get("stopped_early"):
+        lines.append(f"stopped early          {summary['stopped_early']['reason']}")
     lines.append(f"run directory          {summary['run_dir']} (metrics.jsonl, curves.png, "
-                 "alpha.png, last.pt, best.pt, model.safetensors, summary.json)")
+                 "alpha.png, last.pt, best.pt, model.safetensors, folded.safetensors, "
+                 "summary.json)")
     return "\n".join(lines)

@@ -10,6 +10,10 @@ job. What it guarantees:
 - **clean stops**: SIGINT (Ctrl-C) or SIGTERM asks for a stop; the current batch finishes, a
   checkpoint of that exact point is written and :class:`TrainingInterrupted` is raised. A second
   Ctrl-C aborts at once (the previous checkpoint stays).
+- **early stopping**: a callback calling :meth:`Trainer.stop` ends training *normally*: the
+  current batch finishes, a checkpoint of that point is written and :meth:`Trainer.fit`
+  returns, so ``run_training`` folds and summarises the run as after the last epoch.
+- **readable logs**: one plain line per epoch; tqdm progress bars only on a terminal.
 - **no NaN training**: a non-finite loss stops the run before the bad step is applied, with
   :class:`NonFiniteLossError`; the last good checkpoint is left untouched.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,8 +48,9 @@ RESUMABLE = frozenset({"epochs", "milestones", "out", "progress", "onnx", "worke
                        "data_dir", "amp"})
 # what a run writes; a fresh run with overwrite=True removes these (and nothing else)
 RUN_FILES = ("config.json", "metrics.jsonl", "curves.png", "alpha.png", "last.pt", "best.pt",
-             "model.safetensors", "model.onnx", "summary.json")
+             "model.safetensors", "folded.safetensors", "model.onnx", "summary.json")
 Callback = Callable[[str, "Trainer"], None]
+Log = Callable[[str], None]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -56,7 +62,8 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, checkpoint: Path | None, epoch: int, batch: int) -> None:
         self.checkpoint, self.epoch, self.batch = checkpoint, epoch, batch
-        where = f"; resume with --resume {checkpoint}" if checkpoint else ""
+        where = (f"; resume with --resume {checkpoint.parent} (in Python: "
+                 f"Trainer.from_checkpoint) to continue" if checkpoint else "")
         super().__init__(f"stopped at epoch {epoch + 1}, batch {batch}{where}")
 
 
@@ -71,7 +78,7 @@ def build_model(config: TrainConfig, dataset: Dataset) -> nn.Module:
         parameterization=config.parameterization, per_channel=config.per_channel,
         in_channels=dataset.in_channels, image_size=dataset.image_size,
     )
-    return build(spec, alpha_init=config.alpha0, beta_init=config.beta0)
+    return build(spec, alpha_init=config.alpha_init, beta_init=config.beta_init)
 
 
 def lr_at(config: TrainConfig, epoch: int) -> float:
@@ -120,7 +127,11 @@ class Trainer:
         A loaded checkpoint to continue from (see :meth:`from_checkpoint`).
     callbacks : sequence of callables
         ``callback(event, trainer)`` with ``event`` in ``"batch_end"``, ``"epoch_end"``. A
-        callback may call :meth:`request_stop` (or raise ``KeyboardInterrupt``) to stop.
+        callback may call :meth:`stop` to end training early (normally), or
+        :meth:`request_stop` (or raise ``KeyboardInterrupt``) to interrupt it (to resume later).
+    log : callable or None
+        Receives the one-line report of each epoch (and of an early stop); default ``print``.
+        ``None`` keeps the trainer quiet. Only the main process logs.
     overwrite : bool
         A fresh run into a directory that already holds a checkpoint is refused (it would be
         lost) unless this is true; then the earlier run's files are removed first.
@@ -141,8 +152,9 @@ class Trainer:
     def __init__(self, config: TrainConfig, *,
                  model_factory: Callable[[TrainConfig, Dataset], nn.Module] | None = None,
                  dataset: Dataset | None = None, resume_state: dict[str, Any] | None = None,
-                 callbacks: Sequence[Callback] = (), overwrite: bool = False) -> None:
-        self.config, self.callbacks = config, list(callbacks)
+                 callbacks: Sequence[Callback] = (), overwrite: bool = False,
+                 log: Log | None = print) -> None:
+        self.config, self.callbacks, self._log = config, list(callbacks), log
         self.run_dir = Path(config.out)
         if resume_state is None:
             _claim_run_dir(self.run_dir, overwrite)
@@ -163,6 +175,8 @@ class Trainer:
         self.epoch, self.batch, self.meter, self._train_s = 0, 0, Meter(), 0.0
         self.best_acc, self.best_epoch, self.history = -math.inf, 0, []
         self._stop = _StopRequest()
+        self._finish: str | None = None  # why a callback ended training early
+        self.stopped: dict[str, Any] | None = None  # where and why it ended early
         if resume_state is not None:
             self._restore(resume_state)
         self.net = self.model
@@ -175,7 +189,8 @@ class Trainer:
     @classmethod
     def from_checkpoint(cls, path: str | Path, overrides: dict[str, Any] | None = None,
                         **kw: Any) -> Trainer:
-        """Continue the run saved in ``path``, with its saved config.
+        """Continue the run saved in ``path`` (a checkpoint, or a run directory: its
+        ``last.pt``), with its saved config.
 
         ``overrides`` may change only the settings in :data:`RESUMABLE` (say, ``epochs`` to
         train longer); ``kw`` goes to the constructor.
@@ -187,16 +202,29 @@ class Trainer:
         ValueError
             An override outside :data:`RESUMABLE`.
         """
-        state = load_checkpoint(path)
+        path = Path(path)
+        state = load_checkpoint(path / "last.pt" if path.is_dir() else path)
         config = resumed_config(state["config"], overrides or {})
         return cls(config, resume_state=state, **kw)
 
     def request_stop(self) -> None:
-        """Stop after the current batch, saving a checkpoint (what Ctrl-C does)."""
+        """Interrupt after the current batch, saving a checkpoint (what Ctrl-C does):
+        :meth:`fit` raises :class:`TrainingInterrupted`; the run can be resumed later."""
         self._stop.requested = True
 
+    def stop(self, reason: str = "stopped by a callback") -> None:
+        """End training early after the current batch; :meth:`fit` returns normally.
+
+        A checkpoint of that point is written (so the run can still be continued), and
+        :attr:`stopped` records ``{"reason", "epoch", "batch"}`` (``epoch`` complete epochs,
+        then ``batch`` batches of the next). Called from an
+        ``"epoch_end"`` callback, the run ends after that epoch.
+        """
+        self._finish = reason
+
     def fit(self) -> dict[str, Any]:
-        """Train to ``config.epochs``; return the last epoch's record.
+        """Train to ``config.epochs`` or until :meth:`stop`; return the last record (of a
+        partial epoch, with ``"batches"``, when stopped mid-epoch).
 
         Raises
         ------
@@ -207,15 +235,30 @@ class Trainer:
         """
         if self.context.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.run_dir / "config.json", self.config.to_dict())
+            write_json(self.run_dir / "config.json", self.run_record())
+        self.stopped = None
         try:
             with self._stop.installed():
-                while self.epoch < self.config.epochs:
+                while self.epoch < self.config.epochs and self.stopped is None:
                     self._train_epoch()
+                    if self.batch < len(self.train_loader):
+                        return self._end_early()
                     self._end_epoch()
         finally:
             self._plot()
         return self.history[-1] if self.history else {}
+
+    def run_record(self) -> dict[str, Any]:
+        """What ``config.json`` holds: the settings and, for a DiracNet, its ``architecture``
+        (``dirac_torch.saving.architecture``: the spec with the data's channels and classes),
+        enough to rebuild the model without the data (:func:`diracnets.load_run`)."""
+        from dirac_torch.models import DiracNet
+        from dirac_torch.saving import architecture
+
+        record = self.config.to_dict()
+        if isinstance(self.model, DiracNet):
+            record["architecture"] = architecture(self.model)
+        return record
 
     def state(self) -> dict[str, Any]:
         """Everything a checkpoint holds (see the module docstring)."""
@@ -243,21 +286,26 @@ class Trainer:
             group["lr"] = lr
         self.net.train()
         started = time.perf_counter()
+        # a bar redraws itself with carriage returns: only a terminal shows that as intended
+        bars = self.config.progress and self.context.is_main and sys.stderr.isatty()
         bar = tqdm(total=len(self.train_loader), initial=self.batch, unit="batch",
                    desc=f"epoch {self.epoch + 1}/{self.config.epochs}", leave=False,
-                   disable=not (self.config.progress and self.context.is_main), dynamic_ncols=True)
+                   disable=not bars, dynamic_ncols=True, file=sys.stderr)
         with bar:
             for images, labels in self.train_loader.batches(self.epoch, self.batch):
-                stop = self._step(images, labels, lr)
+                signal_ = self._step(images, labels, lr)
                 bar.update()
                 bar.set_postfix(loss=f"{self.meter.loss:.4f}", acc=f"{self.meter.accuracy:.3f}",
                                 lr=f"{lr:.3g}")
-                if stop:
+                if signal_ == "interrupt":
                     self._interrupt()
+                if signal_ == "finish":
+                    break
         self._train_s = time.perf_counter() - started
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> bool:
-        """One SGD step; returns whether any rank asked to stop."""
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> str | None:
+        """One SGD step; returns ``"interrupt"`` or ``"finish"`` when any rank asked for
+        that."""
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             logits = self.net(images)
             loss = F.cross_entropy(logits.float(), labels)
@@ -266,8 +314,11 @@ class Trainer:
             (logits.argmax(1) == labels).sum().double(),
             torch.tensor(labels.numel(), dtype=torch.float64, device=self.device),
             torch.tensor(float(self._stop.requested), dtype=torch.float64, device=self.device),
+            torch.tensor(float(self._finish is not None), dtype=torch.float64,
+                         device=self.device),
         ])
-        loss_sum, correct, seen, stop = distributed.all_reduce_sum(stats, self.context).tolist()
+        loss_sum, correct, seen, stop, finish = distributed.all_reduce_sum(
+            stats, self.context).tolist()
         if not math.isfinite(loss_sum):
             self._non_finite(loss_sum / seen, lr)
         self.optimizer.zero_grad(set_to_none=True)
@@ -280,12 +331,19 @@ class Trainer:
             self._notify("batch_end")
         except KeyboardInterrupt:
             self.request_stop()
-        return stop > 0 or (self._stop.requested and not self.context.enabled)
+        # one process sees its callback's request at once; ranks agree at the next batch
+        alone = not self.context.enabled
+        if stop > 0 or (alone and self._stop.requested):
+            return "interrupt"
+        if finish > 0 or (alone and self._finish is not None):
+            return "finish"
+        return None
 
-    def _end_epoch(self) -> None:
+    def _record(self) -> dict[str, Any]:
+        """The current epoch's record: training sums so far, a validation pass, the scales."""
         started = time.perf_counter()
         val = self.evaluate()
-        record = {
+        return {
             "epoch": self.epoch + 1,
             "lr": lr_at(self.config, self.epoch),
             "train_loss": self.meter.loss,
@@ -296,6 +354,9 @@ class Trainer:
             "eval_s": time.perf_counter() - started,
             **scale_snapshot(self.model),
         }
+
+    def _end_epoch(self) -> None:
+        record = self._record()
         self.history.append(record)
         self.epoch, self.batch, self.meter = self.epoch + 1, 0, Meter()
         improved = record["val_acc"] > self.best_acc
@@ -304,12 +365,33 @@ class Trainer:
         self._save(best=improved)
         if self.context.is_main:
             write_jsonl(self.run_dir / "metrics.jsonl", self.history)
+            self._say(format_epoch(record, self.config.epochs))
         try:
             self._notify("epoch_end")
         except KeyboardInterrupt:
             self.request_stop()
         if self._any_rank(self._stop.requested) and self.epoch < self.config.epochs:
             self._interrupt(saved=True)
+        if self._any_rank(self._finish is not None) and self.epoch < self.config.epochs:
+            self._mark_stopped()
+
+    def _end_early(self) -> dict[str, Any]:
+        """Training left mid-epoch for :meth:`stop`: checkpoint this point, validate."""
+        record = {**self._record(), "batches": self.batch}
+        self._save(best=False)
+        self._mark_stopped()
+        return record
+
+    def _mark_stopped(self) -> None:
+        reason = self._finish or "stopped on another rank"
+        self.stopped = {"reason": reason, "epoch": self.epoch, "batch": self.batch}
+        where = (f"in epoch {self.epoch + 1}, after batch {self.batch}" if self.batch
+                 else f"after epoch {self.epoch}")
+        self._say(f"stopped early {where}: {reason}")
+
+    def _say(self, line: str) -> None:
+        if self._log is not None and self.context.is_main:
+            self._log(line)
 
     @torch.no_grad()
     def evaluate(self) -> Meter:
@@ -382,6 +464,23 @@ class Trainer:
     def _notify(self, event: str) -> None:
         for callback in self.callbacks:
             callback(event, self)
+
+
+def format_epoch(record: dict[str, Any], epochs: int) -> str:
+    """One plain log line for an epoch's ``record`` (no carriage returns, no colours).
+
+    Examples
+    --------
+    >>> print(format_epoch({"epoch": 3, "lr": 0.1, "train_loss": 0.51, "train_acc": 0.84,
+    ...                     "val_loss": 0.42, "val_acc": 0.875, "train_s": 2.0,
+    ...                     "eval_s": 0.25}, 15))
+    epoch  3/15  train loss 0.5100 acc 84.00 %  val loss 0.4200 acc 87.50 %  lr 0.1  2.2 s
+    """
+    width = len(str(epochs))
+    return (f"epoch {record['epoch']:>{width}}/{epochs}  train loss {record['train_loss']:.4f} "
+            f"acc {100 * record['train_acc']:.2f} %  val loss {record['val_loss']:.4f} "
+            f"acc {100 * record['val_acc']:.2f} %  lr {record['lr']:.3g}  "
+            f"{record['train_s'] + record['eval_s']:.1f} s")
 
 
 def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:

@@ -3,8 +3,8 @@
 ``W_hat = alpha * delta + beta * normalize(W)`` (Zagoruyko & Komodakis 2017, eq. 13) for any
 ``nn.Conv1d/2d/3d`` (:func:`register_dirac`) or as ready layers (:class:`DiracConv2d`, ...),
 matching the NumPy specification in :mod:`dirac_core` exactly. Importing this package imports
-torch and the layers; the model builders, conversion, folding, ONNX export and the ``torch``
-backend of ``dirac_core`` load on first use.
+torch and the layers; the model builders, conversion, folding, saving, ONNX export and the
+``torch`` backend of ``dirac_core`` load on first use.
 
 >>> import torch, dirac_torch as dt
 >>> net = torch.nn.Sequential(dt.NCReLU(), dt.DiracConv2d(32, 16, 3))
@@ -30,6 +30,8 @@ _LAZY = {
     "diracnet_imagenet": "models",
     "fold_model": "fold",
     "export_onnx": "onnx_export",
+    "load_model": "saving",
+    "save_model": "saving",
 }
 
 __all__ = [
@@ -48,9 +50,11 @@ __all__ = [
     "diracnet_imagenet",
     "export_onnx",
     "fold_model",
+    "load_model",
     "ncrelu",
     "normalize_filters",
     "register_dirac",
+    "save_model",
 ]
 
 

@@ -158,13 +158,15 @@ def _he_init(weight: torch.Tensor) -> None:
 
 
 def diracnet_cifar(
-    depth: int = 34, width: int = 1, num_classes: int = 10, **variant_kw: Any
+    depth: int = 34, width: int = 1, num_classes: int = 10, *, alpha_init: float = 5.0,
+    beta_init: float = 1e-3, **variant_kw: Any
 ) -> DiracNet:
     """CIFAR DiracNet-``depth``-``width``, built by :func:`build`.
 
     ``variant_kw`` goes to :func:`dirac_core.nets.diracnet_cifar`: ``activation`` (``"ncrelu"``
     or ``"relu"``), ``parameterization`` (``"dirac"``, ``"plain"``, ``"resnet"``),
-    ``per_channel``, ``in_channels``, ``image_size``.
+    ``per_channel``, ``in_channels``, ``image_size``; ``alpha_init`` and ``beta_init`` go to
+    :func:`build` (the same names as ``diracnets train --alpha-init/--beta-init``).
 
     Raises
     ------
@@ -179,15 +181,18 @@ def diracnet_cifar(
     'diracnet16-2'
     """
     _check_flag(variant_kw)
-    return build(nets.diracnet_cifar(depth, width, num_classes, **variant_kw))
+    return build(nets.diracnet_cifar(depth, width, num_classes, **variant_kw),
+                 alpha_init=alpha_init, beta_init=beta_init)
 
 
 def diracnet_imagenet(
-    depth: int = 18, width: int = 1, num_classes: int = 1000, **variant_kw: Any
+    depth: int = 18, width: int = 1, num_classes: int = 1000, *, alpha_init: float = 5.0,
+    beta_init: float = 1e-3, **variant_kw: Any
 ) -> DiracNet:
     """ImageNet DiracNet-18 or -34, built by :func:`build`.
 
-    ``variant_kw`` as for :func:`diracnet_cifar` (``image_size`` defaults to 224).
+    ``alpha_init``, ``beta_init`` and ``variant_kw`` as for :func:`diracnet_cifar`
+    (``image_size`` defaults to 224).
 
     Raises
     ------
@@ -202,7 +207,8 @@ def diracnet_imagenet(
     5
     """
     _check_flag(variant_kw)
-    return build(nets.diracnet_imagenet(depth, width, num_classes, **variant_kw))
+    return build(nets.diracnet_imagenet(depth, width, num_classes, **variant_kw),
+                 alpha_init=alpha_init, beta_init=beta_init)
 
 
 def _check_flag(variant_kw: dict[str, Any]) -> None:
@@ -248,12 +254,14 @@ diracnet_relu_imagenet = _variant(
     activation="relu",
 )
 diracnet_v2_cifar = _variant(
-    diracnet_cifar, "diracnet_v2_cifar", "DiracNet with per-channel alpha and beta (v2), CIFAR",
-    per_channel=True,
+    diracnet_cifar, "diracnet_v2_cifar",
+    "DiracNet v2 (ReLU, per-channel alpha and beta; ``diracnets train --preset v2``), CIFAR",
+    **nets.VARIANTS["v2"],
 )
 diracnet_v2_imagenet = _variant(
     diracnet_imagenet, "diracnet_v2_imagenet",
-    "DiracNet with per-channel alpha and beta (v2), ImageNet", per_channel=True,
+    "DiracNet v2 (ReLU, per-channel alpha and beta; ``diracnets train --preset v2``), ImageNet",
+    **nets.VARIANTS["v2"],
 )
 resnet_eq14_cifar = _variant(
     diracnet_cifar, "resnet_eq14_cifar", "ResNet by eq. 14 (W_hat = delta + W), CIFAR",

@@ -14,7 +14,7 @@ from diracnets.trainer import lr_at, resumed_config
 def test_paper_defaults():
     c = TrainConfig()
     assert (c.lr, c.momentum, c.batch_size, c.epochs, c.lr_gamma) == (0.1, 0.9, 128, 200, 0.2)
-    assert (c.weight_decay, c.decay_scales, c.alpha0, c.beta0) == (5e-4, True, 5.0, 1e-3)
+    assert (c.weight_decay, c.decay_scales, c.alpha_init, c.beta_init) == (5e-4, True, 5.0, 1e-3)
     assert c.resolved_milestones() == (60, 120, 160)
     assert [lr_at(c, e) for e in (0, 59, 60, 120, 160, 199)] == pytest.approx(
         [0.1, 0.1, 0.02, 0.004, 0.0008, 0.0008])

@@ -1,0 +1,174 @@
+"""Saving a DiracNet so that it can be rebuilt anywhere, trained or folded, from one file.
+
+:func:`save_model` writes the model's ``state_dict`` as safetensors and puts the architecture
+(the :class:`dirac_core.nets.NetSpec` as JSON, see :func:`dirac_core.nets.spec_to_dict`) into
+the file's metadata under :data:`METADATA_KEY`. :func:`load_model` reads it back: it builds the
+network from the spec with :func:`dirac_torch.models.build`, folds it with
+:func:`dirac_torch.fold.fold_model` when the file holds a folded network, and loads the
+weights (every key must match). Nothing but ``dirac_torch`` and ``safetensors`` is needed: no
+training code, and loading never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils import parametrize
+
+from dirac_core import nets
+
+METADATA_KEY = "dirac_torch.architecture"
+FORMAT_VERSION = 1
+
+
+def architecture(model: nn.Module) -> dict[str, Any]:
+    """The JSON-ready description :func:`save_model` stores: ``{"format_version", "folded",
+    "spec"}``.
+
+    ``folded`` is true for the output of :func:`~dirac_torch.fold.fold_model` (no
+    parametrization and no batch norm left).
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a :class:`~dirac_torch.models.DiracNet` (it has no ``spec``).
+    """
+    from .models import DiracNet
+
+    if not isinstance(model, DiracNet):
+        raise TypeError(
+            f"model must be a dirac_torch.models.DiracNet (built from a spec, folded or not), "
+            f"got {type(model).__name__}; save other models' state_dict yourself"
+        )
+    folded = not any(parametrize.is_parametrized(m) or isinstance(m, _BatchNorm)
+                     for m in model.modules())
+    return {"format_version": FORMAT_VERSION, "folded": folded,
+            "spec": nets.spec_to_dict(model.spec)}
+
+
+def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model`` (a DiracNet, trained or folded) to the safetensors file ``path``.
+
+    Returns
+    -------
+    Path
+        ``path``; :func:`load_model` rebuilds the model from it.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a :class:`~dirac_torch.models.DiracNet`.
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from dirac_torch.models import diracnet_cifar
+    >>> net = diracnet_cifar(10, num_classes=4).eval()
+    >>> path = save_model(net, tempfile.mkdtemp() + "/net.safetensors")
+    >>> again = load_model(path)
+    >>> x = torch.randn(2, 3, 8, 8)
+    >>> bool(torch.equal(again(x), net(x)))
+    True
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model_bytes(model))
+    return path
+
+
+def model_bytes(model: nn.Module) -> bytes:
+    """The safetensors file :func:`save_model` writes, as bytes (to write it your own way,
+    say atomically).
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a :class:`~dirac_torch.models.DiracNet`.
+    """
+    from safetensors.torch import save
+
+    description = architecture(model)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save(state, {METADATA_KEY: json.dumps(description)})
+
+
+def read_architecture(path: str | os.PathLike) -> dict[str, Any]:
+    """The architecture description stored in the safetensors file ``path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file holds no description (it was not written by :func:`save_model`), or one of an
+        unknown format version.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    with safe_open(str(path), framework="pt") as file:
+        text = (file.metadata() or {}).get(METADATA_KEY)
+    if text is None:
+        raise ValueError(
+            f"{str(path)!r} holds weights without an architecture description (no "
+            f"{METADATA_KEY!r} metadata): it was not written by dirac_torch.save_model"
+        )
+    description = json.loads(text)
+    if description.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{str(path)!r} has architecture format_version "
+                         f"{description.get('format_version')!r}; this dirac_torch reads "
+                         f"{FORMAT_VERSION}")
+    return description
+
+
+def build_from_architecture(description: dict[str, Any]) -> nn.Module:
+    """The untrained network an :func:`architecture` description names (folded if it says so)."""
+    from .fold import fold_model
+    from .models import build
+
+    model = build(nets.spec_from_dict(description["spec"]))
+    return fold_model(model) if description.get("folded") else model
+
+
+def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
+    """Rebuild the model :func:`save_model` wrote to ``path``, weights loaded, in eval mode.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`read_architecture`; ``ValueError`` also when the weights do not fit the
+        described network.
+    """
+    from safetensors.torch import load_file
+
+    model = build_from_architecture(read_architecture(path))
+    state = load_file(str(path), device=str(map_location))
+    load_state(model, state, f"{str(path)!r}")
+    return model.eval()
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` (every key must match), converting the model to the
+    weights' floating dtype and device first.
+
+    Raises
+    ------
+    ValueError
+        The weights do not fit the model; the message names ``source``.
+    """
+    floating = [v for v in state.values() if v.is_floating_point()]
+    if floating:
+        model.to(device=floating[0].device, dtype=floating[0].dtype)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"the weights in {source} do not fit the described network: "
+                         f"{exc}") from None

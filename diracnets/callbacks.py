@@ -1,0 +1,78 @@
+"""Ready-made :class:`~diracnets.trainer.Trainer` callbacks.
+
+A callback is any ``callback(event, trainer)``; ``event`` is ``"batch_end"`` or
+``"epoch_end"``, and ``trainer.history[-1]`` is the record of the epoch just ended.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+MODES = ("max", "min")
+
+
+class EarlyStopping:
+    """End training (normally: the run is still folded and summarised) once ``monitor`` has
+    not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    Parameters
+    ----------
+    monitor : str
+        A key of the epoch records (``metrics.jsonl``): ``"val_acc"``, ``"val_loss"``, ...
+    patience : int
+        Epochs without improvement to accept before stopping (>= 1).
+    mode : {"max", "min"}
+        Whether larger or smaller values of ``monitor`` are better.
+    min_delta : float
+        The smallest change that counts as an improvement (>= 0).
+
+    Raises
+    ------
+    ValueError
+        ``patience < 1``, ``min_delta < 0`` or an unknown ``mode``.
+
+    Examples
+    --------
+    >>> stopper = EarlyStopping("val_loss", patience=2, mode="min")
+    >>> [stopper.improved(v) for v in (1.0, 0.8, 0.85, 0.81)]
+    [True, True, False, False]
+    >>> stopper.waited
+    2
+    """
+
+    def __init__(self, monitor: str = "val_acc", patience: int = 5, mode: str = "max",
+                 min_delta: float = 0.0) -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive int, got {patience!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not accepted; use one of {MODES}")
+        if not (isinstance(min_delta, int | float) and math.isfinite(min_delta)
+                and min_delta >= 0):
+            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
+        self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
+        self.best = -math.inf if mode == "max" else math.inf
+        self.waited = 0
+
+    def improved(self, value: float) -> bool:
+        """Take one epoch's ``value``; return whether it beat the best so far."""
+        gain = value - self.best if self.mode == "max" else self.best - value
+        if gain > self.min_delta:
+            self.best, self.waited = value, 0
+            return True
+        self.waited += 1
+        return False
+
+    def __call__(self, event: str, trainer: Trainer) -> None:
+        if event != "epoch_end":
+            return
+        record = trainer.history[-1]
+        if self.monitor not in record:
+            raise ValueError(f"monitor={self.monitor!r} is not in the epoch records; use one of "
+                             f"{sorted(record)}")
+        if not self.improved(record[self.monitor]) and self.waited >= self.patience:
+            trainer.stop(f"{self.monitor} did not improve on {self.best:.4g} for "
+                         f"{self.waited} epochs")

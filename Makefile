@@ -35,9 +35,11 @@ docs: $(VENV)/.installed
 test: $(VENV)/.installed lint typecheck docs
 	$(PY) -m pytest -n 2 tests $(CONFORMANCE_ARGS)
 
+# The CPU benchmarks (benchmarks/bench_gpu.py needs a GPU: see docs/cupy.md).
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_core.py
-	$(PY) benchmarks/bench_torch.py
+	$(PY) benchmarks/bench_torch_layer.py
+	$(PY) benchmarks/bench_torch_models.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis runs docs/_build

@@ -21,6 +21,7 @@ a batch norm, and, as in the authors' code, a ReLU precedes the pooling.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +116,7 @@ class Linear:
 
 
 Layer = Conv | BatchNorm | ReLU | NCReLU | MaxPool | GlobalAvgPool | Linear
-_LAYER_TYPES: dict[str, type] = {
+_LAYER_TYPES: dict[str, Callable[..., Layer]] = {
     cls.__name__: cls for cls in (Conv, BatchNorm, ReLU, NCReLU, MaxPool, GlobalAvgPool, Linear)
 }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-MODULES = ["dirac_core", "dirac_core.api", "dirac_core.padding"]
+MODULES = ["dirac_core", "dirac_core.api", "dirac_core.padding", "dirac_core.nets"]
 
 
 @pytest.mark.parametrize("name", MODULES)

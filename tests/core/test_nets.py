@@ -1,6 +1,10 @@
 """Network specs: shapes chain, parameter counts, variants."""
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dirac_core import nets
 
@@ -69,3 +73,38 @@ def test_imagenet(depth, layers):
 def test_bad_specs(kwargs, word):
     with pytest.raises(ValueError, match=word):
         nets.diracnet_cifar(**kwargs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(depth=st.sampled_from([10, 16, 22]), width=st.integers(1, 3),
+       num_classes=st.integers(1, 20), in_channels=st.integers(1, 4),
+       activation=st.sampled_from(nets.ACTIVATIONS),
+       parameterization=st.sampled_from(nets.PARAMETERIZATIONS), per_channel=st.booleans(),
+       imagenet=st.booleans())
+def test_specs_survive_json(depth, width, num_classes, in_channels, activation,
+                            parameterization, per_channel, imagenet):
+    build = nets.diracnet_imagenet if imagenet else nets.diracnet_cifar
+    spec = build(18 if imagenet else depth, width, num_classes, activation=activation,
+                 parameterization=parameterization, per_channel=per_channel,
+                 in_channels=in_channels)
+    again = nets.spec_from_dict(json.loads(json.dumps(nets.spec_to_dict(spec))))
+    assert again == spec and again.options == spec.options
+    assert nets.count_parameters(again) == nets.count_parameters(spec)
+
+
+def test_a_bad_description_names_what_is_wrong():
+    data = nets.spec_to_dict(nets.diracnet_cifar(10))
+    data["stages"][0]["layers"][0]["type"] = "Conv3d"
+    with pytest.raises(ValueError, match="layer type='Conv3d' is not accepted"):
+        nets.spec_from_dict(data)
+    data["stages"][0]["layers"][0] = {"type": "ReLU", "channels": 3}
+    with pytest.raises(ValueError, match="does not describe a ReLU"):
+        nets.spec_from_dict(data)
+    del data["stages"]
+    with pytest.raises(ValueError, match="lacks the key 'stages'"):
+        nets.spec_from_dict(data)
+
+
+def test_the_v2_variant_is_relu_with_per_channel_scales():
+    assert nets.VARIANTS["v2"] == {"activation": "relu", "per_channel": True}
+    assert nets.VARIANTS["v1"] == {"activation": "ncrelu", "per_channel": False}

@@ -13,6 +13,7 @@ MODULES = [
     "dirac_torch.layers",
     "dirac_torch.conv_geometry",
     "dirac_torch.convert",
+    "dirac_torch.saving",
 ]
 
 

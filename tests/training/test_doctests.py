@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["config", "checkpoint", "safe_pickle"]
+MODULES = ["config", "checkpoint", "safe_pickle", "callbacks", "metrics", "trainer"]
 
 
 @pytest.mark.parametrize("name", MODULES)

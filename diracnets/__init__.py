@@ -18,8 +18,7 @@ See ``docs/training.md``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dirac_core.lazy import lazy_getattr
 
 # public name -> the module that defines it
 _LAZY = {
@@ -45,12 +44,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'diracnets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

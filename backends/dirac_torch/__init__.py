@@ -14,8 +14,7 @@ torch.Size([1, 16, 8, 8])
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dirac_core.lazy import lazy_getattr
 
 from .functional import conv, dirac_tensor, dirac_weight, ncrelu, normalize_filters
 from .layers import DiracConv1d, DiracConv2d, DiracConv3d, NCReLU
@@ -57,10 +56,4 @@ __all__ = [
     "save_model",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'dirac_torch' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

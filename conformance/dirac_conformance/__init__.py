@@ -18,7 +18,7 @@ use.
 
 from __future__ import annotations
 
-from typing import Any
+from dirac_core.lazy import lazy_getattr
 
 _LAZY = {
     "run_suite": "runner",
@@ -46,10 +46,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'dirac_conformance' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-MODULES = ["dirac_core", "dirac_core.api", "dirac_core.padding", "dirac_core.nets"]
+MODULES = ["dirac_core", "dirac_core.api", "dirac_core.padding", "dirac_core.nets",
+           "dirac_core.lazy"]
 
 
 @pytest.mark.parametrize("name", MODULES)

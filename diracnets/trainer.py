@@ -293,13 +293,13 @@ class Trainer:
                    disable=not bars, dynamic_ncols=True, file=sys.stderr)
         with bar:
             for images, labels in self.train_loader.batches(self.epoch, self.batch):
-                signal_ = self._step(images, labels, lr)
+                outcome = self._step(images, labels, lr)
                 bar.update()
                 bar.set_postfix(loss=f"{self.meter.loss:.4f}", acc=f"{self.meter.accuracy:.3f}",
                                 lr=f"{lr:.3g}")
-                if signal_ == "interrupt":
+                if outcome == "interrupt":
                     self._interrupt()
-                if signal_ == "finish":
+                if outcome == "finish":
                     break
         self._train_s = time.perf_counter() - started
 

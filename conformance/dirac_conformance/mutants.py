@@ -376,44 +376,49 @@ class EmptyBatchRefused(Mutant):
                          for n in range(x.shape[0])])
 
 
+_WITH_BFLOAT16 = ("float64", "float32", "float16", "bfloat16")  # bfloat16 via ml_dtypes
+
+
 class HalfAccumulationConv(Mutant):
-    """float16 ``conv`` accumulated in float16 over the input channels (a half-precision
-    accumulator per output element, as a naive half kernel keeps)."""
+    """float16 and bfloat16 ``conv`` accumulated in that dtype over the input channels (a
+    half-precision accumulator per output element, as a naive half kernel keeps)."""
 
     first = "conv"
     fault = "half-accumulation"
+    dtypes = _WITH_BFLOAT16
 
     def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
              groups: int) -> Any:
         kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-        if x.dtype != np.float16:
+        if x.dtype.itemsize != 2:
             return super().conv(x, w, bias, **kw)
         per_group = w.shape[1]
         y = super().conv(x[:, 0::per_group], w[:, :1], None, **kw)
-        for c in range(1, per_group):  # channel c of every group, one float16 sum at a time
+        for c in range(1, per_group):  # channel c of every group, one half sum at a time
             y = y + super().conv(x[:, c::per_group], w[:, c:c + 1], None, **kw)
         return y if bias is None else y + bias.reshape((-1,) + (1,) * (y.ndim - 2))
 
 
 class HalfAccumulationNorm(Mutant):
-    """float16 ``normalize_filters`` whose sum of squares (of the max-scaled filter, so it
-    cannot overflow) is accumulated in float16."""
+    """float16 and bfloat16 ``normalize_filters`` whose sum of squares (of the max-scaled
+    filter, so it cannot overflow) is accumulated in that dtype."""
 
     first = "normalize_filters"
     fault = "half-accumulation"
+    dtypes = _WITH_BFLOAT16
 
     def normalize_filters(self, w: Any, *, eps: float) -> Any:
         out = super().normalize_filters(w, eps=eps)
-        if w.dtype != np.float16:
+        if w.dtype.itemsize != 2:
             return out
         rows = w.reshape(w.shape[0], -1)
         scale = np.abs(rows).max(axis=1, keepdims=True)
-        scaled = rows / np.where(scale > 0, scale, 1)
-        total = np.zeros((rows.shape[0], 1), np.float16)
+        scaled = rows / np.where(scale > 0, scale, 1).astype(w.dtype)
+        total = np.zeros((rows.shape[0], 1), w.dtype)
         for j in range(rows.shape[1]):
             total = total + scaled[:, j:j + 1] * scaled[:, j:j + 1]
         above = (scale.astype(np.float32) * np.sqrt(total) >= working_eps(eps, np.float32))
-        unit = scaled / np.where(total > 0, np.sqrt(total), 1)
+        unit = scaled / np.where(total > 0, np.sqrt(total), 1).astype(w.dtype)
         return np.where(_per_filter(above, w), unit.reshape(w.shape), out).astype(w.dtype)
 
 

@@ -80,11 +80,12 @@ def test_new_fault_classes_are_caught_by_their_check(mutant: type[Mutant], kille
     assert kill.killed_by.startswith(killed_by) and message in kill.message, kill
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("mutant", [HalfAccumulationConv, HalfAccumulationNorm])
-def test_half_accumulation_fails_by_a_wide_margin(mutant: type[Mutant]) -> None:
+def test_half_accumulation_fails_by_a_wide_margin(mutant: type[Mutant], dtype: str) -> None:
     """Not a near miss: the error is at least 100 times the tolerance, or not finite."""
     result = run_check(Target(mutant(), None, mutant.__name__), CHECKS[mutant.first],
-                       "float16", profile_settings("meta"))
+                       dtype, profile_settings("meta"))
     assert result.status == "fail" and result.worst > 100, result
 
 

@@ -41,7 +41,18 @@ def _shadow_site(tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def uninstalled(tmp_path_factory) -> dict[str, str]:
+def source_tree(tmp_path_factory) -> Path:
+    """This checkout as a fresh clone has it: every top-level entry (as a symlink) except the
+    metadata an editable install writes into the checkout (``*.egg-info``) and the venv."""
+    src = tmp_path_factory.mktemp("checkout")
+    for entry in ROOT.iterdir():
+        if not entry.name.endswith(".egg-info") and entry.name not in (".venv", ".git"):
+            (src / entry.name).symlink_to(entry)
+    return src
+
+
+@pytest.fixture(scope="session")
+def uninstalled(tmp_path_factory, source_tree) -> dict[str, str]:
     """An environment running this checkout as a bare GPU machine would: not installed (no
     entry points, no distribution metadata), found through ``PYTHONPATH`` alone.
 
@@ -53,7 +64,8 @@ def uninstalled(tmp_path_factory) -> dict[str, str]:
     wrapper = tmp / "python"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
     wrapper.chmod(0o755)
-    path = [str(ROOT), str(ROOT / "backends"), str(ROOT / "conformance"), str(_shadow_site(tmp))]
+    src = source_tree
+    path = [str(src), str(src / "backends"), str(src / "conformance"), str(_shadow_site(tmp))]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update({"PYTHONPATH": os.pathsep.join(path), "PYTHON": str(wrapper),
                 "PATH": f"{tmp}{os.pathsep}{env.get('PATH', '')}"})

@@ -85,21 +85,23 @@ print("ok", sorted(dc.available_backends()))
 """
 
 
-def test_source_tree_without_metadata_finds_every_backend_of_the_repository(uninstalled):
+def test_source_tree_without_metadata_finds_every_backend_of_the_repository(uninstalled,
+                                                                           source_tree):
     """A checkout on PYTHONPATH, not installed (as on a bare GPU machine): the backends of
     this repository are known by name and inferred from their arrays all the same."""
     pytest.importorskip("torch")
+    # Run from the clean checkout: `python -c` puts the working directory on sys.path.
     done = subprocess.run([uninstalled["PYTHON"], "-c", UNINSTALLED_PROBE], env=uninstalled,
-                          capture_output=True, text=True, timeout=120)
+                          cwd=source_tree, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok ['cupy', 'numpy', 'torch']"), done.stdout
 
 
-def test_source_tree_lists_only_packages_on_the_path(uninstalled):
+def test_source_tree_lists_only_packages_on_the_path(uninstalled, source_tree):
     env = {**uninstalled, "PYTHONPATH": uninstalled["PYTHONPATH"].replace("/backends", "/none")}
     code = "import dirac_core as dc; print(dc.backend_names())"
-    done = subprocess.run([uninstalled["PYTHON"], "-c", code], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run([uninstalled["PYTHON"], "-c", code], env=env, cwd=source_tree,
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['numpy']"
 

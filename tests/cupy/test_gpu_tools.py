@@ -143,11 +143,12 @@ def dc_available(name: str) -> str:
 
 
 @pytest.mark.slow
-def test_gpu_check_rehearses_from_an_uninstalled_source_tree(uninstalled, tmp_path):
+def test_gpu_check_rehearses_from_an_uninstalled_source_tree(uninstalled, source_tree, tmp_path):
     """The whole script, CuPy steps skipped, from a checkout that is not installed."""
     pytest.importorskip("torch")
     env = {**uninstalled, "OUT": str(tmp_path)}
-    done = subprocess.run(["bash", str(SCRIPT), "--rehearse"], env=env, capture_output=True,
+    script = source_tree / SCRIPT.relative_to(ROOT)
+    done = subprocess.run(["bash", str(script), "--rehearse"], env=env, capture_output=True,
                           text=True, timeout=300)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-2000:]

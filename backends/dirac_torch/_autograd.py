@@ -1,11 +1,10 @@
 """The Dirac weight as one autograd node with the spec's VJP written out (paper eq. 13).
 
 ``W_hat = alpha * delta + beta * normalize(W)`` runs once per training step in every layer.
-Built from generic ops, autograd would record about 30 small kernels for it; each is
-parallelised over threads, and on a busy CPU every parallel region waits for its threads, so
-the tiny weight can cost more than the convolution. Here the forward is 6 weight-sized
-kernels and the backward 6, the rest being per-filter vectors of length O, and for weights of
-up to ``SERIAL_MAX_NUMEL`` elements they run on the calling thread only.
+Built from generic ops, autograd would record about 30 small kernels for it; here the forward
+is 6 weight-sized kernels and the backward 6, the rest being per-filter vectors of length O.
+The node is plain tensor code, so ``torch.compile`` traces its forward and backward into the
+model's graph (no graph break) and fuses them with the neighbouring ops.
 
 With ``v`` a filter of ``W``, ``m = max|v|``, ``s = v / m``, ``r = ||s||`` (so ``||v|| = m r``,
 computed without overflow), ``u = s / r`` and ``G`` the incoming gradient:
@@ -18,14 +17,15 @@ computed without overflow), ``u = s / r`` and ``G`` the incoming gradient:
 - ``eps`` is taken in the working dtype and kept inside its positive finite range, as the
   spec says (:func:`working_eps`).
 
+The backward reads ``beta`` (never ``alpha``'s value), so ``beta`` is kept with
+``save_for_backward``: changing it in place between forward and backward raises autograd's
+"modified by an inplace operation" error, as the same formula written with generic ops would.
 Higher-order gradients through this node are not supported (``once_differentiable``); first
 derivatives are exact and checked against the reference by the tests.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -34,28 +34,6 @@ from torch.autograd.function import once_differentiable
 from dirac_core.normalize import working_eps as _working_eps
 
 _HALF = (torch.float16, torch.bfloat16)
-# Weights up to this many elements are computed on the calling thread alone (see _serial).
-SERIAL_MAX_NUMEL = 1 << 18
-
-
-@contextlib.contextmanager
-def _serial(w: torch.Tensor) -> Iterator[None]:
-    """Run the block's CPU kernels on the calling thread when ``w`` is small.
-
-    A Dirac weight is tiny next to its convolution's activations: each of its kernels takes
-    microseconds, while waking and joining the intra-op threads takes longer, and far longer
-    (milliseconds) when the cores are shared with other work. The thread count is restored on
-    exit; setting it costs well under a microsecond.
-    """
-    threads = torch.get_num_threads()
-    if w.device.type != "cpu" or threads == 1 or w.numel() > SERIAL_MAX_NUMEL:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -93,12 +71,19 @@ def _rows(scale: Any, dtype: torch.dtype) -> Any:
     return scale.view(-1, 1) if scale.dim() else scale
 
 
-def _reduced(per_row: torch.Tensor, like: Any) -> torch.Tensor | None:
-    """A per-filter ``(O, 1)`` gradient summed to the shape ``like`` came in (None: a number)."""
-    if not isinstance(like, torch.Tensor):
+def _reduced(per_row: torch.Tensor, like: tuple[int, torch.dtype] | None) -> torch.Tensor | None:
+    """A per-filter ``(O, 1)`` gradient summed to the ``(dim, dtype)`` of the scale it is for
+    (None: the scale was a number)."""
+    if like is None:
         return None
-    out = per_row.view(-1) if like.dim() else per_row.sum()
-    return out.to(like.dtype)
+    dim, dtype = like
+    out = per_row.view(-1) if dim else per_row.sum()
+    return out.to(dtype)
+
+
+def _layout(scale: Any) -> tuple[int, torch.dtype] | None:
+    """``(dim, dtype)`` of a tensor scale, None for a number: all its gradient needs of it."""
+    return (scale.dim(), scale.dtype) if isinstance(scale, torch.Tensor) else None
 
 
 class DiracWeight(torch.autograd.Function):
@@ -113,18 +98,11 @@ class DiracWeight(torch.autograd.Function):
         ctx: Any, w: torch.Tensor, alpha: Any, beta: Any, delta: torch.Tensor, eps: float,
         normalize: bool,
     ) -> torch.Tensor:
-        with _serial(w):
-            return DiracWeight._forward(ctx, w, alpha, beta, delta, eps, normalize)
-
-    @staticmethod
-    def _forward(
-        ctx: Any, w: torch.Tensor, alpha: Any, beta: Any, delta: torch.Tensor, eps: float,
-        normalize: bool,
-    ) -> torch.Tensor:
         dtype = work_dtype(w.dtype)
         flat = w.reshape(w.shape[0], -1).to(dtype)
         ones = delta.reshape(flat.shape).to(dtype)
         a, b = _rows(alpha, dtype), _rows(beta, dtype)
+        safe = divisor = above = None
         if normalize:
             eps_t = working_eps(eps, flat)
             scaled, norm, scale, above = scaled_rows(flat, eps_t)
@@ -134,34 +112,30 @@ class DiracWeight(torch.autograd.Function):
             # divisions, never a product with 1 / (r m) or 1 / eps, which overflow for tiny
             # norms and eps (and turn a zero gradient into NaN).
             divisor = torch.where(above, scale, eps_t)
-            ctx.save_for_backward(scaled, ones, gain, safe, divisor, above)
         else:
             scaled, gain = flat, torch.ones((), dtype=dtype, device=w.device)
-            ctx.save_for_backward(scaled, ones, gain)
-        ctx.scales = (alpha, beta, b)
-        ctx.normalize = normalize
+        beta_tensor = beta if isinstance(beta, torch.Tensor) else None
+        ctx.save_for_backward(scaled, ones, gain, safe, divisor, above, beta_tensor)
+        ctx.beta_number = None if beta_tensor is not None else beta
+        ctx.layouts = (_layout(alpha), _layout(beta))
         out = torch.addcmul(a * ones, scaled, b * gain)
         return out.reshape(w.shape).to(w.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        with _serial(grad):
-            return DiracWeight._backward(ctx, grad)
-
-    @staticmethod
-    def _backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        scaled, ones, gain, *clamp = ctx.saved_tensors
-        alpha, beta, b = ctx.scales
+        scaled, ones, gain, safe, divisor, above, beta_tensor = ctx.saved_tensors
+        alpha_layout, beta_layout = ctx.layouts
         need_w, need_alpha, need_beta = ctx.needs_input_grad[:3]
         g = grad.reshape(scaled.shape).to(scaled.dtype)
         along_direction = (g * scaled).sum(dim=1, keepdim=True) * gain  # sum G normalize(v)
-        dalpha = _reduced((g * ones).sum(dim=1, keepdim=True), alpha) if need_alpha else None
-        dbeta = _reduced(along_direction, beta) if need_beta else None
+        dalpha = _reduced((g * ones).sum(dim=1, keepdim=True), alpha_layout) if need_alpha else None
+        dbeta = _reduced(along_direction, beta_layout) if need_beta else None
         if not need_w:
             return None, dalpha, dbeta, None, None, None
-        if ctx.normalize:
-            safe, divisor, above = clamp
+        beta = ctx.beta_number if beta_tensor is None else beta_tensor
+        b = _rows(beta, scaled.dtype)
+        if above is not None:
             tangent = torch.addcmul(g, scaled, along_direction * gain, value=-1)
             dw = torch.where(above, tangent, g) * b / safe / divisor
         else:

@@ -74,16 +74,22 @@ def conv(
     pairs: Pairs,
     dilation: tuple[int, ...],
     groups: int,
+    padding_mode: str = "zeros",
 ) -> torch.Tensor:
-    """``conv`` without checks, with explicit ``(left, right)`` padding pairs."""
+    """``conv`` without checks, with explicit ``(left, right)`` padding pairs.
+
+    ``padding_mode`` is ``nn.ConvNd``'s: ``"zeros"`` (the spec's), ``"reflect"``,
+    ``"replicate"`` or ``"circular"``.
+    """
     if w.dim() == 2:
         # torch has no 0-d conv: a length-1 spatial dim turns it into conv1d (groups included).
         y = conv(x[..., None], w[..., None], bias, (1,), ((0, 0),), (1,), groups)
         return y[..., 0]
-    if all(left == right for left, right in pairs):
+    if padding_mode == "zeros" and all(left == right for left, right in pairs):
         return _CONV[w.dim() - 2](x, w, bias, stride, [p for p, _ in pairs], dilation, groups)
     # F.pad lists the last dim first.
-    x = F.pad(x, [p for pair in reversed(pairs) for p in pair])
+    flat = [p for pair in reversed(pairs) for p in pair]
+    x = F.pad(x, flat, mode="constant" if padding_mode == "zeros" else padding_mode)
     return _CONV[w.dim() - 2](x, w, bias, stride, 0, dilation, groups)
 
 

@@ -29,9 +29,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dirac_core.padding import Pairs, resolve_padding
-from dirac_core.validation import as_tuple, canonical_padding
+from dirac_core.validation import as_int, as_tuple, axis_value, bool_value, canonical_padding
 
 from . import kernels
+from .functional import torch_device
 from .parametrize import DiracParametrization
 
 
@@ -39,7 +40,6 @@ class _DiracConvNd:
     """Shared body of :class:`DiracConv1d`, :class:`DiracConv2d` and :class:`DiracConv3d`."""
 
     _spatial_dims: int
-    padding_pairs: Pairs
 
     def __init__(
         self,
@@ -58,26 +58,23 @@ class _DiracConvNd:
         policy: str = "tile",
         eps: float = 1e-12,
         *,
+        padding_mode: str = "zeros",
         learnable: bool = True,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         dims = self._spatial_dims
+        device = torch_device(device)
+        # Read by reset_parameters, which nn.ConvNd.__init__ calls.
+        self._he_init = not bool_value(normalize, "normalize")
         kernel = as_tuple(kernel_size, dims, "kernel_size")
-        stride = as_tuple(stride, dims, "stride")
-        dilation = as_tuple(dilation, dims, "dilation")
-        pairs = resolve_padding(canonical_padding(padding, dims, stride), kernel, dilation)
-        symmetric = all(left == right for left, right in pairs)
+        given = {"padding": padding, "stride": stride, "dilation": dilation}
+        strides, dilations, _ = _geometry(padding, stride, dilation, kernel)
         super().__init__(  # type: ignore[call-arg]
-            in_channels, out_channels, kernel, stride,
-            padding=tuple(left for left, _ in pairs) if symmetric else 0,
-            dilation=dilation, groups=groups, bias=bias, device=device, dtype=dtype,
+            in_channels, out_channels, kernel, strides, padding=0, dilation=dilations,
+            groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype,
         )
-        # An asymmetric padding has no nn.ConvNd form: the pairs stand in ``padding`` so that
-        # code copying ``padding`` into a plain nn.ConvNd fails loudly instead of shifting.
-        self.padding_pairs = pairs
-        if not symmetric:
-            self.padding = pairs
+        self._set_geometry(given)
         dirac = DiracParametrization(
             tuple(self.weight.shape), groups=groups, alpha_init=alpha_init,
             beta_init=beta_init, per_channel=per_channel, normalize=normalize, policy=policy,
@@ -85,15 +82,44 @@ class _DiracConvNd:
         )
         parametrize.register_parametrization(self, "weight", dirac)
 
-    def reset_parameters(self) -> None:
-        """``W ~ N(0, 1)``, bias 0, ``alpha``/``beta`` to their inits.
+    def __setattr__(self, name: str, value: Any) -> None:
+        # As on nn.ConvNd, assigning stride, padding or dilation changes what forward computes:
+        # checked, with the padding pairs recomputed (or an error, and nothing changed).
+        if name in _GEOMETRY and "_geometry_given" in self.__dict__:
+            self._set_geometry({**self._geometry_given, name: value})
+        else:
+            super().__setattr__(name, value)
 
-        A zero bias keeps the layer ``alpha`` times the identity at ``beta = 0``.
+    def _set_geometry(self, given: dict[str, Any]) -> None:
+        stride, dilation, pairs = _geometry(
+            given["padding"], given["stride"], given["dilation"], tuple(self.kernel_size)
+        )
+        symmetric = all(left == right for left, right in pairs)
+        # An asymmetric padding has no nn.ConvNd form: the pairs stand in ``padding`` so that
+        # code copying ``padding`` into a plain nn.ConvNd fails loudly instead of shifting.
+        values = {
+            "stride": stride, "dilation": dilation, "padding_pairs": pairs,
+            "padding": tuple(left for left, _ in pairs) if symmetric else pairs,
+            "_geometry_given": given,
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def reset_parameters(self) -> None:
+        """``W ~ N(0, 1)`` (He-initialised when ``normalize=False``), bias 0, ``alpha``/``beta``
+        to their inits.
+
+        A normalized ``W`` has no scale of its own; without normalization (eq. 14,
+        ``W_hat = delta + W``) ``W`` is an ordinary residual-branch weight and gets an ordinary
+        conv's He init. A zero bias keeps the layer ``alpha`` times the identity at ``beta = 0``.
         """
         dirac = parametrize.is_parametrized(self, "weight")
         weight = self.parametrizations.weight.original if dirac else self.weight
         with torch.no_grad():
-            nn.init.normal_(weight)
+            if self._he_init:
+                nn.init.kaiming_normal_(weight, nonlinearity="relu")
+            else:
+                nn.init.normal_(weight)
             if self.bias is not None:
                 nn.init.zeros_(self.bias)
         if dirac:
@@ -123,14 +149,29 @@ class _DiracConvNd:
             )
         return kernels.conv(
             x, self.weight, self.bias, self.stride, self.padding_pairs, self.dilation,
-            self.groups,
+            self.groups, self.padding_mode,
         )
+
+
+_GEOMETRY = ("stride", "padding", "dilation")
+
+
+def _geometry(
+    padding: Any, stride: Any, dilation: Any, kernel: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...], Pairs]:
+    """Checked ``(stride, dilation, padding pairs)`` of a layer with this ``kernel``."""
+    dims = len(kernel)
+    strides = as_tuple(stride, dims, "stride")
+    dilations = as_tuple(dilation, dims, "dilation")
+    pairs = resolve_padding(canonical_padding(padding, dims, strides), kernel, dilations)
+    return strides, dilations, pairs
 
 
 _LAYER_DOC = """{n}-d convolution with the Dirac parameterization (paper eq. 13).
 
-    A ``nn.Conv{n}d`` whose ``weight`` is ``W_hat = alpha * delta + beta * normalize(W)``, from
-    the free ``W ~ N(0, 1)`` at ``.parametrizations.weight.original``, the scales ``.alpha``
+    A drop-in ``nn.Conv{n}d`` whose ``weight`` is
+    ``W_hat = alpha * delta + beta * normalize(W)``, from the free ``W ~ N(0, 1)`` (He-initialised
+    when ``normalize=False``) at ``.parametrizations.weight.original``, the scales ``.alpha``
     (init 5) and ``.beta`` (init 1e-3), and the cached Dirac tensor ``delta``.
 
     Parameters
@@ -142,18 +183,23 @@ _LAYER_DOC = """{n}-d convolution with the Dirac parameterization (paper eq. 13)
         the identity. ``"same"`` requires ``stride=1``.
     alpha_init, beta_init, per_channel, normalize, policy, eps, learnable
         See :class:`dirac_torch.DiracParametrization`.
+    padding_mode : {{"zeros", "reflect", "replicate", "circular"}}
+        As ``nn.Conv{n}d``: what the padding is filled with.
     device, dtype
-        Of every parameter and buffer.
+        Of every parameter and buffer (``device="meta"`` is refused).
 
     Attributes
     ----------
+    stride, dilation, padding
+        As on ``nn.Conv{n}d``; assigning one is checked and changes what the layer computes.
     padding_pairs : tuple of (left, right) pairs, the padding actually applied.
 
     Raises
     ------
     ValueError
-        ``"same"`` with stride > 1; bad channel/group counts, kernel size, stride, dilation,
-        alpha/beta shapes; at call time an input of the wrong rank or channel count.
+        ``"same"`` with stride > 1 (also when assigned later); bad channel/group counts, kernel
+        size, stride, dilation, padding mode, alpha/beta shapes; a device that is not available;
+        at call time an input of the wrong rank or channel count.
 
     Examples
     --------
@@ -191,14 +237,12 @@ class NCReLU(nn.Module):
 
     def __init__(self, dim: int = 1) -> None:
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int):
+        if as_int(dim) is None:
             raise TypeError(f"dim must be an int, got {type(dim).__name__}: {dim!r}")
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not -x.dim() <= self.dim < x.dim():
-            raise ValueError(f"dim={self.dim} is out of range for x of shape {tuple(x.shape)}")
-        return kernels.ncrelu(x, self.dim)
+        return kernels.ncrelu(x, axis_value(self.dim, x.dim(), "dim"))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

@@ -32,12 +32,10 @@ from torch import nn
 
 from dirac_core import nets
 from dirac_core.padding import resolve_padding
-from dirac_core.validation import canonical_padding
+from dirac_core.validation import bool_value, canonical_padding
 
 from .conv_geometry import conv_module
-from .layers import DiracConv1d, DiracConv2d, DiracConv3d, NCReLU
-
-_DIRAC_CONVS = {1: DiracConv1d, 2: DiracConv2d, 3: DiracConv3d}
+from .layers import DiracConv2d, NCReLU
 
 
 class DiracNet(nn.Sequential):
@@ -130,11 +128,10 @@ def _conv(layer: nets.Conv, scales: dict[str, float]) -> nn.Module:
     if kind == "dirac":
         return DiracConv2d(*shape, **common, **scales, per_channel=layer.per_channel)
     if kind == "resnet":
-        conv = DiracConv2d(
+        # W is He-initialised by the layer itself (normalize=False), reset_parameters included.
+        return DiracConv2d(
             *shape, **common, alpha_init=1.0, beta_init=1.0, normalize=False, learnable=False
         )
-        _he_init(conv.parametrizations.weight.original)
-        return conv
     if kind in ("plain", "none"):
         kernel = (layer.kernel_size,) * 2
         stride = (layer.stride,) * 2
@@ -212,11 +209,7 @@ def diracnet_imagenet(
 
 
 def _check_flag(variant_kw: dict[str, Any]) -> None:
-    per_channel = variant_kw.get("per_channel", False)
-    if not isinstance(per_channel, bool):
-        raise TypeError(
-            f"per_channel must be a bool, got {type(per_channel).__name__}: {per_channel!r}"
-        )
+    bool_value(variant_kw.get("per_channel", False), "per_channel")
 
 
 def _variant(

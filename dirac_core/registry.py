@@ -32,6 +32,7 @@ from typing import Any
 
 from .backend import OPS, Backend
 from .errors import BackendUnavailableError, BrokenBackendError, UnknownBackendError
+from .validation import is_python_or_numpy_scalar
 
 GROUP = "dirac_core.backends"
 
@@ -204,7 +205,8 @@ def available_backends() -> dict[str, str]:
 def infer_backend(*arrays: Any) -> Backend:
     """The backend that owns the given arrays (``None`` entries are skipped).
 
-    NumPy arrays and Python scalars belong to the reference. Other arrays are matched by the
+    NumPy arrays belong to the reference. Python and NumPy scalars (``2.0``, ``np.float32(2)``)
+    belong to no backend: they go with the arrays beside them. Other arrays are matched by the
     top-level module of their type against the registered names (``torch.Tensor`` -> "torch"),
     then by asking each loaded backend's ``owns``.
 
@@ -215,7 +217,7 @@ def infer_backend(*arrays: Any) -> Backend:
     """
     found: dict[str, Backend] = {}
     for x in arrays:
-        if x is None or isinstance(x, (int, float)):
+        if x is None or is_python_or_numpy_scalar(x):
             continue
         backend = _owner(x)
         found.setdefault(backend.name, backend)

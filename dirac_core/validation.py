@@ -147,12 +147,13 @@ def groups_for(groups: Any, out_channels: int, in_channels: int | None = None) -
     return count
 
 
-def axis_value(axis: Any, ndim: int) -> int:
+def axis_value(axis: Any, ndim: int, name: str = "axis") -> int:
+    """``axis`` (an int in ``[-ndim, ndim)``) as a non-negative axis of an ``ndim``-d array."""
     number = as_int(axis)
     if number is None:
-        raise TypeError(f"axis must be an int, got {type(axis).__name__}: {axis!r}")
+        raise TypeError(f"{name} must be an int, got {type(axis).__name__}: {axis!r}")
     if not -ndim <= number < ndim:
-        raise ValueError(f"axis={number} is out of range for an array of {ndim} dims")
+        raise ValueError(f"{name}={number} is out of range for an array of {ndim} dims")
     return number % ndim
 
 
@@ -170,6 +171,22 @@ def scale_shape(value: Any, name: str, out_channels: int) -> tuple[int, ...]:
             f"({out_channels},) (one per output channel)"
         )
     return shape
+
+
+def scalar_in_range(value: Any, name: str, weight_dtype: str) -> None:
+    """A finite Python/NumPy scalar ``alpha``/``beta`` must fit the working dtype it is taken in
+    (float64 for float64 weights, else float32): ``1e40`` would become ``inf`` there and turn
+    ``W_hat`` into NaN. Arrays are the caller's data and pass unchanged."""
+    if not is_python_or_numpy_scalar(value) or not math.isfinite(value):
+        return
+    work = np.float64 if weight_dtype == "float64" else np.float32
+    largest = float(np.finfo(work).max)
+    if abs(float(value)) > largest:
+        raise ValueError(
+            f"{name}={value!r} does not fit the working dtype {np.dtype(work).name} of "
+            f"{weight_dtype} weights (largest {largest:.4g}); scale it down or use float64 "
+            f"weights"
+        )
 
 
 # ---------------------------------------------------------------------------- padding forms
@@ -249,14 +266,14 @@ def canonical_padding(padding: Any, ndim: int, stride: tuple[int, ...]) -> str |
 # ---------------------------------------------------------------------------- whole-op checks
 
 
-def check_shape(shape: Any) -> tuple[int, ...]:
+def check_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
     """Validate a weight shape ``(O, I/groups, K...)``: at least 2 entries, each an int >= 1."""
     if isinstance(shape, int) or not hasattr(shape, "__len__"):
-        raise TypeError(f"shape must be a sequence of ints (O, I/groups, K...), got {shape!r}")
-    dims = as_tuple(tuple(shape), len(shape), "shape", minimum=1) if len(shape) else ()
+        raise TypeError(f"{name} must be a sequence of ints (O, I/groups, K...), got {shape!r}")
+    dims = as_tuple(tuple(shape), len(shape), name, minimum=1) if len(shape) else ()
     if len(dims) < 2:
         raise ValueError(
-            f"shape={tuple(shape)!r} must have at least 2 entries (O, I/groups, K1, ..., KL)"
+            f"{name}={tuple(shape)!r} must have at least 2 entries (O, I/groups, K1, ..., KL)"
         )
     return dims
 
@@ -274,10 +291,11 @@ def check_weight_args(
 ) -> dict[str, Any]:
     """Validate :func:`dirac_weight`'s arguments; return the canonical keyword arguments a
     backend receives. Frameworks' own functional layers reuse it to fail like the spec."""
-    check_filters(w, "w")
+    dt = check_filters(w, "w")
     out_channels = shape_of(w)[0]
-    scale_shape(alpha, "alpha", out_channels)
-    scale_shape(beta, "beta", out_channels)
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        scale_shape(value, name, out_channels)
+        scalar_in_range(value, name, dt)
     return {
         "eps": eps_value(eps),
         "normalize": bool_value(normalize, "normalize"),

@@ -103,10 +103,12 @@ class TorchBackend:
 
     def from_numpy(self, a: np.ndarray, device: Any = None) -> torch.Tensor:
         if a.dtype.name == "bfloat16":  # ml_dtypes' NumPy bfloat16: through float32, exactly
-            return torch.from_numpy(a.astype(np.float32)).to(device=device, dtype=torch.bfloat16)
+            return torch.from_numpy(a.astype(np.float32)).to(
+                device=fn.torch_device(device), dtype=torch.bfloat16
+            )
         # A fresh C-ordered copy: results must not alias the caller's buffer, and from_numpy
         # rejects negative strides.
-        return torch.from_numpy(np.array(a, order="C", copy=True)).to(device)
+        return torch.from_numpy(np.array(a, order="C", copy=True)).to(fn.torch_device(device))
 
     def to_numpy(self, x: torch.Tensor) -> np.ndarray:
         x = x.detach().cpu()
@@ -120,7 +122,9 @@ class TorchBackend:
     def dirac_tensor(
         self, shape: tuple[int, ...], *, groups: int, policy: str, dtype: str | None, device: Any
     ) -> torch.Tensor:
-        return kernels.dirac_tensor(shape, groups, policy, fn.torch_dtype(dtype), device)
+        return kernels.dirac_tensor(
+            shape, groups, policy, fn.torch_dtype(dtype), fn.torch_device(device)
+        )
 
     def normalize_filters(self, w: torch.Tensor, *, eps: float) -> torch.Tensor:
         return kernels.normalized(w, eps).to(w.dtype)
@@ -141,6 +145,7 @@ class TorchBackend:
         stride: tuple[int, ...], padding: str | tuple[tuple[int, int], ...],
         dilation: tuple[int, ...], groups: int,
     ) -> torch.Tensor:
+        fn.check_spatial_dims(w)
         pairs = resolve_padding(padding, tuple(w.shape[2:]), dilation)
         work = work_dtype(x.dtype)
         if work != x.dtype:

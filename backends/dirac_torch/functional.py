@@ -59,6 +59,49 @@ def torch_dtype(dtype: Any) -> torch.dtype:
     return getattr(torch, name)
 
 
+def torch_device(device: Any) -> torch.device | None:
+    """``device`` as a ``torch.device`` this process can allocate real tensors on (None stays
+    None: torch's default device).
+
+    ``"meta"`` is refused: the Dirac tensor ``delta`` is a non-persistent buffer, which
+    ``Module.to_empty`` would leave uninitialised and no ``state_dict`` restores.
+
+    Raises
+    ------
+    ValueError
+        Not a device name torch knows, ``"meta"``, or a CUDA device this machine lacks.
+    """
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use e.g. 'cpu', 'cuda' or 'cuda:1'"
+        ) from exc
+    if dev.type == "meta":
+        raise ValueError(
+            f"device={device!r} is not supported: the Dirac tensor is a non-persistent buffer "
+            f"that meta-device initialisation would leave empty; build on 'cpu' or 'cuda'"
+        )
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= count:
+            raise ValueError(
+                f"device={device!r} is not available: this machine has {count} CUDA "
+                f"device(s) (torch.cuda.is_available() is {torch.cuda.is_available()})"
+            )
+    return dev
+
+
+def check_spatial_dims(w: torch.Tensor) -> None:
+    """Refuse a weight with more than 3 spatial dims: torch has no 4-d convolution."""
+    if w.dim() - 2 > 3:
+        raise ValueError(
+            f"w has shape {tuple(w.shape)}: torch convolves 0 to 3 spatial dims, got {w.dim() - 2}"
+        )
+
+
 def _require_tensor(x: Any, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}: {x!r:.80}")
@@ -116,7 +159,7 @@ def dirac_tensor(
     shape = ck.check_shape(shape)
     groups = ck.groups_for(groups, shape[0])
     policy = ck.policy_value(policy)
-    return kernels.dirac_tensor(shape, groups, policy, torch_dtype(dtype), device)
+    return kernels.dirac_tensor(shape, groups, policy, torch_dtype(dtype), torch_device(device))
 
 
 # ---------------------------------------------------------------------------- normalize
@@ -273,10 +316,7 @@ def conv(
     _require_tensor(w, "w")
     if bias is not None:
         _require_tensor(bias, "bias")
-    if w.dim() - 2 > 3:
-        raise ValueError(
-            f"w has shape {tuple(w.shape)}: torch convolves 0 to 3 spatial dims, got {w.dim() - 2}"
-        )
+    check_spatial_dims(w)
     args = ck.check_conv_args(x, w, bias, stride, padding, dilation, groups)
     pairs = resolve_padding(args["padding"], tuple(w.shape[2:]), args["dilation"])
     return kernels.conv(x, w, bias, args["stride"], pairs, args["dilation"], args["groups"])

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dirac_core.validation import bool_value
+
 from .fold import example_args, fold_model
 
 
@@ -76,8 +78,7 @@ def export_onnx(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(dynamic_batch, bool):
-        raise TypeError(f"dynamic_batch must be a bool, got {dynamic_batch!r}")
+    bool_value(dynamic_batch, "dynamic_batch")
     args = example_args(example_input)
     path = Path(path)
     if not path.parent.is_dir():

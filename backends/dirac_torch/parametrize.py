@@ -38,12 +38,6 @@ from .conv_geometry import DiracIdentityWarning, identity_problem
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
-    return value
-
-
 class DiracParametrization(nn.Module):
     """``W -> alpha * delta + beta * normalize(W)`` for weights of one fixed shape.
 
@@ -108,24 +102,17 @@ class DiracParametrization(nn.Module):
         device: Any = None,
     ) -> None:
         super().__init__()
-        if isinstance(weight_shape, int) or not hasattr(weight_shape, "__len__"):
-            raise TypeError(f"weight_shape must be a sequence of ints, got {weight_shape!r}")
-        if len(weight_shape) < 2:
-            raise ValueError(
-                f"weight_shape={tuple(weight_shape)!r} must have at least 2 entries "
-                f"(O, I/groups, K...)"
-            )
-        self.weight_shape = ck.as_tuple(tuple(weight_shape), len(weight_shape), "weight_shape")
+        self.weight_shape = ck.check_shape(weight_shape, "weight_shape")
         self.groups = ck.groups_for(groups, self.weight_shape[0])
         self.policy = ck.policy_value(policy)
         self.eps = ck.eps_value(eps)
-        self.per_channel = _flag(per_channel, "per_channel")
-        self.normalize = _flag(normalize, "normalize")
-        self.learnable = _flag(learnable, "learnable")
-        dtype = fn.torch_dtype(dtype)
+        self.per_channel = ck.bool_value(per_channel, "per_channel")
+        self.normalize = ck.bool_value(normalize, "normalize")
+        self.learnable = ck.bool_value(learnable, "learnable")
+        dtype, device = fn.torch_dtype(dtype), fn.torch_device(device)
         self._inits = {
-            "alpha": self._initial(alpha_init, "alpha_init"),
-            "beta": self._initial(beta_init, "beta_init"),
+            "alpha": self._initial(alpha_init, "alpha_init", dtype),
+            "beta": self._initial(beta_init, "beta_init", dtype),
         }
         for name, value in self._inits.items():
             value = value.to(dtype=dtype, device=device)
@@ -136,33 +123,27 @@ class DiracParametrization(nn.Module):
         delta = kernels.dirac_tensor(self.weight_shape, self.groups, self.policy, dtype, device)
         self.register_buffer("delta", delta, persistent=False)
 
-    def _initial(self, value: Any, name: str) -> torch.Tensor:
+    def _initial(self, value: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
         """``value`` as a float64 CPU tensor of shape ``()``, or ``(O,)`` when per-channel."""
         out_channels = self.weight_shape[0]
-        wrong = TypeError(
-            f"{name} must be a number or an array of shape () or ({out_channels},), "
-            f"got {type(value).__name__}: {value!r:.80}"
-        )
-        if isinstance(value, bool) or getattr(value, "dtype", None) in (torch.bool, np.bool_):
-            raise wrong
-        if not isinstance(value, int | float | torch.Tensor):
+        if isinstance(value, list | tuple):  # numbers, taken as a float64 array
             try:
-                value = torch.as_tensor(value, dtype=torch.float64)
-            except (TypeError, ValueError, RuntimeError) as exc:
-                raise wrong from exc
-        init = torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float64)
-        if tuple(init.shape) not in ((), (out_channels,)):
-            raise ValueError(
-                f"{name} has shape {tuple(init.shape)}; accepted shapes are () (a scalar) or "
-                f"({out_channels},) (one per output channel)"
-            )
-        if init.dim() and not self.per_channel:
+                value = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{name} must be numbers, got {value!r:.80}") from exc
+        if ck.scale_shape(value, name, out_channels) and not self.per_channel:
             raise ValueError(
                 f"{name} has shape ({out_channels},) but per_channel=False; pass a scalar or "
                 f"per_channel=True"
             )
-        if not bool(torch.isfinite(init).all()):
-            raise ValueError(f"{name} must be finite, got {value!r:.80}")
+        if ck.is_python_or_numpy_scalar(value):  # not through float32: 1e40 must stay finite
+            init = torch.tensor(float(value), dtype=torch.float64)
+        else:
+            init = torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float64)
+        if not bool(torch.isfinite(init.to(dtype)).all()):
+            raise ValueError(
+                f"{name} must be finite in the parameters' dtype {dtype}, got {value!r:.80}"
+            )
         return init.expand(out_channels).clone() if self.per_channel else init.clone()
 
     def reset_parameters(self) -> None:

@@ -217,19 +217,6 @@ def test_fused_dirac_weight_is_first_order_only_and_says_so():
         dw.sum().backward()
 
 
-def test_fused_dirac_weight_restores_the_thread_count():
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        w = torch.randn(8, 4, 3, 3, requires_grad=True)
-        beta = torch.tensor(0.5, requires_grad=True)
-        dt.dirac_weight(w, 2.0, beta).sum().backward()
-        assert torch.get_num_threads() == 2
-        assert w.grad is not None and beta.grad is not None
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_fused_dirac_weight_skips_gradients_nobody_asked_for():
     w = torch.randn(4, 4, 3, dtype=torch.float64)
     alpha = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)

@@ -16,7 +16,8 @@ It prints the medians and the ratios ``dirac / plain`` (targets: <= 1.03 eager a
 and ``folded / direct`` (target: 1 within noise). Small batches and images keep a run to a few
 minutes on a loaded 2-core machine, most of it compiling.
 
-Run ``python benchmarks/bench_torch_train.py [--rounds 15] [--batch 16] [--size 16]``.
+Run ``python benchmarks/bench_torch_train.py [--rounds 15] [--batch 16] [--size 16]
+[--threads 2] [--clock wall|cpu]``.
 """
 
 from __future__ import annotations
@@ -90,7 +91,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=3, help="steps per timed block")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall",
+        help="wall time, or this process's CPU time (with --threads 1: the compute itself, "
+        "robust to a machine shared with other work)",
+    )
     args = parser.parse_args(argv)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
 
     steps = build_steps(args)
@@ -103,12 +110,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     names = list(steps)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(timed(steps[name], args.steps))
+            times[name].append(timed(steps[name], args.steps, clock))
 
     medians = {name: statistics.median(t) for name, t in times.items()}
     print(f"DiracNet-{args.depth}-1, batch {args.batch}, {args.size}x{args.size}, float32, "
           f"CPU, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps "
-          f"(median ms per step)")
+          f"(median {args.clock} ms per step)")
     for name, median in medians.items():
         print(f"  {name:<16} {1e3 * median:8.2f} ms")
     ratios = {

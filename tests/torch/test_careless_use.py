@@ -73,7 +73,7 @@ def test_assignment_breaking_same_padding_is_refused_and_changes_nothing():
 def test_eq14_reset_parameters_is_he_not_unit_normal():
     model = resnet_eq14_cifar(10)
     layer = [m for m in model.modules() if isinstance(m, dt.DiracConv2d)][-1]
-    w = layer.parametrizations.weight.original
+    w = layer.parametrizations.weight.original.detach()
     he_std = (2.0 / w[0].numel()) ** 0.5
     for reinit in (False, True):
         if reinit:

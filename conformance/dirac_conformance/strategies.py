@@ -188,7 +188,9 @@ def _tie(kind: str, v: np.ndarray, dtype: str, eps: float) -> np.ndarray | None:
     """A filter of norm exactly ``eps``, or None if ``eps`` (or ``eps/2``) is not exact."""
     count, value = (1, eps) if kind == "tie" else (4, eps / 2)
     flat = v.reshape(-1)
-    if flat.size < count or float(round_to(np.array(value), dtype)) != value:
+    with np.errstate(over="ignore"):  # an eps beyond the dtype's range rounds to inf: no tie
+        exact = float(round_to(np.array(value), dtype)) == value
+    if flat.size < count or not exact:
         return None
     out = np.zeros_like(flat)
     out[:count] = np.where(flat[:count] < 0, -value, value)

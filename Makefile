@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/diracnets demo
+	$(VENV)/bin/diracnets demo --overwrite
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

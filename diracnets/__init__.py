@@ -1,12 +1,14 @@
 """Training DiracNets: the ``diracnets`` command, its data, checkpoints and experiments.
 
 - :mod:`.config` — :class:`TrainConfig`, the paper's defaults and the ``v1``/``v2`` presets;
-- :mod:`.datasets`, :mod:`.cifar`, :mod:`.safe_pickle`, :mod:`.loaders` — built-in digits,
-  CIFAR-10/100 (binary and pickle, read without running code), class folders; reproducible
-  batches;
+- :mod:`.datasets`, :mod:`.cifar`, :mod:`.safe_pickle`, :mod:`.imagefolder`, :mod:`.loaders` —
+  built-in digits, CIFAR-10/100 (binary and pickle, read without running code, within bounds),
+  class folders (Pillow); reproducible batches;
 - :mod:`.trainer`, :mod:`.callbacks`, :mod:`.checkpoint`, :mod:`.rng`, :mod:`.distributed` —
   the loop, early stopping, atomic verified checkpoints, exact resume, torchrun data
   parallelism;
+- :mod:`.rundir`, :mod:`.atomic`, :mod:`.divergence` — one run per folder (marker, lock, the
+  files it wrote), atomic writes, divergence is failure;
 - :mod:`.run`, :mod:`.finalize`, :mod:`.saved` — a whole job: train, fold, verify, time,
   export; a run folder loaded back;
 - :mod:`.experiment`, :mod:`.demo`, :mod:`.plots`, :mod:`.metrics`, :mod:`.cli`.

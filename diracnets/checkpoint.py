@@ -5,8 +5,8 @@ A checkpoint file is a ``torch.save`` of ``{"format", "version", "sha256", "payl
 ``sha256`` its digest. Both levels are read with ``torch.load(weights_only=True)``, which only
 rebuilds tensors and plain containers, so a checkpoint can never execute code; the digest
 catches any change to the payload (a flipped byte, a truncated copy, an edited value).
-Writes go to a temporary file in the same folder, are flushed to disk, then ``os.replace``-d
-over the target: a crash mid-write leaves the previous checkpoint intact.
+Writes go through :func:`diracnets.atomic.atomic_write_bytes`: a crash mid-write leaves the
+previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .atomic import atomic_write_bytes
 
 FORMAT = "diracnets-checkpoint"
 VERSION = 1
@@ -32,23 +33,6 @@ def _serialize(obj: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -1,20 +1,24 @@
 """The ``diracnets`` command: ``train``, ``experiment depth``, ``demo`` and ``plot``.
 
 Run ``diracnets COMMAND --help`` for the options; ``docs/training.md`` has the full guide.
-Exit status: 0 done, 1 an error (message on stderr), 2 a missing dependency (torch, ...) or a
-bad option, 130 stopped by Ctrl-C/SIGTERM after saving a checkpoint.
+Exit status: 0 done, 1 the run diverged (or another failure), 2 a usage mistake (a bad
+option, unreadable data or checkpoint, a run folder that may not be used, a full disk, a missing
+dependency), 130 stopped by Ctrl-C/SIGTERM after saving a checkpoint. Errors are one line on
+stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-INTERRUPTED = 130
-MISSING_DEPENDENCY = 2
+FAILED, USAGE, INTERRUPTED = 1, 2, 130
+MISSING_DEPENDENCY = USAGE
 # import name -> distribution: what the command needs beyond NumPy (the `train` extra)
 REQUIRED = {"torch": "torch", "safetensors": "safetensors", "tqdm": "tqdm",
             "matplotlib": "matplotlib", "sklearn": "scikit-learn"}
@@ -27,8 +31,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
 
     add = parser.add_argument
     flag = argparse.BooleanOptionalAction
-    add("--preset", choices=sorted(PRESETS), default="v1",
-        help="v1: the paper (NCReLU, scalar alpha/beta); v2: ReLU, per-channel alpha/beta")
+    add("--preset", choices=sorted(PRESETS),
+        help="v1 (default): the paper (NCReLU, scalar alpha/beta); v2: ReLU, per-channel "
+             "alpha/beta")
     add("--data", choices=DATASETS, help="dataset (default: digits, built in, no download)")
     add("--data-dir", help="CIFAR folder or .tar.gz (binary or python version); class folders")
     add("--arch", choices=("cifar", "imagenet"), help="network family (default cifar)")
@@ -62,7 +67,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add("--progress", action=flag, default=None,
         help="tqdm progress bars, on a terminal only (default on); one line per epoch always")
     add("--overwrite", action="store_true",
-        help="start afresh in --out even if it holds an earlier run (its files are removed)")
+        help="start afresh in --out even if it holds an earlier run (the files that run "
+             "wrote are removed, nothing else)")
 
 
 def _given(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
@@ -82,9 +88,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = _given(args)
     if args.resume:
+        for option, given in (("--preset", args.preset is not None),
+                              ("--overwrite", args.overwrite)):
+            if given:
+                raise ValueError(f"{option} cannot be used with --resume: a resumed run keeps "
+                                 "its checkpoint's settings and folder")
         summary = run_training(resume=args.resume, overrides=overrides)
     else:
-        config = preset_config(args.preset, **overrides)
+        config = preset_config(args.preset or "v1", **overrides)
         if "out" not in overrides:
             config.out = (f"runs/{config.data}-diracnet{config.depth}-{config.width}-"
                           f"{config.parameterization}")
@@ -110,14 +121,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     run_demo(out=args.out, epochs=args.epochs, depth=args.depth, width=args.width,
-             onnx=args.onnx, progress=args.progress)
+             onnx=args.onnx, progress=args.progress, overwrite=args.overwrite)
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import replot
+    from .rundir import RunFolder
 
-    print("written:", ", ".join(str(p) for p in replot(args.folder)))
+    with RunFolder.existing(args.folder, "FOLDER"):  # plots go only into a run's own folder
+        written = replot(args.folder)
+    print("written:", ", ".join(str(p) for p in written))
     return 0
 
 
@@ -129,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a DiracNet (paper defaults)")
     _train_options(train)
     train.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT",
-                       help="continue a run (its folder's last.pt, or a checkpoint file) with "
-                            "its settings; only epochs, milestones, out, progress, onnx, "
-                            "workers, device, data_dir, amp may change")
+                       help="continue a run in its own folder (that folder's last.pt, or a "
+                            "checkpoint file in it) with its settings; only epochs, milestones, "
+                            "progress, onnx, workers, device, data_dir, amp may change")
     train.set_defaults(func=cmd_train)
 
     experiment = commands.add_parser("experiment", help="experiments from the paper")
@@ -155,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=None)
     demo.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True)
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    demo.add_argument("--overwrite", action="store_true",
+                      help="replace an earlier run in --out (without it that is refused)")
     demo.set_defaults(func=cmd_demo)
 
     plot = commands.add_parser(
@@ -165,6 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _disk_full(exc: OSError) -> str:
+    """What to say when a write failed for lack of space: the file, and how to go on."""
+    written = exc.filename or "a file"
+    last = Path(str(exc.filename)).parent / "last.pt" if exc.filename else None
+    then = (f"continue with: diracnets train --resume {last}" if last and last.is_file()
+            else "start the run again")
+    return (f"no space left on device while writing {written}; the files written before are "
+            f"intact: free some space, then {then}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``diracnets`` console script."""
     missing = missing_dependencies()
@@ -173,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"install with: pip install {' '.join(missing)}", file=sys.stderr)
         return MISSING_DEPENDENCY
     from .checkpoint import CheckpointError
-    from .trainer import NonFiniteLossError, TrainingInterrupted
+    from .divergence import DivergenceError
+    from .trainer import TrainingInterrupted
 
     args = build_parser().parse_args(argv)
     try:
@@ -184,10 +215,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diracnets: aborted; the last checkpoint written (if any) is kept", file=sys.stderr)
         return INTERRUPTED
-    except (NonFiniteLossError, CheckpointError, ValueError, ImportError, FileNotFoundError,
-            FileExistsError) as exc:
-        print(f"diracnets: error: {exc}", file=sys.stderr)
-        return 1
+    except DivergenceError as exc:
+        print(f"diracnets: error: {_one_line(exc)}", file=sys.stderr)
+        return FAILED
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        print(f"diracnets: error: {_disk_full(exc) if full else _one_line(exc)}",
+              file=sys.stderr)
+        return USAGE
+    except (CheckpointError, ValueError, ImportError) as exc:
+        print(f"diracnets: error: {_one_line(exc)}", file=sys.stderr)
+        return USAGE
 
 
 def missing_dependencies() -> list[str]:

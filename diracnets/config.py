@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,11 @@ PRESETS: dict[str, dict[str, Any]] = VARIANTS
 # names that checkpoints written before the settings were renamed still carry
 RENAMED = {"alpha0": "alpha_init", "beta0": "beta_init"}
 MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)  # 60/120/160 of the paper's 200 epochs
+# settings that cannot change what a run computes; every other field (including any added
+# later) counts as changing the result
+COSMETIC = frozenset({"out", "progress"})
+SEED_LIMIT = 2**63  # torch, NumPy and the data-order SeedSequence all take seeds below this
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -93,6 +99,26 @@ class TrainConfig:
                              f"{self.train_limit!r}")
         if self.milestones is not None and any(m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be epochs >= 1, got {self.milestones!r}")
+        self._validate_run_settings()
+
+    def _validate_run_settings(self) -> None:
+        """Seed, device, workers and out: the settings that are not hyper-parameters."""
+        seed, workers = self.seed, self.workers
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+            raise ValueError(f"seed={seed!r} is not accepted; use an integer in [0, 2**63)")
+        if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
+            raise ValueError(f"device={self.device!r} is not accepted; use auto, cpu, cuda or "
+                             "cuda:N (a CUDA GPU); other devices (mps, meta, ...) are not "
+                             "supported")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+        if not isinstance(self.out, str) or not self.out.strip():
+            raise ValueError(f"out={self.out!r} is not accepted; give a run folder")
+
+    def result_settings(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :data:`COSMETIC` settings: two runs with equal result
+        settings compute the same thing."""
+        return {k: v for k, v in self.to_dict().items() if k not in COSMETIC}
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -101,16 +127,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are a ``ValueError``. The names of
-        :data:`RENAMED` are read as their new names."""
+        """Inverse of :meth:`to_dict`; unknown keys or wrong types are a ``ValueError``. The
+        names of :data:`RENAMED` are read as their new names."""
         values = {RENAMED.get(k, k): v for k, v in values.items()}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown settings {unknown}; accepted: {sorted(names)}")
-        if values.get("milestones") is not None:
-            values["milestones"] = tuple(values["milestones"])
-        return cls(**values)
+        try:
+            if values.get("milestones") is not None:
+                values["milestones"] = tuple(values["milestones"])
+            return cls(**values)
+        except TypeError as exc:  # a value of the wrong type somewhere in the settings
+            raise ValueError(f"settings of the wrong type: {exc}") from None
 
 
 def preset_config(preset: str = "v1", **overrides: Any) -> TrainConfig:

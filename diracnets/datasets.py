@@ -1,7 +1,8 @@
 """The data a run trains on: the built-in digits, CIFAR-10/100, or ImageNet-style class folders.
 
 In-memory datasets (digits, CIFAR) are held as ``uint8`` tensors and normalised per batch;
-class folders are streamed through torchvision. :func:`load_dataset` picks by name.
+class folders are streamed, read with Pillow (:mod:`.imagefolder`). :func:`load_dataset` picks
+by name.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Dataset:
 
     ``scale`` maps raw values to ``[0, 1]``; ``mean`` and ``std`` (per channel, after scaling)
     normalise a batch. ``train``/``val`` are :class:`TensorSplit` or, for class folders,
-    torchvision datasets.
+    :class:`~diracnets.imagefolder.ImageFolder` datasets.
     """
 
     name: str
@@ -122,40 +123,16 @@ def load_cifar_dataset(name: str, data_dir: str | Path) -> Dataset:
                       Augment(pad=4, flip=True))
 
 
-def _torchvision() -> Any:
-    try:
-        import torchvision
-    except ImportError:
-        raise ImportError(
-            "data='imagefolder' reads class folders with torchvision, which is not installed; "
-            "install it (pip install torchvision, matching your torch) or use --data digits, "
-            "cifar10 or cifar100"
-        ) from None
-    return torchvision
-
-
 def load_image_folders(data_dir: str | Path, image_size: int = 224) -> Dataset:
     """ImageNet-style ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*`` folders.
 
     Training: random resized crop to ``image_size`` and flip; validation: resize to
-    ``image_size * 8/7`` and centre crop. Normalised with the ImageNet statistics.
+    ``image_size * 8/7`` and centre crop. Normalised with the ImageNet statistics. See
+    :mod:`.imagefolder`.
     """
-    torchvision = _torchvision()
-    transforms = torchvision.transforms
-    root = Path(data_dir)
-    for part in ("train", "val"):
-        if not (root / part).is_dir():
-            raise FileNotFoundError(f"data_dir={str(root)!r} has no {part}/ folder of classes")
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    normalize = transforms.Normalize(mean, std)
-    train = torchvision.datasets.ImageFolder(root / "train", transforms.Compose([
-        transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(), normalize,
-    ]))
-    val = torchvision.datasets.ImageFolder(root / "val", transforms.Compose([
-        transforms.Resize(image_size * 8 // 7), transforms.CenterCrop(image_size),
-        transforms.ToTensor(), normalize,
-    ]))
+    from .imagefolder import load_folders
+
+    train, val = load_folders(data_dir, image_size)
     return Dataset("imagefolder", train, val, len(train.classes), 3, image_size)
 
 

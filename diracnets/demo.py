@@ -19,9 +19,11 @@ DEMO: dict[str, Any] = {"depth": 16, "width": 1, "epochs": 15, "batch_size": 64,
 
 def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
              depth: int | None = None, width: int | None = None, onnx: bool = True,
-             progress: bool = True) -> dict[str, Any]:
-    """Run the demo into ``out`` (a fresh run: an earlier demo there is overwritten); return
-    the run summary."""
+             progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Run the demo into ``out`` and return the run summary.
+
+    ``out`` must be new or empty; an earlier run there is replaced only with ``overwrite``
+    (see :mod:`.rundir`)."""
     from .run import format_summary, run_training
 
     given = {"epochs": epochs, "depth": depth, "width": width}
@@ -33,6 +35,6 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
     print(f"diracnets demo: DiracNet-{config.depth}-{config.width} (paper v1: NCReLU, "
           f"alpha_init={config.alpha_init}, beta_init={config.beta_init}) on scikit-learn's "
           f"8x8 digits, {config.epochs} epochs, CPU", flush=True)
-    summary = run_training(config, overwrite=True)
+    summary = run_training(config, overwrite=overwrite)
     print(format_summary(summary))
     return summary

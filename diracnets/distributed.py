@@ -42,6 +42,9 @@ def pick_device(request: str, local_rank: int = 0) -> torch.device:
         raise ValueError(f"device={request!r} was asked for but CUDA is not available")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device={request!r}: this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s), numbered from 0")
     return device
 
 

@@ -7,9 +7,12 @@ the same architecture (``dirac_core.nets.diracnet_cifar``) is trained at each de
 ``parameterization="plain"`` (He-initialised convs, the control) and ``"dirac"``, with the same
 seed, data order and hyper-parameters, on scikit-learn's 8x8 digits on the CPU.
 
-Each run lives in ``out/<kind>-<depth>/``; a finished run leaves ``row.json`` and is not run
-again, an interrupted one resumes from its ``last.pt``, so a stopped experiment continues
-where it was.
+The experiment claims ``out`` as its folder (:mod:`.rundir`) and each cell is a run folder
+of its own, ``out/<kind>-<depth>/``, owned by the experiment. A finished cell leaves
+``row.json`` and is reused when every setting that changes the result matches (cosmetic ones,
+:data:`~diracnets.config.COSMETIC`, do not count); an interrupted one resumes from its
+``last.pt`` on the same condition; otherwise the cell is trained again. So a stopped experiment
+continues where it was, and a run that is not the experiment's is never touched.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import TrainConfig
+from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
+from .config import COSMETIC, TrainConfig
 from .datasets import Dataset, load_digits_dataset
+from .divergence import DivergenceError
 from .metrics import write_json
 from .plots import plot_depth
-from .trainer import NonFiniteLossError, Trainer
+from .rundir import RunFolder, read_marker
+from .trainer import Trainer
 
 DEFAULT_DEPTHS = (10, 28, 52, 100)
 KINDS = ("plain", "dirac")
@@ -40,25 +45,64 @@ def run_config(kind: str, depth: int, out: Path, **settings: Any) -> TrainConfig
                        out=str(out / f"{kind}-{depth}"), **values)
 
 
-def run_cell(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
-    """Train one cell (resuming its checkpoint if one matches); return its table row."""
+def _same_result(saved: Any, config: TrainConfig) -> bool:
+    """Whether the settings ``saved`` (a config dict) compute what ``config`` computes."""
+    if not isinstance(saved, dict):
+        return False
+    return {k: v for k, v in saved.items() if k not in COSMETIC} == config.result_settings()
+
+
+def _finished_row(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    try:
+        row = json.loads((run_dir / "row.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(row, dict) and _same_result(row.get("config"), config)):
+        return None
+    # JSON has no NaN: a diverged cell's missing numbers come back as NaN for the table
+    return {k: float("nan") if v is None else v for k, v in row.items()}
+
+
+def run_cell(config: TrainConfig, dataset: Dataset, owner: str | None = None) -> dict[str, Any]:
+    """Train one cell (resuming its checkpoint if one matches); return its table row.
+
+    ``owner`` is the experiment's run id: the cell folder must be new, empty or that
+    experiment's (see :func:`.rundir.check_new`).
+    """
     run_dir = Path(config.out)
-    done = run_dir / "row.json"
-    if done.exists():
-        row = json.loads(done.read_text())
-        if row.get("config") == config.to_dict():
+    marker = read_marker(run_dir) if run_dir.is_dir() else None
+    if marker is not None and marker.owner == owner:
+        row = _finished_row(run_dir, config)
+        if row is not None:
             return row
     started = time.perf_counter()
-    trainer = _trainer(config, dataset)
-    row: dict[str, Any] = {"depth": config.depth, "parameterization": config.parameterization}
+    trainer = _trainer(config, dataset, owner)
+    trainer.hold_folder()  # row.json below is the cell's too
+    try:
+        status = _fit(trainer)
+        row = _row(trainer, status, time.perf_counter() - started)
+        write_json(run_dir / "row.json", row)
+    finally:
+        trainer.close()
+    return row
+
+
+def _fit(trainer: Trainer) -> str:
+    """Train; ``"ok"``, or why the run diverged (a result of the experiment, not an error)."""
     try:
         trainer.fit()
-        status = "ok"
-    except NonFiniteLossError as exc:
-        status = f"diverged: {exc}"
-    history = trainer.history
+    except DivergenceError as exc:
+        return f"diverged: {exc}"
+    return "ok"
+
+
+def _row(trainer: Trainer, status: str, seconds: float) -> dict[str, Any]:
+    """A cell's table row from its trainer's history."""
+    config, history = trainer.config, trainer.history
     last = history[-1] if history else {}
-    row.update({
+    return {
+        "depth": config.depth,
+        "parameterization": config.parameterization,
         "status": status,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "first_train_loss": history[0]["train_loss"] if history else float("nan"),
@@ -67,22 +111,27 @@ def run_cell(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
         "val_acc": last.get("val_acc", float("nan")),
         "best_val_acc": max((r["val_acc"] for r in history), default=float("nan")),
         "epochs": len(history),
-        "time_s": time.perf_counter() - started,
+        "time_s": seconds,
         "config": config.to_dict(),
-    })
-    write_json(done, row)
-    return row
+    }
 
 
-def _trainer(config: TrainConfig, dataset: Dataset) -> Trainer:
-    last = Path(config.out) / "last.pt"
-    if last.exists():
+def _trainer(config: TrainConfig, dataset: Dataset, owner: str | None) -> Trainer:
+    """Resume the cell's own matching checkpoint, or start the cell over (only in a folder
+    that is new, empty or the experiment's)."""
+    run_dir = Path(config.out)
+    last = run_dir / "last.pt"
+    marker = read_marker(run_dir) if run_dir.is_dir() else None
+    if marker is not None and marker.owner == owner and last.exists():
         try:
-            if load_checkpoint(last)["config"] == config.to_dict():
-                return Trainer.from_checkpoint(last, dataset=dataset)
+            state = load_checkpoint(last)
         except CheckpointError:
-            pass  # an unreadable leftover: start this cell again
-    return Trainer(config, dataset=dataset, overwrite=True)  # a changed cell starts over
+            state = None  # an unreadable leftover: start this cell again
+        if state is not None and _same_result(state.get("config"), config):
+            cosmetic = {k: getattr(config, k) for k in COSMETIC if k != "out"}
+            return Trainer.from_checkpoint(last, cosmetic, dataset=dataset)
+    folder = RunFolder.new(run_dir, overwrite=True, owner=owner)
+    return Trainer(config, dataset=dataset, run_folder=folder)
 
 
 def depth_experiment(depths: Sequence[int] = DEFAULT_DEPTHS, kinds: Sequence[str] = KINDS, *,
@@ -97,18 +146,20 @@ def depth_experiment(depths: Sequence[int] = DEFAULT_DEPTHS, kinds: Sequence[str
     >>> rows = depth_experiment((10,), epochs=1, out=tempfile.mkdtemp())  # doctest: +SKIP
     """
     out = Path(out)
+    configs = [run_config(kind, depth, out, **settings) for depth in depths for kind in kinds]
     dataset = load_digits_dataset()
     rows = []
-    for depth in depths:
-        for kind in kinds:
-            row = run_cell(run_config(kind, depth, out, **settings), dataset)
-            print(f"  {kind:>5} depth {depth:>3}: train loss {row['train_loss']:.4f}, "
-                  f"val acc {100 * row['val_acc']:.1f} % ({row['time_s']:.0f} s)", flush=True)
+    with RunFolder.continued(out, kind="experiment") as experiment:
+        for config in configs:
+            row = run_cell(config, dataset, owner=experiment.run_id)
+            print(f"  {config.parameterization:>5} depth {config.depth:>3}: train loss "
+                  f"{row['train_loss']:.4f}, val acc {100 * row['val_acc']:.1f} % "
+                  f"({row['time_s']:.0f} s)", flush=True)
             rows.append(row)
-    table = [{k: v for k, v in r.items() if k != "config"} for r in rows]
-    write_json(out / "results.json", {"settings": {**DEFAULTS, **settings}, "rows": table})
-    (out / "results.md").write_text(markdown_table(rows) + "\n")
-    plot_depth(rows, out / "depth.png")
+        table = [{k: v for k, v in r.items() if k != "config"} for r in rows]
+        write_json(out / "results.json", {"settings": {**DEFAULTS, **settings}, "rows": table})
+        atomic_write_bytes(out / "results.md", (markdown_table(rows) + "\n").encode())
+        plot_depth(rows, out / "depth.png")
     return rows
 
 

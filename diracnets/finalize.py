@@ -95,8 +95,11 @@ def export_and_check_onnx(model: nn.Module, path: str | Path,
                           "'diracnets[onnx]'") from None
     from dirac_torch.onnx_export import export_onnx
 
+    from .atomic import announce_write
+
     model = model.eval().cpu()
     images = images.cpu()
+    announce_write(path)
     with _quiet_exporter():
         path = export_onnx(model, path, images[:1], dynamic_batch=True)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

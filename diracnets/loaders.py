@@ -130,9 +130,9 @@ class TensorLoader:
 
 
 class FolderLoader:
-    """Batches of a torchvision class-folder dataset through a :class:`torch.utils.data.DataLoader`.
+    """Batches of a class-folder dataset through a :class:`torch.utils.data.DataLoader`.
 
-    The order and the split between ranks follow :class:`Schedule`; torchvision's transforms
+    The order and the split between ranks follow :class:`Schedule`; the random crops and flips
     draw from the worker RNGs, seeded per ``(seed, epoch, start)``.
     """
 

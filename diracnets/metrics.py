@@ -7,6 +7,7 @@ read in depth order: ``group0.4`` before ``group0.10``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -40,9 +41,32 @@ def naturally_ordered(value: Any) -> Any:
     return value
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None``: JSON has no NaN, and a
+    bare ``NaN`` in a file makes it unreadable to strict parsers.
+
+    Examples
+    --------
+    >>> strict_json({"loss": float("nan"), "acc": [0.5, float("inf")]})
+    {'loss': None, 'acc': [0.5, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def _dumps(value: Any, **kw: Any) -> str:
+    """JSON of ``value`` in natural key order, strict (see :func:`strict_json`)."""
+    return json.dumps(strict_json(naturally_ordered(value)), allow_nan=False, **kw)
+
+
 def write_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> Path:
     """Write one JSON object per line, atomically (the file always matches a checkpoint)."""
-    text = "".join(json.dumps(naturally_ordered(r)) + "\n" for r in records)
+    text = "".join(_dumps(r) + "\n" for r in records)
     return atomic_write_bytes(path, text.encode())
 
 
@@ -51,9 +75,41 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         return [json.loads(line) for line in file if line.strip()]
 
 
+# what every record of metrics.jsonl holds (the plots and the table read these)
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """A run's ``metrics.jsonl``, checked: one object per line with :data:`METRIC_FIELDS`.
+
+    Raises
+    ------
+    ValueError
+        A line that is not JSON, not an object, or lacks a field (or has a non-number there).
+    """
+    records = []
+    with open(path, encoding="utf-8") as file:
+        for number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}, line {number}: not JSON ({exc})") from None
+            bad = [k for k in METRIC_FIELDS if not isinstance(record, dict)
+                   or isinstance(record.get(k), bool)
+                   or not isinstance(record.get(k), (int, float))]
+            if bad:
+                raise ValueError(f"{path}, line {number}: not a diracnets metrics record "
+                                 f"(missing or non-numeric {bad})")
+            records.append(record)
+    if not records:
+        raise ValueError(f"{path} holds no metrics records")
+    return records
+
+
 def write_json(path: str | os.PathLike, value: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(naturally_ordered(value), indent=2)
-                                     + "\n").encode())
+    return atomic_write_bytes(path, (_dumps(value, indent=2) + "\n").encode())
 
 
 class Meter:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .metrics import natural_key, read_jsonl
+from .metrics import natural_key, read_metrics
 
 FIGSIZE = (10, 4)
 MAX_LABELLED = 16  # more distinct epochs/depths than this never fit as one label each
@@ -146,7 +146,7 @@ def replot(folder: str | os.PathLike) -> list[Path]:
                        key=lambda d: natural_key(d.name))
         return written + [path for cell in cells for path in replot(cell)]
     if (folder / "metrics.jsonl").is_file():
-        history = read_jsonl(folder / "metrics.jsonl")
+        history = read_metrics(folder / "metrics.jsonl")
         written = [plot_curves(history, folder / "curves.png"),
                    plot_scales(history, folder / "alpha.png")]
         return [path for path in written if path is not None]
@@ -156,8 +156,11 @@ def replot(folder: str | os.PathLike) -> list[Path]:
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
     """Write the figure atomically (a viewer never sees half a PNG) and free it."""
+    from .atomic import announce_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    announce_write(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
     _pyplot().close(fig)

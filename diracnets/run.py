@@ -14,6 +14,7 @@ import torch
 
 from . import distributed
 from .config import TrainConfig
+from .divergence import require_finite_model
 from .finalize import (
     compare_speed,
     count_model_parameters,
@@ -38,8 +39,10 @@ def run_training(config: TrainConfig | None = None, *, resume: str | Path | None
 
     Raises
     ------
-    TrainingInterrupted, NonFiniteLossError
+    TrainingInterrupted, DivergenceError
         From :meth:`Trainer.fit`.
+    RunFolderError
+        The run folder may not be used (see :mod:`.rundir`).
     ValueError
         Both or neither of ``config`` and ``resume`` given.
     RuntimeError
@@ -52,6 +55,7 @@ def run_training(config: TrainConfig | None = None, *, resume: str | Path | None
         trainer = Trainer.from_checkpoint(resume, overrides, callbacks=callbacks, **trainer_kw)
     else:
         trainer = Trainer(config, callbacks=callbacks, **trainer_kw)
+    trainer.hold_folder()  # the final files below are the run's too
     context = trainer.context
     try:
         last = trainer.fit()
@@ -77,12 +81,14 @@ def run_training(config: TrainConfig | None = None, *, resume: str | Path | None
         distributed.barrier(context)
         return summary
     finally:
+        trainer.close()
         distributed.teardown(context)
 
 
 def finish(trainer: Trainer) -> dict[str, Any]:
     """Fold and verify, time folded vs unfolded, save both networks' weights, export ONNX if
-    asked."""
+    asked (never from a model holding non-finite values)."""
+    require_finite_model(trainer.model, "before the final weights were written")
     images = verification_images(trainer)
     model = trainer.model.eval()
     folded, fold = fold_and_verify(model, images)

@@ -15,12 +15,18 @@ job. What it guarantees:
   returns, so ``run_training`` folds and summarises the run as after the last epoch.
 - **readable logs**: one plain line per epoch; tqdm progress bars only on a terminal.
 - **no NaN training**: a non-finite loss stops the run before the bad step is applied, with
-  :class:`NonFiniteLossError`; the last good checkpoint is left untouched.
+  :class:`NonFiniteLossError`; a non-finite validation loss, parameter or batch-norm statistic
+  stops it with :class:`~diracnets.divergence.DivergenceError` before anything is saved. The
+  last good checkpoint is left untouched and no file ever holds a non-finite value.
+- **one run per folder**: the run claims its folder (:mod:`.rundir`): a new run only in a new
+  or empty folder (or over its own earlier run with ``overwrite``), a resumed run only in the
+  folder of the run that wrote the checkpoint, and never two processes at once.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import threading
@@ -38,22 +44,33 @@ from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .datasets import Dataset, load_dataset
+from .divergence import (
+    DivergenceError,
+    non_finite_entries,
+    require_finite_loss,
+    require_finite_model,
+)
 from .loaders import make_loaders
 from .metrics import Meter, write_json, write_jsonl
 from .rng import capture_rng_state, restore_rng_state, seed_everything
+from .rundir import RunFolder, RunFolderError, check_new, check_resume
 from .scales import parameter_groups, scale_snapshot
 
-# settings that may differ when resuming; any other difference would not be the same run
-RESUMABLE = frozenset({"epochs", "milestones", "out", "progress", "onnx", "workers", "device",
+# settings that may differ when resuming; any other difference would not be the same run (the
+# folder is not one of them: a run continues in the folder its checkpoint lies in)
+RESUMABLE = frozenset({"epochs", "milestones", "progress", "onnx", "workers", "device",
                        "data_dir", "amp"})
-# what a run writes; a fresh run with overwrite=True removes these (and nothing else)
-RUN_FILES = ("config.json", "metrics.jsonl", "curves.png", "alpha.png", "last.pt", "best.pt",
-             "model.safetensors", "folded.safetensors", "model.onnx", "summary.json")
+# what a checkpoint's training state holds, and the types a resume relies on
+STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "config": dict, "model": dict, "optimizer": dict, "scaler": dict, "epoch": int,
+    "batch": int, "meter": (list, tuple), "best_acc": (int, float), "best_epoch": int,
+    "history": list, "rng": dict, "run_id": str,
+}
 Callback = Callable[[str, "Trainer"], None]
 Log = Callable[[str], None]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DivergenceError):
     """The loss became NaN or infinite; the run stopped before applying that step."""
 
 
@@ -133,13 +150,17 @@ class Trainer:
         Receives the one-line report of each epoch (and of an early stop); default ``print``.
         ``None`` keeps the trainer quiet. Only the main process logs.
     overwrite : bool
-        A fresh run into a directory that already holds a checkpoint is refused (it would be
-        lost) unless this is true; then the earlier run's files are removed first.
+        A fresh run into a folder that already holds a run is refused (it would be lost)
+        unless this is true; then the files the earlier run wrote are removed first.
+    run_folder : RunFolder, optional
+        ``config.out`` already claimed by the caller (the depth experiment); by default the
+        trainer claims it (:mod:`.rundir`) when it is built, and :meth:`close` releases it.
 
     Raises
     ------
-    FileExistsError
-        ``config.out`` holds a checkpoint, this is not a resume and ``overwrite`` is false.
+    RunFolderError
+        ``config.out`` is not empty and not this run's folder, holds a run and ``overwrite``
+        is false, or is in use by another process.
 
     Examples
     --------
@@ -153,11 +174,11 @@ class Trainer:
                  model_factory: Callable[[TrainConfig, Dataset], nn.Module] | None = None,
                  dataset: Dataset | None = None, resume_state: dict[str, Any] | None = None,
                  callbacks: Sequence[Callback] = (), overwrite: bool = False,
-                 log: Log | None = print) -> None:
+                 log: Log | None = print, run_folder: RunFolder | None = None) -> None:
         self.config, self.callbacks, self._log = config, list(callbacks), log
         self.run_dir = Path(config.out)
-        if resume_state is None:
-            _claim_run_dir(self.run_dir, overwrite)
+        if run_folder is None and os.environ.get("RANK", "0") == "0":
+            _check_folder(self.run_dir, resume_state, overwrite)  # fail before any work
         self.context, self.device = distributed.setup(config.device)
         seed_everything(config.seed)
         self.dataset = dataset if dataset is not None else load_dataset(
@@ -183,6 +204,8 @@ class Trainer:
         if self.context.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self._holding = False
+        self.folder = self._claim(resume_state, overwrite, run_folder)
 
     # -- public ------------------------------------------------------------------------------
 
@@ -192,20 +215,47 @@ class Trainer:
         """Continue the run saved in ``path`` (a checkpoint, or a run directory: its
         ``last.pt``), with its saved config.
 
+        The run continues in the folder ``path`` lies in, which must be that run's folder
+        (:func:`.rundir.check_resume`); a folder stored in the checkpoint is never used.
         ``overrides`` may change only the settings in :data:`RESUMABLE` (say, ``epochs`` to
-        train longer); ``kw`` goes to the constructor.
+        train longer); ``out``, if given, must be that folder. ``kw`` goes to the constructor.
 
         Raises
         ------
         CheckpointError
-            The checkpoint is missing, tampered with, or does not fit the model.
+            The checkpoint is missing, tampered with, has the wrong structure, or does not fit
+            the model.
+        RunFolderError
+            The checkpoint does not lie in its run's folder, or ``out`` names another folder.
         ValueError
             An override outside :data:`RESUMABLE`.
         """
         path = Path(path)
-        state = load_checkpoint(path / "last.pt" if path.is_dir() else path)
-        config = resumed_config(state["config"], overrides or {})
+        if path.is_dir():  # a run folder: its last checkpoint
+            path = path / "last.pt"
+        state = load_checkpoint(path)
+        check_state(state, path)
+        folder = path.parent
+        overrides = dict(overrides or {})
+        out = overrides.pop("out", None)
+        if out is not None and Path(out).resolve() != folder.resolve():
+            raise RunFolderError(
+                f"--out {out!r} with --resume: a run continues in its own folder "
+                f"{str(folder)!r}, where the checkpoint lies; drop --out (or copy the whole "
+                "run folder first)")
+        config = resumed_config({**state["config"], "out": str(folder)}, overrides)
         return cls(config, resume_state=state, **kw)
+
+    def close(self) -> None:
+        """Release the run folder (its lock); the trainer writes nothing afterwards."""
+        if self.folder is not None:
+            self.folder.release()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def request_stop(self) -> None:
         """Interrupt after the current batch, saving a checkpoint (what Ctrl-C does):
@@ -226,18 +276,27 @@ class Trainer:
         """Train to ``config.epochs`` or until :meth:`stop`; return the last record (of a
         partial epoch, with ``"batches"``, when stopped mid-epoch).
 
+        The run folder is released when ``fit`` returns or raises, unless
+        :meth:`hold_folder` was called (a job that writes more files afterwards).
+
         Raises
         ------
         TrainingInterrupted
             A stop was requested; the checkpoint to resume from is attached.
         NonFiniteLossError
             The loss became NaN or infinite.
+        DivergenceError
+            The validation loss, a parameter or a batch-norm statistic became non-finite.
+        RunFolderError
+            The run folder was released already (by an earlier ``fit``).
         """
-        if self.context.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.run_dir / "config.json", self.run_record())
+        if self.folder is not None and not self.folder.held:
+            raise RunFolderError(f"this trainer released {str(self.run_dir)!r}; continue the "
+                                 "run with Trainer.from_checkpoint(its last.pt)")
         self.stopped = None
         try:
+            if self.context.is_main:
+                write_json(self.run_dir / "config.json", self.run_record())
             with self._stop.installed():
                 while self.epoch < self.config.epochs and self.stopped is None:
                     self._train_epoch()
@@ -246,7 +305,14 @@ class Trainer:
                     self._end_epoch()
         finally:
             self._plot()
+            if not self._holding:
+                self.close()
         return self.history[-1] if self.history else {}
+
+    def hold_folder(self) -> None:
+        """Keep the run folder claimed after :meth:`fit` returns, until :meth:`close`: for a
+        job that writes the final files itself (:func:`.run.run_training`)."""
+        self._holding = True
 
     def run_record(self) -> dict[str, Any]:
         """What ``config.json`` holds: the settings and, for a DiracNet, its ``architecture``
@@ -274,6 +340,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "rng": capture_rng_state(),
+            "run_id": self.folder.run_id if self.folder is not None else "",
         }
 
     # -- one epoch ---------------------------------------------------------------------------
@@ -343,6 +410,7 @@ class Trainer:
         """The current epoch's record: training sums so far, a validation pass, the scales."""
         started = time.perf_counter()
         val = self.evaluate()
+        require_finite_loss(val.loss, "validation loss", self._diverged_when(self.epoch + 1))
         return {
             "epoch": self.epoch + 1,
             "lr": lr_at(self.config, self.epoch),
@@ -427,7 +495,17 @@ class Trainer:
             f"--no-amp on CUDA, usually cures it."
         )
 
+    def _diverged_when(self, epoch: int) -> str:
+        """Where a divergence happened (1-based ``epoch``) and what is kept."""
+        last = self.run_dir / "last.pt"
+        kept = (f"the last good checkpoint {last} is kept" if last.exists()
+                else "no checkpoint was written")
+        return f"in epoch {epoch}; nothing was saved from it, {kept}"
+
     def _save(self, best: bool) -> None:
+        # self.epoch counts finished epochs: it is the current one's 0-based index mid-epoch
+        epoch = self.epoch + 1 if self.batch else self.epoch
+        require_finite_model(self.model, self._diverged_when(epoch))  # every rank stops
         if not self.context.is_main:
             return
         state = self.state()
@@ -452,14 +530,31 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
-        except (KeyError, RuntimeError, ValueError) as exc:
+            self.epoch, self.batch = state["epoch"], state["batch"]
+            self.meter = Meter(*state["meter"])
+            self.best_acc, self.best_epoch = state["best_acc"], state["best_epoch"]
+            self.history = list(state["history"])
+            restore_rng_state(state["rng"])
+        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as exc:
             raise CheckpointError(
                 f"the checkpoint does not fit this model/optimizer: {exc}") from exc
-        self.epoch, self.batch = state["epoch"], state["batch"]
-        self.meter = Meter(*state["meter"])
-        self.best_acc, self.best_epoch = state["best_acc"], state["best_epoch"]
-        self.history = list(state["history"])
-        restore_rng_state(state["rng"])
+        bad = non_finite_entries(self.model)
+        if bad:
+            raise CheckpointError(f"the checkpoint holds NaN or infinite values in {bad[:3]}; "
+                                  "it cannot be resumed")
+
+    def _claim(self, resume_state: dict[str, Any] | None, overwrite: bool,
+               given: RunFolder | None) -> RunFolder | None:
+        """The claimed run folder (rank 0 only: the other ranks write nothing)."""
+        if given is not None:
+            if resume_state is not None and resume_state.get("run_id") != given.run_id:
+                raise RunFolderError(f"the checkpoint is not of the run in {str(given.path)!r}")
+            return given
+        if not self.context.is_main:
+            return None
+        if resume_state is None:
+            return RunFolder.new(self.run_dir, overwrite=overwrite)
+        return RunFolder.reopen(self.run_dir, resume_state.get("run_id"))
 
     def _notify(self, event: str) -> None:
         for callback in self.callbacks:
@@ -483,17 +578,28 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
             f"{record['train_s'] + record['eval_s']:.1f} s")
 
 
-def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to start over a run's checkpoint, or clear that run's files when told to."""
-    if not (run_dir / "last.pt").exists():
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"run directory {str(run_dir)!r} already holds a run (last.pt); continue it with "
-            f"--resume {run_dir / 'last.pt'}, pick another --out, or pass --overwrite"
-        )
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
+def _check_folder(run_dir: Path, resume_state: dict[str, Any] | None, overwrite: bool) -> None:
+    """The run-folder rules, checked before any work (the claim itself comes later)."""
+    if resume_state is None:
+        check_new(run_dir, overwrite=overwrite)
+    else:
+        check_resume(run_dir, resume_state.get("run_id"))
+
+
+def check_state(state: Any, path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` has the structure of a training state."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds {type(state).__name__}, not a "
+                              "training state")
+    wrong = [f"{key} ({type(state.get(key)).__name__})" for key, kind in STATE_TYPES.items()
+             if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool)]
+    if not wrong and len(state["meter"]) != len(Meter().state()):
+        wrong = [f"meter ({len(state['meter'])} values)"]
+    if wrong:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a training state of this diracnets: missing or "
+            f"wrong {', '.join(wrong)} (a checkpoint written before run folders had run ids, "
+            "or by another program)")
 
 
 def resumed_config(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:

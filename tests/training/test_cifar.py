@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import shutil
 import tarfile
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -118,7 +121,7 @@ def test_malicious_python_batch_is_refused(tmp_path):
 
     target = tmp_path / "cifar-10-batches-py" / "data_batch_3"
     target.write_bytes(pickle.dumps({b"data": Exploit(), b"labels": []}, protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match="refused to load global"):
+    with pytest.raises(ValueError, match=r"data_batch_3: refused to load global posix\.system"):
         load_cifar_dataset("cifar10", tmp_path)
 
 
@@ -145,3 +148,94 @@ def test_missing_files_name_what_is_expected(tmp_path):
         read_cifar("cifar10", tmp_path / "nope")
     with pytest.raises(ValueError, match="needs --data-dir"):
         load_dataset("cifar100")
+
+
+def test_reads_the_documented_layout_only(tmp_path):
+    truth = make_cifar10_binary(tmp_path)
+    make_cifar10_binary(tmp_path / "old-copy")  # another copy deeper down: never mixed in
+    train, test, _ = read_cifar("cifar10", tmp_path)
+    _check(train, truth["train"])
+    _check(test, truth["test"])
+    # the extracted folder itself works too
+    train, _, _ = read_cifar("cifar10", tmp_path / "cifar-10-batches-bin")
+    _check(train, truth["train"])
+    # a download two levels down is not searched for
+    (tmp_path / "downloads").mkdir()
+    shutil.move(tmp_path / "cifar-10-batches-bin", tmp_path / "downloads")
+    with pytest.raises(FileNotFoundError, match="expected the archive"):
+        read_cifar("cifar10", tmp_path)
+
+
+def test_an_incomplete_download_names_the_missing_files(tmp_path):
+    make_cifar10_binary(tmp_path)
+    (tmp_path / "cifar-10-batches-bin" / "data_batch_4.bin").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lacks \['data_batch_4.bin'\]"):
+        read_cifar("cifar10", tmp_path)
+
+
+def test_an_archive_is_read_member_by_member(tmp_path):
+    truth = make_cifar10_binary(tmp_path / "src")
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    junk = 64 * 2**20  # an unrelated member, tiny once compressed
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-bin/readme-huge.bin")
+        info.size = junk
+        tar.addfile(info, io.BytesIO(bytes(junk)))
+        tar.add(tmp_path / "src" / "cifar-10-batches-bin", arcname="cifar-10-batches-bin")
+    tracemalloc.start()
+    try:
+        train, _, _ = read_cifar("cifar10", archive)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    _check(train, truth["train"])
+    assert peak < junk // 8, f"peak {peak / 2**20:.1f} MiB: the unrelated member was read"
+
+
+def test_a_member_larger_than_its_documented_size_is_not_read(tmp_path):
+    archive = tmp_path / "cifar-100-binary.tar.gz"
+    record = 2 + 3072
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, records in (("train.bin", 1), ("test.bin", 10_001)):
+            info = tarfile.TarInfo(f"cifar-100-binary/{name}")
+            info.size = records * record
+            tar.addfile(info, io.BytesIO(bytes(info.size)))
+    with pytest.raises(ValueError, match=r"test\.bin: 30743074 bytes, more than the "
+                                         r"30740000 bytes"):
+        read_cifar("cifar100", archive)
+
+
+def _python_batch(tmp_path, batch: dict | bytes, key=b"labels") -> None:
+    make_cifar_python(tmp_path, "cifar10")
+    blob = batch if isinstance(batch, bytes) else pickle.dumps(batch, protocol=2)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(blob)
+
+
+@pytest.mark.parametrize("labels", [[1.0, 2.0, 3.0], [b"1", b"2", b"3"], ["1", "2", "3"],
+                                    [True, False, True], np.array([1.5, 2.0, 3.0])])
+def test_labels_must_be_integers(tmp_path, labels):
+    _python_batch(tmp_path, {b"data": _images(3, 0).reshape(3, -1), b"labels": labels})
+    with pytest.raises(ValueError, match=r"data_batch_2: .*(list of integers|integer labels)"):
+        read_cifar("cifar10", tmp_path)
+
+
+def _ndarray_call(shape: tuple[int, ...]) -> bytes:
+    """A protocol-2 pickle of ``{b"data": numpy.ndarray(shape, uint8), b"labels": [0, 0]}``:
+    an uninitialised array of any size, for a few bytes."""
+    dims = b"".join(b"J" + n.to_bytes(4, "little") for n in shape)
+    return (b"\x80\x02}(C\x04data" + b"cnumpy\nndarray\n(" + dims + b"tcnumpy\ndtype\nX\x02\x00"
+            b"\x00\x00u1\x85R\x85R" + b"C\x06labels]J\x00\x00\x00\x00J\x00\x00\x00\x00eu.")
+
+
+def test_a_pickle_cannot_construct_arbitrary_arrays(tmp_path):
+    _python_batch(tmp_path, _ndarray_call((2, 3072)))
+    with pytest.raises(ValueError, match="data_batch_2: not a readable pickle"):
+        read_cifar("cifar10", tmp_path)
+
+
+def test_arrays_are_checked_before_they_are_made(tmp_path):
+    too_many = np.zeros((10_001, 3072), np.uint8)  # more than a CIFAR-10 batch holds
+    for data in (too_many, np.zeros((3, 3072), np.float64), np.zeros((3, 100), np.uint8)):
+        _python_batch(tmp_path / str(data.shape), {b"data": data, b"labels": [0, 1, 2]})
+        with pytest.raises(ValueError, match=r"data_batch_2: refused an array"):
+            read_cifar("cifar10", tmp_path / str(data.shape))

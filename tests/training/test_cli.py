@@ -20,28 +20,31 @@ def test_train_then_resume_longer(tmp_path, capsys):
     assert (config["depth"], config["epochs"], config["milestones"]) == (10, 1, [5])
     assert main(["train", "--resume", str(out / "last.pt"), "--epochs", "2", "--no-progress"]) == 0
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
-    assert main(["train", "--resume", str(out / "last.pt"), "--lr", "0.5"]) == 1
+    assert main(["train", "--resume", str(out / "last.pt"), "--lr", "0.5"]) == 2
     assert "cannot change lr when resuming" in capsys.readouterr().err
     assert main(["plot", str(out)]) == 0
     assert "curves.png" in capsys.readouterr().out
     # a fresh run over it would lose the checkpoint: refused unless --overwrite
     fresh = ["train", *TINY, "--epochs", "1", "--out", str(out)]
-    assert main(fresh) == 1
+    assert main(fresh) == 2
     assert "already holds a run" in capsys.readouterr().err
     (out / "notes.txt").write_text("mine")
+    (out / "model.onnx").write_text("mine too")  # a name the run could write, but did not
     assert main([*fresh, "--overwrite"]) == 0
-    assert (out / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+    # only the files the run wrote are replaced
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "model.onnx").read_text() == "mine too"
     assert json.loads((out / "summary.json").read_text())["epochs"] == 1
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys):
-    assert main(["train", *TINY, "--depth", "11", "--out", str(tmp_path / "x")]) == 1
+    assert main(["train", *TINY, "--depth", "11", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("diracnets: error: depth=11 is not accepted") and "Traceback" not in err
     assert main(["train", *TINY, "--epochs", "1", "--lr", "1e30", "--out",
-                 str(tmp_path / "nan")]) == 1
+                 str(tmp_path / "nan")]) == 1  # divergence is a failure, not a usage mistake
     assert "training loss became" in capsys.readouterr().err
-    assert main(["train", "--resume", str(tmp_path / "missing.pt")]) == 1
+    assert main(["train", "--resume", str(tmp_path / "missing.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

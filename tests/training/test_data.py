@@ -1,8 +1,6 @@
-"""Built-in digits, the class-folder reader's missing-dependency error, and batch schedules."""
+"""Built-in digits and batch schedules."""
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 import torch
@@ -20,11 +18,6 @@ def test_digits_split_is_fixed_disjoint_and_complete(digits):
     assert torch.equal(again.val.labels, digits.val.labels)
     assert set(digits.train.labels.tolist()) == set(digits.val.labels.tolist()) == set(range(10))
     assert len(digits.train) + len(digits.val) == 1797
-
-def test_imagefolder_without_torchvision_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torchvision", None)  # as if not installed
-    with pytest.raises(ImportError, match="install it"):
-        load_dataset("imagefolder", tmp_path)
 
 
 def test_unknown_dataset_is_named():

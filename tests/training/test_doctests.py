@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["config", "checkpoint", "safe_pickle", "callbacks", "metrics", "trainer"]
+MODULES = ["config", "checkpoint", "safe_pickle", "callbacks", "metrics", "trainer", "rundir",
+           "divergence", "atomic"]
 
 
 @pytest.mark.parametrize("name", MODULES)

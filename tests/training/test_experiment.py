@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from diracnets import experiment
 from diracnets.experiment import depth_experiment, markdown_table
@@ -38,3 +39,29 @@ def test_table_marks_diverged_runs():
     ]
     line = markdown_table(rows).splitlines()[-1]
     assert line == "| 100 | diverged (NaN) | - | - | 0.5000 | 90.0 % | 85.0 % |"
+
+
+def test_cells_are_reused_exactly_when_the_result_would_be_the_same(tmp_path, monkeypatch):
+    settings = {"epochs": 1, "batch_size": 32, "train_limit": 64, "progress": False,
+                "device": "cpu"}
+    (first,) = depth_experiment((10,), kinds=("dirac",), out=tmp_path / "a", **settings)
+    trained = []
+    real_trainer = experiment._trainer
+
+    def counting(config, *args):
+        trained.append(config.seed)
+        return real_trainer(config, *args)
+
+    monkeypatch.setattr(experiment, "_trainer", counting)
+    # cosmetic: progress bars, and the folder the experiment lives in
+    depth_experiment((10,), kinds=("dirac",), out=tmp_path / "a", **{**settings,
+                                                                     "progress": True})
+    shutil.move(tmp_path / "a", tmp_path / "moved")
+    (again,) = depth_experiment((10,), kinds=("dirac",), out=tmp_path / "moved", **settings)
+    assert trained == [] and again["val_acc"] == first["val_acc"]
+    # a setting that changes the result: that cell is trained again, in place
+    (other,) = depth_experiment((10,), kinds=("dirac",), out=tmp_path / "moved",
+                                **{**settings, "seed": 1})
+    assert trained == [1] and other["config"]["seed"] == 1
+    row = json.loads((tmp_path / "moved" / "dirac-10" / "row.json").read_text())
+    assert row["config"]["seed"] == 1

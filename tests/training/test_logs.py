@@ -15,6 +15,7 @@ import pytest
 from diracnets.cli import main
 from diracnets.metrics import read_jsonl, write_json, write_jsonl
 from diracnets.plots import curves_figure, depth_figure, replot, scales_figure
+from diracnets.rundir import RunFolder
 
 ROOT = Path(__file__).parents[2]
 TINY = ["--depth", "10", "--epochs", "3", "--batch-size", "32", "--train-limit", "64",
@@ -133,6 +134,7 @@ def test_depth_plot_ticks_are_depths_and_do_not_overlap(depths):
 
 
 def test_plot_redraws_an_experiment_folder(tmp_path, capsys):
+    RunFolder.new(tmp_path, kind="experiment").release()  # plots go only into run folders
     rows = [{"depth": 10, "parameterization": k, "train_loss": 0.1, "val_acc": 0.9,
              "status": "ok"} for k in ("plain", "dirac")]
     (tmp_path / "results.json").write_text(json.dumps({"settings": {}, "rows": rows}))
@@ -144,5 +146,7 @@ def test_plot_redraws_an_experiment_folder(tmp_path, capsys):
     for path in (tmp_path / "depth.png", cell / "curves.png", cell / "alpha.png"):
         assert str(path) in written and path.stat().st_size > 0
     assert replot(cell) == [cell / "curves.png", cell / "alpha.png"]
-    assert main(["plot", str(tmp_path / "dirac-10" / "nothing")]) == 1
-    assert "holds neither metrics.jsonl" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "dirac-10" / "nothing")]) == 2
+    assert "not a diracnets run folder" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match=r"holds neither metrics\.jsonl"):
+        replot(tmp_path / "dirac-10" / "nothing")

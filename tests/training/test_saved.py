@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -145,9 +146,7 @@ def test_resume_accepts_the_run_folder(finished_run, tmp_path):
 
     out, _ = finished_run
     copy = tmp_path / "copy"
-    copy.mkdir()
-    for name in ("last.pt", "config.json"):
-        (copy / name).write_bytes((out / name).read_bytes())
+    shutil.copytree(out, copy)  # a whole run folder (its marker too) resumes where it now is
     # the checkpoint's out is the original folder: resume into the copy
     assert main(["train", "--resume", str(copy), "--out", str(copy), "--epochs", "2",
                  "--no-progress"]) == 0

@@ -40,11 +40,16 @@ SOURCE_TREE: dict[str, str] = {
     "numpy": "dirac_core.reference:NumpyBackend",
     "torch": "dirac_torch.backend:TorchBackend",
     "cupy": "dirac_cupy.backend:CupyBackend",
+    "jax": "dirac_jax.backend:JaxBackend",
+    "array_api": "dirac_array_api.backend:ArrayApiBackend",
 }
 """This repository's backends by name, as its ``pyproject.toml`` registers them: found even
 where the distribution metadata is not (a source tree on ``PYTHONPATH``)."""
 
 _loaded: dict[str, Backend] = {}
+
+# Top-level modules of array types owned by a backend registered under another name.
+_ARRAY_MODULES = {"jaxlib": "jax", "array_api_strict": "array_api"}
 
 
 @cache
@@ -235,6 +240,7 @@ def _owner(x: Any) -> Backend:
     if isinstance(x, (np.ndarray, np.generic)):
         return get_backend("numpy")
     root = type(x).__module__.split(".")[0]
+    root = _ARRAY_MODULES.get(root, root)
     if root in _entry_points():
         backend = get_backend(root, require_available=False)
         if backend.owns(x):

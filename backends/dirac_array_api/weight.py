@@ -15,7 +15,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .namespace import eps_in, namespace, to_work
+from .namespace import eps_in, namespace, to_work, work_dtype
 
 
 def dirac_tensor(
@@ -64,8 +64,20 @@ def _clamped(xp: ModuleType, scale: Any, scaled_norm: Any, eps: float) -> Any:
 def normalize_filters(w: Any, eps: float, *, subnormals: bool = True) -> Any:
     """``v / max(||v||, eps)`` for each filter ``v = w[o]``, in ``w``'s dtype; zeros stay 0."""
     xp = namespace(w)
+    return normalized(w, eps_in(xp, work_dtype(xp, w.dtype), eps, subnormals=subnormals))
+
+
+def normalize_filters_vjp(g: Any, w: Any, eps: float, *, subnormals: bool = True) -> Any:
+    """The VJP of :func:`normalize_filters`: ``dw`` (see :func:`normalized_vjp`)."""
+    xp = namespace(g, w)
+    return normalized_vjp(g, w, eps_in(xp, work_dtype(xp, w.dtype), eps, subnormals=subnormals))
+
+
+def normalized(w: Any, eps: Any) -> Any:
+    """:func:`normalize_filters` for an ``eps`` already in range (see :func:`eps_in`): a
+    number or a 0-d array of the working dtype, so a compiled caller may pass it as data."""
+    xp = namespace(w)
     flat, scale, scaled, scaled_norm = _rows(xp, w)
-    eps = eps_in(xp, flat.dtype, eps, subnormals=subnormals)
     clamped = _clamped(xp, scale, scaled_norm, eps)
     unit = scaled / xp.where(scaled_norm > 0, scaled_norm, 1.0)
     # Mask before dividing: the branch not taken must not overflow either.
@@ -73,12 +85,12 @@ def normalize_filters(w: Any, eps: float, *, subnormals: bool = True) -> Any:
     return xp.astype(xp.reshape(out, w.shape), w.dtype)
 
 
-def normalize_filters_vjp(g: Any, w: Any, eps: float, *, subnormals: bool = True) -> Any:
+def normalized_vjp(g: Any, w: Any, eps: Any) -> Any:
     """``dv = (g - u <u, g>) / ||v||`` above the clamp (``u = v / ||v||``), ``g / eps`` below;
-    ``g`` and ``v`` are each scaled by their max-abs first so nothing overflows."""
+    ``g`` and ``v`` are each scaled by their max-abs first so nothing overflows. ``eps`` as for
+    :func:`normalized`."""
     xp = namespace(g, w)
     flat, scale, scaled, scaled_norm = _rows(xp, w)
-    eps = eps_in(xp, flat.dtype, eps, subnormals=subnormals)
     grad = xp.reshape(xp.astype(g, flat.dtype), flat.shape)
     clamped = _clamped(xp, scale, scaled_norm, eps)
     safe_norm = xp.where(scaled_norm > 0, scaled_norm, 1.0)
@@ -106,23 +118,12 @@ def _reduce_to(xp: ModuleType, full: Any, like: Any) -> Any:
     return xp.astype(xp.asarray(xp.sum(rows)) if like.ndim == 0 else rows, like.dtype)
 
 
-def _terms(xp: ModuleType, w: Any, eps: float, normalize: bool, groups: int, policy: str,
-           subnormals: bool) -> tuple[Any, Any]:
-    """``delta`` and ``normalize(W)`` (or ``W``), both in the working dtype."""
-    work = to_work(xp, w)
-    delta = dirac_tensor(xp, tuple(w.shape), groups, policy, work.dtype, device(w))
-    direction = normalize_filters(work, eps, subnormals=subnormals) if normalize else work
-    return delta, direction
-
-
 def dirac_weight(w: Any, alpha: Any, beta: Any, eps: float, normalize: bool, groups: int,
                  policy: str, *, subnormals: bool = True) -> Any:
     """``alpha * delta + beta * normalize(W)`` in ``w``'s dtype, scales per output channel."""
     xp = namespace(w, alpha, beta)
-    delta, direction = _terms(xp, w, eps, normalize, groups, policy, subnormals)
-    a = _per_channel(xp, alpha, w.ndim, delta.dtype)
-    b = _per_channel(xp, beta, w.ndim, delta.dtype)
-    return xp.astype(a * delta + b * direction, w.dtype)
+    return combine(w, alpha, beta, *_delta_eps(xp, w, groups, policy, eps, subnormals),
+                   normalize)
 
 
 def dirac_weight_vjp(g: Any, w: Any, alpha: Any, beta: Any, eps: float, normalize: bool,
@@ -131,13 +132,38 @@ def dirac_weight_vjp(g: Any, w: Any, alpha: Any, beta: Any, eps: float, normaliz
     """``(dW, dalpha, dbeta)``: ``dalpha = sum g*delta``, ``dbeta = sum g*normalize(W)``, each
     in its argument's shape and dtype, and ``dW = normalize_vjp(beta * g, W)``."""
     xp = namespace(g, w, alpha, beta)
-    delta, direction = _terms(xp, w, eps, normalize, groups, policy, subnormals)
+    return combine_vjp(g, w, alpha, beta, *_delta_eps(xp, w, groups, policy, eps, subnormals),
+                       normalize)
+
+
+def _delta_eps(xp: ModuleType, w: Any, groups: int, policy: str, eps: float,
+               subnormals: bool) -> tuple[Any, float]:
+    """The Dirac tensor of ``w``'s shape and ``eps`` in range, both in the working dtype."""
+    work = work_dtype(xp, w.dtype)
+    delta = dirac_tensor(xp, tuple(w.shape), groups, policy, work, device(w))
+    return delta, eps_in(xp, work, eps, subnormals=subnormals)
+
+
+def _direction(xp: ModuleType, w: Any, eps: Any, normalize: bool) -> Any:
+    work = to_work(xp, w)
+    return normalized(work, eps) if normalize else work
+
+
+def combine(w: Any, alpha: Any, beta: Any, delta: Any, eps: Any, normalize: bool) -> Any:
+    """:func:`dirac_weight` with ``delta`` given (working dtype, ``w``'s shape) and ``eps`` in
+    range: the form a compiled caller uses, with any ``w`` whose rows are the filters."""
+    xp = namespace(w, alpha, beta, delta)
+    a = _per_channel(xp, alpha, w.ndim, delta.dtype)
+    b = _per_channel(xp, beta, w.ndim, delta.dtype)
+    return xp.astype(a * delta + b * _direction(xp, w, eps, normalize), w.dtype)
+
+
+def combine_vjp(g: Any, w: Any, alpha: Any, beta: Any, delta: Any, eps: Any, normalize: bool
+                ) -> tuple[Any, Any, Any]:
+    """:func:`dirac_weight_vjp` with ``delta`` and ``eps`` as for :func:`combine`."""
+    xp = namespace(g, w, alpha, beta, delta)
     grad = xp.astype(g, delta.dtype)
     scaled = _per_channel(xp, beta, w.ndim, delta.dtype) * grad
-    if normalize:
-        dw = normalize_filters_vjp(scaled, to_work(xp, w), eps, subnormals=subnormals)
-    else:
-        dw = scaled
+    dw = normalized_vjp(scaled, to_work(xp, w), eps) if normalize else scaled
     return (xp.astype(dw, w.dtype), _reduce_to(xp, grad * delta, alpha),
-            _reduce_to(xp, grad * direction, beta))
-
+            _reduce_to(xp, grad * _direction(xp, w, eps, normalize), beta))

@@ -1,0 +1,41 @@
+"""dirac_jax: DiracNets in JAX: the ``jax`` backend of ``dirac_core`` and Flax NNX layers.
+
+``W_hat = alpha * delta + beta * normalize(W)`` (Zagoruyko & Komodakis 2017, eq. 13) as
+differentiable JAX ops (:mod:`dirac_jax.ops`, with ``custom_vjp`` rules equal to the spec's
+VJPs), the ``jax`` backend (:class:`JaxBackend`, so ``dirac_core`` functions accept
+``jax.Array`` inputs, inside ``jax.jit``, ``jax.grad`` and ``jax.vmap`` too), and Flax NNX
+layers and networks built from the ``dirac_core.nets`` specs (:mod:`dirac_jax.nn`, imported on
+first use since it imports Flax).
+
+>>> import jax, jax.numpy as jnp, dirac_core as dc
+>>> w = jnp.zeros((1, 1, 3))
+>>> jax.jit(lambda v: dc.dirac_weight(v, 2.0, 1.0))(w).tolist()
+[[[0.0, 2.0, 0.0]]]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .backend import JaxBackend
+from .ops import conv, dirac_tensor, dirac_weight, fold_batchnorm, ncrelu, normalize_filters
+
+__all__ = [
+    "JaxBackend",
+    "conv",
+    "dirac_tensor",
+    "dirac_weight",
+    "fold_batchnorm",
+    "ncrelu",
+    "nn",
+    "normalize_filters",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "nn":
+        raise AttributeError(f"module 'dirac_jax' has no attribute {name!r}")
+    module = importlib.import_module(".nn", __name__)
+    globals()["nn"] = module
+    return module

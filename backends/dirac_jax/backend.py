@@ -1,0 +1,213 @@
+"""The ``jax`` backend: the :class:`dirac_core.Backend` protocol on ``jax.Array``.
+
+Forward ops are the differentiable functions of :mod:`dirac_jax.ops`; each VJP is
+``jax.vjp`` of the same function, so the conformance suite checks exactly the rules
+``jax.grad`` uses (the ``custom_vjp`` rules of the non-linear ops, JAX's transposes for conv).
+The public functions of :mod:`dirac_core` reach it by inference from ``jax.Array`` inputs,
+tracers included, so they work inside ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+
+float64 needs JAX's 64-bit mode (``JAX_ENABLE_X64=1`` or
+``jax.config.update("jax_enable_x64", True)``): without it JAX has no float64 arrays, the
+backend declares float32, float16 and bfloat16 only, and refuses float64 data instead of
+silently rounding it to float32.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from math import prod
+from typing import Any
+
+import array_api_compat.numpy as cnp
+import jax
+import numpy as np
+
+from dirac_array_api import weight as spec
+from dirac_core.backend import Availability
+
+from . import eager, ops
+
+
+def x64_enabled() -> bool:
+    """Whether JAX's 64-bit mode is on (float64 arrays exist)."""
+    return bool(jax.config.read("jax_enable_x64"))
+
+
+def jax_device(device: Any) -> jax.Device | None:
+    """``None`` (JAX's default), a ``jax.Device``, or a platform name with an optional index
+    (``"cpu"``, ``"gpu"``, ``"cuda:1"``).
+
+    Raises
+    ------
+    ValueError
+        A platform JAX does not have here, or an index beyond its devices.
+    """
+    if device is None or isinstance(device, jax.Device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"device must be None, a jax.Device or a str, got {device!r}")
+    platform, _, index = device.partition(":")
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError as exc:
+        raise ValueError(f"device={device!r}: JAX has no {platform!r} devices here") from exc
+    number = int(index) if index.isdigit() else -1 if index else 0
+    if not 0 <= number < len(devices):
+        raise ValueError(f"device={device!r}: JAX has {len(devices)} {platform} device(s)")
+    return devices[number]
+
+
+def _pullback(op: Callable[..., jax.Array], g: jax.Array, *inputs: jax.Array) -> tuple:
+    """``g`` pulled back through ``op(*inputs)``: one gradient per input."""
+    _, pull = jax.vjp(op, *inputs)
+    return pull(g)
+
+
+# Every op compiled whole, once per shape, dtype and static argument: an op run eagerly
+# would compile each of its primitives for each new shape, several times slower. Inside a
+# user's jit/grad/vmap these are inlined into the caller's trace.
+_dirac_tensor = jax.jit(ops.dirac_tensor, static_argnums=(0, 1, 2, 3))
+_normalize = jax.jit(ops.normalize_filters, static_argnums=1)
+_dirac_weight = jax.jit(ops.dirac_weight, static_argnums=(3, 4, 5, 6))
+_ncrelu = jax.jit(ops.ncrelu, static_argnums=1)
+_conv = jax.jit(ops.conv, static_argnums=(3, 4, 5, 6))
+_fold = jax.jit(ops.fold_batchnorm, static_argnums=6)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _normalize_vjp(g: jax.Array, w: jax.Array, eps: float) -> jax.Array:
+    (dw,) = _pullback(lambda v: ops.normalize_filters(v, eps), g, w)
+    return dw
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
+def _dirac_weight_vjp(g: jax.Array, w: jax.Array, alpha: jax.Array, beta: jax.Array,
+                      eps: float, normalize: bool, groups: int, policy: str) -> tuple:
+    def op(v: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+        return ops.dirac_weight(v, a, b, eps, normalize, groups, policy)
+
+    return _pullback(op, g, w, alpha, beta)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _ncrelu_vjp(g: jax.Array, x: jax.Array, axis: int) -> jax.Array:
+    (dx,) = _pullback(lambda v: ops.ncrelu(v, axis), g, x)
+    return dx
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
+def _conv_vjp(g: jax.Array, x: jax.Array, w: jax.Array, bias: jax.Array | None,
+              stride: tuple[int, ...], padding: Any, dilation: tuple[int, ...], groups: int
+              ) -> tuple:
+    def op(*args: jax.Array) -> jax.Array:
+        return ops.conv(*args, stride, padding, dilation, groups)
+
+    if bias is None:
+        dx, dw = _pullback(lambda a, b: op(a, b, None), g, x, w)
+        return dx, dw, None
+    return _pullback(op, g, x, w, bias)
+
+
+class JaxBackend:
+    """JAX implementation of every op of the specification (CPU, and GPU where JAX has one).
+
+    Registered under the entry point ``jax`` of the ``dirac_core.backends`` group.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, dirac_core as dc
+    >>> dc.ncrelu(jnp.array([[-1.0, 2.0]])).tolist()
+    [[0.0, 2.0, -1.0, 0.0]]
+    """
+
+    name = "jax"
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """float64 (in 64-bit mode only), float32, float16, bfloat16."""
+        return ("float64",) * x64_enabled() + ("float32", "float16", "bfloat16")
+
+    def __repr__(self) -> str:
+        return "JaxBackend()"
+
+    def available(self) -> Availability:
+        """Always usable: this module imported JAX, and its CPU device always works."""
+        return Availability(True)
+
+    def owns(self, x: object) -> bool:
+        return isinstance(x, jax.Array)  # tracers under jit/grad/vmap included
+
+    def from_numpy(self, a: np.ndarray, device: Any = None) -> jax.Array:
+        if a.dtype == np.float64 and not x64_enabled():
+            raise TypeError(
+                "float64 data needs JAX's 64-bit mode, which is off: set JAX_ENABLE_X64=1 or "
+                "jax.config.update('jax_enable_x64', True) (JAX would round it to float32)"
+            )
+        # A copy: the result must not alias the caller's buffer (ml_dtypes' bfloat16 included).
+        return jax.device_put(np.array(a, copy=True), jax_device(device))
+
+    def to_numpy(self, x: jax.Array) -> np.ndarray:
+        return np.asarray(x)
+
+    def device(self, x: jax.Array) -> jax.Device | None:
+        if isinstance(x, jax.core.Tracer):
+            return None  # traced: new constants go where JAX puts the computation
+        return next(iter(x.devices()))
+
+    # ------------------------------------------------------------------ forward ops
+    # Small concrete inputs take the padded path of dirac_jax.eager (no compile per shape);
+    # tracers and large inputs the jitted op for their shape.
+
+    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+        dt = np.dtype(dtype or self.dtypes[0])
+        if prod(shape) <= eager.MAX_ELEMENTS:
+            delta = spec.dirac_tensor(cnp, shape, groups, policy, dt)  # same code, on the host
+        else:
+            delta = _dirac_tensor(shape, groups, policy, dt)
+        return jax.device_put(delta, jax_device(device))
+
+    def normalize_filters(self, w, *, eps):
+        if eager.applies(w):
+            return eager.normalize_filters(w, eps)
+        return _normalize(w, eps)
+
+    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
+        args = (eps, normalize, groups, policy)
+        if eager.applies(w, alpha, beta):
+            return eager.dirac_weight(w, alpha, beta, *args)
+        return _dirac_weight(w, alpha, beta, *args)
+
+    def ncrelu(self, x, *, axis):
+        if eager.applies(x):
+            return eager.ncrelu(x, axis)
+        return _ncrelu(x, axis)
+
+    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+        return _conv(x, w, bias, stride, padding, dilation, groups)
+
+    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+        if eager.applies(weight, bias, gamma, beta, mean, var):
+            return eager.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)
+        return _fold(weight, bias, gamma, beta, mean, var, eps)
+
+    # ------------------------------------------------------------------ VJPs: jax.vjp
+
+    def normalize_filters_vjp(self, g, w, *, eps):
+        if eager.applies(g, w):
+            return eager.normalize_filters_vjp(g, w, eps)
+        return _normalize_vjp(g, w, eps)
+
+    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
+        args = (eps, normalize, groups, policy)
+        if eager.applies(g, w, alpha, beta):
+            return eager.dirac_weight_vjp(g, w, alpha, beta, *args)
+        return _dirac_weight_vjp(g, w, alpha, beta, *args)
+
+    def ncrelu_vjp(self, g, x, *, axis):
+        if eager.applies(g, x):
+            return eager.ncrelu_vjp(g, x, axis)
+        return _ncrelu_vjp(g, x, axis)
+
+    def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
+        return _conv_vjp(g, x, w, bias, stride, padding, dilation, groups)

@@ -1,0 +1,195 @@
+"""Eager calls on small inputs without one XLA compile per shape.
+
+Outside any trace an op runs as a compiled XLA program, and XLA compiles one program per
+input shape: tens of milliseconds on a CPU, far longer than the op itself takes on a small
+filter bank. A stream of small ops of varied shapes (a test suite, an interactive session)
+would spend nearly all its time compiling. So small inputs (:data:`MAX_ELEMENTS` elements at
+most) are zero-padded, on the host, to power-of-two blocks and run through the *same*
+compiled rules as a traced call, then cropped back:
+
+- the weight ops see ``w`` as ``(O, n)`` rows (the filters), padded to ``(bucket(O),
+  bucket(n))``: a zero column changes no filter's max-abs, norm or dot product, and a zero row
+  (with zero scales and delta) gives zeros that are cropped away; ``eps`` travels as data;
+- NCReLU pads every axis, and its two output halves are cropped separately;
+- batch-norm folding pads the rows and its vectors (the variance with ones).
+
+The convolution has too many static parameters (stride, dilation, padding, groups, rank) for
+padding to help; it compiles per shape. Inputs that are tracers or larger than
+:data:`MAX_ELEMENTS` run the jitted op for their own shape.
+"""
+
+from __future__ import annotations
+
+import functools
+from math import prod
+from typing import Any
+
+import array_api_compat.numpy as cnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dirac_array_api import weight as spec
+from dirac_array_api.namespace import work_dtype
+
+from . import ops
+
+MAX_ELEMENTS = 1 << 16
+"""Inputs up to this size take the padded path."""
+
+
+def bucket(n: int) -> int:
+    """The padded length of an axis of length ``n``: a power of two, at least 8."""
+    return max(8, 1 << (n - 1).bit_length())
+
+
+def applies(*arrays: Any) -> bool:
+    """Whether every (non-None) array is concrete, on the CPU, and small."""
+    given = [a for a in arrays if a is not None]
+    return all(
+        not isinstance(a, jax.core.Tracer) and a.size <= MAX_ELEMENTS
+        and all(d.platform == "cpu" for d in a.devices())
+        for a in given
+    )
+
+
+@functools.partial(jax.jit, static_argnums=5)
+def _combine(w, alpha, beta, delta, eps, normalize):
+    return ops.combine(w, alpha, beta, delta, eps, normalize)
+
+
+@functools.partial(jax.jit, static_argnums=6)
+def _combine_vjp(g, w, alpha, beta, delta, eps, normalize):
+    _, pull = jax.vjp(lambda v, a, b: ops.combine(v, a, b, delta, eps, normalize), w, alpha, beta)
+    dw, dalpha, dbeta = pull(g)
+    return dw, dalpha, dbeta, jnp.sum(dalpha), jnp.sum(dbeta)
+
+
+class _Rows:
+    """The ``(O, n)`` row view of a weight, padded to power-of-two blocks."""
+
+    def __init__(self, w: jax.Array) -> None:
+        self.shape = tuple(w.shape)
+        self.rows, self.cols = self.shape[0], prod(self.shape[1:])
+        self.padded = (bucket(self.rows), bucket(self.cols))
+        self.work = np.dtype(work_dtype(jnp, w.dtype))
+        self.device = next(iter(w.devices()))
+
+    def pad(self, a: Any) -> jax.Array:
+        host = np.zeros(self.padded, np.asarray(a).dtype)
+        host[:self.rows, :self.cols] = np.asarray(a).reshape(self.rows, self.cols)
+        return jax.device_put(host, self.device)
+
+    def scale(self, s: Any) -> jax.Array:
+        """A 0-d or ``(O,)`` scale as a padded ``(O',)`` vector of the working dtype."""
+        host = np.zeros(self.padded[0], self.work)
+        host[:self.rows] = np.asarray(s).astype(self.work)
+        return jax.device_put(host, self.device)
+
+    def delta(self, groups: int, policy: str) -> jax.Array:
+        return self.pad(spec.dirac_tensor(cnp, self.shape, groups, policy, self.work))
+
+    def eps(self, eps: float) -> jax.Array:
+        return jax.device_put(np.asarray(ops.eps_in(self.work, eps), self.work), self.device)
+
+    def crop(self, out: jax.Array) -> jax.Array:
+        host = np.asarray(out)[:self.rows, :self.cols].reshape(self.shape)
+        return jax.device_put(host, self.device)
+
+    def reduced(self, per_row: jax.Array, total: jax.Array, like: Any) -> jax.Array:
+        """A per-row gradient in ``like``'s shape (``()`` or ``(O,)``) and dtype."""
+        host = np.asarray(total) if like.ndim == 0 else np.asarray(per_row)[:self.rows]
+        return jax.device_put(host.astype(like.dtype), self.device)
+
+
+def dirac_weight(w, alpha, beta, eps, normalize, groups, policy):
+    r = _Rows(w)
+    out = _combine(r.pad(w), r.scale(alpha), r.scale(beta), r.delta(groups, policy), r.eps(eps),
+                   normalize)
+    return r.crop(out)
+
+
+def dirac_weight_vjp(g, w, alpha, beta, eps, normalize, groups, policy):
+    r = _Rows(w)
+    dw, dalpha, dbeta, alpha_sum, beta_sum = _combine_vjp(
+        r.pad(g), r.pad(w), r.scale(alpha), r.scale(beta), r.delta(groups, policy), r.eps(eps),
+        normalize,
+    )
+    return r.crop(dw), r.reduced(dalpha, alpha_sum, alpha), r.reduced(dbeta, beta_sum, beta)
+
+
+def normalize_filters(w, eps):
+    r = _Rows(w)
+    zero = r.scale(np.zeros(()))
+    out = _combine(r.pad(w), zero, r.scale(np.ones(())), r.pad(np.zeros(r.shape, r.work)),
+                   r.eps(eps), True)
+    return r.crop(out)
+
+
+def normalize_filters_vjp(g, w, eps):
+    r = _Rows(w)
+    zero = r.scale(np.zeros(()))
+    dw, *_ = _combine_vjp(r.pad(g), r.pad(w), zero, r.scale(np.ones(())),
+                          r.pad(np.zeros(r.shape, r.work)), r.eps(eps), True)
+    return r.crop(dw)
+
+
+# ---------------------------------------------------------------------------- NCReLU
+
+_ncrelu = jax.jit(ops.ncrelu, static_argnums=1)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _ncrelu_vjp(g, x, axis):
+    _, pull = jax.vjp(lambda v: ops.ncrelu(v, axis), x)
+    return pull(g)[0]
+
+
+def _padded(host: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape, host.dtype)
+    out[tuple(slice(0, n) for n in host.shape)] = host
+    return out
+
+
+def _halves(host: np.ndarray, axis: int, half: int) -> tuple[np.ndarray, np.ndarray]:
+    first = host[(slice(None),) * axis + (slice(0, half),)]
+    second = host[(slice(None),) * axis + (slice(half, 2 * half),)]
+    return first, second
+
+
+def ncrelu(x, axis):
+    device = next(iter(x.devices()))
+    padded = tuple(bucket(n) for n in x.shape)
+    out = np.asarray(_ncrelu(jax.device_put(_padded(np.asarray(x), padded), device), axis))
+    crop = tuple(slice(0, n) for n in x.shape)
+    halves = [h[crop] for h in _halves(out, axis, padded[axis])]
+    return jax.device_put(np.concatenate(halves, axis=axis), device)
+
+
+def ncrelu_vjp(g, x, axis):
+    device = next(iter(x.devices()))
+    padded = tuple(bucket(n) for n in x.shape)
+    halves = [_padded(h, padded) for h in _halves(np.asarray(g), axis, x.shape[axis])]
+    dx = _ncrelu_vjp(jax.device_put(np.concatenate(halves, axis=axis), device),
+                     jax.device_put(_padded(np.asarray(x), padded), device), axis)
+    return jax.device_put(np.asarray(dx)[tuple(slice(0, n) for n in x.shape)], device)
+
+
+# ---------------------------------------------------------------------------- folding
+
+_fold = jax.jit(ops.fold_batchnorm)
+
+
+def fold_batchnorm(weight, bias, gamma, beta, mean, var, eps):
+    r = _Rows(weight)
+
+    def vector(v: Any, fill: float = 0.0) -> jax.Array:
+        host = np.full(r.padded[0], fill, np.asarray(v).dtype)
+        host[:r.rows] = np.asarray(v)
+        return jax.device_put(host, r.device)
+
+    eps_data = jax.device_put(np.asarray(eps, r.work), r.device)
+    new_weight, new_bias = _fold(r.pad(weight), None if bias is None else vector(bias),
+                                 vector(gamma), vector(beta), vector(mean), vector(var, 1.0),
+                                 eps_data)
+    return r.crop(new_weight), jax.device_put(np.asarray(new_bias)[:r.rows], r.device)

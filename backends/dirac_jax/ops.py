@@ -1,0 +1,126 @@
+"""The differentiable JAX ops: usable under ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+
+The maths of the Dirac weight, filter normalization and NCReLU is the Array API code of
+:mod:`dirac_array_api` run on ``jax.numpy``. Each of them carries a ``jax.custom_vjp`` rule that
+*is* the spec's VJP, because autodiff of the forward would not be: the normalization divides
+by a max-abs and a norm chosen through ``where`` (their derivatives would give NaN for an
+all-zero filter and the wrong branch at the clamp), and NCReLU's gradient at exactly zero is
+zero on both halves by definition. The convolution is ``lax.conv_general_dilated``, a linear
+map whose JAX transpose rules are its exact VJP, so it needs no rule of its own.
+
+Half-precision inputs (float16, bfloat16) are computed in float32 and rounded once at the end,
+in the forward and, through the casts, in the backward. XLA on CPU flushes subnormal numbers
+to zero, so ``eps`` is kept at or above the smallest *normal* number of the working dtype.
+
+Arguments are assumed valid: the public functions of :mod:`dirac_core` check them and reach
+these through :class:`dirac_jax.JaxBackend`; :mod:`dirac_jax.nn` calls them directly.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from dirac_array_api import pointwise
+from dirac_array_api import weight as spec
+from dirac_array_api.namespace import eps_in as eps_range
+from dirac_array_api.namespace import work_dtype
+from dirac_core.padding import Pairs, resolve_padding
+
+# XLA:CPU flushes subnormals to zero: an eps below the smallest normal would divide by zero.
+_SUBNORMALS = False
+
+
+def dirac_tensor(shape: tuple[int, ...], groups: int, policy: str, dtype: Any) -> jax.Array:
+    """The Dirac tensor (paper eq. 2, 7-8) of ``shape`` in ``dtype``."""
+    return spec.dirac_tensor(jnp, shape, groups, policy, dtype)
+
+
+def eps_in(dtype: Any, eps: float) -> float:
+    """``eps`` clamped into the positive normal range of ``dtype``'s working dtype."""
+    return eps_range(jnp, work_dtype(jnp, dtype), eps, subnormals=_SUBNORMALS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def combine(w: jax.Array, alpha: jax.Array, beta: jax.Array, delta: jax.Array,
+            eps: jax.Array, normalize: bool) -> jax.Array:
+    """``alpha * delta + beta * normalize(W)`` with ``delta`` (working dtype) and ``eps`` (in
+    range, see :func:`eps_in`) given as data: the one ``custom_vjp`` rule of the weight ops."""
+    return spec.combine(w, alpha, beta, delta, eps, normalize)
+
+
+def _combine_fwd(w: jax.Array, alpha: jax.Array, beta: jax.Array, delta: jax.Array,
+                 eps: jax.Array, normalize: bool) -> tuple[jax.Array, Any]:
+    return combine(w, alpha, beta, delta, eps, normalize), (w, alpha, beta, delta, eps)
+
+
+def _combine_bwd(normalize: bool, saved: Any, g: jax.Array) -> tuple[jax.Array, ...]:
+    # jnp.asarray: JAX may hand back a residual it knew at trace time as a NumPy constant.
+    w, alpha, beta, delta, eps = (jnp.asarray(a) for a in saved)
+    dw, dalpha, dbeta = spec.combine_vjp(g, w, alpha, beta, delta, eps, normalize)
+    # delta and eps are constants of the parameterization: no gradient flows into them.
+    return dw, dalpha, dbeta, jnp.zeros_like(delta), jnp.zeros_like(eps)
+
+
+combine.defvjp(_combine_fwd, _combine_bwd)
+
+
+def dirac_weight(w: jax.Array, alpha: jax.Array, beta: jax.Array, eps: float, normalize: bool,
+                 groups: int, policy: str) -> jax.Array:
+    """``alpha * delta + beta * normalize(W)`` (paper eq. 13) in ``w``'s dtype; ``alpha`` and
+    ``beta`` are 0-d or ``(O,)`` arrays, and their gradients come back in their own dtypes."""
+    work = work_dtype(jnp, w.dtype)
+    delta = dirac_tensor(tuple(w.shape), groups, policy, work)
+    return combine(w, alpha, beta, delta, jnp.asarray(eps_in(w.dtype, eps), work), normalize)
+
+
+def normalize_filters(w: jax.Array, eps: float) -> jax.Array:
+    """``w[o] / max(||w[o]||, eps)`` per filter, in ``w``'s dtype: :func:`combine` with
+    ``alpha = 0``, ``beta = 1`` (exact: ``0 * delta + 1 * u == u``)."""
+    work = work_dtype(jnp, w.dtype)
+    zero, one = jnp.zeros((), work), jnp.ones((), work)
+    return combine(w, zero, one, jnp.zeros(w.shape, work),
+                   jnp.asarray(eps_in(w.dtype, eps), work), True)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def ncrelu(x: jax.Array, axis: int) -> jax.Array:
+    """``concat([max(x, 0), min(x, 0)], axis)`` (paper eq. 10)."""
+    return pointwise.ncrelu(x, axis)
+
+
+def _ncrelu_fwd(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
+    return ncrelu(x, axis), x
+
+
+def _ncrelu_bwd(axis: int, x: jax.Array, g: jax.Array) -> tuple[jax.Array]:
+    return (pointwise.ncrelu_vjp(g, jnp.asarray(x), axis),)
+
+
+ncrelu.defvjp(_ncrelu_fwd, _ncrelu_bwd)
+
+
+def conv(x: jax.Array, w: jax.Array, bias: jax.Array | None, stride: tuple[int, ...],
+         padding: str | Pairs, dilation: tuple[int, ...], groups: int) -> jax.Array:
+    """N-d cross-correlation with the spec's padding (``"same"``: left ``d*floor(K/2)``,
+    right ``d*(K-1) - left``) or explicit ``(left, right)`` pairs; NC... / OI... layouts."""
+    pairs = resolve_padding(padding, tuple(w.shape[2:]), dilation)
+    work = work_dtype(jnp, x.dtype)
+    y = lax.conv_general_dilated(
+        x.astype(work), w.astype(work), window_strides=stride, padding=pairs,
+        rhs_dilation=dilation, feature_group_count=groups, precision=lax.Precision.HIGHEST,
+    )
+    if bias is not None:
+        y = y + bias.astype(work).reshape((-1,) + (1,) * (y.ndim - 2))
+    return y.astype(x.dtype)
+
+
+def fold_batchnorm(weight: jax.Array, bias: jax.Array | None, gamma: jax.Array,
+                   beta: jax.Array, mean: jax.Array, var: jax.Array, eps: float
+                   ) -> tuple[jax.Array, jax.Array]:
+    """Fold an eval-mode batch norm into the conv before it (arithmetic in >= float32)."""
+    return pointwise.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)

@@ -1,0 +1,307 @@
+"""Flax NNX layers and DiracNets built from the architecture specs of :mod:`dirac_core.nets`.
+
+Layouts are PyTorch's (``N, C, *spatial`` activations, ``O, I/groups, *K`` weights), so a
+torch model's arrays carry over unchanged (:mod:`dirac_jax.interop`).
+
+- :class:`Conv`: a plain N-d convolution with the spec's padding (``"same"`` is asymmetric for
+  even kernels, so the Dirac tensor is the identity);
+- :class:`DiracConv`: its weight is ``W_hat = alpha * delta + beta * normalize(W)`` (paper eq.
+  13), computed by :func:`dirac_jax.ops.dirac_weight` (whose ``custom_vjp`` is the spec's VJP);
+- :class:`NCReLU`, :class:`MaxPool`, :class:`GlobalAvgPool`, :class:`ReLU`;
+- :class:`DiracNet`: every layer of a :class:`~dirac_core.nets.NetSpec`, by the spec's dotted
+  names; :func:`fold` turns it into plain convolutions with the batch norms absorbed.
+
+>>> import jax.numpy as jnp
+>>> from flax import nnx
+>>> layer = DiracConv(8, 4, 3, rngs=nnx.Rngs(0))   # after NCReLU of 4 channels
+>>> x = jnp.ones((2, 4, 5, 5))
+>>> layer.beta[...] = jnp.zeros(())                # W_hat = 5 * delta
+>>> bool(jnp.allclose(layer(NCReLU()(x)), 5 * x))   # paper eq. 11
+True
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+
+import dirac_core as dc
+from dirac_core import nets
+from dirac_core.padding import resolve_padding
+from dirac_core.validation import as_tuple, canonical_padding, check_weight_args, groups_for
+
+from . import ops
+
+
+class Fixed(nnx.Variable):
+    """A constant of a layer (not trained): the fixed scales of ``"resnet"`` convolutions."""
+
+
+class Conv(nnx.Module):
+    """A plain N-d convolution (no parameterization), weights He-initialised.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or sequence of int
+        A sequence gives the number of spatial dims; an int means 2-d.
+    stride, dilation : int or ints
+    padding : int, ints, (left, right) pairs, "valid" or "same" (the spec's)
+    groups : int dividing both channel counts
+    bias : bool
+    dtype : the parameters' dtype (float32 by default)
+    rngs : nnx.Rngs
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`dirac_core.conv` for the geometry; at call time an input of the wrong rank
+        or channel count.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, *,
+                 stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                 bias: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
+        dims = len(kernel_size) if isinstance(kernel_size, tuple | list) else 2
+        kernel = as_tuple(kernel_size, dims, "kernel_size")
+        self.stride = as_tuple(stride, dims, "stride")
+        self.dilation = as_tuple(dilation, dims, "dilation")
+        self.padding = resolve_padding(canonical_padding(padding, dims, self.stride), kernel,
+                                       self.dilation)
+        self.groups = groups_for(groups, out_channels, in_channels)
+        self.in_channels = in_channels
+        shape = (out_channels, in_channels // self.groups, *kernel)
+        fan_in = shape[1] * prod(kernel)
+        init = jax.random.normal(rngs.params(), shape, dtype) * jnp.sqrt(2.0 / fan_in)
+        self.weight = nnx.Param(init.astype(dtype))
+        self.bias = nnx.Param(jnp.zeros((out_channels,), dtype)) if bias else None
+
+    def kernel(self) -> jax.Array:
+        """The weight the convolution applies."""
+        return self.weight[...]
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dims = len(self.stride)
+        if x.ndim != dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}; {type(self).__name__} expects "
+                f"(N, {self.in_channels}, ...) with {dims} spatial dims"
+            )
+        bias = None if self.bias is None else self.bias[...]
+        return ops.conv(x, self.kernel(), bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+class DiracConv(Conv):
+    """N-d convolution with the Dirac parameterization (paper eq. 13).
+
+    ``W ~ N(0, 1)`` at ``.weight``, scales ``.alpha`` (init 5) and ``.beta`` (init 1e-3), per
+    output channel with ``per_channel``; ``padding`` defaults to the spec's ``"same"``. With
+    ``learnable=False`` the scales are :class:`Fixed` (``"resnet"``: ``alpha = beta = 1``,
+    ``normalize=False`` gives ``W_hat = delta + W``, eq. 14).
+
+    Examples
+    --------
+    >>> layer = DiracConv(4, 4, (3,), rngs=nnx.Rngs(0))
+    >>> layer(jnp.ones((2, 4, 7))).shape
+    (2, 4, 7)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, *,
+                 stride: Any = 1, padding: Any = "same", dilation: Any = 1, groups: int = 1,
+                 bias: bool = False, alpha_init: float = 5.0, beta_init: float = 1e-3,
+                 per_channel: bool = False, normalize: bool = True, policy: str = "tile",
+                 eps: float = 1e-12, learnable: bool = True, dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=padding, dilation=dilation, groups=groups, bias=bias,
+                         dtype=dtype, rngs=rngs)
+        self.weight[...] = jax.random.normal(rngs.params(), self.weight[...].shape, dtype)
+        options = check_weight_args(self.weight[...], alpha_init, beta_init, eps, normalize,
+                                    self.groups, policy)
+        self.eps, self.normalize, self.policy = (options[k] for k in ("eps", "normalize",
+                                                                      "policy"))
+        shape = (out_channels,) if per_channel else ()
+        kind = nnx.Param if learnable else Fixed
+        self.alpha = kind(jnp.full(shape, alpha_init, dtype))
+        self.beta = kind(jnp.full(shape, beta_init, dtype))
+
+    def kernel(self) -> jax.Array:
+        """``W_hat = alpha * delta + beta * normalize(W)``."""
+        return ops.dirac_weight(self.weight[...], self.alpha[...], self.beta[...], self.eps,
+                                self.normalize, self.groups, self.policy)
+
+
+class NCReLU(nnx.Module):
+    """``concat([max(x, 0), min(x, 0)], axis)`` (paper eq. 10); doubles ``axis``."""
+
+    def __init__(self, axis: int = 1) -> None:
+        self.axis = axis
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return ops.ncrelu(x, self.axis % x.ndim)
+
+
+class ReLU(nnx.Module):
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jax.nn.relu(x)
+
+
+class MaxPool(nnx.Module):
+    """Max over ``kernel_size`` windows of the spatial axes, padding with ``-inf``."""
+
+    def __init__(self, kernel_size: int, stride: int, padding: int = 0) -> None:
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dims = x.ndim - 2
+        return lax.reduce_window(
+            x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, 1) + (self.kernel_size,) * dims,
+            (1, 1) + (self.stride,) * dims, ((0, 0), (0, 0)) + ((self.padding,) * 2,) * dims,
+        )
+
+
+class GlobalAvgPool(nnx.Module):
+    """Mean over every spatial position: ``(N, C, *spatial) -> (N, C)``."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.mean(x, axis=tuple(range(2, x.ndim)))
+
+
+class DiracNet(nnx.Module):
+    """A network built from a :class:`~dirac_core.nets.NetSpec`, one module per spec layer.
+
+    ``net.layer("group0.1")`` is the layer the spec calls ``group0.1``; ``net.names`` lists
+    them in order. Batch norms are ``nnx.BatchNorm`` over axis 1 (PyTorch's momentum 0.1 and
+    eps 1e-5); ``net.train()`` / ``net.eval()`` switch their statistics.
+
+    Parameters
+    ----------
+    spec : dirac_core.nets.NetSpec
+    alpha_init, beta_init : float
+        Initial scales of the ``"dirac"`` convolutions (paper: 5 and 1e-3).
+    dtype : the parameters' dtype
+    rngs : nnx.Rngs
+
+    Examples
+    --------
+    >>> spec = nets.diracnet_cifar(10, in_channels=1, image_size=8)
+    >>> net = DiracNet(spec, rngs=nnx.Rngs(0))
+    >>> net(jnp.ones((2, 1, 8, 8))).shape
+    (2, 10)
+    """
+
+    def __init__(self, spec: nets.NetSpec, *, alpha_init: float = 5.0, beta_init: float = 1e-3,
+                 dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
+        if not isinstance(spec, nets.NetSpec):
+            raise TypeError(f"spec must be a dirac_core.nets.NetSpec, got {type(spec).__name__}")
+        self.spec = spec
+        scales = {"alpha_init": alpha_init, "beta_init": beta_init}
+        pairs = [(name, _layer(layer, scales, dtype, rngs)) for name, layer in spec.layers()]
+        self.names = tuple(name for name, _ in pairs)
+        self.layers = nnx.List([module for _, module in pairs])
+
+    def layer(self, name: str) -> nnx.Module:
+        """The module of the spec layer ``name`` (``"stage.index"``)."""
+        if name not in self.names:
+            raise KeyError(f"no layer {name!r}; layers: {', '.join(self.names)}")
+        return self.layers[self.names.index(name)]
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for module in self.layers:
+            x = module(x)
+        return x
+
+
+def _layer(layer: Any, scales: dict[str, float], dtype: Any, rngs: nnx.Rngs) -> nnx.Module:
+    if isinstance(layer, nets.Conv):
+        return _conv(layer, scales, dtype, rngs)
+    if isinstance(layer, nets.BatchNorm):
+        bn = nnx.BatchNorm(layer.channels, axis=1, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                           param_dtype=dtype, rngs=rngs)
+        # Flax keeps running statistics in float32 whatever param_dtype; keep the model's.
+        for stat in (bn.mean, bn.var):
+            stat.set_value(stat[...].astype(dtype))
+        return bn
+    if isinstance(layer, nets.Linear):
+        return nnx.Linear(layer.in_features, layer.out_features, dtype=dtype,
+                          param_dtype=dtype, rngs=rngs)
+    simple = {nets.ReLU: ReLU, nets.GlobalAvgPool: GlobalAvgPool}
+    if isinstance(layer, nets.NCReLU):
+        return NCReLU(axis=1)
+    if isinstance(layer, nets.MaxPool):
+        return MaxPool(layer.kernel_size, layer.stride, layer.padding)
+    if type(layer) in simple:
+        return simple[type(layer)]()
+    raise TypeError(f"cannot build a layer from {layer!r}: unknown layer type")
+
+
+def _conv(layer: nets.Conv, scales: dict[str, float], dtype: Any, rngs: nnx.Rngs) -> Conv:
+    shape = (layer.in_channels, layer.out_channels, layer.kernel_size)
+    common = {"stride": layer.stride, "padding": layer.padding, "bias": layer.bias,
+              "dtype": dtype, "rngs": rngs}
+    kind = layer.parameterization
+    if kind == "dirac":
+        return DiracConv(*shape, **common, **scales, per_channel=layer.per_channel)
+    if kind == "resnet":
+        conv = DiracConv(*shape, **common, alpha_init=1.0, beta_init=1.0, normalize=False,
+                         learnable=False)
+        plain = Conv(*shape, **common)  # He-initialised W, as the torch builder does
+        conv.weight[...] = plain.weight[...]
+        return conv
+    if kind in ("plain", "none"):
+        return Conv(*shape, **common)
+    raise ValueError(
+        f"conv parameterization={kind!r} is not accepted; use one of "
+        f"{(*nets.PARAMETERIZATIONS, 'none')}"
+    )
+
+
+def fold(model: DiracNet) -> DiracNet:
+    """A copy of ``model`` for inference: every convolution plain, with a bias, holding the
+    weight it computes (``W_hat`` for a Dirac one), and every batch norm that directly follows
+    a convolution absorbed into it with its running statistics
+    (:func:`dirac_core.fold_batchnorm`). ``model`` is not modified.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a :class:`DiracNet`.
+    """
+    if not isinstance(model, DiracNet):
+        raise TypeError(f"model must be a dirac_jax.nn.DiracNet, got {type(model).__name__}")
+    folded = nnx.clone(model)
+    names, layers = [], []
+    for name, module in zip(model.names, model.layers, strict=True):
+        if isinstance(module, nnx.BatchNorm) and layers and isinstance(layers[-1], Conv):
+            layers[-1] = _absorb(layers[-1], module)
+            continue
+        names.append(name)
+        layers.append(_plain(module) if isinstance(module, Conv) else module)
+    folded.names, folded.layers = tuple(names), nnx.List(layers)
+    return folded
+
+
+def _plain(conv: Conv) -> Conv:
+    """``conv`` as a plain :class:`Conv` with a bias, holding the weight it applies."""
+    weight = conv.kernel()
+    plain = Conv(conv.in_channels, weight.shape[0], tuple(weight.shape[2:]), stride=conv.stride,
+                 padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+                 dtype=weight.dtype, rngs=nnx.Rngs(0))
+    plain.weight[...] = weight
+    if conv.bias is not None:
+        plain.bias[...] = conv.bias[...]
+    return plain
+
+
+def _absorb(conv: Conv, bn: nnx.BatchNorm) -> Conv:
+    weight, bias = dc.fold_batchnorm(conv.weight[...], conv.bias[...], bn.scale[...],
+                                     bn.bias[...], bn.mean[...], bn.var[...],
+                                     eps=bn.epsilon)
+    conv.weight[...], conv.bias[...] = weight, bias
+    return conv

@@ -161,7 +161,7 @@ class MaxPool(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         dims = x.ndim - 2
         return lax.reduce_window(
-            x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, 1) + (self.kernel_size,) * dims,
+            x, -jnp.inf, lax.max, (1, 1) + (self.kernel_size,) * dims,
             (1, 1) + (self.stride,) * dims, ((0, 0), (0, 0)) + ((self.padding,) * 2,) * dims,
         )
 

@@ -119,14 +119,15 @@ def test_half_inputs_accumulate_in_float32(dtype):
 def test_the_padded_eager_path_equals_the_traced_one():
     """Small concrete inputs are padded to power-of-two rows; results must not depend on it."""
     backend = JaxBackend()
+    kw = {"eps": 1e-3, "normalize": True, "groups": 1, "policy": "tile"}
+    traced_vjp = jax.jit(lambda *a: backend.dirac_weight_vjp(*a, **kw))
     for shape in [(3, 5, 3), (9, 1), (2, 3, 2, 2, 2)]:
         w = jnp.asarray(RNG.standard_normal(shape))
         g = jnp.asarray(RNG.standard_normal(shape))
         alpha, beta = jnp.asarray(0.7), jnp.asarray(RNG.standard_normal(shape[0]))
-        kw = {"eps": 1e-3, "normalize": True, "groups": 1, "policy": "tile"}
         assert eager.applies(w, alpha, beta)
         padded = backend.dirac_weight_vjp(g, w, alpha, beta, **kw)
-        traced = jax.jit(lambda *a: backend.dirac_weight_vjp(*a, **kw))(g, w, alpha, beta)
+        traced = traced_vjp(g, w, alpha, beta)
         # Equal up to rounding (XLA may fuse the two shapes' sums differently), relative to
         # the size of the terms: |g| * |beta| / ||w[o]|| for dw.
         norms = jnp.sqrt(jnp.sum(w.reshape(shape[0], -1) ** 2, axis=1))

@@ -1,0 +1,20 @@
+"""The code blocks of docs/jax.md run, in order, in one namespace: the docs cannot rot."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+DOC = Path(__file__).parents[2] / "docs" / "jax.md"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_docs_code_blocks_run():
+    pytest.importorskip("torch")
+    pytest.importorskip("array_api_strict")
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert len(blocks) == 3  # gradients, torch -> Flax and folding, the Array API backend
+    namespace: dict = {}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{DOC.name}, block {number}", "exec"), namespace)
+    assert namespace["error"] < 1e-12

@@ -1,0 +1,52 @@
+"""The conformance tables of docs/conformance.md are the current suite's.
+
+They are pasted by ``scripts/conformance_tables.py`` from ``dirac-conformance``'s output; this
+test fails when a check is added or removed, or a backend's dtypes change, until they are
+regenerated (``make conformance-docs``). Errors and timings are not re-measured here.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dirac_conformance.checks import CHECKS
+from dirac_conformance.target import Unavailable, load_target
+
+DOC = Path(__file__).parents[1] / "docs" / "conformance.md"
+SECTIONS = re.findall(r"<!-- conformance: (\S+) -->\n(.*?)<!-- /conformance -->",
+                      DOC.read_text(), flags=re.S)
+
+
+def test_every_backend_of_the_project_has_a_table():
+    names = [name for name, _ in SECTIONS]
+    assert names == ["numpy", "torch", "cupy", "jax", "array_api", "dirac_array_api:ON_NUMPY"]
+
+
+def _declared_dtypes(name: str) -> tuple[str, ...]:
+    try:
+        target = load_target(name)
+    except Unavailable as exc:
+        pytest.skip(f"{name} cannot run here: {exc}")
+    if name != "jax":
+        return target.dtypes
+    import jax
+
+    with jax.enable_x64(True):  # the tables are made in 64-bit mode
+        return target.dtypes
+
+
+@pytest.mark.parametrize(("name", "body"), SECTIONS, ids=[name for name, _ in SECTIONS])
+def test_table_lists_the_current_checks(name, body):
+    lines = body.strip().removeprefix("```text").removesuffix("```").strip().splitlines()
+    assert lines, f"no table for {name}: run make conformance-docs"
+    if lines[0].startswith("SKIPPED"):
+        assert len(lines) == 1
+        return
+    rows = [line.split() for line in lines[2:] if line.strip() and "checks conform" not in line]
+    assert {(r[1], r[2]) for r in rows} == {
+        (check, dtype) for check in CHECKS for dtype in _declared_dtypes(name)
+    }
+    assert all(r[3] == "PASS" for r in rows)
+    assert re.fullmatch(rf"{len(rows)}/{len(rows)} checks conform \(.* s, profile ci\)",
+                        lines[-1])

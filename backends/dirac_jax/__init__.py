@@ -4,8 +4,8 @@
 differentiable JAX ops (:mod:`dirac_jax.ops`, with ``custom_vjp`` rules equal to the spec's
 VJPs), the ``jax`` backend (:class:`JaxBackend`, so ``dirac_core`` functions accept
 ``jax.Array`` inputs, inside ``jax.jit``, ``jax.grad`` and ``jax.vmap`` too), and Flax NNX
-layers and networks built from the ``dirac_core.nets`` specs (:mod:`dirac_jax.nn`, imported on
-first use since it imports Flax).
+layers and networks built from the ``dirac_core.nets`` specs (``import dirac_jax.nn``: not
+imported here, since it imports Flax).
 
 >>> import jax, jax.numpy as jnp, dirac_core as dc
 >>> w = jnp.zeros((1, 1, 3))
@@ -14,9 +14,6 @@ first use since it imports Flax).
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import Any
 
 from .backend import JaxBackend
 from .ops import conv, dirac_tensor, dirac_weight, fold_batchnorm, ncrelu, normalize_filters
@@ -28,14 +25,6 @@ __all__ = [
     "dirac_weight",
     "fold_batchnorm",
     "ncrelu",
-    "nn",
     "normalize_filters",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name != "nn":
-        raise AttributeError(f"module 'dirac_jax' has no attribute {name!r}")
-    module = importlib.import_module(".nn", __name__)
-    globals()["nn"] = module
-    return module

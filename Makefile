@@ -46,6 +46,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_torch_layer.py
 	$(PY) benchmarks/bench_torch_models.py
 	$(PY) benchmarks/bench_torch_train.py
+	$(PY) benchmarks/bench_jax.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis runs docs/_build

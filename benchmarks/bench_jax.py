@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from bench_torch_layer import timed  # this directory is on the path when run as a script
 
 import dirac_core as dc
 
@@ -52,13 +52,6 @@ def torch_step(x, w, alpha, beta, g) -> Callable[[], None]:
         dc.conv(xv, dc.dirac_weight(wv, a, b), padding="same").backward(grad)
 
     return step
-
-
-def timed(step: Callable[[], None], steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
 
 
 def main(argv: list[str] | None = None) -> float:

@@ -81,6 +81,9 @@ assert dc.get_backend("torch").name == "torch"
 assert dc.get_backend("cupy", require_available=False).name == "cupy"
 assert dc.infer_backend(torch.ones(2)).name == "torch"
 assert isinstance(dc.ncrelu(torch.ones(1, 2)), torch.Tensor)
+import jax.numpy as jnp, array_api_strict as xp
+assert dc.infer_backend(jnp.ones(2)).name == "jax"
+assert dc.infer_backend(xp.ones(2)).name == "array_api"
 print("ok", sorted(dc.available_backends()))
 """
 
@@ -94,7 +97,8 @@ def test_source_tree_without_metadata_finds_every_backend_of_the_repository(unin
     done = subprocess.run([uninstalled["PYTHON"], "-c", UNINSTALLED_PROBE], env=uninstalled,
                           cwd=source_tree, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("ok ['cupy', 'numpy', 'torch']"), done.stdout
+    assert done.stdout.startswith("ok ['array_api', 'cupy', 'jax', 'numpy', 'torch']"), \
+        done.stdout
 
 
 def test_source_tree_lists_only_packages_on_the_path(uninstalled, source_tree):

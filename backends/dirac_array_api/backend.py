@@ -54,6 +54,8 @@ class ArrayApiBackend:
         self.xp = _strict() if xp is None else xp
         self.name = name
         self.dtypes: tuple[str, ...] = tuple(d for d in _DTYPES if hasattr(self.xp, d))
+        # compat's view of the namespace (for NumPy: array_api_compat.numpy, not numpy).
+        self._namespace = array_api_compat.array_namespace(self.xp.asarray(0.0))
 
     def __repr__(self) -> str:
         return f"ArrayApiBackend({self.xp.__name__}, name={self.name!r})"
@@ -64,9 +66,7 @@ class ArrayApiBackend:
     def owns(self, x: object) -> bool:
         if not array_api_compat.is_array_api_obj(x):
             return False
-        return array_api_compat.array_namespace(x) is array_api_compat.array_namespace(
-            self.xp.asarray(0.0)
-        )
+        return array_api_compat.array_namespace(x) is self._namespace
 
     def from_numpy(self, a: np.ndarray, device: Any = None) -> Any:
         return self.xp.asarray(np.array(a, copy=True), device=device)

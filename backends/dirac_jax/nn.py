@@ -15,7 +15,7 @@ torch model's arrays carry over unchanged (:mod:`dirac_jax.interop`).
 >>> from flax import nnx
 >>> layer = DiracConv(8, 4, 3, rngs=nnx.Rngs(0))   # after NCReLU of 4 channels
 >>> x = jnp.ones((2, 4, 5, 5))
->>> layer.beta[...] = jnp.zeros(())                # W_hat = 5 * delta
+>>> layer.beta[...] = 0.0                         # W_hat = 5 * delta
 >>> bool(jnp.allclose(layer(NCReLU()(x)), 5 * x))   # paper eq. 11
 True
 """

@@ -12,15 +12,23 @@ layer taking C channels has a conv with 2C inputs. Variants:
   ``W_hat = delta + W`` with fixed ``alpha = beta = 1`` and no normalization, i.e. a residual
   connection around every conv);
 - ``activation``: ``"ncrelu"`` (paper, v1) or ``"relu"``;
-- ``per_channel``: alpha and beta per output channel (the authors' later v2) instead of scalars.
+- ``per_channel``: alpha and beta per output channel (the authors' later v2) instead of scalars;
+- ``policy``: the Dirac tensor for unequal channel counts, ``"tile"`` (paper eq. 7-8, the
+  authors' v1 code) or ``"min"`` (``torch.nn.init.dirac_``, the authors' v2 code).
+
+``width`` may be fractional: the channel counts are the base widths times ``width`` truncated to
+int, as in the authors' code (``int(64 * 0.75) = 48``). Names print as the paper writes them,
+``DiracNet-34-2`` (CIFAR) and ``DiracNet-18-0.75`` (ImageNet, ``DiracNet-18`` at width 1).
 
 The classifier head is ``ReLU -> global average pool -> Linear``: the last Dirac layer ends in
-a batch norm, and, as in the authors' code, a ReLU precedes the pooling.
+a batch norm, and, as in the authors' v2 code, a ReLU precedes the pooling; their v1 code pools
+the batch norm's output directly (``head_relu=False``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +41,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "v1": {"activation": "ncrelu", "per_channel": False},  # the paper
     "v2": {"activation": "relu", "per_channel": True},  # the authors' later per-channel ReLU
 }
+POLICIES = ("tile", "min")
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class Conv:
     bias: bool = False
     parameterization: str = "none"
     per_channel: bool = False
+    policy: str = "tile"
 
     def num_parameters(self) -> int:
         weight = self.out_channels * self.in_channels * self.kernel_size**2
@@ -152,7 +162,7 @@ def count_parameters(spec: NetSpec) -> int:
 
 def dirac_layer(
     in_channels: int, out_channels: int, *, activation: str, parameterization: str,
-    per_channel: bool,
+    per_channel: bool, policy: str = "tile",
 ) -> tuple[Layer, ...]:
     """``activation -> 3x3 conv (same padding, no bias) -> BatchNorm``."""
     if activation == "ncrelu":
@@ -162,7 +172,7 @@ def dirac_layer(
         act, conv_in = ReLU(), in_channels
     conv = Conv(
         conv_in, out_channels, 3, padding="same", parameterization=parameterization,
-        per_channel=per_channel,
+        per_channel=per_channel, policy=policy,
     )
     return (act, conv, BatchNorm(out_channels))
 
@@ -181,109 +191,172 @@ def _dirac_groups(
 
 
 def _check_variant(
-    width: int, num_classes: int, activation: str, parameterization: str, per_channel: bool,
-    in_channels: int, image_size: int,
+    width: float, num_classes: int, activation: str, parameterization: str, per_channel: bool,
+    policy: str, head_relu: bool, in_channels: int, image_size: int,
 ) -> None:
-    sizes = (("width", width), ("num_classes", num_classes), ("in_channels", in_channels),
+    sizes = (("num_classes", num_classes), ("in_channels", in_channels),
              ("image_size", image_size))
     for name, value in sizes:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width < math.inf:
+        raise ValueError(f"width must be a positive finite number, got {width!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation={activation!r} is not accepted; use one of {ACTIVATIONS}")
-    if not isinstance(per_channel, bool):
-        raise TypeError(f"per_channel must be a bool, got {type(per_channel).__name__}")
+    for name, flag in (("per_channel", per_channel), ("head_relu", head_relu)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(
             f"parameterization={parameterization!r} is not accepted; use one of "
             f"{PARAMETERIZATIONS}"
         )
+    if policy not in POLICIES:
+        raise ValueError(f"policy={policy!r} is not accepted; use one of {POLICIES}")
 
 
-def _head(channels: int, num_classes: int) -> Stage:
-    return Stage("head", (ReLU(), GlobalAvgPool(), Linear(channels, num_classes)))
+def scaled_widths(base: tuple[int, ...], width: float) -> tuple[int, ...]:
+    """``int(c * width)`` for each base width ``c``, as the authors' code rounds them.
+
+    Raises
+    ------
+    ValueError
+        A width so small that a group would have no channels.
+
+    Examples
+    --------
+    >>> scaled_widths((64, 128, 256, 512), 0.75)
+    (48, 96, 192, 384)
+    """
+    widths = tuple(int(c * width) for c in base)
+    if min(widths) < 1:
+        raise ValueError(f"width={width!r} leaves a group with no channels: {widths}")
+    return widths
+
+
+def net_name(depth: int, width: float, *, always_width: bool) -> str:
+    """The paper's name: ``DiracNet-34-2``, ``DiracNet-18-0.75``, ``DiracNet-18`` (width 1)."""
+    if width == 1 and not always_width:
+        return f"DiracNet-{depth}"
+    return f"DiracNet-{depth}-{width:g}"
+
+
+def _head(channels: int, num_classes: int, relu: bool) -> Stage:
+    pool = (GlobalAvgPool(), Linear(channels, num_classes))
+    return Stage("head", (ReLU(), *pool) if relu else pool)
 
 
 def diracnet_cifar(
     depth: int = 34,
-    width: int = 1,
+    width: float = 1,
     num_classes: int = 10,
     *,
     activation: str = "ncrelu",
     parameterization: str = "dirac",
     per_channel: bool = False,
+    policy: str = "tile",
+    head_relu: bool = True,
     in_channels: int = 3,
     image_size: int = 32,
 ) -> NetSpec:
     """CIFAR DiracNet-``depth``-``width``: ``n = (depth - 4) // 6``, three groups of ``2n``
-    Dirac layers of widths ``(16, 32, 64) * width``, max-pool 2x2 between groups.
+    Dirac layers of widths ``int((16, 32, 64) * width)``, max-pool 2x2 between groups.
 
     Raises
     ------
     ValueError
         ``depth`` with ``(depth - 4) % 6 != 0`` or ``depth < 10``; a bad width or variant.
+
+    Examples
+    --------
+    >>> spec = diracnet_cifar(34, 2)
+    >>> spec.name, count_parameters(spec)
+    ('DiracNet-34-2', 3690818)
     """
-    _check_variant(
-        width, num_classes, activation, parameterization, per_channel, in_channels, image_size
-    )
+    _check_variant(width, num_classes, activation, parameterization, per_channel, policy,
+                   head_relu, in_channels, image_size)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(
             f"depth={depth!r} is not accepted; use 6n + 4 with n >= 1 (10, 16, 28, 34, ...)"
         )
     n = (depth - 4) // 6
-    widths = tuple(c * width for c in (16, 32, 64))
+    widths = scaled_widths((16, 32, 64), width)
     stem = Stage(
         "stem",
         (Conv(in_channels, widths[0], 3, padding=1), BatchNorm(widths[0]), ReLU()),
     )
     kw = {"activation": activation, "parameterization": parameterization,
-          "per_channel": per_channel}
+          "per_channel": per_channel, "policy": policy}
     groups = _dirac_groups(widths, (2 * n,) * 3, widths[0], **kw)
-    name = f"diracnet{depth}-{width}"
     return NetSpec(
-        name, in_channels, image_size, num_classes,
-        (stem, *groups, _head(widths[-1], num_classes)),
-        {"depth": depth, "width": width, **kw},
+        net_name(depth, width, always_width=True), in_channels, image_size, num_classes,
+        (stem, *groups, _head(widths[-1], num_classes, head_relu)),
+        {"depth": depth, "width": width, "head_relu": head_relu, **kw},
     )
 
 
 IMAGENET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+# The paper's ImageNet "34" (its table's parameter counts, the authors' v1 code): 5 blocks in
+# the last group instead of ResNet-34's 3, so 38 weight layers.
+PAPER_IMAGENET_34 = (3, 4, 6, 5)
 
 
 def diracnet_imagenet(
     depth: int = 18,
-    width: int = 1,
+    width: float = 1,
     num_classes: int = 1000,
     *,
     activation: str = "ncrelu",
     parameterization: str = "dirac",
     per_channel: bool = False,
+    policy: str = "tile",
+    head_relu: bool = True,
+    blocks: tuple[int, int, int, int] | None = None,
     in_channels: int = 3,
     image_size: int = 224,
 ) -> NetSpec:
-    """ImageNet DiracNet-18/34: widths ``(64, 128, 256, 512) * width``, ``2 * (2, 2, 2, 2)``
+    """ImageNet DiracNet-18/34: widths ``int((64, 128, 256, 512) * width)``, ``2 * (2, 2, 2, 2)``
     (18) or ``2 * (3, 4, 6, 3)`` (34) Dirac layers per group; stem conv 7x7 stride 2 -> BN ->
     max-pool 3x3 stride 2; max-pool 2x2 between groups.
+
+    ``blocks`` replaces the per-group block counts (each block is two Dirac layers), e.g.
+    :data:`PAPER_IMAGENET_34` for the network the paper's ImageNet table counts as 34 layers;
+    the name then says so.
+
+    Examples
+    --------
+    >>> diracnet_imagenet(18, 0.75).name
+    'DiracNet-18-0.75'
+    >>> diracnet_imagenet(34, 0.5, blocks=PAPER_IMAGENET_34).name
+    'DiracNet-34-0.5 (blocks 3-4-6-5)'
     """
-    _check_variant(
-        width, num_classes, activation, parameterization, per_channel, in_channels, image_size
-    )
+    _check_variant(width, num_classes, activation, parameterization, per_channel, policy,
+                   head_relu, in_channels, image_size)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth not in IMAGENET_LAYERS:
         raise ValueError(f"depth={depth!r} is not accepted; use one of {sorted(IMAGENET_LAYERS)}")
-    widths = tuple(c * width for c in (64, 128, 256, 512))
+    name = net_name(depth, width, always_width=False)
+    if blocks is None:
+        blocks = IMAGENET_LAYERS[depth]
+    else:
+        ok = isinstance(blocks, tuple) and len(blocks) == 4 and all(
+            isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in blocks)
+        if not ok:
+            raise ValueError(f"blocks must be a tuple of 4 positive ints, got {blocks!r}")
+        if blocks != IMAGENET_LAYERS[depth]:
+            name += f" (blocks {'-'.join(map(str, blocks))})"
+    widths = scaled_widths((64, 128, 256, 512), width)
     stem = Stage(
         "stem",
         (Conv(in_channels, widths[0], 7, stride=2, padding=3), BatchNorm(widths[0]),
          MaxPool(3, 2, 1)),
     )
     kw = {"activation": activation, "parameterization": parameterization,
-          "per_channel": per_channel}
-    counts = tuple(2 * c for c in IMAGENET_LAYERS[depth])
-    groups = _dirac_groups(widths, counts, widths[0], **kw)
+          "per_channel": per_channel, "policy": policy}
+    groups = _dirac_groups(widths, tuple(2 * c for c in blocks), widths[0], **kw)
     return NetSpec(
-        f"diracnet{depth}-{width}-imagenet", in_channels, image_size, num_classes,
-        (stem, *groups, _head(widths[-1], num_classes)),
-        {"depth": depth, "width": width, **kw},
+        name, in_channels, image_size, num_classes,
+        (stem, *groups, _head(widths[-1], num_classes, head_relu)),
+        {"depth": depth, "width": width, "head_relu": head_relu, "blocks": blocks, **kw},
     )
 
 

@@ -57,6 +57,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add("--lr-gamma", type=float, help="default 0.2")
     add("--alpha-init", type=float, help="initial alpha (default 5)")
     add("--beta-init", type=float, help="initial beta (default 1e-3)")
+    add("--init-std", type=float,
+        help="std of the Dirac convs' initial W (default 0.1, the authors' code; paper: 1)")
     add("--seed", type=int, help="default 0")
     add("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     add("--amp", action=flag, default=None, help="float16 autocast on CUDA (default on)")
@@ -157,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"6n+4 depths (default {' '.join(map(str, DEFAULT_DEPTHS))})")
     depth.add_argument("--out", default="runs/depth", help="default runs/depth")
     for name, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
-                       ("--seed", int), ("--train-limit", int), ("--width", int)):
+                       ("--seed", int), ("--train-limit", int), ("--width", int),
+                       ("--init-std", float)):
         depth.add_argument(name, type=kind)
     depth.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     depth.set_defaults(func=cmd_experiment)

@@ -2,7 +2,8 @@
 
 Defaults follow the paper (after Wide ResNet): SGD with momentum 0.9, lr 0.1, batch 128, 200
 epochs, lr x 0.2 at 30 %, 60 % and 80 % of training (epochs 60/120/160 of 200), weight decay
-5e-4 on every parameter including alpha and beta, alpha_init = 5, beta_init = 1e-3.
+5e-4 on every parameter including alpha and beta, alpha_init = 5, beta_init = 1e-3; the Dirac
+convs' ``W`` starts as ``N(0, init_std**2)`` with ``init_std = 0.1``, as in the authors' code.
 
 Every setting has one name, the same here, in ``config.json``, in ``dirac_torch.models``
 (``diracnet_cifar(alpha_init=...)``) and on the command line (``--alpha-init``).
@@ -62,6 +63,7 @@ class TrainConfig:
     lr_gamma: float = 0.2
     alpha_init: float = 5.0
     beta_init: float = 1e-3
+    init_std: float = 0.1
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -94,6 +96,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (isinstance(self.init_std, int | float) and math.isfinite(self.init_std)
+                and self.init_std > 0):
+            raise ValueError(f"init_std must be a finite number > 0, got {self.init_std!r}")
         if self.train_limit is not None and self.train_limit < 1:
             raise ValueError(f"train_limit must be a positive int or None, got "
                              f"{self.train_limit!r}")

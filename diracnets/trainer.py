@@ -95,7 +95,8 @@ def build_model(config: TrainConfig, dataset: Dataset) -> nn.Module:
         parameterization=config.parameterization, per_channel=config.per_channel,
         in_channels=dataset.in_channels, image_size=dataset.image_size,
     )
-    return build(spec, alpha_init=config.alpha_init, beta_init=config.beta_init)
+    return build(spec, alpha_init=config.alpha_init, beta_init=config.beta_init,
+                 init_std=config.init_std)
 
 
 def lr_at(config: TrainConfig, epoch: int) -> float:

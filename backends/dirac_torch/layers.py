@@ -29,7 +29,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dirac_core.padding import Pairs, resolve_padding
-from dirac_core.validation import as_int, as_tuple, axis_value, bool_value, canonical_padding
+from dirac_core.validation import (
+    as_int,
+    as_tuple,
+    axis_value,
+    bool_value,
+    canonical_padding,
+    eps_value,
+)
 
 from . import kernels
 from .functional import torch_device
@@ -59,6 +66,7 @@ class _DiracConvNd:
         eps: float = 1e-12,
         *,
         padding_mode: str = "zeros",
+        init_std: float = 0.1,
         learnable: bool = True,
         device: Any = None,
         dtype: Any = None,
@@ -67,6 +75,7 @@ class _DiracConvNd:
         device = torch_device(device)
         # Read by reset_parameters, which nn.ConvNd.__init__ calls.
         self._he_init = not bool_value(normalize, "normalize")
+        self.init_std = eps_value(init_std, "init_std")
         kernel = as_tuple(kernel_size, dims, "kernel_size")
         given = {"padding": padding, "stride": stride, "dilation": dilation}
         strides, dilations, _ = _geometry(padding, stride, dilation, kernel)
@@ -106,8 +115,8 @@ class _DiracConvNd:
             object.__setattr__(self, key, value)
 
     def reset_parameters(self) -> None:
-        """``W ~ N(0, 1)`` (He-initialised when ``normalize=False``), bias 0, ``alpha``/``beta``
-        to their inits.
+        """``W ~ N(0, init_std**2)`` (He-initialised when ``normalize=False``), bias 0,
+        ``alpha``/``beta`` to their inits.
 
         A normalized ``W`` has no scale of its own; without normalization (eq. 14,
         ``W_hat = delta + W``) ``W`` is an ordinary residual-branch weight and gets an ordinary
@@ -119,7 +128,7 @@ class _DiracConvNd:
             if self._he_init:
                 nn.init.kaiming_normal_(weight, nonlinearity="relu")
             else:
-                nn.init.normal_(weight)
+                nn.init.normal_(weight, std=self.init_std)
             if self.bias is not None:
                 nn.init.zeros_(self.bias)
         if dirac:
@@ -170,9 +179,9 @@ def _geometry(
 _LAYER_DOC = """{n}-d convolution with the Dirac parameterization (paper eq. 13).
 
     A drop-in ``nn.Conv{n}d`` whose ``weight`` is
-    ``W_hat = alpha * delta + beta * normalize(W)``, from the free ``W ~ N(0, 1)`` (He-initialised
-    when ``normalize=False``) at ``.parametrizations.weight.original``, the scales ``.alpha``
-    (init 5) and ``.beta`` (init 1e-3), and the cached Dirac tensor ``delta``.
+    ``W_hat = alpha * delta + beta * normalize(W)``, from the free ``W ~ N(0, init_std**2)``
+    (He-initialised when ``normalize=False``) at ``.parametrizations.weight.original``, the
+    scales ``.alpha`` (init 5) and ``.beta`` (init 1e-3), and the cached Dirac tensor ``delta``.
 
     Parameters
     ----------
@@ -185,6 +194,10 @@ _LAYER_DOC = """{n}-d convolution with the Dirac parameterization (paper eq. 13)
         See :class:`dirac_torch.DiracParametrization`.
     padding_mode : {{"zeros", "reflect", "replicate", "circular"}}
         As ``nn.Conv{n}d``: what the padding is filled with.
+    init_std : float
+        Standard deviation of the initial ``W`` (default 0.1, the authors' code; the paper's
+        text says 1). ``W`` is normalized, so it does not change the output, only how fast
+        ``W`` learns: the gradient with respect to ``W`` scales as ``1 / ||W||``.
     device, dtype
         Of every parameter and buffer (``device="meta"`` is refused).
 

@@ -6,8 +6,9 @@
 the layer the spec calls ``group0.1``. Convolutions follow their ``parameterization``:
 
 - ``"dirac"``: :class:`~dirac_torch.layers.DiracConv2d`, ``W_hat = alpha * delta +
-  beta * normalize(W)`` (paper eq. 13) with ``alpha0 = 5``, ``beta0 = 1e-3``, ``W ~ N(0, 1)``;
-  scalar or, with ``per_channel``, per-output-channel scales;
+  beta * normalize(W)`` (paper eq. 13) with ``alpha0 = 5``, ``beta0 = 1e-3`` and
+  ``W ~ N(0, init_std**2)``, ``init_std = 0.1`` as in the authors' code; scalar or, with
+  ``per_channel``, per-output-channel scales;
 - ``"resnet"``: the same layer with fixed ``alpha = beta = 1`` and no normalization,
   ``W_hat = delta + W`` (eq. 14): a residual connection around every conv, W He-initialised;
 - ``"plain"`` (the paper's control) and ``"none"`` (the stem): ``nn.Conv2d``, He-initialised.
@@ -63,7 +64,8 @@ class GlobalAvgPool(nn.Module):
 
 
 def build(
-    spec: nets.NetSpec, *, alpha_init: float = 5.0, beta_init: float = 1e-3
+    spec: nets.NetSpec, *, alpha_init: float = 5.0, beta_init: float = 1e-3,
+    init_std: float = 0.1,
 ) -> DiracNet:
     """Build the PyTorch network described by ``spec``.
 
@@ -74,6 +76,9 @@ def build(
         or written by hand.
     alpha_init, beta_init : float
         Initial scales of the ``"dirac"`` convolutions (paper: 5 and 1e-3).
+    init_std : float
+        Standard deviation of the ``"dirac"`` convolutions' initial ``W``: 0.1 as in the
+        authors' code (the paper's text says 1); see :class:`~dirac_torch.DiracConv2d`.
 
     Returns
     -------
@@ -95,7 +100,7 @@ def build(
     """
     if not isinstance(spec, nets.NetSpec):
         raise TypeError(f"spec must be a dirac_core.nets.NetSpec, got {type(spec).__name__}")
-    scales = {"alpha_init": alpha_init, "beta_init": beta_init}
+    scales = {"alpha_init": alpha_init, "beta_init": beta_init, "init_std": init_std}
     stages = {
         stage.name: nn.Sequential(*(_layer(layer, scales) for layer in stage.layers))
         for stage in spec.stages
@@ -126,7 +131,9 @@ def _conv(layer: nets.Conv, scales: dict[str, float]) -> nn.Module:
     common = {"stride": layer.stride, "padding": layer.padding, "bias": layer.bias}
     kind = layer.parameterization
     if kind == "dirac":
-        return DiracConv2d(*shape, **common, **scales, per_channel=layer.per_channel)
+        return DiracConv2d(
+            *shape, **common, **scales, per_channel=layer.per_channel, policy=layer.policy
+        )
     if kind == "resnet":
         # W is He-initialised by the layer itself (normalize=False), reset_parameters included.
         return DiracConv2d(
@@ -155,15 +162,17 @@ def _he_init(weight: torch.Tensor) -> None:
 
 
 def diracnet_cifar(
-    depth: int = 34, width: int = 1, num_classes: int = 10, *, alpha_init: float = 5.0,
-    beta_init: float = 1e-3, **variant_kw: Any
+    depth: int = 34, width: float = 1, num_classes: int = 10, *, alpha_init: float = 5.0,
+    beta_init: float = 1e-3, init_std: float = 0.1, **variant_kw: Any
 ) -> DiracNet:
     """CIFAR DiracNet-``depth``-``width``, built by :func:`build`.
 
+    ``width`` may be fractional (channel counts truncated to int, as the authors' code does).
     ``variant_kw`` goes to :func:`dirac_core.nets.diracnet_cifar`: ``activation`` (``"ncrelu"``
     or ``"relu"``), ``parameterization`` (``"dirac"``, ``"plain"``, ``"resnet"``),
-    ``per_channel``, ``in_channels``, ``image_size``; ``alpha_init`` and ``beta_init`` go to
-    :func:`build` (the same names as ``diracnets train --alpha-init/--beta-init``).
+    ``per_channel``, ``policy`` (``"tile"`` or ``"min"``), ``head_relu``, ``in_channels``,
+    ``image_size``; ``alpha_init``, ``beta_init`` and ``init_std`` go to :func:`build` (the
+    same names as ``diracnets train --alpha-init/--beta-init/--init-std``).
 
     Raises
     ------
@@ -175,21 +184,22 @@ def diracnet_cifar(
     Examples
     --------
     >>> diracnet_cifar(16, 2).spec.name
-    'diracnet16-2'
+    'DiracNet-16-2'
     """
     _check_flag(variant_kw)
     return build(nets.diracnet_cifar(depth, width, num_classes, **variant_kw),
-                 alpha_init=alpha_init, beta_init=beta_init)
+                 alpha_init=alpha_init, beta_init=beta_init, init_std=init_std)
 
 
 def diracnet_imagenet(
-    depth: int = 18, width: int = 1, num_classes: int = 1000, *, alpha_init: float = 5.0,
-    beta_init: float = 1e-3, **variant_kw: Any
+    depth: int = 18, width: float = 1, num_classes: int = 1000, *, alpha_init: float = 5.0,
+    beta_init: float = 1e-3, init_std: float = 0.1, **variant_kw: Any
 ) -> DiracNet:
     """ImageNet DiracNet-18 or -34, built by :func:`build`.
 
-    ``alpha_init``, ``beta_init`` and ``variant_kw`` as for :func:`diracnet_cifar`
-    (``image_size`` defaults to 224).
+    ``alpha_init``, ``beta_init``, ``init_std`` and ``variant_kw`` as for
+    :func:`diracnet_cifar` (``image_size`` defaults to 224), and ``blocks`` (see
+    :func:`dirac_core.nets.diracnet_imagenet`).
 
     Raises
     ------
@@ -205,7 +215,7 @@ def diracnet_imagenet(
     """
     _check_flag(variant_kw)
     return build(nets.diracnet_imagenet(depth, width, num_classes, **variant_kw),
-                 alpha_init=alpha_init, beta_init=beta_init)
+                 alpha_init=alpha_init, beta_init=beta_init, init_std=init_std)
 
 
 def _check_flag(variant_kw: dict[str, Any]) -> None:

@@ -105,12 +105,31 @@ def test_identity_at_zero_beta_for_every_kernel_size(ndim, kernel):
     assert torch.equal(layer(NCReLU()(x)), 5 * x)
 
 
+@pytest.mark.parametrize("init_std", [1.0, 0.01])
+def test_init_std_sets_the_scale_of_w_and_reset_keeps_it(init_std):
+    torch.manual_seed(0)
+    layer = DiracConv2d(128, 64, 3, init_std=init_std)
+    w = layer.parametrizations.weight.original
+    assert abs(w.std().item() / init_std - 1) < 0.02
+    with torch.no_grad():
+        w.mul_(7)
+    layer.reset_parameters()
+    assert abs(w.std().item() / init_std - 1) < 0.02
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_init_std_rejects_non_positive_or_non_finite(bad):
+    with pytest.raises(ValueError, match="init_std"):
+        DiracConv2d(8, 4, 3, init_std=bad)
+
+
 def test_init_defaults():
     torch.manual_seed(0)
     layer = DiracConv2d(128, 64, 3, bias=True)
     w = layer.parametrizations.weight.original
     assert w.shape == (64, 128, 3, 3) and w.dtype == torch.float32
-    assert abs(w.mean().item()) < 0.02 and abs(w.std().item() - 1) < 0.02  # N(0, 1)
+    # N(0, 0.1^2), the authors' code (their conv_params(..., gain=0.1))
+    assert abs(w.mean().item()) < 0.002 and abs(w.std().item() - 0.1) < 0.002
     assert layer.alpha.shape == () and layer.alpha.item() == 5.0
     assert layer.beta.item() == pytest.approx(1e-3)
     assert torch.equal(layer.bias, torch.zeros(64))

@@ -86,12 +86,15 @@ def dirac_convs(model):
     return [m for m in model.modules() if isinstance(m, DiracConv2d)]
 
 
-def test_dirac_initialisation_follows_the_paper():
+@pytest.mark.parametrize("init_std", [None, 1.0, 0.03])
+def test_dirac_initialisation_follows_the_authors_code(init_std):
     torch.manual_seed(0)
-    convs = dirac_convs(models.diracnet_cifar(10, width=2))
+    kw = {} if init_std is None else {"init_std": init_std}
+    convs = dirac_convs(models.diracnet_cifar(10, width=2, **kw))
     assert len(convs) == 6
     w = torch.cat([c.parametrizations.weight.original.detach().flatten() for c in convs])
-    assert abs(float(w.mean())) < 0.02 and abs(float(w.std()) - 1.0) < 0.02  # W ~ N(0, 1)
+    std = 0.1 if init_std is None else init_std  # their conv_params(..., gain=0.1)
+    assert abs(float(w.mean())) < 0.02 * std and abs(float(w.std()) / std - 1.0) < 0.02
     for conv in convs:
         assert conv.alpha.shape == () and conv.alpha.item() == 5.0
         assert conv.beta.shape == () and conv.beta.item() == pytest.approx(1e-3)
@@ -162,8 +165,9 @@ def test_even_kernel_same_padding_in_a_hand_written_spec():
         (lambda: models.diracnet_cifar(11), ValueError, "depth=11 is not accepted"),
         (lambda: models.diracnet_cifar(4), ValueError, "depth=4 is not accepted"),
         (lambda: models.diracnet_cifar("34"), ValueError, "depth='34' is not accepted"),
-        (lambda: models.diracnet_cifar(10, 0), ValueError, "width must be a positive int"),
-        (lambda: models.diracnet_cifar(10, 1.5), ValueError, "width must be a positive int"),
+        (lambda: models.diracnet_cifar(10, 0), ValueError, "width must be a positive finite"),
+        (lambda: models.diracnet_cifar(10, "2"), ValueError, "width must be a positive finite"),
+        (lambda: models.diracnet_cifar(10, 0.05), ValueError, "leaves a group with no channels"),
         (lambda: models.diracnet_cifar(10, num_classes=0), ValueError, "num_classes"),
         (lambda: models.diracnet_imagenet(50), ValueError, "depth=50 is not accepted"),
         (lambda: models.diracnet_cifar(10, activation="gelu"), ValueError, "activation='gelu'"),

@@ -271,7 +271,7 @@ def diracnet_cifar(
     --------
     >>> spec = diracnet_cifar(34, 2)
     >>> spec.name, count_parameters(spec)
-    ('DiracNet-34-2', 3690818)
+    ('DiracNet-34-2', 3693158)
     """
     _check_variant(width, num_classes, activation, parameterization, per_channel, policy,
                    head_relu, in_channels, image_size)

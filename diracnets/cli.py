@@ -1,4 +1,4 @@
-"""The ``diracnets`` command: ``train``, ``experiment depth``, ``demo`` and ``plot``.
+"""The ``diracnets`` command: ``train``, ``experiment depth``, ``demo``, ``models`` and ``plot``.
 
 Run ``diracnets COMMAND --help`` for the options; ``docs/training.md`` has the full guide.
 Exit status: 0 done, 1 the run diverged (or another failure), 2 a usage mistake (a bad
@@ -26,6 +26,9 @@ REQUIRED = {"torch": "torch", "safetensors": "safetensors", "tqdm": "tqdm",
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
     """Every :class:`TrainConfig` field as an option whose default (``None``) means "not given"."""
+    from dirac_core import nets
+    from dirac_torch.registry import families
+
     from .config import PRESETS
     from .datasets import DATASETS
 
@@ -36,11 +39,14 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
              "alpha/beta")
     add("--data", choices=DATASETS, help="dataset (default: digits, built in, no download)")
     add("--data-dir", help="CIFAR folder or .tar.gz (binary or python version); class folders")
-    add("--arch", choices=("cifar", "imagenet"), help="network family (default cifar)")
+    add("--model", help="a name from `diracnets models` (sets --arch, --depth, --width and, "
+        "for plain*, --parameterization)")
+    add("--arch", choices=sorted(families()),
+        help="model family (default cifar; `diracnets models` describes them)")
     add("--depth", type=int, help="layers: 6n+4 for cifar (default 34), 18 or 34 for imagenet")
-    add("--width", type=int, help="width multiplier (default 1)")
-    add("--activation", choices=("ncrelu", "relu"))
-    add("--parameterization", choices=("dirac", "plain", "resnet"),
+    add("--width", type=float, help="width multiplier (default 1; fractions like 0.75 too)")
+    add("--activation", choices=nets.ACTIVATIONS)
+    add("--parameterization", choices=nets.PARAMETERIZATIONS,
         help="dirac (default), plain (the paper's control) or resnet (eq. 14)")
     add("--per-channel", action=flag, default=None, help="one alpha/beta per output channel")
     add("--image-size", type=int, help="class-folder crop size (default 224)")
@@ -79,9 +85,47 @@ def _given(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]
     fields = TrainConfig.__dataclass_fields__
     values = {k: v for k, v in vars(args).items()
               if k in fields and k not in skip and v is not None}
+    if getattr(args, "model", None):
+        values.update(_model_fields(args.model, values))
     if "milestones" in values:
         values["milestones"] = tuple(values["milestones"])
     return values
+
+
+def _model_fields(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The config fields a registry model name sets; a conflicting option is an error."""
+    from dirac_torch.registry import KINDS, family_fixed, parse_name
+
+    from .config import TrainConfig
+
+    kind, depth, width, family = parse_name(name)
+    fields = {"arch": family, "depth": depth, "width": width}
+    config_fields = TrainConfig.__dataclass_fields__
+    fields.update({k: v for k, v in family_fixed(family).items() if k in config_fields})
+    if kind != "diracnet":
+        fields["parameterization"] = KINDS[kind]
+    clash = sorted(k for k in fields if k in given and given[k] != fields[k])
+    if clash:
+        raise ValueError(f"--model {name} sets {', '.join(f'{k}={fields[k]!r}' for k in clash)}"
+                         f"; drop --{' --'.join(clash)}")
+    return fields
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from dirac_core.nets import count_parameters
+    from dirac_torch.registry import create_spec, families, list_models
+
+    names = list_models(args.pattern)
+    width = max((len(n) for n in names), default=4)
+    print(f"{'model':<{width}}  {'network':<34} {'parameters':>12}")
+    for name in names:
+        spec = create_spec(name)
+        print(f"{name:<{width}}  {spec.name:<34} {count_parameters(spec):>12,}")
+    print("\nfamilies (any depth and width: {kind}{depth}[_{width}]_{family}, kind diracnet or "
+          "plain):")
+    for family, doc in families().items():
+        print(f"  {family:<15} {doc}")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -99,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = preset_config(args.preset or "v1", **overrides)
         if "out" not in overrides:
-            config.out = (f"runs/{config.data}-diracnet{config.depth}-{config.width}-"
+            config.out = (f"runs/{config.data}-diracnet{config.depth}-{config.width:g}-"
                           f"{config.parameterization}")
         summary = run_training(config, overwrite=args.overwrite)
     if summary.get("fold"):
@@ -159,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"6n+4 depths (default {' '.join(map(str, DEFAULT_DEPTHS))})")
     depth.add_argument("--out", default="runs/depth", help="default runs/depth")
     for name, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
-                       ("--seed", int), ("--train-limit", int), ("--width", int),
+                       ("--seed", int), ("--train-limit", int), ("--width", float),
                        ("--init-std", float)):
         depth.add_argument(name, type=kind)
     depth.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
@@ -175,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true",
                       help="replace an earlier run in --out (without it that is refused)")
     demo.set_defaults(func=cmd_demo)
+
+    models = commands.add_parser("models", help="list the registered models and families")
+    models.add_argument("pattern", nargs="?", default="*",
+                        help="shell-style filter, e.g. '*imagenet' (default: all)")
+    models.set_defaults(func=cmd_models)
 
     plot = commands.add_parser(
         "plot", help="redraw the plots of a run folder (metrics.jsonl) or of a depth "

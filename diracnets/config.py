@@ -40,14 +40,16 @@ class TrainConfig:
     ``milestones`` (epochs at which the lr is multiplied by ``lr_gamma``) default to 30/60/80 %
     of ``epochs``. ``decay_scales=False`` exempts alpha and beta from weight decay.
     ``train_limit`` keeps only the first examples of the training split (quick runs).
-    ``amp`` (float16 autocast with loss scaling) only acts on CUDA.
+    ``amp`` (float16 autocast with loss scaling) only acts on CUDA. ``arch`` is a model family
+    of :mod:`dirac_torch.registry` (``cifar``, ``imagenet``, ``v2_imagenet``, ...); ``width``
+    may be fractional (0.75).
     """
 
     data: str = "digits"
     data_dir: str | None = None
     arch: str = "cifar"
     depth: int = 34
-    width: int = 1
+    width: float = 1
     activation: str = "ncrelu"
     parameterization: str = "dirac"
     per_channel: bool = False
@@ -85,9 +87,15 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first setting out of range."""
         if self.data not in DATASETS:
             raise ValueError(f"data={self.data!r} is not accepted; use one of {DATASETS}")
-        if self.arch not in ("cifar", "imagenet"):
-            raise ValueError(f"arch={self.arch!r} is not accepted; use 'cifar' or 'imagenet'")
-        for name in ("epochs", "batch_size", "depth", "width", "image_size"):
+        from dirac_torch.registry import families
+
+        if self.arch not in families():
+            raise ValueError(f"arch={self.arch!r} is not accepted; use a model family: "
+                             f"{sorted(families())}")
+        if (isinstance(self.width, bool) or not isinstance(self.width, int | float)
+                or not 0 < self.width < math.inf):
+            raise ValueError(f"width must be a positive finite number, got {self.width!r}")
+        for name in ("epochs", "batch_size", "depth", "image_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")

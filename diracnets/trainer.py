@@ -86,14 +86,14 @@ class TrainingInterrupted(Exception):
 
 def build_model(config: TrainConfig, dataset: Dataset) -> nn.Module:
     """The DiracNet the config describes, shaped for ``dataset`` (channels, classes, size)."""
-    from dirac_core import nets
     from dirac_torch.models import build
+    from dirac_torch.registry import family_spec
 
-    spec_fn = nets.diracnet_cifar if config.arch == "cifar" else nets.diracnet_imagenet
-    spec = spec_fn(
-        config.depth, config.width, dataset.num_classes, activation=config.activation,
-        parameterization=config.parameterization, per_channel=config.per_channel,
-        in_channels=dataset.in_channels, image_size=dataset.image_size,
+    spec = family_spec(
+        config.arch, config.depth, config.width, dataset.num_classes,
+        activation=config.activation, parameterization=config.parameterization,
+        per_channel=config.per_channel, in_channels=dataset.in_channels,
+        image_size=dataset.image_size,
     )
     return build(spec, alpha_init=config.alpha_init, beta_init=config.beta_init,
                  init_std=config.init_std)

@@ -1,0 +1,309 @@
+"""The authors' weight files (``szagoruyko/diracnets``), loaded without their code.
+
+Three layouts, told apart by their keys:
+
+- ``"v2-folded"``: their folded ImageNet DiracNet-18/34 (``diracnet18v2folded-*.pth``, the
+  state dict of their ``DiracNet`` module): ``features.conv.{weight,bias}``,
+  ``features.group{g}.block{j}.conv.{weight,bias}``, ``fc.{weight,bias}``. Loads into a folded
+  model: :func:`~dirac_torch.fold.fold_model` of a ``v2_imagenet`` network.
+- ``"v2"``: their v2 functional parameters (``diracnet18-v2_checkpoint.pth``): ``conv``,
+  ``bn.{weight,bias,running_mean,running_var}``, ``group{g}.block{j}.{conv,alpha,beta}``,
+  ``group{g}.block{j}.bn.*``, ``fc.*`` and one Dirac tensor ``eye{O}_{I}_{K}_{K}`` per conv
+  shape; per-channel alpha and beta, ReLU, ``torch.nn.init.dirac_``'s Dirac tensor: our
+  ``activation="relu"``, ``per_channel=True``, ``policy="min"`` (the ``v2_*`` families).
+- ``"v1"``: the parameter and statistics dicts of their v1 ``define_diracnet`` (CIFAR or
+  ImageNet), as their ``train.py`` saves them (``{"params": ..., "stats": ...}``) or merged:
+  the same keys with scalar ``alpha``/``beta`` of shape ``(1,)``, NCReLU (conv inputs twice the
+  channels), the tiled Dirac tensor and no ReLU before the pooling: our default variant with
+  ``head_relu=False``. Their v1 ImageNet "34" has 3-4-6-5 blocks (``paper_imagenet``).
+
+A file is ``torch.load(path, weights_only=True)``-ed by the caller (no pickled code runs) and
+handed to :func:`authors_model` (which reads the architecture off the shapes) or to
+:func:`load_authors` (into a model you built). Both check every key and shape and fail on the
+first mismatch, naming it; a stored Dirac tensor must equal the one the model uses.
+
+>>> import torch
+>>> from dirac_torch.registry import create_model
+>>> theirs = authors_state_dict(create_model("diracnet10_1_v2_cifar"))
+>>> authors_model(theirs).spec.name
+'DiracNet-10-1'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from dirac_core import nets
+
+from .fold import fold_model
+from .models import DiracNet, build
+
+LAYOUTS = ("v1", "v2", "v2-folded")
+_VARIANTS = {
+    "v1": {"activation": "ncrelu", "per_channel": False, "policy": "tile", "head_relu": False},
+    "v2": {"activation": "relu", "per_channel": True, "policy": "min", "head_relu": True},
+}
+_VARIANTS["v2-folded"] = _VARIANTS["v2"]
+_BN = ("weight", "bias", "running_mean", "running_var")
+_EYE = re.compile(r"eye\d+(_\d+)+")
+
+
+class AuthorsCheckpointError(ValueError):
+    """A file that is not in the authors' layout for the model: names the first mismatch."""
+
+
+def flatten_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """One flat ``{key: tensor}`` from a state dict or a ``{"params", "stats"}`` checkpoint.
+
+    Their ``train.py`` saves ``{"params": ..., "stats": ..., "optimizer": ..., "epoch": ...}``;
+    only ``params`` and ``stats`` are weights.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"checkpoint must be a mapping (a loaded state dict), got "
+                        f"{type(checkpoint).__name__}")
+    parts = [checkpoint["params"], checkpoint.get("stats", {})] if "params" in checkpoint \
+        else [checkpoint]
+    flat: dict[str, torch.Tensor] = {}
+    for part in parts:
+        for key, value in part.items():
+            if not isinstance(value, torch.Tensor):
+                raise AuthorsCheckpointError(
+                    f"checkpoint entry {key!r} is a {type(value).__name__}, not a tensor")
+            flat[key] = value
+    return flat
+
+
+def detect_layout(flat: Mapping[str, torch.Tensor]) -> str:
+    """``"v2-folded"``, ``"v2"`` or ``"v1"``, from the keys and the first block's alpha."""
+    if "features.conv.weight" in flat:
+        return "v2-folded"
+    alpha = flat.get("group0.block0.alpha")
+    if alpha is None or "conv" not in flat:
+        raise AuthorsCheckpointError(
+            "not an authors' DiracNet checkpoint: no 'features.conv.weight' (v2 folded) nor "
+            "'conv' and 'group0.block0.alpha' (functional v1/v2)")
+    return "v1" if alpha.numel() == 1 else "v2"
+
+
+def authors_spec(checkpoint: Mapping[str, Any]) -> tuple[str, nets.NetSpec]:
+    """``(layout, spec)`` of the network a checkpoint holds, read off its shapes."""
+    flat = flatten_checkpoint(checkpoint)
+    layout = detect_layout(flat)
+    prefix, suffix = ("features.", ".weight") if layout == "v2-folded" else ("", "")
+    stem = _need(flat, f"{prefix}conv{suffix}")
+    blocks, widths = [], []
+    while f"{prefix}group{len(blocks)}.block0.conv{suffix}" in flat:
+        g = len(blocks)
+        widths.append(flat[f"{prefix}group{g}.block0.conv{suffix}"].shape[0])
+        count = 0
+        while f"{prefix}group{g}.block{count}.conv{suffix}" in flat:
+            count += 1
+        blocks.append(count)
+    fc = _need(flat, "fc.weight")
+    common = {"num_classes": fc.shape[0], "in_channels": stem.shape[1], **_VARIANTS[layout]}
+    if len(blocks) == 3 and stem.shape[-1] == 3 and len(set(blocks)) == 1 and blocks[0] % 2 == 0:
+        width = _width(stem.shape[0], widths, (16, 32, 64))
+        return layout, nets.diracnet_cifar(3 * blocks[0] + 4, width, **common)
+    halves = tuple(b // 2 for b in blocks)
+    if len(blocks) == 4 and stem.shape[-1] == 7 and all(b % 2 == 0 for b in blocks):
+        width = _width(stem.shape[0], widths, (64, 128, 256, 512))
+        for depth, layers in nets.IMAGENET_LAYERS.items():
+            if halves == layers:
+                return layout, nets.diracnet_imagenet(depth, width, **common)
+        if halves == nets.PAPER_IMAGENET_34:
+            return layout, nets.diracnet_imagenet(34, width, blocks=halves, **common)
+    raise AuthorsCheckpointError(
+        f"no DiracNet has a {stem.shape[-1]}x{stem.shape[-1]} stem and Dirac layers per group "
+        f"{tuple(blocks)}; expected 3 equal even counts (CIFAR) or 2x (2,2,2,2), (3,4,6,3), "
+        f"(3,4,6,5) (ImageNet)")
+
+
+def _need(flat: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+    if key not in flat:
+        raise AuthorsCheckpointError(f"checkpoint has no {key!r}")
+    return flat[key]
+
+
+def _width(stem: int, widths: list[int], base: tuple[int, ...]) -> float:
+    width = stem / base[0]
+    width = int(width) if width.is_integer() else width
+    if tuple(widths) != tuple(int(c * width) for c in base):
+        raise AuthorsCheckpointError(
+            f"group widths {tuple(widths)} are not {base} x {width} truncated to int")
+    return width
+
+
+def authors_model(checkpoint: Mapping[str, Any]) -> DiracNet:
+    """Build the network ``checkpoint`` holds (folded for ``"v2-folded"``) and load it.
+
+    Parameters
+    ----------
+    checkpoint : mapping
+        ``torch.load(path, weights_only=True)`` of one of the authors' files.
+
+    Returns
+    -------
+    DiracNet
+        Unfolded (trainable, in training mode) for v1/v2, folded (eval mode) for v2-folded;
+        in the file's floating dtype.
+
+    Raises
+    ------
+    AuthorsCheckpointError
+        The file is not in one of :data:`LAYOUTS`; the first key or shape that does not match.
+    """
+    layout, spec = authors_spec(checkpoint)
+    stem = flatten_checkpoint(checkpoint)["features.conv.weight" if layout == "v2-folded"
+                                          else "conv"]
+    model = build(spec).to(stem.dtype if stem.is_floating_point() else torch.float32)
+    if layout == "v2-folded":
+        model = fold_model(model.eval())
+    return load_authors(model, checkpoint, layout=layout)
+
+
+def load_authors(
+    model: DiracNet, checkpoint: Mapping[str, Any], *, layout: str | None = None
+) -> DiracNet:
+    """Copy the authors' weights into ``model`` (in place); return ``model``.
+
+    ``layout`` (one of :data:`LAYOUTS`) is detected from the keys when None. Every tensor of
+    the file must land in ``model``: a missing key, a left-over key or a different shape raises
+    :class:`AuthorsCheckpointError` naming it; so does a stored Dirac tensor that differs from
+    the model's (e.g. a v2 file in a ``policy="tile"`` model).
+    """
+    if not isinstance(model, DiracNet):
+        raise TypeError(f"model must be a dirac_torch DiracNet, got {type(model).__name__}")
+    flat = flatten_checkpoint(checkpoint)
+    layout = detect_layout(flat) if layout is None else layout
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not accepted; use one of {LAYOUTS}")
+    ours = dict(model.state_dict())
+    used = set()
+    with torch.no_grad():
+        for our_key, their_key in key_map(model, layout):
+            if their_key not in flat:
+                raise AuthorsCheckpointError(
+                    f"checkpoint has no {their_key!r} (for {our_key!r} of {model.spec.name}, "
+                    f"layout {layout})")
+            if our_key not in ours:
+                raise AuthorsCheckpointError(
+                    f"model {model.spec.name} has no {our_key!r} for checkpoint's "
+                    f"{their_key!r}; is it {'folded' if layout == 'v2-folded' else 'unfolded'}?")
+            _copy(ours[our_key], flat[their_key], our_key, their_key)
+            used.add(their_key)
+        _check_deltas(model, flat, used, layout)
+    extra = [k for k in flat if k not in used]
+    if extra:
+        raise AuthorsCheckpointError(
+            f"checkpoint key {extra[0]!r} has no place in {model.spec.name} (layout {layout})"
+            + (f" and {len(extra) - 1} more" if len(extra) > 1 else ""))
+    return model
+
+
+def _copy(dest: torch.Tensor, src: torch.Tensor, our_key: str, their_key: str) -> None:
+    shape, given = tuple(dest.shape), tuple(src.shape)
+    # their scalar alpha/beta are tensors of shape (1,); ours are 0-d
+    if given != shape and not (shape == () and given == (1,)):
+        raise AuthorsCheckpointError(
+            f"checkpoint's {their_key!r} has shape {given}; {our_key!r} needs {shape}")
+    dest.copy_(src.reshape(shape))
+
+
+def key_map(model: DiracNet, layout: str) -> Iterator[tuple[str, str]]:
+    """``(our state-dict key, their key)`` pairs for every weight, in network order."""
+    folded = layout == "v2-folded"
+    for stage in model.spec.stages:
+        dirac_count = 0
+        block = ""
+        for index, layer in enumerate(stage.layers):
+            ours = f"{stage.name}.{index}"
+            if isinstance(layer, nets.Conv) and layer.parameterization == "none":
+                block = "features.conv" if folded else "conv"
+                yield from _conv_keys(ours, block, folded, dirac=False)
+                block = "" if folded else "bn"
+            elif isinstance(layer, nets.Conv):
+                block = f"group{stage.name.removeprefix('group')}.block{dirac_count}"
+                dirac_count += 1
+                their = f"features.{block}.conv" if folded else block
+                yield from _conv_keys(ours, their, folded, dirac=True)
+                block = "" if folded else f"{block}.bn"
+            elif isinstance(layer, nets.BatchNorm) and not folded:
+                yield from ((f"{ours}.{name}", f"{block}.{name}") for name in _BN)
+            elif isinstance(layer, nets.Linear):
+                yield from ((f"{ours}.{name}", f"fc.{name}") for name in ("weight", "bias"))
+
+
+def _conv_keys(ours: str, theirs: str, folded: bool, *, dirac: bool) -> Iterator[tuple[str, str]]:
+    if folded:
+        yield f"{ours}.weight", f"{theirs}.weight"
+        yield f"{ours}.bias", f"{theirs}.bias"
+    elif dirac:
+        yield f"{ours}.parametrizations.weight.original", f"{theirs}.conv"
+        yield f"{ours}.parametrizations.weight.0.alpha", f"{theirs}.alpha"
+        yield f"{ours}.parametrizations.weight.0.beta", f"{theirs}.beta"
+    else:
+        yield f"{ours}.weight", theirs
+
+
+def _check_deltas(
+    model: nn.Module, flat: Mapping[str, torch.Tensor], used: set[str], layout: str
+) -> None:
+    """Each stored ``eye*`` Dirac tensor must be the one our convs of that shape use."""
+    for name, module in model.named_modules():
+        dirac = getattr(getattr(module, "parametrizations", None), "weight", None)
+        if dirac is None:
+            continue
+        delta = dirac[0].delta
+        key = "eye" + "_".join(map(str, delta.shape))
+        if key in flat:
+            if not torch.equal(flat[key].to(delta), delta):
+                raise AuthorsCheckpointError(
+                    f"checkpoint's {key!r} is not the Dirac tensor of {name!r} "
+                    f"(policy={dirac[0].policy!r}); a {layout} file needs "
+                    f"policy={_VARIANTS[layout]['policy']!r}")
+            used.add(key)
+    stray = [k for k in flat if _EYE.fullmatch(k) and k not in used]
+    if stray:
+        raise AuthorsCheckpointError(f"checkpoint's {stray[0]!r} matches no conv of the model")
+
+
+def authors_state_dict(model: DiracNet, *, layout: str | None = None) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`load_authors`: ``model``'s weights in the authors' layout.
+
+    ``layout`` defaults to ``"v2-folded"`` for a folded model, else ``"v2"`` for a per-channel
+    one and ``"v1"`` otherwise. Useful to hand weights to their code, and for tests.
+    """
+    state = model.state_dict()
+    if layout is None:
+        folded = not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        per_channel = bool(model.spec.options.get("per_channel"))
+        layout = "v2-folded" if folded else ("v2" if per_channel else "v1")
+    out = {}
+    for ours, theirs in key_map(model, layout):
+        value = state[ours].detach().clone()
+        out[theirs] = value.reshape(1) if value.dim() == 0 else value
+    if layout != "v2-folded":
+        for module in model.modules():
+            dirac = getattr(getattr(module, "parametrizations", None), "weight", None)
+            if dirac is not None:
+                delta = dirac[0].delta
+                out["eye" + "_".join(map(str, delta.shape))] = delta.detach().clone()
+    return out
+
+
+__all__ = [
+    "LAYOUTS",
+    "AuthorsCheckpointError",
+    "authors_model",
+    "authors_spec",
+    "authors_state_dict",
+    "detect_layout",
+    "flatten_checkpoint",
+    "key_map",
+    "load_authors",
+]

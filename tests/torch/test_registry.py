@@ -1,0 +1,132 @@
+"""The model registry: names, families, fractional widths, the counts table in docs/results.md."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dirac_core import nets
+from dirac_core.nets import count_parameters
+from dirac_torch.registry import (
+    create_model,
+    create_spec,
+    families,
+    family_spec,
+    list_models,
+    model_name,
+    parse_name,
+)
+
+RESULTS = Path(__file__).parents[2] / "docs" / "results.md"
+
+# The counts of docs/results.md, written out again: editing the table alone fails this test.
+COUNTS = {
+    "diracnet34_2_cifar": 3_693_158,
+    "diracnet34_2_v2_cifar": 1_854_378,
+    "diracnet28_10_cifar": 72_835_418,
+    "diracnet28_10_v2_cifar": 36_450_090,
+    "diracnet18_075_imagenet": 12_756_600,
+    "diracnet34_075_imagenet": 24_125_528,
+    "diracnet34_075_paper_imagenet": 34_745_440,
+    "diracnet34_050_imagenet": 10_812_488,
+    "diracnet34_050_paper_imagenet": 15_533_136,
+    "diracnet18_imagenet": 22_501_192,
+    "diracnet34_imagenet": 42_710_120,
+    "diracnet34_paper_imagenet": 61_588_592,
+    "diracnet18_v2_imagenet": 11_523_368,
+    "diracnet34_v2_imagenet": 21_638_952,
+}
+
+
+def table_rows():
+    text = RESULTS.read_text()
+    table = text.split("<!-- counts-table -->")[1].split("<!-- /counts-table -->")[0]
+    rows = re.findall(r"^\| [^|]+ \| `([a-z0-9_]+)` \| ([\d,]+) \|", table, flags=re.M)
+    return [(name, int(count.replace(",", ""))) for name, count in rows]
+
+
+def test_the_results_table_lists_every_count_and_each_is_ours():
+    rows = table_rows()
+    assert dict(rows) == COUNTS
+    for name, count in rows:
+        assert count_parameters(create_spec(name)) == count, name
+
+
+def test_the_paper_imagenet_34_differs_only_in_the_last_group():
+    true34, paper34 = create_spec("diracnet34_075_imagenet"), create_spec(
+        "diracnet34_075_paper_imagenet")
+    # two more blocks (four Dirac layers of 384 channels, NCReLU inputs 768) in group3
+    extra = 4 * (384 * 768 * 9 + 2 + 2 * 384)
+    assert count_parameters(paper34) - count_parameters(true34) == extra
+    assert [s.name for s in paper34.stages] == [s.name for s in true34.stages]
+
+
+def test_fractional_widths_truncate_as_the_authors_code():
+    spec = create_spec("diracnet18_075_imagenet")
+    convs = [layer for _, layer in spec.layers() if isinstance(layer, nets.Conv)]
+    assert {c.out_channels for c in convs} == {48, 96, 192, 384}
+    assert nets.scaled_widths((16, 32, 64), 0.3) == (4, 9, 19)  # int(4.8), int(9.6), int(19.2)
+    assert spec.name == "DiracNet-18-0.75"
+    assert create_spec("diracnet34_2_cifar").name == "DiracNet-34-2"
+    assert create_spec("diracnet18_imagenet").name == "DiracNet-18"
+
+
+def test_list_models_builds_every_listed_model_and_the_counts_agree():
+    names = list_models()
+    assert set(COUNTS) - {"diracnet28_10_v2_cifar"} <= set(names)
+    assert names == sorted(names) and list_models("*v2*") == [n for n in names if "v2" in n]
+    small = create_model("diracnet10_1_v2_cifar", num_classes=3)
+    assert sum(p.numel() for p in small.parameters()) == count_parameters(small.spec)
+    assert small(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    conv = small.get_submodule("group0.1")
+    assert conv.alpha.shape == (16,) and conv.dirac.policy == "min"
+    assert float(conv.alpha[0].detach()) == 1.0
+    assert float(conv.beta[0].detach()) == pytest.approx(0.1)
+
+
+def test_every_family_has_a_one_line_description():
+    described = families()
+    assert set(described) == {"cifar", "imagenet", "paper_imagenet", "v2_cifar", "v2_imagenet"}
+    assert all(doc and "\n" not in doc for doc in described.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["diracnet", "plain"]),
+       family=st.sampled_from(["cifar", "imagenet", "v2_cifar", "v2_imagenet"]),
+       width=st.sampled_from([1, 2, 10, 0.75, 0.5, 0.25, 1.5, 0.125]),
+       n=st.integers(1, 30))
+def test_names_round_trip(kind, family, width, n):
+    depth = 6 * n + 4 if "cifar" in family else (18, 34)[n % 2]
+    name = model_name(kind, depth, width, family)
+    assert parse_name(name) == (kind, depth, width, family)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: create_spec("resnet50"), ValueError, "unknown model 'resnet50'"),
+    (lambda: create_spec("diracnet34_cifar"), ValueError, "needs a width"),
+    (lambda: create_spec("diracnet12_1_cifar"), ValueError, "depth=12 is not accepted"),
+    (lambda: create_spec("diracnet18_paper_imagenet"), ValueError, "use 34"),
+    (lambda: create_spec("diracnet18_v2_imagenet", activation="ncrelu"), ValueError,
+     "fixes activation='relu'"),
+    (lambda: create_spec("plain10_1_cifar", parameterization="dirac"), ValueError,
+     "fixes parameterization='plain'"),
+    (lambda: family_spec("mnist", 10, 1), ValueError, "model family 'mnist' is not accepted"),
+    (lambda: create_spec(34), TypeError, "model name must be a str"),
+])
+def test_bad_names_and_variants(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_the_command_lists_the_models_with_their_counts(capsys):
+    from diracnets.cli import main
+
+    assert main(["models", "*imagenet"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"diracnet18_075_imagenet +DiracNet-18-0\.75 +12,756,600", out)
+    assert "diracnet34_2_cifar" not in out and "paper_imagenet" in out

@@ -31,6 +31,10 @@ _LAZY = {
     "export_onnx": "onnx_export",
     "load_model": "saving",
     "save_model": "saving",
+    "create_model": "registry",
+    "list_models": "registry",
+    "authors_model": "pretrained",
+    "load_authors": "pretrained",
 }
 
 __all__ = [
@@ -40,9 +44,11 @@ __all__ = [
     "DiracParametrization",
     "NCReLU",
     "TorchBackend",
+    "authors_model",
     "build",
     "conv",
     "convert_model",
+    "create_model",
     "dirac_tensor",
     "dirac_weight",
     "diracnet_cifar",
@@ -50,6 +56,8 @@ __all__ = [
     "export_onnx",
     "fold_model",
     "load_model",
+    "list_models",
+    "load_authors",
     "ncrelu",
     "normalize_filters",
     "register_dirac",

@@ -92,21 +92,27 @@ def fold_their_functional(params, dataset):
 
     out = {}
     out["features.conv.weight"], out["features.conv.bias"] = fold(params["conv"], "bn")
-    g = 0
-    while f"group{g}.block0.conv" in params:
-        i = 0
-        while f"group{g}.block{i}.conv" in params:
-            base = f"group{g}.block{i}"
-            w_hat = their_weight(params, params, base)
-            key = f"features.{base}.conv"
-            out[f"{key}.weight"], out[f"{key}.bias"] = fold(w_hat, f"{base}.bn")
-            i += 1
-        g += 1
+    for g, i in their_blocks(params, "group{g}.block{i}.conv"):
+        base = f"group{g}.block{i}"
+        key = f"features.{base}.conv"
+        out[f"{key}.weight"], out[f"{key}.bias"] = fold(their_weight(params, params, base),
+                                                         f"{base}.bn")
     out["fc.weight"], out["fc.bias"] = params["fc.weight"], params["fc.bias"]
     return out
 
 
 # ---- the authors' forward, written out ---------------------------------------------------------
+
+def their_blocks(state, pattern):
+    """``(group, block)`` of every block whose ``pattern.format(g=, i=)`` key is present."""
+    g = 0
+    while pattern.format(g=g, i=0) in state:
+        i = 0
+        while pattern.format(g=g, i=i) in state:
+            yield g, i
+            i += 1
+        g += 1
+
 
 def their_weight(params, stats, base):
     w = params[f"{base}.conv"]
@@ -129,17 +135,12 @@ def their_forward(params, stats, x, dataset, version):
     else:
         o = batch_norm(F.conv2d(x, params["conv"], padding=3, stride=2), "bn")
         o = F.max_pool2d(o, 3, 2, 1)
-    g = 0
-    while f"group{g}.block0.conv" in params:
-        if g:
+    for g, i in their_blocks(params, "group{g}.block{i}.conv"):
+        if g and not i:
             o = F.max_pool2d(o, 2)
-        i = 0
-        while f"group{g}.block{i}.conv" in params:
-            base = f"group{g}.block{i}"
-            o = F.conv2d(act(o), their_weight(params, stats, base), padding=1)
-            o = batch_norm(o, f"{base}.bn")
-            i += 1
-        g += 1
+        base = f"group{g}.block{i}"
+        o = batch_norm(F.conv2d(act(o), their_weight(params, stats, base), padding=1),
+                       f"{base}.bn")
     o = F.avg_pool2d(o if version == "v1" else F.relu(o), o.shape[-1])
     return F.linear(o.flatten(1), params["fc.weight"], params["fc.bias"])
 
@@ -147,16 +148,11 @@ def their_forward(params, stats, x, dataset, version):
 def their_folded_forward(state, x):
     o = F.conv2d(x, state["features.conv.weight"], state["features.conv.bias"], 2, 3)
     o = F.max_pool2d(o, 3, 2, 1)
-    g = 0
-    while f"features.group{g}.block0.conv.weight" in state:
-        if g:
+    for g, i in their_blocks(state, "features.group{g}.block{i}.conv.weight"):
+        if g and not i:
             o = F.max_pool2d(o, 2)
-        i = 0
-        while f"features.group{g}.block{i}.conv.weight" in state:
-            key = f"features.group{g}.block{i}.conv"
-            o = F.conv2d(F.relu(o), state[f"{key}.weight"], state[f"{key}.bias"], padding=1)
-            i += 1
-        g += 1
+        key = f"features.group{g}.block{i}.conv"
+        o = F.conv2d(F.relu(o), state[f"{key}.weight"], state[f"{key}.bias"], padding=1)
     o = F.avg_pool2d(F.relu(o), o.shape[-1])
     return F.linear(o.flatten(1), state["fc.weight"], state["fc.bias"])
 

@@ -65,6 +65,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add("--beta-init", type=float, help="initial beta (default 1e-3)")
     add("--init-std", type=float,
         help="std of the Dirac convs' initial W (default 0.1, the authors' code; paper: 1)")
+    add("--precise-bn", action=flag, default=None,
+        help="recompute the batch-norm statistics for the current weights before each "
+             "evaluation (one pass over the training batches; default off)")
     add("--seed", type=int, help="default 0")
     add("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     add("--amp", action=flag, default=None, help="float16 autocast on CUDA (default on)")
@@ -206,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("--seed", int), ("--train-limit", int), ("--width", float),
                        ("--init-std", float)):
         depth.add_argument(name, type=kind)
+    depth.add_argument("--precise-bn", action=argparse.BooleanOptionalAction, default=None)
     depth.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     depth.set_defaults(func=cmd_experiment)
 

@@ -42,7 +42,8 @@ class TrainConfig:
     ``train_limit`` keeps only the first examples of the training split (quick runs).
     ``amp`` (float16 autocast with loss scaling) only acts on CUDA. ``arch`` is a model family
     of :mod:`dirac_torch.registry` (``cifar``, ``imagenet``, ``v2_imagenet``, ...); ``width``
-    may be fractional (0.75).
+    may be fractional (0.75). ``precise_bn`` recomputes the batch-norm statistics for the
+    current weights (one pass over the training batches) before each evaluation.
     """
 
     data: str = "digits"
@@ -66,6 +67,7 @@ class TrainConfig:
     alpha_init: float = 5.0
     beta_init: float = 1e-3
     init_std: float = 0.1
+    precise_bn: bool = False
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -107,6 +109,8 @@ class TrainConfig:
         if not (isinstance(self.init_std, int | float) and math.isfinite(self.init_std)
                 and self.init_std > 0):
             raise ValueError(f"init_std must be a finite number > 0, got {self.init_std!r}")
+        if not isinstance(self.precise_bn, bool):
+            raise ValueError(f"precise_bn must be a bool, got {self.precise_bn!r}")
         if self.train_limit is not None and self.train_limit < 1:
             raise ValueError(f"train_limit must be a positive int or None, got "
                              f"{self.train_limit!r}")

@@ -52,6 +52,7 @@ from .divergence import (
 )
 from .loaders import make_loaders
 from .metrics import Meter, write_json, write_jsonl
+from .precise_bn import recalibrate_batchnorm
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .rundir import RunFolder, RunFolderError, check_new, check_resume
 from .scales import parameter_groups, scale_snapshot
@@ -410,6 +411,8 @@ class Trainer:
     def _record(self) -> dict[str, Any]:
         """The current epoch's record: training sums so far, a validation pass, the scales."""
         started = time.perf_counter()
+        if self.config.precise_bn:
+            recalibrate_batchnorm(self.model, self.train_loader.batches(self.epoch))
         val = self.evaluate()
         require_finite_loss(val.loss, "validation loss", self._diverged_when(self.epoch + 1))
         return {

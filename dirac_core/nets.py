@@ -356,7 +356,7 @@ def diracnet_imagenet(
     return NetSpec(
         name, in_channels, image_size, num_classes,
         (stem, *groups, _head(widths[-1], num_classes, head_relu)),
-        {"depth": depth, "width": width, "head_relu": head_relu, "blocks": blocks, **kw},
+        {"depth": depth, "width": width, "head_relu": head_relu, "blocks": list(blocks), **kw},
     )
 
 

@@ -15,14 +15,13 @@ Run: ``python benchmarks/bench_jax.py [--rounds 15] [--steps 5]``
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from bench_torch_layer import timed  # this directory is on the path when run as a script
+from timing import interleaved_medians  # this directory is on the path when run as a script
 
 import dirac_core as dc
 
@@ -74,11 +73,7 @@ def main(argv: list[str] | None = None) -> float:
     for step in steps.values():  # compile and warm up
         step()
         step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for r in range(args.rounds):
-        for name in sorted(steps, reverse=bool(r % 2)):
-            times[name].append(timed(steps[name], args.steps))
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = interleaved_medians(steps, args.rounds, args.steps)
     ratio = median["jax"] / median["torch"]
     print(f"jax (jit) {median['jax'] * 1e3:.2f} ms/step, torch {median['torch'] * 1e3:.2f} "
           f"ms/step: ratio jax/torch {ratio:.2f}x")

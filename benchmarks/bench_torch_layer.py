@@ -11,11 +11,10 @@ Run: ``.venv/bin/python benchmarks/bench_torch_layer.py [--rounds 15] [--steps 3
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from timing import interleaved_medians, timed
 from torch import nn
 
 import dirac_torch as dt
@@ -30,16 +29,6 @@ def make_step(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Callable
         layer(x).backward(grad)
 
     return step
-
-
-def timed(
-    step: Callable[[], None], steps: int, clock: Callable[[], float] = time.perf_counter
-) -> float:
-    """Seconds per step over a block of ``steps`` steps, by ``clock`` (wall time by default)."""
-    start = clock()
-    for _ in range(steps):
-        step()
-    return (clock() - start) / steps
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -62,14 +51,7 @@ def main(argv: list[str] | None = None) -> float:
 
     for step in steps.values():  # warm-up: allocator, oneDNN primitive caches
         timed(step, 2)
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
-    for _ in range(args.rounds):
-        for name in order:
-            times[name].append(timed(steps[name], args.steps))
-        order.reverse()
-
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    medians = interleaved_medians(steps, args.rounds, args.steps)
     ratio = medians["DiracConv2d"] / medians["nn.Conv2d"]
     print(
         f"training step, 128->64 3x3, batch {args.batch}, {args.size}x{args.size}, float32, "

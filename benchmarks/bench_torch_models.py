@@ -15,12 +15,10 @@ Run ``python benchmarks/bench_torch_models.py [--rounds 25] [--depth 34] [--widt
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 
 import torch
+from timing import interleaved_medians
 from torch import nn
 
 from dirac_core import nets
@@ -71,13 +69,6 @@ def randomize_batchnorms(model: nn.Module) -> None:
             bn.bias.normal_(0, 0.1)
 
 
-def timed(fn: Callable[[], torch.Tensor], calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=34)
@@ -104,14 +95,9 @@ def main() -> None:
             error = float((net(x) - reference).norm() / reference.norm())
             if error > 1e-5:
                 raise SystemExit(f"{name} disagrees with the unfolded model: {error:.2e}")
-        times: dict[str, list[float]] = {name: [] for name in nets_}
-        for r in range(args.rounds):
-            # Rotate the order each round so no network always runs first.
-            order = list(nets_)[r % 3:] + list(nets_)[:r % 3]
-            for name in order:
-                times[name].append(timed(lambda net=nets_[name]: net(x), args.calls))
+        calls = {name: (lambda net=net: net(x)) for name, net in nets_.items()}
+        medians = interleaved_medians(calls, args.rounds, args.calls)
 
-    medians = {name: statistics.median(t) for name, t in times.items()}
     print(f"{model.spec.name} eval forward, batch {args.batch}, float32, CPU, "
           f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.calls} calls "
           f"(median ms per call)")

@@ -23,13 +23,12 @@ Run ``python benchmarks/bench_torch_train.py [--rounds 15] [--batch 16] [--size 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
-from bench_torch_layer import timed
 from bench_torch_models import plain_network, randomize_batchnorms
+from timing import interleaved_medians
 from torch import nn
 
 from dirac_torch.fold import fold_model
@@ -106,13 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         step()
         step()
     print(f"compile and warm-up: {time.perf_counter() - start:.0f} s")
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    names = list(steps)
-    for r in range(args.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(timed(steps[name], args.steps, clock))
-
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    medians = interleaved_medians(steps, args.rounds, args.steps, clock)
     print(f"DiracNet-{args.depth}-1, batch {args.batch}, {args.size}x{args.size}, float32, "
           f"CPU, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps "
           f"(median {args.clock} ms per step)")

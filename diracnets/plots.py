@@ -10,6 +10,7 @@ or an experiment folder from its records.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -156,13 +157,9 @@ def replot(folder: str | os.PathLike) -> list[Path]:
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
     """Write the figure atomically (a viewer never sees half a PNG) and free it."""
-    from .atomic import announce_write
+    from .atomic import atomic_write_bytes
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    announce_write(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     _pyplot().close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, png.getvalue())

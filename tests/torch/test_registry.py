@@ -130,3 +130,31 @@ def test_the_command_lists_the_models_with_their_counts(capsys):
     out = capsys.readouterr().out
     assert re.search(r"diracnet18_075_imagenet +DiracNet-18-0\.75 +12,756,600", out)
     assert "diracnet34_2_cifar" not in out and "paper_imagenet" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "unfolded", "folded"),
+    [
+        # diracnet-export.ipynb (v1): "Total parameters: 12753640" for the folded export
+        ("diracnet18_075_imagenet", None, 12_753_640),
+        # diracnet-export.ipynb (v2): "Total parameters: 11523368" for the checkpoint
+        ("diracnet18_v2_imagenet", 11_523_368, 11_511_784),
+        ("diracnet34_v2_imagenet", None, 21_616_232),
+    ],
+)
+def test_the_authors_published_totals(name, unfolded, folded):
+    from dirac_torch.fold import fold_model
+
+    model = create_model(name).eval()
+    if unfolded is not None:
+        assert sum(p.numel() for p in model.parameters()) == unfolded
+    assert sum(p.numel() for p in fold_model(model).parameters()) == folded
+
+
+def test_the_authors_trained_18_075_differs_by_its_per_filter_betas():
+    # Their training checkpoint (12,759,464) has beta of shape (O,) where ours is a scalar.
+    spec = create_spec("diracnet18_075_imagenet")
+    convs = [c for _, c in spec.layers() if isinstance(c, nets.Conv)]
+    extra = sum(c.out_channels - 1 for c in convs if c.parameterization == "dirac")
+    assert extra == 2_864
+    assert count_parameters(spec) + extra == 12_759_464

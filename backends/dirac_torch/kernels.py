@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from dirac_core.padding import Pairs
 
-from ._autograd import DiracWeight, scaled_rows, work_dtype, working_eps
+from ._autograd import DiracWeight, prescaled, row_gain, work_dtype, working_eps
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -43,14 +43,16 @@ def dirac_tensor(
 
 
 def normalized(w: torch.Tensor, eps: float) -> torch.Tensor:
-    """``normalize_filters`` without checks, returned in ``work_dtype(w.dtype)``."""
-    flat = w.to(work_dtype(w.dtype)).reshape(w.shape[0], -1)
-    eps_t = working_eps(eps, flat)
-    scaled, scaled_norm, _, above = scaled_rows(flat, eps_t)
+    """``normalize_filters`` without checks, returned in ``work_dtype(w.dtype)``; generic ops,
+    so autograd differentiates it."""
+    work = work_dtype(w.dtype)
+    flat = w.to(work).reshape(w.shape[0], -1)
+    eps_t = working_eps(eps, work, w.device)
+    s, m = prescaled(flat)
+    _, r, above = row_gain(s, m, eps_t.to(torch.float64))
     # Each branch is made finite where it is not taken, so its zero gradient stays zero (not NaN).
-    unit = scaled / torch.where(above, scaled_norm, 1)
     below = torch.where(above, 0, flat) / eps_t
-    return torch.where(above, unit, below).reshape(w.shape)
+    return torch.where(above, (s / r).to(work), below).reshape(w.shape)
 
 
 def dirac_weight(

@@ -4,9 +4,10 @@
 - :mod:`.datasets`, :mod:`.cifar`, :mod:`.safe_pickle`, :mod:`.imagefolder`, :mod:`.loaders` —
   built-in digits, CIFAR-10/100 (binary and pickle, read without running code, within bounds),
   class folders (Pillow); reproducible batches;
-- :mod:`.trainer`, :mod:`.callbacks`, :mod:`.checkpoint`, :mod:`.rng`, :mod:`.distributed` —
-  the loop, early stopping, atomic verified checkpoints, exact resume, torchrun data
-  parallelism;
+- :mod:`.trainer`, :mod:`.callbacks`, :mod:`.stop_signals`, :mod:`.checkpoint`,
+  :mod:`.training_state`, :mod:`.resume`, :mod:`.rng`, :mod:`.distributed` — the loop, early
+  stopping, Ctrl-C as a clean stop, atomic verified checkpoints and what they hold, what a
+  resume may change, exact resume, torchrun data parallelism;
 - :mod:`.rundir`, :mod:`.atomic`, :mod:`.divergence` — one run per folder (marker, lock, the
   files it wrote), atomic writes, divergence is failure;
 - :mod:`.run`, :mod:`.finalize`, :mod:`.saved` — a whole job: train, fold, verify, time,

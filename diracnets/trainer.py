@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +50,13 @@ from .divergence import (
 from .loaders import make_loaders
 from .metrics import Meter, write_json, write_jsonl
 from .precise_bn import recalibrate_batchnorm
+from .resume import resumed_config
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .rundir import RunFolder, RunFolderError, check_new, check_resume
 from .scales import parameter_groups, scale_snapshot
+from .stop_signals import StopRequest
+from .training_state import check_state
 
-# settings that may differ when resuming; any other difference would not be the same run (the
-# folder is not one of them: a run continues in the folder its checkpoint lies in)
-RESUMABLE = frozenset({"epochs", "milestones", "progress", "onnx", "workers", "device",
-                       "data_dir", "amp"})
-# what a checkpoint's training state holds, and the types a resume relies on
-STATE_TYPES: dict[str, type | tuple[type, ...]] = {
-    "config": dict, "model": dict, "optimizer": dict, "scaler": dict, "epoch": int,
-    "batch": int, "meter": (list, tuple), "best_acc": (int, float), "best_epoch": int,
-    "history": list, "rng": dict, "run_id": str,
-}
 Callback = Callable[[str, "Trainer"], None]
 Log = Callable[[str], None]
 
@@ -104,32 +94,6 @@ def lr_at(config: TrainConfig, epoch: int) -> float:
     """The learning rate of (0-based) ``epoch``: ``lr * lr_gamma ** (milestones passed)``."""
     passed = sum(epoch >= m for m in config.resolved_milestones())
     return config.lr * config.lr_gamma**passed
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM handlers that ask for a stop at the next batch boundary."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: the user really means now
-        self.requested = True
-        print("\nstop requested: finishing this batch and saving a checkpoint "
-              "(Ctrl-C again to abort without saving)", flush=True)
-
-    @contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # signal handlers can only be set from the main thread
-            return
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 class Trainer:
@@ -197,7 +161,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch, self.batch, self.meter, self._train_s = 0, 0, Meter(), 0.0
         self.best_acc, self.best_epoch, self.history = -math.inf, 0, []
-        self._stop = _StopRequest()
+        self._stop = StopRequest()
         self._finish: str | None = None  # why a callback ended training early
         self.stopped: dict[str, Any] | None = None  # where and why it ended early
         if resume_state is not None:
@@ -219,7 +183,7 @@ class Trainer:
 
         The run continues in the folder ``path`` lies in, which must be that run's folder
         (:func:`.rundir.check_resume`); a folder stored in the checkpoint is never used.
-        ``overrides`` may change only the settings in :data:`RESUMABLE` (say, ``epochs`` to
+        ``overrides`` may change only the settings in :data:`.resume.RESUMABLE` (say, ``epochs`` to
         train longer); ``out``, if given, must be that folder. ``kw`` goes to the constructor.
 
         Raises
@@ -230,7 +194,7 @@ class Trainer:
         RunFolderError
             The checkpoint does not lie in its run's folder, or ``out`` names another folder.
         ValueError
-            An override outside :data:`RESUMABLE`.
+            An override outside :data:`.resume.RESUMABLE`.
         """
         path = Path(path)
         if path.is_dir():  # a run folder: its last checkpoint
@@ -588,35 +552,3 @@ def _check_folder(run_dir: Path, resume_state: dict[str, Any] | None, overwrite:
         check_new(run_dir, overwrite=overwrite)
     else:
         check_resume(run_dir, resume_state.get("run_id"))
-
-
-def check_state(state: Any, path: str | Path) -> None:
-    """Raise :class:`CheckpointError` unless ``state`` has the structure of a training state."""
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds {type(state).__name__}, not a "
-                              "training state")
-    wrong = [f"{key} ({type(state.get(key)).__name__})" for key, kind in STATE_TYPES.items()
-             if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool)]
-    if not wrong and len(state["meter"]) != len(Meter().state()):
-        wrong = [f"meter ({len(state['meter'])} values)"]
-    if wrong:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is not a training state of this diracnets: missing or "
-            f"wrong {', '.join(wrong)} (a checkpoint written before run folders had run ids, "
-            "or by another program)")
-
-
-def resumed_config(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
-    """The checkpoint's config ``saved`` with ``overrides`` (only :data:`RESUMABLE` ones may
-    differ from the saved values)."""
-    values = dict(saved)
-    for name, value in overrides.items():
-        if value == saved.get(name):
-            continue
-        if name not in RESUMABLE:
-            raise ValueError(
-                f"cannot change {name} when resuming (checkpoint: {saved.get(name)!r}, asked: "
-                f"{value!r}); only {sorted(RESUMABLE)} may change"
-            )
-        values[name] = value
-    return TrainConfig.from_dict(values)

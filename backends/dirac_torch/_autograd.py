@@ -37,23 +37,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from dirac_core.normalize import working_eps as _working_eps
-
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the arithmetic runs in: float32 for half-precision inputs, else ``dtype``."""
-    return torch.float32 if dtype in _HALF else dtype
-
-
-def working_eps(eps: float, dtype: torch.dtype, device: Any) -> torch.Tensor:
-    """``eps`` as the spec takes it: in the working dtype ``dtype`` and inside its positive
-    finite range (:func:`dirac_core.normalize.working_eps`), as a 0-d tensor on ``device``.
-    A tensor, not a Python float: a float beyond the dtype's range cannot be mixed with its
-    tensors, and CUDA divides by a scalar through its reciprocal, which overflows."""
-    value = _working_eps(eps, str(dtype).rpartition(".")[2])
-    return torch.full((), value, dtype=dtype, device=device)
+from .torch_types import work_dtype, working_eps
 
 
 def _rows(scale: Any, dtype: torch.dtype) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """The ``torch`` backend: the :class:`dirac_core.backend.Backend` protocol on torch tensors.
 
-Forward ops are the differentiable functions of :mod:`dirac_torch.functional`; each VJP runs
-the same function under autograd and returns the gradients in the protocol's shapes. Works on
+Forward ops are the unchecked kernels of :mod:`dirac_torch.kernels` (the conformance runner
+has validated the arguments already); each VJP runs the same kernel under autograd and returns
+the gradients in the protocol's shapes. Works on
 CPU and on CUDA tensors (results stay on the input's device).
 
 Precision on CUDA: PyTorch lets cuDNN convolutions use TF32 by default, which keeps only 10
@@ -31,7 +32,7 @@ from dirac_core.padding import resolve_padding
 
 from . import functional as fn
 from . import kernels
-from ._autograd import work_dtype
+from .torch_types import torch_device, torch_dtype, work_dtype
 
 
 @contextlib.contextmanager
@@ -104,11 +105,11 @@ class TorchBackend:
     def from_numpy(self, a: np.ndarray, device: Any = None) -> torch.Tensor:
         if a.dtype.name == "bfloat16":  # ml_dtypes' NumPy bfloat16: through float32, exactly
             return torch.from_numpy(a.astype(np.float32)).to(
-                device=fn.torch_device(device), dtype=torch.bfloat16
+                device=torch_device(device), dtype=torch.bfloat16
             )
         # A fresh C-ordered copy: results must not alias the caller's buffer, and from_numpy
         # rejects negative strides.
-        return torch.from_numpy(np.array(a, order="C", copy=True)).to(fn.torch_device(device))
+        return torch.from_numpy(np.array(a, order="C", copy=True)).to(torch_device(device))
 
     def to_numpy(self, x: torch.Tensor) -> np.ndarray:
         x = x.detach().cpu()
@@ -123,7 +124,7 @@ class TorchBackend:
         self, shape: tuple[int, ...], *, groups: int, policy: str, dtype: str | None, device: Any
     ) -> torch.Tensor:
         return kernels.dirac_tensor(
-            shape, groups, policy, fn.torch_dtype(dtype), fn.torch_device(device)
+            shape, groups, policy, torch_dtype(dtype), torch_device(device)
         )
 
     def normalize_filters(self, w: torch.Tensor, *, eps: float) -> torch.Tensor:

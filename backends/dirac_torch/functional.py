@@ -9,8 +9,8 @@ by autograd, with the gradients the specification prescribes:
 - ``conv``: the spec's ``"same"`` padding (left ``d*floor(K/2)``, right ``d*(K-1) - left``),
   which for even kernels differs from PyTorch's own ``padding="same"``.
 
-Public functions check their arguments and raise ``ValueError``/``TypeError`` naming the
-argument; the underscored helpers skip the checks and are what the layers call per step.
+Every function here checks its arguments and raises ``ValueError``/``TypeError`` naming the
+argument; the unchecked kernels the layers call at each step are in :mod:`.kernels`.
 
 TF32: these functions follow PyTorch's global TF32 settings, as any ``nn.Conv2d`` does, so a
 user who enables TF32 for training gets it here too. The spec-conformance backend
@@ -33,65 +33,12 @@ from dirac_core import validation as ck
 from dirac_core.padding import resolve_padding
 
 from . import kernels
-from ._autograd import work_dtype
+from .torch_types import torch_device, torch_dtype, work_dtype
 
 __all__ = ["conv", "dirac_tensor", "dirac_weight", "ncrelu", "normalize_filters"]
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def torch_dtype(dtype: Any) -> torch.dtype:
-    """A floating ``torch.dtype`` from a dtype object, a name like ``"float32"``, or None.
-
-    None gives ``torch.get_default_dtype()``.
-
-    Raises
-    ------
-    TypeError
-        ``dtype`` is not one of ``float64, float32, float16, bfloat16``.
-    """
-    if dtype is None:
-        return torch.get_default_dtype()
-    name = ck.dtype_name(dtype)
-    if name not in ck.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be a floating dtype {ck.FLOAT_DTYPES}, got {dtype!r}")
-    return getattr(torch, name)
-
-
-def torch_device(device: Any) -> torch.device | None:
-    """``device`` as a ``torch.device`` this process can allocate real tensors on (None stays
-    None: torch's default device).
-
-    ``"meta"`` is refused: the Dirac tensor ``delta`` is a non-persistent buffer, which
-    ``Module.to_empty`` would leave uninitialised and no ``state_dict`` restores.
-
-    Raises
-    ------
-    ValueError
-        Not a device name torch knows, ``"meta"``, or a CUDA device this machine lacks.
-    """
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a torch device; use e.g. 'cpu', 'cuda' or 'cuda:1'"
-        ) from exc
-    if dev.type == "meta":
-        raise ValueError(
-            f"device={device!r} is not supported: the Dirac tensor is a non-persistent buffer "
-            f"that meta-device initialisation would leave empty; build on 'cpu' or 'cuda'"
-        )
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (dev.index or 0) >= count:
-            raise ValueError(
-                f"device={device!r} is not available: this machine has {count} CUDA "
-                f"device(s) (torch.cuda.is_available() is {torch.cuda.is_available()})"
-            )
-    return dev
 
 
 def check_spatial_dims(w: torch.Tensor) -> None:

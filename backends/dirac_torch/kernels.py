@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from dirac_core.padding import Pairs
 
-from ._autograd import DiracWeight, prescaled, row_gain, work_dtype, working_eps
+from ._autograd import DiracWeight, prescaled, row_gain
+from .torch_types import work_dtype, working_eps
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 

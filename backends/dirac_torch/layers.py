@@ -39,8 +39,8 @@ from dirac_core.validation import (
 )
 
 from . import kernels
-from .functional import torch_device
 from .parametrize import DiracParametrization
+from .torch_types import torch_device
 
 
 class _DiracConvNd:

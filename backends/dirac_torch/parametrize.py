@@ -31,9 +31,9 @@ from torch.nn.utils import parametrize
 
 from dirac_core import validation as ck
 
-from . import functional as fn
 from . import kernels
 from .conv_geometry import DiracIdentityWarning, identity_problem
+from .torch_types import torch_device, torch_dtype
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -109,7 +109,7 @@ class DiracParametrization(nn.Module):
         self.per_channel = ck.bool_value(per_channel, "per_channel")
         self.normalize = ck.bool_value(normalize, "normalize")
         self.learnable = ck.bool_value(learnable, "learnable")
-        dtype, device = fn.torch_dtype(dtype), fn.torch_device(device)
+        dtype, device = torch_dtype(dtype), torch_device(device)
         self._inits = {
             "alpha": self._initial(alpha_init, "alpha_init", dtype),
             "beta": self._initial(beta_init, "beta_init", dtype),

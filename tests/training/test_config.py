@@ -7,8 +7,9 @@ import torch
 
 from dirac_torch.models import diracnet_cifar
 from diracnets.config import TrainConfig, preset_config
+from diracnets.resume import resumed_config
 from diracnets.scales import dirac_parametrizations, parameter_groups, scale_snapshot
-from diracnets.trainer import lr_at, resumed_config
+from diracnets.trainer import lr_at
 
 
 def test_paper_defaults():

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["config", "checkpoint", "safe_pickle", "callbacks", "metrics", "trainer", "rundir",
-           "divergence", "atomic"]
+           "divergence", "atomic", "resume", "training_state"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -59,7 +59,8 @@ def _filters(w: Array) -> tuple[ModuleType, Array, Array, Array, Array]:
     scale = xp.max(xp.abs(flat), axis=1, keepdims=True) if flat.shape[1] else xp.zeros(
         (flat.shape[0], 1), flat.dtype
     )
-    scaled = flat / xp.where(scale > 0, scale, 1)
+    # ``== 0``, not ``> 0``: a NaN or inf max-abs must reach every entry (NaN throughout).
+    scaled = flat / xp.where(scale == 0, 1, scale)
     scaled_norm = xp.sqrt(xp.sum(scaled * scaled, axis=1, keepdims=True))
     return xp, flat, scale, scaled, scaled_norm
 
@@ -80,7 +81,7 @@ def normalize_filters(w: Array, eps: float) -> Array:
     """
     xp, flat, scale, scaled, scaled_norm = _filters(w)
     clamped = _clamped(xp, scale, scaled_norm, eps)
-    unit = scaled / xp.where(scaled_norm > 0, scaled_norm, 1)
+    unit = scaled / xp.where(scaled_norm == 0, 1, scaled_norm)
     # Mask before dividing: the branch not taken must not overflow either.
     out = xp.where(clamped, xp.where(clamped, flat, 0) / _eps_in(flat.dtype, eps), unit)
     return out.astype(w.dtype, copy=False).reshape(w.shape)
@@ -97,7 +98,7 @@ def normalize_filters_vjp(g: Array, w: Array, eps: float) -> Array:
     xp, flat, scale, scaled, scaled_norm = _filters(w)
     grad = g.astype(flat.dtype, copy=False).reshape(flat.shape)
     clamped = _clamped(xp, scale, scaled_norm, eps)
-    safe_norm = xp.where(scaled_norm > 0, scaled_norm, 1)
+    safe_norm = xp.where(scaled_norm == 0, 1, scaled_norm)
     unit = scaled / safe_norm
     g_scale = xp.max(xp.abs(grad), axis=1, keepdims=True)
     g_unit = grad / xp.where(g_scale > 0, g_scale, 1)

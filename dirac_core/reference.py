@@ -7,7 +7,9 @@ backend against it in float64.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -18,6 +20,22 @@ from .backend import Array, Availability
 from .convolution import Shape, conv_vjp
 from .convolution import conv as conv_forward
 from .padding import Pairs
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _ieee(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``method`` without NumPy's invalid-value warning: a non-finite filter gives NaN by the
+    spec's decision (``docs/spec.md``, non-finite input), through ``inf / inf`` or
+    ``inf - inf``, and that is the result, not an accident to warn about."""
+
+    @functools.wraps(method)
+    def quiet(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with np.errstate(invalid="ignore"):
+            return method(*args, **kwargs)
+
+    return quiet
 
 
 class NumpyBackend:
@@ -49,18 +67,22 @@ class NumpyBackend:
         self.from_numpy(np.empty(0), device)  # same device check as every other input
         return delta.dirac_tensor(shape, groups, policy, np.dtype(dtype or "float64"))
 
+    @_ieee
     def normalize_filters(self, w: Array, *, eps: float) -> Array:
         return normalize.normalize_filters(w, eps)
 
+    @_ieee
     def normalize_filters_vjp(self, g: Array, w: Array, *, eps: float) -> Array:
         return normalize.normalize_filters_vjp(g, w, eps)
 
+    @_ieee
     def dirac_weight(
         self, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool, groups: int,
         policy: str,
     ) -> Array:
         return weight.dirac_weight(w, alpha, beta, eps, normalize, groups, policy)
 
+    @_ieee
     def dirac_weight_vjp(
         self, g: Array, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool,
         groups: int, policy: str,

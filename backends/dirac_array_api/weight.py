@@ -49,7 +49,8 @@ def _rows(xp: ModuleType, w: Any) -> tuple[Any, Any, Any, Any]:
     each row's max-abs ``(O, 1)``, the rows divided by it, and their norms."""
     flat = xp.reshape(to_work(xp, w), (w.shape[0], prod(w.shape[1:])))
     scale = xp.max(xp.abs(flat), axis=1, keepdims=True)
-    scaled = flat / xp.where(scale > 0, scale, 1.0)
+    # ``== 0``, not ``> 0``: a NaN or inf max-abs must reach every entry (NaN throughout).
+    scaled = flat / xp.where(scale == 0, 1.0, scale)
     scaled_norm = xp.sqrt(xp.sum(scaled * scaled, axis=1, keepdims=True))
     return flat, scale, scaled, scaled_norm
 
@@ -79,7 +80,7 @@ def normalized(w: Any, eps: Any) -> Any:
     xp = namespace(w)
     flat, scale, scaled, scaled_norm = _rows(xp, w)
     clamped = _clamped(xp, scale, scaled_norm, eps)
-    unit = scaled / xp.where(scaled_norm > 0, scaled_norm, 1.0)
+    unit = scaled / xp.where(scaled_norm == 0, 1.0, scaled_norm)
     # Mask before dividing: the branch not taken must not overflow either.
     out = xp.where(clamped, xp.where(clamped, flat, 0.0) / eps, unit)
     return xp.astype(xp.reshape(out, w.shape), w.dtype)
@@ -93,7 +94,7 @@ def normalized_vjp(g: Any, w: Any, eps: Any) -> Any:
     flat, scale, scaled, scaled_norm = _rows(xp, w)
     grad = xp.reshape(xp.astype(g, flat.dtype), flat.shape)
     clamped = _clamped(xp, scale, scaled_norm, eps)
-    safe_norm = xp.where(scaled_norm > 0, scaled_norm, 1.0)
+    safe_norm = xp.where(scaled_norm == 0, 1.0, scaled_norm)
     unit = scaled / safe_norm
     g_scale = xp.max(xp.abs(grad), axis=1, keepdims=True)
     g_unit = grad / xp.where(g_scale > 0, g_scale, 1.0)

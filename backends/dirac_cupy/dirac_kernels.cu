@@ -56,6 +56,12 @@ __device__ __forceinline__ double scale_at(const void* scale, int kind, long lon
     return static_cast<const double*>(scale)[index];
 }
 
+// The larger of a and b, NaN if either is: a NaN entry must reach its filter's scale, so that
+// the whole filter comes out NaN (docs/spec.md); fmax and a plain "a > b" would drop it.
+__device__ __forceinline__ double nan_max(double a, double b) {
+    return (a > b || a != a) ? a : b;
+}
+
 // Tree reduction over the block; every thread gets the result. buf holds DIRAC_BLOCK slots.
 template <bool TakeMax>
 __device__ double block_reduce(double v, double* buf) {
@@ -65,7 +71,7 @@ __device__ double block_reduce(double v, double* buf) {
         if (threadIdx.x < s) {
             const double other = buf[threadIdx.x + s];
             const double mine = buf[threadIdx.x];
-            buf[threadIdx.x] = TakeMax ? (other > mine ? other : mine) : mine + other;
+            buf[threadIdx.x] = TakeMax ? nan_max(other, mine) : mine + other;
         }
         __syncthreads();
     }
@@ -94,8 +100,7 @@ template <typename T>
 __device__ double row_max_abs(const T* row, long long length, double* buf) {
     double local = 0;
     for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-        const double a = fabs(to_acc(row[j]));
-        local = a > local ? a : local;
+        local = nan_max(fabs(to_acc(row[j])), local);
     }
     return block_reduce<true>(local, buf);
 }
@@ -169,8 +174,7 @@ __global__ void __launch_bounds__(DIRAC_BLOCK) dirac_weight_backward(
         f = filter_norm<T>(row, length, buf, eps);
         double local = 0;
         for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-            const double a = fabs(b * to_acc(grow[j]));
-            local = a > local ? a : local;
+            local = nan_max(fabs(b * to_acc(grow[j])), local);
         }
         big = block_reduce<true>(local, buf);
     }

@@ -80,9 +80,11 @@ def row_gain(
     """``(gain, r, above)`` per row of :func:`prescaled` rows ``s``: ``normalize(v) = s * gain``
     with ``r = ||s||``, ``above = m r >= eps`` (``eps``: :func:`working_eps` as float64),
     ``gain = 1 / r`` above the clamp and ``m / eps`` below (< 1 for float64 rows; ``r`` is set
-    to 1 below, so that no branch divides by zero)."""
+    to 1 below, so that no branch divides by zero). A filter with a NaN or infinite entry has
+    ``r`` NaN and counts as above: its gain is NaN, so every entry of it is NaN (the spec)."""
     r = torch.linalg.vector_norm(s, dim=1, keepdim=True)
-    above = (r if m is None else r * m) >= eps
+    r = torch.where(r.isinf(), torch.nan, r)  # unscaled rows: an infinite entry gives r = inf
+    above = ~((r if m is None else r * m) < eps)
     r = torch.where(above, r, 1)
     return torch.where(above, 1 / r, (1 if m is None else m) / eps), r, above
 

@@ -185,8 +185,10 @@ class TorchBackend:
         return dw, dalpha.to(alpha.dtype), dbeta.to(beta.dtype)  # each in its argument's dtype
 
     def ncrelu_vjp(self, g: torch.Tensor, x: torch.Tensor, *, axis: int) -> Any:
-        (dx,) = _vjp(lambda v: kernels.ncrelu(v, axis), g, x)
-        return dx
+        # The spec's formula rather than autograd of the forward's selects, which would pass
+        # both halves of g at a NaN (no comparison holds there: the gradient is 0).
+        positive, negative = g.chunk(2, dim=axis)
+        return torch.where(x > 0, positive, 0) + torch.where(x < 0, negative, 0)
 
     def conv_vjp(
         self, g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, *,

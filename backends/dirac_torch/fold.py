@@ -23,12 +23,15 @@ Which patterns fold
 
    - it *directly follows the convolution in the same plain ``nn.Sequential``* (the previous
      sibling, or the last module of a previous sibling that is itself a plain ``nn.Sequential``);
-     it is then removed from the ``nn.Sequential``;
    - ``example_input`` is given and a ``torch.fx`` trace of the module holding both shows the
      batch norm applied to the convolution's output and nothing else using that output (the
-     ``ConvBNReLU`` block with its own ``forward``); the batch norm becomes ``nn.Identity``;
+     ``ConvBNReLU`` block with its own ``forward``);
    - the pair is named in ``pairs=`` (as ``torch.ao.quantization.fuse_modules`` takes them),
-     which needs ``example_input`` too; the batch norm becomes ``nn.Identity``.
+     which needs ``example_input`` too.
+
+   A folded batch norm becomes ``nn.Identity`` in its place, so the structure stays stable:
+   indices into an ``nn.Sequential`` (``stem[2]`` is still the layer after the batch norm),
+   attribute names and the names of every other module are those of ``model``.
 
    Whenever ``example_input`` is given, the folded model's output on it is compared with the
    eval-mode model's before it is returned. Nothing else folds: a batch norm after an activation,
@@ -38,11 +41,13 @@ Which patterns fold
 3. Any remaining parametrization (on a ``Linear``, say) is removed with its value kept.
 
 What would change the network silently is refused: a convolution with forward hooks or
-pre-hooks, or a convolution subclass that overrides ``forward``, is an error; a batch norm with
-hooks or an overridden ``forward`` is not folded; a module on the way from the pair's common
-container to the convolution or the batch norm that has hooks blocks the pair; a container that
-is also used elsewhere in the model is copied before a batch norm is folded into it, so its other
-uses keep computing what they computed.
+pre-hooks, a convolution subclass that overrides ``forward``, ``__call__`` or ``_call_impl``,
+or a convolution whose ``forward`` (or ``_call_impl``) was replaced on the instance, is an
+error; a batch norm with hooks or such an override or instance patch is not folded; an
+``nn.Sequential`` or traced block with such a patch is not looked into; a module on the way
+from the pair's common container to the convolution or the batch norm that has hooks blocks the
+pair; a container that is also used elsewhere in the model is copied before a batch norm is
+folded into it, so its other uses keep computing what they computed.
 
 Every other module (activations, ``NCReLU``, pooling, ``Linear``, user modules) is copied as
 is, and containers keep their class and child names: a folded
@@ -76,6 +81,9 @@ _KNOWN_CONVS = (DiracConv1d, DiracConv2d, DiracConv3d, *PLAIN_CONVS.values())
 # In eval mode SyncBatchNorm's forward is the plain batch norm of its running statistics.
 _KNOWN_BN_FORWARDS = (_BatchNorm.forward, nn.SyncBatchNorm.forward)
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks")
+# What ``module(x)`` runs besides ``forward``: overriding any of these (in a subclass, or by
+# assignment on the instance) changes what a module computes without changing its class.
+_CALL_METHODS = ("__call__", "_wrapped_call_impl", "_call_impl")
 
 
 def fold_batchnorm(
@@ -180,13 +188,15 @@ def fold_model(
     -------
     nn.Module
         A deep copy, in eval mode, with every convolution a plain ``nn.ConvNd`` with bias and
-        every foldable batch norm removed (from an ``nn.Sequential``) or made ``nn.Identity``.
+        every foldable batch norm replaced by ``nn.Identity`` (module names and
+        ``nn.Sequential`` indices are kept).
 
     Raises
     ------
     TypeError
         ``model`` is not an ``nn.Module``; ``strict`` is not a bool; bad ``example_input`` or
-        ``pairs``; a convolution subclass with its own ``forward``.
+        ``pairs``; a convolution subclass with its own ``forward``, ``__call__`` or
+        ``_call_impl``, or a convolution whose ``forward`` was replaced on the instance.
     ValueError
         A convolution with hooks; (``strict``) a batch norm that cannot be folded, naming it
         and why; a batch norm whose channel count differs from its convolution's; a ``pairs``
@@ -197,7 +207,7 @@ def fold_model(
     --------
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
     >>> [type(m).__name__ for m in fold_model(net)]
-    ['Conv2d', 'ReLU']
+    ['Conv2d', 'Identity', 'ReLU']
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -228,6 +238,20 @@ def _hooked(module: nn.Module) -> list[str]:
     return [name.strip("_").replace("_", " ") for name in _HOOKS if getattr(module, name)]
 
 
+def _call_patch(module: nn.Module, forwards: tuple[str, ...] = ("forward",)) -> str | None:
+    """How ``module`` computes something its class's ``forward`` does not say, or None: a
+    subclass overriding ``__call__``/``_call_impl``, or one of those or of ``forwards``
+    assigned on the instance (``conv.forward = ...``)."""
+    cls = parametrize.type_before_parametrizations(module).__name__
+    for method in _CALL_METHODS:
+        if getattr(type(module), method) is not getattr(nn.Module, method):
+            return f"{cls} overrides {method}"
+    for method in (*forwards, *_CALL_METHODS):
+        if method in vars(module):
+            return f"its {method} is replaced on the instance"
+    return None
+
+
 def _check_convs(model: nn.Module) -> None:
     """Refuse convolutions that a plain ``nn.ConvNd`` would not reproduce."""
     for name, module in model.named_modules():
@@ -240,13 +264,14 @@ def _check_convs(model: nn.Module) -> None:
                 f"replacing it would not run; remove them (handle.remove()) before folding"
             )
         base = next((c for c in type(module).__mro__ if c in _KNOWN_CONVS), None)
+        cls = parametrize.type_before_parametrizations(module).__name__
+        plain = f"a plain nn.Conv{len(module.kernel_size)}d may not compute the same thing"
         for method in ("forward", "_conv_forward"):
             if base is None or getattr(type(module), method) is not getattr(base, method):
-                cls = parametrize.type_before_parametrizations(module).__name__
-                raise TypeError(
-                    f"cannot fold {cls} {name!r}: it overrides {method}, so a "
-                    f"plain nn.Conv{len(module.kernel_size)}d may not compute the same thing"
-                )
+                raise TypeError(f"cannot fold {cls} {name!r}: it overrides {method}, so {plain}")
+        patch = _call_patch(module, ("forward", "_conv_forward"))
+        if patch is not None:
+            raise TypeError(f"cannot fold {cls} {name!r}: {patch}, so {plain}")
 
 
 def _batchnorm_problem(bn: nn.Module) -> str | None:
@@ -256,6 +281,9 @@ def _batchnorm_problem(bn: nn.Module) -> str | None:
         return f"it has {' and '.join(hooks)}"
     if type(bn).forward not in _KNOWN_BN_FORWARDS:
         return f"{type(bn).__name__} overrides forward"
+    patch = _call_patch(bn)
+    if patch is not None:
+        return patch
     if bn.running_mean is None:
         return "it has no running statistics"
     return None
@@ -322,8 +350,12 @@ def _plain_conv(conv: _ConvNd) -> nn.Module:
 
 
 def _is_plain_sequential(module: nn.Module) -> bool:
-    # A subclass with its own forward may not run its children in order.
-    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+    # A subclass with its own forward (or call) may not run its children in order.
+    return (
+        isinstance(module, nn.Sequential)
+        and type(module).forward is nn.Sequential.forward
+        and _call_patch(module) is None
+    )
 
 
 def _tail(module: nn.Module) -> nn.Module:
@@ -365,14 +397,11 @@ class _Folder:
         for name, seq in reversed(list(self.root.named_modules())):
             if not _is_plain_sequential(seq):
                 continue
-            prefix, removed = f"{name}." if name else "", []
+            prefix = f"{name}." if name else ""
             for before, after in itertools.pairwise(list(seq._modules)):
                 if isinstance(seq._modules[after], _BatchNorm):
                     conv = _tail_name(self.root, prefix + before)
-                    if self._fold(conv, prefix + after, name, "sequential") is None:
-                        removed.append(after)
-            for child in removed:
-                delattr(seq, child)
+                    self._fold(conv, prefix + after, name, "sequential")
 
     def fold_traced(self, module: nn.Module, name: str) -> None:
         """Fold the pairs a ``torch.fx`` trace of ``module`` shows; if it cannot be traced,
@@ -382,6 +411,9 @@ class _Folder:
         if not foldable or _LeafTracer().is_leaf_module(module, name):
             return
         try:
+            patch = _call_patch(module)
+            if patch is not None:  # the trace would show the class's forward, not what runs
+                raise TypeError(patch)
             graph = _LeafTracer().trace(module)
         except Exception as exc:  # user code can fail to trace in any way
             self.trace_errors[name] = f"{type(exc).__name__}: {exc}"
@@ -453,36 +485,42 @@ class _Folder:
 
     def check_leftovers(self, strict: bool, *, traced: bool) -> None:
         leftover = [n for n, m in self.root.named_modules() if isinstance(m, _BatchNorm)]
-        if strict and leftover:
-            reasons = ", ".join(f"{name!r} ({self._why(name, traced)})" for name in leftover)
-            raise ValueError(
-                f"cannot fold the batch norm(s) {reasons}: a batch norm folds only into an "
-                f"nn.ConvNd whose output it alone takes (no activation, pooling or other layer "
-                f"in between), without hooks and with running statistics. Pass strict=False to "
-                f"keep them unfolded"
-            )
+        if not (strict and leftover):
+            return
+        reasons, advice = [], []
+        for name in leftover:
+            why, hint = self._why(name, traced)
+            reasons.append(f"{name!r} ({why})")
+            if hint is not None and hint not in advice:  # said once, however many it concerns
+                advice.append(hint)
+        raise ValueError(
+            f"cannot fold the batch norm(s) {', '.join(reasons)}: a batch norm folds only into "
+            f"an nn.ConvNd whose output it alone takes (no activation, pooling or other layer "
+            f"in between), without hooks and with running statistics. "
+            f"{''.join(hint + ' ' for hint in advice)}Pass strict=False to keep them unfolded"
+        )
 
-    def _why(self, name: str, traced: bool) -> str:
-        """Why the batch norm ``name`` was not folded."""
+    def _why(self, name: str, traced: bool) -> tuple[str, str | None]:
+        """Why the batch norm ``name`` was not folded, and the advice that goes with it."""
         problem = _batchnorm_problem(self.root.get_submodule(name))
         if problem is not None:
-            return problem
+            return problem, None
         parent = self.root.get_submodule(name.rpartition(".")[0])
         if _is_plain_sequential(parent):
-            return "no convolution directly before it"
+            return "no convolution directly before it", None
         if not traced:
-            return (
-                f"inside {type(parent).__name__}, which has its own forward: pass "
-                f"example_input= to fold it through a torch.fx trace, or name the pair in pairs="
+            return f"inside {type(parent).__name__}, which has its own forward", (
+                "To fold batch norms inside modules with their own forward, pass "
+                "example_input= (a torch.fx trace finds the pairs) or name the pairs in pairs=."
             )
         failed = [k for k in self.trace_errors if k == "" or name.startswith(k + ".")]
         if failed:
-            where = max(failed, key=len)
-            return (
-                f"tracing {where or '<model>'!r} failed ({self.trace_errors[where]}); name the "
-                f"pair in pairs="
+            where = repr(max(failed, key=len) or "<model>")
+            error = self.trace_errors[max(failed, key=len)]
+            return f"tracing {where} failed", (
+                f"Tracing {where} failed ({error}): name its pairs in pairs=."
             )
-        return "the trace shows no convolution whose output only it takes"
+        return "the trace shows no convolution whose output only it takes", None
 
 
 def _common(a: list[str], b: list[str]) -> list[str]:

@@ -81,14 +81,23 @@ def test_diracnet_folds_exactly(variant, dtype):
     assert relative_error(model, folded, x) <= TOLERANCE[dtype]
 
 
-def test_folded_diracnet_keeps_layer_names_and_drops_batchnorms():
+def test_folded_diracnet_keeps_every_layer_name_with_identity_for_batchnorms():
     model = models.diracnet_cifar(10)
     folded = fold_model(model)
-    kept = {n for n, layer in model.spec.layers() if not isinstance(layer, dc_nets().BatchNorm)}
-    names = {n for n, _ in folded.named_modules() if n.count(".") == 1}
-    assert names == kept
+    layers = dict(model.spec.layers())
+    names = {n: m for n, m in folded.named_modules() if n.count(".") == 1}
+    assert names.keys() == layers.keys()
+    for name, layer in layers.items():
+        assert isinstance(names[name], nn.Identity) == isinstance(layer, dc_nets().BatchNorm)
     assert isinstance(folded, models.DiracNet) and folded.spec == model.spec
     assert not folded.training
+
+
+def test_sequential_indices_are_stable_after_folding():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    folded = fold_model(model)
+    assert [type(m) for m in folded] == [nn.Conv2d, nn.Identity, nn.ReLU]
+    assert isinstance(folded[2], nn.ReLU) and len(folded) == len(model)
 
 
 def dc_nets():

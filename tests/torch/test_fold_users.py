@@ -134,6 +134,94 @@ def test_batchnorm_subclass_overriding_forward_is_kept():
     assert relative_error(model, kept, X) <= 1e-5
 
 
+# ---------------------------------------------------------------------------- patched calls
+
+
+def patch_instance(module, method="forward"):
+    """Double what ``module`` returns by assigning on the instance, as users monkey-patch."""
+    original = getattr(module, method)
+    setattr(module, method, lambda *args, **kwargs: 2 * original(*args, **kwargs))
+
+
+class DoubledCall(nn.Conv2d):
+    def __call__(self, *args, **kwargs):
+        return 2 * super().__call__(*args, **kwargs)
+
+
+class DoubledCallImpl(nn.Conv2d):
+    def _call_impl(self, *args, **kwargs):
+        return 2 * super()._call_impl(*args, **kwargs)
+
+
+@pytest.mark.parametrize("method", ["forward", "_conv_forward", "_call_impl"])
+def test_conv_patched_on_the_instance_is_an_error(method):
+    model = conv_bn()
+    patch_instance(model[0], method)
+    with pytest.raises(TypeError, match=f"cannot fold DiracConv2d '0': its {method} is replaced"):
+        fold_model(model)
+
+
+@pytest.mark.parametrize("cls, method", [(DoubledCall, "__call__"),
+                                         (DoubledCallImpl, "_call_impl")])
+def test_conv_overriding_call_is_an_error(cls, method):
+    model = randomize(nn.Sequential(cls(4, 4, 3, padding=1), nn.BatchNorm2d(4)))
+    name = cls.__name__
+    with pytest.raises(TypeError, match=f"cannot fold {name} '0': {name} overrides {method}"):
+        fold_model(model)
+
+
+@pytest.mark.parametrize("method", ["forward", "_call_impl"])
+def test_batchnorm_patched_on_the_instance_is_kept(method):
+    model = conv_bn()
+    patch_instance(model[1], method)
+    with pytest.raises(ValueError, match=f"'1' \\(its {method} is replaced on the instance\\)"):
+        fold_model(model)
+    kept = fold_model(model, strict=False)
+    assert isinstance(kept[1], nn.BatchNorm2d)
+    assert relative_error(model, kept, X) <= 1e-5
+
+
+def test_batchnorm_overriding_call_is_kept():
+    class DoubledBN(nn.BatchNorm2d):
+        def __call__(self, *args, **kwargs):
+            return 2 * super().__call__(*args, **kwargs)
+
+    model = randomize(nn.Sequential(DiracConv2d(4, 4, 3), DoubledBN(4)))
+    with pytest.raises(ValueError, match=r"'1' \(DoubledBN overrides __call__\)"):
+        fold_model(model)
+    assert relative_error(model, fold_model(model, strict=False), X) <= 1e-5
+
+
+def test_sequential_patched_on_the_instance_does_not_pair():
+    model = conv_bn()
+    inner = nn.Sequential(model[0], model[1])
+    patch_instance(inner)  # the pair's order is no longer what the class says
+    outer = nn.Sequential(inner, nn.ReLU())
+    with pytest.raises(ValueError, match="cannot fold the batch norm"):
+        fold_model(outer)
+    assert relative_error(outer, fold_model(outer, strict=False), X) <= 1e-5
+
+
+def test_traced_block_patched_on_the_instance_is_not_traced():
+    model = convbnrelu_model()
+    patch_instance(model[0])
+    with pytest.raises(ValueError, match=r"'0\.bn' \(tracing '0' failed\).*replaced on the inst"):
+        fold_model(model, X)
+    kept = fold_model(model, X, strict=False)
+    assert isinstance(kept[0].bn, nn.BatchNorm2d) and isinstance(kept[1].bn, nn.Identity)
+    assert relative_error(model, kept, X) <= 1e-5
+
+
+def test_the_advice_for_blocks_with_their_own_forward_is_given_once():
+    model = randomize(nn.Sequential(ConvBNReLU(4, 4), ConvBNReLU(4, 4), ConvBNReLU(4, 4)))
+    with pytest.raises(ValueError) as error:
+        fold_model(model)
+    message = str(error.value)
+    assert all(f"'{i}.bn' (inside ConvBNReLU, which has its own forward)" in message
+               for i in range(3))
+    assert message.count("example_input=") == 1
+
+
 # ---------------------------------------------------------------------------- shared modules
 
 
@@ -150,7 +238,7 @@ def test_shared_conv_and_batchnorm_fold_per_use():
     conv, bn = DiracConv2d(4, 4, 3), nn.BatchNorm2d(4)
     model = randomize(nn.Sequential(conv, bn, nn.ReLU(), conv, bn, nn.ReLU(), conv))
     folded = fold_model(model)
-    assert [type(m).__name__ for m in folded] == ["Conv2d", "ReLU"] * 2 + ["Conv2d"]
+    assert [type(m).__name__ for m in folded] == ["Conv2d", "Identity", "ReLU"] * 2 + ["Conv2d"]
     assert relative_error(model, folded, X) <= 1e-5
 
 
@@ -199,7 +287,7 @@ def test_a_wrong_named_pair_fails_the_numerical_check():
 
 def test_untraceable_block_reports_the_trace_and_folds_named_pairs():
     model = randomize(nn.Sequential(Branchy(), nn.ReLU()))
-    with pytest.raises(ValueError, match=r"'0.bn' \(tracing '0' failed \(TypeError"):
+    with pytest.raises(ValueError, match=r"'0.bn' \(tracing '0' failed\).*'0' failed \(TypeE"):
         fold_model(model, X)
     folded = fold_model(model, X, pairs=[("0.conv", "0.bn")])
     assert isinstance(folded[0].bn, nn.Identity)

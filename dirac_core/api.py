@@ -18,8 +18,12 @@ from .padding import conv_output_shape
 from .registry import get_backend, infer_backend
 
 
-def _backend(backend: str | Backend | None, *arrays: Any) -> Backend:
-    return infer_backend(*arrays) if backend is None else get_backend(backend)
+def _backend(backend: str | Backend | None, **arrays: Any) -> Backend:
+    """The backend asked for (or inferred from the arrays), refusing any array in a dtype it
+    does not declare."""
+    b = infer_backend(*arrays.values()) if backend is None else get_backend(backend)
+    ck.require_backend_dtypes(b.name, b.dtypes, **arrays)
+    return b
 
 
 def _convert(b: Backend, x: Any, device: Any = None) -> Any:
@@ -124,7 +128,7 @@ def normalize_filters(w: Any, *, eps: float = 1e-12, backend: str | Backend | No
     """
     ck.check_filters(w, "w")
     eps = ck.eps_value(eps)
-    b = _backend(backend, w)
+    b = _backend(backend, w=w)
     return b.normalize_filters(_convert(b, w), eps=eps)
 
 
@@ -140,7 +144,7 @@ def normalize_filters_vjp(
     ck.require_same_dtype(dt, g, "g", "w")
     ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
     eps = ck.eps_value(eps)
-    b = _backend(backend, g, w)
+    b = _backend(backend, g=g, w=w)
     return b.normalize_filters_vjp(_convert(b, g), _convert(b, w), eps=eps)
 
 
@@ -177,7 +181,7 @@ def dirac_weight(
     array([[[0., 2., 0.]]])
     """
     args = ck.check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
-    b = _backend(backend, w, alpha, beta)
+    b = _backend(backend, w=w, alpha=alpha, beta=beta)
     wn = _convert(b, w)
     dev, wdt = b.device(wn), ck.array_dtype(w)
     return b.dirac_weight(wn, _scale(b, alpha, dev, wdt), _scale(b, beta, dev, wdt), **args)
@@ -205,7 +209,7 @@ def dirac_weight_vjp(
     args = ck.check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
     ck.require_same_dtype(ck.array_dtype(w), g, "g", "w")
     ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
-    b = _backend(backend, g, w, alpha, beta)
+    b = _backend(backend, g=g, w=w, alpha=alpha, beta=beta)
     wn = _convert(b, w)
     dev, wdt = b.device(wn), ck.array_dtype(w)
     return b.dirac_weight_vjp(
@@ -228,7 +232,7 @@ def ncrelu(x: Any, *, axis: int = 1, backend: str | Backend | None = None) -> Ar
     """
     ck.require_float(x, "x")
     axis = ck.axis_value(axis, len(ck.require_ndim(x, "x", 1, "an array")))
-    b = _backend(backend, x)
+    b = _backend(backend, x=x)
     return b.ncrelu(_convert(b, x), axis=axis)
 
 
@@ -243,7 +247,7 @@ def ncrelu_vjp(g: Any, x: Any, *, axis: int = 1, backend: str | Backend | None =
     ck.require_same_dtype(dt, g, "g", "x")
     doubled = (*shape[:axis], 2 * shape[axis], *shape[axis + 1:])
     ck.require_shape(g, "g", doubled, "ncrelu's output: x's shape, doubled along axis")
-    b = _backend(backend, g, x)
+    b = _backend(backend, g=g, x=x)
     return b.ncrelu_vjp(_convert(b, g), _convert(b, x), axis=axis)
 
 
@@ -282,7 +286,7 @@ def conv(
     array([[[0., 1., 3., 5.]]])
     """
     args = ck.check_conv_args(x, w, bias, stride, padding, dilation, groups)
-    b = _backend(backend, x, w, bias)
+    b = _backend(backend, x=x, w=w, bias=bias)
     return b.conv(_convert(b, x), _convert(b, w), _convert(b, bias), **args)
 
 
@@ -310,7 +314,7 @@ def conv_vjp(
         ck.shape_of(x), ck.shape_of(w), args["stride"], args["padding"], args["dilation"]
     )
     ck.require_shape(g, "g", expected, "the shape of conv's output")
-    b = _backend(backend, g, x, w, bias)
+    b = _backend(backend, g=g, x=x, w=w, bias=bias)
     return b.conv_vjp(
         _convert(b, g), _convert(b, x), _convert(b, w), _convert(b, bias), **args
     )
@@ -351,7 +355,7 @@ def fold_batchnorm(
         ck.require_same_dtype(dt, value, name, "weight")
         ck.require_shape(value, name, (out_channels,), "one per output channel")
     eps = ck.eps_value(eps, allow_zero=True)
-    b = _backend(backend, weight, *vectors.values())
+    b = _backend(backend, weight=weight, **vectors)
     native = {k: _convert(b, v) for k, v in vectors.items()}
     statistics = {k: b.to_numpy(v) for k, v in native.items() if v is not None}
     ck.check_batchnorm_statistics(statistics, eps)

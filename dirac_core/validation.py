@@ -85,6 +85,18 @@ def require_same_dtype(dt: str, other: Any, name: str, ref_name: str) -> None:
         raise TypeError(f"{name} has dtype {got} but {ref_name} has {dt}; they must match")
 
 
+def require_backend_dtypes(backend: str, dtypes: Sequence[str], **arrays: Any) -> None:
+    """Every array argument in a dtype the backend declares (``None`` and scalars, which the
+    API converts to a dtype of its own choosing, pass)."""
+    for name, value in arrays.items():
+        if value is None or is_python_or_numpy_scalar(value):
+            continue
+        dt = array_dtype(value)
+        if dt not in dtypes:
+            raise TypeError(f"{name} has dtype {dt}, which backend {backend!r} does not support; "
+                            f"it accepts {tuple(dtypes)}")
+
+
 def require_ndim(x: Any, name: str, minimum: int, what: str) -> tuple[int, ...]:
     shape = shape_of(x)
     if len(shape) < minimum:

@@ -7,14 +7,18 @@ Two paths compute each op:
   batched ``matmul``, so under CuPy its products run in cuBLAS; no cuDNN is involved (CuPy 14
   removed its cuDNN wrappers).
 - the *fused* path runs the kernels of ``dirac_kernels.cu`` for the Dirac weight, filter
-  normalization and NCReLU, forward and VJP: one launch instead of a chain of elementwise
-  kernels and temporaries (``benchmarks/bench_gpu.py`` measures the difference).
+  normalization and NCReLU, forward and VJP, and batch-norm folding: one launch instead of a
+  chain of elementwise kernels and temporaries (``benchmarks/bench_gpu.py`` measures the
+  difference), computed in double, which CuPy's flush-to-zero cannot touch.
 
 The fused path is the default. ``CupyBackend(fused=False)`` or the environment variable
 ``DIRAC_CUPY_FUSED=0`` selects the generic path, and the backend falls back to it by itself,
 with a warning, if the kernels fail to compile, unless it is strict (``strict=True`` or
 ``DIRAC_CUPY_STRICT=1``, as ``scripts/gpu_check.sh`` runs it): then the compile error is
-raised. :attr:`CupyBackend.path` says which path ran. CuPy is imported only when an op runs.
+raised — CuPy's own, or the RuntimeError/ImportError/OSError of a missing NVRTC or CUDA
+headers. :attr:`CupyBackend.path` says which path ran. The kernels cover float64, float32 and
+float16; the backend declares only those, so the public API refuses bfloat16 (a direct call
+with another dtype runs the generic path). CuPy is imported only when an op runs.
 
 >>> from dirac_cupy import CupyBackend
 >>> CupyBackend().name
@@ -89,6 +93,7 @@ class CupyBackend:
         self.fused = fused
         self.strict = strict
         self._generic = NumpyBackend()
+        self._compiled: set[int] = set()  # devices the kernels are compiled for
 
     def __repr__(self) -> str:
         return f"CupyBackend(fused={self.fused}, strict={self.strict})"
@@ -129,7 +134,7 @@ class CupyBackend:
 
     def normalize_filters(self, w, *, eps):
         with w.device:
-            if not self._use_fused():
+            if not self._use_fused(w):
                 return self._generic.normalize_filters(w, eps=eps)
             zero, one = unit_scales(w)
             return kernels.dirac_weight(
@@ -138,37 +143,33 @@ class CupyBackend:
 
     def normalize_filters_vjp(self, g, w, *, eps):
         with w.device:
-            if not self._use_fused():
+            if not self._use_fused(g, w):
                 return self._generic.normalize_filters_vjp(g, w, eps=eps)
-            zero, one = unit_scales(w)
-            dw, _, _ = kernels.dirac_weight_vjp(
-                g, w, zero, one, eps=eps, normalize=True, groups=1, policy="tile"
-            )
-            return dw
+            return kernels.normalize_filters_vjp(g, w, eps=eps)
 
     def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
         args = {"eps": eps, "normalize": normalize, "groups": groups, "policy": policy}
         with w.device:
-            if not self._use_fused():
+            if not self._use_fused(w, alpha, beta):
                 return self._generic.dirac_weight(w, alpha, beta, **args)
             return kernels.dirac_weight(w, alpha, beta, **args)
 
     def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
         args = {"eps": eps, "normalize": normalize, "groups": groups, "policy": policy}
         with w.device:
-            if not self._use_fused():
+            if not self._use_fused(g, w, alpha, beta):
                 return self._generic.dirac_weight_vjp(g, w, alpha, beta, **args)
             return kernels.dirac_weight_vjp(g, w, alpha, beta, **args)
 
     def ncrelu(self, x, *, axis):
         with x.device:
-            if not self._use_fused():
+            if not self._use_fused(x):
                 return self._generic.ncrelu(x, axis=axis)
             return kernels.ncrelu(x, axis=axis)
 
     def ncrelu_vjp(self, g, x, *, axis):
         with x.device:
-            if not self._use_fused():
+            if not self._use_fused(g, x):
                 return self._generic.ncrelu_vjp(g, x, axis=axis)
             return kernels.ncrelu_vjp(g, x, axis=axis)
 
@@ -185,30 +186,43 @@ class CupyBackend:
             )
 
     def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+        vectors = {"bias": bias, "gamma": gamma, "beta": beta, "mean": mean, "var": var}
         with weight.device:
-            return self._generic.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps=eps)
+            if not self._use_fused(weight, *(v for v in vectors.values() if v is not None)):
+                return self._generic.fold_batchnorm(weight, eps=eps, **vectors)
+            return kernels.fold_batchnorm(weight, eps=eps, **vectors)
 
     # ------------------------------------------------------------------ fused or generic
 
-    def _use_fused(self) -> bool:
-        """Whether to launch the fused kernels; compiles them on first use on each device."""
-        if not self.fused:
+    def _use_fused(self, *arrays: Any) -> bool:
+        """Whether to launch the fused kernels for these arrays (their dtypes have kernels);
+        compiles them on first use on each device."""
+        if not self.fused or not kernels.has_kernels(*arrays):
             return False
+        device = int(arrays[0].device.id)
+        if device in self._compiled:
+            return True
         cupy = _cupy()
+        # NVRTC or the CUDA headers missing surface as RuntimeError, ImportError or OSError
+        # (CuPy cannot load libnvrtc, or cannot find cuda_fp16.h), not as a CompileException.
+        missing = (cupy.cuda.compiler.CompileException, cupy.cuda.driver.CUDADriverError,
+                   RuntimeError, ImportError, OSError)
         try:
-            kernels.compile_for_current_device()
-        except (cupy.cuda.compiler.CompileException, cupy.cuda.driver.CUDADriverError) as exc:
+            kernels.compile_for(device)
+        except missing as exc:
+            why = f"{type(exc).__name__}: {exc}"
             if self.strict:
                 raise RuntimeError(
                     f"dirac_cupy: the fused kernels did not compile (strict, so no fallback to "
-                    f"the generic path): {exc}"
+                    f"the generic path): {why}"
                 ) from exc
             warnings.warn(
-                f"dirac_cupy: the fused kernels did not compile ({exc}); using the generic "
+                f"dirac_cupy: the fused kernels did not compile ({why}); using the generic "
                 f"path (the reference on CuPy arrays) from now on",
                 RuntimeWarning,
                 stacklevel=3,
             )
             self.fused = False
-        return self.fused
-
+            return False
+        self._compiled.add(device)
+        return True

@@ -13,6 +13,11 @@
 // (to_acc, store), halves through float (every half is a normal float), and the scales come in
 // their own dtype rather than through one of CuPy's (flushing) conversion kernels.
 //
+// No fused multiply-adds. dirac_cupy.kernels compiles with -fmad=false, so every a * b + c
+// is rounded twice, as dirac_cupy.fused_math (the CPU mirror) computes it; with the sums in
+// block_reduce's order, mirrored there too, the mirror's double results are these kernels'
+// results bit for bit (double +, *, / and sqrt are correctly rounded on the GPU).
+//
 // Dirac weight, one block per output filter o (a row of L = I/groups * prod(K) entries):
 //   m  = max_j |w_j|                   scale, so that squaring cannot overflow or underflow
 //   sn = sqrt(sum_j (w_j / m)^2)       the norm of the scaled filter; ||w|| = m * sn
@@ -210,13 +215,44 @@ __global__ void __launch_bounds__(DIRAC_BLOCK) dirac_weight_backward(
     }
 }
 
-// A double array (the scales' gradients) into the scale's dtype, rounded as the reference
-// rounds and without the flush a CuPy conversion kernel would apply.
+// The scales' gradients: dst[k] = the sum of parts[k * count : (k + 1) * count], summed in
+// block_reduce's order and rounded to the scale's dtype as the reference rounds, without the
+// flush a CuPy conversion kernel would apply. count = O for a scalar scale (one output), 1 for
+// one per channel (O outputs). One block per output (grid-stride over outputs).
 template <typename T>
-__global__ void narrow(const double* src, T* dst, long long total) {
+__global__ void __launch_bounds__(DIRAC_BLOCK) reduce_narrow(
+    const double* parts, T* dst, long long total, long long count) {
+    __shared__ double buf[DIRAC_BLOCK];
+    for (long long k = blockIdx.x; k < total; k += gridDim.x) {  // uniform within the block
+        double local = 0;
+        for (long long j = threadIdx.x; j < count; j += DIRAC_BLOCK) local += parts[k * count + j];
+        const double sum = block_reduce<false>(local, buf);
+        if (threadIdx.x == 0) store(dst + k, sum);
+    }
+}
+
+// Batch-norm folding over a weight of out_channels rows of length entries:
+//   s = gamma / sqrt(var + eps),  W' = W * s,  b' = (b - mean) * s + beta   (b' = -mean * s +
+//   beta without a bias). In double, like everything here: CuPy's own kernels would read a
+//   subnormal float32 eps (1e-40) as 0 and give s = gamma / 0 = inf for a channel with
+//   var = 0, where the specification gives 1e20 * gamma. eps arrives rounded to the working
+//   dtype, as the specification takes it.
+template <typename T>
+__global__ void fold_batchnorm(
+    const T* weight, const T* bias, int has_bias, const T* gamma, const T* beta, const T* mean,
+    const T* var, T* out_weight, T* out_bias, long long out_channels, long long length,
+    double eps) {
     const long long step = (long long)gridDim.x * blockDim.x;
-    for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < total; j += step) {
-        store(dst + j, src[j]);
+    const long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    for (long long j = first; j < out_channels * length; j += step) {
+        const long long o = j / length;
+        const double s = to_acc(gamma[o]) / sqrt(to_acc(var[o]) + eps);
+        store(out_weight + j, to_acc(weight[j]) * s);
+    }
+    for (long long o = first; o < out_channels; o += step) {
+        const double s = to_acc(gamma[o]) / sqrt(to_acc(var[o]) + eps);
+        const double shift = has_bias ? to_acc(bias[o]) - to_acc(mean[o]) : -to_acc(mean[o]);
+        store(out_bias + o, shift * s + to_acc(beta[o]));
     }
 }
 

@@ -20,6 +20,12 @@ and its VJP ``dW[o] = (h - u <u, h>) / sn * (G / m)`` with ``h = beta_o g / G`` 
 ``dbeta_o = <g, u>``. ``eps`` is first brought into the working dtype's range
 (:func:`dirac_core.normalize.working_eps`).
 
+Bit for bit. The kernels are compiled without fused multiply-adds (``-fmad=false``), every
+sum runs in the order of the kernels' block reduction (:func:`block_sum`), and double ``+``,
+``*``, ``/`` and ``sqrt`` are correctly rounded on the GPU as in NumPy; so in
+:data:`ACCUMULATE` arithmetic these functions compute the kernels' results bit for bit (what
+only a GPU can confirm is that the hardware and NVRTC do what the source says).
+
 Flush-to-zero. CuPy compiles kernels with ``-ftz=true``: float32 operations read subnormal
 operands as zero and flush subnormal results. :class:`Arithmetic` models that for the type a
 kernel computes in. The kernels compute in double for every storage dtype
@@ -41,6 +47,9 @@ from dirac_core.xp import array_module, work_dtype
 
 ACCUMULATE = np.dtype(np.float64)
 """The type every fused kernel computes in, for float64, float32 and float16 storage alike."""
+
+BLOCK = 256
+"""Threads per block (``DIRAC_BLOCK`` in the source): the shape of every reduction."""
 
 
 class Arithmetic:
@@ -80,6 +89,36 @@ class Arithmetic:
     def op(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args)`` on flushed operands, its result flushed."""
         return self.flush(fn(*(self.flush(a) for a in args), **kwargs))
+
+
+def block_sum(terms: Any, ar: Arithmetic) -> Any:
+    """Per row of ``(O, L)`` terms, their sum as ``block_reduce`` forms it, as ``(O, 1)``.
+
+    Thread ``t`` of a block adds the terms ``t, t + BLOCK, t + 2 BLOCK, ...`` in that order,
+    starting from 0; then slot ``t`` takes ``slot t + slot t + s`` for ``s = BLOCK/2, ..., 1``.
+    Floating-point addition is not associative, so this order (not NumPy's pairwise one) is
+    what makes the mirror's sums the kernels' sums.
+
+    Examples
+    --------
+    >>> terms = np.array([[1e16, 1.0, -1e16, 1.0]])  # threads 0 and 2 cancel, 1 and 3 add
+    >>> float(block_sum(terms, Arithmetic())[0, 0]), float(np.sum(terms))
+    (2.0, 1.0)
+    """
+    xp = array_module(terms)
+    rows, length = terms.shape
+    chunks = max(1, -(-length // BLOCK))
+    lanes = xp.zeros((rows, chunks * BLOCK), dtype=terms.dtype)
+    lanes[:, :length] = terms  # the missing terms of the last round: threads that add nothing
+    lanes = lanes.reshape(rows, chunks, BLOCK)
+    acc = xp.zeros((rows, BLOCK), dtype=terms.dtype)
+    for c in range(chunks):
+        acc = ar.op(xp.add, acc, lanes[:, c])
+    width = BLOCK // 2
+    while width:
+        acc = ar.op(xp.add, acc[:, :width], acc[:, width : 2 * width])
+        width //= 2
+    return acc
 
 
 class WeightGeometry(NamedTuple):
@@ -151,7 +190,7 @@ def filter_norm(rows: Any, eps: Any, ar: Arithmetic) -> FilterNorm:
     m = ar.op(lambda r: xp.max(xp.abs(r), axis=1, keepdims=True), rows)
     positive = ar.flush(m) > 0
     scaled = ar.op(xp.divide, rows, xp.where(positive, m, 1))
-    sn = ar.op(xp.sqrt, ar.op(lambda x: xp.sum(x * x, axis=1, keepdims=True), scaled))
+    sn = ar.op(xp.sqrt, block_sum(ar.op(xp.multiply, scaled, scaled), ar))
     sn = xp.where(positive, sn, ar.const(0))
     clamped = (ar.flush(m) < ar.flush(eps)) & (ar.op(xp.multiply, m, sn) < ar.flush(eps))
     return FilterNorm(m, sn, clamped)
@@ -214,7 +253,7 @@ def weight_backward(
     geo = weight_geometry(w.shape, groups, policy)
     v, grad = _rows(w, geo.out_channels, ar), _rows(g, geo.out_channels, ar)
     bg = ar.op(xp.multiply, _column(beta, ar), grad)
-    dalpha_part = ar.op(lambda x: xp.sum(xp.where(delta_rows(geo, xp), x, 0), axis=1), grad)
+    dalpha_part = block_sum(xp.where(delta_rows(geo, xp), grad, ar.const(0)), ar)[:, 0]
     if not normalize:
         return bg.astype(w.dtype).reshape(w.shape), dalpha_part, _dot(grad, v, ar)[:, 0]
     e = kernel_eps(eps, w.dtype, ar)
@@ -232,20 +271,46 @@ def weight_backward(
 
 
 def _dot(a: Any, b: Any, ar: Arithmetic) -> Any:
-    """Per row ``<a, b>`` as ``(O, 1)``."""
-    xp = array_module(a, b)
-    return ar.op(lambda x, y: xp.sum(x * y, axis=1, keepdims=True), a, b)
+    """Per row ``<a, b>`` as ``(O, 1)``, summed in the kernels' order."""
+    return block_sum(ar.op(array_module(a, b).multiply, a, b), ar)
 
 
-def reduce_part(part: Any, like: Any) -> Any:
-    """A per-filter gradient part, summed to a 0-d array when ``like`` (the scale) is 0-d."""
-    return part.sum() if like.ndim == 0 else part
+def reduce_part(part: Any, like: Any, ar: Arithmetic | None = None) -> Any:
+    """A per-filter gradient part, summed (as ``reduce_narrow`` sums it) to a 0-d array when
+    ``like`` (the scale) is 0-d."""
+    return block_sum(part.reshape(1, -1), ar or Arithmetic()).reshape(()) if like.ndim == 0 \
+        else part
 
 
 def unit_scales(w: Any) -> tuple[Any, Any]:
     """``alpha = 0`` and ``beta = 1``: the Dirac weight reduces to ``normalize(W)``."""
     xp = array_module(w)
     return xp.zeros((), dtype=w.dtype), xp.ones((), dtype=w.dtype)
+
+
+def fold_eps(eps: float, dtype: Any) -> np.float64:
+    """``eps`` as batch-norm folding takes it: rounded to the working dtype of ``dtype`` (it
+    may round to 0 or, beyond float32, to inf), carried in double."""
+    with np.errstate(over="ignore"):
+        return np.float64(work_dtype(np.dtype(dtype)).type(eps))
+
+
+def fold_batchnorm(
+    weight: Any, bias: Any, gamma: Any, beta: Any, mean: Any, var: Any, *, eps: float,
+    ar: Arithmetic | None = None,
+) -> tuple[Any, Any]:
+    """``(W', b')`` as ``fold_batchnorm`` computes them: ``s = gamma / sqrt(var + eps)``,
+    ``W' = W * s``, ``b' = (b - mean) * s + beta`` in the arithmetic type."""
+    ar = ar or Arithmetic()
+    xp = array_module(weight)
+    e = ar.const(fold_eps(eps, weight.dtype))
+    s = ar.op(xp.divide, ar.load(gamma), ar.op(xp.sqrt, ar.op(xp.add, ar.load(var), e)))
+    rows = ar.load(weight).reshape(weight.shape[0], prod(weight.shape[1:]))
+    new_weight = ar.op(xp.multiply, rows, s[:, None])
+    mean_ = ar.load(mean)
+    shift = -mean_ if bias is None else ar.op(xp.subtract, ar.load(bias), mean_)
+    new_bias = ar.op(xp.add, ar.op(xp.multiply, shift, s), ar.load(beta))
+    return new_weight.astype(weight.dtype).reshape(weight.shape), new_bias.astype(weight.dtype)
 
 
 class NcreluLayout(NamedTuple):

@@ -1,10 +1,12 @@
 """Launching the fused CUDA kernels of ``dirac_kernels.cu`` from CuPy.
 
 The source is compiled once per device by NVRTC through :class:`cupy.RawModule`, with one
-template instantiation per (kernel, storage dtype) listed by :func:`name_expressions` (CI
-compiles the same list with nvcc). Every launcher takes CuPy arrays already validated by the
-public API and returns CuPy arrays; the index constants come from
-:mod:`dirac_cupy.fused_math`, which also holds the same maths as array code.
+template instantiation per (kernel, storage dtype) listed by :func:`name_expressions` and the
+options :data:`OPTIONS` (CI compiles the same list with nvcc and the same options). Each
+kernel function is looked up once per device and kept. Every launcher takes CuPy arrays
+already validated by the public API and returns CuPy arrays; no launch is made for an empty
+grid (a CUDA error); the index constants come from :mod:`dirac_cupy.fused_math`, which also
+holds the same maths as array code.
 """
 
 from __future__ import annotations
@@ -18,21 +20,25 @@ import numpy as np
 from dirac_core.normalize import working_eps
 from dirac_core.xp import work_dtype
 
-from .fused_math import ncrelu_layout, reduce_part, weight_geometry
+from .fused_math import BLOCK, fold_eps, ncrelu_layout, unit_scales, weight_geometry
 
 SOURCE = Path(__file__).with_name("dirac_kernels.cu")
 
-BLOCK = 256  # threads per block; DIRAC_BLOCK in the source
 _MAX_GRID = 65535  # grid-stride loops cover the rest
 
 CUDA_TYPES: dict[str, str] = {"float64": "double", "float32": "float", "float16": "__half"}
-"""dtype name -> storage type in the CUDA source (the arithmetic is double for all three)."""
+"""dtype name -> storage type in the CUDA source (the arithmetic is double for all three).
+Other dtypes (bfloat16) have no kernels: the backend runs the generic path for them."""
 
 SCALE_KINDS: dict[str, int] = {"float64": 0, "float32": 1, "float16": 2}
 """How a scale's dtype is told to the kernels (``scale_at`` in the source)."""
 
-KERNELS = ("dirac_weight_forward", "dirac_weight_backward", "narrow", "ncrelu_forward",
-           "ncrelu_backward")
+KERNELS = ("dirac_weight_forward", "dirac_weight_backward", "reduce_narrow", "ncrelu_forward",
+           "ncrelu_backward", "fold_batchnorm")
+
+OPTIONS = ("-fmad=false",)
+"""NVRTC options: no fused multiply-adds, so that the kernels round as the mirror does. (CuPy
+appends its own, ``-ftz=true`` among them.)"""
 
 
 def _name(kernel: str, dtype: str) -> str:
@@ -44,26 +50,49 @@ def name_expressions() -> list[str]:
     return [_name(k, d) for k in KERNELS for d in CUDA_TYPES]
 
 
+def has_kernels(*arrays: Any) -> bool:
+    """Whether the kernels cover every array's dtype (not bfloat16, for one)."""
+    return all(a.dtype.name in CUDA_TYPES for a in arrays)
+
+
 @cache
 def _module(device_id: int) -> Any:
     import cupy
 
-    module = cupy.RawModule(code=SOURCE.read_text(), name_expressions=name_expressions())
+    module = cupy.RawModule(
+        code=SOURCE.read_text(), options=OPTIONS, name_expressions=name_expressions()
+    )
     module.compile()  # compile now, so a failure surfaces at the first launch, not later
     return module
 
 
+def compile_for(device_id: int) -> None:
+    """Compile the kernels for a device (raises what CuPy raises: its compile error, or the
+    RuntimeError/ImportError of a missing NVRTC or CUDA headers)."""
+    _module(device_id)
+
+
 def compile_for_current_device() -> None:
-    """Compile the kernels for the current device (raises CuPy's compile error if any)."""
+    """:func:`compile_for` the current device."""
     import cupy
 
-    _module(cupy.cuda.Device().id)
+    compile_for(cupy.cuda.Device().id)
 
 
-def _function(name: str) -> Any:
-    import cupy
+@cache
+def _function(device_id: int, name: str) -> Any:
+    return _module(device_id).get_function(name)
 
-    return _module(cupy.cuda.Device().id).get_function(name)
+
+def _device_of(x: Any) -> int:
+    return int(x.device.id)
+
+
+def _launch(kernel: str, like: Any, grid: tuple[int], args: tuple[Any, ...]) -> None:
+    """Launch ``kernel`` for ``like``'s dtype on ``like``'s device; nothing for an empty grid."""
+    if grid[0] == 0:
+        return
+    _function(_device_of(like), _name(kernel, like.dtype.name))(grid, (BLOCK,), args)
 
 
 def _scale(x: Any) -> tuple[Any, np.int32, np.int64]:
@@ -86,55 +115,83 @@ def dirac_weight(
     import cupy
 
     w = cupy.ascontiguousarray(w)
-    dtype = w.dtype.name
     geo = weight_geometry(w.shape, groups, policy)
     out = cupy.empty_like(w)
-    _function(_name("dirac_weight_forward", dtype))(
-        (geo.out_channels,),
-        (BLOCK,),
-        (
-            w, *_scale(alpha), *_scale(beta), out, np.int64(geo.length),
-            *_geometry_args(geo), _eps(eps, dtype), np.int32(normalize),
-        ),
-    )
+    _launch("dirac_weight_forward", w, (geo.out_channels,), (
+        w, *_scale(alpha), *_scale(beta), out, np.int64(geo.length),
+        *_geometry_args(geo), _eps(eps, w.dtype.name), np.int32(normalize),
+    ))
     return out
+
+
+def weight_backward(
+    g: Any, w: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str
+) -> tuple[Any, Any]:
+    """``dW`` and the per-filter parts ``(2, O)`` of ``dalpha`` and ``dbeta``, in one launch."""
+    import cupy
+
+    w, g = cupy.ascontiguousarray(w), cupy.ascontiguousarray(g)
+    geo = weight_geometry(w.shape, groups, policy)
+    dw = cupy.empty_like(w)
+    parts = cupy.empty((2, geo.out_channels), dtype=np.float64)
+    _launch("dirac_weight_backward", w, (geo.out_channels,), (
+        g, w, *_scale(beta), dw, parts[0], parts[1], np.int64(geo.length),
+        *_geometry_args(geo), _eps(eps, w.dtype.name), np.int32(normalize),
+    ))
+    return dw, parts
 
 
 def dirac_weight_vjp(
     g: Any, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int,
     policy: str,
 ) -> tuple[Any, Any, Any]:
-    """``(dW, dalpha, dbeta)`` in one launch, plus for each scale a sum over ``O`` (a scalar
-    scale) and a launch rounding it to the scale's dtype."""
+    """``(dW, dalpha, dbeta)``: the backward launch, then one launch per scale summing its
+    parts over ``O`` (a scalar scale) and rounding to the scale's dtype."""
+    dw, parts = weight_backward(
+        g, w, beta, eps=eps, normalize=normalize, groups=groups, policy=policy
+    )
+    return dw, _reduce_narrow(parts[0], alpha), _reduce_narrow(parts[1], beta)
+
+
+def normalize_filters_vjp(g: Any, w: Any, *, eps: float) -> Any:
+    """``dW`` of filter normalization: the backward launch only (``beta = 1``); the scale
+    gradients it does not need are neither summed nor rounded."""
+    _, one = unit_scales(w)
+    dw, _ = weight_backward(g, w, one, eps=eps, normalize=True, groups=1, policy="tile")
+    return dw
+
+
+def _reduce_narrow(part: Any, like: Any) -> Any:
+    """A float64 ``(O,)`` gradient part in ``like``'s shape and dtype: summed over ``O`` for a
+    scalar ``like``, rounded by the ``reduce_narrow`` kernel."""
     import cupy
 
-    w, g = cupy.ascontiguousarray(w), cupy.ascontiguousarray(g)
-    dtype = w.dtype.name
-    geo = weight_geometry(w.shape, groups, policy)
-    dw = cupy.empty_like(w)
-    parts = cupy.empty((2, geo.out_channels), dtype=np.float64)
-    _function(_name("dirac_weight_backward", dtype))(
-        (geo.out_channels,),
-        (BLOCK,),
-        (
-            g, w, *_scale(beta), dw, parts[0], parts[1], np.int64(geo.length),
-            *_geometry_args(geo), _eps(eps, dtype), np.int32(normalize),
-        ),
-    )
-    dalpha = _narrow(reduce_part(parts[0], alpha), alpha)
-    return dw, dalpha, _narrow(reduce_part(parts[1], beta), beta)
-
-
-def _narrow(part: Any, like: Any) -> Any:
-    """A float64 gradient in ``like``'s dtype, rounded by the ``narrow`` kernel."""
-    import cupy
-
-    out = cupy.empty(part.shape, dtype=like.dtype)
-    total = part.size
-    _function(_name("narrow", like.dtype.name))(
-        _grid(total), (BLOCK,), (cupy.ascontiguousarray(part), out, np.int64(total))
-    )
+    out = cupy.empty(like.shape, dtype=like.dtype)
+    # A scalar's gradient over no filters is an empty sum: one output, count 0, written 0.
+    total, count = (1, part.size) if like.ndim == 0 else (part.size, 1)
+    _launch("reduce_narrow", out, (min(total, _MAX_GRID),),
+            (cupy.ascontiguousarray(part), out, np.int64(total), np.int64(count)))
     return out
+
+
+def fold_batchnorm(
+    weight: Any, bias: Any, gamma: Any, beta: Any, mean: Any, var: Any, *, eps: float
+) -> tuple[Any, Any]:
+    """``(W', b')`` of batch-norm folding in one launch, computed in double."""
+    import cupy
+
+    weight = cupy.ascontiguousarray(weight)
+    vectors = [cupy.ascontiguousarray(v) for v in (gamma, beta, mean, var)]
+    out_weight, out_bias = cupy.empty_like(weight), cupy.empty_like(vectors[0])
+    out_channels = weight.shape[0]
+    length = weight.size // out_channels if out_channels else 0
+    has_bias = bias is not None
+    bias = cupy.ascontiguousarray(bias) if has_bias else vectors[2]  # unread without a bias
+    _launch("fold_batchnorm", weight, _grid(max(weight.size, out_channels)), (
+        weight, bias, np.int32(has_bias), *vectors, out_weight, out_bias,
+        np.int64(out_channels), np.int64(length), fold_eps(eps, weight.dtype),
+    ))
+    return out_weight, out_bias
 
 
 def _geometry_args(geo: Any) -> tuple[Any, ...]:
@@ -143,7 +200,8 @@ def _geometry_args(geo: Any) -> tuple[Any, ...]:
 
 
 def _grid(total: int) -> tuple[int]:
-    return (max(1, min(-(-total // BLOCK), _MAX_GRID)),)
+    """Blocks for a grid-stride loop over ``total`` entries (none for none)."""
+    return (min(-(-total // BLOCK), _MAX_GRID),)
 
 
 def ncrelu(x: Any, *, axis: int) -> Any:
@@ -154,10 +212,8 @@ def ncrelu(x: Any, *, axis: int) -> Any:
     layout = ncrelu_layout(x.shape, axis)
     shape = (*x.shape[:axis], 2 * x.shape[axis], *x.shape[axis + 1 :])
     y = cupy.empty(shape, dtype=x.dtype)
-    if layout.total:
-        _function(_name("ncrelu_forward", x.dtype.name))(
-            _grid(layout.total), (BLOCK,), (x, y, np.int64(layout.total), np.int64(layout.block))
-        )
+    _launch("ncrelu_forward", x, _grid(layout.total),
+            (x, y, np.int64(layout.total), np.int64(layout.block)))
     return y
 
 
@@ -168,10 +224,6 @@ def ncrelu_vjp(g: Any, x: Any, *, axis: int) -> Any:
     g, x = cupy.ascontiguousarray(g), cupy.ascontiguousarray(x)
     layout = ncrelu_layout(x.shape, axis)
     dx = cupy.empty_like(x)
-    if layout.total:
-        _function(_name("ncrelu_backward", x.dtype.name))(
-            _grid(layout.total),
-            (BLOCK,),
-            (g, x, dx, np.int64(layout.total), np.int64(layout.block)),
-        )
+    _launch("ncrelu_backward", x, _grid(layout.total),
+            (g, x, dx, np.int64(layout.total), np.int64(layout.block)))
     return dx

@@ -1,7 +1,7 @@
 """The fused kernels' CPU mirror as a backend, for the conformance suite.
 
 :class:`MirrorBackend` is the reference backend with the ops the cupy backend fuses (the Dirac
-weight, filter normalization and NCReLU, forward and VJP) replaced by
+weight, filter normalization and NCReLU, forward and VJP, and batch-norm folding) replaced by
 :mod:`dirac_cupy.fused_math`, called the way the launchers in :mod:`dirac_cupy.kernels` call
 the kernels: normalization as the Dirac weight with ``alpha = 0, beta = 1``, the scale
 gradients as per-filter parts summed for a scalar scale and rounded to the scale's dtype.
@@ -47,10 +47,9 @@ class MirrorBackend(NumpyBackend):
         return self.dirac_weight(w, zero, one, eps=eps, normalize=True, groups=1, policy="tile")
 
     def normalize_filters_vjp(self, g: Any, w: Any, *, eps: float) -> Any:
-        zero, one = fm.unit_scales(w)
-        return self.dirac_weight_vjp(
-            g, w, zero, one, eps=eps, normalize=True, groups=1, policy="tile"
-        )[0]
+        _, one = fm.unit_scales(w)  # the backward launch only: no scale gradients
+        return fm.weight_backward(g, w, one, eps=eps, normalize=True, groups=1, policy="tile",
+                                  ar=self.ar)[0]
 
     def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
         return fm.weight_forward(w, alpha, beta, eps=eps, normalize=normalize, groups=groups,
@@ -59,8 +58,11 @@ class MirrorBackend(NumpyBackend):
     def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
         dw, da, db = fm.weight_backward(g, w, beta, eps=eps, normalize=normalize, groups=groups,
                                         policy=policy, ar=self.ar)
-        return (dw, fm.reduce_part(da, alpha).astype(alpha.dtype),
-                fm.reduce_part(db, beta).astype(beta.dtype))
+        return (dw, fm.reduce_part(da, alpha, self.ar).astype(alpha.dtype),
+                fm.reduce_part(db, beta, self.ar).astype(beta.dtype))
+
+    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+        return fm.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps=eps, ar=self.ar)
 
     def ncrelu(self, x: Any, *, axis: int) -> Any:
         return fm.ncrelu_forward(x, axis=axis, ar=self.ar)

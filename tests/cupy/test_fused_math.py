@@ -107,3 +107,37 @@ def test_ncrelu_nan_reaches_both_halves_and_blocks_the_gradient():
     np.testing.assert_array_equal(y[:, 1:], [[0.0, 0.0], [0.0, -2.0]])
     dx = fm.ncrelu_backward(np.ones((2, 3)), x, axis=0)
     np.testing.assert_array_equal(dx, [[0.0, 0.0, 1.0]])
+
+
+def _block_reduce_by_threads(terms: list[float]) -> float:
+    """``block_reduce<false>`` of dirac_kernels.cu, thread by thread, in Python floats."""
+    local = [0.0] * fm.BLOCK
+    for t in range(fm.BLOCK):
+        for j in range(t, len(terms), fm.BLOCK):
+            local[t] += terms[j]
+    width = fm.BLOCK // 2
+    while width:
+        for t in range(width):
+            local[t] = local[t] + local[t + width]
+        width //= 2
+    return local[0]
+
+
+@given(length=st.integers(0, 700), seed=st.integers(0, 2**32 - 1))
+def test_block_sum_is_the_kernels_reduction_bit_for_bit(length, seed):
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(2, length)) * 10.0 ** rng.integers(-8, 9, size=(2, length))
+    got = fm.block_sum(rows, fm.Arithmetic())
+    assert got.shape == (2, 1)
+    for row, total in zip(rows, got[:, 0], strict=True):
+        assert total == _block_reduce_by_threads(row.tolist())  # bit for bit
+
+
+def test_the_mirror_sums_in_the_kernels_order_not_numpys():
+    """Where the order matters, the mirror's gradient parts follow the kernels' tree."""
+    g = np.array([[1e16, 1.0, -1e16, 1.0]])
+    w = np.ones_like(g)
+    _, _, dbeta = fm.weight_backward(g, w, np.asarray(1.0), eps=EPS, normalize=False,
+                                     groups=1, policy="tile")
+    assert dbeta[0] == 2.0 and np.sum(g * w) == 1.0  # exact sum 2; NumPy's order gives 1
+    assert fm.reduce_part(np.array([1e16, 1.0, -1e16, 1.0]), np.asarray(0.0)) == 2.0

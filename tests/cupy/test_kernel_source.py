@@ -28,7 +28,8 @@ def test_source_block_size_matches_the_launcher():
 
 
 def _nvcc(tmp_path, *args: str) -> None:
-    """Compile every instantiation the backend launches, with flush-to-zero as CuPy does."""
+    """Compile every instantiation the backend launches, with the launcher's options and
+    flush-to-zero, as CuPy does."""
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc is not on PATH: cannot compile dirac_kernels.cu here")
@@ -36,7 +37,8 @@ def _nvcc(tmp_path, *args: str) -> None:
     refs = ", ".join(f"(void*)&{name}" for name in kernels.name_expressions())
     wrapper = tmp_path / "instances.cu"
     wrapper.write_text(f'#include "{kernels.SOURCE}"\nvoid* dirac_instances[] = {{{refs}}};\n')
-    cmd = [nvcc, "-std=c++14", "-Werror", "all-warnings", "-ftz=true", *args, str(wrapper)]
+    cmd = [nvcc, "-std=c++14", "-Werror", "all-warnings", *kernels.OPTIONS, "-ftz=true", *args,
+           str(wrapper)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, f"nvcc failed:\n{done.stdout}\n{done.stderr}"
 
@@ -65,6 +67,15 @@ def test_no_float32_arithmetic_for_flush_to_zero_to_flush(tmp_path):
             assert "setp" not in entry or not re.search(r"setp\.[\w.]*f32", entry), name
     # The float <-> double conversions flush under -ftz: the source guards both by the bits.
     assert "cvt.ftz.f64.f32" in ptx and "__float_as_uint" in kernels.SOURCE.read_text()
+
+
+def test_no_fused_multiply_adds_so_the_mirror_rounds_as_the_kernels(tmp_path):
+    """nvcc contracts ``a * b + c`` into one fused multiply-add (one rounding) where the mirror
+    rounds twice; compiled with the launcher's options, the PTX has none."""
+    _nvcc(tmp_path, "-ptx", "-arch=sm_80", "-o", str(tmp_path / "instances.ptx"))
+    ptx = (tmp_path / "instances.ptx").read_text()
+    assert "mul.rn.f64" in ptx  # a product nvcc may not contract
+    assert not re.findall(r"\b(?:fma|mad)\.[\w.]*f(?:16|32|64)\b", ptx), "fused multiply-adds"
 
 
 def _literal(pattern: str) -> float:

@@ -89,10 +89,18 @@ def _emulate(kernel: str, args: tuple) -> None:
                 g, w, _scale(b, b_kind, b_step), **geo
             )
         return
-    if kernel == "narrow":
-        src, dst, total = args
-        assert src.size == dst.size == int(total)
-        dst[...] = src.astype(dst.dtype)
+    if kernel == "reduce_narrow":
+        parts, dst, total, count = args
+        assert parts.size == dst.size * int(count) and dst.size == int(total)
+        sums = fm.block_sum(parts.reshape(int(total), int(count)), fm.Arithmetic())
+        dst.reshape(-1)[...] = sums[:, 0].astype(dst.dtype)
+        return
+    if kernel == "fold_batchnorm":
+        weight, bias, has_bias, *vectors, out_w, out_b, out_channels, length, eps = args
+        assert weight.size == int(out_channels) * int(length) and out_b.size == int(out_channels)
+        # eps arrives already rounded to the working dtype: rounding it again is a no-op.
+        out_w[...], out_b[...] = fm.fold_batchnorm(
+            weight, bias if has_bias else None, *vectors, eps=float(eps))
         return
     *arrays, total, block = args
     pos = np.arange(int(total)) + np.arange(int(total)) // int(block) * int(block)
@@ -108,20 +116,25 @@ class _Module:
     """Stands in for cupy.RawModule: hands out checking, emulating launchers."""
 
     launched: typing.ClassVar[list[str]] = []
+    looked_up: typing.ClassVar[list[str]] = []  # get_function calls
+    compiled: typing.ClassVar[int] = 0
 
-    def __init__(self, code, name_expressions=()):
+    def __init__(self, code, options=(), name_expressions=()):
         self.code, self.names = code, list(name_expressions)
+        assert tuple(options) == kernels.OPTIONS
 
     def compile(self):
-        pass
+        _Module.compiled += 1
 
     def get_function(self, name):
         assert name in self.names, f"{name} was not declared as a name expression"
+        _Module.looked_up.append(name)
         kernel, _, storage = name[:-1].partition("<")
         ctypes_ = _parameters(self.code, kernel, storage)
 
         def launch(grid, block, args):
-            assert block == (kernels.BLOCK,) and all(0 < d < 2**31 for d in grid)
+            # A zero-size grid is an invalid CUDA launch configuration.
+            assert block == (kernels.BLOCK,) and all(0 < d < 2**31 for d in grid), grid
             _check_arguments(ctypes_, args)
             _Module.launched.append(name)
             _emulate(kernel, args)
@@ -140,10 +153,14 @@ def fake_cupy(monkeypatch):
         cuda=types.SimpleNamespace(Device=lambda: device),
     )
     monkeypatch.setitem(sys.modules, "cupy", fake)
+    # NumPy's arrays have no CUDA device: every array is on device 0 here.
+    monkeypatch.setattr(kernels, "_device_of", lambda x: 0)
     kernels._module.cache_clear()
-    _Module.launched = []
+    kernels._function.cache_clear()
+    _Module.launched, _Module.looked_up, _Module.compiled = [], [], 0
     yield fake
     kernels._module.cache_clear()
+    kernels._function.cache_clear()
 
 
 def test_expanded_signature_of_the_weight_kernel():
@@ -180,7 +197,7 @@ def test_weight_launches_match_signatures_and_reference(fake_cupy, dtype, vector
     storage, scale = kernels.CUDA_TYPES[dtype], kernels.CUDA_TYPES[alpha.dtype.name]
     assert _Module.launched == [
         f"dirac_weight_forward<{storage}>", f"dirac_weight_backward<{storage}>",
-        f"narrow<{scale}>", f"narrow<{scale}>",
+        f"reduce_narrow<{scale}>", f"reduce_narrow<{scale}>",
     ]
 
 
@@ -196,3 +213,146 @@ def test_ncrelu_launches_match_signatures_and_reference(fake_cupy, dtype):
     empty = np.zeros((0, 3), dtype=dtype)
     assert kernels.ncrelu(empty, axis=1).shape == (0, 6)  # no launch for no entries
     assert len(_Module.launched) == 2
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_no_launch_for_zero_filters(fake_cupy, dtype):
+    """A grid of O blocks with O = 0 is an invalid CUDA configuration: nothing is launched
+    and the results are empty (a scalar scale's gradient over no filters is 0)."""
+    w = np.zeros((0, 3, 3), dtype=dtype)
+    args = {"eps": EPS, "normalize": True, "groups": 1, "policy": "tile"}
+    scalar, vector = np.asarray(1.0, dtype=dtype), np.zeros(0, dtype=dtype)
+    assert kernels.dirac_weight(w, scalar, vector, **args).shape == (0, 3, 3)
+    dw, dalpha, dbeta = kernels.dirac_weight_vjp(w, w, scalar, vector, **args)
+    assert dw.shape == w.shape and dbeta.shape == (0,) and dalpha == 0
+    assert kernels.normalize_filters_vjp(w, w, eps=EPS).shape == w.shape
+    empty = np.zeros(0, dtype=dtype)
+    folded_w, folded_b = kernels.fold_batchnorm(w, None, empty, empty, empty, empty, eps=1e-5)
+    assert folded_w.shape == w.shape and folded_b.shape == (0,)
+    assert kernels.ncrelu_vjp(np.zeros((2, 0, 4), dtype), np.zeros((2, 0, 2), dtype),
+                              axis=2).shape == (2, 0, 2)
+    assert _Module.launched == [f"reduce_narrow<{kernels.CUDA_TYPES[dtype]}>"]  # dalpha's 0
+
+
+def test_kernels_are_compiled_and_looked_up_once(fake_cupy):
+    """Launch-counted: the module compiles once and each kernel function is looked up once
+    per device, however many launches follow (CuPy's get_function builds a new RawKernel)."""
+    rng = np.random.default_rng(0)
+    w, x = rng.normal(size=(4, 3, 3)), rng.normal(size=(2, 3))
+    for _ in range(5):
+        kernels.dirac_weight(w, np.asarray(1.0), np.asarray(0.5), eps=EPS, normalize=True,
+                             groups=1, policy="tile")
+        kernels.ncrelu(x, axis=1)
+    assert len(_Module.launched) == 10
+    assert _Module.compiled == 1
+    assert sorted(_Module.looked_up) == ["dirac_weight_forward<double>", "ncrelu_forward<double>"]
+
+
+# ---------------------------------------------------------------------------- the backend
+
+
+class _Device:
+    id = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class FtzArray(np.ndarray):
+    """A CuPy array as CuPy's own elementwise kernels treat it (a flush-to-zero model): float32
+    operands and results below the smallest normal number are zeros (CuPy compiles its
+    kernels with ``-ftz=true``). The reference's generic path runs on these unchanged."""
+
+    device = _Device()
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        ftz = fm.Arithmetic(np.float32)
+        single = any(isinstance(x, np.ndarray) and x.dtype == np.float32 for x in inputs)
+
+        def plain(x):
+            if isinstance(x, np.ndarray):
+                x = x.view(np.ndarray)
+            elif single and isinstance(x, float):
+                x = np.float32(x)  # a Python scalar takes the array's dtype (NEP 50)
+            x = np.asarray(x)
+            return ftz.flush(x) if x.dtype == np.float32 else x
+
+        if "out" in kwargs:
+            kwargs["out"] = tuple(o.view(np.ndarray) for o in kwargs["out"])
+        result = getattr(ufunc, method)(*(plain(x) for x in inputs), **kwargs)
+        return plain(result).view(FtzArray)
+
+
+def on_device(a, dtype=None):
+    return np.asarray(a, dtype=dtype).view(FtzArray)
+
+
+@pytest.fixture
+def fake_backend(fake_cupy, monkeypatch):
+    """The cupy backend over the stand-in: its arrays are FtzArray, its kernels emulated."""
+    from dirac_core.backend import Availability
+    from dirac_cupy import backend as cupy_backend
+
+    class CompileError(Exception):
+        pass
+
+    errors = types.SimpleNamespace(CompileException=CompileError, CUDADriverError=CompileError)
+    fake_cupy.cuda.compiler = fake_cupy.cuda.driver = errors
+    fake_cupy.ndarray = FtzArray
+    fake_cupy.asarray = on_device
+    monkeypatch.setattr(cupy_backend, "_cupy", lambda: fake_cupy)
+    monkeypatch.setattr(cupy_backend, "cached_probe", lambda: Availability(True))
+    return cupy_backend.CupyBackend(fused=True, strict=True)
+
+
+FOLD = {"bias": None, "gamma": [2.0, -3.0], "beta": [0.5, 0.0], "mean": [1.0, 0.0],
+        "var": [0.0, 4.0]}
+
+
+def test_folding_under_flush_to_zero_keeps_a_subnormal_eps(fake_backend):
+    """Subnormal float32 eps with var = 0: the specification's s = gamma / sqrt(1e-40) is
+    1e20 * gamma. CuPy's own kernels (the generic path) read eps as 0 and give inf; the
+    backend folds with its kernel, in double."""
+    from dirac_cupy import CupyBackend
+
+    weight = on_device(np.ones((2, 3)), np.float32)
+    vectors = {k: None if v is None else on_device(v, np.float32) for k, v in FOLD.items()}
+    expected = dc.fold_batchnorm(np.ones((2, 3), np.float32), eps=1e-40,
+                                 **{k: None if v is None else np.float32(v)
+                                    for k, v in FOLD.items()})
+    np.testing.assert_allclose(expected[0][0], 2e20, rtol=1e-5)  # gamma / sqrt(1e-40)
+    got = fake_backend.fold_batchnorm(weight, eps=1e-40, **vectors)
+    for part, want in zip(got, expected, strict=True):
+        np.testing.assert_allclose(part.view(np.ndarray), want, rtol=1e-6)
+    assert _Module.launched == ["fold_batchnorm<float>"]
+    with np.errstate(divide="ignore"):
+        generic = CupyBackend(fused=False).fold_batchnorm(weight, eps=1e-40, **vectors)
+    assert np.isinf(generic[0][0]).all()  # the known deviation of fused=False
+
+
+def test_normalize_filters_vjp_launches_the_backward_only(fake_backend):
+    rng = np.random.default_rng(1)
+    w, g = on_device(rng.normal(size=(3, 4))), on_device(rng.normal(size=(3, 4)))
+    dw = fake_backend.normalize_filters_vjp(g, w, eps=EPS)
+    np.testing.assert_allclose(dw.view(np.ndarray), dc.normalize_filters_vjp(
+        g.view(np.ndarray), w.view(np.ndarray)), rtol=1e-12)
+    assert _Module.launched == ["dirac_weight_backward<double>"]  # no scale gradients
+
+
+def test_bfloat16_is_refused_by_the_api_and_runs_generic_when_called_directly(fake_backend):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = on_device(np.ones((2, 3)), ml_dtypes.bfloat16)
+    w32 = on_device(np.ones((2, 3)), np.float32)
+    accepted = r"backend 'cupy' does not support; it accepts \('float64', 'float32', 'float16'\)"
+    with pytest.raises(TypeError, match=rf"w has dtype bfloat16, which {accepted}"):
+        dc.dirac_weight(bf16, 1.0, 1.0, backend=fake_backend)
+    with pytest.raises(TypeError, match=rf"alpha has dtype bfloat16, which {accepted}"):
+        dc.dirac_weight(w32, on_device(1.0, ml_dtypes.bfloat16), 1.0, backend=fake_backend)
+    with pytest.raises(TypeError, match=rf"x has dtype bfloat16, which {accepted}"):
+        dc.ncrelu(bf16, backend=fake_backend)
+    # Called directly (no API check), the backend takes the generic path, not a KeyError.
+    out = fake_backend.ncrelu(bf16, axis=1)
+    assert out.dtype == bf16.dtype and out.shape == (2, 6) and _Module.launched == []

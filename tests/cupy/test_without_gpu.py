@@ -1,6 +1,7 @@
 """The CuPy backend on a machine without CuPy or without a GPU: it imports, says why it cannot
 run, and the public API refuses ``backend="cupy"`` with that reason."""
 
+import re
 import subprocess
 import sys
 import types
@@ -139,25 +140,35 @@ def test_fused_switch_follows_the_environment(monkeypatch):
     assert not dirac_cupy.CupyBackend(fused=False).fused
 
 
-def test_a_failed_compile_is_fatal_when_strict_and_a_fallback_otherwise(monkeypatch):
-    class CompileError(Exception):
-        pass
+class CompileError(Exception):
+    pass
 
+
+@pytest.mark.parametrize("error", [
+    CompileError("dirac_kernels.cu(12): error: identifier is undefined"),
+    # What CuPy raises when NVRTC or the CUDA headers are missing: not a CompileException.
+    RuntimeError("cannot open source file cuda_fp16.h"),
+    ImportError("CuPy failed to load libnvrtc.so.12"),
+    OSError("libnvrtc-builtins.so.12.4: cannot open shared object file"),
+], ids=["compile", "headers", "nvrtc", "builtins"])
+def test_a_failed_compile_is_fatal_when_strict_and_a_fallback_otherwise(monkeypatch, error):
     errors = types.SimpleNamespace(CompileException=CompileError, CUDADriverError=CompileError)
     fake = types.SimpleNamespace(cuda=types.SimpleNamespace(compiler=errors, driver=errors))
     monkeypatch.setattr(cupy_backend, "_cupy", lambda: fake)
 
-    def broken():
-        raise CompileError("dirac_kernels.cu(12): error: identifier is undefined")
+    def broken(device):
+        raise error
 
-    monkeypatch.setattr(cupy_backend.kernels, "compile_for_current_device", broken)
+    monkeypatch.setattr(cupy_backend.kernels, "compile_for", broken)
+    w = types.SimpleNamespace(dtype=np.dtype("float32"), device=types.SimpleNamespace(id=0))
     strict = dirac_cupy.CupyBackend(strict=True)
-    with pytest.raises(RuntimeError, match=r"did not compile .*identifier is undefined"):
-        strict._use_fused()
+    why = f"{type(error).__name__}: {re.escape(str(error))}"
+    with pytest.raises(RuntimeError, match=rf"did not compile .*{why}"):
+        strict._use_fused(w)
     assert strict.path == "fused"  # nothing ran on the generic path instead
     lenient = dirac_cupy.CupyBackend(strict=False)
     with pytest.warns(RuntimeWarning, match="fused kernels did not compile"):
-        assert not lenient._use_fused()
+        assert not lenient._use_fused(w)
     assert lenient.path == "generic"
     monkeypatch.setenv("DIRAC_CUPY_STRICT", "1")
     assert dirac_cupy.CupyBackend().strict and not dirac_cupy.CupyBackend(strict=False).strict

@@ -29,6 +29,7 @@ _LAZY = {
     "diracnet_imagenet": "models",
     "fold_model": "fold",
     "export_onnx": "onnx_export",
+    "param_groups": "optimizer_groups",
     "load_model": "saving",
     "save_model": "saving",
     "create_model": "registry",
@@ -60,6 +61,7 @@ __all__ = [
     "load_model",
     "ncrelu",
     "normalize_filters",
+    "param_groups",
     "register_dirac",
     "save_model",
 ]

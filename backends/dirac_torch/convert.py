@@ -16,6 +16,17 @@ activations by ``alpha ** L``. The defaults here are ``alpha_init=1`` and ``beta
 and the converted conv starts as ``delta + W``, the original conv with an identity shortcut
 around it, keeping the weight it had (trained or freshly initialised). ``docs/torch.md`` gives
 the measurements behind this rule.
+
+With ``normalize=False`` (``W_hat = alpha * delta + beta * W``) ``"keep"`` means ``beta = 1``:
+the converted conv again starts as ``alpha * delta + W``; with ``learnable=False`` as well it is
+the paper's eq. 14 variant, ``W_hat = delta + W`` with fixed scales.
+
+A zero-initialised conv (the last conv of a Fixup-style residual branch) has no direction to
+normalize: ``normalize(0) = 0``, so ``beta`` would get a gradient of exactly 0 forever (and ``W``
+one scaled by ``1 / eps``). Its all-zero filters get a random direction instead (drawn from
+``torch``'s global generator, ``nn.init.kaiming_normal_``); with ``beta_init="keep"`` their
+``beta`` stays 0, so the converted conv still starts as ``alpha * delta + W``, and ``beta``
+learns. :attr:`Conversion.redrawn` names these convs.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from torch.nn.utils import parametrize
 from dirac_core.validation import bool_value
 
 from .conv_geometry import PLAIN_CONVS, identity_problem
+from .fold import call_patch
 from .parametrize import register_dirac
 
 Include = Callable[[str, nn.Module], bool]
@@ -50,16 +62,22 @@ class Conversion:
         Names of the convolutions now Dirac-parameterized.
     skipped : dict of str to str
         Name of each other convolution -> why it was not converted.
+    redrawn : tuple of str
+        Converted convolutions that had all-zero filters: those got a random direction so that
+        ``beta`` can learn (see the module docstring).
     """
 
     model: nn.Module
     converted: tuple[str, ...]
     skipped: dict[str, str] = field(default_factory=dict)
+    redrawn: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} conv(s), skipped {len(self.skipped)}"]
         lines += [f"  converted  {name}" for name in self.converted]
         lines += [f"  skipped    {name}: {why}" for name, why in self.skipped.items()]
+        lines += [f"  redrawn    {name}: all-zero filters got a random direction so that beta "
+                  f"can learn" for name in self.redrawn]
         return "\n".join(lines)
 
 
@@ -88,7 +106,8 @@ def convert_model(
         Initial ``beta``; ``"keep"`` (the default) sets it to the norm of each filter of the
         conv's current weight with ``per_channel=True``, so that the converted conv starts as
         ``alpha * delta + W`` exactly, and to their mean otherwise (``W`` up to the spread of
-        its filter norms).
+        its filter norms); with ``normalize=False`` to 1. All-zero filters get a random
+        direction (:attr:`Conversion.redrawn`).
     per_channel : bool
         One ``alpha``/``beta`` per output channel, or (the default) one scalar per conv.
     **kwargs
@@ -123,9 +142,10 @@ def convert_model(
     if isinstance(beta_init, str) and beta_init != "keep":
         raise ValueError(f"beta_init={beta_init!r} is not accepted; use a number, array or 'keep'")
     per_channel = bool_value(per_channel, "per_channel")
+    normalize = bool_value(kwargs.pop("normalize", True), "normalize")
     if not bool_value(inplace, "inplace"):
         model = copy.deepcopy(model)
-    converted, skipped = [], {}
+    converted, skipped, redrawn = [], {}, []
     for name, conv in model.named_modules():
         if not isinstance(conv, _ConvNd):
             continue
@@ -133,13 +153,17 @@ def convert_model(
         if reason is not None:
             skipped[name] = reason
             continue
-        keep = isinstance(beta_init, str)
-        beta = _filter_norms(conv.weight, per_channel) if keep else beta_init
+        beta = beta_init
+        if isinstance(beta_init, str):
+            beta = _filter_norms(conv.weight, per_channel) if normalize else 1.0
+        if normalize and _redraw_zero_filters(conv.weight):
+            redrawn.append(name)
         register_dirac(
-            conv, alpha_init=alpha_init, beta_init=beta, per_channel=per_channel, **kwargs
+            conv, alpha_init=alpha_init, beta_init=beta, per_channel=per_channel,
+            normalize=normalize, **kwargs,
         )
         converted.append(name)
-    return Conversion(model, tuple(converted), skipped)
+    return Conversion(model, tuple(converted), skipped, tuple(redrawn))
 
 
 def _skip_reason(name: str, conv: _ConvNd, include: Include | None) -> str | None:
@@ -153,7 +177,23 @@ def _skip_reason(name: str, conv: _ConvNd, include: Include | None) -> str | Non
     base = PLAIN_CONVS[len(conv.kernel_size)]
     if type(conv).forward is not base.forward:
         return f"{type(conv).__name__} overrides forward"
+    patch = call_patch(conv, ("forward", "_conv_forward"))
+    if patch is not None:  # the parametrized weight may never reach what runs
+        return patch
     return identity_problem(conv, channels=True)
+
+
+def _redraw_zero_filters(weight: torch.Tensor) -> bool:
+    """Give every all-zero output filter of ``weight`` a random (Kaiming-normal) direction in
+    place; whether there was one."""
+    zero = weight.detach().flatten(1).abs().amax(dim=1) == 0
+    if not bool(zero.any()):
+        return False
+    with torch.no_grad():
+        fresh = torch.empty_like(weight)
+        nn.init.kaiming_normal_(fresh, nonlinearity="relu")
+        weight[zero] = fresh[zero]
+    return True
 
 
 def _filter_norms(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:

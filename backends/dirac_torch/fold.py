@@ -238,7 +238,7 @@ def _hooked(module: nn.Module) -> list[str]:
     return [name.strip("_").replace("_", " ") for name in _HOOKS if getattr(module, name)]
 
 
-def _call_patch(module: nn.Module, forwards: tuple[str, ...] = ("forward",)) -> str | None:
+def call_patch(module: nn.Module, forwards: tuple[str, ...] = ("forward",)) -> str | None:
     """How ``module`` computes something its class's ``forward`` does not say, or None: a
     subclass overriding ``__call__``/``_call_impl``, or one of those or of ``forwards``
     assigned on the instance (``conv.forward = ...``)."""
@@ -269,7 +269,7 @@ def _check_convs(model: nn.Module) -> None:
         for method in ("forward", "_conv_forward"):
             if base is None or getattr(type(module), method) is not getattr(base, method):
                 raise TypeError(f"cannot fold {cls} {name!r}: it overrides {method}, so {plain}")
-        patch = _call_patch(module, ("forward", "_conv_forward"))
+        patch = call_patch(module, ("forward", "_conv_forward"))
         if patch is not None:
             raise TypeError(f"cannot fold {cls} {name!r}: {patch}, so {plain}")
 
@@ -281,7 +281,7 @@ def _batchnorm_problem(bn: nn.Module) -> str | None:
         return f"it has {' and '.join(hooks)}"
     if type(bn).forward not in _KNOWN_BN_FORWARDS:
         return f"{type(bn).__name__} overrides forward"
-    patch = _call_patch(bn)
+    patch = call_patch(bn)
     if patch is not None:
         return patch
     if bn.running_mean is None:
@@ -354,7 +354,7 @@ def _is_plain_sequential(module: nn.Module) -> bool:
     return (
         isinstance(module, nn.Sequential)
         and type(module).forward is nn.Sequential.forward
-        and _call_patch(module) is None
+        and call_patch(module) is None
     )
 
 
@@ -411,7 +411,7 @@ class _Folder:
         if not foldable or _LeafTracer().is_leaf_module(module, name):
             return
         try:
-            patch = _call_patch(module)
+            patch = call_patch(module)
             if patch is not None:  # the trace would show the class's forward, not what runs
                 raise TypeError(patch)
             graph = _LeafTracer().trace(module)

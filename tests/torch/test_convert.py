@@ -180,3 +180,69 @@ def test_register_dirac_warns_where_delta_is_not_the_identity(conv, warns):
     assert len(ours) == int(warns)
     if warns:
         assert "delta is not the identity" in str(ours[0].message)
+
+
+# ---------------------------------------------------------------------------- zero-initialised convs
+
+
+def zero_branch():
+    """A Fixup-style residual branch: its last conv starts at zero."""
+    conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+    nn.init.zeros_(conv.weight)
+    return nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), conv)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_zero_initialised_conv_starts_as_delta_and_learns(per_channel):
+    torch.manual_seed(0)
+    model = zero_branch().double()
+    conversion = convert_model(model, per_channel=per_channel)
+    assert conversion.redrawn == ("2",) and "redrawn    2" in str(conversion)
+    converted = conversion.model
+    dirac = converted[2].parametrizations.weight[0]
+    assert torch.equal(dirac.beta, torch.zeros_like(dirac.beta))  # "keep": still W = 0 ...
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    with torch.no_grad():  # ... so the converted conv starts as delta + 0
+        torch.testing.assert_close(converted(x), converted[:2](x), rtol=1e-12, atol=1e-12)
+    converted(x).square().sum().backward()
+    assert float(dirac.beta.grad.abs().min()) > 0  # beta learns (it got exactly 0 before)
+    w_grad = converted[2].parametrizations.weight.original.grad
+    assert torch.isfinite(w_grad).all()
+
+
+def test_only_the_zero_filters_are_redrawn():
+    torch.manual_seed(1)
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    with torch.no_grad():
+        conv.weight[1:3] = 0
+    before = conv.weight.detach().clone()
+    converted = convert_model(nn.Sequential(conv), per_channel=True).model[0]
+    after = converted.parametrizations.weight.original.detach()
+    assert torch.equal(after[[0, 3]], before[[0, 3]])
+    assert bool((after[1:3].flatten(1).norm(dim=1) > 0).all())
+
+
+def test_keep_without_normalize_is_beta_one():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1)).double()
+    converted = convert_model(model, normalize=False).model
+    assert converted[0].parametrizations.weight[0].beta.item() == 1.0
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    with torch.no_grad():  # delta + W: the conv with an identity shortcut
+        torch.testing.assert_close(converted(x), model(x) + x, rtol=1e-12, atol=1e-12)
+
+
+def test_eq14_variant_is_one_call():
+    converted = convert_model(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1)), normalize=False,
+                              learnable=False).model
+    dirac = converted[0].parametrizations.weight[0]
+    assert not dirac.normalize and dirac.alpha.item() == dirac.beta.item() == 1.0
+    assert not any(name.endswith(("alpha", "beta")) for name, _ in converted.named_parameters())
+
+
+def test_conv_patched_on_the_instance_is_skipped():
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1))
+    model[0].forward = lambda x: x  # the parametrized weight would never be used
+    conversion = convert_model(model)
+    assert conversion.converted == ()
+    assert conversion.skipped == {"0": "its forward is replaced on the instance"}

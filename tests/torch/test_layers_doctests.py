@@ -14,6 +14,7 @@ MODULES = [
     "dirac_torch.conv_geometry",
     "dirac_torch.convert",
     "dirac_torch.saving",
+    "dirac_torch.optimizer_groups",
 ]
 
 

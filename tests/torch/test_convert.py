@@ -182,7 +182,7 @@ def test_register_dirac_warns_where_delta_is_not_the_identity(conv, warns):
         assert "delta is not the identity" in str(ours[0].message)
 
 
-# ---------------------------------------------------------------------------- zero-initialised convs
+# ------------------------------------------------------------------------ zero-initialised convs
 
 
 def zero_branch():

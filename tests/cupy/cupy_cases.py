@@ -115,8 +115,12 @@ def gradient_scale(g, case: WeightCase):
 def _edge(op: str, dtype: str, kwargs: dict, **operands) -> tuple[str, Case]:
     values = {}
     for k, v in operands.items():
-        carrier = "float64" if k in _PYTHON else dtype
-        values[k] = Operand(round_to(np.asarray(v), carrier), carrier, python=k in _PYTHON)
+        if v is None:
+            values[k] = None
+            continue
+        python = k in _PYTHON and op.startswith("dirac_weight")  # fold's beta is a vector
+        carrier = "float64" if python else dtype
+        values[k] = Operand(round_to(np.asarray(v), carrier), carrier, python=python)
     return op, Case(dtype, values, kwargs)
 
 
@@ -141,6 +145,10 @@ EDGE_CASES: dict[str, tuple[str, Case]] = {
                               x=[[1e-40, -1e-40, 0.0, 2.0, -1e-45]]),
     "subnormal ncrelu vjp": _edge("ncrelu_vjp", "float32", {"axis": 1},
                                   g=[[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], x=[[1e-40, -1e-40, 0.0]]),
+    # s = gamma / sqrt(var + eps) with var = 0: ~1e20 * gamma, not gamma / 0 = inf.
+    "fold, subnormal eps": _edge("fold_batchnorm", "float32", {"eps": 1e-40},
+                                 weight=np.ones((2, 3)), bias=None, gamma=[2.0, -3.0],
+                                 beta=[0.5, 0.0], mean=[1.0, 0.0], var=[0.0, 4.0]),
     # <g, w/m> overflows unless g is scaled by its max-abs first.
     "huge g, float32": _edge("dirac_weight_vjp", "float32", {"eps": 1e-12, **_WEIGHT},
                              g=_HUGE_G, w=np.ones((1, 16)), alpha=1.0, beta=1.0),
@@ -151,7 +159,8 @@ EDGE_CASES: dict[str, tuple[str, Case]] = {
 (``dirac_conformance.checks.CHECKS[op].run(target, case)``)."""
 
 FTZ_CASES = ("subnormal filter", "subnormal eps", "subnormal ncrelu",
-             "subnormal ncrelu vjp", "zero filter, eps=1e-50", "zero filter vjp, eps=1e-50")
+             "subnormal ncrelu vjp", "zero filter, eps=1e-50", "zero filter vjp, eps=1e-50",
+             "fold, subnormal eps")
 """The edge cases that float32 arithmetic under flush-to-zero gets wrong."""
 
 EPS_ABOVE_RANGE = {"w": np.array([[1e38, -2e38, 0.0]], dtype=np.float32), "eps": 1e39}

@@ -19,7 +19,7 @@ from dirac_cupy import fused_math as fm
 from dirac_cupy.mirror import MirrorBackend
 
 FUSED_OPS = ("normalize_filters", "dirac_weight", "ncrelu", "normalize_filters_vjp",
-             "dirac_weight_vjp", "ncrelu_vjp", "identity_eq11")
+             "dirac_weight_vjp", "ncrelu_vjp", "fold_batchnorm", "identity_eq11")
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +73,18 @@ def test_flush_model():
     double = fm.Arithmetic()
     assert double.flush(x) is x and double.load(x).dtype == np.float64
     assert double.load(x)[0] == np.float64(np.float32(1e-40))  # the subnormal, kept exactly
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_the_fold_strategy_draws_a_subnormal_eps_with_a_zero_variance(dtype):
+    """The case flush-to-zero gets wrong is drawn on purpose, in every dtype."""
+    from hypothesis import find, settings
+
+    tiny = np.finfo(np.float64 if dtype == "float64" else np.float32).tiny
+
+    def subnormal_eps_zero_var(case):
+        eps = case.kwargs["eps"]
+        return 0 < eps < tiny and (case.operands["var"].values == 0).any()
+
+    find(CHECKS["fold_batchnorm"].strategy(dtype), subnormal_eps_zero_var,
+         settings=settings(max_examples=50, database=None))

@@ -29,7 +29,7 @@ def export_onnx(
     path: str | os.PathLike,
     example_input: torch.Tensor | Sequence[torch.Tensor],
     *,
-    dynamic_batch: bool = False,
+    dynamic_batch: bool = True,
     **kw: Any,
 ) -> Path:
     """Fold ``model`` and write it to ``path`` as ONNX.
@@ -46,7 +46,8 @@ def export_onnx(
     example_input : Tensor or sequence of Tensors
         The positional inputs of ``model.forward`` used to trace it.
     dynamic_batch : bool
-        Let the first dimension of every input vary in the exported graph.
+        Let the first dimension of every input vary in the exported graph (the default), so
+        one file serves any batch size; ``False`` fixes it to ``example_input``'s.
     **kw
         Passed on to :func:`torch.onnx.export` (e.g. ``opset_version``, ``input_names``);
         they override this function's defaults ``dynamo=True``, ``external_data=False``,

@@ -51,6 +51,22 @@ def test_diracnet_exports_folded_and_agrees(tmp_path):
     assert relative_error(run_onnx(path, x), expected) <= 1e-5
 
 
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_the_batch_is_dynamic_by_default(tmp_path, dynamo):
+    torch.manual_seed(2)
+    model = randomize(nn.Sequential(DiracConv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
+    path = export_onnx(model, tmp_path / "net.onnx", torch.randn(2, 3, 6, 6), dynamo=dynamo)
+    for batch in (1, 16):
+        x = torch.randn(batch, 3, 6, 6)
+        with torch.no_grad():
+            expected = model.eval()(x).numpy()
+        assert relative_error(run_onnx(path, x), expected) <= 1e-5
+    fixed = export_onnx(model, tmp_path / "fixed.onnx", torch.randn(2, 3, 6, 6),
+                        dynamic_batch=False, dynamo=dynamo)
+    (shape,) = [i.type.tensor_type.shape for i in onnx.load(str(fixed)).graph.input]
+    assert shape.dim[0].dim_value == 2
+
+
 def test_user_model_with_asymmetric_padding_exports(tmp_path):
     torch.manual_seed(1)
     model = randomize(nn.Sequential(

@@ -127,7 +127,7 @@ def normalize_filters(w: Any, *, eps: float = 1e-12, backend: str | Backend | No
            [0. , 0. ]])
     """
     ck.check_filters(w, "w")
-    eps = ck.eps_value(eps)
+    eps = ck.positive_number(eps, "eps")
     b = _backend(backend, w=w)
     return b.normalize_filters(_convert(b, w), eps=eps)
 
@@ -143,7 +143,7 @@ def normalize_filters_vjp(
     dt = ck.check_filters(w, "w")
     ck.require_same_dtype(dt, g, "g", "w")
     ck.require_shape(g, "g", ck.shape_of(w), "the shape of w")
-    eps = ck.eps_value(eps)
+    eps = ck.positive_number(eps, "eps")
     b = _backend(backend, g=g, w=w)
     return b.normalize_filters_vjp(_convert(b, g), _convert(b, w), eps=eps)
 
@@ -354,7 +354,7 @@ def fold_batchnorm(
             continue
         ck.require_same_dtype(dt, value, name, "weight")
         ck.require_shape(value, name, (out_channels,), "one per output channel")
-    eps = ck.eps_value(eps, allow_zero=True)
+    eps = ck.non_negative_number(eps, "eps")
     b = _backend(backend, weight=weight, **vectors)
     native = {k: _convert(b, v) for k, v in vectors.items()}
     statistics = {k: b.to_numpy(v) for k, v in native.items() if v is not None}

@@ -28,10 +28,11 @@ the batch norm's output directly (``head_relu=False``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .validation import POLICIES, bool_value, one_of, positive_int, positive_number
 
 PARAMETERIZATIONS = ("dirac", "plain", "resnet")
 ACTIVATIONS = ("ncrelu", "relu")
@@ -41,7 +42,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "v1": {"activation": "ncrelu", "per_channel": False},  # the paper
     "v2": {"activation": "relu", "per_channel": True},  # the authors' later per-channel ReLU
 }
-POLICIES = ("tile", "min")
 
 
 @dataclass(frozen=True)
@@ -194,25 +194,15 @@ def _check_variant(
     width: float, num_classes: int, activation: str, parameterization: str, per_channel: bool,
     policy: str, head_relu: bool, in_channels: int, image_size: int,
 ) -> None:
-    sizes = (("num_classes", num_classes), ("in_channels", in_channels),
-             ("image_size", image_size))
-    for name, value in sizes:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width < math.inf:
-        raise ValueError(f"width must be a positive finite number, got {width!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation={activation!r} is not accepted; use one of {ACTIVATIONS}")
-    for name, flag in (("per_channel", per_channel), ("head_relu", head_relu)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(
-            f"parameterization={parameterization!r} is not accepted; use one of "
-            f"{PARAMETERIZATIONS}"
-        )
-    if policy not in POLICIES:
-        raise ValueError(f"policy={policy!r} is not accepted; use one of {POLICIES}")
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
+                        ("image_size", image_size)):
+        positive_int(value, name)
+    positive_number(width, "width")
+    one_of(activation, "activation", ACTIVATIONS)
+    bool_value(per_channel, "per_channel")
+    bool_value(head_relu, "head_relu")
+    one_of(parameterization, "parameterization", PARAMETERIZATIONS)
+    one_of(policy, "policy", POLICIES)
 
 
 def scaled_widths(base: tuple[int, ...], width: float) -> tuple[int, ...]:

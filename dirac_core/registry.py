@@ -13,8 +13,8 @@ This repository's own backends are also listed in :data:`SOURCE_TREE`, so that a
 checkout that is not installed (only ``PYTHONPATH`` pointing at the repository root,
 ``backends/`` and ``conformance/``, no distribution metadata, hence no entry points) finds
 them by the same names, and infers them from their arrays. An installed entry point of the
-same name wins. A backend added to this repository gets one line there, next to its line in
-``pyproject.toml``::
+same name wins. A backend added to this repository gets one line there and the same line in
+``pyproject.toml`` (``tests/core/test_registry.py`` checks that the two lists agree)::
 
     SOURCE_TREE = {
         ...

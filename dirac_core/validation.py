@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .padding import Pairs, conv_output_shape
+from .padding import Pairs, conv_output_shape, resolve_padding
 
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 POLICIES = ("tile", "min")
@@ -127,14 +127,70 @@ def positive_int(value: Any, name: str) -> int:
     return number
 
 
-def eps_value(eps: Any, name: str = "eps", *, allow_zero: bool = False) -> float:
-    if not is_real(eps):
-        raise TypeError(f"{name} must be a float, got {type(eps).__name__}: {eps!r}")
-    ok = math.isfinite(eps) and (eps >= 0 if allow_zero else eps > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite float {bound}, got {eps!r}")
-    return float(eps)
+def positive_number(value: Any, name: str) -> float:
+    """``value`` as a float if it is a finite real number > 0 (an ``eps``, a ``width``, an
+    ``init_std``).
+
+    Raises
+    ------
+    TypeError
+        Not a real number (a bool is not one).
+    ValueError
+        NaN, infinite, zero or negative.
+
+    Examples
+    --------
+    >>> positive_number(1e-12, "eps")
+    1e-12
+    >>> positive_number(-1, "init_std")
+    Traceback (most recent call last):
+    ...
+    ValueError: init_std must be a finite number > 0, got -1
+    """
+    return _finite_number(value, name, strict=True)
+
+
+def non_negative_number(value: Any, name: str) -> float:
+    """``value`` as a float if it is a finite real number >= 0 (batch norm's ``eps``, a
+    learning rate).
+
+    Raises
+    ------
+    TypeError
+        Not a real number (a bool is not one).
+    ValueError
+        NaN, infinite or negative.
+    """
+    return _finite_number(value, name, strict=False)
+
+
+def _finite_number(value: Any, name: str, *, strict: bool) -> float:
+    if not is_real(value):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
+    if not (math.isfinite(value) and (value > 0 if strict else value >= 0)):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def one_of(value: Any, name: str, accepted: Sequence[str]) -> str:
+    """``value`` if it is one of the names in ``accepted``.
+
+    Raises
+    ------
+    ValueError
+        Anything else (the message lists what is accepted).
+
+    Examples
+    --------
+    >>> one_of("gelu", "activation", ("relu", "ncrelu"))
+    Traceback (most recent call last):
+    ...
+    ValueError: activation='gelu' is not accepted; use one of ('relu', 'ncrelu')
+    """
+    if not isinstance(value, str) or value not in accepted:
+        raise ValueError(f"{name}={value!r} is not accepted; use one of {tuple(accepted)}")
+    return value
 
 
 def bool_value(value: Any, name: str) -> bool:
@@ -144,9 +200,7 @@ def bool_value(value: Any, name: str) -> bool:
 
 
 def policy_value(policy: Any) -> str:
-    if policy not in POLICIES:
-        raise ValueError(f"policy={policy!r} is not accepted; use one of {POLICIES}")
-    return str(policy)
+    return one_of(policy, "policy", POLICIES)
 
 
 def groups_for(groups: Any, out_channels: int, in_channels: int | None = None) -> int:
@@ -275,6 +329,24 @@ def canonical_padding(padding: Any, ndim: int, stride: tuple[int, ...]) -> str |
     )
 
 
+def layer_geometry(
+    kernel: tuple[int, ...], stride: Any, padding: Any, dilation: Any
+) -> tuple[tuple[int, ...], tuple[int, ...], Pairs]:
+    """A layer's checked ``(stride, dilation, padding pairs)`` for this ``kernel``: the one
+    place where layers (torch, JAX, the network builders) resolve their padding.
+
+    Examples
+    --------
+    >>> layer_geometry((4, 3), 1, "same", (1, 2))
+    ((1, 1), (1, 2), ((2, 1), (2, 2)))
+    """
+    dims = len(kernel)
+    strides = as_tuple(stride, dims, "stride")
+    dilations = as_tuple(dilation, dims, "dilation")
+    pairs = resolve_padding(canonical_padding(padding, dims, strides), kernel, dilations)
+    return strides, dilations, pairs
+
+
 # ---------------------------------------------------------------------------- whole-op checks
 
 
@@ -309,7 +381,7 @@ def check_weight_args(
         scale_shape(value, name, out_channels)
         scalar_in_range(value, name, dt)
     return {
-        "eps": eps_value(eps),
+        "eps": positive_number(eps, "eps"),
         "normalize": bool_value(normalize, "normalize"),
         "groups": groups_for(groups, out_channels),
         "policy": policy_value(policy),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from dirac_core.validation import non_negative_number, one_of, positive_int
+
 if TYPE_CHECKING:
     from .trainer import Trainer
 
@@ -34,6 +36,8 @@ class EarlyStopping:
     ------
     ValueError
         ``patience < 1``, ``min_delta < 0`` or an unknown ``mode``.
+    TypeError
+        ``patience`` not an int, ``min_delta`` not a number.
 
     Examples
     --------
@@ -46,13 +50,9 @@ class EarlyStopping:
 
     def __init__(self, monitor: str = "val_acc", patience: int = 5, mode: str = "max",
                  min_delta: float = 0.0) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience must be a positive int, got {patience!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r} is not accepted; use one of {MODES}")
-        if not (isinstance(min_delta, int | float) and math.isfinite(min_delta)
-                and min_delta >= 0):
-            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
+        positive_int(patience, "patience")
+        one_of(mode, "mode", MODES)
+        non_negative_number(min_delta, "min_delta")
         self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
         self.best = -math.inf if mode == "max" else math.inf
         self.waited = 0

@@ -12,12 +12,18 @@ Every setting has one name, the same here, in ``config.json``, in ``dirac_torch.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from dirac_core.nets import VARIANTS
+from dirac_core.validation import (
+    bool_value,
+    non_negative_number,
+    one_of,
+    positive_int,
+    positive_number,
+)
 
 from .datasets import DATASETS
 
@@ -86,31 +92,20 @@ class TrainConfig:
         return tuple(sorted({max(1, round(f * self.epochs)) for f in MILESTONE_FRACTIONS}))
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first setting out of range."""
-        if self.data not in DATASETS:
-            raise ValueError(f"data={self.data!r} is not accepted; use one of {DATASETS}")
+        """Raise ``ValueError`` naming the first setting out of range (``TypeError`` for one of
+        the wrong type), with the rules of :mod:`dirac_core.validation`."""
+        one_of(self.data, "data", DATASETS)
         from dirac_torch.registry import families
 
-        if self.arch not in families():
-            raise ValueError(f"arch={self.arch!r} is not accepted; use a model family: "
-                             f"{sorted(families())}")
-        if (isinstance(self.width, bool) or not isinstance(self.width, int | float)
-                or not 0 < self.width < math.inf):
-            raise ValueError(f"width must be a positive finite number, got {self.width!r}")
+        one_of(self.arch, "arch", sorted(families()))
+        positive_number(self.width, "width")
         for name in ("epochs", "batch_size", "depth", "image_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            positive_int(getattr(self, name), name)
         for name in ("lr", "momentum", "weight_decay", "lr_gamma", "alpha_init",
                      "beta_init"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not (isinstance(self.init_std, int | float) and math.isfinite(self.init_std)
-                and self.init_std > 0):
-            raise ValueError(f"init_std must be a finite number > 0, got {self.init_std!r}")
-        if not isinstance(self.precise_bn, bool):
-            raise ValueError(f"precise_bn must be a bool, got {self.precise_bn!r}")
+            non_negative_number(getattr(self, name), name)
+        positive_number(self.init_std, "init_std")
+        bool_value(self.precise_bn, "precise_bn")
         if self.train_limit is not None and self.train_limit < 1:
             raise ValueError(f"train_limit must be a positive int or None, got "
                              f"{self.train_limit!r}")

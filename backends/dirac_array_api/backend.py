@@ -17,13 +17,10 @@ import array_api_compat.numpy
 import numpy as np
 
 from dirac_core.backend import Availability
+from dirac_core.validation import FLOAT_DTYPES
 
 from . import conv as convolution
 from . import pointwise, weight
-
-# Each dtype the suite tests, by name, if the namespace has it (array-api-strict has only the
-# standard's float32 and float64).
-_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
 def _strict() -> ModuleType:
@@ -53,7 +50,10 @@ class ArrayApiBackend:
     def __init__(self, xp: ModuleType | None = None, *, name: str = "array_api") -> None:
         self.xp = _strict() if xp is None else xp
         self.name = name
-        self.dtypes: tuple[str, ...] = tuple(d for d in _DTYPES if hasattr(self.xp, d))
+        self.dtypes: tuple[str, ...] = tuple(
+            # each floating dtype of the spec the namespace has (array-api-strict: only the
+            # standard's float32 and float64)
+            d for d in FLOAT_DTYPES if hasattr(self.xp, d))
         # compat's view of the namespace (for NumPy: array_api_compat.numpy, not numpy).
         self._namespace = array_api_compat.array_namespace(self.xp.asarray(0.0))
 

@@ -32,8 +32,7 @@ from jax import lax
 
 import dirac_core as dc
 from dirac_core import nets
-from dirac_core.padding import resolve_padding
-from dirac_core.validation import as_tuple, canonical_padding, check_weight_args, groups_for
+from dirac_core.validation import as_tuple, check_weight_args, groups_for, layer_geometry
 
 from . import ops
 
@@ -69,10 +68,8 @@ class Conv(nnx.Module):
                  bias: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
         dims = len(kernel_size) if isinstance(kernel_size, tuple | list) else 2
         kernel = as_tuple(kernel_size, dims, "kernel_size")
-        self.stride = as_tuple(stride, dims, "stride")
-        self.dilation = as_tuple(dilation, dims, "dilation")
-        self.padding = resolve_padding(canonical_padding(padding, dims, self.stride), kernel,
-                                       self.dilation)
+        self.stride, self.dilation, self.padding = layer_geometry(kernel, stride, padding,
+                                                                  dilation)
         self.groups = groups_for(groups, out_channels, in_channels)
         self.in_channels = in_channels
         shape = (out_channels, in_channels // self.groups, *kernel)

@@ -29,6 +29,7 @@ import torch
 
 from dirac_core.backend import Availability
 from dirac_core.padding import resolve_padding
+from dirac_core.validation import FLOAT_DTYPES
 
 from . import functional as fn
 from . import kernels
@@ -93,7 +94,7 @@ class TorchBackend:
     """
 
     name = "torch"
-    dtypes: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
+    dtypes: tuple[str, ...] = FLOAT_DTYPES
 
     def available(self) -> Availability:
         """Always usable: this module imported torch, and CPU tensors always work."""

@@ -138,7 +138,7 @@ def normalize_filters(w: torch.Tensor, *, eps: float = 1e-12) -> torch.Tensor:
     """
     _require_tensor(w, "w")
     ck.check_filters(w, "w")
-    return kernels.normalized(w, ck.eps_value(eps)).to(w.dtype)
+    return kernels.normalized(w, ck.positive_number(eps, "eps")).to(w.dtype)
 
 
 # ---------------------------------------------------------------------------- dirac weight

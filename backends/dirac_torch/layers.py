@@ -28,14 +28,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from dirac_core.padding import Pairs, resolve_padding
 from dirac_core.validation import (
     as_int,
     as_tuple,
     axis_value,
     bool_value,
-    canonical_padding,
-    eps_value,
+    layer_geometry,
+    positive_number,
 )
 
 from . import kernels
@@ -75,10 +74,10 @@ class _DiracConvNd:
         device = torch_device(device)
         # Read by reset_parameters, which nn.ConvNd.__init__ calls.
         self._he_init = not bool_value(normalize, "normalize")
-        self.init_std = eps_value(init_std, "init_std")
+        self.init_std = positive_number(init_std, "init_std")
         kernel = as_tuple(kernel_size, dims, "kernel_size")
         given = {"padding": padding, "stride": stride, "dilation": dilation}
-        strides, dilations, _ = _geometry(padding, stride, dilation, kernel)
+        strides, dilations, _ = layer_geometry(kernel, stride, padding, dilation)
         super().__init__(  # type: ignore[call-arg]
             in_channels, out_channels, kernel, strides, padding=0, dilation=dilations,
             groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype,
@@ -100,8 +99,8 @@ class _DiracConvNd:
             super().__setattr__(name, value)
 
     def _set_geometry(self, given: dict[str, Any]) -> None:
-        stride, dilation, pairs = _geometry(
-            given["padding"], given["stride"], given["dilation"], tuple(self.kernel_size)
+        stride, dilation, pairs = layer_geometry(
+            tuple(self.kernel_size), given["stride"], given["padding"], given["dilation"]
         )
         symmetric = all(left == right for left, right in pairs)
         # An asymmetric padding has no nn.ConvNd form: the pairs stand in ``padding`` so that
@@ -163,17 +162,6 @@ class _DiracConvNd:
 
 
 _GEOMETRY = ("stride", "padding", "dilation")
-
-
-def _geometry(
-    padding: Any, stride: Any, dilation: Any, kernel: tuple[int, ...]
-) -> tuple[tuple[int, ...], tuple[int, ...], Pairs]:
-    """Checked ``(stride, dilation, padding pairs)`` of a layer with this ``kernel``."""
-    dims = len(kernel)
-    strides = as_tuple(stride, dims, "stride")
-    dilations = as_tuple(dilation, dims, "dilation")
-    pairs = resolve_padding(canonical_padding(padding, dims, strides), kernel, dilations)
-    return strides, dilations, pairs
 
 
 _LAYER_DOC = """{n}-d convolution with the Dirac parameterization (paper eq. 13).

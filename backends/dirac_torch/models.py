@@ -32,8 +32,7 @@ import torch
 from torch import nn
 
 from dirac_core import nets
-from dirac_core.padding import resolve_padding
-from dirac_core.validation import bool_value, canonical_padding
+from dirac_core.validation import bool_value, layer_geometry
 
 from .conv_geometry import conv_module
 from .layers import DiracConv2d, NCReLU
@@ -141,8 +140,7 @@ def _conv(layer: nets.Conv, scales: dict[str, float]) -> nn.Module:
         )
     if kind in ("plain", "none"):
         kernel = (layer.kernel_size,) * 2
-        stride = (layer.stride,) * 2
-        pairs = resolve_padding(canonical_padding(layer.padding, 2, stride), kernel, (1, 1))
+        stride, _, pairs = layer_geometry(kernel, layer.stride, layer.padding, 1)
         conv = conv_module(*shape[:2], kernel, padding=pairs, stride=stride, bias=layer.bias)
         for module in conv.modules():
             if isinstance(module, nn.Conv2d):

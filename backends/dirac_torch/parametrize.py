@@ -105,7 +105,7 @@ class DiracParametrization(nn.Module):
         self.weight_shape = ck.check_shape(weight_shape, "weight_shape")
         self.groups = ck.groups_for(groups, self.weight_shape[0])
         self.policy = ck.policy_value(policy)
-        self.eps = ck.eps_value(eps)
+        self.eps = ck.positive_number(eps, "eps")
         self.per_channel = ck.bool_value(per_channel, "per_channel")
         self.normalize = ck.bool_value(normalize, "normalize")
         self.learnable = ck.bool_value(learnable, "learnable")

@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
-SUPPORTED = ("float64", "float32", "float16", "bfloat16")
+from dirac_core.validation import FLOAT_DTYPES
+
+SUPPORTED = FLOAT_DTYPES
+"""Every floating dtype of the specification; bfloat16 carried by ``ml_dtypes``."""
 
 
 def numpy_dtype(name: str) -> Any:

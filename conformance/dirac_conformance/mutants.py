@@ -18,6 +18,7 @@ import numpy as np
 from dirac_core.normalize import working_eps
 from dirac_core.padding import resolve_padding
 from dirac_core.reference import NumpyBackend
+from dirac_core.validation import FLOAT_DTYPES
 from dirac_core.xp import work_dtype
 
 FAULT_CLASSES: dict[str, str] = {
@@ -376,16 +377,13 @@ class EmptyBatchRefused(Mutant):
                          for n in range(x.shape[0])])
 
 
-_WITH_BFLOAT16 = ("float64", "float32", "float16", "bfloat16")  # bfloat16 via ml_dtypes
-
-
 class HalfAccumulationConv(Mutant):
     """float16 and bfloat16 ``conv`` accumulated in that dtype over the input channels (a
     half-precision accumulator per output element, as a naive half kernel keeps)."""
 
     first = "conv"
     fault = "half-accumulation"
-    dtypes = _WITH_BFLOAT16
+    dtypes = FLOAT_DTYPES  # bfloat16 via ml_dtypes
 
     def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
              groups: int) -> Any:
@@ -405,7 +403,7 @@ class HalfAccumulationNorm(Mutant):
 
     first = "normalize_filters"
     fault = "half-accumulation"
-    dtypes = _WITH_BFLOAT16
+    dtypes = FLOAT_DTYPES  # bfloat16 via ml_dtypes
 
     def normalize_filters(self, w: Any, *, eps: float) -> Any:
         out = super().normalize_filters(w, eps=eps)

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,3 +139,14 @@ def test_module_attr_that_is_not_a_backend_is_refused_before_it_runs(target, fak
 def test_a_backend_class_whose_constructor_raises_is_broken(fake_module):
     with pytest.raises(dc.BrokenBackendError, match=r"libfoo\.so missing"):
         dc.get_backend("fake_backends:BrokenInit")
+
+
+def test_the_source_tree_list_is_the_pyproject_registration():
+    """``SOURCE_TREE`` (what a checkout on PYTHONPATH finds) names exactly the backends, and
+    the targets, that ``pyproject.toml`` registers as entry points."""
+    tomllib = pytest.importorskip("tomllib")
+    from dirac_core.registry import GROUP, SOURCE_TREE
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    registered = tomllib.loads(pyproject.read_text())["project"]["entry-points"][GROUP]
+    assert registered == SOURCE_TREE

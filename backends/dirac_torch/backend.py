@@ -5,11 +5,16 @@ has validated the arguments already); each VJP runs the same kernel under autogr
 the gradients in the protocol's shapes. Works on
 CPU and on CUDA tensors (results stay on the input's device).
 
-Precision on CUDA: PyTorch lets cuDNN convolutions use TF32 by default, which keeps only 10
-mantissa bits and would silently loosen float32 results. The backend is the spec's
-conformance target, so its conv ops run with cuDNN and cuBLAS forced to IEEE float32 and put
-the user's settings back afterwards. (The layers and :mod:`dirac_torch.functional` follow the
-user's global settings instead, like any ``nn.Conv2d``.)
+Arithmetic on CUDA (:func:`spec_arithmetic`): PyTorch lets cuDNN convolutions use TF32 by
+default, which keeps only 10 mantissa bits and would silently loosen float32 results, and
+cuDNN may pick Winograd or FFT algorithms, whose transforms round, so that
+``conv(x, delta, padding="same")`` would no longer be exactly ``x`` as the spec requires. The
+backend is the spec's conformance target, so every op of it (forward and VJP) runs with
+float32 convolutions and matmuls in IEEE float32 and with cuDNN off (PyTorch's own
+convolutions: im2col and cuBLAS products, or a direct depthwise kernel, which sum each
+output's products, so a one-hot weight reproduces its input bit for bit), and puts the user's
+settings back afterwards. (The layers and :mod:`dirac_torch.functional` follow the user's
+global settings instead, like any ``nn.Conv2d``.)
 
 Half precision: float16 and bfloat16 convolutions are computed in float32 and rounded once,
 as the spec requires (PyTorch's CPU half kernels round intermediate products to half).
@@ -21,8 +26,9 @@ arrays and :meth:`TorchBackend.to_numpy` returns bfloat16 tensors as float32 (ex
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,30 +42,53 @@ from . import kernels
 from .torch_types import torch_device, torch_dtype, work_dtype
 
 
+def _on_cuda(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
 @contextlib.contextmanager
-def ieee_float32(device: torch.device) -> Iterator[None]:
-    """Within the block, CUDA float32 convolutions and matmuls use IEEE float32, not TF32.
+def spec_arithmetic(device: torch.device) -> Iterator[None]:
+    """Within the block, on CUDA: float32 convolutions and matmuls in IEEE float32 (not TF32),
+    and convolutions without cuDNN (no Winograd or FFT algorithm: exact where the spec says
+    exact). The previous settings come back on exit, however the block ends.
 
     A no-op for CPU tensors. Only PyTorch's current ``fp32_precision`` API is touched, since
     mixing it with the legacy ``allow_tf32`` flags is an error in recent PyTorch.
 
     Examples
     --------
-    >>> with ieee_float32(torch.device("cpu")):
+    >>> with spec_arithmetic(torch.device("cpu")):
     ...     pass
     """
-    if device.type != "cuda":
+    if not _on_cuda(device):
         yield
         return
     flags = (torch.backends.cudnn.conv, torch.backends.cuda.matmul)
     saved = [f.fp32_precision for f in flags]
+    cudnn = torch.backends.cudnn.enabled
     try:
         for f in flags:
             f.fp32_precision = "ieee"
+        torch.backends.cudnn.enabled = False
         yield
     finally:
+        torch.backends.cudnn.enabled = cudnn
         for f, value in zip(flags, saved, strict=True):
             f.fp32_precision = value
+
+
+_Op = TypeVar("_Op", bound=Callable[..., Any])
+
+
+def _in_spec_arithmetic(op: _Op) -> _Op:
+    """Run a backend op inside :func:`spec_arithmetic` for the device of its first tensor."""
+
+    @functools.wraps(op)
+    def run(self: Any, first: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        with spec_arithmetic(first.device):
+            return op(self, first, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def _vjp(
@@ -128,9 +157,11 @@ class TorchBackend:
             shape, groups, policy, torch_dtype(dtype), torch_device(device)
         )
 
+    @_in_spec_arithmetic
     def normalize_filters(self, w: torch.Tensor, *, eps: float) -> torch.Tensor:
         return kernels.normalized(w, eps).to(w.dtype)
 
+    @_in_spec_arithmetic
     def dirac_weight(
         self, w: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, *, eps: float,
         normalize: bool, groups: int, policy: str,
@@ -139,9 +170,11 @@ class TorchBackend:
         work = work_dtype(w.dtype)  # a float64 alpha is not rounded to half on the way
         return kernels.dirac_weight(w, alpha.to(work), beta.to(work), delta, eps, normalize)
 
+    @_in_spec_arithmetic
     def ncrelu(self, x: torch.Tensor, *, axis: int) -> torch.Tensor:
         return kernels.ncrelu(x, axis)
 
+    @_in_spec_arithmetic
     def conv(
         self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, *,
         stride: tuple[int, ...], padding: str | tuple[tuple[int, int], ...],
@@ -157,9 +190,9 @@ class TorchBackend:
             y = self.conv(x.to(work), w.to(work), None if bias is None else bias.to(work),
                           stride=stride, padding=padding, dilation=dilation, groups=groups)
             return y.to(x.dtype)
-        with ieee_float32(x.device):
-            return kernels.conv(x, w, bias, stride, pairs, dilation, groups)
+        return kernels.conv(x, w, bias, stride, pairs, dilation, groups)
 
+    @_in_spec_arithmetic
     def fold_batchnorm(
         self, weight: torch.Tensor, bias: torch.Tensor | None, gamma: torch.Tensor,
         beta: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, *, eps: float,
@@ -168,10 +201,12 @@ class TorchBackend:
 
     # ------------------------------------------------------------------ VJPs
 
+    @_in_spec_arithmetic
     def normalize_filters_vjp(self, g: torch.Tensor, w: torch.Tensor, *, eps: float) -> Any:
         (dw,) = _vjp(lambda v: self.normalize_filters(v, eps=eps), g, w)
         return dw
 
+    @_in_spec_arithmetic
     def dirac_weight_vjp(
         self, g: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, *,
         eps: float, normalize: bool, groups: int, policy: str,
@@ -185,12 +220,14 @@ class TorchBackend:
         dw, dalpha, dbeta = _vjp(op, g, w, alpha.to(work), beta.to(work))
         return dw, dalpha.to(alpha.dtype), dbeta.to(beta.dtype)  # each in its argument's dtype
 
+    @_in_spec_arithmetic
     def ncrelu_vjp(self, g: torch.Tensor, x: torch.Tensor, *, axis: int) -> Any:
         # The spec's formula rather than autograd of the forward's selects, which would pass
         # both halves of g at a NaN (no comparison holds there: the gradient is 0).
         positive, negative = g.chunk(2, dim=axis)
         return torch.where(x > 0, positive, 0) + torch.where(x < 0, negative, 0)
 
+    @_in_spec_arithmetic
     def conv_vjp(
         self, g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, *,
         stride: tuple[int, ...], padding: str | tuple[tuple[int, int], ...],
@@ -201,8 +238,7 @@ class TorchBackend:
                 xv, wv, bv, stride=stride, padding=padding, dilation=dilation, groups=groups
             )
 
-        with ieee_float32(x.device):
-            dx, dw, dbias = _vjp(op, g, x, w, bias)
+        dx, dw, dbias = _vjp(op, g, x, w, bias)
         return dx, dw, dbias
 
     # ------------------------------------------------------------------ helpers

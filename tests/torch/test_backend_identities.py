@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import dirac_core as dc
 import dirac_torch as dt
-from dirac_torch.backend import ieee_float32
+from dirac_torch.backend import spec_arithmetic
 
 
 @st.composite
@@ -165,18 +165,19 @@ def test_functional_errors_name_the_argument():
         dt.normalize_filters(torch.ones(0, 3))
 
 
-def test_ieee_float32_forces_and_restores_cuda_precision_flags():
+def test_spec_arithmetic_forces_and_restores_cuda_flags():
     flags = (torch.backends.cudnn.conv, torch.backends.cuda.matmul)
-    before = [f.fp32_precision for f in flags]
-    with ieee_float32(torch.device("cpu")):
-        assert [f.fp32_precision for f in flags] == before
+    before = [f.fp32_precision for f in flags], torch.backends.cudnn.enabled
+    with spec_arithmetic(torch.device("cpu")):
+        assert ([f.fp32_precision for f in flags], torch.backends.cudnn.enabled) == before
     try:
-        with ieee_float32(torch.device("cuda")):  # flags are global: settable on a CPU build
+        with spec_arithmetic(torch.device("cuda")):  # flags are global: settable on a CPU build
             assert [f.fp32_precision for f in flags] == ["ieee", "ieee"]
+            assert not torch.backends.cudnn.enabled
             raise KeyError("inside")
     except KeyError:
         pass
-    assert [f.fp32_precision for f in flags] == before
+    assert ([f.fp32_precision for f in flags], torch.backends.cudnn.enabled) == before
 
 
 def test_cuda_backend_matches_reference_in_ieee_float32(cuda):

@@ -194,7 +194,7 @@ def test_torch_floor_covers_the_apis_the_code_uses():
         "optional-dependencies"]
     (requirement,) = [r for r in extras["torch"] if r.startswith("torch")]
     floor = tuple(int(p) for p in re.fullmatch(r"torch>=(\d+)\.(\d+)", requirement).groups())
-    # fp32_precision (backend.ieee_float32) and the torch.export-based ONNX exporter as the
+    # fp32_precision (backend.spec_arithmetic) and the torch.export-based ONNX exporter as the
     # default came with 2.9; weights_only=True loading by default with 2.6.
     assert floor >= (2, 9)
     assert hasattr(torch.backends.cudnn.conv, "fp32_precision")

@@ -218,8 +218,7 @@ def fold_model(
     _check_convs(folded)
     with torch.no_grad():
         expected = None if args is None else folded(*args)
-        folded = _plain_convs(folded, set())
-        _remove_parametrizations(folded)
+        folded = plain_structure(folded)
         folder = _Folder(folded)
         folder.fold_sequentials()
         if args is not None:
@@ -316,6 +315,24 @@ def _tensors(output: Any) -> list[torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------- plain convs
+
+
+def plain_structure(model: nn.Module) -> nn.Module:
+    """``model``, changed in place, with every convolution a plain ``nn.ConvNd`` with bias
+    holding the weight it computes and every parametrization removed (its value kept); batch
+    norms are left alone. The first step of :func:`fold_model`, and what rebuilds the structure
+    of a folded model before its weights are loaded.
+
+    Returns
+    -------
+    nn.Module
+        ``model`` (a new module only when ``model`` is itself a convolution).
+    """
+    with torch.no_grad():
+        model = _plain_convs(model, set())
+        _remove_parametrizations(model)
+    return model
+
 
 
 def _plain_convs(module: nn.Module, done: set[int]) -> nn.Module:

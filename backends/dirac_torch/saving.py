@@ -1,5 +1,9 @@
 """Saving a DiracNet so that it can be rebuilt anywhere, trained or folded, from one file.
 
+(A model of your own, converted or folded, is saved with the recipe that rebuilds it from a
+fresh instance of its class: :mod:`dirac_torch.recipe`; :func:`save_model` and
+:func:`load_model` ``(path, model=...)`` take both.)
+
 :func:`save_model` writes the model's ``state_dict`` as safetensors and puts the architecture
 (the :class:`dirac_core.nets.NetSpec` as JSON, see :func:`dirac_core.nets.spec_to_dict`) into
 the file's metadata under :data:`METADATA_KEY`. :func:`load_model` reads it back: it builds the
@@ -44,7 +48,8 @@ def architecture(model: nn.Module) -> dict[str, Any]:
     if not isinstance(model, DiracNet):
         raise TypeError(
             f"model must be a dirac_torch.models.DiracNet (built from a spec, folded or not), "
-            f"got {type(model).__name__}; save other models' state_dict yourself"
+            f"got {type(model).__name__}; save_model stores other models with their recipe "
+            f"(dirac_torch.recipe)"
         )
     folded = not any(parametrize.is_parametrized(m) or isinstance(m, _BatchNorm)
                      for m in model.modules())
@@ -53,17 +58,22 @@ def architecture(model: nn.Module) -> dict[str, Any]:
 
 
 def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model`` (a DiracNet, trained or folded) to the safetensors file ``path``.
+    """Write ``model`` (a DiracNet, or a model of your own; trained, converted or folded) to
+    the safetensors file ``path``.
+
+    A DiracNet is stored with its spec; any other model with the recipe that rebuilds its
+    structure from a fresh instance of its class (:mod:`dirac_torch.recipe`).
 
     Returns
     -------
     Path
-        ``path``; :func:`load_model` rebuilds the model from it.
+        ``path``; :func:`load_model` rebuilds the model from it (with ``model=`` a fresh
+        instance of your class, for a model of your own).
 
     Raises
     ------
     TypeError
-        ``model`` is not a :class:`~dirac_torch.models.DiracNet`.
+        ``model`` is not an ``nn.Module``.
 
     Examples
     --------
@@ -89,10 +99,16 @@ def model_bytes(model: nn.Module) -> bytes:
     Raises
     ------
     TypeError
-        ``model`` is not a :class:`~dirac_torch.models.DiracNet`.
+        ``model`` is not an ``nn.Module``.
     """
     from safetensors.torch import save
 
+    from .models import DiracNet
+
+    if not isinstance(model, DiracNet):
+        from .recipe import recipe_bytes
+
+        return recipe_bytes(model)
     description = architecture(model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return save(state, {METADATA_KEY: json.dumps(description)})
@@ -138,16 +154,35 @@ def build_from_architecture(description: dict[str, Any]) -> nn.Module:
     return fold_model(model) if description.get("folded") else model
 
 
-def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
+def load_model(
+    path: str | os.PathLike, map_location: Any = "cpu", *, model: nn.Module | None = None
+) -> nn.Module:
     """Rebuild the model :func:`save_model` wrote to ``path``, weights loaded, in eval mode.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    map_location : str or torch.device
+        Where the weights go.
+    model : nn.Module, optional
+        For a model of your own: a freshly built instance of its class (the file's recipe
+        converts and folds it as the saved one was, in place; see
+        :func:`dirac_torch.recipe.load_with_recipe`). Not for a DiracNet file.
 
     Raises
     ------
     FileNotFoundError, ValueError
         As :func:`read_architecture`; ``ValueError`` also when the weights do not fit the
-        described network.
+        described network, or for ``model=`` with a DiracNet file.
+    TypeError
+        A file of a model of your own without ``model=``.
     """
     from safetensors.torch import load_file
+
+    from .recipe import load_with_recipe, read_recipe
+
+    if model is not None or read_recipe(path) is not None:
+        return load_with_recipe(path, model, map_location)
 
     model = build_from_architecture(read_architecture(path))
     state = load_file(str(path), device=str(map_location))

@@ -15,6 +15,7 @@ MODULES = [
     "dirac_torch.convert",
     "dirac_torch.saving",
     "dirac_torch.optimizer_groups",
+    "dirac_torch.recipe",
 ]
 
 

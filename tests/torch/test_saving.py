@@ -59,8 +59,8 @@ def test_float64_models_load_as_float64(tmp_path):
 
 
 def test_what_cannot_be_saved_or_loaded_is_named(tmp_path):
-    with pytest.raises(TypeError, match=r"must be a dirac_torch\.models\.DiracNet"):
-        save_model(nn.Sequential(nn.Conv2d(3, 3, 3)), tmp_path / "x.safetensors")
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module, got str"):
+        save_model("net", tmp_path / "x.safetensors")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model(tmp_path / "missing.safetensors")
     save_file({"w": torch.ones(2)}, str(tmp_path / "bare.safetensors"))

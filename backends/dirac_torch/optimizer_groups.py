@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from dirac_core.validation import eps_value
+from dirac_core.validation import non_negative_number
 
 from .parametrize import DiracParametrization
 
@@ -76,8 +76,7 @@ def param_groups(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     chosen = {"weight_decay": weight_decay, "scale_decay": scale_decay, "norm_decay": norm_decay}
-    # a finite float >= 0: the rule of eps, applied to each decay under its own name
-    decay = {name: eps_value(weight_decay if value is None else value, name, allow_zero=True)
+    decay = {name: non_negative_number(weight_decay if value is None else value, name)
              for name, value in chosen.items()}
     decays = {"dirac_scales": decay["scale_decay"], "weights": decay["weight_decay"],
               "norms_biases": decay["norm_decay"]}

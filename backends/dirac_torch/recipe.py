@@ -45,7 +45,7 @@ OPTIONS = {
     "normalize": ck.bool_value,
     "learnable": ck.bool_value,
     "policy": lambda value, name: ck.policy_value(value),
-    "eps": ck.eps_value,
+    "eps": ck.positive_number,
 }
 _KEYS = {"format_version", "class", "dirac", "identities"}
 

@@ -63,9 +63,9 @@ def test_an_optimizer_with_the_groups_decays_only_what_is_asked():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"weight_decay": -1.0}, ValueError, "weight_decay must be a finite float >= 0, got -1.0"),
+    ({"weight_decay": -1.0}, ValueError, "weight_decay must be a finite number >= 0, got -1.0"),
     ({"weight_decay": 0.1, "scale_decay": float("nan")}, ValueError, "scale_decay must be"),
-    ({"weight_decay": "0.1"}, TypeError, "weight_decay must be a float, got str"),
+    ({"weight_decay": "0.1"}, TypeError, "weight_decay must be a real number, got str"),
 ])
 def test_bad_decays_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):

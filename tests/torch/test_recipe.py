@@ -144,7 +144,7 @@ BAD_RECIPES = {
     "bad policy": (json.dumps({**GOOD, "dirac": {"x": {**OPTIONS, "policy": "eye"}}}),
                    "policy='eye' is not accepted"),
     "negative eps": (json.dumps({**GOOD, "dirac": {"x": {**OPTIONS, "eps": -1}}}),
-                     "eps must be a finite float > 0"),
+                     "eps must be a finite number > 0"),
     "string flag": (json.dumps({**GOOD, "dirac": {"x": {**OPTIONS, "normalize": "yes"}}}),
                     "normalize must be a bool"),
 }

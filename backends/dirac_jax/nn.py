@@ -9,7 +9,7 @@ torch model's arrays carry over unchanged (:mod:`dirac_jax.interop`).
   13), computed by :func:`dirac_jax.ops.dirac_weight` (whose ``custom_vjp`` is the spec's VJP);
 - :class:`NCReLU`, :class:`MaxPool`, :class:`GlobalAvgPool`, :class:`ReLU`;
 - :class:`DiracNet`: every layer of a :class:`~dirac_core.nets.NetSpec`, by the spec's dotted
-  names; :func:`fold` turns it into plain convolutions with the batch norms absorbed.
+  names; :func:`fold_model` turns it into plain convolutions with the batch norms absorbed.
 
 >>> import jax.numpy as jnp
 >>> from flax import nnx
@@ -259,7 +259,7 @@ def _conv(layer: nets.Conv, scales: dict[str, float], dtype: Any, rngs: nnx.Rngs
     )
 
 
-def fold(model: DiracNet) -> DiracNet:
+def fold_model(model: DiracNet) -> DiracNet:
     """A copy of ``model`` for inference: every convolution plain, with a bias, holding the
     weight it computes (``W_hat`` for a Dirac one), and every batch norm that directly follows
     a convolution absorbed into it with its running statistics

@@ -8,7 +8,7 @@ from flax import nnx
 
 from dirac_core import nets
 from dirac_jax.interop import load_torch
-from dirac_jax.nn import Conv, DiracNet, fold
+from dirac_jax.nn import Conv, DiracNet, fold_model
 
 SPEC = nets.diracnet_cifar(10, in_channels=1, image_size=8, per_channel=True)
 
@@ -51,9 +51,9 @@ def test_torch_weights_give_the_same_outputs(torch_net, flax_net):
 
 
 def test_folding_both_gives_the_same_weights(torch_net, flax_net):
-    from dirac_torch.fold import fold_model
+    from dirac_torch.fold import fold_model as torch_fold_model
 
-    torch_folded, folded = fold_model(torch_net), fold(flax_net)
+    torch_folded, folded = torch_fold_model(torch_net), fold_model(flax_net)
     convs = [n for n, m in zip(folded.names, folded.layers, strict=True) if isinstance(m, Conv)]
     assert len(convs) == 7  # stem + 2 Dirac layers per group, all folded with their BN
     assert not any(isinstance(m, nnx.BatchNorm) for m in folded.layers)

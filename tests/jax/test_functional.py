@@ -1,0 +1,77 @@
+"""``dirac_jax``'s public functions check their arguments, in the words of every backend."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import dirac_core as dc
+import dirac_jax
+import dirac_torch
+
+W = np.random.default_rng(0).standard_normal((4, 2, 3, 3))
+X = np.random.default_rng(1).standard_normal((2, 4, 5, 5))
+
+# (function name, positional arguments as NumPy arrays, bad keyword arguments)
+BAD = [
+    ("dirac_weight", (W, 1.0, 1.0), {"eps": -1.0}),
+    ("dirac_weight", (W, 1.0, 1.0), {"eps": float("nan")}),
+    ("dirac_weight", (W, 1.0, 1.0), {"groups": 3}),
+    ("dirac_weight", (W, 1.0, 1.0), {"policy": "diagonal"}),
+    ("dirac_weight", (W, np.ones(3), 1.0), {}),
+    ("normalize_filters", (W,), {"eps": 0.0}),
+    ("conv", (X, W), {"groups": 2, "stride": 0}),
+    ("conv", (X, W), {"groups": 2, "padding": "same", "stride": 2}),
+    ("conv", (X, W), {"groups": 3}),
+    ("dirac_tensor", ((4, 2, 3),), {"policy": "diagonal"}),
+]
+
+
+def _error(call):
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    return type(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("name, args, bad", BAD)
+def test_bad_arguments_raise_what_the_reference_raises(name, args, bad):
+    expected = _error(lambda: getattr(dc, name)(*args, **bad))
+    as_jax = [jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    assert _error(lambda: getattr(dirac_jax, name)(*as_jax, **bad)) == expected
+    as_torch = [torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args]
+    assert _error(lambda: getattr(dirac_torch, name)(*as_torch, **bad)) == expected
+
+
+def test_ncrelu_checks_its_axis_under_the_jax_name():
+    x = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match="axis=2 is out of range"):
+        dirac_jax.ncrelu(x, axis=2)
+    assert dirac_jax.ncrelu(x, axis=0).shape == (4, 3)
+
+
+def test_checked_functions_jit_and_differentiate():
+    w = jnp.asarray(W)
+
+    def loss(v, a, b):
+        return jnp.sum(dirac_jax.dirac_weight(v, a, b) ** 2)
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(w, 2.0, 0.5)
+    _, dalpha, dbeta = dc.dirac_weight_vjp(2 * np.asarray(dc.dirac_weight(W, 2.0, 0.5)), W,
+                                           np.float64(2.0), np.float64(0.5))
+    np.testing.assert_allclose(float(grads[1]), float(dalpha), rtol=1e-12)
+    np.testing.assert_allclose(float(grads[2]), float(dbeta), rtol=1e-12)
+    y = jax.jit(lambda x: dirac_jax.conv(x, w, padding="same", groups=2))(jnp.asarray(X))
+    np.testing.assert_allclose(np.asarray(y), dc.conv(X, W, padding="same", groups=2),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_the_kernels_are_not_the_public_names():
+    from dirac_jax import ops
+
+    for name in ("conv", "dirac_tensor", "dirac_weight", "ncrelu", "normalize_filters",
+                 "fold_batchnorm"):
+        assert getattr(dirac_jax, name) is not getattr(ops, name)
+        assert getattr(dirac_jax, name).__module__ == "dirac_jax.functional"

@@ -28,10 +28,10 @@ the batch norm's output directly (``head_relu=False``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .untrusted import UntrustedInputError, from_dict, require
 from .validation import POLICIES, bool_value, one_of, positive_int, positive_number
 
 PARAMETERIZATIONS = ("dirac", "plain", "resnet")
@@ -126,7 +126,7 @@ class Linear:
 
 
 Layer = Conv | BatchNorm | ReLU | NCReLU | MaxPool | GlobalAvgPool | Linear
-_LAYER_TYPES: dict[str, Callable[..., Layer]] = {
+_LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (Conv, BatchNorm, ReLU, NCReLU, MaxPool, GlobalAvgPool, Linear)
 }
 
@@ -372,31 +372,89 @@ def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
     }
 
 
-def spec_from_dict(data: dict[str, Any]) -> NetSpec:
-    """The :class:`NetSpec` that :func:`spec_to_dict` wrote.
+def spec_from_dict(data: Any, source: str = "architecture description") -> NetSpec:
+    """The :class:`NetSpec` that :func:`spec_to_dict` wrote, read as untrusted input.
+
+    Every field is type-checked (:func:`dirac_core.untrusted.from_dict`) and every size must
+    be an int in ``[1, MAX_SIZE]`` (kernel, stride and padding at most 64), with at most
+    :data:`MAX_LAYERS` layers, before any layer is made.
 
     Raises
     ------
-    ValueError
-        A missing key, an unknown layer type, or a layer field that type does not have.
+    dirac_core.untrusted.UntrustedInputError
+        (a ``ValueError``) A missing or unknown key, an unknown layer type, a field of the
+        wrong type, or a size out of range; the message names ``source`` and the field.
     """
-    try:
-        stages = tuple(
-            Stage(stage["name"], tuple(_layer_from_dict(layer) for layer in stage["layers"]))
-            for stage in data["stages"]
-        )
-        return NetSpec(data["name"], data["in_channels"], data["image_size"],
-                       data["num_classes"], stages, dict(data.get("options", {})))
-    except KeyError as exc:
-        raise ValueError(f"architecture description lacks the key {exc}") from None
+    record = from_dict(_SpecRecord, data, source)
+    _check_sizes(dataclasses.asdict(record), source)
+    stages, count = [], 0
+    for s, stage in enumerate(record.stages):
+        where = f"{source}, stages[{s}]"
+        stage_record = from_dict(_StageRecord, stage, where)
+        count += len(stage_record.layers)
+        if count > MAX_LAYERS:
+            raise UntrustedInputError(f"{source}: more than {MAX_LAYERS:,} layers; refused")
+        layers = tuple(_layer_from_dict(layer, f"{where}.layers[{i}]")
+                       for i, layer in enumerate(stage_record.layers))
+        stages.append(Stage(stage_record.name, layers))
+    return NetSpec(record.name, record.in_channels, record.image_size, record.num_classes,
+                   tuple(stages), dict(record.options))
 
 
-def _layer_from_dict(data: dict[str, Any]) -> Layer:
-    fields = dict(data)
+# Bounds of an untrusted spec: far beyond any real network (the widest layer of the paper has
+# 2048 channels, the deepest network 400 layers), small enough that the parameter count is
+# computed before anything that large is allocated.
+MAX_SIZE = 2**16
+MAX_LAYERS = 100_000
+_SMALL = {"kernel_size": 64, "stride": 64, "padding": 64}
+
+
+@dataclass
+class _SpecRecord:
+    """What a stored spec holds at its top (checked before the stages are read)."""
+
+    name: str
+    in_channels: int
+    image_size: int
+    num_classes: int
+    stages: list[Any]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _StageRecord:
+    name: str
+    layers: list[Any]
+
+
+def _check_sizes(values: dict[str, Any], source: str) -> None:
+    """Every int field of ``values`` (padding from 0, the rest from 1) within its bound."""
+    for name, value in values.items():
+        if type(value) is not int:
+            continue
+        low, high = (0 if name == "padding" else 1), _SMALL.get(name, MAX_SIZE)
+        if not low <= value <= high:
+            raise UntrustedInputError(f"{source}: {name}={value!r}; accepted: an int in "
+                                      f"[{low}, {high}]")
+
+
+def _layer_from_dict(data: Any, source: str) -> Layer:
+    fields = dict(require(data, "dict[str, Any]", source, "layer"))
     kind = fields.pop("type", None)
-    if kind not in _LAYER_TYPES:
-        raise ValueError(f"layer type={kind!r} is not accepted; use one of {sorted(_LAYER_TYPES)}")
-    try:
-        return _LAYER_TYPES[kind](**fields)
-    except TypeError as exc:
-        raise ValueError(f"layer {data!r} does not describe a {kind}: {exc}") from None
+    if not isinstance(kind, str) or kind not in _LAYER_TYPES:
+        raise UntrustedInputError(f"{source}: layer type={kind!r} is not accepted; use one of "
+                                  f"{sorted(_LAYER_TYPES)}")
+    where = f"{source} ({kind})"
+    layer: Layer = from_dict(_LAYER_TYPES[kind], fields, where)
+    _check_sizes(dataclasses.asdict(layer), where)
+    if isinstance(layer, Conv):
+        for name, allowed in (("padding", ("same",)),
+                              ("parameterization", ("none", *PARAMETERIZATIONS)),
+                              ("policy", POLICIES)):
+            value = getattr(layer, name)
+            if isinstance(value, str) and value not in allowed:
+                raise UntrustedInputError(f"{where}: {name}={value!r}; accepted: {allowed}"
+                                          + (" or an int" if name == "padding" else ""))
+    return layer
+
+

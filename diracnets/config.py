@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dirac_core.nets import VARIANTS
+from dirac_core.untrusted import from_dict
 from dirac_core.validation import (
     bool_value,
     non_negative_number,
@@ -138,20 +139,13 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys or wrong types are a ``ValueError``. The
-        names of :data:`RENAMED` are read as their new names."""
-        values = {RENAMED.get(k, k): v for k, v in values.items()}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown settings {unknown}; accepted: {sorted(names)}")
-        try:
-            if values.get("milestones") is not None:
-                values["milestones"] = tuple(values["milestones"])
-            return cls(**values)
-        except TypeError as exc:  # a value of the wrong type somewhere in the settings
-            raise ValueError(f"settings of the wrong type: {exc}") from None
+    def from_dict(cls, values: Any, source: str = "settings") -> TrainConfig:
+        """Inverse of :meth:`to_dict`, for settings read from a file (``source`` names it):
+        through :func:`dirac_core.untrusted.from_dict`, so a value that is not an object,
+        unknown keys, wrong types or values out of range are an
+        :class:`~dirac_core.untrusted.UntrustedInputError` (a ``ValueError``). The names of
+        :data:`RENAMED` are read as their new names."""
+        return from_dict(cls, values, source, rename=RENAMED)
 
 
 def preset_config(preset: str = "v1", **overrides: Any) -> TrainConfig:

@@ -17,11 +17,12 @@ continues where it was, and a run that is not the experiment's is never touched.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from dirac_core.untrusted import read_json
 
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from .config import COSMETIC, TrainConfig
@@ -54,7 +55,7 @@ def _same_result(saved: Any, config: TrainConfig) -> bool:
 
 def _finished_row(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     try:
-        row = json.loads((run_dir / "row.json").read_text())
+        row = read_json(run_dir / "row.json", "row.json")
     except (OSError, ValueError):
         return None
     if not (isinstance(row, dict) and _same_result(row.get("config"), config)):

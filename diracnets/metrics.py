@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_bytes
+from dirac_core.untrusted import UntrustedInputError, read_json_lines, require
+
+from .atomic import atomic_write_bytes
 
 
 def natural_key(text: str) -> tuple[str | int, ...]:
@@ -71,8 +73,18 @@ def write_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> Path:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as file:
-        return [json.loads(line) for line in file if line.strip()]
+    """The objects of a JSON-lines file, read as untrusted (:mod:`dirac_core.untrusted`:
+    a regular file of at most :data:`~dirac_core.untrusted.JSONL_LIMIT` bytes, strict JSON).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    dirac_core.untrusted.UntrustedInputError
+        (a ``ValueError``) Not a readable file, a line that is not JSON or not an object.
+    """
+    return [require(value, "dict[str, Any]", f"{path}, line {number}", "record")
+            for number, value in read_json_lines(path, "JSON-lines file")]
 
 
 # what every record of metrics.jsonl holds (the plots and the table read these)
@@ -80,31 +92,27 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """A run's ``metrics.jsonl``, checked: one object per line with :data:`METRIC_FIELDS`.
+    """A run's ``metrics.jsonl``, checked: one object per line with :data:`METRIC_FIELDS`
+    (finite numbers; ``val_loss`` and ``val_acc`` may be null, JSON's spelling of a diverged
+    epoch), read as :func:`read_jsonl` does.
 
     Raises
     ------
-    ValueError
-        A line that is not JSON, not an object, or lacks a field (or has a non-number there).
+    FileNotFoundError
+        No file at ``path``.
+    dirac_core.untrusted.UntrustedInputError
+        (a ``ValueError``) A line that is not JSON, not an object, or lacks a field (or has a
+        non-number there); no record at all.
     """
     records = []
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise ValueError(f"{path}, line {number}: not JSON ({exc})") from None
-            bad = [k for k in METRIC_FIELDS if not isinstance(record, dict)
-                   or isinstance(record.get(k), bool)
-                   or not isinstance(record.get(k), (int, float))]
-            if bad:
-                raise ValueError(f"{path}, line {number}: not a diracnets metrics record "
-                                 f"(missing or non-numeric {bad})")
-            records.append(record)
+    for number, value in read_json_lines(path, "metrics.jsonl"):
+        where = f"{path}, line {number}"
+        record = require(value, "dict[str, Any]", where, "record")
+        for key in METRIC_FIELDS:
+            require(record.get(key), "float", f"{where}: not a diracnets metrics record", key)
+        records.append(record)
     if not records:
-        raise ValueError(f"{path} holds no metrics records")
+        raise UntrustedInputError(f"{path} holds no metrics records")
     return records
 
 

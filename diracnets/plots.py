@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from dirac_core.untrusted import read_json, require
 
 from .metrics import natural_key, read_metrics
 
@@ -130,6 +132,31 @@ def plot_depth(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     return _save(depth_figure(rows), path)
 
 
+# what each row of a depth experiment's results.json needs for its plot
+ROW_FIELDS = {"parameterization": "str", "depth": "int", "train_loss": "float | None",
+              "val_acc": "float | None"}
+
+
+def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a depth experiment's ``results.json``, read as untrusted
+    (:mod:`dirac_core.untrusted`) and checked for the fields the plot reads.
+
+    Raises
+    ------
+    FileNotFoundError, dirac_core.untrusted.UntrustedInputError
+        No file; not a bounded regular JSON file; no ``rows`` list of such rows.
+    """
+    value = require(read_json(path, "results.json"), "dict[str, Any]", str(path),
+                    "results.json")
+    rows = require(value.get("rows"), "list[Any]", str(path), "rows")
+    for index, row in enumerate(rows):
+        where = f"{path}, rows[{index}]"
+        row = require(row, "dict[str, Any]", where, "row")
+        for key, kind in ROW_FIELDS.items():
+            require(row.get(key), kind, where, key)
+    return [{k: math.nan if v is None else v for k, v in row.items()} for row in rows]
+
+
 def replot(folder: str | os.PathLike) -> list[Path]:
     """Redraw the plots of a run folder (``metrics.jsonl``: ``curves.png``, ``alpha.png``) or
     of a depth-experiment folder (``results.json``: ``depth.png``, and each cell's plots).
@@ -141,7 +168,7 @@ def replot(folder: str | os.PathLike) -> list[Path]:
     """
     folder = Path(folder)
     if (folder / "results.json").is_file():
-        rows = json.loads((folder / "results.json").read_text())["rows"]
+        rows = read_results(folder / "results.json")
         written = [plot_depth(rows, folder / "depth.png")]
         cells = sorted((d for d in folder.iterdir() if (d / "metrics.jsonl").is_file()),
                        key=lambda d: natural_key(d.name))

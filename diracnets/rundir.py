@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dirac_core.untrusted import read_json
+
 from .atomic import atomic_write_bytes, unwatch, watch
 
 MARKER = ".diracnets-run.json"
 LOCK = ".diracnets-run.lock"
 FORMAT = "diracnets-run"
+MARKER_LIMIT = 2**20  # a marker lists file names; a run writes a few dozen
 _OWN = (MARKER, LOCK)
 
 
@@ -72,7 +75,7 @@ def read_marker(folder: str | os.PathLike) -> Marker | None:
     """The folder's marker, or ``None`` when it has none or one that is not a valid marker."""
     path = Path(folder) / MARKER
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = read_json(path, "run marker", MARKER_LIMIT)
     except (OSError, ValueError):
         return None
     if not (isinstance(value, dict) and value.get("format") == FORMAT):

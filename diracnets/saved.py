@@ -10,12 +10,13 @@ rebuilds it with no training code at all.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from dirac_core.untrusted import UntrustedInputError, read_json, require
 
 from .config import TrainConfig
 
@@ -35,21 +36,58 @@ class LoadedRun:
 
 def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The settings of the run in ``run_dir`` and its recorded architecture (``None`` for a
-    model that is not a DiracNet, or a run recorded before architectures were).
+    model that is not a DiracNet, or a run recorded before architectures were), both checked
+    (:mod:`dirac_core.untrusted`): a recorded architecture must be the network the settings
+    describe unless the run recorded that its model came from elsewhere.
 
     Raises
     ------
     FileNotFoundError
         ``run_dir`` holds no ``config.json``.
-    ValueError
-        ``config.json`` holds an unknown setting.
+    dirac_core.untrusted.UntrustedInputError
+        (a ``ValueError``) ``config.json`` is not a regular JSON file of at most
+        :data:`~dirac_core.untrusted.JSON_LIMIT` bytes, holds an unknown setting, a value of the
+        wrong type, an architecture that is not valid or disagrees with the settings.
     """
+    from dirac_torch.saving import check_architecture
+
     path = Path(run_dir) / "config.json"
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory: no config.json")
-    record = json.loads(path.read_text())
+    source = f"config.json {str(path)!r}"
+    record = dict(require(read_json(path, "config.json"), "dict[str, Any]", source,
+                          "config.json"))
     architecture = record.pop("architecture", None)
-    return TrainConfig.from_dict(record), architecture
+    from_config = require(record.pop("model_from_config", True), "bool", source,
+                          "model_from_config")
+    config = TrainConfig.from_dict(record, source)
+    if architecture is not None:
+        spec = check_architecture(architecture, source)
+        if from_config:
+            _check_agrees(config, spec, source)
+    return config, architecture
+
+
+def _check_agrees(config: TrainConfig, spec: Any, source: str) -> None:
+    """Refuse an architecture that is not the network ``config`` describes (for the data's
+    channels, classes and image size the spec records)."""
+    from dirac_core.nets import spec_to_dict
+    from dirac_torch.registry import family_spec
+
+    try:
+        expected = family_spec(
+            config.arch, config.depth, config.width, spec.num_classes,
+            activation=config.activation, parameterization=config.parameterization,
+            per_channel=config.per_channel, in_channels=spec.in_channels,
+            image_size=spec.image_size)
+    except (ValueError, TypeError) as exc:
+        raise UntrustedInputError(f"{source}: the settings describe no network "
+                                  f"({' '.join(str(exc).split())})") from None
+    if spec_to_dict(expected) != spec_to_dict(spec):
+        raise UntrustedInputError(
+            f"{source}: the recorded architecture ({spec.name}) is not the network the settings "
+            f"describe ({expected.name}: arch={config.arch!r}, depth={config.depth}, "
+            f"width={config.width:g}, ...); the file was edited or mixed up, refusing to load it")
 
 
 def load_run(run_dir: str | Path, weights: str = "final", *, model: nn.Module | None = None,
@@ -75,14 +113,21 @@ def load_run(run_dir: str | Path, weights: str = "final", *, model: nn.Module | 
         ``config``, ``model``, ``folded`` (``dirac_torch.fold.fold_model`` of it), ``summary``
         (``summary.json``, or ``None`` for an unfinished run).
 
+    Every file is read as untrusted (:mod:`dirac_core.untrusted`): the weights are read and
+    checked (a checkpoint must be of this folder's run) and the network's parameter count
+    compared with the values they hold before the network is built.
+
     Raises
     ------
     FileNotFoundError
         No ``config.json``, or no file for ``weights`` (``"final"`` before the run finished).
     ValueError
-        A bad ``weights``; no recorded architecture and no ``model``; weights that do not fit.
+        A bad ``weights``; no recorded architecture and no ``model``; weights that do not fit;
+        (:class:`~dirac_core.untrusted.UntrustedInputError`) a file that is not valid, see
+        :func:`read_run_config`.
     CheckpointError
-        ``best.pt``/``last.pt`` is corrupted or tampered with.
+        ``best.pt``/``last.pt`` is corrupted, tampered with, holds no model, or belongs to
+        another run than the folder's.
 
     Examples
     --------
@@ -96,29 +141,50 @@ def load_run(run_dir: str | Path, weights: str = "final", *, model: nn.Module | 
         raise ValueError(f"weights={weights!r} is not accepted; use one of {sorted(WEIGHTS)}")
     run_dir = Path(run_dir)
     config, architecture = read_run_config(run_dir)
-    if model is None:
-        if architecture is None:
-            raise ValueError(
-                f"{str(run_dir / 'config.json')!r} records no architecture (the model was not "
-                f"a DiracNet): pass model=, the network to load the weights into")
-        model = build_from_architecture({**architecture, "folded": False})
+    if model is None and architecture is None:
+        raise ValueError(
+            f"{str(run_dir / 'config.json')!r} records no architecture (the model was not "
+            f"a DiracNet): pass model=, the network to load the weights into")
     path = run_dir / WEIGHTS[weights]
-    load_state(model, _read_weights(path, map_location), repr(str(path)))
+    state = _read_weights(path, map_location)
+    if model is None:
+        stored = sum(v.numel() for v in state.values())
+        model = build_from_architecture({**architecture, "folded": False}, repr(str(path)),
+                                        stored)
+    load_state(model, state, repr(str(path)))
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    summary = (require(read_json(summary_path, "summary.json"), "dict[str, Any]",
+                       repr(str(summary_path)), "summary.json")
+               if summary_path.exists() else None)
     model.eval()
     return LoadedRun(run_dir, config, model, fold_model(model), summary)
 
 
 def _read_weights(path: Path, map_location: Any) -> dict[str, Any]:
-    if not path.is_file():
+    """The model weights of ``path``, checked: dense tensors only, and a checkpoint must be
+    one of the run whose folder it lies in."""
+    from dirac_torch.untrusted import load_safetensors, stored_tensors
+
+    if not path.exists():
         hint = " (written when the run finishes; weights='last' reads the latest checkpoint)"
         raise FileNotFoundError(
             f"{str(path)!r} does not exist{hint if path.suffix == '.safetensors' else ''}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        return stored_tensors(load_safetensors(path, map_location), repr(str(path)))
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .rundir import read_marker
 
-        return load_file(str(path), device=str(map_location))
-    from .checkpoint import load_checkpoint
-
-    return load_checkpoint(path, map_location=map_location)["model"]
+    state = load_checkpoint(path, map_location=map_location)
+    marker = read_marker(path.parent)
+    run_id = state.get("run_id") if isinstance(state, dict) else None
+    if marker is None or run_id != marker.run_id:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not of the run in its folder (its run id is "
+            f"{run_id!r}, the folder's marker names {marker.run_id if marker else None!r}): "
+            "it was copied in from another run; refusing to load it")
+    if "model" not in state:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no model weights")
+    try:
+        return stored_tensors(state["model"], f"checkpoint {str(path)!r}, model")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None

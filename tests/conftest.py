@@ -12,6 +12,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# lets every test area import the shared fuzzing strategies (fuzz_inputs) under importlib mode
+sys.path.insert(0, str(Path(__file__).parent))
 
 settings.register_profile(
     "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]

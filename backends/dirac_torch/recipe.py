@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +33,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
 from dirac_core import validation as ck
+from dirac_core.untrusted import parse_json
 
 from .parametrize import DiracParametrization, register_dirac
 
@@ -114,20 +114,14 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any] | None:
     ValueError
         A recipe that is not valid JSON or not of the form :func:`recipe` writes.
     """
-    from safetensors import safe_open
+    from .untrusted import safetensors_header
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    with safe_open(str(path), framework="pt") as file:
-        text = (file.metadata() or {}).get(METADATA_KEY)
+    metadata, _ = safetensors_header(path)
+    text = metadata.get(METADATA_KEY)
     if text is None:
         return None
     source = f"model file {str(path)!r}"
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"{source}: its {METADATA_KEY!r} metadata is not JSON ({exc})") from None
+    raw = parse_json(text, f"{source}: its {METADATA_KEY!r} metadata")
     return check_recipe(raw, source)
 
 
@@ -233,9 +227,8 @@ def load_with_recipe(path: str | os.PathLike, model: nn.Module | None,
         The file holds no recipe (a DiracNet file: load it without ``model=``); a recipe that
         is not valid or does not fit ``model``; weights that fit neither structure.
     """
-    from safetensors.torch import load_file
-
     from .saving import load_state
+    from .untrusted import load_safetensors
 
     source = f"{str(path)!r}"
     description = read_recipe(path)
@@ -251,7 +244,7 @@ def load_with_recipe(path: str | os.PathLike, model: nn.Module | None,
             f"built instance, load_model(path, model={description['class'].rpartition('.')[2]}"
             f"(...))"
         )
-    state = load_file(str(path), device=str(map_location))
+    state = load_safetensors(path, map_location)
     model = rebuild(model, description, _shapes(state), source)
     load_state(model, state, source)
     return model.eval()

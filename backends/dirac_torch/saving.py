@@ -15,6 +15,7 @@ training code, and loading never runs code from the file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -26,6 +27,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
 from dirac_core import nets
+from dirac_core.untrusted import UntrustedInputError, from_dict, parse_json
+
+from .untrusted import (
+    MAX_PARAMETERS,
+    check_parameter_count,
+    load_safetensors,
+    safetensors_header,
+)
 
 METADATA_KEY = "dirac_torch.architecture"
 FORMAT_VERSION = 1
@@ -115,49 +124,93 @@ def model_bytes(model: nn.Module) -> bytes:
 
 
 def read_architecture(path: str | os.PathLike) -> dict[str, Any]:
-    """The architecture description stored in the safetensors file ``path``.
+    """The architecture description stored in the safetensors file ``path``, checked
+    (:func:`check_architecture`) without reading the weights.
 
     Raises
     ------
     FileNotFoundError
         No file at ``path``.
-    ValueError
-        The file holds no description (it was not written by :func:`save_model`), or one of an
-        unknown format version.
+    dirac_core.untrusted.UntrustedInputError
+        (a ``ValueError``) Not a regular safetensors file, no description (the file was not
+        written by :func:`save_model`), or a description that is not valid.
     """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    with safe_open(str(path), framework="pt") as file:
-        text = (file.metadata() or {}).get(METADATA_KEY)
-    if text is None:
-        raise ValueError(
-            f"{str(path)!r} holds weights without an architecture description (no "
-            f"{METADATA_KEY!r} metadata): it was not written by dirac_torch.save_model"
-        )
-    description = json.loads(text)
-    if description.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{str(path)!r} has architecture format_version "
-                         f"{description.get('format_version')!r}; this dirac_torch reads "
-                         f"{FORMAT_VERSION}")
+    description, _ = _read_header(path)
     return description
 
 
-def build_from_architecture(description: dict[str, Any]) -> nn.Module:
-    """The untrained network an :func:`architecture` description names (folded if it says so)."""
+def _read_header(path: str | os.PathLike) -> tuple[dict[str, Any], int]:
+    """The checked description and the number of values the file stores."""
+    metadata, counts = safetensors_header(path)
+    source = f"model file {str(path)!r}"
+    text = metadata.get(METADATA_KEY)
+    if text is None:
+        raise UntrustedInputError(
+            f"{source} holds weights without an architecture description (no "
+            f"{METADATA_KEY!r} metadata): it was not written by dirac_torch.save_model"
+        )
+    description = parse_json(text, f"{source} ({METADATA_KEY})")
+    check_architecture(description, source)
+    return description, sum(counts.values())
+
+
+@dataclasses.dataclass
+class _Architecture:
+    """What :func:`architecture` writes (the spec is checked by ``nets.spec_from_dict``)."""
+
+    format_version: int
+    folded: bool
+    spec: dict[str, Any]
+
+
+def check_architecture(description: Any, source: str) -> nets.NetSpec:
+    """The spec of an untrusted :func:`architecture` description, every field checked.
+
+    Raises
+    ------
+    dirac_core.untrusted.UntrustedInputError
+        Not an object, an unknown ``format_version``, a missing or wrongly typed field, or a
+        spec that :func:`dirac_core.nets.spec_from_dict` refuses.
+    """
+    version = description.get("format_version") if isinstance(description, dict) else None
+    if isinstance(description, dict) and version != FORMAT_VERSION:
+        raise UntrustedInputError(f"{source} has architecture format_version {version!r}; "
+                                  f"this dirac_torch reads {FORMAT_VERSION}")
+    record = from_dict(_Architecture, description, f"{source}, architecture")
+    return nets.spec_from_dict(record.spec, f"{source}, architecture spec")
+
+
+def build_from_architecture(description: dict[str, Any], source: str = "architecture",
+                            stored: int | None = None) -> nn.Module:
+    """The untrained network an :func:`architecture` description names (folded if it says
+    so), checked first; with ``stored`` (the values a weight file holds) the network's
+    parameter count must fit in it before anything is built.
+
+    Raises
+    ------
+    dirac_core.untrusted.UntrustedInputError
+        As :func:`check_architecture`; more parameters than ``stored`` or than
+        :data:`dirac_torch.untrusted.MAX_PARAMETERS`.
+    """
     from .fold import fold_model
     from .models import build
 
-    model = build(nets.spec_from_dict(description["spec"]))
-    return fold_model(model) if description.get("folded") else model
+    spec = check_architecture(description, source)
+    folded = bool(description.get("folded"))
+    check_parameter_count(spec, MAX_PARAMETERS if stored is None else stored, source,
+                          folded=folded)
+    model = build(spec)
+    return fold_model(model) if folded else model
 
 
 def load_model(
     path: str | os.PathLike, map_location: Any = "cpu", *, model: nn.Module | None = None
 ) -> nn.Module:
     """Rebuild the model :func:`save_model` wrote to ``path``, weights loaded, in eval mode.
+
+    The file is read as untrusted (:mod:`dirac_torch.untrusted`): its header and description
+    are checked, and the described network's parameter count compared with the values the
+    file stores, before the network is built.
 
     Parameters
     ----------
@@ -171,21 +224,24 @@ def load_model(
 
     Raises
     ------
-    FileNotFoundError, ValueError
-        As :func:`read_architecture`; ``ValueError`` also when the weights do not fit the
-        described network, or for ``model=`` with a DiracNet file.
+    FileNotFoundError
+        No file at ``path``.
+    dirac_core.untrusted.UntrustedInputError
+        (a ``ValueError``) As :func:`read_architecture`; a network larger than the file's
+        weights or than :data:`dirac_torch.untrusted.MAX_PARAMETERS`.
+    ValueError
+        The weights do not fit the described network, or ``model=`` with a DiracNet file.
     TypeError
         A file of a model of your own without ``model=``.
     """
-    from safetensors.torch import load_file
-
     from .recipe import load_with_recipe, read_recipe
 
     if model is not None or read_recipe(path) is not None:
         return load_with_recipe(path, model, map_location)
 
-    model = build_from_architecture(read_architecture(path))
-    state = load_file(str(path), device=str(map_location))
+    description, stored = _read_header(path)
+    model = build_from_architecture(description, f"model file {str(path)!r}", stored)
+    state = load_safetensors(path, map_location)
     load_state(model, state, f"{str(path)!r}")
     return model.eval()
 

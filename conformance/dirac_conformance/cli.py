@@ -133,14 +133,16 @@ def _mutant_set(spec: str) -> list[Any]:
     attribute ``MUTANTS``): a sequence of backend classes or objects."""
     import importlib
 
-    from .target import Unavailable, import_file, is_file_spec
+    from .target import import_file, is_file_spec
 
     where, _, attr = spec.partition(":") if spec.count(":") == 1 else (spec, "", "")
     try:
         module = (import_file(Path(where).resolve()) if is_file_spec(spec)
                   else importlib.import_module(where))
-    except (ImportError, OSError, Unavailable) as exc:
-        raise UsageError(f"--mutants {spec!r} could not be imported: {exc}") from None
+    except Exception as exc:  # the set's own code runs at import and may raise anything
+        why = " ".join(str(exc).split()) or "no message"
+        raise UsageError(f"--mutants {spec!r} could not be imported: "
+                         f"{type(exc).__name__}: {why}") from None
     found = getattr(module, attr or "MUTANTS", None)
     if not isinstance(found, list | tuple) or not found:
         raise UsageError(f"--mutants {spec!r}: {attr or 'MUTANTS'} must be a non-empty "

@@ -14,16 +14,20 @@ report names the entry to delete). Entries that match no check that ran are repo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from dirac_core.untrusted import UntrustedInputError, from_dict, read_json_lines
+
 from .checks import CHECKS
 from .dtypes import SUPPORTED
 
 _KEYS = {"op", "dtype", "backend", "reason", "strict"}
+XFAILS_LIMIT = 2**20  # bytes: thousands of entries
 
 
 @dataclass(frozen=True)
@@ -57,51 +61,38 @@ class Xfail:
 def load_xfails(path: str | Path | None) -> list[Xfail]:
     """Parse an xfails file; ``None`` gives no xfails.
 
+    The file is read as untrusted input (:mod:`dirac_core.untrusted`): a regular file (not a
+    FIFO, a device or a sparse file) of at most :data:`XFAILS_LIMIT` bytes, strict JSON lines
+    nested at most :data:`~dirac_core.untrusted.MAX_DEPTH` deep.
+
     Raises
     ------
     ValueError
-        A file that cannot be read; a line that is not a JSON object, has unknown keys, lacks
-        ``op`` or ``reason``, or names an unknown op or dtype (the message gives the file and
-        line number).
+        (:class:`~dirac_core.untrusted.UntrustedInputError`, or ``FileNotFoundError``'s
+        message as one) A file that cannot be read; a line that is not a JSON object, has
+        unknown keys, lacks ``op`` or ``reason``, has a value of the wrong type, or names an
+        unknown op or dtype (the message gives the file and line number).
     """
     if path is None:
         return []
     try:
-        lines = Path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ValueError(f"xfails file {str(path)!r} cannot be read: {why}") from None
-    entries = []
-    for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if text and not text.startswith("#"):
-            try:
-                entries.append(_entry(text, f"{path}:{number}"))
-            except ValueError as exc:
-                raise ValueError(f"{path}:{number}: {exc}") from None
-    return entries
+        lines = list(read_json_lines(path, "xfails file", XFAILS_LIMIT))
+    except FileNotFoundError as exc:
+        raise UntrustedInputError(str(exc)) from None
+    return [_entry(data, f"{path}:{number}") for number, data in lines]
 
 
-def _entry(text: str, source: str) -> Xfail:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg}): {text!r}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"each line must be a JSON object, got {text!r}")
-    unknown = set(data) - _KEYS
-    if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)}; accepted: {sorted(_KEYS)}")
-    for key in ("op", "reason"):
-        if not isinstance(data.get(key), str):
-            raise ValueError(f"{key!r} (a string) is required, got {data.get(key)!r}")
-    if data["op"] not in CHECKS:
-        raise ValueError(f"op={data['op']!r} is not a check; known: {', '.join(CHECKS)}")
-    if data.get("dtype") not in (None, *SUPPORTED):
-        raise ValueError(f"dtype={data['dtype']!r} is not one of {SUPPORTED}")
-    if not isinstance(data.get("strict", True), bool):
-        raise ValueError(f"strict must be true or false, got {data['strict']!r}")
-    return Xfail(**data, source=source)
+def _entry(data: object, source: str) -> Xfail:
+    entry = from_dict(Xfail, data, source)
+    if entry.source:
+        raise UntrustedInputError(f"{source}: unknown fields ['source']; accepted: "
+                                  f"{sorted(_KEYS)}")
+    if entry.op not in CHECKS:
+        raise UntrustedInputError(f"{source}: op={entry.op!r} is not a check; known: "
+                                  f"{', '.join(CHECKS)}")
+    if entry.dtype not in (None, *SUPPORTED):
+        raise UntrustedInputError(f"{source}: dtype={entry.dtype!r} is not one of {SUPPORTED}")
+    return dataclasses.replace(entry, source=source)
 
 
 def find_xfail(xfails: list[Xfail], backend: str, op: str, dtype: str) -> Xfail | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import textwrap
 
@@ -121,7 +122,15 @@ def test_third_party_mutant_set_from_a_file(tmp_path, capsys) -> None:
         (["no-such-backend"], r"backend='no-such-backend' is not known"),
         (["numpy", "--ops", "convolve"], r"unknown op\(s\) \['convolve'\]"),
         (["numpy", "--ops", ""], r"unknown op\(s\) \[''\]"),
-        (["numpy", "--xfails", "/no/such/known.jsonl"], "xfails file .* cannot be read"),
+        (["numpy", "--xfails", "/no/such/known.jsonl"], "xfails file .* does not exist"),
+        (["numpy", "--xfails", "/dev/zero"], "is a character device, not a regular file"),
+        (["numpy", "--xfails", "{tmp}/fifo"], "is a FIFO"),
+        (["numpy", "--xfails", "{tmp}"], "is a directory"),
+        (["numpy", "--xfails", "{tmp}/deep.jsonl"], "deep.jsonl:1: nested deeper than 32"),
+        (["numpy", "--xfails", "{tmp}/big.jsonl"], "bytes; at most 1,048,576 are read"),
+        (["numpy", "--xfails", "{tmp}/types.jsonl"], "types.jsonl:1: op=3 is an int"),
+        (["--mutants", "{tmp}/raising.py"], "could not be imported: ZeroDivisionError"),
+        (["--mutants", "{tmp}/raising.py:MUTANTS"], "could not be imported: ZeroDivisionError"),
         (["numpy", "--json", "{tmp}"], "is a directory"),
         (["numpy", "--json", "{tmp}/missing/report.json"], "does not exist"),
         (["dirac_core.api:conv"], "is a function, not a Backend: it lacks available"),
@@ -134,6 +143,11 @@ def test_third_party_mutant_set_from_a_file(tmp_path, capsys) -> None:
 def test_usage_errors_are_one_line_with_exit_2(argv: list[str], message: str, tmp_path,
                                                capsys) -> None:
     (tmp_path / "empty.py").write_text("x = 1\n")
+    (tmp_path / "raising.py").write_text("MUTANTS = [1 / 0]\n")
+    os.mkfifo(tmp_path / "fifo")  # opening it for reading would wait for a writer
+    (tmp_path / "deep.jsonl").write_text('{"op": ' + "[" * 50_000 + "\n")
+    (tmp_path / "big.jsonl").write_text("# padding\n" * 200_000)
+    (tmp_path / "types.jsonl").write_text('{"op": 3, "reason": ["x"]}\n')
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err

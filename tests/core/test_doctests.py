@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 MODULES = ["dirac_core", "dirac_core.api", "dirac_core.padding", "dirac_core.nets",
+           "dirac_core.untrusted",
            "dirac_core.lazy"]
 
 

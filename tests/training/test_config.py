@@ -44,7 +44,7 @@ def test_bad_settings_are_named(bad, match):
 def test_config_round_trips_and_rejects_unknown_keys():
     c = TrainConfig(milestones=(3, 5), epochs=7)
     assert TrainConfig.from_dict(c.to_dict()) == c
-    with pytest.raises(ValueError, match=r"unknown settings \['colour'\]"):
+    with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
         TrainConfig.from_dict({"colour": 1})
 
 

@@ -1,0 +1,168 @@
+"""The tensor half of :mod:`dirac_core.untrusted`: weight files and state dicts from outside.
+
+Before a network described by a file is built, the file has to prove it holds the weights:
+
+- :func:`safetensors_header` reads a safetensors file's header (bounded, strict JSON) without
+  touching its data, and checks every entry's dtype, shape and byte range against the file's
+  size; :func:`load_safetensors` then loads it, naming the file in every error;
+- :func:`stored_tensors` refuses anything in a loaded state dict that is not a dense tensor
+  holding its own values: an expanded (stride-0) or overlapping view claims more values than
+  its storage has, so a 16 KB file could otherwise describe gigabytes;
+- :func:`check_parameter_count` compares the parameter count of the described network
+  (:func:`dirac_core.nets.count_parameters` of its spec) with the values the file stores and
+  with :data:`MAX_PARAMETERS`, so nothing is allocated for weights the file does not have.
+
+Every refusal is a :class:`dirac_core.untrusted.UntrustedInputError` (a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from dirac_core import nets
+from dirac_core.untrusted import UntrustedInputError, open_regular, parse_json, require
+
+# a backstop whatever the file stores: 2**31 float32 parameters are 8 GiB
+MAX_PARAMETERS = 2**31
+# safetensors itself refuses headers over 100 MB
+HEADER_LIMIT = 100_000_000
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2,
+             "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def safetensors_header(path: str | os.PathLike[str],
+                       what: str = "model file") -> tuple[dict[str, str], dict[str, int]]:
+    """``(metadata, {tensor name: number of values})`` of the safetensors file ``path``, from
+    its header alone.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    UntrustedInputError
+        Not a regular file, sparse, not a safetensors file, a header over 100 MB, or entries
+        whose dtype, shape or byte range are not valid for the file's size.
+    """
+    source = f"{what} {str(path)!r}"
+    with open_regular(path, what) as file:
+        size = os.fstat(file.fileno()).st_size
+        head = file.read(8)
+        if len(head) < 8:
+            raise UntrustedInputError(f"{source} is not a safetensors file ({size} bytes)")
+        (length,) = struct.unpack("<Q", head)
+        if not 2 <= length <= min(HEADER_LIMIT, size - 8):
+            raise UntrustedInputError(f"{source} is not a safetensors file (a header of "
+                                      f"{length:,} bytes in a file of {size:,})")
+        header = parse_json(file.read(length), f"{source} (safetensors header)", max_depth=4)
+    header = require(header, "dict[str, Any]", source, "header")
+    metadata = header.pop("__metadata__", {})
+    if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise UntrustedInputError(f"{source}: __metadata__ is not an object of strings")
+    counts, data_size = {}, size - 8 - length
+    for name, entry in header.items():
+        counts[name] = _entry_values(entry, data_size, f"{source}, tensor {name!r}")
+    return metadata, counts
+
+
+def _entry_values(entry: Any, data_size: int, where: str) -> int:
+    entry = require(entry, "dict[str, Any]", where, "entry")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in _ITEMSIZE:
+        raise UntrustedInputError(f"{where}: dtype={dtype!r}; accepted: {sorted(_ITEMSIZE)}")
+    shape = require(shape, "tuple[int, ...]", where, "shape")
+    offsets = require(offsets, "tuple[int, ...]", where, "data_offsets")
+    count = math.prod(shape)
+    if (min(shape, default=0) < 0 or len(offsets) != 2
+            or not 0 <= offsets[0] <= offsets[1] <= data_size
+            or offsets[1] - offsets[0] != count * _ITEMSIZE[dtype]):
+        raise UntrustedInputError(f"{where}: shape {list(shape)} of {dtype} does not match its "
+                                  f"bytes {list(offsets)} (the file's data has {data_size:,})")
+    return count
+
+
+def load_safetensors(path: str | os.PathLike[str], device: Any = "cpu",
+                     what: str = "model file") -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path`` (checked by :func:`safetensors_header`
+    first); every error names the file.
+
+    Raises
+    ------
+    FileNotFoundError, UntrustedInputError
+        As :func:`safetensors_header`; a file that safetensors cannot read.
+    """
+    from safetensors.torch import load_file
+
+    safetensors_header(path, what)
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as exc:  # SafetensorError, a bad device string, a truncated copy, ...
+        raise UntrustedInputError(f"{what} {str(path)!r} cannot be read: "
+                                  f"{' '.join(str(exc).split())}") from None
+
+
+def stored_tensors(state: Any, source: str) -> dict[str, torch.Tensor]:
+    """``state`` as ``{name: tensor}``, refused unless every value is a dense tensor that
+    holds its own values (not an expanded or overlapping view of a smaller storage).
+
+    Raises
+    ------
+    UntrustedInputError
+        ``state`` is not a mapping of string keys to tensors; a sparse, quantized or
+        meta tensor; a tensor with more values than its storage holds.
+    """
+    if not isinstance(state, Mapping):
+        raise UntrustedInputError(f"{source}: expected a mapping of names to tensors, got "
+                                  f"{type(state).__name__}")
+    out = {}
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise UntrustedInputError(f"{source}: key {key!r} is not a string")
+        if not isinstance(value, torch.Tensor):
+            raise UntrustedInputError(f"{source}: entry {key!r} is a {type(value).__name__}, "
+                                      "not a tensor")
+        if value.layout != torch.strided or value.is_quantized or value.is_meta:
+            raise UntrustedInputError(f"{source}: entry {key!r} is not a dense tensor "
+                                      f"({value.layout}); refused")
+        needed = value.numel() * value.element_size()
+        if needed > value.untyped_storage().nbytes():
+            raise UntrustedInputError(
+                f"{source}: entry {key!r} of shape {tuple(value.shape)} claims {needed:,} bytes "
+                f"but stores {value.untyped_storage().nbytes():,} (an expanded or overlapping "
+                "tensor); refused")
+        out[key] = value
+    return out
+
+
+def check_parameter_count(spec: nets.NetSpec, stored: int, source: str,
+                          limit: int = MAX_PARAMETERS, *, folded: bool = False) -> int:
+    """The parameter count of ``spec`` (:func:`dirac_core.nets.count_parameters`; for a
+    ``folded`` network, the conv and linear weights it keeps), refused unless the file stores
+    at least that many values (``stored``) and it is at most ``limit``.
+
+    Raises
+    ------
+    UntrustedInputError
+        The described network needs more values than the file stores, or more than ``limit``.
+    """
+    count = _folded_weights(spec) if folded else nets.count_parameters(spec)
+    if count > limit:
+        raise UntrustedInputError(f"{source}: the described network has {count:,} parameters; "
+                                  f"at most {limit:,} are built")
+    if count > stored:
+        raise UntrustedInputError(f"{source}: the described network ({spec.name}) has "
+                                  f"{count:,} parameters but the file stores {stored:,} values: "
+                                  "the weights do not fit the described network; nothing was built")
+    return count
+
+
+def _folded_weights(spec: nets.NetSpec) -> int:
+    """The conv and linear weights of ``spec``: what its folded network keeps at least."""
+    return sum(layer.out_channels * layer.in_channels * layer.kernel_size**2
+               if isinstance(layer, nets.Conv) else layer.num_parameters()
+               for _, layer in spec.layers() if isinstance(layer, nets.Conv | nets.Linear))

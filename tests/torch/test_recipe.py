@@ -132,7 +132,7 @@ def write(tmp_path, description):
 GOOD = recipe(trained())
 OPTIONS = GOOD["dirac"]["block.conv1"]
 BAD_RECIPES = {
-    "not json": ("{", "is not JSON"),
+    "not json": ("{", "not valid JSON"),
     "a list": (json.dumps([]), "fields are list"),
     "extra field": (json.dumps({**GOOD, "code": "x"}), "fields are"),
     "future version": (json.dumps({**GOOD, "format_version": 2}), "format_version is 2"),

@@ -10,13 +10,15 @@ shapes, it times through the ``Backend`` protocol (what ``dirac_core``'s public 
 and prints ratios computed in the same run: ``torch/cupy`` (> 1: cupy is faster) and
 ``generic/cupy`` (what fusing gains). It also measures the achieved bandwidth of the fused
 Dirac weight (read W once, write W_hat once) against a device-to-device copy of the same
-bytes. Timing: CUDA events around ``--repeat`` calls after ``--warmup`` calls.
+bytes. Timing: ``--repeat`` calls after ``--warmup`` calls, through ``benchmarks/timing.py``
+with a clock read from CUDA events on the stream the calls run on.
 
 Run ``python benchmarks/bench_gpu.py`` on a GPU machine (``scripts/gpu_check.sh`` does), or
 ``--dry-run`` anywhere to list the cases without touching a GPU. ``--rehearse`` runs the whole
 pipeline on the CPU at tiny shapes, standing in the kernels' CPU mirror for the fused path,
 the reference for the generic one and torch on the CPU for torch (its numbers mean nothing;
-CI runs it so the GPU run does not meet a broken script). The table comes last.
+CI runs it so the GPU run does not meet a broken script). The table is printed row by row as
+each case is measured, so a run cut short still shows what it measured.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from math import prod
 from typing import Any
 
 import numpy as np
+from timing import timed  # this directory is on the path when run as a script
 
 EPS = 1e-12
 SAME = {"stride": (1, 1), "padding": "same", "dilation": (1, 1), "groups": 1}
@@ -129,59 +132,53 @@ def _call(backend: Any, case: Case, a: dict[str, Any]) -> Callable[[], Any]:
 # ---------------------------------------------------------------------------- timing
 
 
-class CupyTimer:
-    """Milliseconds per call from CUDA events recorded on CuPy's current stream."""
+def event_clock(record: Callable[[], Any], seconds_between: Callable[[Any, Any], float]
+                ) -> Callable[[], float]:
+    """A clock for :func:`timing.timed` read from CUDA events: seconds since it was made, each
+    reading recorded on the current stream and waited for (so it counts the queued work)."""
+    start = record()
 
-    def __init__(self) -> None:
-        import cupy
+    def now() -> float:
+        return seconds_between(start, record())
 
-        self.cupy = cupy
+    return now
+
+
+def cupy_clock() -> Callable[[], float]:
+    import cupy
+
+    def record() -> Any:
+        event = cupy.cuda.Event()
+        event.record()
+        event.synchronize()
+        return event
+
+    return event_clock(record, lambda a, b: cupy.cuda.get_elapsed_time(a, b) / 1e3)
+
+
+def torch_clock() -> Callable[[], float]:
+    import torch
+
+    def record() -> Any:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        event.synchronize()
+        return event
+
+    return event_clock(record, lambda a, b: a.elapsed_time(b) / 1e3)
+
+
+class Timer:
+    """Milliseconds per call: ``warmup`` untimed calls, then :func:`timing.timed` over
+    ``repeat`` calls by ``clock`` (a fresh one per measurement: CUDA events, or the wall)."""
+
+    def __init__(self, clock: Callable[[], Callable[[], float]]) -> None:
+        self.clock = clock
 
     def __call__(self, fn: Callable[[], Any], warmup: int, repeat: int) -> float:
-        cupy = self.cupy
         for _ in range(warmup):
             fn()
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        for _ in range(repeat):
-            fn()
-        end.record()
-        end.synchronize()
-        return cupy.cuda.get_elapsed_time(start, end) / repeat
-
-
-class WallTimer:
-    """Milliseconds per call by the wall clock (the CPU stand-ins of ``--rehearse``)."""
-
-    def __call__(self, fn: Callable[[], Any], warmup: int, repeat: int) -> float:
-        for _ in range(warmup):
-            fn()
-        start = time.perf_counter()
-        for _ in range(repeat):
-            fn()
-        return (time.perf_counter() - start) * 1e3 / repeat
-
-
-class TorchTimer:
-    """Milliseconds per call from CUDA events recorded on torch's current stream."""
-
-    def __init__(self) -> None:
-        import torch
-
-        self.torch = torch
-
-    def __call__(self, fn: Callable[[], Any], warmup: int, repeat: int) -> float:
-        torch = self.torch
-        for _ in range(warmup):
-            fn()
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(repeat):
-            fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / repeat
+        return timed(fn, repeat, self.clock()) * 1e3
 
 
 @dataclass
@@ -227,8 +224,8 @@ def gpu_rig() -> Rig:
     torch_backend, why = _torch_backend("cuda")
     if torch_backend is None:
         print(f"note: no torch column: {why}", file=sys.stderr)
-    return Rig(CupyBackend(fused=True), CupyBackend(fused=False), CupyTimer(), 0,
-               torch_backend, TorchTimer() if torch_backend is not None else None, "cuda",
+    return Rig(CupyBackend(fused=True), CupyBackend(fused=False), Timer(cupy_clock), 0,
+               torch_backend, Timer(torch_clock) if torch_backend is not None else None, "cuda",
                # cached blocks go back between cases: one case's im2col buffers must not
                # crowd the next
                cupy.get_default_memory_pool().free_all_blocks)
@@ -242,8 +239,8 @@ def rehearsal_rig() -> Rig:
     torch_backend, why = _torch_backend("cpu")
     if torch_backend is None:
         print(f"note: no torch column: {why}", file=sys.stderr)
-    return Rig(MirrorBackend(), NumpyBackend(), WallTimer(), None, torch_backend, WallTimer(),
-               "cpu")
+    wall = Timer(lambda: time.perf_counter)
+    return Rig(MirrorBackend(), NumpyBackend(), wall, None, torch_backend, wall, "cpu")
 
 
 def _torch_backend(device: str) -> tuple[Any, str]:
@@ -274,10 +271,9 @@ def run_cases(rig: Rig, selected: list[Case], dtype: str, warmup: int, repeat: i
             del on_torch
         del native
         rig.free()
-        rows.append(
-            Row(case.op, case.label, case.describe(), dtype, fused_ms, generic_ms, torch_ms)
-        )
-        print(f"done: {case.op:<17} {case.label}", file=sys.stderr)
+        row = Row(case.op, case.label, case.describe(), dtype, fused_ms, generic_ms, torch_ms)
+        rows.append(row)
+        print(format_row(row), flush=True)  # as measured: a run cut short keeps its rows
     return rows
 
 
@@ -294,9 +290,12 @@ class Bandwidth:
 def run_bandwidth(rig: Rig, weights: dict[str, tuple[int, ...]], dtype: str, warmup: int,
                   repeat: int) -> list[Bandwidth]:
     """GB/s of ``dirac_weight`` (bytes of W read once plus W_hat written once) and of a
-    device-to-device copy of the same bytes, for each weight shape."""
-    return [_bandwidth(rig, label, shape, dtype, warmup, repeat)
-            for label, shape in weights.items()]
+    device-to-device copy of the same bytes, for each weight shape (printed as measured)."""
+    out = []
+    for label, shape in weights.items():
+        out.append(_bandwidth(rig, label, shape, dtype, warmup, repeat))
+        print(format_bandwidth(out[-1]), flush=True)
+    return out
 
 
 def _bandwidth(
@@ -325,27 +324,28 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
-def format_table(rows: list[Row], bandwidth: list[Bandwidth]) -> str:
-    """The closing table: one line per case, then the bandwidth lines."""
-    head = (
-        f"{'op':<17} {'layer':<30} {'dtype':<8} {'cupy ms':>9} {'generic ms':>10} "
-        f"{'torch ms':>9} {'torch/cupy':>10} {'generic/cupy':>12}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        torch_ms = "n/a" if r.torch_ms is None else f"{r.torch_ms:.4f}"
-        lines.append(
-            f"{r.op:<17} {r.label:<30} {r.dtype:<8} {r.cupy_ms:>9.4f} {r.generic_ms:>10.4f} "
-            f"{torch_ms:>9} {_ratio(r.torch_over_cupy):>10} {_ratio(r.generic_over_cupy):>12}"
-        )
-    lines.append("ratios > 1: cupy (fused) is faster than torch / than the generic path")
-    for bw in bandwidth:
-        lines.append(
-            f"dirac_weight bandwidth, {bw.label} w{bw.shape} {bw.dtype}: fused "
+HEADER = (f"{'op':<17} {'layer':<30} {'dtype':<8} {'cupy ms':>9} {'generic ms':>10} "
+          f"{'torch ms':>9} {'torch/cupy':>10} {'generic/cupy':>12}")
+RATIOS = "ratios > 1: cupy (fused) is faster than torch / than the generic path"
+
+
+def format_row(r: Row) -> str:
+    torch_ms = "n/a" if r.torch_ms is None else f"{r.torch_ms:.4f}"
+    return (f"{r.op:<17} {r.label:<30} {r.dtype:<8} {r.cupy_ms:>9.4f} {r.generic_ms:>10.4f} "
+            f"{torch_ms:>9} {_ratio(r.torch_over_cupy):>10} {_ratio(r.generic_over_cupy):>12}")
+
+
+def format_bandwidth(bw: Bandwidth) -> str:
+    return (f"dirac_weight bandwidth, {bw.label} w{bw.shape} {bw.dtype}: fused "
             f"{bw.fused_gbs:.0f} GB/s ({bw.fused_gbs / bw.copy_gbs:.2f} of a D2D copy at "
-            f"{bw.copy_gbs:.0f} GB/s), generic {bw.generic_gbs:.0f} GB/s"
-        )
-    return "\n".join(lines)
+            f"{bw.copy_gbs:.0f} GB/s), generic {bw.generic_gbs:.0f} GB/s")
+
+
+def format_table(rows: list[Row], bandwidth: list[Bandwidth]) -> str:
+    """The whole table (as the run prints it, line by line): header, one line per case, the
+    ratios' sense, then the bandwidth lines."""
+    lines = [HEADER, "-" * len(HEADER), *map(format_row, rows), RATIOS]
+    return "\n".join(lines + [format_bandwidth(bw) for bw in bandwidth])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -393,23 +393,25 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         rig = gpu_rig()
+    print(HEADER, "-" * len(HEADER), sep="\n", flush=True)
     rows = run_cases(rig, selected, args.dtype, args.warmup, args.repeat)
+    print(RATIOS, flush=True)
     bandwidth = run_bandwidth(rig, weights, args.dtype, args.warmup, args.repeat)
     # A kernel that failed to compile would leave the fused column timing the generic path.
     path = getattr(rig.fused, "path", "fused")
     print(f"path measured in the cupy column: {path} ({rig.fused!r})")
-    if path != "fused":
-        print("bench_gpu: the fused kernels did not run; the cupy column is not theirs",
-              file=sys.stderr)
-        return 1
     if args.json:
         payload = {
+            "path": path,
             "cases": [asdict(r) for r in rows],
             "bandwidth": [asdict(b) for b in bandwidth],
         }
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=2)
-    print(format_table(rows, bandwidth))
+    if path != "fused":
+        print("bench_gpu: the fused kernels did not run; the cupy column is not theirs",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# gpu_check.sh: everything that needs a CUDA GPU, in one run of at most ~8 minutes (--quick:
-# 4), from the source tree, with no network and nothing installed.
+# gpu_check.sh: everything that needs a CUDA GPU, in one run of at most 7.5 minutes (--quick:
+# 3.5), from the source tree, with no network and nothing installed.
 #
-#   env          versions, GPUs, usable backends (found from the source tree if not installed)
+#   budget       the arithmetic: step limits plus kill margins within TOTAL_S, and the warm
+#                step's limit against the cold-cache compile time traced on the CPU
+#   env          first NVRTC and the CUDA headers (naming the package of a missing one), then
+#                versions, GPUs, usable backends (found from the source tree if not installed)
 #   warm         compile the fused kernels (a compile error fails the check: no silent
-#                fallback to the generic path) and run every fused op once on both paths
+#                fallback to the generic path) and run every op once on both paths
 #   conformance-cupy         the conformance suite on the cupy backend (fused path)
 #   conformance-torch-cuda   the conformance suite on torch on CUDA
 #   tests-cupy   tests/cupy/test_gpu.py: fused and generic paths, kernels vs their mirror
+#   ddp          one DistributedDataParallel training step on every GPU of the node (NCCL)
 #   bench-gpu    benchmarks/bench_gpu.py (cupy vs torch-CUDA, fused vs generic, bandwidth)
 #
-# Each step prints which path it measured and its verdict the moment it ends; the summary
-# and the benchmark table come last. Every step has a time limit, and the limits are cut so
-# that the whole run stays within TOTAL_S (a step with no time left is reported NOT RUN).
+# Each step prints which path it measured and its verdict the moment it ends; the benchmark
+# prints each table row as it is measured. The summary and the table come last. Every step
+# has a time limit, and the limits plus each step's kill margin add up to at most TOTAL_S (a
+# step with no time left is reported NOT RUN).
 #
 # Usage:  scripts/gpu_check.sh [--quick] [--rehearse]
-#   --quick     fewer examples, the CIFAR shapes only: fits in 4 minutes
+#   --quick     fewer examples, the CIFAR shapes only: fits in 3.5 minutes
 #   --rehearse  on a CPU: the CuPy steps are skipped, torch runs on the CPU with a handful of
-#               examples and the benchmark on CPU stand-ins (CI runs this, uninstalled)
+#               examples, the ddp step on two CPU processes (gloo) and the benchmark on CPU
+#               stand-ins (CI runs this, uninstalled)
 # Environment (all optional):
 #   PYTHON   interpreter (default: .venv/bin/python if present, else python3)
 #   OUT      folder for logs, verdicts and JSON results (default: ./gpu_check_out)
@@ -46,19 +52,27 @@ export PYTHONPATH="$ROOT:$ROOT/backends:$ROOT/conformance${PYTHONPATH:+:$PYTHONP
 # A kernel that fails to compile must fail the check, not fall back to the generic path.
 export DIRAC_CUPY_STRICT=1
 
-# Per step: seconds allowed, then its arguments; --quick shrinks both.
+# Per step: seconds allowed, then its arguments; --quick shrinks both. The warm step's limit
+# covers a cold kernel cache (see the budget step); the others pace themselves or are short.
 if (( QUICK )); then
-    TOTAL_S="${TOTAL_S:-210}"
-    LIMITS=(env 20 warm 75 conformance-cupy 40 conformance-torch-cuda 20 tests-cupy 40 bench-gpu 35)
+    DEFAULT_TOTAL_S=210
+    LIMITS=(env 15 warm 85 conformance-cupy 15 conformance-torch-cuda 10 tests-cupy 10 ddp 25
+            bench-gpu 15)
     CUPY_EXAMPLES=10; TORCH_EXAMPLES=5; GPU_TEST_EXAMPLES=4; BENCH_ARGS=(--quick --repeat 10)
 else
-    TOTAL_S="${TOTAL_S:-450}"
-    LIMITS=(env 25 warm 90 conformance-cupy 120 conformance-torch-cuda 60 tests-cupy 85 bench-gpu 90)
+    DEFAULT_TOTAL_S=450
+    LIMITS=(env 20 warm 90 conformance-cupy 85 conformance-torch-cuda 40 tests-cupy 60 ddp 40
+            bench-gpu 70)
     CUPY_EXAMPLES=40; TORCH_EXAMPLES=15; GPU_TEST_EXAMPLES=15; BENCH_ARGS=()
 fi
+TOTAL_S="${TOTAL_S:-$DEFAULT_TOTAL_S}"
+SLACK=1  # --rehearse: a shared CPU runner gets twice each limit (the budget is the GPU's)
+KILL_AFTER=5  # timeout --kill-after: what a step that ignores SIGTERM may add to its limit
 TORCH_SPEC="torch@cuda"
+DDP_ARGS=()
 if (( REHEARSE )); then
     TORCH_SPEC="torch"; TORCH_EXAMPLES=1; BENCH_ARGS+=(--rehearse --warmup 1 --repeat 2)
+    DDP_ARGS=(--cpu); SLACK=2
     # pytest's "nothing collected": test_gpu.py skips itself without CuPy, as it should here.
     TESTS_SKIP_RC=5
 fi
@@ -91,8 +105,8 @@ record() {
 run_step() {
     local name="$1"; shift
     local seconds left start rc status detail
-    seconds="$(limit_of "$name")"
-    left=$((TOTAL_S - (SECONDS - STARTED)))
+    seconds=$(( $(limit_of "$name") * SLACK ))
+    left=$((TOTAL_S * SLACK - (SECONDS - STARTED)))
     (( seconds > left )) && seconds=$left
     if (( seconds < 5 )); then
         record "$name" "NOT RUN" 0 "no time left within TOTAL_S=${TOTAL_S}s"; FAILED=1; return
@@ -100,7 +114,8 @@ run_step() {
     echo "=== $name (at most ${seconds}s): $*"
     rm -f "$OUT/$name.verdict"
     start=$SECONDS
-    STEP_LIMIT_S=$seconds timeout --kill-after=5 "$seconds" "$@" 2>&1 | tee "$OUT/$name.log"
+    STEP_LIMIT_S=$seconds timeout --kill-after="$KILL_AFTER" "$seconds" "$@" 2>&1 \
+        | tee "$OUT/$name.log"
     rc=${PIPESTATUS[0]}
     case $rc in
         0) status="pass" ;;
@@ -121,6 +136,22 @@ echo "=== GPUs"
 nvidia-smi -L 2>&1 || echo "nvidia-smi not found"
 (( REHEARSE )) && echo "=== REHEARSAL on the CPU: CuPy steps skipped, nothing here is measured"
 
+# The budget: every step's limit plus its kill margin must fit in the default total, so that
+# no step is cut for want of time on a run that goes to every limit.
+SPENT=0
+for ((i = 1; i < ${#LIMITS[@]}; i += 2)); do SPENT=$((SPENT + LIMITS[i] + KILL_AFTER)); done
+echo "=== budget: $(( ${#LIMITS[@]} / 2 )) steps, limits + ${KILL_AFTER} s kill margin each" \
+     "= ${SPENT} s of TOTAL_S=${TOTAL_S} s (default ${DEFAULT_TOTAL_S} s)"
+if (( SPENT > DEFAULT_TOTAL_S )); then
+    echo "budget: the step limits exceed ${DEFAULT_TOTAL_S} s; fix LIMITS in $0" >&2
+    exit 2
+fi
+# The warm step's limit against the cold-cache compile time, traced on the CPU (no GPU needed).
+if ! "${STEPS[@]}" trace --limit "$(limit_of warm)"; then
+    echo "budget: the warm step's limit is too short for a cold kernel cache" >&2
+    exit 2
+fi
+
 run_step env "${STEPS[@]}" --verdict "$OUT/env.verdict" env
 if (( REHEARSE )); then
     skip_step warm "rehearsal: needs CuPy and a GPU"
@@ -135,6 +166,8 @@ run_step conformance-torch-cuda "${STEPS[@]}" --verdict "$OUT/conformance-torch-
     --json "$OUT/conformance-torch-cuda.json"
 DETAIL="paths fused and generic: every GPU test runs on both (log: $OUT/tests-cupy.log)" \
 SKIP_RC="${TESTS_SKIP_RC:-none}" run_step tests-cupy "$PY" -m pytest -q -p no:cacheprovider tests/cupy/test_gpu.py -rs
+run_step ddp "${STEPS[@]}" --verdict "$OUT/ddp.verdict" ddp "${DDP_ARGS[@]}" \
+    --report "$OUT/ddp.report"
 DETAIL="cupy column: the fused path (the benchmark fails if it fell back)" \
     run_step bench-gpu "$PY" benchmarks/bench_gpu.py "${BENCH_ARGS[@]}" --json "$OUT/bench_gpu.json"
 
@@ -142,7 +175,6 @@ echo
 echo "=== summary ($((SECONDS - STARTED)) s; logs, verdicts and JSON in $OUT)"
 printf '%s\n' "${SUMMARY[@]}"
 echo
-echo "=== benchmark table"
-# The table is the tail of the benchmark's output, from the line naming the path on.
-sed -n '/^path measured in the cupy column/,$p' "$OUT/bench-gpu.log" 2>/dev/null
+echo "=== benchmark table (the rows measured, also those of a run cut short)"
+sed -n '/^op  *layer/,$p' "$OUT/bench-gpu.log" 2>/dev/null
 exit "$FAILED"

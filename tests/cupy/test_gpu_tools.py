@@ -5,10 +5,13 @@ the CPU from an uninstalled source tree, as the bare GPU machine will run it."""
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,11 @@ def bench():
     spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_gpu"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(BENCH.parent))  # as when run as a script: timing.py beside it
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH.parent))
     yield module
     del sys.modules["bench_gpu"]
 
@@ -89,25 +96,39 @@ def test_gpu_check_script_is_valid_bash():
     assert "pip install" not in SCRIPT.read_text()  # no network there: nothing installs
 
 
+STEPS_OF_THE_SCRIPT = {"env", "warm", "conformance-cupy", "conformance-torch-cuda",
+                       "tests-cupy", "ddp", "bench-gpu"}
+
+
 def _limits(mode: str) -> tuple[int, dict[str, int]]:
-    """``(TOTAL_S, {step: limit})`` of the script's full or quick mode."""
+    """``(default TOTAL_S, {step: limit})`` of the script's full or quick mode."""
     text = SCRIPT.read_text()
     branch = text.split("if (( QUICK )); then", 1)[1].split("\nfi", 1)[0]
     quick, full = branch.split("else", 1)
     part = quick if mode == "quick" else full
-    total = int(re.search(r"TOTAL_S:-(\d+)", part).group(1))
+    total = int(re.search(r"DEFAULT_TOTAL_S=(\d+)", part).group(1))
     pairs = re.search(r"LIMITS=\(([^)]*)\)", part).group(1).split()
     return total, {k: int(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True)}
 
 
-@pytest.mark.parametrize(("mode", "minutes"), [("full", 8), ("quick", 4)])
-def test_step_limits_fit_one_device_command(mode, minutes):
+@pytest.mark.parametrize(("mode", "minutes"), [("full", 7.5), ("quick", 3.5)])
+def test_step_limits_and_kill_margins_sum_within_the_total(mode, minutes):
     total, limits = _limits(mode)
-    steps = {"env", "warm", "conformance-cupy", "conformance-torch-cuda", "tests-cupy",
-             "bench-gpu"}
-    assert set(limits) == steps
-    # Each killed step may take 5 s more (timeout --kill-after=5); start-up on top.
-    assert total <= minutes * 60 - 5 * len(steps) and sum(limits.values()) <= total + 40
+    assert set(limits) == STEPS_OF_THE_SCRIPT
+    kill_after = int(re.search(r"KILL_AFTER=(\d+)", SCRIPT.read_text()).group(1))
+    # Each killed step may take KILL_AFTER s more (timeout --kill-after): still within total.
+    assert sum(limits.values()) + kill_after * len(limits) <= total <= minutes * 60
+
+
+@pytest.mark.parametrize("mode", ["full", "quick"])
+def test_the_warm_limit_covers_a_cold_cache_traced_on_the_cpu(mode, tmp_path):
+    """The warm step compiles every CuPy kernel of both paths (about a hundred) on a bare
+    machine: its limit must exceed the traced estimate with a margin."""
+    _, limits = _limits(mode)
+    done = _steps("--verdict", str(tmp_path / "v"), "trace", "--limit", str(limits["warm"]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    count = int(re.search(r"(\d+) distinct CuPy kernels", done.stdout).group(1))
+    assert count > 60  # the generic path's ufuncs, reductions and copies, per dtype and ndim
 
 
 def _steps(*args, env=None):
@@ -144,19 +165,26 @@ def dc_available(name: str) -> str:
 
 @pytest.mark.slow
 def test_gpu_check_rehearses_from_an_uninstalled_source_tree(uninstalled, source_tree, tmp_path):
-    """The whole script, CuPy steps skipped, from a checkout that is not installed."""
+    """The whole script, CuPy steps skipped, from a checkout that is not installed: the budget
+    arithmetic, the env checks, the ddp step on two CPU processes, the streamed table."""
     pytest.importorskip("torch")
     env = {**uninstalled, "OUT": str(tmp_path)}
     script = source_tree / SCRIPT.relative_to(ROOT)
     done = subprocess.run(["bash", str(script), "--rehearse"], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=400)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-2000:]
-    assert "source tree: backends from SOURCE_TREE" in (tmp_path / "env.log").read_text()
+    budget = re.search(r"=== budget: 7 steps, limits \+ 5 s kill margin each = (\d+) s", out)
+    assert budget and int(budget.group(1)) <= 450
+    assert "verdict: warm limit 90 s is" in out  # the traced cold-cache estimate, with margin
+    env_log = (tmp_path / "env.log").read_text()
+    assert "source tree: backends from SOURCE_TREE" in env_log
+    # The compiler pieces come first, before any version (here: CuPy does not import).
+    assert env_log.index("compiler    not checked") < env_log.index("numpy ")
     summary = out.split("=== summary", 1)[1]
     for step, status in [("env", "pass"), ("warm", "skipped"), ("conformance-cupy", "skipped"),
                          ("conformance-torch-cuda", "pass"), ("tests-cupy", "skipped"),
-                         ("bench-gpu", "pass")]:
+                         ("ddp", "pass"), ("bench-gpu", "pass")]:
         assert re.search(rf"^{step}\s+{status}\s", summary, flags=re.M), summary
     # Each verdict is printed when its step ends, before the next step starts.
     assert out.index(">>> env ") < out.index("=== conformance-torch-cuda")
@@ -165,10 +193,80 @@ def test_gpu_check_rehearses_from_an_uninstalled_source_tree(uninstalled, source
     torch_line = r"path torch \(no fused kernels\); (\d+)/(\d+) checks conform"
     good, total = re.search(torch_line, summary).groups()
     assert good == total and int(total) > 12  # every check, each dtype, all conform
-    table = out.split("=== benchmark table", 1)[1]
+    assert re.search(r"^ddp .*2 ranks \(gloo, cpu\): one DDP step .* identical on every rank",
+                     summary, flags=re.M), summary
+    # The table's rows were printed as measured, inside the step, before its verdict ...
+    step = out.split("=== bench-gpu", 1)[1].split(">>> bench-gpu", 1)[0]
+    assert step.index("conv_vjp ") < step.index("path measured in the cupy column")
+    # ... and the table is repeated, whole, at the very end.
+    table = out.split("=== benchmark table", 1)[1].split("\n", 1)[1]
+    assert table.startswith("op ") and "conv_vjp" in table and "bandwidth" in table
     assert "path measured in the cupy column: fused (MirrorBackend" in table
-    assert "conv_vjp" in table and "bandwidth" in table
     assert json.loads((tmp_path / "bench_gpu.json").read_text())["cases"]
+
+
+def test_a_table_cut_short_keeps_its_rows(bench, capsys):
+    """Rows are printed as each case is measured: what a timeout leaves is still a table."""
+    from dirac_core.reference import NumpyBackend as Reference
+
+    rig = bench.Rig(Reference(), Reference(), bench.Timer(lambda: time.perf_counter), None)
+    selected = bench.cases(tiny=True)[:2]
+    rows = bench.run_cases(rig, selected, "float64", 0, 1)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [bench.format_row(r) for r in rows]
+
+
+def test_bench_timers_go_through_the_shared_timing_helper(bench, monkeypatch):
+    calls = []
+
+    def timed(step, steps, clock):
+        calls.append(steps)
+        return 0.002
+
+    monkeypatch.setattr(bench, "timed", timed)
+    assert bench.Timer(lambda: time.perf_counter)(lambda: None, 1, 7) == pytest.approx(2.0)
+    assert calls == [7]
+    ticks = iter([10.0, 10.5])
+    clock = bench.event_clock(lambda: next(ticks), lambda a, b: b - a)
+    assert clock() == 0.5  # seconds between the clock's start event and a new one
+
+
+def test_budget_arithmetic_refuses_limits_beyond_the_total(tmp_path):
+    """A script whose limits do not fit stops before running any step."""
+    text = SCRIPT.read_text().replace("LIMITS=(env 20 warm 90", "LIMITS=(env 60 warm 90")
+    broken = tmp_path / "scripts" / "gpu_check.sh"
+    broken.parent.mkdir()
+    broken.write_text(text)
+    done = subprocess.run(["bash", str(broken), "--rehearse"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "OUT": str(tmp_path / "out"),
+                                           "PYTHON": sys.executable})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "the step limits exceed 450 s" in done.stderr and "=== env" not in done.stdout
+
+
+def test_env_names_the_package_of_missing_compiler_pieces(monkeypatch):
+    """NVRTC or cuda_fp16.h missing: the env step says which package provides it."""
+    spec = importlib.util.spec_from_file_location("gpu_steps", STEPS)
+    steps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(steps)
+
+    def no_nvrtc():
+        raise RuntimeError("CuPy failed to load libnvrtc.so.12")
+
+    def no_header(code):
+        return types.SimpleNamespace(compile=lambda: (_ for _ in ()).throw(
+            RuntimeError("catastrophic error: cannot open source file \"cuda_fp16.h\"")))
+
+    nvrtc = types.SimpleNamespace(getVersion=no_nvrtc)
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(nvrtc=nvrtc), RawModule=no_header)
+    (problem,) = steps.compiler_pieces(fake, 12)
+    assert "NVRTC cannot be loaded (RuntimeError" in problem
+    assert "nvidia-cuda-nvrtc-cu12" in problem and "cupy-cuda12x[ctk]" in problem
+    nvrtc.getVersion = lambda: (12, 4)
+    (problem,) = steps.compiler_pieces(fake, 13)
+    assert "cuda_fp16.h" in problem and "nvidia-cuda-runtime " in problem + " "
+    fake.RawModule = lambda code: types.SimpleNamespace(compile=lambda: None)
+    assert steps.compiler_pieces(fake, 12) == []
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])

@@ -12,7 +12,9 @@ layer taking C channels has a conv with 2C inputs. Variants:
   ``W_hat = delta + W`` with fixed ``alpha = beta = 1`` and no normalization, i.e. a residual
   connection around every conv);
 - ``activation``: ``"ncrelu"`` (paper, v1) or ``"relu"``;
-- ``per_channel``: alpha and beta per output channel (the authors' later v2) instead of scalars;
+- ``per_channel``: ``False`` (scalar alpha and beta, the paper), ``True`` (both per output
+  channel, the authors' v2) or ``"beta"`` (a scalar alpha and a beta per output filter, the
+  layout of the authors' released v1 ImageNet file);
 - ``policy``: the Dirac tensor for unequal channel counts, ``"tile"`` (paper eq. 7-8, the
   authors' v1 code) or ``"min"`` (``torch.nn.init.dirac_``, the authors' v2 code).
 
@@ -20,9 +22,12 @@ layer taking C channels has a conv with 2C inputs. Variants:
 int, as in the authors' code (``int(64 * 0.75) = 48``). Names print as the paper writes them,
 ``DiracNet-34-2`` (CIFAR) and ``DiracNet-18-0.75`` (ImageNet, ``DiracNet-18`` at width 1).
 
-The classifier head is ``ReLU -> global average pool -> Linear``: the last Dirac layer ends in
-a batch norm, and, as in the authors' v2 code, a ReLU precedes the pooling; their v1 code pools
-the batch norm's output directly (``head_relu=False``).
+The classifier head is ``global average pool -> Linear`` on the last batch norm's output, as
+in the authors' v1 code behind the paper's CIFAR numbers; ``head_relu=True`` puts a ReLU before
+the pooling, as their v2 code and their released v1 ImageNet model do.
+
+Which variant a *named* network is (v1, v2, the paper's ImageNet tables) is decided in one
+place, :mod:`dirac_core.catalog`; the defaults here are the paper's v1.
 """
 
 from __future__ import annotations
@@ -32,16 +37,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .untrusted import UntrustedInputError, from_dict, require
-from .validation import POLICIES, bool_value, one_of, positive_int, positive_number
+from .validation import (
+    POLICIES,
+    bool_value,
+    one_of,
+    per_channel_value,
+    positive_int,
+    positive_number,
+)
 
 PARAMETERIZATIONS = ("dirac", "plain", "resnet")
 ACTIVATIONS = ("ncrelu", "relu")
-# The named variants, defined once: the model builders (``diracnet_v2_cifar``) and the training
-# presets (``--preset v2``) both read them, so the two names always mean the same network.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "v1": {"activation": "ncrelu", "per_channel": False},  # the paper
-    "v2": {"activation": "relu", "per_channel": True},  # the authors' later per-channel ReLU
-}
 
 
 @dataclass(frozen=True)
@@ -55,14 +61,16 @@ class Conv:
     padding: int | str = 0
     bias: bool = False
     parameterization: str = "none"
-    per_channel: bool = False
+    per_channel: bool | str = False
     policy: str = "tile"
 
     def num_parameters(self) -> int:
         weight = self.out_channels * self.in_channels * self.kernel_size**2
         scales = 0
         if self.parameterization == "dirac":
-            scales = 2 * (self.out_channels if self.per_channel else 1)
+            alpha = self.out_channels if self.per_channel is True else 1
+            beta = self.out_channels if self.per_channel else 1
+            scales = alpha + beta
         return weight + (self.out_channels if self.bias else 0) + scales
 
 
@@ -162,7 +170,7 @@ def count_parameters(spec: NetSpec) -> int:
 
 def dirac_layer(
     in_channels: int, out_channels: int, *, activation: str, parameterization: str,
-    per_channel: bool, policy: str = "tile",
+    per_channel: bool | str, policy: str = "tile",
 ) -> tuple[Layer, ...]:
     """``activation -> 3x3 conv (same padding, no bias) -> BatchNorm``."""
     if activation == "ncrelu":
@@ -191,7 +199,8 @@ def _dirac_groups(
 
 
 def _check_variant(
-    width: float, num_classes: int, activation: str, parameterization: str, per_channel: bool,
+    width: float, num_classes: int, activation: str, parameterization: str,
+    per_channel: bool | str,
     policy: str, head_relu: bool, in_channels: int, image_size: int,
 ) -> None:
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
@@ -199,7 +208,7 @@ def _check_variant(
         positive_int(value, name)
     positive_number(width, "width")
     one_of(activation, "activation", ACTIVATIONS)
-    bool_value(per_channel, "per_channel")
+    per_channel_value(per_channel)
     bool_value(head_relu, "head_relu")
     one_of(parameterization, "parameterization", PARAMETERIZATIONS)
     one_of(policy, "policy", POLICIES)
@@ -243,9 +252,9 @@ def diracnet_cifar(
     *,
     activation: str = "ncrelu",
     parameterization: str = "dirac",
-    per_channel: bool = False,
+    per_channel: bool | str = False,
     policy: str = "tile",
-    head_relu: bool = True,
+    head_relu: bool = False,
     in_channels: int = 3,
     image_size: int = 32,
 ) -> NetSpec:
@@ -298,9 +307,9 @@ def diracnet_imagenet(
     *,
     activation: str = "ncrelu",
     parameterization: str = "dirac",
-    per_channel: bool = False,
+    per_channel: bool | str = False,
     policy: str = "tile",
-    head_relu: bool = True,
+    head_relu: bool = False,
     blocks: tuple[int, int, int, int] | None = None,
     in_channels: int = 3,
     image_size: int = 224,

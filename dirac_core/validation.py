@@ -199,6 +199,46 @@ def bool_value(value: Any, name: str) -> bool:
     return bool(value)
 
 
+PER_CHANNEL = (False, True, "beta")
+
+
+def per_channel_value(value: Any) -> bool | str:
+    """``per_channel``: ``False`` (scalar alpha and beta), ``True`` (both one per output
+    channel) or ``"beta"`` (a scalar alpha and one beta per output filter)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if not isinstance(value, str):
+        raise TypeError(f"per_channel must be a bool or 'beta', got {type(value).__name__}: "
+                        f"{value!r}")
+    if value == "beta":
+        return "beta"
+    raise ValueError(f"per_channel={value!r} is not accepted; use one of {PER_CHANNEL}")
+
+
+def scale_is_vector(per_channel: bool | str, name: str) -> bool:
+    """Whether the scale ``name`` (``"alpha..."`` or ``"beta..."``) has one entry per output
+    channel under ``per_channel`` (see :func:`per_channel_value`)."""
+    return per_channel is True or (per_channel == "beta" and name.startswith("beta"))
+
+
+WEIGHT_INITS = ("normal", "he")
+BN_INITS = ("uniform", "ones")
+CLASSIFIER_INITS = ("he", "default")
+
+
+def check_init(init: Any) -> None:
+    """Check a network's initial values (a :class:`dirac_core.catalog.Init`): finite scales, a
+    positive finite ``init_std`` and known ``weight``/``bn_weight``/``classifier`` choices."""
+    for name in ("alpha", "beta"):
+        value = getattr(init, name)
+        if not is_real(value) or not math.isfinite(value):
+            raise ValueError(f"{name}_init must be a finite number, got {value!r}")
+    positive_number(init.init_std, "init_std")
+    one_of(init.weight, "weight", WEIGHT_INITS)
+    one_of(init.bn_weight, "bn_weight", BN_INITS)
+    one_of(init.classifier, "classifier", CLASSIFIER_INITS)
+
+
 def policy_value(policy: Any) -> str:
     return one_of(policy, "policy", POLICIES)
 

@@ -35,8 +35,7 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     flag = argparse.BooleanOptionalAction
     add("--preset", choices=sorted(PRESETS),
-        help="v1 (default): the paper (NCReLU, scalar alpha/beta); v2: ReLU, per-channel "
-             "alpha/beta")
+        help="v1 (default): --arch cifar, the paper; v2: --arch v2_cifar, the authors' v2")
     add("--data", choices=DATASETS, help="dataset (default: digits, built in, no download)")
     add("--data-dir", help="CIFAR folder or .tar.gz (binary or python version); class folders")
     add("--model", help="a name from `diracnets models` (sets --arch, --depth, --width and, "
@@ -45,10 +44,11 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         help="model family (default cifar; `diracnets models` describes them)")
     add("--depth", type=int, help="layers: 6n+4 for cifar (default 34), 18 or 34 for imagenet")
     add("--width", type=float, help="width multiplier (default 1; fractions like 0.75 too)")
-    add("--activation", choices=nets.ACTIVATIONS)
+    add("--activation", choices=nets.ACTIVATIONS, help="default: the family's")
     add("--parameterization", choices=nets.PARAMETERIZATIONS,
         help="dirac (default), plain (the paper's control) or resnet (eq. 14)")
-    add("--per-channel", action=flag, default=None, help="one alpha/beta per output channel")
+    add("--per-channel", action=flag, default=None,
+        help="one alpha/beta per output channel (default: the family's)")
     add("--image-size", type=int, help="class-folder crop size (default 224)")
     add("--epochs", type=int, help="default 200")
     add("--batch-size", type=int, help="global batch size, split over ranks (default 128)")
@@ -61,10 +61,11 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add("--milestones", type=int, nargs="+",
         help="epochs at which lr *= lr-gamma (default 30/60/80 %% of epochs)")
     add("--lr-gamma", type=float, help="default 0.2")
-    add("--alpha-init", type=float, help="initial alpha (default 5)")
-    add("--beta-init", type=float, help="initial beta (default 1e-3)")
+    add("--alpha-init", type=float, help="initial alpha (default: the family's; v1 5, v2 1)")
+    add("--beta-init", type=float, help="initial beta (default: the family's; v1 1e-3, v2 0.1)")
     add("--init-std", type=float,
-        help="std of the Dirac convs' initial W (default 0.1, the authors' code; paper: 1)")
+        help="W ~ N(0, init-std^2) for the Dirac convs (default: the family's; v1 0.1 as in "
+             "the authors' code, v2 Kaiming-normal; the paper's text: 1)")
     add("--precise-bn", action=flag, default=None,
         help="recompute the batch-norm statistics for the current weights before each "
              "evaluation (one pass over the training batches; default off)")
@@ -97,14 +98,10 @@ def _given(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]
 
 def _model_fields(name: str, given: dict[str, Any]) -> dict[str, Any]:
     """The config fields a registry model name sets; a conflicting option is an error."""
-    from dirac_torch.registry import KINDS, family_fixed, parse_name
-
-    from .config import TrainConfig
+    from dirac_core.catalog import KINDS, parse_name
 
     kind, depth, width, family = parse_name(name)
-    fields = {"arch": family, "depth": depth, "width": width}
-    config_fields = TrainConfig.__dataclass_fields__
-    fields.update({k: v for k, v in family_fixed(family).items() if k in config_fields})
+    fields: dict[str, Any] = {"arch": family, "depth": depth, "width": width}
     if kind != "diracnet":
         fields["parameterization"] = KINDS[kind]
     clash = sorted(k for k in fields if k in given and given[k] != fields[k])
@@ -115,19 +112,24 @@ def _model_fields(name: str, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from dirac_core.catalog import FAMILIES, create_spec, listed_networks
     from dirac_core.nets import count_parameters
-    from dirac_torch.registry import create_spec, families, list_models
 
-    names = list_models(args.pattern)
-    width = max((len(n) for n in names), default=4)
-    print(f"{'model':<{width}}  {'network':<34} {'parameters':>12}")
-    for name in names:
+    rows = listed_networks(args.pattern)
+    width = max((len(name) for name, _, _ in rows), default=5)
+    print(f"{'model':<{width}}  {'network':<34} {'code':<4} {'kind':<8} {'paper':<26} "
+          f"{'parameters':>12} {'published':>9}")
+    for name, family, row in rows:
         spec = create_spec(name)
-        print(f"{name:<{width}}  {spec.name:<34} {count_parameters(spec):>12,}")
+        kind = "plain" if row.kind == "plain" else "dirac"
+        print(f"{name:<{width}}  {spec.name:<34} {family.version:<4} {kind:<8} "
+              f"{row.table or '-':<26} {count_parameters(spec):>12,} {row.published or '-':>9}")
+    print("\ncode: the authors' code generation (v1 the paper's, v2 their later master); paper: "
+          "the table of arXiv:1706.00388 a row reproduces; published: its count there.")
     print("\nfamilies (any depth and width: {kind}{depth}[_{width}]_{family}, kind diracnet or "
           "plain):")
-    for family, doc in families().items():
-        print(f"  {family:<15} {doc}")
+    for name, family in FAMILIES.items():
+        print(f"  {name:<17} {family.summary}\n  {'':<17} reproduces {family.source}")
     return 0
 
 
@@ -144,7 +146,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  "its checkpoint's settings and folder")
         summary = run_training(resume=args.resume, overrides=overrides)
     else:
-        config = preset_config(args.preset or "v1", **overrides)
+        if args.preset is not None and args.model:
+            raise ValueError("--preset cannot be used with --model: the model name says which "
+                             "family it is")
+        config = preset_config(args.preset, **overrides)
         if "out" not in overrides:
             config.out = (f"runs/{config.data}-diracnet{config.depth}-{config.width:g}-"
                           f"{config.parameterization}")

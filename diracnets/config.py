@@ -2,8 +2,11 @@
 
 Defaults follow the paper (after Wide ResNet): SGD with momentum 0.9, lr 0.1, batch 128, 200
 epochs, lr x 0.2 at 30 %, 60 % and 80 % of training (epochs 60/120/160 of 200), weight decay
-5e-4 on every parameter including alpha and beta, alpha_init = 5, beta_init = 1e-3; the Dirac
-convs' ``W`` starts as ``N(0, init_std**2)`` with ``init_std = 0.1``, as in the authors' code.
+5e-4 on every parameter including alpha and beta. The network and its initial values (alpha,
+beta, ``W``, batch norm, classifier) are those its family defines in :mod:`dirac_core.catalog`
+(``arch``; the paper's v1 by default: alpha 5, beta 1e-3, ``W ~ N(0, 0.1**2)``);
+``alpha_init``, ``beta_init``, ``init_std``, ``activation`` and ``per_channel`` left at
+``None`` mean "the family's".
 
 Every setting has one name, the same here, in ``config.json``, in ``dirac_torch.models``
 (``diracnet_cifar(alpha_init=...)``) and on the command line (``--alpha-init``).
@@ -16,7 +19,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dirac_core.nets import VARIANTS
 from dirac_core.untrusted import from_dict
 from dirac_core.validation import (
     bool_value,
@@ -28,8 +30,11 @@ from dirac_core.validation import (
 
 from .datasets import DATASETS
 
-# v1: the paper; v2: the network of dirac_torch.models.diracnet_v2_cifar (one definition)
-PRESETS: dict[str, dict[str, Any]] = VARIANTS
+# preset -> the model family (of dirac_core.catalog) it means for a CIFAR or ImageNet network
+PRESETS: dict[str, dict[str, str]] = {
+    "v1": {"cifar": "cifar", "imagenet": "imagenet"},  # the paper's code
+    "v2": {"cifar": "v2_cifar", "imagenet": "v2_imagenet"},  # the authors' later master
+}
 # names that checkpoints written before the settings were renamed still carry
 RENAMED = {"alpha0": "alpha_init", "beta0": "beta_init"}
 MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)  # 60/120/160 of the paper's 200 epochs
@@ -58,9 +63,9 @@ class TrainConfig:
     arch: str = "cifar"
     depth: int = 34
     width: float = 1
-    activation: str = "ncrelu"
+    activation: str | None = None
     parameterization: str = "dirac"
-    per_channel: bool = False
+    per_channel: bool | None = None
     image_size: int = 224
     epochs: int = 200
     batch_size: int = 128
@@ -71,9 +76,9 @@ class TrainConfig:
     decay_scales: bool = True
     milestones: tuple[int, ...] | None = None
     lr_gamma: float = 0.2
-    alpha_init: float = 5.0
-    beta_init: float = 1e-3
-    init_std: float = 0.1
+    alpha_init: float | None = None
+    beta_init: float | None = None
+    init_std: float | None = None
     precise_bn: bool = False
     seed: int = 0
     device: str = "auto"
@@ -104,8 +109,11 @@ class TrainConfig:
             positive_int(getattr(self, name), name)
         for name in ("lr", "momentum", "weight_decay", "lr_gamma", "alpha_init",
                      "beta_init"):
-            non_negative_number(getattr(self, name), name)
-        positive_number(self.init_std, "init_std")
+            value = getattr(self, name)
+            if value is not None or name not in ("alpha_init", "beta_init"):
+                non_negative_number(value, name)
+        if self.init_std is not None:  # None: the family's
+            positive_number(self.init_std, "init_std")
         bool_value(self.precise_bn, "precise_bn")
         if self.train_limit is not None and self.train_limit < 1:
             raise ValueError(f"train_limit must be a positive int or None, got "
@@ -148,14 +156,35 @@ class TrainConfig:
         return from_dict(cls, values, source, rename=RENAMED)
 
 
-def preset_config(preset: str = "v1", **overrides: Any) -> TrainConfig:
-    """The paper's defaults with a preset's variant, then ``overrides``.
+def preset_config(preset: str | None = "v1", **overrides: Any) -> TrainConfig:
+    """The paper's defaults with the preset's model family, then ``overrides``.
+
+    The preset picks the family of the dataset ``arch`` names (default ``cifar``): ``v2`` with
+    ``arch="imagenet"`` is ``v2_imagenet``. Another family (``paper_imagenet``, ...) is kept
+    as given under ``v1`` and refused under ``v2``. ``preset=None`` keeps ``arch`` as given.
+
+    Raises
+    ------
+    ValueError
+        An unknown preset; ``v2`` with a family it has no counterpart of.
 
     Examples
     --------
-    >>> preset_config("v2", epochs=10).per_channel
-    True
+    >>> preset_config("v2", epochs=10).arch
+    'v2_cifar'
+    >>> preset_config("v2", arch="imagenet").arch
+    'v2_imagenet'
     """
+    if preset is None:
+        return TrainConfig(**overrides)
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is not accepted; use one of {sorted(PRESETS)}")
-    return TrainConfig(**{**PRESETS[preset], **overrides})
+    arch = overrides.get("arch", "cifar")
+    counterparts = {family: dataset for choice in PRESETS.values()
+                    for dataset, family in choice.items()}
+    if arch in counterparts:
+        overrides["arch"] = PRESETS[preset][counterparts[arch]]
+    elif preset != "v1":
+        raise ValueError(f"preset={preset!r} cannot be combined with arch={arch!r}; use one of "
+                         f"{sorted(counterparts)} or drop the preset")
+    return TrainConfig(**overrides)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dirac_core.catalog import family
+
 from .config import preset_config
 
 # sized for <= ~1 minute of training on 2 CPU cores; the rest are the paper's settings
@@ -32,8 +34,9 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
         settings["milestones"] = None  # default fractions of the requested epochs
     config = preset_config("v1", data="digits", out=str(out), onnx=onnx, progress=progress,
                            device="cpu", **settings)
+    init = family(config.arch).init
     print(f"diracnets demo: DiracNet-{config.depth}-{config.width} (paper v1: NCReLU, "
-          f"alpha_init={config.alpha_init}, beta_init={config.beta_init}) on scikit-learn's "
+          f"alpha_init={init.alpha}, beta_init={init.beta}) on scikit-learn's "
           f"8x8 digits, {config.epochs} epochs, CPU", flush=True)
     summary = run_training(config, overwrite=overwrite)
     print(format_summary(summary))

@@ -77,14 +77,15 @@ class TrainingInterrupted(Exception):
 
 def build_model(config: TrainConfig, dataset: Dataset) -> nn.Module:
     """The DiracNet the config describes, shaped for ``dataset`` (channels, classes, size)."""
+    from dirac_core.catalog import family_spec
     from dirac_torch.models import build
-    from dirac_torch.registry import family_spec
 
+    chosen = {k: getattr(config, k) for k in ("activation", "per_channel")
+              if getattr(config, k) is not None}
     spec = family_spec(
         config.arch, config.depth, config.width, dataset.num_classes,
-        activation=config.activation, parameterization=config.parameterization,
-        per_channel=config.per_channel, in_channels=dataset.in_channels,
-        image_size=dataset.image_size,
+        parameterization=config.parameterization, in_channels=dataset.in_channels,
+        image_size=dataset.image_size, **chosen,
     )
     return build(spec, alpha_init=config.alpha_init, beta_init=config.beta_init,
                  init_std=config.init_std)

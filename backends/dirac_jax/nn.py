@@ -31,8 +31,17 @@ from flax import nnx
 from jax import lax
 
 import dirac_core as dc
-from dirac_core import nets
-from dirac_core.validation import as_tuple, check_weight_args, groups_for, layer_geometry
+from dirac_core import catalog, nets
+from dirac_core.validation import (
+    as_tuple,
+    check_init,
+    check_weight_args,
+    groups_for,
+    layer_geometry,
+    per_channel_value,
+    positive_number,
+    scale_is_vector,
+)
 
 from . import ops
 
@@ -97,8 +106,10 @@ class Conv(nnx.Module):
 class DiracConv(Conv):
     """N-d convolution with the Dirac parameterization (paper eq. 13).
 
-    ``W ~ N(0, 1)`` at ``.weight``, scales ``.alpha`` (init 5) and ``.beta`` (init 1e-3), per
-    output channel with ``per_channel``; ``padding`` defaults to the spec's ``"same"``. With
+    ``W ~ N(0, init_std**2)`` at ``.weight`` (``init_std = 0.1`` as in the authors' code and
+    in ``dirac_torch.DiracConv2d``), scales ``.alpha`` (init 5) and ``.beta`` (init 1e-3), per
+    output channel with ``per_channel=True`` (only ``beta`` with ``"beta"``); ``padding``
+    defaults to the spec's ``"same"``. With
     ``learnable=False`` the scales are :class:`Fixed` (``"resnet"``: ``alpha = beta = 1``,
     ``normalize=False`` gives ``W_hat = delta + W``, eq. 14).
 
@@ -112,21 +123,23 @@ class DiracConv(Conv):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, *,
                  stride: Any = 1, padding: Any = "same", dilation: Any = 1, groups: int = 1,
                  bias: bool = False, alpha_init: float = 5.0, beta_init: float = 1e-3,
-                 per_channel: bool = False, normalize: bool = True, policy: str = "tile",
-                 eps: float = 1e-12, learnable: bool = True, dtype: Any = jnp.float32,
-                 rngs: nnx.Rngs) -> None:
+                 per_channel: bool | str = False, normalize: bool = True, policy: str = "tile",
+                 eps: float = 1e-12, learnable: bool = True, init_std: float = 0.1,
+                 dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          padding=padding, dilation=dilation, groups=groups, bias=bias,
                          dtype=dtype, rngs=rngs)
-        self.weight[...] = jax.random.normal(rngs.params(), self.weight[...].shape, dtype)
+        std = positive_number(init_std, "init_std")
+        self.weight[...] = std * jax.random.normal(rngs.params(), self.weight[...].shape, dtype)
         options = check_weight_args(self.weight[...], alpha_init, beta_init, eps, normalize,
                                     self.groups, policy)
         self.eps, self.normalize, self.policy = (options[k] for k in ("eps", "normalize",
                                                                       "policy"))
-        shape = (out_channels,) if per_channel else ()
+        per_channel = per_channel_value(per_channel)
         kind = nnx.Param if learnable else Fixed
-        self.alpha = kind(jnp.full(shape, alpha_init, dtype))
-        self.beta = kind(jnp.full(shape, beta_init, dtype))
+        for name, value in (("alpha", alpha_init), ("beta", beta_init)):
+            shape = (out_channels,) if scale_is_vector(per_channel, name) else ()
+            setattr(self, name, kind(jnp.full(shape, value, dtype)))
 
     def kernel(self) -> jax.Array:
         """``W_hat = alpha * delta + beta * normalize(W)``."""
@@ -180,8 +193,10 @@ class DiracNet(nnx.Module):
     Parameters
     ----------
     spec : dirac_core.nets.NetSpec
-    alpha_init, beta_init : float
-        Initial scales of the ``"dirac"`` convolutions (paper: 5 and 1e-3).
+    init : dirac_core.catalog.Init, optional
+        Initial values; default the spec's family's (as ``dirac_torch.models.build``).
+    alpha_init, beta_init, init_std : float, optional
+        Replace those of ``init``.
     dtype : the parameters' dtype
     rngs : nnx.Rngs
 
@@ -193,13 +208,18 @@ class DiracNet(nnx.Module):
     (2, 10)
     """
 
-    def __init__(self, spec: nets.NetSpec, *, alpha_init: float = 5.0, beta_init: float = 1e-3,
-                 dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
+    def __init__(self, spec: nets.NetSpec, *, init: catalog.Init | None = None,
+                 alpha_init: float | None = None, beta_init: float | None = None,
+                 init_std: float | None = None, dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs) -> None:
         if not isinstance(spec, nets.NetSpec):
             raise TypeError(f"spec must be a dirac_core.nets.NetSpec, got {type(spec).__name__}")
         self.spec = spec
-        scales = {"alpha_init": alpha_init, "beta_init": beta_init}
-        pairs = [(name, _layer(layer, scales, dtype, rngs)) for name, layer in spec.layers()]
+        overrides = {"alpha_init": alpha_init, "beta_init": beta_init, "init_std": init_std}
+        self.init = (catalog.spec_init(spec, **overrides) if init is None
+                     else init.overridden(**overrides))
+        check_init(self.init)
+        pairs = [(name, _layer(layer, self.init, dtype, rngs)) for name, layer in spec.layers()]
         self.names = tuple(name for name, _ in pairs)
         self.layers = nnx.List([module for _, module in pairs])
 
@@ -215,19 +235,26 @@ class DiracNet(nnx.Module):
         return x
 
 
-def _layer(layer: Any, scales: dict[str, float], dtype: Any, rngs: nnx.Rngs) -> nnx.Module:
+def _layer(layer: Any, init: catalog.Init, dtype: Any, rngs: nnx.Rngs) -> nnx.Module:
     if isinstance(layer, nets.Conv):
-        return _conv(layer, scales, dtype, rngs)
+        return _conv(layer, init, dtype, rngs)
     if isinstance(layer, nets.BatchNorm):
         bn = nnx.BatchNorm(layer.channels, axis=1, momentum=0.9, epsilon=1e-5, dtype=dtype,
                            param_dtype=dtype, rngs=rngs)
         # Flax keeps running statistics in float32 whatever param_dtype; keep the model's.
         for stat in (bn.mean, bn.var):
             stat.set_value(stat[...].astype(dtype))
+        if init.bn_weight == "uniform":
+            bn.scale[...] = jax.random.uniform(rngs.params(), (layer.channels,), dtype)
         return bn
     if isinstance(layer, nets.Linear):
-        return nnx.Linear(layer.in_features, layer.out_features, dtype=dtype,
-                          param_dtype=dtype, rngs=rngs)
+        linear = nnx.Linear(layer.in_features, layer.out_features, dtype=dtype,
+                            param_dtype=dtype, rngs=rngs)
+        if init.classifier == "he":
+            shape = (layer.in_features, layer.out_features)
+            linear.kernel[...] = _he(rngs, shape, layer.in_features, dtype)
+            linear.bias[...] = jnp.zeros((layer.out_features,), dtype)
+        return linear
     simple = {nets.ReLU: ReLU, nets.GlobalAvgPool: GlobalAvgPool}
     if isinstance(layer, nets.NCReLU):
         return NCReLU(axis=1)
@@ -238,13 +265,24 @@ def _layer(layer: Any, scales: dict[str, float], dtype: Any, rngs: nnx.Rngs) -> 
     raise TypeError(f"cannot build a layer from {layer!r}: unknown layer type")
 
 
-def _conv(layer: nets.Conv, scales: dict[str, float], dtype: Any, rngs: nnx.Rngs) -> Conv:
+def _he(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int, dtype: Any) -> jax.Array:
+    """Kaiming-normal: ``N(0, 2 / fan_in)``."""
+    return jax.random.normal(rngs.params(), shape, dtype) * jnp.sqrt(2.0 / fan_in).astype(dtype)
+
+
+def _conv(layer: nets.Conv, init: catalog.Init, dtype: Any, rngs: nnx.Rngs) -> Conv:
     shape = (layer.in_channels, layer.out_channels, layer.kernel_size)
     common = {"stride": layer.stride, "padding": layer.padding, "bias": layer.bias,
               "dtype": dtype, "rngs": rngs}
     kind = layer.parameterization
     if kind == "dirac":
-        return DiracConv(*shape, **common, **scales, per_channel=layer.per_channel)
+        conv = DiracConv(*shape, **common, alpha_init=init.alpha, beta_init=init.beta,
+                         init_std=init.init_std, per_channel=layer.per_channel,
+                         policy=layer.policy)
+        if init.weight == "he":
+            weight = conv.weight[...]
+            conv.weight[...] = _he(rngs, weight.shape, prod(weight.shape[1:]), dtype)
+        return conv
     if kind == "resnet":
         conv = DiracConv(*shape, **common, alpha_init=1.0, beta_init=1.0, normalize=False,
                          learnable=False)
@@ -302,3 +340,27 @@ def _absorb(conv: Conv, bn: nnx.BatchNorm) -> Conv:
                                      eps=bn.epsilon)
     conv.weight[...], conv.bias[...] = weight, bias
     return conv
+
+
+def create_model(name: str, num_classes: int | None = None, *, rngs: nnx.Rngs,
+                 dtype: Any = jnp.float32, **kwargs: Any) -> DiracNet:
+    """The Flax model of registry name ``name`` (:mod:`dirac_core.catalog`): the network and
+    initial distributions of ``dirac_torch.registry.create_model(name)``.
+
+    ``kwargs``: ``alpha_init``, ``beta_init``, ``init_std`` and the variant keywords, as for
+    the torch function.
+
+    Raises
+    ------
+    ValueError
+        As :func:`dirac_core.catalog.create_spec`.
+
+    Examples
+    --------
+    >>> net = create_model("diracnet10_1_v2_cifar", rngs=nnx.Rngs(0))
+    >>> float(net.layer("group0.1").alpha[...][0]), net.layer("group0.1").policy
+    (1.0, 'min')
+    """
+    overrides = {k: kwargs.pop(k) for k in catalog.OVERRIDES if k in kwargs}
+    spec = catalog.create_spec(name, num_classes, **kwargs)
+    return DiracNet(spec, init=catalog.model_init(name, **overrides), dtype=dtype, rngs=rngs)

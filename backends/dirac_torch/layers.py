@@ -59,7 +59,7 @@ class _DiracConvNd:
         bias: bool = False,
         alpha_init: Any = 5.0,
         beta_init: Any = 1e-3,
-        per_channel: bool = False,
+        per_channel: bool | str = False,
         normalize: bool = True,
         policy: str = "tile",
         eps: float = 1e-12,

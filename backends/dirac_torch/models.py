@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dirac_core import nets
-from dirac_core.validation import bool_value, layer_geometry
+from dirac_core import catalog, nets
+from dirac_core.validation import check_init, layer_geometry
 
 from .conv_geometry import conv_module
 from .layers import DiracConv2d, NCReLU
@@ -45,11 +45,14 @@ class DiracNet(nn.Sequential):
     ----------
     spec : dirac_core.nets.NetSpec
         The architecture it was built from.
+    init : dirac_core.catalog.Init or None
+        The initial values :func:`build` used.
     """
 
     def __init__(self, spec: nets.NetSpec, stages: dict[str, nn.Module]) -> None:
         super().__init__(OrderedDict(stages))
         self.spec = spec
+        self.init: catalog.Init | None = None
 
     def extra_repr(self) -> str:
         return f"spec={self.spec.name!r}"
@@ -63,33 +66,37 @@ class GlobalAvgPool(nn.Module):
 
 
 def build(
-    spec: nets.NetSpec, *, alpha_init: float = 5.0, beta_init: float = 1e-3,
-    init_std: float = 0.1,
+    spec: nets.NetSpec, *, init: catalog.Init | None = None, alpha_init: float | None = None,
+    beta_init: float | None = None, init_std: float | None = None,
 ) -> DiracNet:
-    """Build the PyTorch network described by ``spec``.
+    """Build the PyTorch network described by ``spec``, initialised as ``init`` says.
 
     Parameters
     ----------
     spec : dirac_core.nets.NetSpec
-        From :func:`dirac_core.nets.diracnet_cifar`, :func:`~dirac_core.nets.diracnet_imagenet`
-        or written by hand.
-    alpha_init, beta_init : float
-        Initial scales of the ``"dirac"`` convolutions (paper: 5 and 1e-3).
-    init_std : float
-        Standard deviation of the ``"dirac"`` convolutions' initial ``W``: 0.1 as in the
-        authors' code (the paper's text says 1); see :class:`~dirac_torch.DiracConv2d`.
+        From :func:`dirac_core.catalog.create_spec`, :func:`dirac_core.nets.diracnet_cifar`,
+        :func:`~dirac_core.nets.diracnet_imagenet` or written by hand.
+    init : dirac_core.catalog.Init, optional
+        Initial values (Dirac scales, ``W``, batch-norm gamma, classifier). Default: those of
+        the spec's family (``spec.options["family"]``, set by the catalog), else the paper's v1
+        values as in the authors' code: alpha 5, beta 1e-3, ``W ~ N(0, 0.1**2)``, gamma
+        ``U(0, 1)``, Kaiming-normal classifier with zero bias.
+    alpha_init, beta_init, init_std : float, optional
+        Replace those of ``init`` (the names of ``diracnets train --alpha-init`` etc.);
+        ``init_std`` makes ``W ~ N(0, init_std**2)``.
 
     Returns
     -------
     DiracNet
-        In training mode, float32, on the CPU; ``model.spec is spec``.
+        In training mode, float32, on the CPU; ``model.spec is spec``, ``model.init`` the
+        values used.
 
     Raises
     ------
     TypeError
         ``spec`` is not a NetSpec, or holds a layer of an unknown type.
     ValueError
-        A convolution with an unknown parameterization.
+        A convolution with an unknown parameterization; an unknown initialisation.
 
     Examples
     --------
@@ -99,19 +106,27 @@ def build(
     """
     if not isinstance(spec, nets.NetSpec):
         raise TypeError(f"spec must be a dirac_core.nets.NetSpec, got {type(spec).__name__}")
-    scales = {"alpha_init": alpha_init, "beta_init": beta_init, "init_std": init_std}
+    overrides = {"alpha_init": alpha_init, "beta_init": beta_init, "init_std": init_std}
+    init = (catalog.spec_init(spec, **overrides) if init is None
+            else init.overridden(**overrides))
+    check_init(init)
     stages = {
-        stage.name: nn.Sequential(*(_layer(layer, scales) for layer in stage.layers))
+        stage.name: nn.Sequential(*(_layer(layer, init) for layer in stage.layers))
         for stage in spec.stages
     }
-    return DiracNet(spec, stages)
+    model = DiracNet(spec, stages)
+    model.init = init
+    return model
 
 
-def _layer(layer: Any, scales: dict[str, float]) -> nn.Module:
+def _layer(layer: Any, init: catalog.Init) -> nn.Module:
     if isinstance(layer, nets.Conv):
-        return _conv(layer, scales)
+        return _conv(layer, init)
     if isinstance(layer, nets.BatchNorm):
-        return nn.BatchNorm2d(layer.channels)
+        bn = nn.BatchNorm2d(layer.channels)
+        if init.bn_weight == "uniform":
+            nn.init.uniform_(bn.weight, 0.0, 1.0)
+        return bn
     if isinstance(layer, nets.ReLU):
         return nn.ReLU()
     if isinstance(layer, nets.NCReLU):
@@ -121,18 +136,26 @@ def _layer(layer: Any, scales: dict[str, float]) -> nn.Module:
     if isinstance(layer, nets.GlobalAvgPool):
         return GlobalAvgPool()
     if isinstance(layer, nets.Linear):
-        return nn.Linear(layer.in_features, layer.out_features)
+        linear = nn.Linear(layer.in_features, layer.out_features)
+        if init.classifier == "he":
+            _he_init(linear.weight)
+            nn.init.zeros_(linear.bias)
+        return linear
     raise TypeError(f"cannot build a layer from {layer!r}: unknown layer type")
 
 
-def _conv(layer: nets.Conv, scales: dict[str, float]) -> nn.Module:
+def _conv(layer: nets.Conv, init: catalog.Init) -> nn.Module:
     shape = (layer.in_channels, layer.out_channels, layer.kernel_size)
     common = {"stride": layer.stride, "padding": layer.padding, "bias": layer.bias}
     kind = layer.parameterization
     if kind == "dirac":
-        return DiracConv2d(
-            *shape, **common, **scales, per_channel=layer.per_channel, policy=layer.policy
+        conv = DiracConv2d(
+            *shape, **common, alpha_init=init.alpha, beta_init=init.beta,
+            init_std=init.init_std, per_channel=layer.per_channel, policy=layer.policy,
         )
+        if init.weight == "he":
+            _he_init(conv.parametrizations.weight.original)
+        return conv
     if kind == "resnet":
         # W is He-initialised by the layer itself (normalize=False), reset_parameters included.
         return DiracConv2d(
@@ -159,119 +182,82 @@ def _he_init(weight: torch.Tensor) -> None:
         nn.init.kaiming_normal_(weight, nonlinearity="relu")
 
 
-def diracnet_cifar(
-    depth: int = 34, width: float = 1, num_classes: int = 10, *, alpha_init: float = 5.0,
-    beta_init: float = 1e-3, init_std: float = 0.1, **variant_kw: Any
-) -> DiracNet:
-    """CIFAR DiracNet-``depth``-``width``, built by :func:`build`.
-
-    ``width`` may be fractional (channel counts truncated to int, as the authors' code does).
-    ``variant_kw`` goes to :func:`dirac_core.nets.diracnet_cifar`: ``activation`` (``"ncrelu"``
-    or ``"relu"``), ``parameterization`` (``"dirac"``, ``"plain"``, ``"resnet"``),
-    ``per_channel``, ``policy`` (``"tile"`` or ``"min"``), ``head_relu``, ``in_channels``,
-    ``image_size``; ``alpha_init``, ``beta_init`` and ``init_std`` go to :func:`build` (the
-    same names as ``diracnets train --alpha-init/--beta-init/--init-std``).
-
-    Raises
-    ------
-    ValueError
-        ``depth`` not of the form ``6n + 4`` (n >= 1), a bad width or variant.
-    TypeError
-        An unknown keyword; a non-bool ``per_channel``.
-
-    Examples
-    --------
-    >>> diracnet_cifar(16, 2).spec.name
-    'DiracNet-16-2'
-    """
-    _check_flag(variant_kw)
-    return build(nets.diracnet_cifar(depth, width, num_classes, **variant_kw),
-                 alpha_init=alpha_init, beta_init=beta_init, init_std=init_std)
-
-
-def diracnet_imagenet(
-    depth: int = 18, width: float = 1, num_classes: int = 1000, *, alpha_init: float = 5.0,
-    beta_init: float = 1e-3, init_std: float = 0.1, **variant_kw: Any
-) -> DiracNet:
-    """ImageNet DiracNet-18 or -34, built by :func:`build`.
-
-    ``alpha_init``, ``beta_init``, ``init_std`` and ``variant_kw`` as for
-    :func:`diracnet_cifar` (``image_size`` defaults to 224), and ``blocks`` (see
-    :func:`dirac_core.nets.diracnet_imagenet`).
-
-    Raises
-    ------
-    ValueError
-        ``depth`` not 18 or 34, a bad width or variant.
-    TypeError
-        An unknown keyword; a non-bool ``per_channel``.
-
-    Examples
-    --------
-    >>> diracnet_imagenet(18, num_classes=5).spec.num_classes
-    5
-    """
-    _check_flag(variant_kw)
-    return build(nets.diracnet_imagenet(depth, width, num_classes, **variant_kw),
-                 alpha_init=alpha_init, beta_init=beta_init, init_std=init_std)
-
-
-def _check_flag(variant_kw: dict[str, Any]) -> None:
-    bool_value(variant_kw.get("per_channel", False), "per_channel")
-
-
-def _variant(
-    builder: Callable[..., DiracNet], name: str, what: str, **fixed: Any
+def _family_model(
+    family: str, name: str, depth: int, what: str, **fixed: Any
 ) -> Callable[..., DiracNet]:
-    """``builder`` with the variant keywords ``fixed`` (they cannot be overridden)."""
+    """The model function of ``family`` (with the variant keywords ``fixed``)."""
 
-    def variant(*args: Any, **variant_kw: Any) -> DiracNet:
+    def model(
+        depth: int = depth, width: float = 1, num_classes: int | None = None, *,
+        alpha_init: float | None = None, beta_init: float | None = None,
+        init_std: float | None = None, **variant_kw: Any,
+    ) -> DiracNet:
         clash = sorted(fixed.keys() & variant_kw.keys())
         if clash:
-            raise TypeError(f"{name}() fixes {clash}; call {builder.__name__}() to choose them")
-        return builder(*args, **variant_kw, **fixed)
+            raise TypeError(f"{name}() fixes {clash}; call create_model or family_spec to "
+                            "choose them")
+        spec = catalog.family_spec(family, depth, width, num_classes, **variant_kw, **fixed)
+        return build(spec, alpha_init=alpha_init, beta_init=beta_init, init_std=init_std)
 
-    variant.__name__ = variant.__qualname__ = name
-    variant.__doc__ = (
-        f"{what}: :func:`{builder.__name__}` with ``{fixed}``; same arguments otherwise."
-    )
-    return variant
+    model.__name__ = model.__qualname__ = name
+    source = catalog.family(family)
+    model.__doc__ = f"""{what}: model family ``{family}`` of :mod:`dirac_core.catalog`{
+        f" with ``{fixed}``" if fixed else ""}.
+
+    {source.summary}; reproduces {source.source}.
+
+    Parameters
+    ----------
+    depth : int
+        ``6n + 4`` (CIFAR) or 18/34 (ImageNet).
+    width : float
+        Width multiplier; channel counts truncated to int as the authors' code does.
+    num_classes : int, optional
+        Default 10 (CIFAR) or 1000 (ImageNet).
+    alpha_init, beta_init, init_std : float, optional
+        Replace the family's initial values (:class:`dirac_core.catalog.Init`).
+    **variant_kw
+        ``activation``, ``per_channel``, ``policy``, ``head_relu``, ``in_channels``,
+        ``image_size``, ``parameterization`` where the family does not fix them.
+
+    Raises
+    ------
+    ValueError
+        A bad depth, width or variant; a keyword the family fixes.
+    TypeError
+        A keyword this function fixes; a non-bool flag.
+    """
+    return model
 
 
-plain_cifar = _variant(
-    diracnet_cifar, "plain_cifar", "The paper's control (no parameterization), CIFAR",
-    parameterization="plain",
-)
-plain_imagenet = _variant(
-    diracnet_imagenet, "plain_imagenet", "The paper's control (no parameterization), ImageNet",
-    parameterization="plain",
-)
-diracnet_relu_cifar = _variant(
-    diracnet_cifar, "diracnet_relu_cifar", "DiracNet with ReLU instead of NCReLU, CIFAR",
-    activation="relu",
-)
-diracnet_relu_imagenet = _variant(
-    diracnet_imagenet, "diracnet_relu_imagenet", "DiracNet with ReLU instead of NCReLU, ImageNet",
-    activation="relu",
-)
-diracnet_v2_cifar = _variant(
-    diracnet_cifar, "diracnet_v2_cifar",
-    "DiracNet v2 (ReLU, per-channel alpha and beta; ``diracnets train --preset v2``), CIFAR",
-    **nets.VARIANTS["v2"],
-)
-diracnet_v2_imagenet = _variant(
-    diracnet_imagenet, "diracnet_v2_imagenet",
-    "DiracNet v2 (ReLU, per-channel alpha and beta; ``diracnets train --preset v2``), ImageNet",
-    **nets.VARIANTS["v2"],
-)
-resnet_eq14_cifar = _variant(
-    diracnet_cifar, "resnet_eq14_cifar", "ResNet by eq. 14 (W_hat = delta + W), CIFAR",
-    parameterization="resnet",
-)
-resnet_eq14_imagenet = _variant(
-    diracnet_imagenet, "resnet_eq14_imagenet", "ResNet by eq. 14 (W_hat = delta + W), ImageNet",
-    parameterization="resnet",
-)
+diracnet_cifar = _family_model("cifar", "diracnet_cifar", 34, "The paper's CIFAR DiracNet")
+diracnet_imagenet = _family_model(
+    "imagenet", "diracnet_imagenet", 18, "ImageNet DiracNet-18/34 (blocks 3-4-6-3 for 34)")
+plain_cifar = _family_model(
+    "cifar", "plain_cifar", 34, "The paper's control (no parameterization), CIFAR",
+    parameterization="plain")
+plain_imagenet = _family_model(
+    "imagenet", "plain_imagenet", 18, "The paper's control (no parameterization), ImageNet",
+    parameterization="plain")
+diracnet_relu_cifar = _family_model(
+    "relu_cifar", "diracnet_relu_cifar", 34, "DiracNet with ReLU instead of NCReLU, CIFAR")
+diracnet_relu_imagenet = _family_model(
+    "imagenet", "diracnet_relu_imagenet", 18, "DiracNet with ReLU instead of NCReLU, ImageNet",
+    activation="relu")
+diracnet_v2_cifar = _family_model(
+    "v2_cifar", "diracnet_v2_cifar", 34,
+    "The authors' v2 DiracNet, CIFAR (``diracnets train --preset v2``)")
+diracnet_v2_imagenet = _family_model(
+    "v2_imagenet", "diracnet_v2_imagenet", 18, "The authors' v2 DiracNet, ImageNet")
+diracnet_paper_imagenet = _family_model(
+    "paper_imagenet", "diracnet_paper_imagenet", 34,
+    "The paper's ImageNet DiracNets (Table 3)")
+resnet_eq14_cifar = _family_model(
+    "cifar", "resnet_eq14_cifar", 34, "ResNet by eq. 14 (W_hat = delta + W), CIFAR",
+    parameterization="resnet")
+resnet_eq14_imagenet = _family_model(
+    "imagenet", "resnet_eq14_imagenet", 18, "ResNet by eq. 14 (W_hat = delta + W), ImageNet",
+    parameterization="resnet")
 
 __all__ = [
     "DiracNet",
@@ -279,6 +265,7 @@ __all__ = [
     "build",
     "diracnet_cifar",
     "diracnet_imagenet",
+    "diracnet_paper_imagenet",
     "diracnet_relu_cifar",
     "diracnet_relu_imagenet",
     "diracnet_v2_cifar",

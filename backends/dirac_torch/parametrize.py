@@ -48,9 +48,12 @@ class DiracParametrization(nn.Module):
     groups : int
         The conv's groups (``delta`` is block-diagonal over them).
     alpha_init, beta_init : float or array-like of shape ``()`` or ``(O,)``
-        Initial scales (paper: 5 and 1e-3). A vector requires ``per_channel=True``.
-    per_channel : bool
-        One ``alpha``/``beta`` per output channel (the authors' "v2") instead of a scalar.
+        Initial scales (paper: 5 and 1e-3). A vector requires ``per_channel=True`` (or
+        ``"beta"`` for ``beta_init``).
+    per_channel : bool or "beta"
+        One ``alpha``/``beta`` per output channel (the authors' "v2") instead of a scalar;
+        ``"beta"``: a scalar alpha and one beta per output filter (their released v1 ImageNet
+        file).
     normalize : bool
         ``False`` gives ``alpha * delta + beta * W``; with ``alpha = beta = 1`` and
         ``learnable=False`` that is the paper's eq. 14 ResNet-initialisation variant.
@@ -106,7 +109,7 @@ class DiracParametrization(nn.Module):
         self.groups = ck.groups_for(groups, self.weight_shape[0])
         self.policy = ck.policy_value(policy)
         self.eps = ck.positive_number(eps, "eps")
-        self.per_channel = ck.bool_value(per_channel, "per_channel")
+        self.per_channel = ck.per_channel_value(per_channel)
         self.normalize = ck.bool_value(normalize, "normalize")
         self.learnable = ck.bool_value(learnable, "learnable")
         dtype, device = torch_dtype(dtype), torch_device(device)
@@ -131,10 +134,11 @@ class DiracParametrization(nn.Module):
                 value = np.asarray(value, dtype=np.float64)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"{name} must be numbers, got {value!r:.80}") from exc
-        if ck.scale_shape(value, name, out_channels) and not self.per_channel:
+        vector = ck.scale_is_vector(self.per_channel, name)
+        if ck.scale_shape(value, name, out_channels) and not vector:
             raise ValueError(
-                f"{name} has shape ({out_channels},) but per_channel=False; pass a scalar or "
-                f"per_channel=True"
+                f"{name} has shape ({out_channels},) but per_channel={self.per_channel!r}; pass "
+                f"a scalar or per_channel=True"
             )
         if ck.is_python_or_numpy_scalar(value):  # not through float32: 1e40 must stay finite
             init = torch.tensor(float(value), dtype=torch.float64)
@@ -144,7 +148,7 @@ class DiracParametrization(nn.Module):
             raise ValueError(
                 f"{name} must be finite in the parameters' dtype {dtype}, got {value!r:.80}"
             )
-        return init.expand(out_channels).clone() if self.per_channel else init.clone()
+        return init.expand(out_channels).clone() if vector else init.clone()
 
     def reset_parameters(self) -> None:
         """Put ``alpha`` and ``beta`` back to their initial values."""

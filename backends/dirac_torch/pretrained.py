@@ -1,6 +1,6 @@
 """The authors' weight files (``szagoruyko/diracnets``), loaded without their code.
 
-Three layouts, told apart by their keys:
+Four layouts, told apart by their keys:
 
 - ``"v2-folded"``: their folded ImageNet DiracNet-18/34 (``diracnet18v2folded-*.pth``, the
   state dict of their ``DiracNet`` module): ``features.conv.{weight,bias}``,
@@ -14,8 +14,12 @@ Three layouts, told apart by their keys:
 - ``"v1"``: the parameter and statistics dicts of their v1 ``define_diracnet`` (CIFAR or
   ImageNet), as their ``train.py`` saves them (``{"params": ..., "stats": ...}``) or merged:
   the same keys with scalar ``alpha``/``beta`` of shape ``(1,)``, NCReLU (conv inputs twice the
-  channels), the tiled Dirac tensor and no ReLU before the pooling: our default variant with
-  ``head_relu=False``. Their v1 ImageNet "34" has 3-4-6-5 blocks (``paper_imagenet``).
+  channels), the tiled Dirac tensor and no ReLU before the pooling: the ``cifar``,
+  ``imagenet`` and (their June-2017 "34", blocks 3-4-6-5) ``jun2017_imagenet`` families.
+- ``"v1-released"``: their released v1 ImageNet training file (``diracnet-18-0.75-br.hkl``,
+  read by :mod:`dirac_torch.hickle`): the v1 keys, but each Dirac conv's scales are
+  ``conv.gamma`` (alpha, shape ``(1,)``) and ``conv.beta`` (one per output filter), and a ReLU
+  precedes the pooling: the ``paper_imagenet`` family (the networks of the paper's Table 3).
 
 A file is ``torch.load(path, weights_only=True)``-ed by the caller (no pickled code runs) and
 handed to :func:`authors_model` (which reads the architecture off the shapes) or to
@@ -39,16 +43,22 @@ import torch
 from torch import nn
 
 from dirac_core import nets
+from dirac_core.catalog import family_spec
 
 from .fold import fold_model
 from .models import DiracNet, build
 
-LAYOUTS = ("v1", "v2", "v2-folded")
-_VARIANTS = {
-    "v1": {"activation": "ncrelu", "per_channel": False, "policy": "tile", "head_relu": False},
-    "v2": {"activation": "relu", "per_channel": True, "policy": "min", "head_relu": True},
+LAYOUTS = ("v1", "v1-released", "v2", "v2-folded")
+# layout -> (CIFAR family, {ImageNet blocks per group: family}) of dirac_core.catalog
+_FAMILIES: dict[str, tuple[str | None, dict[tuple[int, ...], str]]] = {
+    "v1": ("cifar", {(2, 2, 2, 2): "imagenet", (3, 4, 6, 3): "imagenet",
+                     (3, 4, 6, 5): "jun2017_imagenet"}),
+    "v1-released": (None, {(2, 2, 2, 2): "paper_imagenet", (3, 4, 6, 5): "paper_imagenet"}),
+    "v2": ("v2_cifar", {(2, 2, 2, 2): "v2_imagenet", (3, 4, 6, 3): "v2_imagenet"}),
 }
-_VARIANTS["v2-folded"] = _VARIANTS["v2"]
+_FAMILIES["v2-folded"] = _FAMILIES["v2"]
+# their keys of a Dirac conv's weight, alpha and beta, after the block's prefix
+_SCALE_KEYS = {"v1-released": ("conv", "conv.gamma", "conv.beta")}
 _BN = ("weight", "bias", "running_mean", "running_var")
 _EYE = re.compile(r"eye\d+(_\d+)+")
 
@@ -79,9 +89,12 @@ def flatten_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
 
 
 def detect_layout(flat: Mapping[str, torch.Tensor]) -> str:
-    """``"v2-folded"``, ``"v2"`` or ``"v1"``, from the keys and the first block's alpha."""
+    """``"v2-folded"``, ``"v1-released"``, ``"v2"`` or ``"v1"``, from the keys and the first
+    block's alpha."""
     if "features.conv.weight" in flat:
         return "v2-folded"
+    if "group0.block0.conv.gamma" in flat and "conv" in flat:
+        return "v1-released"
     alpha = flat.get("group0.block0.alpha")
     if alpha is None or "conv" not in flat:
         raise AuthorsCheckpointError(
@@ -105,18 +118,18 @@ def authors_spec(checkpoint: Mapping[str, Any]) -> tuple[str, nets.NetSpec]:
             count += 1
         blocks.append(count)
     fc = _need(flat, "fc.weight")
-    common = {"num_classes": fc.shape[0], "in_channels": stem.shape[1], **_VARIANTS[layout]}
-    if len(blocks) == 3 and stem.shape[-1] == 3 and len(set(blocks)) == 1 and blocks[0] % 2 == 0:
+    common = {"num_classes": fc.shape[0], "in_channels": stem.shape[1]}
+    cifar, imagenet = _FAMILIES[layout]
+    if (cifar and len(blocks) == 3 and stem.shape[-1] == 3 and len(set(blocks)) == 1
+            and blocks[0] % 2 == 0):
         width = _width(stem.shape[0], widths, (16, 32, 64))
-        return layout, nets.diracnet_cifar(3 * blocks[0] + 4, width, **common)
+        return layout, family_spec(cifar, 3 * blocks[0] + 4, width, **common)
     halves = tuple(b // 2 for b in blocks)
-    if len(blocks) == 4 and stem.shape[-1] == 7 and all(b % 2 == 0 for b in blocks):
+    if len(blocks) == 4 and stem.shape[-1] == 7 and all(b % 2 == 0 for b in blocks) \
+            and halves in imagenet:
         width = _width(stem.shape[0], widths, (64, 128, 256, 512))
-        for depth, layers in nets.IMAGENET_LAYERS.items():
-            if halves == layers:
-                return layout, nets.diracnet_imagenet(depth, width, **common)
-        if halves == nets.PAPER_IMAGENET_34:
-            return layout, nets.diracnet_imagenet(34, width, blocks=halves, **common)
+        depth = 18 if halves == (2, 2, 2, 2) else 34
+        return layout, family_spec(imagenet[halves], depth, width, **common)
     raise AuthorsCheckpointError(
         f"no DiracNet has a {stem.shape[-1]}x{stem.shape[-1]} stem and Dirac layers per group "
         f"{tuple(blocks)}; expected 3 equal even counts (CIFAR) or 2x (2,2,2,2), (3,4,6,3), "
@@ -230,7 +243,7 @@ def key_map(model: DiracNet, layout: str) -> Iterator[tuple[str, str]]:
                 block = f"group{stage.name.removeprefix('group')}.block{dirac_count}"
                 dirac_count += 1
                 their = f"features.{block}.conv" if folded else block
-                yield from _conv_keys(ours, their, folded, dirac=True)
+                yield from _conv_keys(ours, their, folded, dirac=True, layout=layout)
                 block = "" if folded else f"{block}.bn"
             elif isinstance(layer, nets.BatchNorm) and not folded:
                 yield from ((f"{ours}.{name}", f"{block}.{name}") for name in _BN)
@@ -238,14 +251,17 @@ def key_map(model: DiracNet, layout: str) -> Iterator[tuple[str, str]]:
                 yield from ((f"{ours}.{name}", f"fc.{name}") for name in ("weight", "bias"))
 
 
-def _conv_keys(ours: str, theirs: str, folded: bool, *, dirac: bool) -> Iterator[tuple[str, str]]:
+def _conv_keys(
+    ours: str, theirs: str, folded: bool, *, dirac: bool, layout: str = "v1"
+) -> Iterator[tuple[str, str]]:
     if folded:
         yield f"{ours}.weight", f"{theirs}.weight"
         yield f"{ours}.bias", f"{theirs}.bias"
     elif dirac:
-        yield f"{ours}.parametrizations.weight.original", f"{theirs}.conv"
-        yield f"{ours}.parametrizations.weight.0.alpha", f"{theirs}.alpha"
-        yield f"{ours}.parametrizations.weight.0.beta", f"{theirs}.beta"
+        weight, alpha, beta = _SCALE_KEYS.get(layout, ("conv", "alpha", "beta"))
+        yield f"{ours}.parametrizations.weight.original", f"{theirs}.{weight}"
+        yield f"{ours}.parametrizations.weight.0.alpha", f"{theirs}.{alpha}"
+        yield f"{ours}.parametrizations.weight.0.beta", f"{theirs}.{beta}"
     else:
         yield f"{ours}.weight", theirs
 
@@ -265,7 +281,7 @@ def _check_deltas(
                 raise AuthorsCheckpointError(
                     f"checkpoint's {key!r} is not the Dirac tensor of {name!r} "
                     f"(policy={dirac[0].policy!r}); a {layout} file needs "
-                    f"policy={_VARIANTS[layout]['policy']!r}")
+                    f"policy={'min' if layout.startswith('v2') else 'tile'!r}")
             used.add(key)
     stray = [k for k in flat if _EYE.fullmatch(k) and k not in used]
     if stray:
@@ -281,8 +297,9 @@ def authors_state_dict(model: DiracNet, *, layout: str | None = None) -> dict[st
     state = model.state_dict()
     if layout is None:
         folded = not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-        per_channel = bool(model.spec.options.get("per_channel"))
-        layout = "v2-folded" if folded else ("v2" if per_channel else "v1")
+        per_channel = model.spec.options.get("per_channel")
+        layout = "v2-folded" if folded else {True: "v2", "beta": "v1-released"}.get(
+            per_channel, "v1")
     out = {}
     for ours, theirs in key_map(model, layout):
         value = state[ours].detach().clone()

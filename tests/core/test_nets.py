@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dirac_core import nets
+from dirac_core import catalog, nets
 
 
 def _walk(spec):
@@ -105,6 +105,16 @@ def test_a_bad_description_names_what_is_wrong():
         nets.spec_from_dict(data)
 
 
-def test_the_v2_variant_is_relu_with_per_channel_scales():
-    assert nets.VARIANTS["v2"] == {"activation": "relu", "per_channel": True}
-    assert nets.VARIANTS["v1"] == {"activation": "ncrelu", "per_channel": False}
+def test_the_defaults_are_the_papers_v1_and_v2_is_the_authors_master():
+    spec = nets.diracnet_cifar(10)
+    assert spec.options["activation"] == "ncrelu" and spec.options["per_channel"] is False
+    assert spec.options["policy"] == "tile" and spec.stages[-1].layers[0] == nets.GlobalAvgPool()
+    v2 = catalog.family("v2_cifar")
+    assert dict(v2.fixed) == {"activation": "relu", "per_channel": True, "policy": "min",
+                              "head_relu": True}
+    assert (v2.init.alpha, v2.init.beta, v2.init.weight) == (1.0, 0.1, "he")
+
+
+def test_per_filter_beta_counts_one_beta_per_filter_and_one_alpha():
+    conv = nets.Conv(8, 4, 3, parameterization="dirac", per_channel="beta")
+    assert conv.num_parameters() == 4 * 8 * 9 + 1 + 4

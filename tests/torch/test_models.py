@@ -102,9 +102,13 @@ def test_dirac_initialisation_follows_the_authors_code(init_std):
 
 
 def test_per_channel_scales():
+    # the authors' v2: per-channel alpha 1 and beta 0.1
     for conv in dirac_convs(models.diracnet_v2_cifar(10)):
         assert conv.alpha.shape == conv.beta.shape == (conv.out_channels,)
-        assert bool((conv.alpha == 5.0).all())
+        assert bool((conv.alpha == 1.0).all())
+        assert torch.allclose(conv.beta, torch.full_like(conv.beta, 0.1))
+    for conv in dirac_convs(models.diracnet_cifar(10, per_channel=True)):
+        assert conv.alpha.shape == (conv.out_channels,) and bool((conv.alpha == 5.0).all())
 
 
 def test_custom_initial_scales():
@@ -173,8 +177,10 @@ def test_even_kernel_same_padding_in_a_hand_written_spec():
         (lambda: models.diracnet_cifar(10, activation="gelu"), ValueError, "activation='gelu'"),
         (lambda: models.diracnet_cifar(10, parameterization="x"), ValueError,
          "parameterization='x'"),
-        (lambda: models.diracnet_cifar(10, per_channel="yes"), TypeError,
-         "per_channel must be a bool"),
+        (lambda: models.diracnet_cifar(10, per_channel="yes"), ValueError,
+         "per_channel='yes' is not accepted"),
+        (lambda: models.diracnet_cifar(10, per_channel=1), TypeError,
+         "per_channel must be a bool or 'beta'"),
         (lambda: models.diracnet_cifar(10, colour=True), TypeError, "colour"),
         (lambda: models.plain_cifar(10, parameterization="dirac"), TypeError,
          r"plain_cifar\(\) fixes \['parameterization'\]"),

@@ -5,17 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dirac_core import catalog
 from dirac_torch.models import diracnet_cifar
 from diracnets.config import TrainConfig, preset_config
+from diracnets.datasets import Dataset
 from diracnets.resume import resumed_config
 from diracnets.scales import dirac_parametrizations, parameter_groups, scale_snapshot
-from diracnets.trainer import lr_at
+from diracnets.trainer import build_model, lr_at
 
 
 def test_paper_defaults():
     c = TrainConfig()
     assert (c.lr, c.momentum, c.batch_size, c.epochs, c.lr_gamma) == (0.1, 0.9, 128, 200, 0.2)
-    assert (c.weight_decay, c.decay_scales, c.alpha_init, c.beta_init) == (5e-4, True, 5.0, 1e-3)
+    assert (c.weight_decay, c.decay_scales, c.arch) == (5e-4, True, "cifar")
+    # initial values are the family's: the paper's v1 (alpha 5, beta 1e-3, W ~ N(0, 0.1^2))
+    assert (c.alpha_init, c.beta_init, c.init_std) == (None, None, None)
+    model = build_model(c, Dataset("stub", None, None, 10, 3, 32))
+    assert model.init == catalog.family("cifar").init
+    assert (model.init.alpha, model.init.beta, model.init.init_std) == (5.0, 1e-3, 0.1)
     assert c.resolved_milestones() == (60, 120, 160)
     assert [lr_at(c, e) for e in (0, 59, 60, 120, 160, 199)] == pytest.approx(
         [0.1, 0.1, 0.02, 0.004, 0.0008, 0.0008])
@@ -23,8 +30,7 @@ def test_paper_defaults():
 
 def test_presets_and_overrides():
     v1, v2 = preset_config("v1"), preset_config("v2", epochs=3)
-    assert (v1.activation, v1.per_channel) == ("ncrelu", False)
-    assert (v2.activation, v2.per_channel, v2.epochs) == ("relu", True, 3)
+    assert (v1.arch, v2.arch, v2.epochs) == ("cifar", "v2_cifar", 3)
     assert v2.resolved_milestones() == (1, 2)
     with pytest.raises(ValueError, match="preset='v3'"):
         preset_config("v3")

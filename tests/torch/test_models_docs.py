@@ -17,3 +17,23 @@ def test_docs_code_blocks_run():
     for number, block in enumerate(blocks, 1):
         exec(compile(block, f"{DOC.name}, block {number}", "exec"), namespace)
     assert namespace["error"] < 1e-5
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_own_model_example_runs_on_its_own():
+    """The end-to-end example for a model of your own needs nothing from the sections before:
+    convert, train with param_groups, fold, save, reload in a fresh process, ONNX, onnxruntime
+    at two batch sizes (the fresh process asserts each step)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    text = DOC.read_text()
+    section = text[text.index("## Your own model, end to end"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{DOC.name}, own model, block {number}", "exec"), namespace)
+    assert "batch 1: logits (1, 10)" in namespace["served"].stdout
+    assert "batch 8: logits (8, 10)" in namespace["served"].stdout
+    assert isinstance(namespace["folded"].stem[1], namespace["torch"].nn.Identity)

@@ -189,6 +189,29 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# a quick look at the experiment before the full grid (docs/training.md shows it too)
+SMALL_DEPTH_RUN = ("diracnets experiment depth --depths 10 28 --epochs 2 --train-limit 512 "
+                   "--out runs/depth-small")
+_DEPTH_OPTIONS = (
+    ("--epochs", int, "epochs per cell"), ("--batch-size", int, "batch size"),
+    ("--lr", float, "learning rate"), ("--seed", int, "seed of every cell"),
+    ("--train-limit", int, "use only the first N training examples"),
+    ("--width", float, "width multiplier"),
+    ("--init-std", float, "std of the Dirac convs' initial W"),
+)
+
+
+def _depth_default(field: str) -> str:
+    """The value the depth experiment uses for ``field`` when it is not given."""
+    from .config import TrainConfig
+    from .experiment import DEFAULTS
+
+    value = DEFAULTS.get(field, TrainConfig.__dataclass_fields__[field].default)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "all" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diracnets", description="Train DiracNets, run the depth experiment or the demo.")
@@ -204,18 +227,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     experiment = commands.add_parser("experiment", help="experiments from the paper")
     kinds = experiment.add_subparsers(dest="experiment", required=True)
-    depth = kinds.add_parser("depth", help="plain vs Dirac at growing depth, on the digits")
+    depth = kinds.add_parser(
+        "depth", help="plain vs Dirac at growing depth, on the digits",
+        description="Plain vs Dirac networks at growing depth on scikit-learn's 8x8 digits. "
+                    "Rerun the same command to continue a stopped experiment: finished cells "
+                    "are reused, an interrupted one resumes.",
+        epilog=f"a small run first: {SMALL_DEPTH_RUN}")
     from .experiment import DEFAULT_DEPTHS
 
     depth.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS),
                        help=f"6n+4 depths (default {' '.join(map(str, DEFAULT_DEPTHS))})")
     depth.add_argument("--out", default="runs/depth", help="default runs/depth")
-    for name, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
-                       ("--seed", int), ("--train-limit", int), ("--width", float),
-                       ("--init-std", float)):
-        depth.add_argument(name, type=kind)
-    depth.add_argument("--precise-bn", action=argparse.BooleanOptionalAction, default=None)
-    depth.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    for option, kind, what in _DEPTH_OPTIONS:
+        field = option.removeprefix("--").replace("-", "_")
+        depth.add_argument(option, type=kind, help=f"{what} (default {_depth_default(field)})")
+    depth.add_argument("--precise-bn", action=argparse.BooleanOptionalAction, default=None,
+                       help="recompute batch-norm statistics before each evaluation "
+                            f"(default {_depth_default('precise_bn')})")
+    depth.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bars on a terminal (default on)")
     depth.set_defaults(func=cmd_experiment)
 
     demo = commands.add_parser("demo", help="train, fold, verify and export a small DiracNet")
@@ -252,6 +282,15 @@ def _disk_full(exc: OSError) -> str:
             f"intact: free some space, then {then}")
 
 
+def _stopped(command: str, stop: Any) -> str:
+    """What to say when Ctrl-C stopped a run: ``train`` resumes with ``--resume``; the demo and
+    the experiment continue their own runs when the same command is run again."""
+    if command == "train":
+        return str(stop)
+    return (f"stopped at epoch {stop.epoch + 1}, batch {stop.batch}; a checkpoint is saved: "
+            f"rerun the same command to continue where it stopped")
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -271,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except TrainingInterrupted as stop:
-        print(f"diracnets: {stop}", file=sys.stderr)
+        print(f"diracnets: {_stopped(args.command, stop)}", file=sys.stderr)
         return INTERRUPTED
     except KeyboardInterrupt:
         print("diracnets: aborted; the last checkpoint written (if any) is kept", file=sys.stderr)

@@ -25,7 +25,14 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
     """Run the demo into ``out`` and return the run summary.
 
     ``out`` must be new or empty; an earlier run there is replaced only with ``overwrite``
-    (see :mod:`.rundir`)."""
+    (see :mod:`.rundir`). A demo stopped by Ctrl-C (a checkpoint, no ``summary.json``)
+    continues where it stopped when run again with the same settings.
+
+    Raises
+    ------
+    ValueError
+        An interrupted demo in ``out`` with other settings (pass ``overwrite`` to start
+        again)."""
     from .run import format_summary, run_training
 
     given = {"epochs": epochs, "depth": depth, "width": width}
@@ -38,6 +45,26 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
     print(f"diracnets demo: DiracNet-{config.depth}-{config.width} (paper v1: NCReLU, "
           f"alpha_init={init.alpha}, beta_init={init.beta}) on scikit-learn's "
           f"8x8 digits, {config.epochs} epochs, CPU", flush=True)
-    summary = run_training(config, overwrite=overwrite)
+    folder = Path(out)
+    if not overwrite and _interrupted_run(folder):
+        try:  # the same demo, interrupted: continue it (the resume policy checks the settings)
+            summary = run_training(resume=folder, overrides=config.to_dict())
+        except ValueError as exc:
+            raise ValueError(f"{out} holds an interrupted demo with other settings ({exc}); "
+                             f"rerun with its settings to continue it, or add --overwrite to "
+                             f"start again") from None
+    else:
+        summary = run_training(config, overwrite=overwrite)
     print(format_summary(summary))
     return summary
+
+
+def _interrupted_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a diracnets run of its own (not an experiment's cell) that
+    stopped before it finished: a checkpoint and no ``summary.json``."""
+    from .rundir import read_marker
+
+    marker = read_marker(folder) if folder.is_dir() else None
+    return (marker is not None and marker.kind == "train" and marker.owner is None
+            and (folder / "last.pt").is_file()
+            and not (folder / "summary.json").exists())

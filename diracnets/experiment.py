@@ -53,6 +53,16 @@ def _same_result(saved: Any, config: TrainConfig) -> bool:
     return {k: v for k, v in saved.items() if k not in COSMETIC} == config.result_settings()
 
 
+def reusable_row(config: TrainConfig, owner: str | None) -> dict[str, Any] | None:
+    """The row of the cell ``config`` describes if the experiment ``owner`` finished it earlier
+    with the same result settings (it is then reused, not trained), else None."""
+    run_dir = Path(config.out)
+    marker = read_marker(run_dir) if run_dir.is_dir() else None
+    if marker is None or marker.owner != owner:
+        return None
+    return _finished_row(run_dir, config)
+
+
 def _finished_row(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     try:
         row = read_json(run_dir / "row.json", "row.json")
@@ -71,11 +81,9 @@ def run_cell(config: TrainConfig, dataset: Dataset, owner: str | None = None) ->
     experiment's (see :func:`.rundir.check_new`).
     """
     run_dir = Path(config.out)
-    marker = read_marker(run_dir) if run_dir.is_dir() else None
-    if marker is not None and marker.owner == owner:
-        row = _finished_row(run_dir, config)
-        if row is not None:
-            return row
+    row = reusable_row(config, owner)
+    if row is not None:
+        return row
     started = time.perf_counter()
     trainer = _trainer(config, dataset, owner)
     trainer.hold_folder()  # row.json below is the cell's too
@@ -152,10 +160,12 @@ def depth_experiment(depths: Sequence[int] = DEFAULT_DEPTHS, kinds: Sequence[str
     rows = []
     with RunFolder.continued(out, kind="experiment") as experiment:
         for config in configs:
+            reused = reusable_row(config, experiment.run_id) is not None
             row = run_cell(config, dataset, owner=experiment.run_id)
+            tag = ", reused: finished earlier with these settings" if reused else ""
             print(f"  {config.parameterization:>5} depth {config.depth:>3}: train loss "
                   f"{row['train_loss']:.4f}, val acc {100 * row['val_acc']:.1f} % "
-                  f"({row['time_s']:.0f} s)", flush=True)
+                  f"({row['time_s']:.0f} s{tag})", flush=True)
             rows.append(row)
         table = [{k: v for k, v in r.items() if k != "config"} for r in rows]
         write_json(out / "results.json", {"settings": {**DEFAULTS, **settings}, "rows": table})

@@ -9,6 +9,7 @@ absolute and relative output difference (relative to the largest output magnitud
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 import warnings
 from collections.abc import Iterator
@@ -57,24 +58,28 @@ def _forward_seconds(module: nn.Module, images: torch.Tensor) -> float:
 
 
 def compare_speed(model: nn.Module, folded: nn.Module, images: torch.Tensor,
-                  repeats: int = 10) -> dict[str, float]:
-    """Images per second of both networks and the folded/unfolded speed ratio.
+                  repeats: int = 10) -> dict[str, Any]:
+    """Images per second of both networks and the unfolded/folded time ratio, with its spread.
 
     The two are timed alternately (after a warm-up pass each), so a load change on the machine
-    hits both alike, and each keeps its fastest pass: the least disturbed estimate of its cost.
+    hits both alike; each keeps its fastest pass for the images per second (the least disturbed
+    estimate of its cost). Each pair of passes gives one ratio: ``speedup`` is their median and
+    ``speedup_range`` their smallest and largest, the spread that machine noise puts on it.
     """
     modules = {"unfolded": model.eval(), "folded": folded.eval()}
-    best = dict.fromkeys(modules, float("inf"))
+    times: dict[str, list[float]] = {name: [] for name in modules}
     with torch.inference_mode():
         for module in modules.values():
             module(images)
         for _ in range(repeats):
             for name, module in modules.items():
-                best[name] = min(best[name], _forward_seconds(module, images))
+                times[name].append(_forward_seconds(module, images))
     count = images.shape[0]
-    return {"unfolded_images_per_s": count / best["unfolded"],
-            "folded_images_per_s": count / best["folded"],
-            "speedup": best["unfolded"] / best["folded"]}
+    ratios = sorted(u / f for u, f in zip(times["unfolded"], times["folded"], strict=True))
+    return {"unfolded_images_per_s": count / min(times["unfolded"]),
+            "folded_images_per_s": count / min(times["folded"]),
+            "speedup": statistics.median(ratios),
+            "speedup_range": [ratios[0], ratios[-1]], "passes": repeats}
 
 
 def export_and_check_onnx(model: nn.Module, path: str | Path,

@@ -128,9 +128,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"parameters             {summary['parameters']:,}",
         f"folded vs unfolded     max relative error {fold['max_rel_error']:.2e} "
         f"(max abs {fold['max_abs_error']:.2e}) {'OK' if fold['ok'] else 'TOO LARGE'}",
-        f"inference speed        unfolded {speed['unfolded_images_per_s']:,.0f} img/s, "
-        f"folded {speed['folded_images_per_s']:,.0f} img/s ({speed['speedup']:.2f}x)",
     ]
+    if "speedup_range" in speed:  # a ratio is shown only with its spread (older runs: none)
+        low, high = speed["speedup_range"]
+        lines.append(
+            f"inference speed        folded {speed['speedup']:.2f}x unfolded (spread "
+            f"{low:.2f}x-{high:.2f}x over {speed['passes']} paired passes on this machine"
+            f"{'; no difference measurable here' if low <= 1 <= high else ''})")
     if "onnx" in summary:
         onnx = summary["onnx"]
         lines.append(f"ONNX (onnxruntime)     max relative error {onnx['max_rel_error']:.2e} "

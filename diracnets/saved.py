@@ -10,7 +10,7 @@ rebuilds it with no training code at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +19,23 @@ from torch import nn
 from dirac_core.untrusted import UntrustedInputError, read_json, require
 
 from .config import TrainConfig
+from .metrics import read_metrics
 
 WEIGHTS = {"final": "model.safetensors", "best": "best.pt", "last": "last.pt"}
 
 
 @dataclass
 class LoadedRun:
-    """What :func:`load_run` returns; both models are in eval mode."""
+    """What :func:`load_run` returns; both models are in eval mode. ``history`` holds the
+    run's per-epoch metrics (``metrics.jsonl``: ``epoch``, ``train_loss``, ``train_acc``,
+    ``val_loss``, ``val_acc``, ...), oldest first; empty before the first epoch ended."""
 
     run_dir: Path
     config: TrainConfig
     model: nn.Module
     folded: nn.Module
     summary: dict[str, Any] | None
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, dict[str, Any] | None]:
@@ -111,7 +115,8 @@ def load_run(run_dir: str | Path, weights: str = "final", *, model: nn.Module | 
     -------
     LoadedRun
         ``config``, ``model``, ``folded`` (``dirac_torch.fold.fold_model`` of it), ``summary``
-        (``summary.json``, or ``None`` for an unfinished run).
+        (``summary.json``, or ``None`` for an unfinished run), ``history`` (the per-epoch
+        metrics of ``metrics.jsonl``).
 
     Every file is read as untrusted (:mod:`dirac_core.untrusted`): the weights are read and
     checked (a checkpoint must be of this folder's run) and the network's parameter count
@@ -157,7 +162,9 @@ def load_run(run_dir: str | Path, weights: str = "final", *, model: nn.Module | 
                        repr(str(summary_path)), "summary.json")
                if summary_path.exists() else None)
     model.eval()
-    return LoadedRun(run_dir, config, model, fold_model(model), summary)
+    metrics = run_dir / "metrics.jsonl"
+    history = read_metrics(metrics) if metrics.is_file() else []
+    return LoadedRun(run_dir, config, model, fold_model(model), summary, history)
 
 
 def _read_weights(path: Path, map_location: Any) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from .divergence import (
     require_finite_loss,
     require_finite_model,
 )
+from .input_size import check_input_size
 from .loaders import make_loaders
 from .metrics import Meter, write_json, write_jsonl
 from .precise_bn import recalibrate_batchnorm
@@ -151,6 +152,11 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(
             config.data, config.data_dir, config.image_size)
         self.model = (model_factory or build_model)(config, self.dataset).to(self.device)
+        spec = getattr(self.model, "spec", None)
+        check_input_size(  # before the folder is claimed: a misfit leaves nothing behind
+            self.model, self.dataset.in_channels, self.dataset.image_size,
+            model_name=spec.name if spec is not None else type(self.model).__name__,
+            data=config.data, device=self.device)
         self.train_loader, self.val_loader = make_loaders(
             self.dataset, config.batch_size, seed=config.seed, rank=self.context.rank,
             world=self.context.world, device=self.device, workers=config.workers,

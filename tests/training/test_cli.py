@@ -53,3 +53,47 @@ def test_presets_and_switches_reach_the_config():
     assert (args.preset, args.decay_scales, args.lr) == ("v2", False, None)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--data", "mnist"])
+
+
+def _stop_at_first_batch(monkeypatch):
+    """Make the next run stop after its first batch, as Ctrl-C does (a checkpoint is saved)."""
+    from diracnets import stop_signals
+
+    real = stop_signals.StopRequest.__init__
+
+    def requested(self):
+        real(self)
+        self.requested = True
+
+    monkeypatch.setattr(stop_signals.StopRequest, "__init__", requested)
+
+
+@pytest.mark.parametrize("command", [
+    ["demo", "--epochs", "1", "--depth", "10", "--no-onnx", "--no-progress"],
+    ["experiment", "depth", "--depths", "10", "--epochs", "1", "--batch-size", "32",
+     "--train-limit", "64", "--no-progress"],
+], ids=["demo", "experiment"])
+def test_ctrl_c_advice_is_to_rerun_the_same_command_and_that_works(command, tmp_path, capsys,
+                                                                   monkeypatch):
+    argv = [*command, "--out", str(tmp_path / "out")]
+    with monkeypatch.context() as patch:
+        _stop_at_first_batch(patch)
+        assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "rerun the same command to continue" in err and "--resume" not in err
+    assert main(argv) == 0  # continues where it stopped
+
+
+def test_experiment_depth_help_shows_defaults_and_a_small_run(capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "depth", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for shown in ("epochs per cell (default 8)", "batch size (default 64)",
+                  "learning rate (default 0.1)", "(default all)", "(default 10 28 52 100)"):
+        assert shown in out
+    assert "diracnets experiment depth --depths 10 28 --epochs 2" in out
+    from pathlib import Path
+
+    from diracnets.cli import SMALL_DEPTH_RUN
+
+    assert SMALL_DEPTH_RUN in (Path(__file__).parents[2] / "docs" / "training.md").read_text()

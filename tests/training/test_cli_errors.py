@@ -149,3 +149,14 @@ def test_bad_cifar_downloads(tmp_path, capsys, case):
                                "--out", str(out)])
     assert str(archive) in err or "data_batch_2" in err
     assert not out.exists()
+
+
+def test_a_model_too_deep_for_the_images_is_refused_before_the_folder_is_claimed(tmp_path,
+                                                                                 capsys):
+    out = tmp_path / "r"
+    err = usage_error(capsys, ["train", "--model", "diracnet18_025_imagenet", "--batch-size",
+                               "32", "--train-limit", "64", "--no-progress", "--device", "cpu",
+                               "--out", str(out)])
+    assert "DiracNet-18-0.25 does not take digits's 1x8x8 images" in err
+    assert "cifar models for small images" in err
+    assert not out.exists()  # nothing claimed: the same folder can be used right away

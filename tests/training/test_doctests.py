@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["config", "checkpoint", "safe_pickle", "callbacks", "metrics", "trainer", "rundir",
-           "divergence", "atomic", "resume", "training_state"]
+           "divergence", "atomic", "resume", "training_state", "input_size"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -9,7 +9,8 @@ from diracnets import experiment
 from diracnets.experiment import depth_experiment, markdown_table
 
 
-def test_grid_writes_table_json_and_plot_and_reuses_finished_cells(tmp_path, monkeypatch):
+def test_grid_writes_table_json_and_plot_and_reuses_finished_cells(tmp_path, monkeypatch,
+                                                                   capsys):
     settings = {"epochs": 1, "batch_size": 32, "train_limit": 64, "progress": False,
                 "device": "cpu"}
     rows = depth_experiment((10,), out=tmp_path, **settings)
@@ -26,9 +27,12 @@ def test_grid_writes_table_json_and_plot_and_reuses_finished_cells(tmp_path, mon
     def must_not_train(*_args, **_kw):
         raise AssertionError("a finished cell was trained again")
 
+    assert "reused" not in capsys.readouterr().out
     monkeypatch.setattr(experiment, "Trainer", must_not_train)
     again = depth_experiment((10,), out=tmp_path, **settings)
     assert [r["val_acc"] for r in again] == [r["val_acc"] for r in rows]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "depth  10" in line]
+    assert len(lines) == 2 and all("reused: finished earlier" in line for line in lines)
 
 
 def test_table_marks_diverged_runs():

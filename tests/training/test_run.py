@@ -46,3 +46,22 @@ def test_fold_check_catches_a_wrong_fold(monkeypatch, small_digits):
 def test_output_error_is_relative_to_the_largest_output():
     err = output_error(torch.tensor([10.0, -20.0]), torch.tensor([10.0, -19.0]))
     assert err == {"max_abs_error": 1.0, "max_rel_error": pytest.approx(0.05)}
+
+
+def test_the_speed_ratio_is_printed_only_with_its_spread():
+    from diracnets.finalize import compare_speed
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU())
+    speed = compare_speed(model, model, torch.randn(4, 1, 8, 8), repeats=5)
+    low, high = speed["speedup_range"]
+    assert low <= speed["speedup"] <= high and speed["passes"] == 5
+    summary = {"final": {"val_acc": 0.5}, "fold": {"max_rel_error": 0.0, "max_abs_error": 0.0,
+                                                   "ok": True},
+               "epochs": 1, "best_epoch": 0, "parameters": 10, "run_dir": "r"}
+    noisy = {"speedup": 0.44, "speedup_range": [0.3, 1.6], "passes": 10,
+             "unfolded_images_per_s": 1.0, "folded_images_per_s": 1.0}
+    text = format_summary({**summary, "speed": noisy})
+    assert "folded 0.44x unfolded (spread 0.30x-1.60x over 10 paired passes" in text
+    assert "no difference measurable here" in text
+    old = {k: v for k, v in noisy.items() if k not in ("speedup_range", "passes")}
+    assert "0.44x" not in format_summary({**summary, "speed": old})  # no spread: no ratio

@@ -151,3 +151,11 @@ def test_resume_accepts_the_run_folder(finished_run, tmp_path):
     assert main(["train", "--resume", str(copy), "--out", str(copy), "--epochs", "2",
                  "--no-progress"]) == 0
     assert json.loads((copy / "summary.json").read_text())["epochs"] == 2
+
+
+def test_a_loaded_run_has_its_metrics_history(finished_run):
+    out, summary = finished_run
+    run = load_run(out, "last")
+    assert [r["epoch"] for r in run.history] == [1]
+    assert run.history[-1]["val_acc"] == summary["final"]["val_acc"]
+    assert {"train_loss", "train_acc", "val_loss"} <= run.history[0].keys()

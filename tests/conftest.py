@@ -4,6 +4,7 @@ Select with ``HYPOTHESIS_PROFILE=thorough pytest ...``. Deadlines are off: the m
 shared and noisy, and speed is measured by benchmarks, not tests.
 """
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -12,8 +13,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
-# lets every test area import the shared fuzzing strategies (fuzz_inputs) under importlib mode
-sys.path.insert(0, str(Path(__file__).parent))
+# lets every test area import the shared fuzzing strategies (fuzz_inputs) under importlib mode.
+# Registered as a module rather than by putting tests/ on sys.path, where its folders would
+# shadow absent packages of the same name (tests/cupy would import as a bogus "cupy").
+_spec = importlib.util.spec_from_file_location("fuzz_inputs", Path(__file__).with_name(
+    "fuzz_inputs.py"))
+sys.modules["fuzz_inputs"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules["fuzz_inputs"])
 
 settings.register_profile(
     "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -100,6 +100,12 @@ def probe(import_module: Callable[[str], ModuleType] = importlib.import_module) 
     except ImportError as exc:
         hint = install_hint(driver_cuda_major())
         return Availability(False, f"CuPy is not installed ({exc}); {hint}")
+    if getattr(cupy, "__file__", None) is None and hasattr(cupy, "__path__"):
+        # A folder named cupy on sys.path (a namespace package), not CuPy.
+        where = ", ".join(map(str, cupy.__path__))
+        hint = install_hint(driver_cuda_major())
+        return Availability(False, f"CuPy is not installed (only a folder named cupy was "
+                            f"found, at {where}); {hint}")
     version = getattr(cupy, "__version__", "0")
     major = version.split(".")[0]
     if not major.isdigit() or int(major) < MIN_CUPY:

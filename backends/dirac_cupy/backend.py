@@ -111,8 +111,8 @@ class CupyBackend:
 
     def owns(self, x: object) -> bool:
         # Only a process that already imported CuPy can hold CuPy arrays.
-        cupy = sys.modules.get("cupy")
-        return cupy is not None and isinstance(x, cupy.ndarray)
+        ndarray = getattr(sys.modules.get("cupy"), "ndarray", None)
+        return ndarray is not None and isinstance(x, ndarray)
 
     def from_numpy(self, a: np.ndarray, device: Any = None) -> Any:
         cupy = _cupy()

@@ -30,7 +30,8 @@ def _fake_cupy(version: str = "13.3.0", count=1):
         return count
 
     runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
-    return types.SimpleNamespace(__version__=version, cuda=types.SimpleNamespace(runtime=runtime))
+    return types.SimpleNamespace(__version__=version, __file__="cupy/__init__.py",
+                                 cuda=types.SimpleNamespace(runtime=runtime))
 
 
 def _importer(module):
@@ -69,6 +70,15 @@ def test_probe_names_the_step_that_failed(module, expected):
     status = probe(_importer(module))
     assert not status.ok and not status
     assert status.reason.startswith(expected), status.reason
+
+
+def test_a_folder_named_cupy_is_not_cupy():
+    """A namespace package (a directory called cupy on sys.path, such as tests/cupy when
+    tests/ is on it) is reported as CuPy missing, not as a CuPy too old."""
+    folder = types.SimpleNamespace(__path__=["/somewhere/tests/cupy"])
+    status = probe(_importer(folder))
+    assert status.reason.startswith("CuPy is not installed (only a folder named cupy was "
+                                    "found, at /somewhere/tests/cupy)"), status.reason
 
 
 def test_probe_passes_a_usable_cupy_and_reports_driver_details():

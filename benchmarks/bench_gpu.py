@@ -59,10 +59,12 @@ LAYERS = {
     "ImageNet 14x14, 256 ch": {"batch": 64, "channels": 256, "out": 256, "size": 14},
 }
 
-# Weights for the bandwidth measurement: the largest ImageNet Dirac conv, and one beyond L2.
+# Weights for the bandwidth measurement: the largest ImageNet Dirac conv, one beyond L2, and
+# one long filter (its blocks split it: fused_math.weight_split).
 BANDWIDTH_WEIGHTS = {
     "ImageNet last group 1024->512": (512, 1024, 3, 3),
     "4x that (beyond L2)": (1024, 2048, 3, 3),
+    "one long filter (split)": (1, 10**7),
 }
 
 

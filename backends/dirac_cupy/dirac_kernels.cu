@@ -18,7 +18,8 @@
 // block_reduce's order, mirrored there too, the mirror's double results are these kernels'
 // results bit for bit (double +, *, / and sqrt are correctly rounded on the GPU).
 //
-// Dirac weight, one block per output filter o (a row of L = I/groups * prod(K) entries):
+// Dirac weight, one block per output filter o (a row of L = I/groups * prod(K) entries; a
+// long filter among few may be cut into parts, one block each, see "Few long filters"):
 //   m  = max_j |w_j|                   scale, so that squaring cannot overflow or underflow
 //   sn = sqrt(sum_j (w_j / m)^2)       the norm of the scaled filter; ||w|| = m * sn
 //   u_j = (w_j / m) / sn               unless m < eps and m * sn < eps: then u_j = w_j / eps
@@ -100,14 +101,73 @@ __device__ __forceinline__ bool is_delta(long long o, long long j, DIRAC_GEOMETR
     return policy_min ? local == i : (local % n) == (i % n);
 }
 
-// max_j |x_j| over one row of the block's filter.
-template <typename T>
-__device__ double row_max_abs(const T* row, long long length, double* buf) {
+// Few long filters. One block per filter leaves most of the GPU idle when there are few
+// filters (a (1, 10^7) weight runs on one multiprocessor), so the launcher may cut each filter
+// into `parts` chunks of `chunk` entries, one block per chunk: block b works on filter
+// o = b / parts, entries [p * chunk, min(length, (p + 1) * chunk)) with p = b % parts. The
+// per-filter reductions then take several launches (stages): each block writes its chunk's
+// partial results to partial[b * PARTIALS + kind], and the next stage reduces a filter's
+// partials over its parts in block_reduce's order. With parts == 1 (the usual case) a single
+// launch (STAGE_ALL) does everything in the filter's block, as the reductions over one part
+// would give the same values (x + 0 = x).
+#define STAGE_ALL 0
+#define STAGE_MAX 1      // max |w| (and max |beta g| for the VJP) per chunk
+#define STAGE_SQUARES 2  // sum (w / m)^2 per chunk, m from the maxima
+#define STAGE_SUMS 3     // the VJP's <g, delta>, <g, u>, <u, h> per chunk
+#define STAGE_OUTPUT 4   // the output, every per-filter value from the partials
+#define P_MAX 0
+#define P_GMAX 1
+#define P_SQUARES 2
+#define P_GD 3
+#define P_GU 4
+#define P_UH 5
+#define PARTIALS 6
+
+// The block's filter and chunk.
+struct Chunk {
+    long long o, lo, hi;
+    __device__ Chunk(long long length, long long chunk, long long parts) {
+        o = blockIdx.x / parts;
+        lo = (blockIdx.x % parts) * chunk;
+        hi = lo + chunk < length ? lo + chunk : length;
+    }
+};
+
+// One kind of a filter's partial results, reduced over its parts in block_reduce's order.
+template <bool TakeMax>
+__device__ double over_parts(const double* partial, long long o, long long parts, int kind,
+                             double* buf) {
     double local = 0;
-    for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-        local = nan_max(fabs(to_acc(row[j])), local);
+    for (long long p = threadIdx.x; p < parts; p += DIRAC_BLOCK) {
+        const double v = partial[(o * parts + p) * PARTIALS + kind];
+        local = TakeMax ? nan_max(v, local) : local + v;
+    }
+    return block_reduce<TakeMax>(local, buf);
+}
+
+// max_j |scale * x_j| over entries [lo, hi) of one row.
+template <typename T>
+__device__ double chunk_max_abs(const T* row, long long lo, long long hi, double scale,
+                                double* buf) {
+    double local = 0;
+    for (long long j = lo + threadIdx.x; j < hi; j += DIRAC_BLOCK) {
+        local = nan_max(fabs(scale * to_acc(row[j])), local);
     }
     return block_reduce<true>(local, buf);
+}
+
+// sum_j (x_j / m)^2 over entries [lo, hi) of one row (0 for m = 0: an all-zero filter).
+template <typename T>
+__device__ double chunk_squares(const T* row, long long lo, long long hi, double m,
+                                double* buf) {
+    double squares = 0;
+    if (m > 0) {
+        for (long long j = lo + threadIdx.x; j < hi; j += DIRAC_BLOCK) {
+            const double v = to_acc(row[j]) / m;
+            squares += v * v;
+        }
+    }
+    return block_reduce<false>(squares, buf);
 }
 
 // The normalization of one filter: its scale m, the norm sn of w / m, and the clamp.
@@ -117,39 +177,59 @@ struct FilterNorm {
     __device__ double direction(double v) const { return clamped ? v / eps : (v / m) / sn; }
 };
 
-template <typename T>
-__device__ FilterNorm filter_norm(const T* row, long long length, double* buf, double eps) {
+__device__ FilterNorm make_norm(double m, double squares, double eps) {
     FilterNorm f;
     f.eps = eps;
-    f.m = row_max_abs<T>(row, length, buf);
-    double squares = 0;
-    if (f.m > 0) {
-        for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-            const double v = to_acc(row[j]) / f.m;
-            squares += v * v;
-        }
-    }
-    f.sn = sqrt(block_reduce<false>(squares, buf));
+    f.m = m;
+    f.sn = sqrt(squares);
     // ||w|| >= m, so only a filter with m < eps can be below the clamp; an all-zero one is.
     f.clamped = f.m < eps && f.m * f.sn < eps;
     return f;
 }
 
+// The filter's normalization at this stage: computed from the chunk (STAGE_ALL: the chunk is
+// the row) or from the partials of the earlier stages. Returns false once the block has
+// written its partial result of STAGE_MAX or STAGE_SQUARES: nothing more to do then.
+template <typename T>
+__device__ bool filter_norm(const T* row, const Chunk& c, long long parts, double* partial,
+                            int stage, double eps, double* buf, FilterNorm* f) {
+    double* mine = partial + (long long)blockIdx.x * PARTIALS;
+    if (stage == STAGE_MAX) {
+        const double m = chunk_max_abs<T>(row, c.lo, c.hi, 1.0, buf);
+        if (threadIdx.x == 0) mine[P_MAX] = m;
+        return false;
+    }
+    const double m = stage == STAGE_ALL ? chunk_max_abs<T>(row, c.lo, c.hi, 1.0, buf)
+                                        : over_parts<true>(partial, c.o, parts, P_MAX, buf);
+    if (stage == STAGE_SQUARES) {
+        const double squares = chunk_squares<T>(row, c.lo, c.hi, m, buf);
+        if (threadIdx.x == 0) mine[P_SQUARES] = squares;
+        return false;
+    }
+    *f = make_norm(m, stage == STAGE_ALL ? chunk_squares<T>(row, c.lo, c.hi, m, buf)
+                                          : over_parts<false>(partial, c.o, parts, P_SQUARES,
+                                                              buf), eps);
+    return true;
+}
+
 // alpha and beta are read as scale[o * step]: step 0 for a scalar, 1 for one per channel.
+// Stages: STAGE_ALL (parts == 1), or STAGE_MAX, STAGE_SQUARES, STAGE_OUTPUT (only the last
+// without normalization).
 template <typename T>
 __global__ void __launch_bounds__(DIRAC_BLOCK) dirac_weight_forward(
     const T* w, const void* alpha, int alpha_kind, long long alpha_step, const void* beta,
-    int beta_kind, long long beta_step, T* out, long long length, DIRAC_GEOMETRY, double eps,
-    int normalize) {
+    int beta_kind, long long beta_step, T* out, long long length, long long chunk,
+    long long parts, double* partial, int stage, DIRAC_GEOMETRY, double eps, int normalize) {
     __shared__ double buf[DIRAC_BLOCK];
-    const long long o = blockIdx.x;
+    const Chunk c(length, chunk, parts);
+    const long long o = c.o;
     const T* row = w + o * length;
     T* dst = out + o * length;
     const double a = scale_at(alpha, alpha_kind, o * alpha_step);
     const double b = scale_at(beta, beta_kind, o * beta_step);
     FilterNorm f{1, 1, eps, false};
-    if (normalize) f = filter_norm<T>(row, length, buf, eps);
-    for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
+    if (normalize && !filter_norm<T>(row, c, parts, partial, stage, eps, buf, &f)) return;
+    for (long long j = c.lo + threadIdx.x; j < c.hi; j += DIRAC_BLOCK) {
         const double v = to_acc(row[j]);
         const double u = normalize ? f.direction(v) : v;
         const double d = is_delta(o, j, DIRAC_GEOMETRY_ARGS) ? a : 0.0;
@@ -158,51 +238,70 @@ __global__ void __launch_bounds__(DIRAC_BLOCK) dirac_weight_forward(
 }
 
 // VJP of the Dirac weight for one filter. Writes dw and the filter's parts of dalpha and
-// dbeta (sum_j g_j delta_oj and sum_j g_j u_j); the host sums them for scalar scales.
+// dbeta (sum_j g_j delta_oj and sum_j g_j u_j); a kernel of ours sums them for scalar scales.
 // With h = beta_o g scaled by its max-abs G (so that no sum overflows; as the reference does):
 //   above the clamp: dw_j = (h_j - u_j <u, h>) / sn * (G / m)   (0 where that tangent is 0)
 //   below it:        dw_j = beta_o g_j / eps
+// Stages: STAGE_ALL (parts == 1), or STAGE_MAX, STAGE_SQUARES, STAGE_SUMS, STAGE_OUTPUT (only
+// the last two without normalization).
 template <typename T>
 __global__ void __launch_bounds__(DIRAC_BLOCK) dirac_weight_backward(
     const T* g, const T* w, const void* beta, int beta_kind, long long beta_step, T* dw,
-    double* dalpha_part, double* dbeta_part, long long length, DIRAC_GEOMETRY, double eps,
-    int normalize) {
+    double* dalpha_part, double* dbeta_part, long long length, long long chunk, long long parts,
+    double* partial, int stage, DIRAC_GEOMETRY, double eps, int normalize) {
     __shared__ double buf[DIRAC_BLOCK];
-    const long long o = blockIdx.x;
+    const Chunk c(length, chunk, parts);
+    const long long o = c.o;
     const T* row = w + o * length;
     const T* grow = g + o * length;
     T* dst = dw + o * length;
+    double* mine = partial + (long long)blockIdx.x * PARTIALS;
     const double b = scale_at(beta, beta_kind, o * beta_step);
     FilterNorm f{1, 1, eps, false};
     double big = 1;  // G = max_j |b g_j|
     if (normalize) {
-        f = filter_norm<T>(row, length, buf, eps);
-        double local = 0;
-        for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-            local = nan_max(fabs(b * to_acc(grow[j])), local);
+        if (stage == STAGE_MAX) {
+            const double gmax = chunk_max_abs<T>(grow, c.lo, c.hi, b, buf);
+            if (threadIdx.x == 0) mine[P_GMAX] = gmax;
         }
-        big = block_reduce<true>(local, buf);
+        if (!filter_norm<T>(row, c, parts, partial, stage, eps, buf, &f)) return;
+        big = stage == STAGE_ALL ? chunk_max_abs<T>(grow, c.lo, c.hi, b, buf)
+                                 : over_parts<true>(partial, o, parts, P_GMAX, buf);
     }
     const double unit_g = big > 0 ? big : 1.0;
     // <g, delta>, <g, u> and <u, h>; with normalize off u is w.
     double gd = 0, gu = 0, uh = 0;
-    for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
-        const double gj = to_acc(grow[j]);
-        const double v = to_acc(row[j]);
-        const double u = normalize ? f.direction(v) : v;
-        if (is_delta(o, j, DIRAC_GEOMETRY_ARGS)) gd += gj;
-        gu += gj * u;
-        uh += u * (b * gj / unit_g);
+    if (stage == STAGE_OUTPUT) {
+        gd = over_parts<false>(partial, o, parts, P_GD, buf);
+        gu = over_parts<false>(partial, o, parts, P_GU, buf);
+        uh = over_parts<false>(partial, o, parts, P_UH, buf);
+    } else {
+        for (long long j = c.lo + threadIdx.x; j < c.hi; j += DIRAC_BLOCK) {
+            const double gj = to_acc(grow[j]);
+            const double v = to_acc(row[j]);
+            const double u = normalize ? f.direction(v) : v;
+            if (is_delta(o, j, DIRAC_GEOMETRY_ARGS)) gd += gj;
+            gu += gj * u;
+            uh += u * (b * gj / unit_g);
+        }
+        gd = block_reduce<false>(gd, buf);
+        gu = block_reduce<false>(gu, buf);
+        uh = block_reduce<false>(uh, buf);
+        if (stage == STAGE_SUMS) {
+            if (threadIdx.x == 0) {
+                mine[P_GD] = gd;
+                mine[P_GU] = gu;
+                mine[P_UH] = uh;
+            }
+            return;
+        }
     }
-    gd = block_reduce<false>(gd, buf);
-    gu = block_reduce<false>(gu, buf);
-    uh = block_reduce<false>(uh, buf);
-    if (threadIdx.x == 0) {
+    if (threadIdx.x == 0 && c.lo == 0) {
         dalpha_part[o] = gd;
         dbeta_part[o] = gu;
     }
     const double factor = big / (f.clamped || f.m == 0 ? 1.0 : f.m);
-    for (long long j = threadIdx.x; j < length; j += DIRAC_BLOCK) {
+    for (long long j = c.lo + threadIdx.x; j < c.hi; j += DIRAC_BLOCK) {
         const double bg = b * to_acc(grow[j]);
         double value = bg;
         if (normalize && f.clamped) {

@@ -121,6 +121,49 @@ def block_sum(terms: Any, ar: Arithmetic) -> Any:
     return acc
 
 
+SPLIT_BELOW = 256
+"""Fewer filters than this (one block each) leave most of a large GPU idle: long ones are
+split."""
+
+SPLIT_CHUNK = 16 * BLOCK
+"""The fewest entries a block of a split filter works on (a filter shorter than two of these
+is never split)."""
+
+TARGET_BLOCKS = 1024
+"""Blocks a split aims at: several per multiprocessor on the largest GPUs (132 on an H100)."""
+
+
+def weight_split(out_channels: int, length: int) -> tuple[int, int]:
+    """``(parts, chunk)``: how many blocks work on each filter of ``length`` entries, and how
+    many entries each takes (the last one fewer). ``(1, length)`` unless the filters are few
+    and long.
+
+    Examples
+    --------
+    >>> weight_split(64, 1152)  # a CIFAR Dirac layer: one block per filter
+    (1, 1152)
+    >>> weight_split(1, 10**7)  # one long filter: 1024 blocks of 9766 entries
+    (1024, 9766)
+    """
+    if out_channels >= SPLIT_BELOW or length < 2 * SPLIT_CHUNK:
+        return 1, length
+    parts = min(-(-TARGET_BLOCKS // out_channels), length // SPLIT_CHUNK)
+    return parts, -(-length // parts)
+
+
+def split_sum(terms: Any, parts: int, ar: Arithmetic) -> Any:
+    """Per row of ``(O, L)`` terms, their sum as the kernels form it for filters in ``parts``
+    chunks: :func:`block_sum` of each chunk, then of the chunks' sums (for one part the
+    second sum adds zeros: the same value). ``(O, 1)``."""
+    xp = array_module(terms)
+    rows, length = terms.shape
+    chunk = -(-length // parts) if length else 0
+    padded = xp.zeros((rows, parts * chunk), dtype=terms.dtype)
+    padded[:, :length] = terms
+    per_chunk = block_sum(padded.reshape(rows * parts, chunk), ar).reshape(rows, parts)
+    return per_chunk if parts == 1 else block_sum(per_chunk, ar)
+
+
 class WeightGeometry(NamedTuple):
     """Index constants of a weight ``(O, Ni, K1, ..., KL)`` seen as ``O`` rows of ``L``.
 
@@ -185,12 +228,14 @@ class FilterNorm(NamedTuple):
 
 
 def filter_norm(rows: Any, eps: Any, ar: Arithmetic) -> FilterNorm:
-    """``filter_norm`` of the kernels, on ``(O, L)`` rows already in the arithmetic type."""
+    """``filter_norm`` of the kernels, on ``(O, L)`` rows already in the arithmetic type
+    (split as the launcher splits them: :func:`weight_split`)."""
     xp = array_module(rows)
+    parts, _ = weight_split(*rows.shape)
     m = ar.op(lambda r: xp.max(xp.abs(r), axis=1, keepdims=True), rows)
     positive = ar.flush(m) > 0
     scaled = ar.op(xp.divide, rows, xp.where(positive, m, 1))
-    sn = ar.op(xp.sqrt, block_sum(ar.op(xp.multiply, scaled, scaled), ar))
+    sn = ar.op(xp.sqrt, split_sum(ar.op(xp.multiply, scaled, scaled), parts, ar))
     sn = xp.where(positive, sn, ar.const(0))
     clamped = (ar.flush(m) < ar.flush(eps)) & (ar.op(xp.multiply, m, sn) < ar.flush(eps))
     return FilterNorm(m, sn, clamped)
@@ -253,7 +298,7 @@ def weight_backward(
     geo = weight_geometry(w.shape, groups, policy)
     v, grad = _rows(w, geo.out_channels, ar), _rows(g, geo.out_channels, ar)
     bg = ar.op(xp.multiply, _column(beta, ar), grad)
-    dalpha_part = block_sum(xp.where(delta_rows(geo, xp), grad, ar.const(0)), ar)[:, 0]
+    dalpha_part = _sum(xp.where(delta_rows(geo, xp), grad, ar.const(0)), ar)[:, 0]
     if not normalize:
         return bg.astype(w.dtype).reshape(w.shape), dalpha_part, _dot(grad, v, ar)[:, 0]
     e = kernel_eps(eps, w.dtype, ar)
@@ -270,9 +315,14 @@ def weight_backward(
     return dw.astype(w.dtype).reshape(w.shape), dalpha_part, _dot(grad, u, ar)[:, 0]
 
 
+def _sum(terms: Any, ar: Arithmetic) -> Any:
+    """Per row of ``(O, L)`` terms, their sum in the kernels' order, as ``(O, 1)``."""
+    return split_sum(terms, weight_split(*terms.shape)[0], ar)
+
+
 def _dot(a: Any, b: Any, ar: Arithmetic) -> Any:
     """Per row ``<a, b>`` as ``(O, 1)``, summed in the kernels' order."""
-    return block_sum(ar.op(array_module(a, b).multiply, a, b), ar)
+    return _sum(ar.op(array_module(a, b).multiply, a, b), ar)
 
 
 def reduce_part(part: Any, like: Any, ar: Arithmetic | None = None) -> Any:

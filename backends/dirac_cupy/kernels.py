@@ -20,7 +20,14 @@ import numpy as np
 from dirac_core.normalize import working_eps
 from dirac_core.xp import work_dtype
 
-from .fused_math import BLOCK, fold_eps, ncrelu_layout, unit_scales, weight_geometry
+from .fused_math import (
+    BLOCK,
+    fold_eps,
+    ncrelu_layout,
+    unit_scales,
+    weight_geometry,
+    weight_split,
+)
 
 SOURCE = Path(__file__).with_name("dirac_kernels.cu")
 
@@ -108,37 +115,67 @@ def _eps(eps: float, dtype: str) -> np.float64:
     return np.float64(working_eps(eps, work_dtype(np.dtype(dtype))))
 
 
+STAGES = {"all": 0, "max": 1, "squares": 2, "sums": 3, "output": 4}
+"""The weight kernels' stages (``STAGE_*`` in the source)."""
+
+PARTIALS = 6
+"""Doubles of partial results per block of a split filter (``PARTIALS`` in the source)."""
+
+
+def _stages(parts: int, normalize: bool, backward: bool) -> list[str]:
+    """The launches of a weight kernel: one for whole filters, else one per reduction."""
+    if parts == 1:
+        return ["all"]
+    reductions = ["max", "squares"] if normalize else []
+    return [*reductions, *(["sums"] if backward else []), "output"]
+
+
+def _weight_launches(kernel: str, w: Any, geo: Any, normalize: bool, head: tuple[Any, ...],
+                     tail: tuple[Any, ...]) -> None:
+    """Launch a weight kernel, whole filters (one block each) or split ones (``parts`` blocks
+    each, a launch per stage, partial results in a float64 workspace)."""
+    import cupy
+
+    parts, chunk = weight_split(geo.out_channels, geo.length)
+    partial = cupy.empty(PARTIALS * geo.out_channels * parts if parts > 1 else 1, np.float64)
+    for stage in _stages(parts, normalize, kernel.endswith("backward")):
+        _launch(kernel, w, (geo.out_channels * parts,), (
+            *head, np.int64(geo.length), np.int64(chunk), np.int64(parts), partial,
+            np.int32(STAGES[stage]), *tail,
+        ))
+
+
 def dirac_weight(
     w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str
 ) -> Any:
-    """``alpha * delta + beta * normalize(W)`` in one launch (one block per filter)."""
+    """``alpha * delta + beta * normalize(W)``: one launch, one block per filter (a launch per
+    reduction when few long filters are split, see :func:`fused_math.weight_split`)."""
     import cupy
 
     w = cupy.ascontiguousarray(w)
     geo = weight_geometry(w.shape, groups, policy)
     out = cupy.empty_like(w)
-    _launch("dirac_weight_forward", w, (geo.out_channels,), (
-        w, *_scale(alpha), *_scale(beta), out, np.int64(geo.length),
-        *_geometry_args(geo), _eps(eps, w.dtype.name), np.int32(normalize),
-    ))
+    _weight_launches("dirac_weight_forward", w, geo, normalize,
+                     (w, *_scale(alpha), *_scale(beta), out),
+                     (*_geometry_args(geo), _eps(eps, w.dtype.name), np.int32(normalize)))
     return out
 
 
 def weight_backward(
     g: Any, w: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str
 ) -> tuple[Any, Any]:
-    """``dW`` and the per-filter parts ``(2, O)`` of ``dalpha`` and ``dbeta``, in one launch."""
+    """``dW`` and the per-filter parts ``(2, O)`` of ``dalpha`` and ``dbeta``: one launch (a
+    launch per reduction for split filters)."""
     import cupy
 
     w, g = cupy.ascontiguousarray(w), cupy.ascontiguousarray(g)
     geo = weight_geometry(w.shape, groups, policy)
     dw = cupy.empty_like(w)
-    parts = cupy.empty((2, geo.out_channels), dtype=np.float64)
-    _launch("dirac_weight_backward", w, (geo.out_channels,), (
-        g, w, *_scale(beta), dw, parts[0], parts[1], np.int64(geo.length),
-        *_geometry_args(geo), _eps(eps, w.dtype.name), np.int32(normalize),
-    ))
-    return dw, parts
+    scale_parts = cupy.empty((2, geo.out_channels), dtype=np.float64)
+    _weight_launches("dirac_weight_backward", w, geo, normalize,
+                     (g, w, *_scale(beta), dw, scale_parts[0], scale_parts[1]),
+                     (*_geometry_args(geo), _eps(eps, w.dtype.name), np.int32(normalize)))
+    return dw, scale_parts
 
 
 def dirac_weight_vjp(

@@ -133,6 +133,18 @@ def test_block_sum_is_the_kernels_reduction_bit_for_bit(length, seed):
         assert total == _block_reduce_by_threads(row.tolist())  # bit for bit
 
 
+@given(length=st.integers(0, 900), parts=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+def test_split_sum_is_the_split_kernels_reduction_bit_for_bit(length, parts, seed):
+    """A filter cut into parts: each block reduces its chunk, the next stage the parts."""
+    rng = np.random.default_rng(seed)
+    row = rng.normal(size=length) * 10.0 ** rng.integers(-8, 9, size=length)
+    chunk = -(-length // parts) if length else 0
+    sums = [_block_reduce_by_threads(row[p * chunk:(p + 1) * chunk].tolist())
+            for p in range(parts)]
+    expected = sums[0] if parts == 1 else _block_reduce_by_threads(sums)
+    assert fm.split_sum(row.reshape(1, -1), parts, fm.Arithmetic())[0, 0] == expected
+
+
 def test_the_mirror_sums_in_the_kernels_order_not_numpys():
     """Where the order matters, the mirror's gradient parts follow the kernels' tree."""
     g = np.array([[1e16, 1.0, -1e16, 1.0]])

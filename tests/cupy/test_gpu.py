@@ -132,6 +132,22 @@ def test_kernels_are_their_mirror_bit_for_bit(dtype, data, seed):
         np.testing.assert_array_equal(_host(part), want)
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_split_filters_are_their_mirror_bit_for_bit(normalize):
+    """Few long filters, several blocks each (a launch per reduction), against the mirror."""
+    rng = np.random.default_rng(8)
+    w, g = rng.normal(size=(3, 50000)), rng.normal(size=(3, 50000))
+    alpha, beta = np.asarray(0.5), rng.normal(size=3)
+    args = {"eps": 1e-12, "normalize": normalize, "groups": 1, "policy": "tile"}
+    assert fused_math.weight_split(3, 50000)[0] > 1
+    got = kernels.dirac_weight(_gpu(w), _gpu(alpha), _gpu(beta), **args)
+    np.testing.assert_array_equal(_host(got), fused_math.weight_forward(w, alpha, beta, **args))
+    dw, _, db = fused_math.weight_backward(g, w, beta, **args)
+    got = kernels.dirac_weight_vjp(_gpu(g), _gpu(w), _gpu(alpha), _gpu(beta), **args)
+    np.testing.assert_array_equal(_host(got[0]), dw)
+    np.testing.assert_array_equal(_host(got[2]), db)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @FEW
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))

@@ -288,3 +288,13 @@ def test_warm_step_calls_every_op_of_the_protocol(dtype, monkeypatch):
 
     steps._every_op(Recording(), dtype, device=None)
     assert called == set(OPS)
+
+
+def test_launch_counted_benchmark_runs_without_a_gpu():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_cupy_launches.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "w(1, 10000000): blocks per weight launch 1 -> 1024; launches 1 -> 3" in done.stdout
+    assert "normalize_filters_vjp: 1 launch per call against 3" in done.stdout
+    assert "1 kept against 100 looked up per launch" in done.stdout
+    assert "cupy" not in sys.modules or hasattr(sys.modules["cupy"], "ndarray")

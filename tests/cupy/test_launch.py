@@ -71,8 +71,13 @@ def _emulate(kernel: str, args: tuple) -> None:
     """Run a kernel's maths (fused_math) on the launch arguments, writing its outputs."""
     if kernel.startswith("dirac_weight"):
         forward = kernel == "dirac_weight_forward"
-        *head, _length, _spatial, _centre, per_group, _n, policy_min, eps, normalize = args
+        (*head, length, chunk, parts, partial, stage, _spatial, _centre, per_group, _n,
+         policy_min, eps, normalize) = args
         w = head[0] if forward else head[1]
+        assert (int(parts), int(chunk)) == fm.weight_split(w.shape[0], int(length))
+        assert int(parts) == 1 or partial.size == kernels.PARTIALS * w.shape[0] * int(parts)
+        if stage not in (kernels.STAGES["all"], kernels.STAGES["output"]):
+            return  # a reduction stage: its partial results are the mirror's business
         # eps arrives already in the working dtype's range: taking it there again is a no-op.
         geo = {
             "eps": float(eps), "normalize": bool(normalize),
@@ -117,6 +122,7 @@ class _Module:
 
     launched: typing.ClassVar[list[str]] = []
     looked_up: typing.ClassVar[list[str]] = []  # get_function calls
+    grids: typing.ClassVar[list[tuple[int, ...]]] = []
     compiled: typing.ClassVar[int] = 0
 
     def __init__(self, code, options=(), name_expressions=()):
@@ -137,6 +143,7 @@ class _Module:
             assert block == (kernels.BLOCK,) and all(0 < d < 2**31 for d in grid), grid
             _check_arguments(ctypes_, args)
             _Module.launched.append(name)
+            _Module.grids.append(grid)
             _emulate(kernel, args)
 
         return launch
@@ -157,7 +164,7 @@ def fake_cupy(monkeypatch):
     monkeypatch.setattr(kernels, "_device_of", lambda x: 0)
     kernels._module.cache_clear()
     kernels._function.cache_clear()
-    _Module.launched, _Module.looked_up, _Module.compiled = [], [], 0
+    _Module.launched, _Module.looked_up, _Module.grids, _Module.compiled = [], [], [], 0
     yield fake
     kernels._module.cache_clear()
     kernels._function.cache_clear()
@@ -167,7 +174,8 @@ def test_expanded_signature_of_the_weight_kernel():
     params = _parameters(kernels.SOURCE.read_text(), "dirac_weight_forward", "__half")
     assert params == [
         "__half*", "void*", "int", "long long", "void*", "int", "long long", "__half*",
-        "long long", "long long", "long long", "long long", "long long", "int", "double", "int",
+        "long long", "long long", "long long", "double*", "int",
+        "long long", "long long", "long long", "long long", "int", "double", "int",
     ]
 
 
@@ -356,3 +364,32 @@ def test_bfloat16_is_refused_by_the_api_and_runs_generic_when_called_directly(fa
     # Called directly (no API check), the backend takes the generic path, not a KeyError.
     out = fake_backend.ncrelu(bf16, axis=1)
     assert out.dtype == bf16.dtype and out.shape == (2, 6) and _Module.launched == []
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_few_long_filters_are_split_over_many_blocks(fake_cupy, normalize):
+    """A (2, 40000) weight: one block per filter would use 2 multiprocessors; split, each
+    filter has several blocks and the reductions a launch each. Results as the reference's."""
+    rng = np.random.default_rng(3)
+    w, g = rng.normal(size=(2, 40000)), rng.normal(size=(2, 40000))
+    parts, chunk = fm.weight_split(2, 40000)
+    assert parts > 1 and parts * chunk >= 40000 > (parts - 1) * chunk
+    args = {"eps": EPS, "normalize": normalize, "groups": 1, "policy": "tile"}
+    alpha, beta = np.asarray(0.5), np.asarray(2.0)
+    np.testing.assert_allclose(kernels.dirac_weight(w, alpha, beta, **args),
+                               dc.dirac_weight(w, alpha, beta, **args), rtol=1e-12)
+    got = kernels.dirac_weight_vjp(g, w, alpha, beta, **args)
+    for part, want in zip(got, dc.dirac_weight_vjp(g, w, alpha, beta, **args), strict=True):
+        np.testing.assert_allclose(part, want, rtol=1e-10, atol=1e-12)
+    forward = 3 if normalize else 1  # max, squares, output
+    backward = 4 if normalize else 2  # max, squares, sums, output
+    assert _Module.launched[:forward + backward] == (
+        ["dirac_weight_forward<double>"] * forward + ["dirac_weight_backward<double>"] * backward)
+    assert set(_Module.grids[:forward + backward]) == {(2 * parts,)}
+
+
+def test_stage_numbers_match_the_source():
+    source = kernels.SOURCE.read_text()
+    for stage, number in kernels.STAGES.items():
+        assert f"#define STAGE_{stage.upper()} {number}" in source
+    assert f"#define PARTIALS {kernels.PARTIALS}" in source

@@ -47,6 +47,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_torch_models.py
 	$(PY) benchmarks/bench_torch_train.py
 	$(PY) benchmarks/bench_jax.py
+	$(PY) benchmarks/bench_cupy_launches.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis runs docs/_build

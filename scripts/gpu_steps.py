@@ -357,7 +357,7 @@ def ddp(args: argparse.Namespace) -> int:
     """Launch :func:`ddp_worker` on every GPU of this node (two CPU processes with --cpu)."""
     import torch
 
-    ranks = 2 if args.cpu else torch.cuda.device_count()
+    ranks = args.ranks or (2 if args.cpu else torch.cuda.device_count())
     if ranks < 1:
         _verdict(args.verdict, "FAIL: no CUDA device for the NCCL step")
         return 1
@@ -381,6 +381,10 @@ def ddp_worker(args: argparse.Namespace) -> int:
     from diracnets import distributed
 
     context, device = distributed.setup("cpu" if args.cpu else "auto")
+    # One rank (a one-GPU node): setup() joins no group, but DDP needs one, NCCL included.
+    own_group = not torch.distributed.is_initialized()
+    if own_group:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         torch.manual_seed(0)
         model = diracnet_cifar(10, 1).to(device)
@@ -398,7 +402,7 @@ def ddp_worker(args: argparse.Namespace) -> int:
         distributed.broadcast_buffers(model, context)  # batch-norm statistics are per rank
         prints = distributed.gather(distributed.fingerprint(model), context)
         if context.is_main:
-            backend = torch.distributed.get_backend() if context.enabled else "none"
+            backend = torch.distributed.get_backend()
             same = len(set(prints)) == 1
             line = (f"{'' if same else 'FAIL: '}{context.world} ranks ({backend}, {device.type}): "
                     f"one DDP step in {seconds:.2f} s, weights "
@@ -408,6 +412,8 @@ def ddp_worker(args: argparse.Namespace) -> int:
             return 0 if same else 1
         return 0
     finally:
+        if own_group:
+            torch.distributed.destroy_process_group()
         distributed.teardown(context)
 
 
@@ -439,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         d = sub.add_parser(name, help=text)
         d.add_argument("--cpu", action="store_true", help="two CPU processes over gloo")
         d.add_argument("--report", metavar="FILE", help="rank 0 writes its line here")
+        d.add_argument("--ranks", type=int, help="processes (default: the GPUs; 2 with --cpu)")
     args = p.parse_args(argv)
     steps = {"env": env, "warm": warm, "trace": trace, "conformance": conformance, "ddp": ddp,
              "ddp-worker": ddp_worker}

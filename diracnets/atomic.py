@@ -36,11 +36,27 @@ def announce_write(path: str | os.PathLike) -> None:
         callback(path.name)
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask, read without changing it where the system says
+    it (Linux's ``/proc/self/status``), else by setting it and putting it back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     The write goes to a temporary file ``.NAME.*.tmp`` in the same folder, is flushed to disk,
-    then ``os.replace``-d over ``path``; it is announced first (:func:`announce_write`). An
+    then ``os.replace``-d over ``path``; it is announced first (:func:`announce_write`). The
+    file gets the mode a plain ``open()`` would give it (``0666`` less the umask). An
     ``OSError`` (a full disk, say) leaves no temporary file behind and names ``path``.
 
     Examples
@@ -54,6 +70,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     announce_write(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes it 0600; a plain open() honours the umask
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()

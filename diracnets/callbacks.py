@@ -21,6 +21,9 @@ class EarlyStopping:
     """End training (normally: the run is still folded and summarised) once ``monitor`` has
     not improved by more than ``min_delta`` for ``patience`` epochs.
 
+    The best value belongs to one run: handed to another trainer (a new run, or a run resumed
+    in a new process) the stopper starts afresh from that trainer's history.
+
     Parameters
     ----------
     monitor : str
@@ -54,7 +57,12 @@ class EarlyStopping:
         one_of(mode, "mode", MODES)
         non_negative_number(min_delta, "min_delta")
         self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
-        self.best = -math.inf if mode == "max" else math.inf
+        self.reset()
+        self._trainer: Trainer | None = None
+
+    def reset(self) -> None:
+        """Forget the best value and the epochs waited (a new run starts from nothing)."""
+        self.best = -math.inf if self.mode == "max" else math.inf
         self.waited = 0
 
     def improved(self, value: float) -> bool:
@@ -69,6 +77,12 @@ class EarlyStopping:
     def __call__(self, event: str, trainer: Trainer) -> None:
         if event != "epoch_end":
             return
+        if trainer is not self._trainer:  # another run (or the same run resumed): its own best
+            self._trainer = trainer
+            self.reset()
+            for earlier in trainer.history[:-1]:
+                if self.monitor in earlier:
+                    self.improved(earlier[self.monitor])
         record = trainer.history[-1]
         if self.monitor not in record:
             raise ValueError(f"monitor={self.monitor!r} is not in the epoch records; use one of "

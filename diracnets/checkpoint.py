@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from dirac_core.untrusted import UntrustedInputError, open_regular
+
 from .atomic import atomic_write_bytes
 
 FORMAT = "diracnets-checkpoint"
@@ -58,28 +60,41 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load and verify a checkpoint written by :func:`save_checkpoint`.
 
+    The file is read as untrusted (:mod:`dirac_core.untrusted`): a FIFO, a device, a
+    directory or a sparse file is refused before it is read.
+
     Raises
     ------
     CheckpointError
-        The file is missing, is not a diracnets checkpoint, would need code to load, or its
-        payload does not match the stored SHA-256 (corrupted or tampered with).
+        The file is missing or not a regular file, is not a diracnets checkpoint (an envelope
+        without a ``uint8`` payload included), would need code to load, or its payload does not
+        match the stored SHA-256 (corrupted or tampered with).
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
-        envelope = torch.load(path, map_location="cpu", weights_only=True)
+        with open_regular(path, "checkpoint") as file:
+            envelope = torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
+    except UntrustedInputError as exc:
+        raise CheckpointError(str(exc)) from None
     except Exception as exc:
         raise CheckpointError(
             f"checkpoint {str(path)!r} cannot be read safely (corrupted, truncated, or it holds "
-            f"objects that would need code to load): {exc}"
+            f"objects that would need code to load): {' '.join(str(exc).split())}"
         ) from exc
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a diracnets checkpoint")
     if envelope.get("version") != VERSION:
         raise CheckpointError(f"{str(path)!r} has checkpoint version {envelope.get('version')!r}; "
                               f"this diracnets reads version {VERSION}")
-    payload = envelope["payload"].numpy().tobytes()
+    stored = envelope.get("payload")
+    if not (isinstance(stored, torch.Tensor) and stored.dtype == torch.uint8
+            and stored.dim() == 1 and stored.is_contiguous()
+            and stored.untyped_storage().nbytes() >= stored.numel()):
+        raise CheckpointError(f"checkpoint {str(path)!r} has no payload (a 1-d uint8 tensor); "
+                              "it is not a diracnets checkpoint")
+    payload = stored.numpy().tobytes()
     digest = hashlib.sha256(payload).hexdigest()
     if digest != envelope.get("sha256"):
         raise CheckpointError(

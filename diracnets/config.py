@@ -41,6 +41,8 @@ MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)  # 60/120/160 of the paper's 200 epochs
 # settings that cannot change what a run computes; every other field (including any added
 # later) counts as changing the result
 COSMETIC = frozenset({"out", "progress"})
+MAX_DEPTH = 10_000
+FLOAT32_MAX = 3.4028234663852886e38
 SEED_LIMIT = 2**63  # torch, NumPy and the data-order SeedSequence all take seeds below this
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -114,6 +116,7 @@ class TrainConfig:
                 non_negative_number(value, name)
         if self.init_std is not None:  # None: the family's
             positive_number(self.init_std, "init_std")
+        self._validate_limits()
         bool_value(self.precise_bn, "precise_bn")
         if self.train_limit is not None and self.train_limit < 1:
             raise ValueError(f"train_limit must be a positive int or None, got "
@@ -121,6 +124,28 @@ class TrainConfig:
         if self.milestones is not None and any(m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be epochs >= 1, got {self.milestones!r}")
         self._validate_run_settings()
+
+    def _validate_limits(self) -> None:
+        """Bounds from what can run: a depth whose spec is built in about a second, numbers
+        that float32 parameters can hold, and weight decay that does not by itself make every
+        weight grow (the step ``w -= lr * wd * w`` with momentum ``m`` is stable only for
+        ``lr * wd <= 2 * (1 + m)``). Memory is checked when the data is known
+        (:func:`diracnets.memory.require_fits`)."""
+        if self.depth > MAX_DEPTH:
+            raise ValueError(f"depth={self.depth} is not accepted; at most {MAX_DEPTH:,} layers "
+                             "(the paper's deepest network has 400)")
+        for name in ("width", "lr", "momentum", "weight_decay", "lr_gamma", "alpha_init",
+                     "beta_init", "init_std"):
+            value = getattr(self, name)
+            if value is not None and value > FLOAT32_MAX:
+                raise ValueError(f"{name}={value!r} is not accepted; float32 parameters hold "
+                                 f"numbers up to {FLOAT32_MAX:.4g}")
+        if self.lr * self.weight_decay > 2 * (1 + self.momentum):
+            raise ValueError(
+                f"lr={self.lr!r} with weight_decay={self.weight_decay!r} is not accepted: "
+                f"lr * weight_decay must be at most 2 * (1 + momentum) = "
+                f"{2 * (1 + self.momentum):g}, or the decay alone makes every weight grow "
+                "without bound")
 
     def _validate_run_settings(self) -> None:
         """Seed, device, workers and out: the settings that are not hyper-parameters."""
@@ -135,6 +160,23 @@ class TrainConfig:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}")
         if not isinstance(self.out, str) or not self.out.strip():
             raise ValueError(f"out={self.out!r} is not accepted; give a run folder")
+
+    def spec(self, num_classes: int, in_channels: int, image_size: int) -> Any:
+        """The :class:`dirac_core.nets.NetSpec` these settings describe, for data of
+        ``in_channels`` channels, ``num_classes`` classes and ``image_size`` pixels.
+
+        Raises
+        ------
+        ValueError
+            The family refuses the depth, width or variant.
+        """
+        from dirac_core.catalog import family_spec
+
+        chosen = {k: getattr(self, k) for k in ("activation", "per_channel")
+                  if getattr(self, k) is not None}  # None: the family's
+        return family_spec(self.arch, self.depth, self.width, num_classes,
+                           parameterization=self.parameterization, in_channels=in_channels,
+                           image_size=image_size, **chosen)
 
     def result_settings(self) -> dict[str, Any]:
         """:meth:`to_dict` without the :data:`COSMETIC` settings: two runs with equal result

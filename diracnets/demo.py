@@ -24,9 +24,10 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
              progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Run the demo into ``out`` and return the run summary.
 
-    ``out`` must be new or empty; an earlier run there is replaced only with ``overwrite``
-    (see :mod:`.rundir`). A demo stopped by Ctrl-C (a checkpoint, no ``summary.json``)
-    continues where it stopped when run again with the same settings.
+    ``out`` must be new or empty; an earlier demo run there is replaced only with
+    ``overwrite`` (see :mod:`.rundir`); a run of another kind (a ``train`` run) never is. A
+    demo stopped by Ctrl-C (a checkpoint, no ``summary.json``) continues where it stopped
+    when run again with the same settings.
 
     Raises
     ------
@@ -54,7 +55,7 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
                              f"rerun with its settings to continue it, or add --overwrite to "
                              f"start again") from None
     else:
-        summary = run_training(config, overwrite=overwrite)
+        summary = run_training(config, overwrite=overwrite, kind="demo")
     print(format_summary(summary))
     return summary
 
@@ -65,6 +66,6 @@ def _interrupted_run(folder: Path) -> bool:
     from .rundir import read_marker
 
     marker = read_marker(folder) if folder.is_dir() else None
-    return (marker is not None and marker.kind == "train" and marker.owner is None
+    return (marker is not None and marker.kind == "demo" and marker.owner is None
             and (folder / "last.pt").is_file()
             and not (folder / "summary.json").exists())

@@ -13,6 +13,7 @@ ImageNet statistics.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif",
                         ".webp"})
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
+# decoded pixels per image, checked from the header before decoding: 6000 x 6000 as RGB is
+# 108 MB, above any photo of ImageNet and below Pillow's own warning (89.5 Mpx)
+MAX_PIXELS = 36_000_000
 Box = tuple[int, int, int, int]  # left, top, right, bottom
 
 
@@ -97,10 +101,18 @@ class ImageFolder:
 
         path, label = self.samples[index]
         try:
-            with Image.open(path) as file:
+            with warnings.catch_warnings():  # its size is checked here, below Pillow's limit
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                file = Image.open(path)
+            with file:
+                width, height = file.size  # from the header: nothing is decoded yet
+                if width * height > MAX_PIXELS:
+                    raise ValueError(f"{path}: {width}x{height} pixels; images of at most "
+                                     f"{MAX_PIXELS:,} pixels are read")
                 image = file.convert("RGB")
         except (OSError, Image.DecompressionBombError) as exc:
-            raise ValueError(f"{path}: not a readable image ({exc})") from None
+            why = " ".join(str(exc).split())
+            raise ValueError(f"{path}: not a readable image ({why})") from None
         size = self.image_size
         if self.train:
             box = random_resized_box(*image.size)

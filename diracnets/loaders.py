@@ -8,7 +8,7 @@ and the ranks of a data-parallel run split each global batch without overlap.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -153,9 +153,23 @@ class FolderLoader:
             self.data, batch_sampler=batch_list, num_workers=self.workers,
             pin_memory=self.device.type == "cuda", generator=generator(self.seed, epoch, start),
         )
-        for images, labels in loader:
+        for images, labels in _worker_errors_unwrapped(loader):
             yield (images.to(self.device, non_blocking=True),
                    labels.to(self.device, non_blocking=True))
+
+
+def _worker_errors_unwrapped(loader: Iterable[Batch]) -> Iterator[Batch]:
+    """``loader``'s batches; an image that a worker process could not read raises the
+    worker's own one-line ``ValueError``, not the worker's whole traceback (which PyTorch puts
+    into the message of the error it re-raises)."""
+    try:
+        yield from loader
+    except ValueError as exc:
+        text = str(exc)
+        if "Original Traceback" not in text:
+            raise
+        last = text.strip().splitlines()[-1]
+        raise ValueError(last.removeprefix("ValueError: ")) from None
 
 
 def make_loaders(dataset: Dataset, batch_size: int, *, seed: int, rank: int = 0, world: int = 1,

@@ -23,6 +23,7 @@ from .finalize import (
     save_weights,
 )
 from .metrics import write_json
+from .rundir import RunFolderError
 from .trainer import Callback, Trainer
 
 VERIFY_IMAGES = 256
@@ -58,6 +59,7 @@ def run_training(config: TrainConfig | None = None, *, resume: str | Path | None
     trainer.hold_folder()  # the final files below are the run's too
     context = trainer.context
     try:
+        _check_onnx_target(trainer)
         last = trainer.fit()
         prints = distributed.gather(distributed.fingerprint(trainer.model), context)
         if len(set(prints)) != 1:
@@ -83,6 +85,17 @@ def run_training(config: TrainConfig | None = None, *, resume: str | Path | None
     finally:
         trainer.close()
         distributed.teardown(context)
+
+
+def _check_onnx_target(trainer: Trainer) -> None:
+    """Refuse, before training, an ONNX export that would replace a ``model.onnx`` this run
+    did not write (a user's file in a resumed run's folder)."""
+    target = trainer.run_dir / "model.onnx"
+    folder = trainer.folder
+    if (trainer.config.onnx and folder is not None and target.exists()
+            and target.name not in folder.marker.files):
+        raise RunFolderError(f"--onnx would write over {str(target)!r}, which this run did not "
+                             "write; move it away (or drop --onnx)")
 
 
 def finish(trainer: Trainer) -> dict[str, Any]:

@@ -255,9 +255,19 @@ class RunFolder:
         return bool(self._lock.is_locked)
 
     def record(self, name: str) -> None:
-        """Note that the run writes ``name`` in its folder (before it is written)."""
+        """Note that the run writes ``name`` in its folder (before it is written).
+
+        Raises
+        ------
+        RunFolderError
+            ``name`` exists and the run did not write it (a file of the user's): it is never
+            written over, nor listed as the run's (which ``overwrite`` would delete).
+        """
         if name in _OWN or is_temporary(name) or name in self.marker.files:
             return
+        if os.path.lexists(self.path / name):
+            raise RunFolderError(f"{str(self.path / name)!r} was not written by this run; it is "
+                                 "left alone and nothing is written over it: move it away")
         self.marker.files.append(name)
         _write_marker(self.path, self.marker)
 

@@ -76,14 +76,9 @@ def _check_agrees(config: TrainConfig, spec: Any, source: str) -> None:
     """Refuse an architecture that is not the network ``config`` describes (for the data's
     channels, classes and image size the spec records)."""
     from dirac_core.nets import spec_to_dict
-    from dirac_torch.registry import family_spec
 
     try:
-        expected = family_spec(
-            config.arch, config.depth, config.width, spec.num_classes,
-            activation=config.activation, parameterization=config.parameterization,
-            per_channel=config.per_channel, in_channels=spec.in_channels,
-            image_size=spec.image_size)
+        expected = config.spec(spec.num_classes, spec.in_channels, spec.image_size)
     except (ValueError, TypeError) as exc:
         raise UntrustedInputError(f"{source}: the settings describe no network "
                                   f"({' '.join(str(exc).split())})") from None

@@ -49,6 +49,7 @@ from .divergence import (
 )
 from .input_size import check_input_size
 from .loaders import make_loaders
+from .memory import require_fits
 from .metrics import Meter, write_json, write_jsonl
 from .precise_bn import recalibrate_batchnorm
 from .resume import resumed_config
@@ -78,16 +79,9 @@ class TrainingInterrupted(Exception):
 
 def build_model(config: TrainConfig, dataset: Dataset) -> nn.Module:
     """The DiracNet the config describes, shaped for ``dataset`` (channels, classes, size)."""
-    from dirac_core.catalog import family_spec
     from dirac_torch.models import build
 
-    chosen = {k: getattr(config, k) for k in ("activation", "per_channel")
-              if getattr(config, k) is not None}
-    spec = family_spec(
-        config.arch, config.depth, config.width, dataset.num_classes,
-        parameterization=config.parameterization, in_channels=dataset.in_channels,
-        image_size=dataset.image_size, **chosen,
-    )
+    spec = config.spec(dataset.num_classes, dataset.in_channels, dataset.image_size)
     return build(spec, alpha_init=config.alpha_init, beta_init=config.beta_init,
                  init_std=config.init_std)
 
@@ -123,6 +117,9 @@ class Trainer:
     run_folder : RunFolder, optional
         ``config.out`` already claimed by the caller (the depth experiment); by default the
         trainer claims it (:mod:`.rundir`) when it is built, and :meth:`close` releases it.
+    kind : str
+        The kind of run the folder is marked with (``"train"``; ``"demo"`` for
+        ``diracnets demo``): ``overwrite`` replaces only a run of the same kind.
 
     Raises
     ------
@@ -142,15 +139,21 @@ class Trainer:
                  model_factory: Callable[[TrainConfig, Dataset], nn.Module] | None = None,
                  dataset: Dataset | None = None, resume_state: dict[str, Any] | None = None,
                  callbacks: Sequence[Callback] = (), overwrite: bool = False,
-                 log: Log | None = print, run_folder: RunFolder | None = None) -> None:
+                 log: Log | None = print, run_folder: RunFolder | None = None,
+                 kind: str = "train") -> None:
         self.config, self.callbacks, self._log = config, list(callbacks), log
-        self.run_dir = Path(config.out)
+        self.run_dir, self.kind = Path(config.out), kind
+        self._model_from_config = model_factory is None
         if run_folder is None and os.environ.get("RANK", "0") == "0":
-            _check_folder(self.run_dir, resume_state, overwrite)  # fail before any work
+            _check_folder(self.run_dir, resume_state, overwrite, kind)  # fail before any work
         self.context, self.device = distributed.setup(config.device)
         seed_everything(config.seed)
         self.dataset = dataset if dataset is not None else load_dataset(
             config.data, config.data_dir, config.image_size)
+        if model_factory is None:  # refused in one line when it cannot fit, before building
+            require_fits(config.spec(self.dataset.num_classes, self.dataset.in_channels,
+                                     self.dataset.image_size),
+                         -(-config.batch_size // self.context.world), self.device)
         self.model = (model_factory or build_model)(config, self.dataset).to(self.device)
         spec = getattr(self.model, "spec", None)
         check_input_size(  # before the folder is claimed: a misfit leaves nothing behind
@@ -235,15 +238,23 @@ class Trainer:
         :meth:`fit` raises :class:`TrainingInterrupted`; the run can be resumed later."""
         self._stop.requested = True
 
-    def stop(self, reason: str = "stopped by a callback") -> None:
+    def stop(self, reason: str | None = None) -> None:
         """End training early after the current batch; :meth:`fit` returns normally.
 
         A checkpoint of that point is written (so the run can still be continued), and
         :attr:`stopped` records ``{"reason", "epoch", "batch"}`` (``epoch`` complete epochs,
         then ``batch`` batches of the next). Called from an
-        ``"epoch_end"`` callback, the run ends after that epoch.
+        ``"epoch_end"`` callback, the run ends after that epoch. ``reason`` defaults to
+        ``"stopped by a callback"``.
+
+        Raises
+        ------
+        TypeError
+            ``reason`` is neither a string nor None.
         """
-        self._finish = reason
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError(f"reason must be a string or None, got {type(reason).__name__}")
+        self._finish = reason or "stopped by a callback"
 
     def fit(self) -> dict[str, Any]:
         """Train to ``config.epochs`` or until :meth:`stop`; return the last record (of a
@@ -297,6 +308,8 @@ class Trainer:
         record = self.config.to_dict()
         if isinstance(self.model, DiracNet):
             record["architecture"] = architecture(self.model)
+            # a model_factory's DiracNet need not be the network the settings describe
+            record["model_from_config"] = self._model_from_config
         return record
 
     def state(self) -> dict[str, Any]:
@@ -501,6 +514,11 @@ class Trainer:
         plot_scales(self.history, self.run_dir / "alpha.png")
 
     def _restore(self, state: dict[str, Any]) -> None:
+        batches = len(self.train_loader)
+        if not 0 <= state["batch"] < batches:
+            raise CheckpointError(f"the checkpoint is at batch {state['batch']} of an epoch of "
+                                  f"{batches} batches; it is not of this run's data and batch "
+                                  "size, or was edited")
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -528,7 +546,7 @@ class Trainer:
         if not self.context.is_main:
             return None
         if resume_state is None:
-            return RunFolder.new(self.run_dir, overwrite=overwrite)
+            return RunFolder.new(self.run_dir, overwrite=overwrite, kind=self.kind)
         return RunFolder.reopen(self.run_dir, resume_state.get("run_id"))
 
     def _notify(self, event: str) -> None:
@@ -553,9 +571,10 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
             f"{record['train_s'] + record['eval_s']:.1f} s")
 
 
-def _check_folder(run_dir: Path, resume_state: dict[str, Any] | None, overwrite: bool) -> None:
+def _check_folder(run_dir: Path, resume_state: dict[str, Any] | None, overwrite: bool,
+                  kind: str) -> None:
     """The run-folder rules, checked before any work (the claim itself comes later)."""
     if resume_state is None:
-        check_new(run_dir, overwrite=overwrite)
+        check_new(run_dir, overwrite=overwrite, kind=kind)
     else:
         check_resume(run_dir, resume_state.get("run_id"))

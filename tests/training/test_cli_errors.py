@@ -103,7 +103,7 @@ def test_plot_refuses_metrics_of_the_wrong_schema(tmp_path, capsys):
     metrics.write_text('{"epoch": 1, "loss": 0.5}\n')
     assert "not a diracnets metrics record" in usage_error(capsys, ["plot", str(metrics.parent)])
     metrics.write_text("epoch,loss\n1,0.5\n")
-    assert "line 1: not JSON" in usage_error(capsys, ["plot", str(metrics.parent)])
+    assert "metrics.jsonl:1: not valid JSON" in usage_error(capsys, ["plot", str(metrics.parent)])
     # good metrics, but not in a run folder (or no folder at all): nothing is drawn there
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "metrics.jsonl").write_text(json.dumps(

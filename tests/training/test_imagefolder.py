@@ -103,3 +103,37 @@ def test_errors_name_the_folder_or_file(folders, tmp_path):
         data.val[2]
     with pytest.raises(FileNotFoundError, match="has no train/ folder"):
         load_dataset("imagefolder", folders / "train")
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels (its data is not there)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def test_an_image_too_large_to_decode_is_refused_from_its_header(folders):
+    (folders / "val" / "dog" / "0.png").write_bytes(_png_header(13000, 13000))
+    data = load_dataset("imagefolder", folders, image_size=8)
+    with pytest.raises(ValueError, match=r"0\.png: 13000x13000 pixels; images of at most "
+                                         r"36,000,000 pixels are read"):
+        data.val[2]
+
+
+def test_a_corrupt_image_in_a_worker_is_one_line(folders):
+    from diracnets.loaders import make_loaders
+
+    (folders / "train" / "dog" / "1.bmp").write_bytes(b"not a bmp")
+    data = load_dataset("imagefolder", folders, image_size=8)
+    train, _ = make_loaders(data, 8, seed=0, workers=2)
+    with pytest.raises(ValueError) as error:
+        list(train.batches())
+    message = str(error.value)
+    assert "1.bmp: not a readable image" in message
+    assert "\n" not in message and "Traceback" not in message and "worker" not in message

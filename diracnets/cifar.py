@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from dirac_core.untrusted import check_regular, read_bytes
+
 from .safe_pickle import safe_load
 
 PIXELS = 3 * 32 * 32
@@ -98,7 +100,7 @@ def _read_folder(folder: Path, version: Version) -> Blobs:
     for name in version.files():
         size = (folder / name).stat().st_size
         _check_size(folder / name, size, version.max_bytes(name))
-        blobs[name] = (folder / name).read_bytes()
+        blobs[name] = read_bytes(folder / name, "CIFAR file", version.max_bytes(name))
     return blobs
 
 
@@ -139,6 +141,7 @@ def _expected(versions: tuple[Version, ...]) -> str:
 def _read_download(data_dir: Path, versions: tuple[Version, ...]) -> tuple[Version, Blobs]:
     """Pick the version present at its documented place and read its files' bytes."""
     if data_dir.is_file():
+        check_regular(data_dir, "CIFAR archive")  # not a sparse file
         try:
             with tarfile.open(data_dir) as archive:
                 return _read_archive(archive, data_dir, versions)

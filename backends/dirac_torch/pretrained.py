@@ -44,9 +44,11 @@ from torch import nn
 
 from dirac_core import nets
 from dirac_core.catalog import family_spec
+from dirac_core.untrusted import UntrustedInputError
 
 from .fold import fold_model
 from .models import DiracNet, build
+from .untrusted import check_parameter_count, stored_tensors
 
 LAYOUTS = ("v1", "v1-released", "v2", "v2-folded")
 # layout -> (CIFAR family, {ImageNet blocks per group: family}) of dirac_core.catalog
@@ -63,7 +65,7 @@ _BN = ("weight", "bias", "running_mean", "running_var")
 _EYE = re.compile(r"eye\d+(_\d+)+")
 
 
-class AuthorsCheckpointError(ValueError):
+class AuthorsCheckpointError(UntrustedInputError):
     """A file that is not in the authors' layout for the model: names the first mismatch."""
 
 
@@ -80,11 +82,10 @@ def flatten_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
         else [checkpoint]
     flat: dict[str, torch.Tensor] = {}
     for part in parts:
-        for key, value in part.items():
-            if not isinstance(value, torch.Tensor):
-                raise AuthorsCheckpointError(
-                    f"checkpoint entry {key!r} is a {type(value).__name__}, not a tensor")
-            flat[key] = value
+        try:  # dense tensors holding their own values (no expanded views): untrusted input
+            flat.update(stored_tensors(part, "checkpoint"))
+        except UntrustedInputError as exc:
+            raise AuthorsCheckpointError(str(exc)) from None
     return flat
 
 
@@ -108,16 +109,16 @@ def authors_spec(checkpoint: Mapping[str, Any]) -> tuple[str, nets.NetSpec]:
     flat = flatten_checkpoint(checkpoint)
     layout = detect_layout(flat)
     prefix, suffix = ("features.", ".weight") if layout == "v2-folded" else ("", "")
-    stem = _need(flat, f"{prefix}conv{suffix}")
+    stem = _need(flat, f"{prefix}conv{suffix}", 4)
     blocks, widths = [], []
     while f"{prefix}group{len(blocks)}.block0.conv{suffix}" in flat:
         g = len(blocks)
-        widths.append(flat[f"{prefix}group{g}.block0.conv{suffix}"].shape[0])
+        widths.append(_need(flat, f"{prefix}group{g}.block0.conv{suffix}", 4).shape[0])
         count = 0
         while f"{prefix}group{g}.block{count}.conv{suffix}" in flat:
             count += 1
         blocks.append(count)
-    fc = _need(flat, "fc.weight")
+    fc = _need(flat, "fc.weight", 2)
     common = {"num_classes": fc.shape[0], "in_channels": stem.shape[1]}
     cifar, imagenet = _FAMILIES[layout]
     if (cifar and len(blocks) == 3 and stem.shape[-1] == 3 and len(set(blocks)) == 1
@@ -136,9 +137,13 @@ def authors_spec(checkpoint: Mapping[str, Any]) -> tuple[str, nets.NetSpec]:
         f"(3,4,6,5) (ImageNet)")
 
 
-def _need(flat: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+def _need(flat: Mapping[str, torch.Tensor], key: str, ndim: int) -> torch.Tensor:
     if key not in flat:
         raise AuthorsCheckpointError(f"checkpoint has no {key!r}")
+    if flat[key].dim() != ndim:
+        raise AuthorsCheckpointError(f"checkpoint's {key!r} has shape {tuple(flat[key].shape)}; "
+                                     f"a {'conv' if ndim == 4 else 'linear'} weight has "
+                                     f"{ndim} dimensions")
     return flat[key]
 
 
@@ -171,8 +176,13 @@ def authors_model(checkpoint: Mapping[str, Any]) -> DiracNet:
         The file is not in one of :data:`LAYOUTS`; the first key or shape that does not match.
     """
     layout, spec = authors_spec(checkpoint)
-    stem = flatten_checkpoint(checkpoint)["features.conv.weight" if layout == "v2-folded"
-                                          else "conv"]
+    flat = flatten_checkpoint(checkpoint)
+    stem = flat["features.conv.weight" if layout == "v2-folded" else "conv"]
+    try:  # the network must fit in the values the file stores before it is built
+        check_parameter_count(spec, sum(v.numel() for v in flat.values()), "checkpoint",
+                              folded=layout == "v2-folded")
+    except UntrustedInputError as exc:
+        raise AuthorsCheckpointError(str(exc)) from None
     model = build(spec).to(stem.dtype if stem.is_floating_point() else torch.float32)
     if layout == "v2-folded":
         model = fold_model(model.eval())

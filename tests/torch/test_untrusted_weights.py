@@ -132,3 +132,28 @@ def test_fuzz_load_model_metadata(tmp_path, monkeypatch, mutation):
         load_model(path)
     assert all(nets.count_parameters(spec) <= 2 for spec in built)
 
+
+
+def test_authors_files_are_checked_before_building(tmp_path):
+    from dirac_torch.pretrained import AuthorsCheckpointError, authors_model, authors_state_dict
+    from dirac_torch.registry import create_model
+
+    theirs = authors_state_dict(create_model("diracnet10_1_v2_cifar"))
+    for key, value, message in (
+            ("conv", torch.ones(()), r"'conv' has shape \(\); a conv weight has 4"),
+            ("conv", torch.ones(16), r"'conv' has shape \(16,\)"),
+            ("fc.weight", torch.ones(10), r"'fc.weight' has shape \(10,\); a linear weight"),
+            ("fc.weight", torch.ones(4).expand(10**6, 4), "expanded or overlapping"),
+            ("conv", [1.0], "is a list, not a tensor")):
+        with pytest.raises(AuthorsCheckpointError, match=message):
+            authors_model({**theirs, key: value})
+    with pytest.raises(AuthorsCheckpointError, match="expected a mapping"):
+        authors_model({"params": [torch.ones(1)]})
+    # a saved view of 4 bytes that describes a 4096-wide stem: refused, nothing is built
+    wide = {**theirs, "conv": torch.zeros(1).expand(4096, 3, 3, 3)}
+    torch.save(wide, tmp_path / "wide.pth")
+    loaded = torch.load(tmp_path / "wide.pth", weights_only=True)
+    assert loaded["conv"].untyped_storage().nbytes() == 4
+    with pytest.raises(AuthorsCheckpointError, match="expanded or overlapping"):
+        authors_model(loaded)
+    assert isinstance(authors_model(theirs), torch.nn.Module)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from fuzz_inputs import MUTATIONS, replace
+from hypothesis import HealthCheck, given, settings
 
 from dirac_conformance.xfails import Xfail, find_xfail, load_xfails
 
@@ -44,3 +48,20 @@ def test_malformed_lines_name_the_file_and_line(tmp_path, line: str, message: st
     path.write_text("# header\n" + line + "\n")
     with pytest.raises(ValueError, match=f"bad.jsonl:2: {message}"):
         load_xfails(path)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(MUTATIONS)
+def test_fuzz_xfails_lines_raise_only_value_error(tmp_path, mutation) -> None:
+    junk, where = mutation
+    entry = {"op": "conv", "reason": "x", "dtype": "float32", "backend": "numpy",
+             "strict": False}
+    path = tmp_path / "fuzz.jsonl"
+    path.write_text(json.dumps(replace(entry, where, junk)) + "\n")
+    try:
+        entries = load_xfails(path)
+    except ValueError as exc:
+        assert "fuzz.jsonl" in str(exc) and "\n" not in str(exc)
+    else:
+        assert all(isinstance(e.op, str) and isinstance(e.strict, bool) for e in entries)

@@ -11,6 +11,8 @@ import tarfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from diracnets import checkpoint as ck
 from diracnets.checkpoint import load_checkpoint, save_checkpoint
@@ -160,3 +162,26 @@ def test_a_model_too_deep_for_the_images_is_refused_before_the_folder_is_claimed
     assert "DiracNet-18-0.25 does not take digits's 1x8x8 images" in err
     assert "cifar models for small images" in err
     assert not out.exists()  # nothing claimed: the same folder can be used right away
+
+
+_NUMBERS = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+                     st.sampled_from(["1e39", "1e308", "-0", "10000006", "nan", "", "x"]))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["--depth", "--width", "--lr", "--weight-decay", "--batch-size",
+                        "--epochs", "--momentum", "--init-std", "--seed", "--workers"]),
+       _NUMBERS)
+def test_fuzz_train_numbers_are_one_line_refusals(tmp_path, capsys, option, value):
+    """Whatever number an option gets, the command ends in one line (here on data that is
+    not there, if the settings are fine), never a traceback and never a build."""
+    argv = ["train", option, str(value), "--data", "imagefolder", "--data-dir",
+            str(tmp_path / "no-data"), "--out", str(tmp_path / "run"), "--no-progress"]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse: not a number at all
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 or err.startswith("usage:")

@@ -12,6 +12,8 @@ import types
 
 import pytest
 import torch
+from fuzz_inputs import MUTATIONS, replace
+from hypothesis import HealthCheck, given, settings
 
 from diracnets import TrainConfig
 from diracnets.atomic import atomic_write_bytes
@@ -62,6 +64,19 @@ def test_values_out_of_range_are_refused_at_resume(one_epoch, digits, edit, mess
     save_checkpoint(edited, path)  # a valid digest over nonsense
     with pytest.raises(CheckpointError, match=message):
         Trainer.from_checkpoint(path, dataset=digits, log=None)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(MUTATIONS)
+def test_fuzz_check_state_raises_only_checkpoint_error(one_epoch, mutation):
+    """A valid digest over nonsense: any value of a state replaced by any JSON value."""
+    path, state = one_epoch
+    junk, where = mutation
+    try:
+        check_state(replace(state, where, junk), path)
+    except CheckpointError as exc:
+        assert "\n" not in str(exc)
 
 
 def test_a_batch_index_beyond_the_epoch_is_refused(one_epoch, digits):

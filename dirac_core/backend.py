@@ -58,7 +58,9 @@ class Backend(Protocol):
         The entry-point name the backend is registered under.
     dtypes : tuple of str
         The floating dtypes it supports, as names (``"float64"``, ``"float32"``, ``"float16"``,
-        ``"bfloat16"``). The conformance suite checks each one.
+        ``"bfloat16"``). The public functions refuse an array in any other dtype with a
+        ``TypeError`` naming the argument before the backend sees it; the conformance suite
+        checks each one.
     """
 
     name: str

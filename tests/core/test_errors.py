@@ -11,6 +11,11 @@ X = np.zeros((1, 4, 5, 5))
 W = np.zeros((4, 4, 3, 3))
 V = np.zeros(4)
 
+def _bfloat16(shape):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    return np.ones(shape, dtype=ml_dtypes.bfloat16)
+
+
 BAD_CALLS = [
     # (call, exception, word the message must contain)
     (lambda: dc.dirac_tensor((4,)), ValueError, "shape"),
@@ -65,6 +70,11 @@ BAD_CALLS = [
     (lambda: dc.dirac_weight(np.ones((0, 3, 3)), 1.0, 1.0), ValueError, "w"),
     (lambda: dc.conv(X, np.ones((4, 4, 0, 3))), ValueError, "w"),
     (lambda: dc.dirac_tensor((3, 3), dtype="bfloat16"), TypeError, "dtype"),
+    # Every op refuses an array in a dtype its backend does not declare (bfloat16 here).
+    (lambda: dc.ncrelu(_bfloat16((2, 3))), TypeError, "x has dtype bfloat16, which backend"),
+    (lambda: dc.normalize_filters(_bfloat16((2, 3))), TypeError, "w has dtype bfloat16, which"),
+    (lambda: dc.ncrelu_vjp(_bfloat16((2, 6)), _bfloat16((2, 3))), TypeError,
+     "g has dtype bfloat16, which backend 'numpy' does not support"),
     (lambda: dc.dirac_weight(W, 1.0, 1.0, normalize=1), TypeError, "normalize"),
     (lambda: dc.conv(X, W, groups=1.0), TypeError, "groups"),
 ]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu_check.sh: everything that needs a CUDA GPU, in one run of at most 7.5 minutes (--quick:
-# 3.5), from the source tree, with no network and nothing installed.
+# 4), from the source tree, with no network and nothing installed.
 #
 #   budget       the arithmetic: step limits plus kill margins within TOTAL_S, and the warm
 #                step's limit against the cold-cache compile time traced on the CPU
@@ -20,14 +20,14 @@
 # step with no time left is reported NOT RUN).
 #
 # Usage:  scripts/gpu_check.sh [--quick] [--rehearse]
-#   --quick     fewer examples, the CIFAR shapes only: fits in 3.5 minutes
+#   --quick     fewer examples, the CIFAR shapes only: fits in 4 minutes
 #   --rehearse  on a CPU: the CuPy steps are skipped, torch runs on the CPU with a handful of
 #               examples, the ddp step on two CPU processes (gloo) and the benchmark on CPU
 #               stand-ins (CI runs this, uninstalled)
 # Environment (all optional):
 #   PYTHON   interpreter (default: .venv/bin/python if present, else python3)
 #   OUT      folder for logs, verdicts and JSON results (default: ./gpu_check_out)
-#   TOTAL_S  seconds for the whole run (default 450; --quick 210)
+#   TOTAL_S  seconds for the whole run (default 450; --quick 240)
 # Exit status: 0 when every step that ran passed, 1 otherwise. See docs/cupy.md.
 set -uo pipefail
 
@@ -55,8 +55,8 @@ export DIRAC_CUPY_STRICT=1
 # Per step: seconds allowed, then its arguments; --quick shrinks both. The warm step's limit
 # covers a cold kernel cache (see the budget step); the others pace themselves or are short.
 if (( QUICK )); then
-    DEFAULT_TOTAL_S=210
-    LIMITS=(env 15 warm 85 conformance-cupy 15 conformance-torch-cuda 10 tests-cupy 10 ddp 25
+    DEFAULT_TOTAL_S=240
+    LIMITS=(env 15 warm 85 conformance-cupy 25 conformance-torch-cuda 15 tests-cupy 30 ddp 20
             bench-gpu 15)
     CUPY_EXAMPLES=10; TORCH_EXAMPLES=5; GPU_TEST_EXAMPLES=4; BENCH_ARGS=(--quick --repeat 10)
 else

@@ -111,7 +111,7 @@ def _limits(mode: str) -> tuple[int, dict[str, int]]:
     return total, {k: int(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True)}
 
 
-@pytest.mark.parametrize(("mode", "minutes"), [("full", 7.5), ("quick", 3.5)])
+@pytest.mark.parametrize(("mode", "minutes"), [("full", 7.5), ("quick", 4)])
 def test_step_limits_and_kill_margins_sum_within_the_total(mode, minutes):
     total, limits = _limits(mode)
     assert set(limits) == STEPS_OF_THE_SCRIPT

@@ -12,7 +12,7 @@ CONFORMANCE_ARGS := --pyargs dirac_conformance --dirac-backend numpy --dirac-bac
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c $(CONSTRAINTS) -e '.[torch,train,onnx,test,docs,jax,array_api]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[torch,train,onnx,test,docs,jax,array_api,timm]'
 	touch $@
 
 install: $(VENV)/.installed

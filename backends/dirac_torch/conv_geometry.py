@@ -8,8 +8,9 @@ For odd kernels that is PyTorch's ``"same"`` (and ``padding=K // 2``); for even 
 ``"same"`` puts the extra element on the other side and the identity is shifted by one pixel;
 ``padding=0`` with ``K > 1`` shrinks the output.
 
-This module is shared by the model builders (:func:`conv_module`), folding (:func:`padding_pairs`)
-and conversion (:func:`identity_problem`); it holds no Dirac layer itself.
+This module is shared by the model builders (:func:`conv_module`), folding and deploy-time fusing
+(:func:`padding_pairs`, :func:`plain_conv`) and conversion (:func:`identity_problem`); it holds
+no Dirac layer itself.
 """
 
 from __future__ import annotations
@@ -156,3 +157,71 @@ def conv_module(
     flat = tuple(side for pair in reversed(padding) for side in pair)
     conv = PLAIN_CONVS[ndim](in_channels, out_channels, kernel_size, padding=0, **kw)
     return nn.Sequential(OrderedDict(pad=_PADS[ndim](flat, 0.0), conv=conv))
+
+
+def plain_conv(conv: nn.modules.conv._ConvNd) -> nn.Module:
+    """A plain ``nn.ConvNd`` (with a bias) computing what ``conv`` computes now.
+
+    Its weight is ``conv.weight`` as the module sees it (``W_hat`` for a parametrized or Dirac
+    conv), its padding :func:`padding_pairs` through :func:`conv_module` (so an asymmetric one
+    comes back as ``nn.Sequential(pad, conv)``); a missing bias becomes zeros. The result has
+    ``conv``'s device and dtype and no autograd history; ``conv`` is not modified.
+
+    Examples
+    --------
+    >>> conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    >>> plain = plain_conv(conv)
+    >>> torch.equal(plain.weight, conv.weight), plain.bias.tolist()
+    (True, [0.0, 0.0, 0.0])
+    """
+    with torch.no_grad():
+        weight = conv.weight  # evaluates a parametrization: W_hat
+        new = conv_module(
+            conv.in_channels, conv.out_channels, tuple(conv.kernel_size),
+            padding=padding_pairs(conv), stride=tuple(conv.stride),
+            dilation=tuple(conv.dilation), groups=conv.groups, padding_mode=conv.padding_mode,
+            device=weight.device, dtype=weight.dtype,
+        )
+        target = new.conv if isinstance(new, nn.Sequential) else new
+        target.weight.copy_(weight)
+        if conv.bias is None:
+            target.bias.zero_()
+        else:
+            target.bias.copy_(conv.bias)
+    return new
+
+
+def fuse_conv(conv: nn.modules.conv._ConvNd, base: type, methods: tuple[str, ...]) -> nn.Module:
+    """:func:`plain_conv` of ``conv`` for deploy-time fusing (``fuse()``), refusing a conv whose
+    plain form would compute something else.
+
+    Parameters
+    ----------
+    conv : nn.ConvNd or a Dirac layer
+    base : type
+        The class whose ``methods`` the plain conv reproduces; ``type(conv)`` must not override
+        them.
+    methods : tuple of str
+        The methods that decide what ``conv`` computes (``"forward"``, ``"_conv_forward"``).
+
+    Raises
+    ------
+    ValueError
+        ``conv`` has forward hooks or pre-hooks (the plain conv would not run them).
+    TypeError
+        ``type(conv)`` overrides one of ``methods``.
+    """
+    hooks = [kind for kind in ("forward hooks", "forward pre hooks")
+             if getattr(conv, f"_{kind.replace(' ', '_')}")]
+    if hooks:
+        raise ValueError(
+            f"cannot fuse this {type(conv).__name__}: it has {' and '.join(hooks)}, which the "
+            f"plain conv replacing it would not run; remove them (handle.remove()) first"
+        )
+    for method in methods:
+        if getattr(type(conv), method) is not getattr(base, method):
+            raise TypeError(
+                f"cannot fuse {type(conv).__name__}: it overrides {method}, so a plain "
+                f"nn.Conv{len(conv.kernel_size)}d may not compute the same thing"
+            )
+    return plain_conv(conv)

@@ -71,7 +71,7 @@ from torch.nn.utils import parametrize
 
 import dirac_core
 
-from .conv_geometry import PLAIN_CONVS, conv_module, padding_pairs
+from .conv_geometry import PLAIN_CONVS, plain_conv
 from .layers import DiracConv1d, DiracConv2d, DiracConv3d
 
 # Relative 2-norm error allowed between the folded and the unfolded model on example_input.
@@ -339,31 +339,13 @@ def _plain_convs(module: nn.Module, done: set[int]) -> nn.Module:
     """``module`` with every convolution made plain. A conv used in several places gets one
     plain copy per place; a container is processed once however often it is used."""
     if isinstance(module, _ConvNd) and not module.transposed:
-        return _plain_conv(module)
+        return plain_conv(module)
     if id(module) not in done:
         done.add(id(module))
         for name, child in list(module._modules.items()):  # every slot, shared or not
             if child is not None:
                 setattr(module, name, _plain_convs(child, done))
     return module
-
-
-def _plain_conv(conv: _ConvNd) -> nn.Module:
-    """A plain ``nn.ConvNd`` (with bias) computing what ``conv`` computes."""
-    weight = conv.weight  # evaluates the parametrization: W_hat
-    new = conv_module(
-        conv.in_channels, conv.out_channels, tuple(conv.kernel_size),
-        padding=padding_pairs(conv), stride=tuple(conv.stride), dilation=tuple(conv.dilation),
-        groups=conv.groups, padding_mode=conv.padding_mode, device=weight.device,
-        dtype=weight.dtype,
-    )
-    target = _tail(new)
-    target.weight.copy_(weight)
-    if conv.bias is None:
-        target.bias.zero_()
-    else:
-        target.bias.copy_(conv.bias)
-    return new
 
 
 def _is_plain_sequential(module: nn.Module) -> bool:

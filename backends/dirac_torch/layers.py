@@ -38,6 +38,7 @@ from dirac_core.validation import (
 )
 
 from . import kernels
+from .conv_geometry import fuse_conv
 from .parametrize import DiracParametrization
 from .torch_types import torch_device
 
@@ -147,6 +148,22 @@ class _DiracConvNd:
     def beta(self) -> torch.Tensor:
         """The scale of ``normalize(W)``: a scalar, or one per output channel."""
         return self.dirac.beta
+
+    def fuse(self) -> nn.Module:
+        """The plain ``nn.ConvNd`` (with a bias) computing what this layer computes now.
+
+        ``W_hat`` materialised once, as :func:`dirac_torch.fold.fold_model` does for it (an
+        asymmetric padding gives ``nn.Sequential(pad, conv)``). ``timm.utils.reparameterize_model``
+        calls it, replacing the layer by the result; the layer itself is not modified.
+
+        Raises
+        ------
+        ValueError
+            The layer has forward hooks or pre-hooks.
+        TypeError
+            A subclass overrides ``forward``.
+        """
+        return fuse_conv(self, _DiracConvNd, ("forward",))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dims = self._spatial_dims

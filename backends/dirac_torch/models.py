@@ -24,6 +24,7 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -41,10 +42,15 @@ from .layers import DiracConv2d, NCReLU
 class DiracNet(nn.Sequential):
     """A network built from a :class:`~dirac_core.nets.NetSpec`: a sequence of named stages.
 
+    It speaks the model API of timm (``pytorch-image-models``), so timm's training, validation
+    and feature tooling take it as it is: :meth:`forward_features` (every stage but the head),
+    :meth:`forward_head`, :meth:`reset_classifier`, :meth:`get_classifier`, ``num_features``,
+    ``num_classes``, ``in_chans`` and ``feature_info`` (one entry per stage before the head).
+
     Attributes
     ----------
     spec : dirac_core.nets.NetSpec
-        The architecture it was built from.
+        The architecture it was built from (kept current by :meth:`reset_classifier`).
     init : dirac_core.catalog.Init or None
         The initial values :func:`build` used.
     """
@@ -56,6 +62,122 @@ class DiracNet(nn.Sequential):
 
     def extra_repr(self) -> str:
         return f"spec={self.spec.name!r}"
+
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the classifier (0 after ``reset_classifier(0)``: pooled features)."""
+        return self.spec.num_classes
+
+    @property
+    def in_chans(self) -> int:
+        """Input channels (timm's name for ``spec.in_channels``)."""
+        return self.spec.in_channels
+
+    @property
+    def num_features(self) -> int:
+        """Channels of the pooled features the classifier takes."""
+        return stage_outputs(self.spec)[-1][1]
+
+    @property
+    def head_hidden_size(self) -> int:
+        """Width of ``forward_head(x, pre_logits=True)`` (timm's name; ``num_features``)."""
+        return self.num_features
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """``{"module", "num_chs", "reduction"}`` of each stage's output before the head: what
+        ``timm.create_model(..., features_only=True)`` returns, the input-to-output stride as
+        ``reduction``."""
+        return [{"module": name, "num_chs": channels, "reduction": reduction}
+                for name, channels, reduction in stage_outputs(self.spec)[:-1]]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, ``(N, num_features, H', W')``: every stage but the head."""
+        for name, stage in self.named_children():
+            if name != "head":
+                x = stage(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The head on :meth:`forward_features`' output; ``pre_logits`` stops before the
+        classifier, at the pooled ``(N, num_features)`` features."""
+        for layer in self.head:
+            if pre_logits and isinstance(layer, nn.Linear):
+                break
+            x = layer(x)
+        return x
+
+    def get_classifier(self) -> nn.Module:
+        """The classifier: the head's ``nn.Linear``, or ``nn.Identity`` when there is none."""
+        return next((m for m in self.head if isinstance(m, nn.Linear)), nn.Identity())
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier with ``num_classes`` outputs, initialised as :func:`build` does
+        (``0`` removes it: the model then returns the pooled features); ``spec`` follows.
+
+        Raises
+        ------
+        ValueError
+            ``num_classes`` not a non-negative int; ``global_pool`` other than None or
+            ``"avg"`` (the only pooling a DiracNet has).
+        """
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool={global_pool!r} is not accepted; a DiracNet pools "
+                             f"with 'avg' (or pass None)")
+        head = [layer for layer in self.spec.stages[-1].layers
+                if not isinstance(layer, nets.Linear)]
+        if num_classes:
+            head.append(nets.Linear(self.num_features, num_classes))
+        stages = (*self.spec.stages[:-1], nets.Stage("head", tuple(head)))
+        self.spec = dataclasses.replace(self.spec, num_classes=num_classes, stages=stages)
+        device = next(self.parameters()).device
+        dtype = next(self.parameters()).dtype
+        init = catalog.spec_init(self.spec) if self.init is None else self.init
+        self.head = Stage(*(_layer(layer, init) for layer in head)).to(device, dtype)
+
+
+class Stage(nn.Sequential):
+    """One stage of a :class:`DiracNet` (``stem``, ``group0``, ..., ``head``).
+
+    A plain ``nn.Sequential`` that also answers :meth:`fuse`, the deploy-time hook
+    ``timm.utils.reparameterize_model`` calls, so timm folds a DiracNet as
+    :func:`~dirac_torch.fold.fold_model` does.
+    """
+
+    def fuse(self) -> nn.Module:
+        """:func:`~dirac_torch.fold.fold_model` of this stage: Dirac weights materialised,
+        batch norms folded into the convolutions before them, in eval mode."""
+        from .fold import fold_model  # deploy-time only: building a model loads no folding
+
+        return fold_model(self)
+
+
+def stage_outputs(spec: nets.NetSpec) -> list[tuple[str, int, int]]:
+    """``(stage name, output channels, reduction)`` for each stage of ``spec``.
+
+    The channels are those entering the head's classifier for the head; the reduction is the
+    product of the strides of every convolution and pooling layer up to the stage's end.
+
+    Examples
+    --------
+    >>> stage_outputs(nets.diracnet_imagenet(18, 0.5, 10))[1:3]
+    [('group0', 32, 4), ('group1', 64, 8)]
+    """
+    channels, reduction, out = spec.in_channels, 1, []
+    for stage in spec.stages:
+        for layer in stage.layers:
+            if isinstance(layer, nets.Conv):
+                channels, reduction = layer.out_channels, reduction * layer.stride
+            elif isinstance(layer, nets.NCReLU):
+                channels *= 2
+            elif isinstance(layer, nets.MaxPool):
+                reduction *= layer.stride
+            elif isinstance(layer, nets.Linear):
+                break
+        out.append((stage.name, channels, reduction))
+    return out
 
 
 class GlobalAvgPool(nn.Module):
@@ -111,7 +233,7 @@ def build(
             else init.overridden(**overrides))
     check_init(init)
     stages = {
-        stage.name: nn.Sequential(*(_layer(layer, init) for layer in stage.layers))
+        stage.name: Stage(*(_layer(layer, init) for layer in stage.layers))
         for stage in spec.stages
     }
     model = DiracNet(spec, stages)
@@ -262,6 +384,7 @@ resnet_eq14_imagenet = _family_model(
 __all__ = [
     "DiracNet",
     "GlobalAvgPool",
+    "Stage",
     "build",
     "diracnet_cifar",
     "diracnet_imagenet",
@@ -274,4 +397,5 @@ __all__ = [
     "plain_imagenet",
     "resnet_eq14_cifar",
     "resnet_eq14_imagenet",
+    "stage_outputs",
 ]

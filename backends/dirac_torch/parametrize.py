@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 from dirac_core import validation as ck
 
 from . import kernels
-from .conv_geometry import DiracIdentityWarning, identity_problem
+from .conv_geometry import PLAIN_CONVS, DiracIdentityWarning, fuse_conv, identity_problem
 from .torch_types import torch_device, torch_dtype
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -188,6 +188,10 @@ def register_dirac(conv: nn.Module, **kwargs: Any) -> nn.Module:
     :class:`~dirac_torch.conv_geometry.DiracIdentityWarning` saying why; to convert only the
     convs where it is, use :func:`dirac_torch.convert.convert_model`.
 
+    The conv then also answers ``conv.fuse()``: the plain ``nn.ConvNd`` it computes, which is
+    what ``timm.utils.reparameterize_model`` puts in its place (the class PyTorch makes for a
+    parametrized module belongs to that one module, so no other conv changes).
+
     Parameters
     ----------
     conv : nn.Conv1d, nn.Conv2d or nn.Conv3d
@@ -245,4 +249,12 @@ def register_dirac(conv: nn.Module, **kwargs: Any) -> nn.Module:
             f"{problem}", DiracIdentityWarning, stacklevel=2,
         )
     parametrize.register_parametrization(conv, "weight", dirac)
+    # The class PyTorch made for this one parametrized module (and its deep copies).
+    type(conv).fuse = _fuse
     return conv
+
+
+def _fuse(conv: nn.Module) -> nn.Module:
+    """The plain conv a :func:`register_dirac` conv computes now (``W_hat`` materialised), as
+    :func:`dirac_torch.fold.fold_model` makes it; ``timm.utils.reparameterize_model`` calls it."""
+    return fuse_conv(conv, PLAIN_CONVS[len(conv.kernel_size)], ("forward", "_conv_forward"))

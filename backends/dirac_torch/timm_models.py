@@ -1,0 +1,227 @@
+"""Every registry DiracNet as a timm model: ``import dirac_torch.timm_models``, then timm.
+
+Importing this module registers each name of :func:`dirac_torch.registry.list_models` with
+timm (``pytorch-image-models``), with a pretrained config made from the same table: input size,
+mean and std, class count, first conv and classifier names, the parameter count and, for the
+authors' released networks, their files. Then
+
+>>> import timm
+>>> model = timm.create_model("diracnet34_2_cifar", num_classes=100)
+
+builds what ``dirac_torch.create_model("diracnet34_2_cifar", num_classes=100)`` builds, from
+the same random draws (it *is* that call), and timm's tools work on it: ``features_only=True``,
+``timm.data.resolve_data_config``, ``timm.utils.reparameterize_model`` (which folds it as
+:func:`~dirac_torch.fold.fold_model` does), timm's ``train.py`` and ``validate.py``.
+
+``pretrained=True`` loads the config's file through :mod:`dirac_torch.pretrained`: an authors'
+file (``v1``, ``v2`` layouts) or a state dict of our own model, e.g. offline with
+``pretrained_cfg_overlay=dict(file=path)``. The model keywords timm passes are mapped to the
+registry's: ``in_chans`` to ``in_channels``; ``global_pool`` must be ``"avg"`` and
+``drop_rate`` 0 (a DiracNet has neither other pooling nor dropout); the rest go to
+:func:`~dirac_torch.registry.create_model`.
+
+Nothing else in ``dirac_torch`` imports timm; this module needs the ``[timm]`` extra.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from dirac_core import nets
+
+from . import registry
+from .models import DiracNet, stage_outputs
+from .pretrained import load_authors
+
+
+def _import_timm() -> Any:
+    """``import timm``, where torchvision's CUDA wheel sits beside a CPU-only torch too.
+
+    Such a torchvision cannot load its C++ operators; it is built to go on without them
+    (``torchvision.extension._has_ops()`` is then false), but its releases up to at least 0.28
+    register fake kernels for ``nms`` and ``qnms`` unconditionally and fail at import with
+    "operator torchvision::nms does not exist" (pytorch/vision#9085). timm imports torchvision,
+    so there we declare the two operators' schemas (which the missing library would have) and
+    import again: torchvision then runs as without its operators, which timm's models and data
+    pipeline do not use.
+    """
+    try:
+        return importlib.import_module("timm")
+    except RuntimeError as exc:
+        if "torchvision::" not in str(exc) or _TORCHVISION_OPS in sys.modules:
+            raise
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+    library = torch.library.Library("torchvision", "DEF")
+    for op in ("nms", "qnms"):
+        library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    sys.modules[_TORCHVISION_OPS] = library  # type: ignore[assignment]  # kept alive, once
+    return importlib.import_module("timm")
+
+
+_TORCHVISION_OPS = f"{__name__}._torchvision_op_schemas"
+timm = _import_timm()
+from timm.models import (  # noqa: E402  (after the import above has made timm importable)
+    build_model_with_cfg,
+    generate_default_cfgs,
+    register_model,
+)
+
+# The normalisation of the authors' train.py: their CIFAR constants, torchvision's ImageNet ones.
+CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The authors' released files (szagoruyko/diracnets README): the unfolded v2 checkpoints load
+# into the network the name builds; the folded ones (their torch.hub hash prefix in the name)
+# into its fold (dirac_torch.pretrained.authors_model).
+_AUTHORS = "https://s3.amazonaws.com/modelzoo-networks/"
+AUTHORS_FILES = {
+    "diracnet18_v2_imagenet": ("diracnet18-v2_checkpoint.pth", "diracnet18v2folded-a2174e15.pth"),
+    "diracnet34_v2_imagenet": ("diracnet34-v2_checkpoint.pth", "diracnet34v2folded-dfb15d34.pth"),
+}
+
+
+def pretrained_cfg(name: str) -> dict[str, Any]:
+    """timm's pretrained config of registry model ``name``, read off its spec.
+
+    Parameters
+    ----------
+    name : str
+        A registry name (:func:`dirac_torch.registry.list_models` lists them).
+
+    Returns
+    -------
+    dict
+        ``input_size``, ``mean``/``std`` and ``crop_pct`` of the authors' data pipeline,
+        ``num_classes``, ``first_conv``, ``classifier``, ``pool_size``, the paper, the
+        parameter count in ``notes`` and, for a released network, ``url`` and its files.
+
+    Raises
+    ------
+    ValueError
+        An unknown name.
+
+    Examples
+    --------
+    >>> cfg = pretrained_cfg("diracnet34_2_cifar")
+    >>> cfg["input_size"], cfg["first_conv"], cfg["classifier"]
+    ((3, 32, 32), 'stem.0', 'head.2')
+    """
+    spec = registry.create_spec(name)
+    cifar = "imagenet" not in registry.parse_name(name)[3]
+    size = spec.image_size
+    reduction = stage_outputs(spec)[-1][2]
+    notes = [f"parameters: {nets.count_parameters(spec):,} ({spec.name})"]
+    cfg: dict[str, Any] = {
+        "input_size": (spec.in_channels, size, size),
+        "pool_size": (size // reduction, size // reduction),
+        "crop_pct": 1.0 if cifar else 0.875,
+        "interpolation": "bilinear",
+        "mean": CIFAR_MEAN if cifar else IMAGENET_MEAN,
+        "std": CIFAR_STD if cifar else IMAGENET_STD,
+        "num_classes": spec.num_classes,
+        "first_conv": _layer_name(spec, nets.Conv, first=True),
+        "classifier": _layer_name(spec, nets.Linear, first=False),
+        "paper_ids": "arXiv:1706.00388",
+        "paper_name": "DiracNets: Training Very Deep Neural Networks Without Skip-Connections",
+        "origin_url": "https://github.com/szagoruyko/diracnets",
+        "license": "bsd-3-clause",
+    }
+    if name in AUTHORS_FILES:
+        unfolded, folded = AUTHORS_FILES[name]
+        cfg["url"] = _AUTHORS + unfolded
+        notes.append(f"folded weights: {_AUTHORS}{folded} (sha256 prefix "
+                     f"{folded.rpartition('-')[2].removesuffix('.pth')}); load with "
+                     f"dirac_torch.pretrained.authors_model")
+    cfg["notes"] = tuple(notes)
+    return cfg
+
+
+def _layer_name(spec: nets.NetSpec, kind: type, *, first: bool) -> str:
+    """The module name (``stage.index``) of the first or last layer of type ``kind``."""
+    names = [name for name, layer in spec.layers() if isinstance(layer, kind)]
+    return names[0] if first else names[-1]
+
+
+def create(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """The timm entrypoint of registry model ``name`` (``timm.create_model`` calls it).
+
+    Raises
+    ------
+    ValueError
+        ``global_pool`` other than ``"avg"``, a non-zero ``drop_rate``, or what
+        :func:`~dirac_torch.registry.create_model` refuses.
+    """
+    kwargs.pop("cache_dir", None)  # only for downloads, which go through timm as usual
+    out_stages = len(stage_outputs(registry.create_spec(name))) - 1
+    return build_model_with_cfg(
+        functools.partial(_build, name), name, pretrained,
+        feature_cfg={"out_indices": tuple(range(out_stages))},
+        pretrained_filter_fn=_load_weights, **kwargs,
+    )
+
+
+def _build(
+    name: str, *, num_classes: int | None = None, in_chans: int | None = None,
+    global_pool: str = "avg", drop_rate: float = 0.0, device: Any = None, dtype: Any = None,
+    **kwargs: Any,
+) -> DiracNet:
+    if global_pool != "avg":
+        raise ValueError(f"global_pool={global_pool!r} is not accepted; a DiracNet pools "
+                         f"with 'avg'")
+    if drop_rate:
+        raise ValueError(f"drop_rate={drop_rate!r} is not accepted; a DiracNet has no dropout "
+                         f"(pass 0)")
+    if in_chans is not None:
+        kwargs["in_channels"] = in_chans
+    model = registry.create_model(name, num_classes, **kwargs)
+    return model.to(device=device, dtype=dtype)
+
+
+def _load_weights(state_dict: Mapping[str, Any], model: DiracNet) -> dict[str, torch.Tensor]:
+    """timm's ``pretrained_filter_fn``: our state dict from a loaded file, through
+    :func:`~dirac_torch.pretrained.load_authors` unless it already is ours."""
+    if set(state_dict) == set(model.state_dict()):
+        return dict(state_dict)
+    target = copy.deepcopy(model)
+    fc = state_dict.get("fc.weight", state_dict.get("params", {}).get("fc.weight"))
+    if isinstance(fc, torch.Tensor) and fc.shape[0] != target.num_classes:
+        # timm drops the classifier afterwards when the model's class count is not the file's.
+        target.reset_classifier(fc.shape[0])
+    return load_authors(target, state_dict).state_dict()
+
+
+def _entrypoint(name: str) -> Callable[..., nn.Module]:
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        return create(name, pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = __name__
+    spec_name = registry.create_spec(name).name
+    entrypoint.__doc__ = f"{spec_name}: ``dirac_torch.create_model({name!r})`` for timm."
+    return entrypoint
+
+
+__all__ = [
+    "AUTHORS_FILES",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "create",
+    "pretrained_cfg",
+]
+# Read by timm's register_model, which also adds each entrypoint's name to __all__.
+default_cfgs = generate_default_cfgs({n: pretrained_cfg(n) for n in registry.list_models()})
+for _name in registry.list_models():
+    globals()[_name] = register_model(_entrypoint(_name))

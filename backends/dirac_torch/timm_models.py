@@ -53,21 +53,23 @@ def _import_timm() -> Any:
     import again: torchvision then runs as without its operators, which timm's models and data
     pipeline do not use.
     """
+    global _torchvision_schemas
     try:
         return importlib.import_module("timm")
     except RuntimeError as exc:
-        if "torchvision::" not in str(exc) or _TORCHVISION_OPS in sys.modules:
+        if "torchvision::" not in str(exc) or _torchvision_schemas is not None:
             raise
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
         del sys.modules[name]
-    library = torch.library.Library("torchvision", "DEF")
+    _torchvision_schemas = torch.library.Library("torchvision", "DEF")
     for op in ("nms", "qnms"):
-        library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    sys.modules[_TORCHVISION_OPS] = library  # type: ignore[assignment]  # kept alive, once
+        _torchvision_schemas.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) "
+                                    f"-> Tensor")
     return importlib.import_module("timm")
 
 
-_TORCHVISION_OPS = f"{__name__}._torchvision_op_schemas"
+# The library declaring torchvision's two schemas, when needed: it must outlive the import.
+_torchvision_schemas: torch.library.Library | None = None
 timm = _import_timm()
 from timm.models import (  # noqa: E402  (after the import above has made timm importable)
     build_model_with_cfg,
@@ -135,7 +137,6 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
         "paper_ids": "arXiv:1706.00388",
         "paper_name": "DiracNets: Training Very Deep Neural Networks Without Skip-Connections",
         "origin_url": "https://github.com/szagoruyko/diracnets",
-        "license": "bsd-3-clause",
     }
     if name in AUTHORS_FILES:
         unfolded, folded = AUTHORS_FILES[name]

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dirac_core import nets
+from dirac_core import catalog, nets
 
 from . import registry
 from .models import DiracNet, stage_outputs
@@ -105,8 +105,10 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
     -------
     dict
         ``input_size``, ``mean``/``std`` and ``crop_pct`` of the authors' data pipeline,
-        ``num_classes``, ``first_conv``, ``classifier``, ``pool_size``, the paper, the
-        parameter count in ``notes`` and, for a released network, ``url`` and its files.
+        ``num_classes``, ``first_conv``, ``classifier``, ``pool_size``, the paper, in ``notes``
+        our parameter count, the published one where :mod:`dirac_core.catalog` has it and the
+        authors' commit the family reproduces, and for a released network ``url`` and its
+        files.
 
     Raises
     ------
@@ -120,10 +122,16 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
     ((3, 32, 32), 'stem.0', 'head.2')
     """
     spec = registry.create_spec(name)
-    cifar = "imagenet" not in registry.parse_name(name)[3]
+    family = catalog.family(registry.parse_name(name)[3])
+    cifar = family.dataset == "cifar"
     size = spec.image_size
     reduction = stage_outputs(spec)[-1][2]
     notes = [f"parameters: {nets.count_parameters(spec):,} ({spec.name})"]
+    for _, _, row in catalog.listed_networks(name):
+        if row.published:
+            where = f"the paper's {row.table}" if row.table else "the authors' release"
+            notes.append(f"published parameter count: {row.published} ({where})")
+    notes.append(f"reproduces {family.source}")
     cfg: dict[str, Any] = {
         "input_size": (spec.in_channels, size, size),
         "pool_size": (size // reduction, size // reduction),

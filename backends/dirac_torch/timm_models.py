@@ -40,6 +40,7 @@ from dirac_core import catalog, nets
 from . import registry
 from .models import DiracNet, stage_outputs
 from .pretrained import load_authors
+from .untrusted import stored_tensors
 
 
 def _import_timm() -> Any:
@@ -199,9 +200,10 @@ def _build(
 
 def _load_weights(state_dict: Mapping[str, Any], model: DiracNet) -> dict[str, torch.Tensor]:
     """timm's ``pretrained_filter_fn``: our state dict from a loaded file, through
-    :func:`~dirac_torch.pretrained.load_authors` unless it already is ours."""
+    :func:`~dirac_torch.pretrained.load_authors` unless it already is ours (then checked by
+    :func:`~dirac_torch.untrusted.stored_tensors`, as the authors' files are)."""
     if set(state_dict) == set(model.state_dict()):
-        return dict(state_dict)
+        return stored_tensors(state_dict, "the pretrained file")
     target = copy.deepcopy(model)
     fc = state_dict.get("fc.weight", state_dict.get("params", {}).get("fc.weight"))
     if isinstance(fc, torch.Tensor) and fc.shape[0] != target.num_classes:

@@ -258,7 +258,7 @@ for _family in (
     ),
     Family(
         "v2_cifar", "cifar", "The authors' v2 CIFAR DiracNet (ReLU, per-channel alpha 1 / beta "
-        "0.1, dirac_ delta, W Kaiming)", "v2", V2, fixed=_V2_VARIANT, init=V2_INIT,
+        "0.1, policy='min' delta, W Kaiming)", "v2", V2, fixed=_V2_VARIANT, init=V2_INIT,
         listed=(Listed("diracnet", 34, 2), Listed("diracnet", 28, 10)),
     ),
     Family(

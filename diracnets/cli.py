@@ -31,11 +31,16 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
 
     from .config import PRESETS
     from .datasets import DATASETS
+    from .recipes import RECIPES
 
     add = parser.add_argument
     flag = argparse.BooleanOptionalAction
     add("--preset", choices=sorted(PRESETS),
         help="v1 (default): --arch cifar, the paper; v2: --arch v2_cifar, the authors' v2")
+    add("--recipe", choices=list(RECIPES),
+        help="ours (default), or the authors' train.py item by item: authors-v1-cifar, "
+             "authors-v2-cifar, authors-v1-imagenet, authors-v2-imagenet (sets their numbers, "
+             "which other options may change, and their procedure; docs/training.md)")
     add("--data", choices=DATASETS, help="dataset (default: digits, built in, no download)")
     add("--data-dir", help="CIFAR folder or .tar.gz (binary or python version); class folders")
     add("--model", help="a name from `diracnets models` (sets --arch, --depth, --width and, "
@@ -135,6 +140,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import preset_config
+    from .recipes import recipe_settings
     from .run import format_summary, run_training
 
     overrides = _given(args)
@@ -146,9 +152,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  "its checkpoint's settings and folder")
         summary = run_training(resume=args.resume, overrides=overrides)
     else:
-        if args.preset is not None and args.model:
-            raise ValueError("--preset cannot be used with --model: the model name says which "
-                             "family it is")
+        if args.preset is not None and (args.model or args.recipe not in (None, "ours")):
+            raise ValueError("--preset cannot be used with --model or an authors' --recipe: "
+                             "the model name or the recipe says which family it is")
+        if "recipe" in overrides:
+            overrides = recipe_settings(overrides["recipe"], overrides)
         config = preset_config(args.preset, **overrides)
         if "out" not in overrides:
             config.out = (f"runs/{config.data}-diracnet{config.depth}-{config.width:g}-"

@@ -82,6 +82,7 @@ class TrainConfig:
     beta_init: float | None = None
     init_std: float | None = None
     precise_bn: bool = False
+    recipe: str = "ours"
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -118,6 +119,9 @@ class TrainConfig:
             positive_number(self.init_std, "init_std")
         self._validate_limits()
         bool_value(self.precise_bn, "precise_bn")
+        from .recipes import RECIPES
+
+        one_of(self.recipe, "recipe", tuple(RECIPES))
         if self.train_limit is not None and self.train_limit < 1:
             raise ValueError(f"train_limit must be a positive int or None, got "
                              f"{self.train_limit!r}")

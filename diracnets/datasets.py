@@ -19,12 +19,21 @@ from .cifar import LAYOUTS, read_cifar
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 
 
+PAD_MODES = ("zeros", "symmetric", "reflect")
+
+
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation: zero-pad by ``pad`` and crop back at random, optional h-flip."""
+    """Training augmentation: pad by ``pad`` and crop back at random, optional h-flip.
+
+    ``pad_mode`` fills the padding: ``"zeros"``, ``"symmetric"`` (mirrored with the edge pixel
+    repeated, the authors' v1 ``cv2.BORDER_REFLECT``) or ``"reflect"`` (mirrored about the edge
+    pixel, their v2).
+    """
 
     pad: int = 0
     flip: bool = False
+    pad_mode: str = "zeros"
 
 
 @dataclass

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .datasets import Augment, Dataset, TensorSplit
+from dirac_core.validation import one_of
+
+from .datasets import PAD_MODES, Augment, Dataset, TensorSplit
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -32,14 +34,15 @@ def epoch_order(length: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def augment_batch(images: torch.Tensor, augment: Augment, gen: torch.Generator) -> torch.Tensor:
-    """Random crop after zero padding by ``augment.pad``, then a random horizontal flip.
+    """Random crop after padding by ``augment.pad`` (filled as ``augment.pad_mode`` says), then a
+    random horizontal flip.
 
     Works on ``(N, C, H, W)`` of any dtype; one offset pair and one flip draw per image.
     """
     n, channels, height, width = images.shape
     if augment.pad:
         pad = augment.pad
-        padded = F.pad(images, (pad, pad, pad, pad))
+        padded = pad_images(images, pad, augment.pad_mode)
         dy = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=gen)
         dx = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=gen)
         rows = dy + torch.arange(height).view(1, 1, -1, 1)
@@ -50,6 +53,43 @@ def augment_batch(images: torch.Tensor, augment: Augment, gen: torch.Generator) 
         flip = torch.rand(n, generator=gen) < 0.5
         images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
     return images
+
+
+def _mirror(size: int, pad: int, mode: str) -> torch.Tensor:
+    """Indices ``-pad .. size + pad - 1`` folded back into ``range(size)`` by mirroring."""
+    index = torch.arange(-pad, size + pad)
+    edge = 1 if mode == "symmetric" else 0  # symmetric repeats the edge pixel
+    index = torch.where(index < 0, -index - edge, index)
+    return torch.where(index >= size, 2 * size - 2 + edge - index, index)
+
+
+def pad_images(images: torch.Tensor, pad: int, mode: str = "zeros") -> torch.Tensor:
+    """``(N, C, H, W)`` padded by ``pad`` on each side: zeros, or mirrored (``"symmetric"``:
+    ``cba|abcd|dcb``; ``"reflect"``: ``dcb|abcd|cba``).
+
+    Raises
+    ------
+    ValueError
+        An unknown mode, or a mirror wider than the image.
+
+    Examples
+    --------
+    >>> image = torch.arange(1, 10).view(1, 1, 3, 3)  # first row: 1 2 3
+    >>> pad_images(image, 2, "symmetric")[0, 0, 2].tolist()
+    [2, 1, 1, 2, 3, 3, 2]
+    >>> pad_images(image, 2, "reflect")[0, 0, 2].tolist()
+    [3, 2, 1, 2, 3, 2, 1]
+    """
+    one_of(mode, "pad_mode", PAD_MODES)
+    if mode == "zeros":
+        return F.pad(images, (pad, pad, pad, pad))
+    height, width = images.shape[-2:]
+    if pad > min(height, width) - (mode == "reflect"):
+        raise ValueError(f"pad={pad} is too wide to mirror a {height}x{width} image "
+                         f"(pad_mode={mode!r})")
+    rows = _mirror(height, pad, mode).to(images.device)
+    cols = _mirror(width, pad, mode).to(images.device)
+    return images.index_select(-2, rows).index_select(-1, cols)
 
 
 class Schedule:

@@ -6,6 +6,8 @@ from typing import Any
 
 from torch import nn
 
+from dirac_core.validation import one_of
+
 SUFFIX = ".parametrizations.weight.0"
 
 
@@ -19,14 +21,25 @@ def dirac_parametrizations(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
-def parameter_groups(model: nn.Module, weight_decay: float,
-                     decay_scales: bool = True) -> list[dict[str, Any]]:
+def parameter_groups(model: nn.Module, weight_decay: float, decay_scales: bool = True,
+                     decay: str = "all") -> list[dict[str, Any]]:
     """SGD parameter groups: weight decay on everything, alpha and beta included unless
-    ``decay_scales`` is false (the paper decays them: that is what fades the identity)."""
+    ``decay_scales`` is false (the paper decays them: that is what fades the identity).
+
+    ``decay="matrices"`` (the authors' v2 ``train.py``) decays only tensors of more than one
+    dimension: every vector (per-channel alpha and beta, batch norm, biases) goes to a group
+    ``"no_decay"`` without weight decay.
+    """
+    one_of(decay, "decay", ("all", "matrices"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay == "matrices":
+        vectors = [p for p in params if p.dim() <= 1]
+        params = [p for p in params if p.dim() > 1]
+        return [{"params": params, "weight_decay": weight_decay, "name": "weights"},
+                {"params": vectors, "weight_decay": 0.0, "name": "no_decay"}]
     scale_ids = {
         id(p) for _, m in dirac_parametrizations(model) for p in m.parameters(recurse=False)
     }
-    params = [p for p in model.parameters() if p.requires_grad]
     scales = [p for p in params if id(p) in scale_ids]
     others = [p for p in params if id(p) not in scale_ids]
     groups = [{"params": others, "weight_decay": weight_decay, "name": "weights"}]

@@ -52,6 +52,7 @@ from .loaders import make_loaders
 from .memory import require_fits
 from .metrics import Meter, write_json, write_jsonl
 from .precise_bn import recalibrate_batchnorm
+from .recipes import adapt_dataset, recipe
 from .resume import resumed_config
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .rundir import RunFolder, RunFolderError, check_new, check_resume
@@ -148,8 +149,9 @@ class Trainer:
             _check_folder(self.run_dir, resume_state, overwrite, kind)  # fail before any work
         self.context, self.device = distributed.setup(config.device)
         seed_everything(config.seed)
-        self.dataset = dataset if dataset is not None else load_dataset(
-            config.data, config.data_dir, config.image_size)
+        self.recipe = recipe(config.recipe)
+        self.dataset = adapt_dataset(dataset if dataset is not None else load_dataset(
+            config.data, config.data_dir, config.image_size), config.recipe)
         if model_factory is None:  # refused in one line when it cannot fit, before building
             require_fits(config.spec(self.dataset.num_classes, self.dataset.in_channels,
                                      self.dataset.image_size),
@@ -165,7 +167,8 @@ class Trainer:
             world=self.context.world, device=self.device, workers=config.workers,
             train_limit=config.train_limit)
         self.optimizer = torch.optim.SGD(
-            parameter_groups(self.model, config.weight_decay, config.decay_scales),
+            parameter_groups(self.model, config.weight_decay, config.decay_scales,
+                             self.recipe.decay),
             lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -335,6 +338,10 @@ class Trainer:
         from tqdm.auto import tqdm
 
         lr = lr_at(self.config, self.epoch)
+        if self.recipe.momentum_reset and self.batch == 0 and self.epoch > 0 \
+                and lr != lr_at(self.config, self.epoch - 1):
+            # the authors build a new SGD at each drop: no momentum carried over
+            self.optimizer.state.clear()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()

@@ -304,6 +304,11 @@ def _he_init(weight: torch.Tensor) -> None:
         nn.init.kaiming_normal_(weight, nonlinearity="relu")
 
 
+def _rst(text: str) -> str:
+    """``text`` with the underscores that would end an RST reference (``dirac_``) escaped."""
+    return text.replace("_ ", "\\_ ")
+
+
 def _family_model(
     family: str, name: str, depth: int, what: str, **fixed: Any
 ) -> Callable[..., DiracNet]:
@@ -326,7 +331,7 @@ def _family_model(
     model.__doc__ = f"""{what}: model family ``{family}`` of :mod:`dirac_core.catalog`{
         f" with ``{fixed}``" if fixed else ""}.
 
-    {source.summary}; reproduces {source.source}.
+    {_rst(source.summary)}; reproduces {_rst(source.source)}.
 
     Parameters
     ----------

@@ -26,8 +26,7 @@ def finished_run(tmp_path_factory, digits):
     """One v2 (ReLU, per-channel) run of 1 epoch on the digits: 1 channel, 10 classes."""
     out = tmp_path_factory.mktemp("saved") / "run"
     config = TrainConfig(depth=10, epochs=1, batch_size=32, train_limit=96, device="cpu",
-                         progress=False, out=str(out), activation="relu", per_channel=True,
-                         alpha_init=3.0)
+                         progress=False, out=str(out), arch="v2_cifar", alpha_init=3.0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -51,7 +50,8 @@ def test_config_json_records_the_architecture(finished_run):
     spec = architecture["spec"]
     assert (spec["in_channels"], spec["num_classes"]) == (1, 10)  # the digits, not the default
     assert architecture["folded"] is False
-    assert (config.alpha_init, config.per_channel, config.activation) == (3.0, True, "relu")
+    assert (config.alpha_init, config.arch) == (3.0, "v2_cifar")
+    assert spec["options"]["activation"] == "relu" and spec["options"]["per_channel"] is True
 
 
 def test_a_run_loads_in_a_fresh_process(finished_run, tmp_path):

@@ -6,6 +6,10 @@ In a very deep plain network the small mismatch of every layer compounds: on the
 400-layer DiracNet trained one epoch classifies 80 % of the validation images with batch
 statistics but 9 % with the moving averages (``docs/results.md``). Recomputing the averages for
 the final weights, one pass over training batches with no gradient, removes the mismatch.
+
+Under ``torchrun`` each rank runs its own shard of the training batches; the per-rank averages
+are then summed over the ranks (weighted by their batch counts), so every rank ends with the
+statistics a single process would compute over all the ranks' batches.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from .distributed import Context, all_reduce_sum
+
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, object]]) -> int:
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, object]],
+                          context: Context | None = None) -> int:
     """Set every batch norm's running mean and variance to the exact average over ``batches``.
 
     Each batch is run through ``model`` in training mode without gradients; a batch norm's
@@ -28,12 +35,15 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor
     ----------
     model : nn.Module
     batches : iterable of ``(inputs, labels)``
-        Training batches (labels are ignored).
+        Training batches (labels are ignored): this rank's share under ``torchrun``.
+    context : distributed.Context, optional
+        The data-parallel run this rank belongs to; every rank must call this together. The
+        averages then cover the batches of all ranks, and every rank gets the same statistics.
 
     Returns
     -------
     int
-        The number of batches used; 0 leaves the statistics as they were.
+        The number of batches used (over all ranks); 0 leaves the statistics as they were.
 
     Examples
     --------
@@ -53,6 +63,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor
         for inputs, _ in batches:
             model(inputs)
             count += 1
+        count = _average_over_ranks(norms, count, context or Context())
     finally:
         for m, momentum, mean, var in saved:
             m.momentum = momentum
@@ -61,3 +72,26 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor
                 m.running_var.copy_(var)
         model.train(was_training)
     return count
+
+
+def _average_over_ranks(norms: list[nn.modules.batchnorm._BatchNorm], count: int,
+                        context: Context) -> int:
+    """Each rank's averages over its ``count`` batches become the average over every rank's
+    batches; returns the total count. One all-reduce of float64 sums."""
+    if not context.enabled or not norms:
+        return count
+    device = norms[0].running_mean.device
+    sums = torch.cat([torch.tensor([float(count)], dtype=torch.float64, device=device)]
+                     + [torch.cat([m.running_mean, m.running_var]).double() * count
+                        for m in norms])
+    all_reduce_sum(sums, context)
+    total = int(sums[0].item())
+    offset = 1
+    for m in norms:
+        size = m.running_mean.numel()
+        if total:
+            m.running_mean.copy_(sums[offset: offset + size] / total)
+            m.running_var.copy_(sums[offset + size: offset + 2 * size] / total)
+            m.num_batches_tracked.fill_(total)
+        offset += 2 * size
+    return total

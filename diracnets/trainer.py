@@ -403,7 +403,7 @@ class Trainer:
         """The current epoch's record: training sums so far, a validation pass, the scales."""
         started = time.perf_counter()
         if self.config.precise_bn:
-            recalibrate_batchnorm(self.model, self.train_loader.batches(self.epoch))
+            recalibrate_batchnorm(self.model, self.train_loader.batches(self.epoch), self.context)
         val = self.evaluate()
         require_finite_loss(val.loss, "validation loss", self._diverged_when(self.epoch + 1))
         return {

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -46,3 +52,40 @@ def tiny_config(tmp_path):
 
     return make
 
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def launch_ranks(tmp_path):
+    """Run ``ranks.py TASK`` as ``world`` gloo processes on 127.0.0.1 (one thread each); return
+    the folder holding each rank's ``rank{r}.pt``. Every process is killed after ``timeout``
+    seconds, so a hung collective fails the test instead of the suite."""
+
+    def launch(task: str, world: int, timeout: float = 60) -> Path:
+        out = tmp_path / f"{task}-{world}"
+        out.mkdir()
+        env = {**os.environ, "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
+        script = Path(__file__).with_name("ranks.py")
+        procs = [subprocess.Popen([sys.executable, str(script), task, str(out)],
+                                  env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for r in range(world)]
+        try:
+            outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        for r, (p, text) in enumerate(zip(procs, outputs, strict=True)):
+            assert p.returncode == 0, f"rank {r} of {task}:\n{text[-3000:]}"
+        return out
+
+    return launch

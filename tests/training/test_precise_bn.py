@@ -73,5 +73,33 @@ def test_a_run_with_precise_bn_evaluates_with_recalibrated_statistics(tmp_path):
 @pytest.mark.parametrize("bad", [1, "yes"])
 def test_precise_bn_is_a_flag_in_the_config(bad):
     assert TrainConfig(precise_bn=True).precise_bn is True
-    with pytest.raises(ValueError, match="precise_bn"):
+    with pytest.raises(TypeError, match="precise_bn"):
         TrainConfig(precise_bn=bad)
+
+
+def test_two_ranks_get_the_statistics_of_one_process_over_both_shards(launch_ranks):
+    """Each gloo rank recalibrates on its own three batches; the reduced statistics equal one
+    process's over all six, on both ranks (float64 sums: round-off only)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from ranks import shard, small_net
+    finally:
+        sys.path.pop(0)
+    from diracnets.distributed import Context
+
+    ranks = launch_ranks("precise_bn", world=2)
+    single = small_net()
+    everything = shard(Context(0, 2), 3) + shard(Context(1, 2), 3)
+    assert recalibrate_batchnorm(single, everything) == 6
+    for r in range(2):
+        saved = torch.load(ranks / f"rank{r}.pt", weights_only=True)
+        assert saved["count"] == 6
+        for name, value in single.named_buffers():
+            torch.testing.assert_close(saved["buffers"][name], value, rtol=1e-12, atol=1e-12)
+    # a rank's own shard alone gives other statistics: the reduction did something
+    alone = small_net()
+    recalibrate_batchnorm(alone, shard(Context(0, 2), 3))
+    assert not torch.allclose(alone[1].running_var, single[1].running_var)

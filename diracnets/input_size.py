@@ -12,18 +12,23 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def check_input_size(model: nn.Module, channels: int, size: int, *, model_name: str,
-                     data: str, device: Any = "cpu") -> None:
+                     data: str, device: Any = "cpu", batch_size: int | None = None) -> None:
     """Run one blank ``channels x size x size`` image through ``model`` in eval mode (no
     gradient, batch-norm statistics untouched, the model's mode restored).
+
+    With ``batch_size`` (the examples of a training step on one rank), every batch norm must
+    also see more than one value per channel in training: ``batch_size`` times its map.
 
     Raises
     ------
     ValueError
         The model fails on it (too small for its strides and poolings, or other channels):
-        the message names ``model_name``, ``data``, the image shape and PyTorch's reason.
+        the message names ``model_name``, ``data``, the image shape and PyTorch's reason; or a
+        batch norm would see one value per channel (it names ``--batch-size``).
 
     Examples
     --------
@@ -35,6 +40,15 @@ def check_input_size(model: nn.Module, channels: int, size: int, *, model_name: 
     """
     training = model.training
     model.eval()
+    maps: dict[str, int] = {}  # batch norm -> values per channel and example it sees
+
+    def seen(name: str) -> Any:
+        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            maps.setdefault(name, args[0][0, 0].numel())
+        return hook
+
+    hooks = [m.register_forward_pre_hook(seen(name)) for name, m in model.named_modules()
+             if isinstance(m, _BatchNorm)]
     try:
         with torch.no_grad():
             model(torch.zeros(1, channels, size, size, device=device))
@@ -48,3 +62,12 @@ def check_input_size(model: nn.Module, channels: int, size: int, *, model_name: 
         ) from None
     finally:
         model.train(training)
+        for hook in hooks:
+            hook.remove()
+    lonely = [name for name, values in maps.items() if (batch_size or 2) * values <= 1]
+    if lonely:
+        raise ValueError(
+            f"--batch-size gives {batch_size} image per training step on each rank, and "
+            f"{model_name}'s batch norm {lonely[0]!r} sees a 1x1 map of {data}'s "
+            f"{channels}x{size}x{size} images: one value per channel, which batch norm cannot "
+            "train on; use a --batch-size of at least 2 per rank (or larger images)")

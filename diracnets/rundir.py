@@ -99,6 +99,10 @@ def check_location(folder: Path, option: str = "--out") -> None:
         raise RunFolderError(f"{option} {str(folder)!r}: give a run folder, not the current "
                              "directory")
     for part in (folder, *folder.parents):
+        if part.is_symlink() and not part.exists():
+            raise RunFolderError(f"{option} {str(folder)!r}: {str(part)!r} is a symbolic link "
+                                 f"to {os.readlink(part)!r}, which does not exist; create its "
+                                 "target or pick another location")
         if part.exists() and not part.is_dir():
             raise RunFolderError(f"{option} {str(folder)!r}: {str(part)!r} is a file, not a "
                                  "folder; pick another location")

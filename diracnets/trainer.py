@@ -161,7 +161,8 @@ class Trainer:
         check_input_size(  # before the folder is claimed: a misfit leaves nothing behind
             self.model, self.dataset.in_channels, self.dataset.image_size,
             model_name=spec.name if spec is not None else type(self.model).__name__,
-            data=config.data, device=self.device)
+            data=config.data, device=self.device,
+            batch_size=max(config.batch_size // self.context.world, 1))
         self.train_loader, self.val_loader = make_loaders(
             self.dataset, config.batch_size, seed=config.seed, rank=self.context.rank,
             world=self.context.world, device=self.device, workers=config.workers,

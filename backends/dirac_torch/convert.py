@@ -144,7 +144,7 @@ def convert_model(
     per_channel = bool_value(per_channel, "per_channel")
     normalize = bool_value(kwargs.pop("normalize", True), "normalize")
     if not bool_value(inplace, "inplace"):
-        model = copy.deepcopy(model)
+        model = _copy(model)
     converted, skipped, redrawn = [], {}, []
     for name, conv in model.named_modules():
         if not isinstance(conv, _ConvNd):
@@ -166,12 +166,38 @@ def convert_model(
     return Conversion(model, tuple(converted), skipped, tuple(redrawn))
 
 
+def _copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model``; a weight that an old-style ``torch.nn.utils.weight_norm`` hook
+    computed (a non-leaf tensor, which ``copy.deepcopy`` refuses) is copied detached: the hook
+    computes it afresh before the next call."""
+    computed = {id(t): t.detach().clone() for m in model.modules() for t in vars(m).values()
+                if isinstance(t, torch.Tensor) and not t.is_leaf}
+    return copy.deepcopy(model, computed)
+
+
+def _old_style_hook(conv: _ConvNd) -> str | None:
+    """The old-style weight hook (``torch.nn.utils.weight_norm``/``spectral_norm``) that
+    recomputes ``conv.weight`` before each call, which a parametrization cannot wrap."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for hook in conv._forward_pre_hooks.values():
+        if isinstance(hook, WeightNorm | SpectralNorm):
+            kind = "weight_norm" if isinstance(hook, WeightNorm) else "spectral_norm"
+            return (f"old-style torch.nn.utils.{kind} recomputes the weight before each call; "
+                    f"use torch.nn.utils.parametrizations.{kind} to convert it")
+    return None
+
+
 def _skip_reason(name: str, conv: _ConvNd, include: Include | None) -> str | None:
     """Why ``conv`` is not converted, or None."""
     if include is not None and not include(name, conv):
         return "excluded by include"
     if conv.transposed:
         return "transposed convolution"
+    hooked = _old_style_hook(conv)
+    if hooked is not None:
+        return hooked
     if parametrize.is_parametrized(conv, "weight"):
         return "weight already parametrized"
     base = PLAIN_CONVS[len(conv.kernel_size)]

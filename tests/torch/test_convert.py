@@ -246,3 +246,18 @@ def test_conv_patched_on_the_instance_is_skipped():
     conversion = convert_model(model)
     assert conversion.converted == ()
     assert conversion.skipped == {"0": "its forward is replaced on the instance"}
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
+def test_old_style_weight_and_spectral_norm_convs_are_skipped_with_a_reason():
+    model = nn.Sequential(nn.utils.spectral_norm(nn.Conv2d(3, 3, 3, padding=1)),
+                          nn.utils.weight_norm(nn.Conv2d(3, 3, 3, padding=1)),
+                          nn.Conv2d(3, 3, 3, padding=1))
+    conversion = convert_model(model)  # a copy: weight_norm's computed weight is not a leaf
+    assert conversion.converted == ("2",)
+    assert "old-style torch.nn.utils.spectral_norm" in conversion.skipped["0"]
+    assert "use torch.nn.utils.parametrizations.weight_norm" in conversion.skipped["1"]
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(conversion.model[1](x), model[1](x))
+    assert convert_model(model, inplace=True).skipped.keys() == {"0", "1"}

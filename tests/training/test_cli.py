@@ -41,9 +41,19 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["train", *TINY, "--depth", "11", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("diracnets: error: depth=11 is not accepted") and "Traceback" not in err
-    assert main(["train", *TINY, "--epochs", "1", "--lr", "1e30", "--out",
-                 str(tmp_path / "nan")]) == 1  # divergence is a failure, not a usage mistake
+    # (without weight decay: lr * weight_decay beyond 2 (1 + momentum) is refused up front)
+    assert main(["train", *TINY, "--epochs", "1", "--lr", "1e30", "--weight-decay", "0",
+                 "--out", str(tmp_path / "nan")]) == 1  # divergence: a failure, not a usage
     assert "training loss became" in capsys.readouterr().err
+    assert main(["train", *TINY, "--epochs", "1", "--lr", "1e30", "--out",
+                 str(tmp_path / "decay")]) == 2
+    assert "lr * weight_decay must be at most 2 * (1 + momentum)" in capsys.readouterr().err
+    assert main(["train", *TINY, "--lr", "1e39", "--out", str(tmp_path / "big")]) == 2
+    assert "float32 parameters hold numbers up to" in capsys.readouterr().err
+    assert main(["train", *TINY, "--depth", "10000006", "--out", str(tmp_path / "deep")]) == 2
+    assert "at most 10,000 layers" in capsys.readouterr().err
+    assert main(["train", *TINY, "--width", "2000", "--out", str(tmp_path / "wide")]) == 2
+    assert "use a smaller --depth, --width or --batch-size" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "missing.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

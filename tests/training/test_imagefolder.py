@@ -137,3 +137,15 @@ def test_a_corrupt_image_in_a_worker_is_one_line(folders):
     message = str(error.value)
     assert "1.bmp: not a readable image" in message
     assert "\n" not in message and "Traceback" not in message and "worker" not in message
+
+
+def test_batch_one_at_a_one_by_one_batch_norm_names_the_batch_size(folders, tiny_config):
+    """ImageNet DiracNet-18 on 32x32 crops: its last group works on 1x1 maps, where one image
+    per step gives batch norm one value per channel."""
+    config = tiny_config(data="imagefolder", data_dir=str(folders), image_size=32,
+                         arch="imagenet", depth=18, batch_size=1, workers=0, epochs=1,
+                         train_limit=None)
+    with pytest.raises(ValueError, match=r"--batch-size gives 1 image per training step .* "
+                                         r"sees a 1x1 map"):
+        Trainer(config)
+    assert not (folders / "run").exists()  # refused before the folder was claimed

@@ -93,13 +93,16 @@ def test_a_folder_that_holds_no_run_is_never_written_to(tmp_path, capsys, files)
 def test_out_must_be_a_folder_of_its_own(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("the user's")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     for out, message in (("", "give a run folder"), ("notes.txt", "is a file"),
-                         ("notes.txt/run", "is a file")):
+                         ("notes.txt/run", "is a file"),
+                         ("dangling", "is a symbolic link to"),
+                         ("dangling/run", "which does not exist")):
         assert main(["train", *TINY, "--out", out]) == 2
         assert message in _one_line_error(capsys)
         assert main(["demo", "--out", out]) == 2
         assert message in _one_line_error(capsys)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "notes.txt"]
 
 
 def test_demo_replaces_an_earlier_run_only_with_overwrite(tmp_path, capsys):

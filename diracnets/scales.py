@@ -28,8 +28,13 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_scales: bool =
 
     ``decay="matrices"`` (the authors' v2 ``train.py``) decays only tensors of more than one
     dimension: every vector (per-channel alpha and beta, batch norm, biases) goes to a group
-    ``"no_decay"`` without weight decay.
+    ``"no_decay"`` without weight decay. Otherwise two groups, ``"weights"`` (every other
+    parameter, in model order) and ``"dirac_scales"``
+    (:func:`dirac_torch.optimizer_groups.dirac_scales`), as checkpoints store them; for three
+    groups in your own optimizer use :func:`dirac_torch.param_groups`.
     """
+    from dirac_torch.optimizer_groups import dirac_scales
+
     one_of(decay, "decay", ("all", "matrices"))
     params = [p for p in model.parameters() if p.requires_grad]
     if decay == "matrices":
@@ -37,9 +42,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_scales: bool =
         params = [p for p in params if p.dim() > 1]
         return [{"params": params, "weight_decay": weight_decay, "name": "weights"},
                 {"params": vectors, "weight_decay": 0.0, "name": "no_decay"}]
-    scale_ids = {
-        id(p) for _, m in dirac_parametrizations(model) for p in m.parameters(recurse=False)
-    }
+    scale_ids = {id(p) for p in dirac_scales(model)}
     scales = [p for p in params if id(p) in scale_ids]
     others = [p for p in params if id(p) not in scale_ids]
     groups = [{"params": others, "weight_decay": weight_decay, "name": "weights"}]

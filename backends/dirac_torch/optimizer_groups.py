@@ -80,8 +80,7 @@ def param_groups(
              for name, value in chosen.items()}
     decays = {"dirac_scales": decay["scale_decay"], "weights": decay["weight_decay"],
               "norms_biases": decay["norm_decay"]}
-    scales = {id(p) for m in model.modules() if isinstance(m, DiracParametrization)
-              for p in m.parameters(recurse=False)}
+    scales = {id(p) for p in dirac_scales(model)}
     members: dict[str, list[nn.Parameter]] = {name: [] for name in GROUPS}
     for parameter in model.parameters():
         if not parameter.requires_grad:
@@ -95,3 +94,16 @@ def param_groups(
     return [{"name": name, "params": members[name], "weight_decay": decays[name]}
             for name in GROUPS if members[name]]
 
+
+def dirac_scales(model: nn.Module) -> list[nn.Parameter]:
+    """The learnable ``alpha`` and ``beta`` of every Dirac parametrization in ``model``, in
+    module order (the ``"dirac_scales"`` group of :func:`param_groups`).
+
+    Examples
+    --------
+    >>> import dirac_torch as dt
+    >>> [tuple(p.shape) for p in dirac_scales(nn.Sequential(dt.DiracConv2d(4, 4, 3)))]
+    [(), ()]
+    """
+    return [p for m in model.modules() if isinstance(m, DiracParametrization)
+            for p in m.parameters(recurse=False)]

@@ -99,7 +99,15 @@ def recipe_bytes(model: nn.Module) -> bytes:
     from safetensors.torch import save
 
     description = recipe(model)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state, storages = {}, set()
+    for key, value in model.state_dict().items():
+        tensor = value.detach().cpu().contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        # a module used in several places has one state_dict entry per place, all the same
+        # tensor (and views may share a storage); safetensors stores each entry on its own,
+        # so a repeated storage is copied
+        state[key] = tensor.clone() if storage in storages and tensor.numel() else tensor
+        storages.add(storage)
     return save(state, {METADATA_KEY: json.dumps(description)})
 
 

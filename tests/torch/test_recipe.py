@@ -178,3 +178,27 @@ def test_options_that_differ_from_the_models_own_dirac_conv_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"was saved with .*'policy': 'tile'.* but the model's"):
         dt.load_model(path, model=nn.Sequential(dt.DiracConv2d(3, 3, 3, policy="min")))
     assert_same(dt.load_model(path, model=nn.Sequential(dt.DiracConv2d(3, 3, 3))), net.eval())
+
+
+class Shared(nn.Module):
+    """An even-kernel Dirac conv (pad + conv once folded) and a conv used twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.even = dt.DiracConv2d(3, 4, 2)
+        self.bn = nn.BatchNorm2d(4)
+        self.shared = nn.Conv2d(4, 4, 3, padding=1)
+        self.tail = nn.Sequential(self.shared, nn.BatchNorm2d(4), nn.ReLU(), self.shared)
+
+    def forward(self, x):
+        return self.tail(torch.relu(self.bn(self.even(x))))
+
+
+def test_shared_modules_and_padded_folds_round_trip(tmp_path):
+    torch.manual_seed(3)
+    model = convert_model(Shared()).model.eval()
+    folded = fold_model(model, X)
+    assert isinstance(folded.even, nn.Sequential)  # pad + conv
+    for saved in (model, folded):
+        again = dt.load_model(dt.save_model(saved, tmp_path / "s.safetensors"), model=Shared())
+        assert_same(again, saved)

@@ -3,10 +3,10 @@
 Importing this module registers each name of :func:`dirac_torch.registry.list_models` with
 timm (``pytorch-image-models``), with a pretrained config made from the same table: input size,
 mean and std, class count, first conv and classifier names, the parameter count and, for the
-authors' released networks, their files. Then
+authors' released networks, their files. Then::
 
->>> import timm
->>> model = timm.create_model("diracnet34_2_cifar", num_classes=100)
+    import timm
+    model = timm.create_model("diracnet34_2_cifar", num_classes=100)
 
 builds what ``dirac_torch.create_model("diracnet34_2_cifar", num_classes=100)`` builds, from
 the same random draws (it *is* that call), and timm's tools work on it: ``features_only=True``,
@@ -120,7 +120,7 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
     --------
     >>> cfg = pretrained_cfg("diracnet34_2_cifar")
     >>> cfg["input_size"], cfg["first_conv"], cfg["classifier"]
-    ((3, 32, 32), 'stem.0', 'head.2')
+    ((3, 32, 32), 'stem.0', 'head.1')
     """
     spec = registry.create_spec(name)
     family = catalog.family(registry.parse_name(name)[3])
@@ -205,7 +205,8 @@ def _load_weights(state_dict: Mapping[str, Any], model: DiracNet) -> dict[str, t
     if set(state_dict) == set(model.state_dict()):
         return stored_tensors(state_dict, "the pretrained file")
     target = copy.deepcopy(model)
-    fc = state_dict.get("fc.weight", state_dict.get("params", {}).get("fc.weight"))
+    params = state_dict.get("params")  # the authors' v1 {"params", "stats"} checkpoints
+    fc = (params if isinstance(params, Mapping) else state_dict).get("fc.weight")
     if isinstance(fc, torch.Tensor) and fc.shape[0] != target.num_classes:
         # timm drops the classifier afterwards when the model's class count is not the file's.
         target.reset_classifier(fc.shape[0])

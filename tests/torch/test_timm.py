@@ -4,6 +4,7 @@ Exactness is asserted in float64 (relative 2-norm error <= 1e-12) and float32 (<
 small widths of every registry architecture; weights are compared bit for bit.
 """
 
+import doctest
 import sys
 from pathlib import Path
 
@@ -40,6 +41,11 @@ def same_state(a, b):
 
 
 # ---------------------------------------------------------------------------- registration
+
+
+def test_docstring_examples():
+    result = doctest.testmod(timm_models, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_every_registry_name_is_a_timm_model_with_its_config():

@@ -66,7 +66,8 @@ _EYE = re.compile(r"eye\d+(_\d+)+")
 
 
 class AuthorsCheckpointError(UntrustedInputError):
-    """A file that is not in the authors' layout for the model: names the first mismatch."""
+    """A file that is not in the authors' layout for the model: names the first mismatch.
+    An :class:`~dirac_core.untrusted.UntrustedInputError`, so a ``ValueError``."""
 
 
 def flatten_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -173,7 +174,11 @@ def authors_model(checkpoint: Mapping[str, Any]) -> DiracNet:
     Raises
     ------
     AuthorsCheckpointError
-        The file is not in one of :data:`LAYOUTS`; the first key or shape that does not match.
+        The file is not in one of :data:`LAYOUTS`; the first key or shape that does not match;
+        an entry that is not a dense tensor holding its own values (an expanded view); a
+        network with more parameters than the file stores values (checked before building).
+    TypeError
+        ``checkpoint`` is not a mapping.
     """
     layout, spec = authors_spec(checkpoint)
     flat = flatten_checkpoint(checkpoint)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from fuzz_inputs import MUTATIONS, replace
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from dirac_core import nets
@@ -157,3 +158,39 @@ def test_authors_files_are_checked_before_building(tmp_path):
     with pytest.raises(AuthorsCheckpointError, match="expanded or overlapping"):
         authors_model(loaded)
     assert isinstance(authors_model(theirs), torch.nn.Module)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=64), st.integers(0, 2**64 - 1))
+def test_fuzz_safetensors_header_bytes(tmp_path, body, length):
+    """Any header length and bytes: a documented error naming the file, and nothing read past
+    the file's own size."""
+    path = tmp_path / "fuzz.safetensors"
+    path.write_bytes(struct.pack("<Q", length) + body)
+    try:
+        safetensors_header(path)
+    except UntrustedInputError as exc:
+        assert "fuzz.safetensors" in str(exc)
+
+
+@settings(max_examples=30, deadline=None)
+@given(MUTATIONS)
+def test_fuzz_authors_model(mutation):
+    """Any entry of an authors' file (or the whole file) replaced by junk: only the documented
+    errors."""
+    from dirac_torch.pretrained import AuthorsCheckpointError, authors_model
+
+    junk, where = mutation
+    with pytest.raises((AuthorsCheckpointError, TypeError)):
+        authors_model(replace(THEIRS, where, junk))
+
+
+def _theirs():
+    from dirac_torch.pretrained import authors_state_dict
+    from dirac_torch.registry import create_model
+
+    return authors_state_dict(create_model("diracnet10_1_v2_cifar"))
+
+
+THEIRS = _theirs()

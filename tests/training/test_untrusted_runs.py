@@ -135,3 +135,26 @@ def test_fuzz_read_metrics(tmp_path, mutation):
     path.write_text(json.dumps(replace(record, where, junk)) + "\n")
     with contextlib.suppress(UntrustedInputError):
         read_metrics(path)
+
+
+@FAST
+@given(MUTATIONS)
+def test_fuzz_run_marker_and_results(tmp_path, mutation):
+    """A run marker or a depth experiment's results.json with any value replaced: the marker
+    is valid or not a marker (None), the results are read or refused with
+    UntrustedInputError."""
+    from diracnets.rundir import MARKER, Marker, read_marker
+
+    junk, where = mutation
+    marker = json.loads(Marker("0" * 32, "train", None, ["last.pt"]).to_json())
+    (tmp_path / MARKER).write_text(json.dumps(replace(marker, where, junk)))
+    found = read_marker(tmp_path)
+    assert found is None or isinstance(found.run_id, str)
+    results = {"rows": [{"parameterization": "dirac", "depth": 10, "train_loss": 0.5,
+                         "val_acc": 0.9}]}
+    (tmp_path / "results.json").write_text(json.dumps(replace(results, where, junk)))
+    try:
+        rows = read_results(tmp_path / "results.json")
+    except UntrustedInputError:
+        return
+    assert all(isinstance(row["depth"], int) for row in rows)

@@ -157,3 +157,19 @@ def test_run_files_honour_the_umask(tmp_path, umask):
     for name in ("summary.json", "last.pt"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
     assert path.read_bytes() == b"{}"
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(MUTATIONS)
+def test_fuzz_checkpoint_envelopes(tmp_path, mutation):
+    """Any field of a checkpoint's envelope (or the whole of it) replaced by any JSON value:
+    only CheckpointError, one line."""
+    path = save_checkpoint({"w": torch.ones(2)}, tmp_path / "last.pt")
+    envelope = torch.load(path, weights_only=True)
+    junk, where = mutation
+    torch.save(replace(envelope, where, junk), path)
+    try:
+        load_checkpoint(path)
+    except CheckpointError as exc:
+        assert "\n" not in str(exc)

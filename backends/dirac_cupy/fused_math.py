@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from dirac_core.delta import WeightGeometry, tap_indices, weight_geometry
 from dirac_core.normalize import working_eps
 from dirac_core.xp import array_module, work_dtype
 
@@ -164,58 +165,24 @@ def split_sum(terms: Any, parts: int, ar: Arithmetic) -> Any:
     return per_chunk if parts == 1 else block_sum(per_chunk, ar)
 
 
-class WeightGeometry(NamedTuple):
-    """Index constants of a weight ``(O, Ni, K1, ..., KL)`` seen as ``O`` rows of ``L``.
-
-    The order of ``spatial`` .. ``policy_min`` is the kernels' argument order.
-    """
-
-    out_channels: int
-    length: int  # L = Ni * prod(K)
-    spatial: int  # prod(K): entries per (filter, input channel)
-    centre: int  # flat index of the kernel centre (floor(K/2), ...) within prod(K)
-    per_group: int  # No = O / groups
-    n: int  # min(No, Ni): the period of the tiled identity
-    policy_min: int  # 1: ones only where o' == i; 0: tiled
-
-    def delta_args(self) -> tuple[int, ...]:
-        """The geometry arguments of the kernels, in their order."""
-        return (self.spatial, self.centre, self.per_group, self.n, self.policy_min)
+def add_at_taps(out: Any, alpha: Any, geo: WeightGeometry, ar: Arithmetic) -> Any:
+    """``out + alpha * delta`` as the kernels form it: ``alpha_o`` added only at the Dirac
+    tensor's ones, found by index (adding the zeros elsewhere would change nothing)."""
+    xp = array_module(out)
+    rows, cols = tap_indices(geo, xp)
+    out[rows, cols] = ar.op(xp.add, xp.broadcast_to(alpha, (geo.out_channels, 1))[rows, 0],
+                            out[rows, cols])
+    return out
 
 
-def weight_geometry(shape: tuple[int, ...], groups: int, policy: str) -> WeightGeometry:
-    """Index constants for a weight of ``shape`` (canonical, already validated).
-
-    Examples
-    --------
-    >>> weight_geometry((4, 2, 3, 3), 2, "tile")
-    WeightGeometry(out_channels=4, length=18, spatial=9, centre=4, per_group=2, n=2, policy_min=0)
-    """
-    out_channels, in_per_group, *kernel = shape
-    centre = 0
-    for k in kernel:  # row-major flat index of (k1 // 2, ..., kL // 2)
-        centre = centre * k + k // 2
-    spatial = prod(kernel)
-    per_group = out_channels // groups
-    return WeightGeometry(
-        out_channels=out_channels,
-        length=in_per_group * spatial,
-        spatial=spatial,
-        centre=centre,
-        per_group=per_group,
-        n=min(per_group, in_per_group),
-        policy_min=int(policy == "min"),
-    )
-
-
-def delta_rows(geo: WeightGeometry, xp: Any) -> Any:
-    """Boolean ``(O, L)``: where the Dirac tensor holds a one, by the kernels' arithmetic."""
-    o = xp.arange(geo.out_channels)[:, None]
-    j = xp.arange(geo.length)[None, :]
-    i = j // geo.spatial
-    local = o % geo.per_group
-    match = local == i if geo.policy_min else (local % geo.n) == (i % geo.n)
-    return (j % geo.spatial == geo.centre) & match
+def tap_sums(grad: Any, geo: WeightGeometry, ar: Arithmetic) -> Any:
+    """``<g, delta[o]>`` per filter, ``(O,)``: the kernels' reduction over the row, in which
+    only the taps (found by index) contribute and every other thread adds zero."""
+    xp = array_module(grad)
+    rows, cols = tap_indices(geo, xp)
+    terms = xp.zeros_like(grad)
+    terms[rows, cols] = grad[rows, cols]
+    return _sum(terms, ar)[:, 0]
 
 
 class FilterNorm(NamedTuple):
@@ -279,8 +246,7 @@ def weight_forward(
     if normalize:
         e = kernel_eps(eps, w.dtype, ar)
         u = direction(v, filter_norm(v, e, ar), e, ar)
-    d = xp.where(delta_rows(geo, xp), _column(alpha, ar), ar.const(0))
-    out = ar.op(xp.add, d, ar.op(xp.multiply, _column(beta, ar), u))
+    out = add_at_taps(ar.op(xp.multiply, _column(beta, ar), u), _column(alpha, ar), geo, ar)
     return out.astype(w.dtype).reshape(w.shape)
 
 
@@ -298,7 +264,7 @@ def weight_backward(
     geo = weight_geometry(w.shape, groups, policy)
     v, grad = _rows(w, geo.out_channels, ar), _rows(g, geo.out_channels, ar)
     bg = ar.op(xp.multiply, _column(beta, ar), grad)
-    dalpha_part = _sum(xp.where(delta_rows(geo, xp), grad, ar.const(0)), ar)[:, 0]
+    dalpha_part = tap_sums(grad, geo, ar)
     if not normalize:
         return bg.astype(w.dtype).reshape(w.shape), dalpha_part, _dot(grad, v, ar)[:, 0]
     e = kernel_eps(eps, w.dtype, ar)

@@ -9,7 +9,8 @@ compiled rules as a traced call, then cropped back:
 
 - the weight ops see ``w`` as ``(O, n)`` rows (the filters), padded to ``(bucket(O),
   bucket(n))``: a zero column changes no filter's max-abs, norm or dot product, and a zero row
-  (with zero scales and delta) gives zeros that are cropped away; ``eps`` travels as data;
+  (with zero scales, and no ones of the Dirac tensor, which is given by its geometry)
+  gives zeros that are cropped away; ``eps`` travels as data;
 - NCReLU pads every axis, and its two output halves are cropped separately;
 - batch-norm folding pads the rows and its vectors (the variance with ones).
 
@@ -24,12 +25,10 @@ import functools
 from math import prod
 from typing import Any
 
-import array_api_compat.numpy as cnp
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dirac_array_api import weight as spec
 from dirac_array_api.namespace import work_dtype
 
 from . import ops
@@ -54,13 +53,13 @@ def applies(*arrays: Any) -> bool:
 
 
 @functools.partial(jax.jit, static_argnums=5)
-def _combine(w, alpha, beta, delta, eps, normalize):
-    return ops.combine(w, alpha, beta, delta, eps, normalize)
+def _combine(w, alpha, beta, taps, eps, normalize):
+    return ops.combine(w, alpha, beta, taps, eps, normalize)
 
 
 @functools.partial(jax.jit, static_argnums=6)
-def _combine_vjp(g, w, alpha, beta, delta, eps, normalize):
-    _, pull = jax.vjp(lambda v, a, b: ops.combine(v, a, b, delta, eps, normalize), w, alpha, beta)
+def _combine_vjp(g, w, alpha, beta, taps, eps, normalize):
+    _, pull = jax.vjp(lambda v, a, b: ops.combine(v, a, b, taps, eps, normalize), w, alpha, beta)
     dw, dalpha, dbeta = pull(g)
     return dw, dalpha, dbeta, jnp.sum(dalpha), jnp.sum(dbeta)
 
@@ -86,8 +85,9 @@ class _Rows:
         host[:self.rows] = np.asarray(s).astype(self.work)
         return jax.device_put(host, self.device)
 
-    def delta(self, groups: int, policy: str) -> jax.Array:
-        return self.pad(spec.dirac_tensor(cnp, self.shape, groups, policy, self.work))
+    def taps(self, groups: int, policy: str) -> jax.Array:
+        """The geometry of the unpadded weight: its ones lie in the top-left block."""
+        return jax.device_put(ops.taps(self.shape, groups, policy), self.device)
 
     def eps(self, eps: float) -> jax.Array:
         return jax.device_put(np.asarray(ops.eps_in(self.work, eps), self.work), self.device)
@@ -104,7 +104,7 @@ class _Rows:
 
 def dirac_weight(w, alpha, beta, eps, normalize, groups, policy):
     r = _Rows(w)
-    out = _combine(r.pad(w), r.scale(alpha), r.scale(beta), r.delta(groups, policy), r.eps(eps),
+    out = _combine(r.pad(w), r.scale(alpha), r.scale(beta), r.taps(groups, policy), r.eps(eps),
                    normalize)
     return r.crop(out)
 
@@ -112,7 +112,7 @@ def dirac_weight(w, alpha, beta, eps, normalize, groups, policy):
 def dirac_weight_vjp(g, w, alpha, beta, eps, normalize, groups, policy):
     r = _Rows(w)
     dw, dalpha, dbeta, alpha_sum, beta_sum = _combine_vjp(
-        r.pad(g), r.pad(w), r.scale(alpha), r.scale(beta), r.delta(groups, policy), r.eps(eps),
+        r.pad(g), r.pad(w), r.scale(alpha), r.scale(beta), r.taps(groups, policy), r.eps(eps),
         normalize,
     )
     return r.crop(dw), r.reduced(dalpha, alpha_sum, alpha), r.reduced(dbeta, beta_sum, beta)
@@ -121,16 +121,15 @@ def dirac_weight_vjp(g, w, alpha, beta, eps, normalize, groups, policy):
 def normalize_filters(w, eps):
     r = _Rows(w)
     zero = r.scale(np.zeros(()))
-    out = _combine(r.pad(w), zero, r.scale(np.ones(())), r.pad(np.zeros(r.shape, r.work)),
-                   r.eps(eps), True)
+    out = _combine(r.pad(w), zero, r.scale(np.ones(())), ops.NO_TAPS, r.eps(eps), True)
     return r.crop(out)
 
 
 def normalize_filters_vjp(g, w, eps):
     r = _Rows(w)
     zero = r.scale(np.zeros(()))
-    dw, *_ = _combine_vjp(r.pad(g), r.pad(w), zero, r.scale(np.ones(())),
-                          r.pad(np.zeros(r.shape, r.work)), r.eps(eps), True)
+    dw, *_ = _combine_vjp(r.pad(g), r.pad(w), zero, r.scale(np.ones(())), ops.NO_TAPS,
+                          r.eps(eps), True)
     return r.crop(dw)
 
 

@@ -19,16 +19,19 @@ these through :class:`dirac_jax.JaxBackend`; :mod:`dirac_jax.nn` calls them dire
 from __future__ import annotations
 
 import functools
+from math import prod
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from dirac_array_api import pointwise
 from dirac_array_api import weight as spec
 from dirac_array_api.namespace import eps_in as eps_range
 from dirac_array_api.namespace import work_dtype
+from dirac_core.delta import WeightGeometry, is_tap, weight_geometry
 from dirac_core.padding import Pairs, resolve_padding
 
 # XLA:CPU flushes subnormals to zero: an eps below the smallest normal would divide by zero.
@@ -45,25 +48,50 @@ def eps_in(dtype: Any, eps: float) -> float:
     return eps_range(jnp, work_dtype(jnp, dtype), eps, subnormals=_SUBNORMALS)
 
 
+def taps(shape: tuple[int, ...], groups: int, policy: str) -> np.ndarray:
+    """Where the Dirac tensor of a weight of ``shape`` has its ones, as data: the fields of
+    :class:`dirac_core.delta.WeightGeometry` in an int32 vector (so one compiled program
+    serves every geometry of a padded shape)."""
+    return np.asarray(weight_geometry(shape, groups, policy), np.int32)
+
+
+NO_TAPS = np.asarray(WeightGeometry(0, 0, 1, 0, 1, 1, 0), np.int32)
+"""A geometry with no ones (no column is below its length 0): no identity term."""
+
+
+def _identity(taps: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    """The Dirac tensor for ``shape`` from iota indices and :func:`dirac_core.delta.is_tap`:
+    inside a compiled program XLA fuses it into its consumer, so it is never stored."""
+    grid = (shape[0], prod(shape[1:]))
+    geo = WeightGeometry(*(taps[k] for k in range(len(WeightGeometry._fields))))
+    mask = is_tap(geo, lax.broadcasted_iota(jnp.int32, grid, 0),
+                  lax.broadcasted_iota(jnp.int32, grid, 1))
+    return mask.astype(dtype).reshape(shape)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def combine(w: jax.Array, alpha: jax.Array, beta: jax.Array, delta: jax.Array,
+def combine(w: jax.Array, alpha: jax.Array, beta: jax.Array, taps: jax.Array,
             eps: jax.Array, normalize: bool) -> jax.Array:
-    """``alpha * delta + beta * normalize(W)`` with ``delta`` (working dtype) and ``eps`` (in
-    range, see :func:`eps_in`) given as data: the one ``custom_vjp`` rule of the weight ops."""
+    """``alpha * delta + beta * normalize(W)`` with the Dirac tensor given by ``taps``
+    (:func:`taps`, or :data:`NO_TAPS`) and ``eps`` (in range, see :func:`eps_in`) as data: the
+    one ``custom_vjp`` rule of the weight ops. ``delta`` is formed from index arithmetic in
+    the compiled program, never held as an array."""
+    delta = _identity(taps, w.shape, work_dtype(jnp, w.dtype))
     return spec.combine(w, alpha, beta, delta, eps, normalize)
 
 
-def _combine_fwd(w: jax.Array, alpha: jax.Array, beta: jax.Array, delta: jax.Array,
+def _combine_fwd(w: jax.Array, alpha: jax.Array, beta: jax.Array, taps: jax.Array,
                  eps: jax.Array, normalize: bool) -> tuple[jax.Array, Any]:
-    return combine(w, alpha, beta, delta, eps, normalize), (w, alpha, beta, delta, eps)
+    return combine(w, alpha, beta, taps, eps, normalize), (w, alpha, beta, taps, eps)
 
 
-def _combine_bwd(normalize: bool, saved: Any, g: jax.Array) -> tuple[jax.Array, ...]:
+def _combine_bwd(normalize: bool, saved: Any, g: jax.Array) -> tuple[Any, ...]:
     # jnp.asarray: JAX may hand back a residual it knew at trace time as a NumPy constant.
-    w, alpha, beta, delta, eps = (jnp.asarray(a) for a in saved)
+    w, alpha, beta, taps, eps = (jnp.asarray(a) for a in saved)
+    delta = _identity(taps, w.shape, work_dtype(jnp, w.dtype))
     dw, dalpha, dbeta = spec.combine_vjp(g, w, alpha, beta, delta, eps, normalize)
-    # delta and eps are constants of the parameterization: no gradient flows into them.
-    return dw, dalpha, dbeta, jnp.zeros_like(delta), jnp.zeros_like(eps)
+    # The geometry and eps are constants of the parameterization: no gradient flows into them.
+    return dw, dalpha, dbeta, None, jnp.zeros_like(eps)
 
 
 combine.defvjp(_combine_fwd, _combine_bwd)
@@ -74,17 +102,17 @@ def dirac_weight(w: jax.Array, alpha: jax.Array, beta: jax.Array, eps: float, no
     """``alpha * delta + beta * normalize(W)`` (paper eq. 13) in ``w``'s dtype; ``alpha`` and
     ``beta`` are 0-d or ``(O,)`` arrays, and their gradients come back in their own dtypes."""
     work = work_dtype(jnp, w.dtype)
-    delta = dirac_tensor(tuple(w.shape), groups, policy, work)
-    return combine(w, alpha, beta, delta, jnp.asarray(eps_in(w.dtype, eps), work), normalize)
+    return combine(w, alpha, beta, jnp.asarray(taps(tuple(w.shape), groups, policy)),
+                   jnp.asarray(eps_in(w.dtype, eps), work), normalize)
 
 
 def normalize_filters(w: jax.Array, eps: float) -> jax.Array:
     """``w[o] / max(||w[o]||, eps)`` per filter, in ``w``'s dtype: :func:`combine` with
-    ``alpha = 0``, ``beta = 1`` (exact: ``0 * delta + 1 * u == u``)."""
+    ``alpha = 0``, ``beta = 1`` and no identity term (exact: ``0 + 1 * u == u``)."""
     work = work_dtype(jnp, w.dtype)
     zero, one = jnp.zeros((), work), jnp.ones((), work)
-    return combine(w, zero, one, jnp.zeros(w.shape, work),
-                   jnp.asarray(eps_in(w.dtype, eps), work), True)
+    return combine(w, zero, one, jnp.asarray(NO_TAPS), jnp.asarray(eps_in(w.dtype, eps), work),
+                   True)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))

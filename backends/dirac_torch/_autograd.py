@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from dirac_core.delta import WeightGeometry, is_tap, tap_columns
+
 from .torch_types import work_dtype, working_eps
 
 
@@ -89,56 +91,147 @@ def row_gain(
     return torch.where(above, 1 / r, (1 if m is None else m) / eps), r, above
 
 
-class DiracWeight(torch.autograd.Function):
-    """``apply(w, alpha, beta, delta, eps, normalize) -> W_hat`` in ``w``'s dtype.
+def _ones(geo: WeightGeometry, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(cols, valid)`` of :func:`dirac_core.delta.tap_columns` as tensors on ``device``,
+    built once per geometry and device (``O * ceil(Ni / n)`` entries, not a weight)."""
+    key = (geo, device)
+    if key not in _TAPS:
+        cols, valid = tap_columns(geo)
+        _TAPS[key] = (torch.from_numpy(cols).to(device), torch.from_numpy(valid).to(device))
+    return _TAPS[key]
 
-    ``alpha``/``beta``: numbers or 0-d/(O,) tensors; ``delta`` of ``w``'s shape (no gradient).
-    Each weight-sized result is computed in float64 from the weight's own values and rounded
-    once; per filter, only vectors of length O are formed (see the module docstring).
+
+_TAPS: dict[tuple[WeightGeometry, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _tap_mask(geo: WeightGeometry, device: torch.device) -> torch.Tensor:
+    """The ``(O, L)`` predicate of the ones from iota indices: inside a compiled graph the
+    compiler fuses it into the kernel that consumes it, so it never exists in memory."""
+    rows = torch.arange(geo.out_channels, device=device)[:, None]
+    cols = torch.arange(geo.length, device=device)[None, :]
+    return is_tap(geo, rows, cols)
+
+
+def add_identity(
+    out: torch.Tensor, alpha: torch.Tensor, geo: WeightGeometry, rows: slice
+) -> torch.Tensor:
+    """``out + alpha * delta`` for the block ``rows`` of the ``(O, L)`` rows (``out`` holds
+    just those rows; ``alpha`` is 0-d or holds them too): by index eagerly (``alpha`` added in
+    place at the taps), by the fused predicate when compiling."""
+    if torch.compiler.is_compiling():
+        return torch.where(_tap_mask(geo, out.device)[rows], out + alpha, out)
+    cols, valid = (t[rows] for t in _ones(geo, out.device))
+    return out.scatter_add_(1, cols, (alpha * valid).to(out.dtype))
+
+
+def tap_sums(grad: torch.Tensor, geo: WeightGeometry, rows: slice) -> torch.Tensor:
+    """``sum(grad * delta)`` per row, ``(R, 1)``, for the block ``rows`` that ``grad`` holds:
+    the entries at the taps (gathered eagerly, masked in a fused reduction when compiling)."""
+    if torch.compiler.is_compiling():
+        picked = torch.where(_tap_mask(geo, grad.device)[rows], grad, 0)
+        return picked.sum(dim=1, keepdim=True)
+    cols, valid = (t[rows] for t in _ones(geo, grad.device))
+    return (grad.gather(1, cols) * valid).sum(dim=1, keepdim=True)
+
+
+BLOCK = 1 << 16
+"""Entries per row block of the eager node: its float64 temporaries are at most this long."""
+
+
+def row_blocks(rows: int, length: int) -> list[slice]:
+    """The row blocks the node works through: one block when compiling (the compiler fuses
+    the arithmetic into kernels that keep no temporaries), else blocks of about
+    :data:`BLOCK` entries, so no float64 temporary is the size of the weight."""
+    if torch.compiler.is_compiling():
+        return [slice(0, rows)]
+    step = max(1, BLOCK // max(length, 1))
+    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def _part(scale: torch.Tensor, rows: slice) -> torch.Tensor:
+    """The rows ``rows`` of an ``(O, 1)`` factor (a 0-d one serves every row)."""
+    return scale[rows] if scale.dim() else scale
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class DiracWeight(torch.autograd.Function):
+    """``apply(w, alpha, beta, geo, eps, normalize) -> W_hat`` in ``w``'s dtype.
+
+    ``alpha``/``beta``: numbers or 0-d/(O,) tensors; ``geo``: the
+    :class:`~dirac_core.delta.WeightGeometry` of ``w`` (where the Dirac tensor's ones are),
+    or None for no identity term (``alpha`` is then not used). Each weight-sized result is
+    computed in float64 from the weight's own values, a row block at a time, and rounded
+    once; per filter, only vectors of length O are kept (see the module docstring).
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, w: torch.Tensor, alpha: Any, beta: Any, delta: torch.Tensor, eps: float,
-        normalize: bool,
+        ctx: Any, w: torch.Tensor, alpha: Any, beta: Any, geo: WeightGeometry | None,
+        eps: float, normalize: bool,
     ) -> torch.Tensor:
         flat = w.reshape(w.shape[0], -1)
-        if normalize:
-            s, m = prescaled(flat)
-            eps_t = working_eps(eps, work_dtype(w.dtype), w.device).to(torch.float64)
-            gain, r, above = row_gain(s, m, eps_t)
-        else:
-            s, m, gain = flat.to(torch.float64), None, _rows(1, torch.float64)
-            r = above = eps_t = None
+        out = torch.empty(flat.shape, dtype=w.dtype, device=w.device)
+        a, b = _rows(alpha, torch.float64), _rows(beta, torch.float64)
+        eps_t = working_eps(eps, work_dtype(w.dtype), w.device).to(torch.float64)
+        factors: list[tuple[torch.Tensor, ...]] = []
+        for rows in row_blocks(*flat.shape):
+            if normalize:
+                s, m = prescaled(flat[rows])
+                gain, r, above = row_gain(s, m, eps_t)
+                factors.append((gain, r, above) if m is None else (gain, r, above, m))
+            else:
+                s, gain = flat[rows].to(torch.float64), _rows(1, torch.float64)
+            block = s * (_part(b, rows) * gain)
+            if geo is not None:
+                block = add_identity(block, _part(a, rows), geo, rows)
+            out[rows] = block
+        saved = [_joined(list(column)) for column in zip(*factors, strict=True)]
         beta_tensor = beta if isinstance(beta, torch.Tensor) else None
-        # s is converted again from w in the backward unless it had to be scaled
-        saved = (flat if m is None else s, delta, gain, r, m, above, eps_t, beta_tensor)
-        ctx.save_for_backward(*saved)
+        # Only w (whose rows are taken again in the backward), per-filter vectors and beta.
+        ctx.save_for_backward(flat, eps_t, beta_tensor, *saved)
         ctx.beta_number = None if beta_tensor is not None else beta
         ctx.layouts = (_layout(alpha), _layout(beta))
-        a, b = _rows(alpha, torch.float64), _rows(beta, torch.float64)
-        out = torch.addcmul(s * (b * gain), delta.reshape(flat.shape), a)
-        return out.reshape(w.shape).to(w.dtype)
+        ctx.geo = geo
+        return out.reshape(w.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        rows, delta, gain, r, m, above, eps, beta_tensor = ctx.saved_tensors
+        flat, eps, beta_tensor, *factors = ctx.saved_tensors
+        gain, r, above, m = (*factors, None)[:4] if factors else (None,) * 4
         alpha_layout, beta_layout = ctx.layouts
         need_w, need_alpha, need_beta = ctx.needs_input_grad[:3]
-        s = rows.to(torch.float64)
-        g = grad.reshape(s.shape).to(torch.float64)
-        along = (g * s).sum(dim=1, keepdim=True)  # <s, G>
-        dalpha = None
-        if need_alpha:
-            dalpha = _reduced((g * delta.reshape(s.shape)).sum(dim=1, keepdim=True), alpha_layout)
-        dbeta = _reduced(along * gain, beta_layout) if need_beta else None
-        if not need_w:
-            return None, dalpha, dbeta, None, None, None
+        need_alpha = need_alpha and ctx.geo is not None
         beta = ctx.beta_number if beta_tensor is None else beta_tensor
         b = _rows(beta, torch.float64)
-        dw = g * b if above is None else _normalize_vjp(g, s, b, along, r, m, above, eps, gain)
-        return dw.reshape(grad.shape).to(grad.dtype), dalpha, dbeta, None, None, None
+        grad_rows = grad.reshape(flat.shape)
+        dw = torch.empty(flat.shape, dtype=grad.dtype, device=grad.device) if need_w else None
+        alpha_parts, beta_parts = [], []
+        for rows in row_blocks(*flat.shape):
+            v = flat[rows]
+            s = v.to(torch.float64) if m is None else v / torch.where(m[rows] > 0, m[rows], 1)
+            g = grad_rows[rows].to(torch.float64)
+            along = (g * s).sum(dim=1, keepdim=True)  # <s, G>
+            if need_alpha:
+                alpha_parts.append(tap_sums(g, ctx.geo, rows))
+            if need_beta:
+                beta_parts.append(along if gain is None else along * gain[rows])
+            if dw is None:
+                continue
+            if above is None:
+                dw[rows] = g * _part(b, rows)
+            else:
+                dw[rows] = _normalize_vjp(
+                    g, s, _part(b, rows), along, r[rows], None if m is None else m[rows],
+                    above[rows], eps, gain[rows],
+                )
+        dalpha = _reduced(_joined(alpha_parts), alpha_layout) if need_alpha else None
+        dbeta = _reduced(_joined(beta_parts), beta_layout) if need_beta else None
+        dw = None if dw is None else dw.reshape(grad.shape)
+        return dw, dalpha, dbeta, None, None, None
 
 
 def _normalize_vjp(

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from dirac_core.backend import Availability
+from dirac_core.delta import weight_geometry
 from dirac_core.padding import resolve_padding
 from dirac_core.validation import FLOAT_DTYPES
 
@@ -166,9 +167,9 @@ class TorchBackend:
         self, w: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, *, eps: float,
         normalize: bool, groups: int, policy: str,
     ) -> torch.Tensor:
-        delta = self._delta(w, groups, policy)
+        geo = weight_geometry(tuple(w.shape), groups, policy)
         work = work_dtype(w.dtype)  # a float64 alpha is not rounded to half on the way
-        return kernels.dirac_weight(w, alpha.to(work), beta.to(work), delta, eps, normalize)
+        return kernels.dirac_weight(w, alpha.to(work), beta.to(work), geo, eps, normalize)
 
     @_in_spec_arithmetic
     def ncrelu(self, x: torch.Tensor, *, axis: int) -> torch.Tensor:
@@ -211,10 +212,10 @@ class TorchBackend:
         self, g: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, *,
         eps: float, normalize: bool, groups: int, policy: str,
     ) -> tuple[Any, Any, Any]:
-        delta = self._delta(w, groups, policy)
+        geo = weight_geometry(tuple(w.shape), groups, policy)
 
         def op(v: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return kernels.dirac_weight(v, a, b, delta, eps, normalize)
+            return kernels.dirac_weight(v, a, b, geo, eps, normalize)
 
         work = work_dtype(w.dtype)
         dw, dalpha, dbeta = _vjp(op, g, w, alpha.to(work), beta.to(work))
@@ -240,14 +241,6 @@ class TorchBackend:
 
         dx, dw, dbias = _vjp(op, g, x, w, bias)
         return dx, dw, dbias
-
-    # ------------------------------------------------------------------ helpers
-
-    @staticmethod
-    def _delta(w: torch.Tensor, groups: int, policy: str) -> torch.Tensor:
-        return kernels.dirac_tensor(
-            tuple(w.shape), groups, policy, work_dtype(w.dtype), w.device
-        )
 
     def __repr__(self) -> str:
         return "TorchBackend()"

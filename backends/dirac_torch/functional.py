@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from dirac_core import validation as ck
+from dirac_core.delta import weight_geometry
 from dirac_core.padding import resolve_padding
 
 from . import kernels
@@ -168,8 +169,9 @@ def dirac_weight(
     w : torch.Tensor ``(O, I/groups, K...)``
     alpha, beta : float or torch.Tensor of shape ``()`` or ``(O,)``
     delta : torch.Tensor, optional
-        ``dirac_tensor(w.shape, groups=groups, policy=policy)`` precomputed (layers cache it);
-        ``groups`` and ``policy`` are then not used.
+        A tensor of ``w``'s shape to use instead of the Dirac tensor (``groups`` and
+        ``policy`` are then not used). Without it no Dirac tensor is formed: ``alpha`` is
+        added at the kernel centres by index.
     eps, normalize, groups, policy
         As in :func:`normalize_filters` and :func:`dirac_tensor`.
 
@@ -188,14 +190,18 @@ def dirac_weight(
     _require_tensor(w, "w")
     args = ck.check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
     if delta is None:
-        delta = kernels.dirac_tensor(
-            tuple(w.shape), args["groups"], args["policy"], work_dtype(w.dtype), w.device
-        )
-    elif _require_tensor(delta, "delta").shape != w.shape:
+        geo = weight_geometry(tuple(w.shape), args["groups"], args["policy"])
+        return kernels.dirac_weight(w, alpha, beta, geo, args["eps"], normalize)
+    if _require_tensor(delta, "delta").shape != w.shape:
         raise ValueError(
             f"delta has shape {tuple(delta.shape)}; expected the shape of w {tuple(w.shape)}"
         )
-    return kernels.dirac_weight(w, alpha, beta, delta, args["eps"], normalize)
+    # A tensor of the caller's: whatever it holds, added with generic (differentiable) ops.
+    work = work_dtype(w.dtype)
+    scale = torch.as_tensor(alpha, dtype=work, device=w.device)
+    scale = scale.view(-1, *(1,) * (w.dim() - 1)) if scale.dim() else scale
+    rest = kernels.dirac_weight(w, 0.0, beta, None, args["eps"], normalize)
+    return (scale * delta.to(work) + rest).to(w.dtype)
 
 
 # ---------------------------------------------------------------------------- NCReLU

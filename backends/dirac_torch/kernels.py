@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dirac_core.delta import WeightGeometry
 from dirac_core.padding import Pairs
 
 from ._autograd import DiracWeight, prescaled, row_gain
@@ -57,10 +58,13 @@ def normalized(w: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def dirac_weight(
-    w: torch.Tensor, alpha: Any, beta: Any, delta: torch.Tensor, eps: float, normalize: bool
+    w: torch.Tensor, alpha: Any, beta: Any, geo: WeightGeometry | None, eps: float,
+    normalize: bool,
 ) -> torch.Tensor:
-    """``dirac_weight`` without checks; ``delta`` is given. One fused autograd node."""
-    return DiracWeight.apply(w, alpha, beta, delta, eps, normalize)
+    """``dirac_weight`` without checks, the Dirac tensor given by its geometry ``geo``
+    (:func:`dirac_core.delta.weight_geometry`; None: no identity term). One fused autograd
+    node; no dense Dirac tensor is formed."""
+    return DiracWeight.apply(w, alpha, beta, geo, eps, normalize)
 
 
 def ncrelu(x: torch.Tensor, dim: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ True
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -172,10 +173,61 @@ class _DiracConvNd:
                 f"x has shape {tuple(x.shape)}; {type(self).__name__} expects "
                 f"(N, {self.in_channels}, ...) with {dims} spatial dims"
             )
+        weight = self.weight
+        chain = self.parametrizations.weight if parametrize.is_parametrized(self) else None
+        if chain is None or len(chain) != 1 or _tracing():
+            return self._conv(x, weight)
+        # The conv would keep W_hat, a second copy of every weight, alive from the forward
+        # pass to the backward: it keeps a recipe instead and recomputes W_hat from W there.
+        hooks = _recompute_hooks(chain[0], chain.original, weight)
+        with torch.autograd.graph.saved_tensors_hooks(*hooks):
+            return self._conv(x, weight)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return kernels.conv(
-            x, self.weight, self.bias, self.stride, self.padding_pairs, self.dilation,
-            self.groups, self.padding_mode,
+            x, weight, self.bias, self.stride, self.padding_pairs, self.dilation, self.groups,
+            self.padding_mode,
         )
+
+
+def _tracing() -> bool:
+    """Inside a compiler's or exporter's trace, which decides itself what to keep."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+
+
+def _recompute_hooks(
+    dirac: DiracParametrization, original: torch.Tensor, weight: torch.Tensor
+) -> tuple[Any, Any]:
+    """``saved_tensors_hooks`` that save ``weight`` (``dirac(original)``, the ``W_hat`` of
+    this forward pass) as a recipe: the backward recomputes it, bit for bit, from the same
+    ``W``, ``alpha`` and ``beta`` tensors, after checking that none of them changed in place
+    since the forward (as autograd checks what it saves)."""
+    sources = (original, dirac.alpha, dirac.beta)
+    versions = [t._version for t in sources]
+    target = weakref.ref(weight)  # the hooks outlive the forward: they must not keep W_hat
+
+    def pack(t: torch.Tensor) -> Any:
+        return _Recipe() if t is target() else t
+
+    def unpack(saved: Any) -> torch.Tensor:
+        if not isinstance(saved, _Recipe):
+            return saved
+        if [t._version for t in sources] != versions:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                "inplace operation: the weight, alpha or beta of a Dirac convolution changed "
+                "between its forward and backward passes"
+            )
+        # Under a create_graph backward this builds the graph from W_hat to W, alpha, beta.
+        return dirac.compute(*sources)
+
+    return pack, unpack
+
+
+class _Recipe:
+    """The stand-in ``W_hat`` saved for the backward (it is recomputed there)."""
+
+    __slots__ = ()
 
 
 _GEOMETRY = ("stride", "padding", "dilation")
@@ -186,7 +238,9 @@ _LAYER_DOC = """{n}-d convolution with the Dirac parameterization (paper eq. 13)
     A drop-in ``nn.Conv{n}d`` whose ``weight`` is
     ``W_hat = alpha * delta + beta * normalize(W)``, from the free ``W ~ N(0, init_std**2)``
     (He-initialised when ``normalize=False``) at ``.parametrizations.weight.original``, the
-    scales ``.alpha`` (init 5) and ``.beta`` (init 1e-3), and the cached Dirac tensor ``delta``.
+    scales ``.alpha`` (init 5) and ``.beta`` (init 1e-3). No Dirac tensor is stored: ``alpha``
+    is added at the kernel centres by index, and ``W_hat`` is recomputed in the backward
+    rather than kept from the forward pass.
 
     Parameters
     ----------

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dirac_core import validation as ck
+from dirac_core.delta import weight_geometry
 
 from . import kernels
 from .conv_geometry import PLAIN_CONVS, DiracIdentityWarning, fuse_conv, identity_problem
@@ -64,14 +65,15 @@ class DiracParametrization(nn.Module):
     learnable : bool
         ``alpha`` and ``beta`` are ``nn.Parameter`` s if true, else (persistent) buffers.
     dtype, device : optional
-        Of ``alpha``, ``beta`` and the cached ``delta``; :func:`register_dirac` uses the conv
+        Of ``alpha`` and ``beta``; :func:`register_dirac` uses the conv
         weight's.
 
     Attributes
     ----------
     alpha, beta : torch.Tensor of shape ``()`` or ``(O,)``
-    delta : torch.Tensor
-        Non-persistent buffer (rebuilt, never saved): ``state_dict`` holds only what is learned.
+    geometry : dirac_core.delta.WeightGeometry
+        Where the Dirac tensor has its ones: the forward pass adds ``alpha`` there by index
+        and holds no Dirac tensor (``delta`` builds one on request).
 
     Raises
     ------
@@ -123,8 +125,7 @@ class DiracParametrization(nn.Module):
                 self.register_parameter(name, nn.Parameter(value))
             else:
                 self.register_buffer(name, value)
-        delta = kernels.dirac_tensor(self.weight_shape, self.groups, self.policy, dtype, device)
-        self.register_buffer("delta", delta, persistent=False)
+        self.geometry = weight_geometry(self.weight_shape, self.groups, self.policy)
 
     def _initial(self, value: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
         """``value`` as a float64 CPU tensor of shape ``()``, or ``(O,)`` when per-channel."""
@@ -158,13 +159,23 @@ class DiracParametrization(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         """``W_hat = alpha * delta + beta * normalize(W)`` (or ``beta * W``)."""
-        if weight.shape != self.delta.shape:
+        if tuple(weight.shape) != self.weight_shape:
             raise ValueError(
                 f"weight has shape {tuple(weight.shape)}; this parametrization was built for "
                 f"{self.weight_shape}"
             )
-        return kernels.dirac_weight(
-            weight, self.alpha, self.beta, self.delta, self.eps, self.normalize
+        return self.compute(weight, self.alpha, self.beta)
+
+    def compute(self, weight: torch.Tensor, alpha: Any, beta: Any) -> torch.Tensor:
+        """``W_hat`` from the given tensors, unchecked (what :meth:`forward` returns)."""
+        return kernels.dirac_weight(weight, alpha, beta, self.geometry, self.eps, self.normalize)
+
+    @property
+    def delta(self) -> torch.Tensor:
+        """The Dirac tensor of this weight, materialised on request (in ``alpha``'s dtype and
+        device): the forward pass never forms it."""
+        return kernels.dirac_tensor(
+            self.weight_shape, self.groups, self.policy, self.alpha.dtype, self.alpha.device
         )
 
     def extra_repr(self) -> str:

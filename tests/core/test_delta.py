@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dirac_core as dc
+from dirac_core.delta import is_tap, tap_columns, tap_indices, weight_geometry
 
 kernels = st.lists(st.integers(1, 5), min_size=0, max_size=3).map(tuple)
 
@@ -72,3 +73,33 @@ def test_dtype_is_honoured(dtype):
     delta = dc.dirac_tensor((3, 3, 3), dtype=dtype)
     assert delta.dtype == np.dtype(dtype)
     assert delta.sum() == 3
+
+
+@given(
+    o_per_group=st.integers(1, 6),
+    groups=st.integers(1, 3),
+    ni=st.integers(1, 6),
+    kernel=kernels,
+    policy=st.sampled_from(["tile", "min"]),
+)
+def test_tap_indices_and_predicate_are_the_dirac_tensor(o_per_group, groups, ni, kernel, policy):
+    """The index forms the training paths use instead of the tensor: the taps, the candidate
+    grid with its validity, and the iota predicate all mark exactly the tensor's ones."""
+    shape = (o_per_group * groups, ni, *kernel)
+    geo = weight_geometry(shape, groups, policy)
+    want = dc.dirac_tensor(shape, groups=groups, policy=policy).reshape(shape[0], -1) == 1
+    got = np.zeros_like(want)
+    got[tap_indices(geo)] = True
+    np.testing.assert_array_equal(got, want)
+    rows, cols = np.arange(shape[0])[:, None], np.arange(geo.length)[None, :]
+    np.testing.assert_array_equal(is_tap(geo, rows, cols), want)
+    cols, valid = tap_columns(geo)
+    assert cols.shape == (shape[0], geo.taps_per_row) and cols.min() >= 0
+    assert cols.max() < geo.length and valid.sum() == want.sum()
+
+
+def test_geometry_centre_is_floor_half_of_each_kernel_dim():
+    geo = weight_geometry((3, 2, 4, 5, 2), 1, "tile")
+    # centre (2, 2, 1) of (4, 5, 2) in row-major order: 2*10 + 2*2 + 1
+    assert (geo.spatial, geo.centre, geo.length, geo.n) == (40, 25, 80, 2)
+    assert weight_geometry((6, 4), 3, "min").delta_args() == (1, 0, 2, 2, 1)

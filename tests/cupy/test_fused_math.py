@@ -15,28 +15,6 @@ import dirac_core as dc
 from dirac_cupy import fused_math as fm
 
 
-@given(
-    o_per_group=st.integers(1, 6),
-    groups=st.integers(1, 3),
-    ni=st.integers(1, 6),
-    kernel=st.lists(st.integers(1, 5), max_size=3),
-    policy=st.sampled_from(["tile", "min"]),
-)
-def test_delta_rows_is_the_reference_dirac_tensor(o_per_group, groups, ni, kernel, policy):
-    shape = (o_per_group * groups, ni, *kernel)
-    geo = fm.weight_geometry(shape, groups, policy)
-    expected = dc.dirac_tensor(shape, groups=groups, policy=policy)
-    assert geo.length * geo.out_channels == expected.size
-    np.testing.assert_array_equal(fm.delta_rows(geo, np), expected.reshape(shape[0], -1) == 1)
-
-
-def test_geometry_centre_is_floor_half_of_each_kernel_dim():
-    geo = fm.weight_geometry((3, 2, 4, 5, 2), 1, "tile")
-    # centre (2, 2, 1) of (4, 5, 2) in row-major order: 2*10 + 2*2 + 1
-    assert (geo.spatial, geo.centre, geo.length, geo.n) == (40, 25, 80, 2)
-    assert fm.weight_geometry((6, 4), 3, "min").delta_args() == (1, 0, 2, 2, 1)
-
-
 @given(case=weight_cases())
 def test_weight_forward_matches_reference(case):
     expected = dc.dirac_weight(case.w, case.alpha, case.beta, **case.args)

@@ -19,6 +19,7 @@ from torch import nn
 
 import dirac_core as dc
 import dirac_torch as dt
+from dirac_core.delta import weight_geometry
 from dirac_torch import kernels
 from dirac_torch.models import resnet_eq14_cifar
 
@@ -84,9 +85,9 @@ def test_eq14_reset_parameters_is_he_not_unit_normal():
 
 def test_changing_beta_in_place_before_backward_raises_like_autograd():
     w = torch.randn(3, 3, 3, requires_grad=True)
-    delta = dt.dirac_tensor((3, 3, 3))
+    delta, geo = dt.dirac_tensor((3, 3, 3)), weight_geometry((3, 3, 3), 1, "tile")
     for op in (
-        lambda b: kernels.dirac_weight(w, 1.0, b, delta, 1e-12, True),
+        lambda b: kernels.dirac_weight(w, 1.0, b, geo, 1e-12, True),
         lambda b: 1.0 * delta + b * kernels.normalized(w, 1e-12),  # autograd's own version
     ):
         beta = torch.tensor(0.5, requires_grad=True)
@@ -102,10 +103,10 @@ def test_changing_alpha_in_place_gives_the_gradients_of_autograd():
     # The backward never reads alpha's value, so (as with autograd) no error and exact grads.
     torch.manual_seed(0)
     w = torch.randn(3, 3, 3, requires_grad=True)
-    delta = dt.dirac_tensor((3, 3, 3))
+    delta, geo = dt.dirac_tensor((3, 3, 3)), weight_geometry((3, 3, 3), 1, "tile")
     grads = []
     for op in (
-        lambda a, b: kernels.dirac_weight(w, a, b, delta, 1e-12, True),
+        lambda a, b: kernels.dirac_weight(w, a, b, geo, 1e-12, True),
         lambda a, b: a * delta + b * kernels.normalized(w, 1e-12),
     ):
         w.grad = None

@@ -138,11 +138,13 @@ BLOCK = 1 << 16
 """Entries per row block of the eager node: its float64 temporaries are at most this long."""
 
 
-def row_blocks(rows: int, length: int) -> list[slice]:
-    """The row blocks the node works through: one block when compiling (the compiler fuses
-    the arithmetic into kernels that keep no temporaries), else blocks of about
-    :data:`BLOCK` entries, so no float64 temporary is the size of the weight."""
-    if torch.compiler.is_compiling():
+def row_blocks(weight: torch.Tensor) -> list[slice]:
+    """The row blocks the node works through on the ``(O, L)`` rows ``weight``: one block
+    when compiling (the compiler fuses the arithmetic into kernels that keep no temporaries)
+    or on the meta device (nothing is allocated), else blocks of about :data:`BLOCK` entries,
+    so no float64 temporary is the size of the weight."""
+    rows, length = weight.shape
+    if torch.compiler.is_compiling() or weight.device.type == "meta":
         return [slice(0, rows)]
     step = max(1, BLOCK // max(length, 1))
     return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
@@ -177,7 +179,7 @@ class DiracWeight(torch.autograd.Function):
         a, b = _rows(alpha, torch.float64), _rows(beta, torch.float64)
         eps_t = working_eps(eps, work_dtype(w.dtype), w.device).to(torch.float64)
         factors: list[tuple[torch.Tensor, ...]] = []
-        for rows in row_blocks(*flat.shape):
+        for rows in row_blocks(flat):
             if normalize:
                 s, m = prescaled(flat[rows])
                 gain, r, above = row_gain(s, m, eps_t)
@@ -210,7 +212,7 @@ class DiracWeight(torch.autograd.Function):
         grad_rows = grad.reshape(flat.shape)
         dw = torch.empty(flat.shape, dtype=grad.dtype, device=grad.device) if need_w else None
         alpha_parts, beta_parts = [], []
-        for rows in row_blocks(*flat.shape):
+        for rows in row_blocks(flat):
             v = flat[rows]
             s = v.to(torch.float64) if m is None else v / torch.where(m[rows] > 0, m[rows], 1)
             g = grad_rows[rows].to(torch.float64)

@@ -258,7 +258,8 @@ _LAYER_DOC = """{n}-d convolution with the Dirac parameterization (paper eq. 13)
         text says 1). ``W`` is normalized, so it does not change the output, only how fast
         ``W`` learns: the gradient with respect to ``W`` scales as ``1 / ||W||``.
     device, dtype
-        Of every parameter and buffer (``device="meta"`` is refused).
+        Of every parameter and buffer (``"meta"`` builds without memory: ``to_empty`` then
+        ``reset_parameters`` makes the layer whole).
 
     Attributes
     ----------

@@ -142,7 +142,7 @@ class DiracParametrization(nn.Module):
                 f"a scalar or per_channel=True"
             )
         if ck.is_python_or_numpy_scalar(value):  # not through float32: 1e40 must stay finite
-            init = torch.tensor(float(value), dtype=torch.float64)
+            init = torch.tensor(float(value), dtype=torch.float64, device="cpu")
         else:
             init = torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float64)
         if not bool(torch.isfinite(init.to(dtype)).all()):

@@ -52,16 +52,15 @@ def torch_dtype(dtype: Any) -> torch.dtype:
 
 
 def torch_device(device: Any) -> torch.device | None:
-    """``device`` as a ``torch.device`` this process can allocate real tensors on (None stays
-    None: torch's default device).
-
-    ``"meta"`` is refused: the Dirac tensor ``delta`` is a non-persistent buffer, which
-    ``Module.to_empty`` would leave uninitialised and no ``state_dict`` restores.
+    """``device`` as a ``torch.device`` this process can allocate tensors on (None stays
+    None: torch's default device). ``"meta"`` is accepted: a Dirac layer holds nothing but
+    its parameters, so ``Module.to_empty`` followed by ``reset_parameters`` (or loading a
+    ``state_dict``) makes a meta-built model whole.
 
     Raises
     ------
     ValueError
-        Not a device name torch knows, ``"meta"``, or a CUDA device this machine lacks.
+        Not a device name torch knows, or a CUDA device this machine lacks.
     """
     if device is None:
         return None
@@ -71,11 +70,6 @@ def torch_device(device: Any) -> torch.device | None:
         raise ValueError(
             f"device={device!r} is not a torch device; use e.g. 'cpu', 'cuda' or 'cuda:1'"
         ) from exc
-    if dev.type == "meta":
-        raise ValueError(
-            f"device={device!r} is not supported: the Dirac tensor is a non-persistent buffer "
-            f"that meta-device initialisation would leave empty; build on 'cpu' or 'cuda'"
-        )
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (dev.index or 0) >= count:

@@ -89,3 +89,21 @@ def launch_ranks(tmp_path):
         return out
 
     return launch
+
+
+@pytest.fixture(scope="session")
+def one_epoch_run(tmp_path_factory, digits) -> Path:
+    """The folder of a finished run: DiracNet-10 on the digits, 1 epoch of 5 batches of 32.
+    Copy it before changing anything in it."""
+    from diracnets.run import run_training
+
+    out = tmp_path_factory.mktemp("one-epoch") / "run"
+    config = TrainConfig(depth=10, epochs=1, batch_size=32, train_limit=160, device="cpu",
+                         progress=False, out=str(out))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_training(config, dataset=digits, log=None)
+    finally:
+        torch.set_num_threads(threads)
+    return out

@@ -14,7 +14,7 @@ from fuzz_inputs import MUTATIONS, replace
 from hypothesis import HealthCheck, given, settings
 
 from dirac_core.untrusted import UntrustedInputError
-from diracnets import TrainConfig, load_run, run_training
+from diracnets import load_run
 from diracnets.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from diracnets.cli import main
 from diracnets.metrics import read_metrics
@@ -25,13 +25,9 @@ FAST = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, digits):
-    out = tmp_path_factory.mktemp("untrusted") / "run"
-    config = TrainConfig(depth=10, epochs=1, batch_size=32, train_limit=64, device="cpu",
-                         progress=False, out=str(out))
-    run_training(config, dataset=digits, log=None)
-    return out
+@pytest.fixture
+def finished(one_epoch_run):
+    return one_epoch_run
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import torch
 from fuzz_inputs import MUTATIONS, replace
 from hypothesis import HealthCheck, given, settings
 
-from diracnets import TrainConfig
 from diracnets.atomic import atomic_write_bytes
 from diracnets.callbacks import EarlyStopping
 from diracnets.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -25,14 +24,9 @@ from diracnets.trainer import Trainer
 from diracnets.training_state import check_state
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, digits):
-    """A finished 1-epoch run of 5 batches."""
-    out = tmp_path_factory.mktemp("state") / "run"
-    config = TrainConfig(depth=10, epochs=1, batch_size=32, train_limit=160, device="cpu",
-                         progress=False, out=str(out))
-    Trainer(config, dataset=digits, log=None).fit()
-    return out
+@pytest.fixture
+def finished(one_epoch_run):
+    return one_epoch_run
 
 
 @pytest.fixture

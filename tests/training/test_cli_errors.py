@@ -11,6 +11,7 @@ import tarfile
 
 import numpy as np
 import pytest
+from fuzz_inputs import MUTATIONS, replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -185,3 +186,22 @@ def test_fuzz_train_numbers_are_one_line_refusals(tmp_path, capsys, option, valu
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.count("\n") == 1 or err.startswith("usage:")
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(MUTATIONS)
+def test_fuzz_plot_of_edited_metrics(tmp_path, capsys, mutation):
+    """`diracnets plot` on a run whose metrics.jsonl was edited anywhere: the plots, or one
+    line and exit status 2."""
+    folder = tmp_path / "run"
+    if not folder.exists():
+        RunFolder.new(folder).release()
+    record = {"epoch": 1, "lr": 0.1, "train_loss": 0.5, "train_acc": 0.9, "val_loss": 0.4,
+              "val_acc": 0.9, "group0.1.alpha": 4.9, "group0.1.beta": 0.01}
+    junk, where = mutation
+    (folder / "metrics.jsonl").write_text(json.dumps(replace(record, where, junk)) + "\n")
+    code = main(["plot", str(folder)])
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "Traceback" not in err
+    assert code == 0 or err.count("\n") == 1

@@ -74,6 +74,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add("--precise-bn", action=flag, default=None,
         help="recompute the batch-norm statistics for the current weights before each "
              "evaluation (one pass over the training batches; default off)")
+    add("--sync-bn", action=flag, default=None,
+        help="under torchrun, batch norm normalises over the global batch (all ranks), so N "
+             "ranks train exactly as one process; default off: each rank's own examples")
     add("--seed", type=int, help="default 0")
     add("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     add("--amp", action=flag, default=None, help="float16 autocast on CUDA (default on)")

@@ -57,7 +57,9 @@ class TrainConfig:
     ``amp`` (float16 autocast with loss scaling) only acts on CUDA. ``arch`` is a model family
     of :mod:`dirac_torch.registry` (``cifar``, ``imagenet``, ``v2_imagenet``, ...); ``width``
     may be fractional (0.75). ``precise_bn`` recomputes the batch-norm statistics for the
-    current weights (one pass over the training batches) before each evaluation.
+    current weights (one pass over the training batches) before each evaluation. ``sync_bn``
+    makes batch norm use the global batch's statistics under ``torchrun``
+    (:mod:`diracnets.sync_bn`): N ranks then train exactly as one process.
     """
 
     data: str = "digits"
@@ -82,6 +84,7 @@ class TrainConfig:
     beta_init: float | None = None
     init_std: float | None = None
     precise_bn: bool = False
+    sync_bn: bool = False
     recipe: str = "ours"
     seed: int = 0
     device: str = "auto"
@@ -119,6 +122,7 @@ class TrainConfig:
             positive_number(self.init_std, "init_std")
         self._validate_limits()
         bool_value(self.precise_bn, "precise_bn")
+        bool_value(self.sync_bn, "sync_bn")
         from .recipes import RECIPES
 
         one_of(self.recipe, "recipe", tuple(RECIPES))

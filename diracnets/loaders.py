@@ -1,9 +1,11 @@
 """Batches for one rank, reproducible from ``(seed, epoch, batch)`` alone.
 
-Every random choice (the epoch's order, each batch's crops and flips) comes from a generator
-seeded by a :class:`numpy.random.SeedSequence` of ``(seed, epoch, batch, rank)``. So a run
-resumed at any batch, in any process, sees exactly the batches an uninterrupted run would,
-and the ranks of a data-parallel run split each global batch without overlap.
+Every random choice (the epoch's order, each global batch's crops and flips) comes from a
+generator seeded by a :class:`numpy.random.SeedSequence` of ``(seed, epoch, batch)``. So a run
+resumed at any batch, in any process, sees exactly the batches an uninterrupted run would, and
+the ranks of a data-parallel run split each global batch, augmentation included, without
+overlap: together they see what one process sees (in-memory datasets; class folders augment
+in their loader workers).
 """
 
 from __future__ import annotations
@@ -33,24 +35,29 @@ def epoch_order(length: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(length, generator=generator(seed, epoch))
 
 
-def augment_batch(images: torch.Tensor, augment: Augment, gen: torch.Generator) -> torch.Tensor:
+def augment_batch(images: torch.Tensor, augment: Augment, gen: torch.Generator, *,
+                  rank: int = 0, world: int = 1) -> torch.Tensor:
     """Random crop after padding by ``augment.pad`` (filled as ``augment.pad_mode`` says), then a
     random horizontal flip.
 
-    Works on ``(N, C, H, W)`` of any dtype; one offset pair and one flip draw per image.
+    Works on ``(N, C, H, W)`` of any dtype; one offset pair and one flip draw per image. The
+    draws are made for a global batch of ``N * world`` images, of which ``images`` is the
+    ``rank``-th part: the ranks of a data-parallel run together augment their global batch
+    exactly as one process augments it whole.
     """
     n, channels, height, width = images.shape
+    mine = slice(rank * n, (rank + 1) * n)
     if augment.pad:
         pad = augment.pad
         padded = pad_images(images, pad, augment.pad_mode)
-        dy = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=gen)
-        dx = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=gen)
+        dy = torch.randint(0, 2 * pad + 1, (n * world, 1, 1, 1), generator=gen)[mine]
+        dx = torch.randint(0, 2 * pad + 1, (n * world, 1, 1, 1), generator=gen)[mine]
         rows = dy + torch.arange(height).view(1, 1, -1, 1)
         cols = dx + torch.arange(width).view(1, 1, 1, -1)
         padded = padded.gather(2, rows.expand(n, channels, height, width + 2 * pad))
         images = padded.gather(3, cols.expand(n, channels, height, width))
     if augment.flip:
-        flip = torch.rand(n, generator=gen) < 0.5
+        flip = torch.rand(n * world, generator=gen)[mine] < 0.5
         images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
     return images
 
@@ -160,8 +167,10 @@ class TensorLoader:
         for b, idx in enumerate(self.schedule.batch_indices(epoch, start), start):
             images = self.split.images[idx]
             if self.augment.pad or self.augment.flip:
-                images = augment_batch(images, self.augment,
-                                       generator(self.seed, epoch, b, self.rank))
+                # keyed by the global batch alone (the 0 was the rank once: single-process
+                # runs keep their augmentation), so any number of ranks draws the same
+                images = augment_batch(images, self.augment, generator(self.seed, epoch, b, 0),
+                                       rank=self.rank, world=self.schedule.world)
             yield self._normalise(images), self.split.labels[idx].to(self.device)
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:

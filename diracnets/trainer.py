@@ -58,6 +58,7 @@ from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .rundir import RunFolder, RunFolderError, check_new, check_resume
 from .scales import parameter_groups, scale_snapshot
 from .stop_signals import StopRequest
+from .sync_bn import synchronize_batchnorm
 from .training_state import check_state
 
 Callback = Callable[[str, "Trainer"], None]
@@ -167,6 +168,8 @@ class Trainer:
             self.dataset, config.batch_size, seed=config.seed, rank=self.context.rank,
             world=self.context.world, device=self.device, workers=config.workers,
             train_limit=config.train_limit)
+        if config.sync_bn and self.context.enabled:
+            synchronize_batchnorm(self.model)
         self.optimizer = torch.optim.SGD(
             parameter_groups(self.model, config.weight_decay, config.decay_scales,
                              self.recipe.decay),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -107,3 +108,12 @@ def one_epoch_run(tmp_path_factory, digits) -> Path:
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture(scope="session")
+def rank_tasks():
+    """``ranks.py`` as a module, for the single-process side of a comparison."""
+    spec = importlib.util.spec_from_file_location("ranks", Path(__file__).with_name("ranks.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,6 +7,8 @@ set (``WORLD_SIZE=1``: a single process). Each task saves what the test compares
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +16,10 @@ import torch
 from torch import nn
 
 from diracnets import distributed
+from diracnets.config import TrainConfig
+from diracnets.datasets import Augment, Dataset, load_digits_dataset
 from diracnets.precise_bn import recalibrate_batchnorm
+from diracnets.trainer import Trainer
 
 
 def small_net() -> nn.Module:
@@ -40,5 +45,57 @@ def precise_bn(out: Path) -> None:
     distributed.teardown(context)
 
 
+def flipped_digits() -> Dataset:
+    """256 training digits with random crops *and* flips, so both draws are compared."""
+    digits = load_digits_dataset()
+    return dataclasses.replace(digits, train=digits.train.subset(256),
+                               augment=Augment(pad=1, flip=True))
+
+
+def train(out: Path, sync_bn: bool, steps: int = 2) -> dict[str, torch.Tensor]:
+    """A DiracNet-10 trained ``steps`` global batches of 64 (one epoch); its weights."""
+    config = TrainConfig(depth=10, epochs=1, batch_size=64, train_limit=64 * steps,
+                         sync_bn=sync_bn, progress=False, device="cpu", out=str(out))
+    trainer = Trainer(config, dataset=flipped_digits(), log=None)
+    trainer.fit()
+    return trainer.model.state_dict()
+
+
+def sync_bn(out: Path) -> None:
+    """A training with ``sync_bn``; then :func:`float64_steps` with and without it."""
+    weights = {"trainer": train(out / "run", sync_bn=True)}
+    context = distributed.Context(int(os.environ["RANK"]), 2)
+    for sync in (True, False):
+        weights[f"float64-{sync}"] = float64_steps(context, sync)
+    torch.save(weights, out / f"rank{context.rank}.pt")
+
+
+def float64_steps(context: distributed.Context, sync: bool = True,
+                  steps: int = 3) -> dict[str, torch.Tensor]:
+    """SGD steps of :func:`small_net` (plus a classifier) in float64 on global batches of 12,
+    this rank's share of each; with several ranks, wrapped in DDP (and synchronized if
+    ``sync``)."""
+    from diracnets.sync_bn import synchronize_batchnorm
+
+    net = nn.Sequential(*small_net(), nn.Flatten(), nn.Linear(36, 3)).double()
+    model = net
+    if context.enabled:
+        if sync:
+            synchronize_batchnorm(net)
+        model = nn.parallel.DistributedDataParallel(net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    gen = torch.Generator().manual_seed(1)
+    share = 12 // context.world
+    for _ in range(steps):
+        images = torch.randn(12, 2, 7, 7, generator=gen, dtype=torch.float64) * 2 + 0.5
+        labels = torch.randint(0, 3, (12,), generator=gen)
+        mine = slice(context.rank * share, (context.rank + 1) * share)
+        loss = nn.functional.cross_entropy(model(images[mine]), labels[mine])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return net.state_dict()
+
+
 if __name__ == "__main__":
-    {"precise_bn": precise_bn}[sys.argv[1]](Path(sys.argv[2]))
+    {"precise_bn": precise_bn, "sync_bn": sync_bn}[sys.argv[1]](Path(sys.argv[2]))

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from diracnets.checkpoint import load_checkpoint
 
 
+@pytest.mark.distributed
 def test_torchrun_two_cpu_ranks_end_identical(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

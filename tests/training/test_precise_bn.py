@@ -77,18 +77,13 @@ def test_precise_bn_is_a_flag_in_the_config(bad):
         TrainConfig(precise_bn=bad)
 
 
-def test_two_ranks_get_the_statistics_of_one_process_over_both_shards(launch_ranks):
+@pytest.mark.distributed
+def test_two_ranks_get_the_statistics_of_one_process_over_both_shards(launch_ranks, rank_tasks):
     """Each gloo rank recalibrates on its own three batches; the reduced statistics equal one
     process's over all six, on both ranks (float64 sums: round-off only)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    try:
-        from ranks import shard, small_net
-    finally:
-        sys.path.pop(0)
     from diracnets.distributed import Context
+
+    shard, small_net = rank_tasks.shard, rank_tasks.small_net
 
     ranks = launch_ranks("precise_bn", world=2)
     single = small_net()

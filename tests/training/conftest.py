@@ -65,12 +65,12 @@ def free_port() -> int:
 @pytest.fixture
 def launch_ranks(tmp_path):
     """Run ``ranks.py TASK`` as ``world`` gloo processes on 127.0.0.1 (one thread each); return
-    the folder holding each rank's ``rank{r}.pt``. Every process is killed after ``timeout``
+    their folder ``TASK-WORLD``, which holds each rank's ``rank{r}.pt``. Every process is killed after ``timeout``
     seconds, so a hung collective fails the test instead of the suite."""
 
     def launch(task: str, world: int, timeout: float = 60) -> Path:
         out = tmp_path / f"{task}-{world}"
-        out.mkdir()
+        out.mkdir(exist_ok=True)  # the test may have put a run there
         env = {**os.environ, "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
                "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
         script = Path(__file__).with_name("ranks.py")

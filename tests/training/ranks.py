@@ -19,7 +19,7 @@ from diracnets import distributed
 from diracnets.config import TrainConfig
 from diracnets.datasets import Augment, Dataset, load_digits_dataset
 from diracnets.precise_bn import recalibrate_batchnorm
-from diracnets.trainer import Trainer
+from diracnets.trainer import Trainer, TrainingInterrupted
 
 
 def small_net() -> nn.Module:
@@ -52,13 +52,39 @@ def flipped_digits() -> Dataset:
                                augment=Augment(pad=1, flip=True))
 
 
-def train(out: Path, sync_bn: bool, steps: int = 2) -> dict[str, torch.Tensor]:
-    """A DiracNet-10 trained ``steps`` global batches of 64 (one epoch); its weights."""
+def train(out: Path, sync_bn: bool, steps: int = 2,
+          stop_after: int | None = None) -> dict[str, torch.Tensor]:
+    """A DiracNet-10 trained ``steps`` global batches of 64 (one epoch); its weights. With
+    ``stop_after``, interrupted (Ctrl-C) after that batch, as :meth:`Trainer.request_stop`
+    does it (under DDP the ranks agree one batch later)."""
     config = TrainConfig(depth=10, epochs=1, batch_size=64, train_limit=64 * steps,
                          sync_bn=sync_bn, progress=False, device="cpu", out=str(out))
-    trainer = Trainer(config, dataset=flipped_digits(), log=None)
+
+    def interrupt(event: str, trainer: Trainer) -> None:
+        if event == "batch_end" and trainer.batch == stop_after:
+            trainer.request_stop()
+
+    trainer = Trainer(config, dataset=flipped_digits(), log=None, callbacks=[interrupt])
+    try:
+        trainer.fit()
+    except TrainingInterrupted:
+        pass
+    return trainer.model.state_dict()
+
+
+def resumed(out: Path) -> dict[str, torch.Tensor]:
+    """The run in ``out`` continued to its end; its weights."""
+    trainer = Trainer.from_checkpoint(out, dataset=flipped_digits(), log=None)
     trainer.fit()
     return trainer.model.state_dict()
+
+
+def resume(out: Path) -> None:
+    """Start a run of 4 steps and interrupt it after the first (2 -> 1); continue the run a
+    single process started in ``out / "one-to-two"`` (1 -> 2)."""
+    train(out / "two-to-one", sync_bn=True, steps=4, stop_after=1)
+    weights = resumed(out / "one-to-two")
+    torch.save(weights, out / f"rank{os.environ['RANK']}.pt")
 
 
 def sync_bn(out: Path) -> None:
@@ -98,4 +124,4 @@ def float64_steps(context: distributed.Context, sync: bool = True,
 
 
 if __name__ == "__main__":
-    {"precise_bn": precise_bn, "sync_bn": sync_bn}[sys.argv[1]](Path(sys.argv[2]))
+    {"precise_bn": precise_bn, "sync_bn": sync_bn, "resume": resume}[sys.argv[1]](Path(sys.argv[2]))

@@ -1,6 +1,6 @@
 """The authors' weight files (``szagoruyko/diracnets``), loaded without their code.
 
-Four layouts, told apart by their keys:
+Five layouts, told apart by their keys:
 
 - ``"v2-folded"``: their folded ImageNet DiracNet-18/34 (``diracnet18v2folded-*.pth``, the
   state dict of their ``DiracNet`` module): ``features.conv.{weight,bias}``,
@@ -20,6 +20,9 @@ Four layouts, told apart by their keys:
   read by :mod:`dirac_torch.hickle`): the v1 keys, but each Dirac conv's scales are
   ``conv.gamma`` (alpha, shape ``(1,)``) and ``conv.beta`` (one per output filter), and a ReLU
   precedes the pooling: the ``paper_imagenet`` family (the networks of the paper's Table 3).
+- ``"v1-folded"``: their released folded export of it (``diracnet-18-0.75-br-export.hkl``):
+  ``conv.{weight,bias}``, ``group{g}.block{j}.conv.{weight,bias}``, ``fc.*``; loads into a
+  folded ``paper_imagenet`` network.
 
 A file is ``torch.load(path, weights_only=True)``-ed by the caller (no pickled code runs) and
 handed to :func:`authors_model` (which reads the architecture off the shapes) or to
@@ -50,7 +53,8 @@ from .fold import fold_model
 from .models import DiracNet, build
 from .untrusted import check_parameter_count, stored_tensors
 
-LAYOUTS = ("v1", "v1-released", "v2", "v2-folded")
+LAYOUTS = ("v1", "v1-released", "v1-folded", "v2", "v2-folded")
+FOLDED = ("v1-folded", "v2-folded")
 # layout -> (CIFAR family, {ImageNet blocks per group: family}) of dirac_core.catalog
 _FAMILIES: dict[str, tuple[str | None, dict[tuple[int, ...], str]]] = {
     "v1": ("cifar", {(2, 2, 2, 2): "imagenet", (3, 4, 6, 3): "imagenet",
@@ -59,6 +63,9 @@ _FAMILIES: dict[str, tuple[str | None, dict[tuple[int, ...], str]]] = {
     "v2": ("v2_cifar", {(2, 2, 2, 2): "v2_imagenet", (3, 4, 6, 3): "v2_imagenet"}),
 }
 _FAMILIES["v2-folded"] = _FAMILIES["v2"]
+_FAMILIES["v1-folded"] = _FAMILIES["v1-released"]
+# the folded files' key prefix
+_PREFIX = {"v2-folded": "features.", "v1-folded": ""}
 # their keys of a Dirac conv's weight, alpha and beta, after the block's prefix
 _SCALE_KEYS = {"v1-released": ("conv", "conv.gamma", "conv.beta")}
 _BN = ("weight", "bias", "running_mean", "running_var")
@@ -91,10 +98,11 @@ def flatten_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
 
 
 def detect_layout(flat: Mapping[str, torch.Tensor]) -> str:
-    """``"v2-folded"``, ``"v1-released"``, ``"v2"`` or ``"v1"``, from the keys and the first
-    block's alpha."""
+    """One of :data:`LAYOUTS`, from the keys and the first block's alpha."""
     if "features.conv.weight" in flat:
         return "v2-folded"
+    if "conv.weight" in flat and "group0.block0.conv.weight" in flat:
+        return "v1-folded"
     if "group0.block0.conv.gamma" in flat and "conv" in flat:
         return "v1-released"
     alpha = flat.get("group0.block0.alpha")
@@ -109,7 +117,7 @@ def authors_spec(checkpoint: Mapping[str, Any]) -> tuple[str, nets.NetSpec]:
     """``(layout, spec)`` of the network a checkpoint holds, read off its shapes."""
     flat = flatten_checkpoint(checkpoint)
     layout = detect_layout(flat)
-    prefix, suffix = ("features.", ".weight") if layout == "v2-folded" else ("", "")
+    prefix, suffix = (_PREFIX[layout], ".weight") if layout in FOLDED else ("", "")
     stem = _need(flat, f"{prefix}conv{suffix}", 4)
     blocks, widths = [], []
     while f"{prefix}group{len(blocks)}.block0.conv{suffix}" in flat:
@@ -158,7 +166,7 @@ def _width(stem: int, widths: list[int], base: tuple[int, ...]) -> float:
 
 
 def authors_model(checkpoint: Mapping[str, Any]) -> DiracNet:
-    """Build the network ``checkpoint`` holds (folded for ``"v2-folded"``) and load it.
+    """Build the network ``checkpoint`` holds (folded for a folded layout) and load it.
 
     Parameters
     ----------
@@ -168,7 +176,7 @@ def authors_model(checkpoint: Mapping[str, Any]) -> DiracNet:
     Returns
     -------
     DiracNet
-        Unfolded (trainable, in training mode) for v1/v2, folded (eval mode) for v2-folded;
+        Unfolded (trainable, in training mode), or folded (eval mode) for a folded layout;
         in the file's floating dtype.
 
     Raises
@@ -182,14 +190,14 @@ def authors_model(checkpoint: Mapping[str, Any]) -> DiracNet:
     """
     layout, spec = authors_spec(checkpoint)
     flat = flatten_checkpoint(checkpoint)
-    stem = flat["features.conv.weight" if layout == "v2-folded" else "conv"]
+    stem = flat[f"{_PREFIX[layout]}conv.weight" if layout in FOLDED else "conv"]
     try:  # the network must fit in the values the file stores before it is built
         check_parameter_count(spec, sum(v.numel() for v in flat.values()), "checkpoint",
-                              folded=layout == "v2-folded")
+                              folded=layout in FOLDED)
     except UntrustedInputError as exc:
         raise AuthorsCheckpointError(str(exc)) from None
     model = build(spec).to(stem.dtype if stem.is_floating_point() else torch.float32)
-    if layout == "v2-folded":
+    if layout in FOLDED:
         model = fold_model(model.eval())
     return load_authors(model, checkpoint, layout=layout)
 
@@ -221,7 +229,7 @@ def load_authors(
             if our_key not in ours:
                 raise AuthorsCheckpointError(
                     f"model {model.spec.name} has no {our_key!r} for checkpoint's "
-                    f"{their_key!r}; is it {'folded' if layout == 'v2-folded' else 'unfolded'}?")
+                    f"{their_key!r}; is it {'folded' if layout in FOLDED else 'unfolded'}?")
             _copy(ours[our_key], flat[their_key], our_key, their_key)
             used.add(their_key)
         _check_deltas(model, flat, used, layout)
@@ -244,20 +252,21 @@ def _copy(dest: torch.Tensor, src: torch.Tensor, our_key: str, their_key: str) -
 
 def key_map(model: DiracNet, layout: str) -> Iterator[tuple[str, str]]:
     """``(our state-dict key, their key)`` pairs for every weight, in network order."""
-    folded = layout == "v2-folded"
+    folded = layout in FOLDED
+    prefix = _PREFIX.get(layout, "")
     for stage in model.spec.stages:
         dirac_count = 0
         block = ""
         for index, layer in enumerate(stage.layers):
             ours = f"{stage.name}.{index}"
             if isinstance(layer, nets.Conv) and layer.parameterization == "none":
-                block = "features.conv" if folded else "conv"
+                block = f"{prefix}conv" if folded else "conv"
                 yield from _conv_keys(ours, block, folded, dirac=False)
                 block = "" if folded else "bn"
             elif isinstance(layer, nets.Conv):
                 block = f"group{stage.name.removeprefix('group')}.block{dirac_count}"
                 dirac_count += 1
-                their = f"features.{block}.conv" if folded else block
+                their = f"{prefix}{block}.conv" if folded else block
                 yield from _conv_keys(ours, their, folded, dirac=True, layout=layout)
                 block = "" if folded else f"{block}.bn"
             elif isinstance(layer, nets.BatchNorm) and not folded:
@@ -306,20 +315,24 @@ def _check_deltas(
 def authors_state_dict(model: DiracNet, *, layout: str | None = None) -> dict[str, torch.Tensor]:
     """The inverse of :func:`load_authors`: ``model``'s weights in the authors' layout.
 
-    ``layout`` defaults to ``"v2-folded"`` for a folded model, else ``"v2"`` for a per-channel
-    one and ``"v1"`` otherwise. Useful to hand weights to their code, and for tests.
+    ``layout`` defaults to ``"v1-folded"`` for a folded ``paper_imagenet`` model and
+    ``"v2-folded"`` for another folded one, else ``"v2"`` (per-channel), ``"v1-released"``
+    (per-filter beta) or ``"v1"``. Useful to hand weights to their code, and for tests.
     """
     state = model.state_dict()
     if layout is None:
         folded = not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
         per_channel = model.spec.options.get("per_channel")
-        layout = "v2-folded" if folded else {True: "v2", "beta": "v1-released"}.get(
-            per_channel, "v1")
+        released = model.spec.options.get("family") == "paper_imagenet"
+        if folded:
+            layout = "v1-folded" if released else "v2-folded"
+        else:
+            layout = {True: "v2", "beta": "v1-released"}.get(per_channel, "v1")
     out = {}
     for ours, theirs in key_map(model, layout):
         value = state[ours].detach().clone()
         out[theirs] = value.reshape(1) if value.dim() == 0 else value
-    if layout != "v2-folded":
+    if layout not in FOLDED:
         for module in model.modules():
             dirac = getattr(getattr(module, "parametrizations", None), "weight", None)
             if dirac is not None:

@@ -65,8 +65,8 @@ def free_port() -> int:
 @pytest.fixture
 def launch_ranks(tmp_path):
     """Run ``ranks.py TASK`` as ``world`` gloo processes on 127.0.0.1 (one thread each); return
-    their folder ``TASK-WORLD``, which holds each rank's ``rank{r}.pt``. Every process is killed after ``timeout``
-    seconds, so a hung collective fails the test instead of the suite."""
+    their folder ``TASK-WORLD``, which holds each rank's ``rank{r}.pt``. Every process is
+    killed after ``timeout`` seconds, so a hung collective fails the test, not the suite."""
 
     def launch(task: str, world: int, timeout: float = 60) -> Path:
         out = tmp_path / f"{task}-{world}"

@@ -7,6 +7,7 @@ set (``WORLD_SIZE=1``: a single process). Each task saves what the test compares
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -65,10 +66,8 @@ def train(out: Path, sync_bn: bool, steps: int = 2,
             trainer.request_stop()
 
     trainer = Trainer(config, dataset=flipped_digits(), log=None, callbacks=[interrupt])
-    try:
+    with contextlib.suppress(TrainingInterrupted):
         trainer.fit()
-    except TrainingInterrupted:
-        pass
     return trainer.model.state_dict()
 
 

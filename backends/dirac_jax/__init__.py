@@ -20,9 +20,20 @@ from __future__ import annotations
 from .backend import JaxBackend
 from .functional import conv, dirac_tensor, dirac_weight, fold_batchnorm, ncrelu, normalize_filters
 
+
+def __getattr__(name: str) -> object:
+    # dirac_jax.create_model lives in dirac_jax.nn, which imports Flax: only on first use
+    if name == "create_model":
+        from .nn import create_model
+
+        return create_model
+    raise AttributeError(f"module 'dirac_jax' has no attribute {name!r}")
+
+
 __all__ = [
     "JaxBackend",
     "conv",
+    "create_model",
     "dirac_tensor",
     "dirac_weight",
     "fold_batchnorm",

@@ -1,9 +1,10 @@
-"""Weights from a PyTorch DiracNet into the Flax one of the same spec.
+"""Weights between a PyTorch DiracNet and the Flax one of the same spec, both ways.
 
 Both are built from one :class:`dirac_core.nets.NetSpec` with the same layouts, so each spec
 layer's arrays carry over as they are, except the classifier's (PyTorch stores ``Linear``
-weights ``(out, in)``, Flax ``(in, out)``). Torch is not imported here: the torch model is
-only read, through its modules' attributes.
+weights ``(out, in)``, Flax ``(in, out)``). Folded models carry over too. :func:`load_torch`
+does not import torch (the torch model is only read, through its modules' attributes);
+:func:`to_torch` builds one.
 """
 
 from __future__ import annotations
@@ -34,11 +35,61 @@ def _torch_conv(module: Any) -> Any:
     return convs[-1]
 
 
+def is_folded(model: DiracNet) -> bool:
+    """Whether ``model`` is :func:`~dirac_jax.nn.fold_model`'s output (no batch norms left)."""
+    return not any(isinstance(layer, nnx.BatchNorm) for layer in model.layers)
+
+
+def _torch_is_folded(torch_model: Any) -> bool:
+    return not any(type(m).__name__.startswith("BatchNorm") for m in torch_model.modules())
+
+
+def _pairs(model: DiracNet, torch_model: Any) -> Any:
+    """``(Flax layer, torch module)`` of every layer with arrays, by the spec's names; folded
+    models pair too (torch keeps a folded batch norm's place as an ``Identity``)."""
+    if model.spec != torch_model.spec:
+        raise ValueError(f"specs differ: {model.spec.name!r} and {torch_model.spec.name!r}")
+    ours, theirs = is_folded(model), _torch_is_folded(torch_model)
+    if ours != theirs:
+        folded, other = ("the torch model", "dirac_jax.nn.fold_model(net)") if theirs else (
+            "the Flax model", "dirac_torch.fold_model(model)")
+        raise ValueError(f"{folded} is folded and the other is not; fold both first: {other}")
+    for name, layer in zip(model.names, model.layers, strict=True):
+        if isinstance(layer, Conv | nnx.BatchNorm | nnx.Linear):
+            yield layer, torch_model.get_submodule(name)
+
+
+def _arrays(layer: Any, module: Any) -> Any:
+    """``(Flax variable, torch tensor, transpose)`` of each array of one layer."""
+    if isinstance(layer, DiracConv):
+        yield layer.weight, module.parametrizations.weight.original, False
+        yield layer.alpha, module.alpha, False
+        yield layer.beta, module.beta, False
+    elif isinstance(layer, Conv):
+        yield layer.weight, _torch_conv(module).weight, False
+    elif isinstance(layer, nnx.BatchNorm):
+        for ours, theirs in (("scale", "weight"), ("bias", "bias"), ("mean", "running_mean"),
+                             ("var", "running_var")):
+            yield getattr(layer, ours), getattr(module, theirs), False
+    elif isinstance(layer, nnx.Linear):
+        yield layer.kernel, module.weight, True
+        yield layer.bias, module.bias, False
+    if isinstance(layer, Conv) and layer.bias is not None:
+        yield layer.bias, _torch_conv(module).bias, False
+
+
 def load_torch(model: DiracNet, torch_model: Any) -> DiracNet:
     """Copy the parameters and batch-norm statistics of ``torch_model`` (a
-    ``dirac_torch.models.DiracNet``) into ``model``, built from the same spec.
+    ``dirac_torch.models.DiracNet``, or ``dirac_torch.fold_model`` of one) into ``model``,
+    built from the same spec (and folded with :func:`~dirac_jax.nn.fold_model` when the torch
+    model is).
 
-    Returns ``model``. Raises ``ValueError`` when the specs differ or an array does not fit.
+    Returns ``model``.
+
+    Raises
+    ------
+    ValueError
+        The specs differ, one model is folded and the other not, or an array does not fit.
 
     Examples
     --------
@@ -48,23 +99,45 @@ def load_torch(model: DiracNet, torch_model: Any) -> DiracNet:
     >>> float(net.layer("group0.1").alpha[...])
     5.0
     """
-    if model.spec != torch_model.spec:
-        raise ValueError(f"specs differ: {model.spec.name!r} and {torch_model.spec.name!r}")
-    for name, layer in zip(model.names, model.layers, strict=True):
-        module = torch_model.get_submodule(name)
-        if isinstance(layer, DiracConv):
-            _set(layer.weight, module.parametrizations.weight.original)
-            _set(layer.alpha, module.alpha)
-            _set(layer.beta, module.beta)
-        elif isinstance(layer, Conv):
-            _set(layer.weight, _torch_conv(module).weight)
-        elif isinstance(layer, nnx.BatchNorm):
-            for ours, theirs in (("scale", "weight"), ("bias", "bias"), ("mean", "running_mean"),
-                                 ("var", "running_var")):
-                _set(getattr(layer, ours), getattr(module, theirs))
-        elif isinstance(layer, nnx.Linear):
-            _set(layer.kernel, module.weight.T)
-            _set(layer.bias, module.bias)
-        if isinstance(layer, Conv) and layer.bias is not None:
-            _set(layer.bias, _torch_conv(module).bias)
+    for layer, module in _pairs(model, torch_model):
+        for variable, tensor, transpose in _arrays(layer, module):
+            _set(variable, tensor.T if transpose else tensor)
     return model
+
+
+def to_torch(model: DiracNet) -> Any:
+    """The PyTorch model of ``model`` (folded if it is): ``dirac_torch.models.build`` of its
+    spec and initial values, holding its arrays. Imports torch.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a :class:`~dirac_jax.nn.DiracNet`.
+
+    Examples
+    --------
+    >>> from dirac_core import nets
+    >>> net = DiracNet(nets.diracnet_cifar(10, in_channels=1, image_size=8), rngs=nnx.Rngs(0))
+    >>> to_torch(net).get_submodule("group0.1").alpha.item()
+    5.0
+    """
+    import torch
+
+    from dirac_torch.fold import fold_model
+    from dirac_torch.models import build
+
+    if not isinstance(model, DiracNet):
+        raise TypeError(f"model must be a dirac_jax.nn.DiracNet, got {type(model).__name__}")
+    dtype = getattr(torch, str(model.layers[0].weight[...].dtype))
+    torch_model = build(model.spec, init=model.init).to(dtype)
+    if is_folded(model):
+        torch_model = fold_model(torch_model.eval())
+    with torch.no_grad():
+        for layer, module in _pairs(model, torch_model):
+            for variable, tensor, transpose in _arrays(layer, module):
+                value = torch.from_numpy(np.array(variable[...]))
+                if tuple(value.shape) != tuple(tensor.T.shape if transpose else tensor.shape):
+                    raise ValueError(f"shape {tuple(value.shape)} does not fit "
+                                     f"{tuple(tensor.shape)}")
+                tensor.copy_(value.T if transpose else value)
+    return torch_model

@@ -6,15 +6,18 @@
 the layer the spec calls ``group0.1``. Convolutions follow their ``parameterization``:
 
 - ``"dirac"``: :class:`~dirac_torch.layers.DiracConv2d`, ``W_hat = alpha * delta +
-  beta * normalize(W)`` (paper eq. 13) with ``alpha0 = 5``, ``beta0 = 1e-3`` and
-  ``W ~ N(0, init_std**2)``, ``init_std = 0.1`` as in the authors' code; scalar or, with
-  ``per_channel``, per-output-channel scales;
+  beta * normalize(W)`` (paper eq. 13); scalar scales, per-output-channel ones
+  (``per_channel=True``) or a scalar alpha with a per-filter beta (``"beta"``);
 - ``"resnet"``: the same layer with fixed ``alpha = beta = 1`` and no normalization,
   ``W_hat = delta + W`` (eq. 14): a residual connection around every conv, W He-initialised;
 - ``"plain"`` (the paper's control) and ``"none"`` (the stem): ``nn.Conv2d``, He-initialised.
 
-The parameter count of a built model equals :func:`dirac_core.nets.count_parameters` of its
-spec. ``model.spec`` keeps the spec.
+Initial values (alpha, beta, ``W``, batch-norm gamma, classifier) are the spec's family's, from
+:mod:`dirac_core.catalog` (the paper's v1 by default: alpha 5, beta 1e-3, ``W ~ N(0, 0.1**2)``,
+gamma ``U(0, 1)``, a Kaiming-normal classifier with zero bias, as in the authors' code). The
+model functions below are the catalog's families. The parameter count of a built model equals
+:func:`dirac_core.nets.count_parameters` of its spec. ``model.spec`` keeps the spec and
+``model.init`` the initial values.
 
 >>> import torch
 >>> net = diracnet_cifar(10)

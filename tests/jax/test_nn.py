@@ -1,6 +1,5 @@
-"""The Flax DiracNet: same outputs and folded weights as the torch one, and it learns."""
+"""The Flax DiracNet: same outputs and folded weights as the torch one, both ways."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -69,34 +68,44 @@ def test_folding_both_gives_the_same_weights(torch_net, flax_net):
                                atol=1e-10)
 
 
-def test_a_short_digits_run_learns():
-    """DiracNet-10 on the 8x8 digits: three epochs of Adam, then well above chance (10%)."""
-    optax = pytest.importorskip("optax")
-    datasets = pytest.importorskip("sklearn.datasets")
-    digits = datasets.load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[:, None]
-    labels = digits.target.astype(np.int32)
-    order = np.random.default_rng(0).permutation(len(labels))
-    train, test = order[:1400], order[1400:]
+def test_folded_models_cross_both_ways():
+    """load_torch takes a folded torch model into a folded Flax one; to_torch goes back, folded
+    or not; a folded model on one side only is refused."""
+    torch = pytest.importorskip("torch")
+    from dirac_jax.interop import to_torch
+    from dirac_torch.fold import fold_model as torch_fold
+    from dirac_torch.registry import create_model as torch_create
 
-    model = DiracNet(nets.diracnet_cifar(10, in_channels=1, image_size=8), rngs=nnx.Rngs(0))
-    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+    torch_net = torch_create("diracnet10_1_v2_cifar", in_channels=1, image_size=8).double()
+    torch_folded = torch_fold(torch_net.eval())
+    spec = torch_net.spec
+    flax_folded = load_torch(fold_model(DiracNet(spec, dtype=jnp.float64, rngs=nnx.Rngs(0))),
+                             torch_folded)
+    x = np.random.default_rng(2).standard_normal((2, 1, 8, 8))
+    with torch.no_grad():
+        expected = torch_folded(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(flax_folded(jnp.asarray(x))), expected, rtol=0,
+                               atol=1e-10 * np.abs(expected).max())
+    with pytest.raises(ValueError, match="the torch model is folded and the other is not"):
+        load_torch(DiracNet(spec, dtype=jnp.float64, rngs=nnx.Rngs(0)), torch_folded)
+    for flax_model in (flax_folded, load_torch(
+            DiracNet(spec, dtype=jnp.float64, rngs=nnx.Rngs(0)), torch_net)):
+        flax_model.eval()
+        back = to_torch(flax_model).eval()
+        assert back.spec == spec and back.init == flax_model.init
+        with torch.no_grad():
+            np.testing.assert_allclose(back(torch.from_numpy(x)).numpy(),
+                                       np.asarray(flax_model(jnp.asarray(x))), rtol=0,
+                                       atol=1e-10 * np.abs(expected).max())
 
-    @nnx.jit
-    def step(model, optimizer, x, y):
-        def loss_fn(model):
-            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
 
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
+def test_create_model_keeps_the_policy_and_init_std():
+    from dirac_jax import create_model
 
-    batch = 50
-    for _ in range(3):
-        for i in range(0, len(train), batch):
-            index = train[i:i + batch]
-            step(model, optimizer, jnp.asarray(images[index]), jnp.asarray(labels[index]))
-    model.eval()
-    predicted = jnp.argmax(jax.jit(lambda x: model(x))(jnp.asarray(images[test])), axis=1)
-    accuracy = float(jnp.mean(predicted == labels[test]))
-    assert accuracy > 0.8, accuracy
+    net = create_model("diracnet10_1_v2_cifar", rngs=nnx.Rngs(0))
+    conv = net.layer("group1.2")  # max-pool, ReLU, conv: 16 -> 32 channels
+    assert conv.policy == "min" and float(conv.alpha[...][0]) == 1.0
+    v1 = create_model("diracnet10_1_cifar", rngs=nnx.Rngs(0)).layer("group0.1")
+    assert v1.policy == "tile" and abs(float(jnp.std(v1.weight[...])) / 0.1 - 1) < 0.1
+    with pytest.raises(ValueError, match="did you mean '050'"):
+        create_model("diracnet34_05_imagenet", rngs=nnx.Rngs(0))

@@ -155,3 +155,15 @@ def test_the_authors_loaders_read_each_layout_as_the_same_family(layout, name):
     assert pretrained.detect_layout(theirs) == layout
     found, spec = pretrained.authors_spec(theirs)
     assert found == layout and spec == model.spec and spec.options == model.spec.options
+
+
+@pytest.mark.parametrize("name", catalog.list_models())
+def test_every_listed_name_has_one_spec_and_init_through_the_command(name):
+    spec = catalog.create_spec(name)
+    args = build_parser().parse_args(["train", "--model", name])
+    config = TrainConfig(**_given(args))
+    got = config.spec(spec.num_classes, spec.in_channels, spec.image_size)
+    assert got == spec and got.options == spec.options
+    family = catalog.family(catalog.parse_name(name)[3])
+    assert catalog.model_init(name) == family.init
+    assert (config.alpha_init, config.beta_init, config.init_std) == (None, None, None)

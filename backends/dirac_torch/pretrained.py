@@ -54,6 +54,14 @@ from .models import DiracNet, build
 from .untrusted import check_parameter_count, stored_tensors
 
 LAYOUTS = ("v1", "v1-released", "v1-folded", "v2", "v2-folded")
+# The files the authors released (their README), by the registry name of the network they hold:
+# the unfolded v2 checkpoint, which loads into that network, and the folded one, which loads into
+# its fold (the first 8 hex digits of its SHA-256 end the name, as torch.hub checks them).
+RELEASED_URL = "https://s3.amazonaws.com/modelzoo-networks/"
+RELEASED = {
+    "diracnet18_v2_imagenet": ("diracnet18-v2_checkpoint.pth", "diracnet18v2folded-a2174e15.pth"),
+    "diracnet34_v2_imagenet": ("diracnet34-v2_checkpoint.pth", "diracnet34v2folded-dfb15d34.pth"),
+}
 FOLDED = ("v1-folded", "v2-folded")
 # layout -> (CIFAR family, {ImageNet blocks per group: family}) of dirac_core.catalog
 _FAMILIES: dict[str, tuple[str | None, dict[tuple[int, ...], str]]] = {
@@ -343,6 +351,8 @@ def authors_state_dict(model: DiracNet, *, layout: str | None = None) -> dict[st
 
 __all__ = [
     "LAYOUTS",
+    "RELEASED",
+    "RELEASED_URL",
     "AuthorsCheckpointError",
     "authors_model",
     "authors_spec",

@@ -39,7 +39,7 @@ from dirac_core import catalog, nets
 
 from . import registry
 from .models import DiracNet, stage_outputs
-from .pretrained import load_authors
+from .pretrained import RELEASED, RELEASED_URL, load_authors
 from .untrusted import stored_tensors
 
 
@@ -83,15 +83,6 @@ CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# The authors' released files (szagoruyko/diracnets README): the unfolded v2 checkpoints load
-# into the network the name builds; the folded ones (their torch.hub hash prefix in the name)
-# into its fold (dirac_torch.pretrained.authors_model).
-_AUTHORS = "https://s3.amazonaws.com/modelzoo-networks/"
-AUTHORS_FILES = {
-    "diracnet18_v2_imagenet": ("diracnet18-v2_checkpoint.pth", "diracnet18v2folded-a2174e15.pth"),
-    "diracnet34_v2_imagenet": ("diracnet34-v2_checkpoint.pth", "diracnet34v2folded-dfb15d34.pth"),
-}
 
 
 def pretrained_cfg(name: str) -> dict[str, Any]:
@@ -147,10 +138,10 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
         "paper_name": "DiracNets: Training Very Deep Neural Networks Without Skip-Connections",
         "origin_url": "https://github.com/szagoruyko/diracnets",
     }
-    if name in AUTHORS_FILES:
-        unfolded, folded = AUTHORS_FILES[name]
-        cfg["url"] = _AUTHORS + unfolded
-        notes.append(f"folded weights: {_AUTHORS}{folded} (sha256 prefix "
+    if name in RELEASED:
+        unfolded, folded = RELEASED[name]
+        cfg["url"] = RELEASED_URL + unfolded
+        notes.append(f"folded weights: {RELEASED_URL}{folded} (sha256 prefix "
                      f"{folded.rpartition('-')[2].removesuffix('.pth')}); load with "
                      f"dirac_torch.pretrained.authors_model")
     cfg["notes"] = tuple(notes)
@@ -225,7 +216,6 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
 
 
 __all__ = [
-    "AUTHORS_FILES",
     "CIFAR_MEAN",
     "CIFAR_STD",
     "IMAGENET_MEAN",

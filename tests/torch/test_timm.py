@@ -22,7 +22,11 @@ from dirac_core import nets  # noqa: E402
 from dirac_torch import DiracConv2d, registry  # noqa: E402
 from dirac_torch.convert import convert_model  # noqa: E402
 from dirac_torch.fold import fold_model  # noqa: E402
-from dirac_torch.pretrained import AuthorsCheckpointError, authors_state_dict  # noqa: E402
+from dirac_torch.pretrained import (  # noqa: E402
+    RELEASED,
+    AuthorsCheckpointError,
+    authors_state_dict,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_fold import randomize  # noqa: E402
@@ -62,10 +66,10 @@ def test_every_registry_name_is_a_timm_model_with_its_config():
 
 
 def test_the_released_networks_name_the_authors_files():
-    for name, files in timm_models.AUTHORS_FILES.items():
+    for name, files in RELEASED.items():
         cfg = timm.models.get_pretrained_cfg(name)
         assert cfg.url.endswith(files[0]) and files[1] in " ".join(cfg.notes)
-    assert timm.list_pretrained("diracnet*") == sorted(timm_models.AUTHORS_FILES)
+    assert timm.list_pretrained("diracnet*") == sorted(RELEASED)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -194,3 +194,12 @@ def _theirs():
 
 
 THEIRS = _theirs()
+
+
+def test_what_safetensors_cannot_read_is_named_with_the_file(tmp_path):
+    path = tmp_path / "net.safetensors"
+    from dirac_torch.saving import save_model
+
+    save_model(models.diracnet_cifar(10), path)
+    with pytest.raises(UntrustedInputError, match=r"net\.safetensors' cannot be read: "):
+        load_model(path, map_location="no-such-device")

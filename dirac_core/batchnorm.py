@@ -1,9 +1,9 @@
-"""Folding an eval-mode batch norm into the convolution before it."""
+"""Folding an eval-mode batch norm into the convolution before it (Array API standard)."""
 
 from __future__ import annotations
 
 from .backend import Array
-from .xp import array_module, work_dtype
+from .xp import device_of, namespace, work_dtype
 
 
 def fold_batchnorm(
@@ -14,12 +14,15 @@ def fold_batchnorm(
 
     ``BN(conv(x, W) + b) = gamma * (conv(x, W) + b - mean) / sqrt(var + eps) + beta``, and
     conv is linear in ``W``, so the per-channel factor moves into the weight. The arithmetic runs
-    in at least float32; the results have the weight's dtype.
+    in at least float32 (``eps`` rounded to that dtype: beyond its range it is inf); the
+    results have the weight's dtype.
     """
-    xp = array_module(weight)
-    dtype = work_dtype(weight.dtype)
-    scale = gamma.astype(dtype) / xp.sqrt(var.astype(dtype) + dtype.type(eps))
-    shift = -mean.astype(dtype) if bias is None else bias.astype(dtype) - mean.astype(dtype)
-    new_weight = weight.astype(dtype) * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
-    new_bias = shift * scale + beta.astype(dtype)
-    return new_weight.astype(weight.dtype), new_bias.astype(weight.dtype)
+    xp = namespace(weight, bias, gamma, beta, mean, var)
+    dtype = work_dtype(weight.dtype, xp)
+    eps_in = xp.asarray(eps, dtype=dtype, device=device_of(weight))
+    scale = xp.astype(gamma, dtype) / xp.sqrt(xp.astype(var, dtype) + eps_in)
+    mean_in = xp.astype(mean, dtype)
+    shift = -mean_in if bias is None else xp.astype(bias, dtype) - mean_in
+    new_weight = xp.astype(weight, dtype) * xp.reshape(scale, (-1,) + (1,) * (weight.ndim - 1))
+    new_bias = shift * scale + xp.astype(beta, dtype)
+    return xp.astype(new_weight, weight.dtype), xp.astype(new_bias, weight.dtype)

@@ -132,32 +132,25 @@ def tap_indices(geo: WeightGeometry, xp: ModuleType = np) -> tuple[Array, Array]
     return rows[valid], cols[valid]
 
 
-def dirac_indices(
-    out_channels: int, in_per_group: int, groups: int, policy: str, xp: ModuleType = np
-) -> tuple[Array, Array]:
-    """Row and column indices ``(o, i)`` of the ones of the Dirac tensor's centre slice.
+def dirac_tensor(
+    shape: tuple[int, ...], groups: int, policy: str, dtype: Any = np.float64,
+    xp: ModuleType = np, device: Any = None,
+) -> Array:
+    """``delta[o, i, c] = mask[o, i]`` at ``c = (floor(K1/2), ..., floor(KL/2))``, else 0.
 
     With ``No = O/groups``, ``n = min(No, Ni)`` and ``o' = o % No`` the index within the group:
     ``policy="tile"`` marks every ``i`` with ``o' % n == i % n`` (paper eq. 7-8: ``[I I ... I]``
     along the longer axis, continued cyclically when ``n`` divides neither count);
-    ``policy="min"`` marks ``o' == i`` only, as ``torch.nn.init.dirac_``.
+    ``policy="min"`` marks ``o' == i`` only, as ``torch.nn.init.dirac_``. Built in namespace
+    ``xp`` on ``device`` from :func:`is_tap` on index grids, without in-place updates (some
+    namespaces have none).
 
-    The pairs are generated directly, ``O * ceil(Ni / n)`` of them, never an ``O x Ni`` mask.
+    Examples
+    --------
+    >>> dirac_tensor((2, 3, 3), 1, "tile")[:, :, 1].tolist()
+    [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
     """
-    return tap_indices(weight_geometry((out_channels, in_per_group), groups, policy), xp)
-
-
-def dirac_tensor(
-    shape: tuple[int, ...], groups: int, policy: str, dtype: Any = np.float64,
-    xp: ModuleType = np,
-) -> Array:
-    """``delta[o, i, c] = mask[o, i]`` at ``c = (floor(K1/2), ..., floor(KL/2))``, else 0.
-
-    Only the ones are written, so a large tensor costs little more than its zeroed allocation.
-    """
-    out_channels, in_per_group, *kernel = shape
-    delta = xp.zeros(shape, dtype=dtype)
-    rows, cols = dirac_indices(out_channels, in_per_group, groups, policy, xp)
-    centre = tuple(k // 2 for k in kernel)
-    delta[(rows, cols, *centre)] = 1
-    return delta
+    geo = weight_geometry(shape, groups, policy)
+    rows = xp.arange(geo.out_channels, device=device)[:, None]
+    cols = xp.arange(geo.length, device=device)[None, :]
+    return xp.reshape(xp.astype(is_tap(geo, rows, cols), dtype), shape)

@@ -1,17 +1,24 @@
-"""Filter normalization: each output filter divided by its L2 norm (paper eq. 13)."""
+"""Filter normalization: each output filter divided by its L2 norm (paper eq. 13), its VJP,
+and the rule for ``eps`` in a working dtype (:func:`working_eps`, the one every backend uses).
+
+Written against the Array API standard (:mod:`.xp`): the same lines run on NumPy (the
+reference), on CuPy, JAX, PyTorch or any namespace ``array-api-compat`` knows.
+"""
 
 from __future__ import annotations
 
+from math import prod
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from .backend import Array
-from .xp import array_module, work_dtype
+from .validation import dtype_name
+from .xp import device_of, namespace, work_dtype
 
 
-def working_eps(eps: float, dtype: Any) -> float:
+def working_eps(eps: float, dtype: Any, *, subnormals: bool = True) -> float:
     """``eps`` as the spec takes it in a working dtype: rounded to ``dtype`` and kept inside
     its positive finite range, so that neither the comparison with a norm nor the division by
     it can overflow to inf or round to zero.
@@ -24,7 +31,10 @@ def working_eps(eps: float, dtype: Any) -> float:
     eps : float
         The clamp, > 0 (any finite value the API accepts).
     dtype : dtype or str
-        The working dtype (``"float32"`` or ``"float64"``; any NumPy floating dtype).
+        The working dtype, ``float32`` or ``float64``, as a name or any library's dtype object.
+    subnormals : bool
+        With ``False`` the floor is the smallest *normal* number, for arithmetic that flushes
+        subnormals to zero (XLA on CPU): there a subnormal ``eps`` would divide by zero.
 
     Returns
     -------
@@ -37,15 +47,13 @@ def working_eps(eps: float, dtype: Any) -> float:
     True
     >>> working_eps(1e300, "float32") == float(np.finfo(np.float32).max)
     True
+    >>> working_eps(1e-50, "float32", subnormals=False) == float(np.finfo(np.float32).tiny)
+    True
     """
-    info = np.finfo(dtype)
-    clamped = min(max(eps, float(info.smallest_subnormal)), float(info.max))
-    return float(np.dtype(dtype).type(clamped))
-
-
-def _eps_in(dtype: Any, eps: float) -> Any:
-    """:func:`working_eps` as a scalar of ``dtype``."""
-    return dtype.type(working_eps(eps, dtype))
+    info = np.finfo(dtype_name(dtype))
+    floor = info.smallest_subnormal if subnormals else info.smallest_normal
+    clamped = min(max(eps, float(floor)), float(info.max))
+    return float(info.dtype.type(clamped))
 
 
 def _filters(w: Array) -> tuple[ModuleType, Array, Array, Array, Array]:
@@ -54,41 +62,44 @@ def _filters(w: Array) -> tuple[ModuleType, Array, Array, Array, Array]:
     Scaling by the max-abs before squaring keeps the sum of squares finite and normal for any
     finite input: 1e200 or 1e-200 in float64, 6e4 in float16.
     """
-    xp = array_module(w)
-    flat = w.astype(work_dtype(w.dtype), copy=False).reshape(w.shape[0], -1)
+    xp = namespace(w)
+    work = xp.astype(w, work_dtype(w.dtype, xp), copy=False)
+    flat = xp.reshape(work, (w.shape[0], prod(w.shape[1:])))
     scale = xp.max(xp.abs(flat), axis=1, keepdims=True) if flat.shape[1] else xp.zeros(
-        (flat.shape[0], 1), flat.dtype
+        (flat.shape[0], 1), dtype=flat.dtype, device=device_of(w)
     )
     # ``== 0``, not ``> 0``: a NaN or inf max-abs must reach every entry (NaN throughout).
-    scaled = flat / xp.where(scale == 0, 1, scale)
+    scaled = flat / xp.where(scale == 0, 1.0, scale)
     scaled_norm = xp.sqrt(xp.sum(scaled * scaled, axis=1, keepdims=True))
     return xp, flat, scale, scaled, scaled_norm
 
 
-def _clamped(xp: ModuleType, scale: Array, scaled_norm: Array, eps: float) -> Array:
+def _clamped(xp: ModuleType, scale: Array, scaled_norm: Array, eps: Any) -> Array:
     """``||v|| < eps``, decided without forming ``||v||`` for large filters (it may overflow):
     ``||v|| >= max|v| = scale``, so only filters with ``scale < eps`` can be below the clamp."""
-    eps = _eps_in(scale.dtype, eps)
     small = scale < eps
-    return small & (xp.where(small, scale, 0) * scaled_norm < eps)
+    return small & (xp.where(small, scale, 0.0) * scaled_norm < eps)
 
 
-def normalize_filters(w: Array, eps: float) -> Array:
-    """``v / max(||v||, eps)`` for each filter ``v = w[o]``; zeros stay zeros.
+def normalized(w: Array, eps: Any) -> Array:
+    """``v / max(||v||, eps)`` for each filter ``v = w[o]``, in ``w``'s dtype; zeros stay zeros.
 
+    ``eps`` is already in range (:func:`working_eps` of the working dtype): a number, or a
+    0-d array of the working dtype so that a compiled caller may pass it as data.
     ``||v|| = scale * ||v / scale||`` with ``scale = max|v|``. Above the clamp the result is
     ``(v / scale) / ||v / scale||``, which cannot overflow; below it, ``v / eps``.
     """
     xp, flat, scale, scaled, scaled_norm = _filters(w)
     clamped = _clamped(xp, scale, scaled_norm, eps)
-    unit = scaled / xp.where(scaled_norm == 0, 1, scaled_norm)
+    unit = scaled / xp.where(scaled_norm == 0, 1.0, scaled_norm)
     # Mask before dividing: the branch not taken must not overflow either.
-    out = xp.where(clamped, xp.where(clamped, flat, 0) / _eps_in(flat.dtype, eps), unit)
-    return out.astype(w.dtype, copy=False).reshape(w.shape)
+    out = xp.where(clamped, xp.where(clamped, flat, 0.0) / eps, unit)
+    return xp.reshape(xp.astype(out, w.dtype, copy=False), w.shape)
 
 
-def normalize_filters_vjp(g: Array, w: Array, eps: float) -> Array:
-    """``dv = (g - u <u, g>) / ||v||`` above the clamp (``u = v / ||v||``), ``g / eps`` below.
+def normalized_vjp(g: Array, w: Array, eps: Any) -> Array:
+    """``dv = (g - u <u, g>) / ||v||`` above the clamp (``u = v / ||v||``), ``g / eps`` below;
+    ``eps`` as for :func:`normalized`.
 
     Both ``v`` and ``g`` are scaled by their max-abs first, so neither ``<u, g>`` nor the
     division by ``||v|| = scale * ||v / scale||`` overflows for finite inputs. This is the
@@ -96,15 +107,27 @@ def normalize_filters_vjp(g: Array, w: Array, eps: float) -> Array:
     (norm branch when ``||v|| >= eps``).
     """
     xp, flat, scale, scaled, scaled_norm = _filters(w)
-    grad = g.astype(flat.dtype, copy=False).reshape(flat.shape)
+    grad = xp.reshape(xp.astype(g, flat.dtype, copy=False), flat.shape)
     clamped = _clamped(xp, scale, scaled_norm, eps)
-    safe_norm = xp.where(scaled_norm == 0, 1, scaled_norm)
+    safe_norm = xp.where(scaled_norm == 0, 1.0, scaled_norm)
     unit = scaled / safe_norm
     g_scale = xp.max(xp.abs(grad), axis=1, keepdims=True)
-    g_unit = grad / xp.where(g_scale > 0, g_scale, 1)
+    g_unit = grad / xp.where(g_scale > 0, g_scale, 1.0)
     tangent = g_unit - unit * xp.sum(unit * g_unit, axis=1, keepdims=True)
-    factor = g_scale / xp.where(clamped | (scale == 0), 1, scale)
-    above = xp.where(tangent == 0, 0, tangent / safe_norm * factor)
-    below = xp.where(clamped, grad, 0) / _eps_in(flat.dtype, eps)
+    factor = g_scale / xp.where(clamped | (scale == 0), 1.0, scale)
+    above = xp.where(tangent == 0, 0.0, tangent / safe_norm * factor)
+    below = xp.where(clamped, grad, 0.0) / eps
     out = xp.where(clamped, below, above)
-    return out.astype(w.dtype, copy=False).reshape(w.shape)
+    return xp.reshape(xp.astype(out, w.dtype, copy=False), w.shape)
+
+
+def normalize_filters(w: Array, eps: float, *, subnormals: bool = True) -> Array:
+    """:func:`normalized` with ``eps`` taken by :func:`working_eps` in ``w``'s working dtype."""
+    work = work_dtype(w.dtype, namespace(w))
+    return normalized(w, working_eps(eps, work, subnormals=subnormals))
+
+
+def normalize_filters_vjp(g: Array, w: Array, eps: float, *, subnormals: bool = True) -> Array:
+    """:func:`normalized_vjp` with ``eps`` taken by :func:`working_eps`."""
+    work = work_dtype(w.dtype, namespace(g, w))
+    return normalized_vjp(g, w, working_eps(eps, work, subnormals=subnormals))

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "conformance.md"
-BACKENDS = ("numpy", "torch", "cupy", "jax", "array_api", "dirac_array_api:ON_NUMPY")
+BACKENDS = ("numpy", "torch", "cupy", "jax", "array_api", "dirac_array_api:ON_NUMPY",
+            "dirac_array_api:ON_TORCH")
 # Known failures passed with a backend's run (see the file for why).
 XFAILS = {"jax": "backends/dirac_jax/xfails.jsonl"}
 MARKERS = re.compile(r"(<!-- conformance: (\S+) -->\n)(.*?)(<!-- /conformance -->)", re.S)

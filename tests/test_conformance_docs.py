@@ -23,7 +23,8 @@ SECTIONS = re.findall(r"<!-- conformance: (\S+) -->\n(.*?)<!-- /conformance -->"
 
 def test_every_backend_of_the_project_has_a_table():
     names = [name for name, _ in SECTIONS]
-    assert names == ["numpy", "torch", "cupy", "jax", "array_api", "dirac_array_api:ON_NUMPY"]
+    assert names == ["numpy", "torch", "cupy", "jax", "array_api", "dirac_array_api:ON_NUMPY",
+                     "dirac_array_api:ON_TORCH"]
 
 
 def _declared_dtypes(name: str) -> tuple[str, ...]:

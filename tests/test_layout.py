@@ -24,8 +24,6 @@ ALLOWED = {
     "dirac_core": set(),
     "dirac_conformance": {"dirac_core"},
     "diracnets": {"dirac_core", "dirac_torch"},
-    # The JAX backend runs the Array API backend's maths on jax.numpy: one layer down.
-    "dirac_jax": {"dirac_core", "dirac_array_api"},
 }
 BACKEND_ALLOWED = {"dirac_core"}
 

@@ -1,10 +1,11 @@
-"""The ``array_api`` backend: every op of the specification on any Array API namespace.
+"""The ``array_api`` backend: the specification's own maths handed another array namespace.
 
-The maths is in :mod:`.weight`, :mod:`.conv` and :mod:`.pointwise`, written against the
-standard only; this class is the wiring to the :class:`dirac_core.Backend` protocol.
-``ArrayApiBackend()`` runs on ``array-api-strict`` (the standard's reference, which rejects
-anything outside it); ``ArrayApiBackend(namespace)`` on any other namespace, e.g.
-:data:`ON_NUMPY` on NumPy through ``array-api-compat``.
+:mod:`dirac_core`'s ops are written once against the Python Array API standard; this class
+is only the adapter to the :class:`dirac_core.Backend` protocol: conversions, ownership, and
+which dtypes the namespace can carry. ``ArrayApiBackend()`` runs on ``array-api-strict`` (the
+standard's reference, which rejects anything outside it); ``ArrayApiBackend(namespace)`` on
+any other: :data:`ON_NUMPY` (NumPy through ``array-api-compat``), ``ON_TORCH`` (PyTorch
+through compat) and ``ON_JAX`` (``jax.numpy``), the last two built on first use.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import array_api_compat
 import array_api_compat.numpy
 import numpy as np
 
-from dirac_core.backend import Availability
+from dirac_core import activation, batchnorm, convolution, delta, normalize, weight
+from dirac_core.backend import Array, Availability
+from dirac_core.padding import Pairs
 from dirac_core.validation import FLOAT_DTYPES
 
-from . import conv as convolution
-from . import pointwise, weight
+Shape = tuple[int, ...]
 
 
 def _strict() -> ModuleType:
@@ -29,16 +31,36 @@ def _strict() -> ModuleType:
     return array_api_strict
 
 
+def _numpy_dtype(name: str) -> np.dtype | None:
+    """The NumPy dtype that carries ``name`` (bfloat16: ml_dtypes', if installed)."""
+    if name != "bfloat16":
+        return np.dtype(name)
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
 class ArrayApiBackend:
     """The specification on one Array API namespace.
 
     Parameters
     ----------
     xp : module, optional
-        An Array API namespace (``array_api_strict``, ``array_api_compat.numpy``, ...);
-        default ``array_api_strict``.
+        An Array API namespace (``array_api_strict``, ``array_api_compat.numpy``,
+        ``array_api_compat.torch``, ``jax.numpy``, ...); default ``array_api_strict``.
     name : str
         The name reports use (default ``"array_api"``).
+    subnormals : bool
+        False for a library whose arithmetic flushes subnormal numbers to zero (XLA on CPU):
+        ``eps`` then stays at or above the smallest normal number.
+
+    Attributes
+    ----------
+    dtypes : tuple of str
+        The spec's floating dtypes the namespace has *and* this adapter can carry both ways
+        between NumPy and it (bfloat16 through ``ml_dtypes``; torch cannot take that one).
 
     Examples
     --------
@@ -47,15 +69,28 @@ class ArrayApiBackend:
     ('float64', 'float32', 'float16')
     """
 
-    def __init__(self, xp: ModuleType | None = None, *, name: str = "array_api") -> None:
+    def __init__(self, xp: ModuleType | None = None, *, name: str = "array_api",
+                 subnormals: bool = True) -> None:
         self.xp = _strict() if xp is None else xp
         self.name = name
-        self.dtypes: tuple[str, ...] = tuple(
-            # each floating dtype of the spec the namespace has (array-api-strict: only the
-            # standard's float32 and float64)
-            d for d in FLOAT_DTYPES if hasattr(self.xp, d))
+        self.subnormals = subnormals
         # compat's view of the namespace (for NumPy: array_api_compat.numpy, not numpy).
         self._namespace = array_api_compat.array_namespace(self.xp.asarray(0.0))
+        self.dtypes: tuple[str, ...] = tuple(d for d in FLOAT_DTYPES if self._carries(d))
+
+    def _carries(self, name: str) -> bool:
+        """Whether a ``name`` array goes from NumPy to the namespace and back unchanged."""
+        carrier = _numpy_dtype(name)
+        if carrier is None or not hasattr(self.xp, name):
+            return False
+        probe = np.array([1.5, -0.25], dtype=carrier)
+        try:
+            native = self.from_numpy(probe)
+            back = self.to_numpy(native)
+        except (TypeError, ValueError, RuntimeError, BufferError):
+            return False
+        return bool(native.dtype == getattr(self.xp, name) and back.dtype == carrier
+                    and np.array_equal(back, probe))
 
     def __repr__(self) -> str:
         return f"ArrayApiBackend({self.xp.__name__}, name={self.name!r})"
@@ -77,37 +112,73 @@ class ArrayApiBackend:
     def device(self, x: Any) -> Any:
         return array_api_compat.device(x)
 
-    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+    def dirac_tensor(self, shape: Shape, *, groups: int, policy: str, dtype: str | None,
+                     device: Any) -> Array:
         dt = getattr(self.xp, dtype or "float64")
-        return weight.dirac_tensor(self.xp, shape, groups, policy, dt, device)
+        return delta.dirac_tensor(shape, groups, policy, dt, self.xp, device)
 
-    def normalize_filters(self, w, *, eps):
-        return weight.normalize_filters(w, eps)
+    def normalize_filters(self, w: Array, *, eps: float) -> Array:
+        return normalize.normalize_filters(w, eps, subnormals=self.subnormals)
 
-    def normalize_filters_vjp(self, g, w, *, eps):
-        return weight.normalize_filters_vjp(g, w, eps)
+    def normalize_filters_vjp(self, g: Array, w: Array, *, eps: float) -> Array:
+        return normalize.normalize_filters_vjp(g, w, eps, subnormals=self.subnormals)
 
-    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
-        return weight.dirac_weight(w, alpha, beta, eps, normalize, groups, policy)
+    def dirac_weight(self, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool,
+                     groups: int, policy: str) -> Array:
+        return weight.dirac_weight(w, alpha, beta, eps, normalize, groups, policy,
+                                   subnormals=self.subnormals)
 
-    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
-        return weight.dirac_weight_vjp(g, w, alpha, beta, eps, normalize, groups, policy)
+    def dirac_weight_vjp(self, g: Array, w: Array, alpha: Array, beta: Array, *, eps: float,
+                         normalize: bool, groups: int, policy: str
+                         ) -> tuple[Array, Array, Array]:
+        return weight.dirac_weight_vjp(g, w, alpha, beta, eps, normalize, groups, policy,
+                                       subnormals=self.subnormals)
 
-    def ncrelu(self, x, *, axis):
-        return pointwise.ncrelu(x, axis)
+    def ncrelu(self, x: Array, *, axis: int) -> Array:
+        return activation.ncrelu(x, axis)
 
-    def ncrelu_vjp(self, g, x, *, axis):
-        return pointwise.ncrelu_vjp(g, x, axis)
+    def ncrelu_vjp(self, g: Array, x: Array, *, axis: int) -> Array:
+        return activation.ncrelu_vjp(g, x, axis)
 
-    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+    def conv(self, x: Array, w: Array, bias: Array | None, *, stride: Shape,
+             padding: str | Pairs, dilation: Shape, groups: int) -> Array:
         return convolution.conv(x, w, bias, stride, padding, dilation, groups)
 
-    def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
+    def conv_vjp(self, g: Array, x: Array, w: Array, bias: Array | None, *, stride: Shape,
+                 padding: str | Pairs, dilation: Shape, groups: int
+                 ) -> tuple[Array, Array, Array | None]:
         return convolution.conv_vjp(g, x, w, bias, stride, padding, dilation, groups)
 
-    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
-        return pointwise.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)
+    def fold_batchnorm(self, weight: Array, bias: Array | None, gamma: Array, beta: Array,
+                       mean: Array, var: Array, *, eps: float) -> tuple[Array, Array]:
+        return batchnorm.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)
 
 
 ON_NUMPY = ArrayApiBackend(array_api_compat.numpy, name="array_api[numpy]")
 """The same code on NumPy arrays through ``array-api-compat`` (float64, float32, float16)."""
+
+
+def _on_torch() -> ArrayApiBackend:
+    import array_api_compat.torch
+
+    return ArrayApiBackend(array_api_compat.torch, name="array_api[torch]")
+
+
+def _on_jax() -> ArrayApiBackend:
+    import jax.numpy
+
+    # XLA on CPU flushes subnormals to zero.
+    return ArrayApiBackend(jax.numpy, name="array_api[jax]", subnormals=False)
+
+
+_LAZY = {"ON_TORCH": _on_torch, "ON_JAX": _on_jax}
+_built: dict[str, ArrayApiBackend] = {}
+
+
+def __getattr__(name: str) -> ArrayApiBackend:
+    """``ON_TORCH`` and ``ON_JAX``, built (importing their framework) on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _built:
+        _built[name] = _LAZY[name]()
+    return _built[name]

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from math import prod
 from typing import Any
 
-import array_api_compat.numpy as cnp
 import jax
 import numpy as np
 
-from dirac_array_api import weight as spec
+from dirac_core import delta as spec_delta
 from dirac_core.backend import Availability
 
 from . import eager, ops
@@ -162,7 +161,7 @@ class JaxBackend:
     def dirac_tensor(self, shape, *, groups, policy, dtype, device):
         dt = np.dtype(dtype or self.dtypes[0])
         if prod(shape) <= eager.MAX_ELEMENTS:
-            delta = spec.dirac_tensor(cnp, shape, groups, policy, dt)  # same code, on the host
+            delta = spec_delta.dirac_tensor(shape, groups, policy, dt)  # same code, on the host
         else:
             delta = _dirac_tensor(shape, groups, policy, dt)
         return jax.device_put(delta, jax_device(device))

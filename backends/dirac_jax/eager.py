@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dirac_array_api.namespace import work_dtype
+from dirac_core.xp import work_dtype
 
 from . import ops
 
@@ -71,7 +71,7 @@ class _Rows:
         self.shape = tuple(w.shape)
         self.rows, self.cols = self.shape[0], prod(self.shape[1:])
         self.padded = (bucket(self.rows), bucket(self.cols))
-        self.work = np.dtype(work_dtype(jnp, w.dtype))
+        self.work = np.dtype(work_dtype(w.dtype, jnp))
         self.device = next(iter(w.devices()))
 
     def pad(self, a: Any) -> jax.Array:

@@ -1,7 +1,8 @@
 """The differentiable JAX ops: usable under ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
 
-The maths of the Dirac weight, filter normalization and NCReLU is the Array API code of
-:mod:`dirac_array_api` run on ``jax.numpy``. Each of them carries a ``jax.custom_vjp`` rule that
+The maths of the Dirac weight, filter normalization, NCReLU and batch-norm folding is the
+specification's own (:mod:`dirac_core`, written against the Array API standard) run on
+``jax.numpy``. Each of them carries a ``jax.custom_vjp`` rule that
 *is* the spec's VJP, because autodiff of the forward would not be: the normalization divides
 by a max-abs and a norm chosen through ``where`` (their derivatives would give NaN for an
 all-zero filter and the wrong branch at the clamp), and NCReLU's gradient at exactly zero is
@@ -27,12 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dirac_array_api import pointwise
-from dirac_array_api import weight as spec
-from dirac_array_api.namespace import eps_in as eps_range
-from dirac_array_api.namespace import work_dtype
+from dirac_core import activation, batchnorm
+from dirac_core import delta as spec_delta
+from dirac_core import weight as spec
 from dirac_core.delta import WeightGeometry, is_tap, weight_geometry
+from dirac_core.normalize import working_eps
 from dirac_core.padding import Pairs, resolve_padding
+from dirac_core.xp import work_dtype
 
 # XLA:CPU flushes subnormals to zero: an eps below the smallest normal would divide by zero.
 _SUBNORMALS = False
@@ -40,12 +42,12 @@ _SUBNORMALS = False
 
 def dirac_tensor(shape: tuple[int, ...], groups: int, policy: str, dtype: Any) -> jax.Array:
     """The Dirac tensor (paper eq. 2, 7-8) of ``shape`` in ``dtype``."""
-    return spec.dirac_tensor(jnp, shape, groups, policy, dtype)
+    return spec_delta.dirac_tensor(shape, groups, policy, dtype, jnp)
 
 
 def eps_in(dtype: Any, eps: float) -> float:
     """``eps`` clamped into the positive normal range of ``dtype``'s working dtype."""
-    return eps_range(jnp, work_dtype(jnp, dtype), eps, subnormals=_SUBNORMALS)
+    return working_eps(eps, work_dtype(dtype, jnp), subnormals=_SUBNORMALS)
 
 
 def taps(shape: tuple[int, ...], groups: int, policy: str) -> np.ndarray:
@@ -76,7 +78,7 @@ def combine(w: jax.Array, alpha: jax.Array, beta: jax.Array, taps: jax.Array,
     (:func:`taps`, or :data:`NO_TAPS`) and ``eps`` (in range, see :func:`eps_in`) as data: the
     one ``custom_vjp`` rule of the weight ops. ``delta`` is formed from index arithmetic in
     the compiled program, never held as an array."""
-    delta = _identity(taps, w.shape, work_dtype(jnp, w.dtype))
+    delta = _identity(taps, w.shape, work_dtype(w.dtype, jnp))
     return spec.combine(w, alpha, beta, delta, eps, normalize)
 
 
@@ -88,7 +90,7 @@ def _combine_fwd(w: jax.Array, alpha: jax.Array, beta: jax.Array, taps: jax.Arra
 def _combine_bwd(normalize: bool, saved: Any, g: jax.Array) -> tuple[Any, ...]:
     # jnp.asarray: JAX may hand back a residual it knew at trace time as a NumPy constant.
     w, alpha, beta, taps, eps = (jnp.asarray(a) for a in saved)
-    delta = _identity(taps, w.shape, work_dtype(jnp, w.dtype))
+    delta = _identity(taps, w.shape, work_dtype(w.dtype, jnp))
     dw, dalpha, dbeta = spec.combine_vjp(g, w, alpha, beta, delta, eps, normalize)
     # The geometry and eps are constants of the parameterization: no gradient flows into them.
     return dw, dalpha, dbeta, None, jnp.zeros_like(eps)
@@ -101,7 +103,7 @@ def dirac_weight(w: jax.Array, alpha: jax.Array, beta: jax.Array, eps: float, no
                  groups: int, policy: str) -> jax.Array:
     """``alpha * delta + beta * normalize(W)`` (paper eq. 13) in ``w``'s dtype; ``alpha`` and
     ``beta`` are 0-d or ``(O,)`` arrays, and their gradients come back in their own dtypes."""
-    work = work_dtype(jnp, w.dtype)
+    work = work_dtype(w.dtype, jnp)
     return combine(w, alpha, beta, jnp.asarray(taps(tuple(w.shape), groups, policy)),
                    jnp.asarray(eps_in(w.dtype, eps), work), normalize)
 
@@ -109,7 +111,7 @@ def dirac_weight(w: jax.Array, alpha: jax.Array, beta: jax.Array, eps: float, no
 def normalize_filters(w: jax.Array, eps: float) -> jax.Array:
     """``w[o] / max(||w[o]||, eps)`` per filter, in ``w``'s dtype: :func:`combine` with
     ``alpha = 0``, ``beta = 1`` and no identity term (exact: ``0 + 1 * u == u``)."""
-    work = work_dtype(jnp, w.dtype)
+    work = work_dtype(w.dtype, jnp)
     zero, one = jnp.zeros((), work), jnp.ones((), work)
     return combine(w, zero, one, jnp.asarray(NO_TAPS), jnp.asarray(eps_in(w.dtype, eps), work),
                    True)
@@ -118,7 +120,7 @@ def normalize_filters(w: jax.Array, eps: float) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def ncrelu(x: jax.Array, axis: int) -> jax.Array:
     """``concat([max(x, 0), min(x, 0)], axis)`` (paper eq. 10)."""
-    return pointwise.ncrelu(x, axis)
+    return activation.ncrelu(x, axis)
 
 
 def _ncrelu_fwd(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
@@ -126,7 +128,7 @@ def _ncrelu_fwd(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
 
 
 def _ncrelu_bwd(axis: int, x: jax.Array, g: jax.Array) -> tuple[jax.Array]:
-    return (pointwise.ncrelu_vjp(g, jnp.asarray(x), axis),)
+    return (activation.ncrelu_vjp(g, jnp.asarray(x), axis),)
 
 
 ncrelu.defvjp(_ncrelu_fwd, _ncrelu_bwd)
@@ -137,7 +139,7 @@ def conv(x: jax.Array, w: jax.Array, bias: jax.Array | None, stride: tuple[int, 
     """N-d cross-correlation with the spec's padding (``"same"``: left ``d*floor(K/2)``,
     right ``d*(K-1) - left``) or explicit ``(left, right)`` pairs; NC... / OI... layouts."""
     pairs = resolve_padding(padding, tuple(w.shape[2:]), dilation)
-    work = work_dtype(jnp, x.dtype)
+    work = work_dtype(x.dtype, jnp)
     y = lax.conv_general_dilated(
         x.astype(work), w.astype(work), window_strides=stride, padding=pairs,
         rhs_dilation=dilation, feature_group_count=groups, precision=lax.Precision.HIGHEST,
@@ -151,4 +153,4 @@ def fold_batchnorm(weight: jax.Array, bias: jax.Array | None, gamma: jax.Array,
                    beta: jax.Array, mean: jax.Array, var: jax.Array, eps: float
                    ) -> tuple[jax.Array, jax.Array]:
     """Fold an eval-mode batch norm into the conv before it (arithmetic in >= float32)."""
-    return pointwise.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)
+    return batchnorm.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)

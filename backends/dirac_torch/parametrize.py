@@ -126,6 +126,7 @@ class DiracParametrization(nn.Module):
             else:
                 self.register_buffer(name, value)
         self.geometry = weight_geometry(self.weight_shape, self.groups, self.policy)
+        self._registered = False  # see right_inverse
 
     def _initial(self, value: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
         """``value`` as a float64 CPU tensor of shape ``()``, or ``(O,)`` when per-channel."""
@@ -177,6 +178,58 @@ class DiracParametrization(nn.Module):
         return kernels.dirac_tensor(
             self.weight_shape, self.groups, self.policy, self.alpha.dtype, self.alpha.device
         )
+
+    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
+        """The free ``W`` whose ``W_hat`` is ``value``: what ``conv.weight = value`` stores.
+
+        With ``normalize=False`` it is ``(value - alpha * delta) / beta``, exact up to rounding.
+        With ``normalize=True`` no such ``W`` exists in general (every filter of
+        ``normalize(W)`` has norm 1, or less below the clamp), so assigning raises; set the free
+        weight itself (``conv.parametrizations.weight.original``) instead.
+
+        Registration keeps the conv's weight as the free ``W`` (what :func:`register_dirac`
+        promises): ``torch.nn.utils.parametrize`` calls this method once while registering,
+        and that first call declines with ``NotImplementedError``, which torch reads as
+        "identity".
+
+        Raises
+        ------
+        ValueError
+            ``normalize=True``; a ``beta`` entry of zero (``W`` is then undetermined); a
+            ``value`` of another shape.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> conv = register_dirac(nn.Conv1d(2, 2, 3, padding=1, bias=False), normalize=False,
+        ...                       alpha_init=1.0, beta_init=0.5)
+        >>> conv.weight = torch.zeros(2, 2, 3)
+        >>> conv.parametrizations.weight.original[0, 0].tolist()
+        [0.0, -2.0, 0.0]
+        """
+        if not self._registered:
+            self._registered = True
+            raise NotImplementedError("registration keeps the weight as the free W")
+        if tuple(value.shape) != self.weight_shape:
+            raise ValueError(f"the assigned weight has shape {tuple(value.shape)}; this "
+                             f"parametrization was built for {self.weight_shape}")
+        if self.normalize:
+            raise ValueError(
+                "cannot assign W_hat to a Dirac weight with normalize=True: W_hat = alpha * "
+                "delta + beta * normalize(W) fixes each filter of normalize(W) to norm 1 (or "
+                "less, below the eps clamp), so almost no tensor is the W_hat of any W; assign "
+                "the free weight to conv.parametrizations.weight.original instead, or use "
+                "normalize=False")
+        with torch.no_grad():
+            shape = (-1,) + (1,) * (value.dim() - 1)
+            alpha = self.alpha.reshape(shape) if self.alpha.dim() else self.alpha
+            beta = self.beta.reshape(shape) if self.beta.dim() else self.beta
+            if bool((beta == 0).any()):
+                raise ValueError(f"cannot assign W_hat while beta has a zero entry (beta="
+                                 f"{self.beta.tolist()}): beta * W is then 0 whatever W is")
+            work = torch.promote_types(value.dtype, beta.dtype)
+            free = (value.to(work) - alpha.to(work) * self.delta.to(work)) / beta.to(work)
+            return free.to(value.dtype)
 
     def extra_repr(self) -> str:
         return (

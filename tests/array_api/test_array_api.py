@@ -14,7 +14,7 @@ xp = pytest.importorskip("array_api_strict")
 pytest.importorskip("array_api_compat")
 
 from dirac_array_api import ON_NUMPY, ArrayApiBackend  # noqa: E402
-from dirac_array_api import conv as convolution  # noqa: E402
+from dirac_core import convolution  # noqa: E402
 
 RNG = np.random.default_rng(3)
 
@@ -56,3 +56,32 @@ def test_col2im_by_spreading_is_the_transpose_of_im2col(stride):
     dx, dw, _ = convolution.conv_vjp(ON_NUMPY.from_numpy(g), *native, None, **kw)
     assert np.isclose(np.sum(y * g), np.sum(x * dx), rtol=1e-12)
     assert np.isclose(np.sum(y * g), np.sum(w * dw), rtol=1e-12)
+
+
+@pytest.mark.parametrize("adapter", ["ON_TORCH", "ON_JAX"])
+def test_the_adapter_declares_only_what_it_can_carry(adapter):
+    import dirac_array_api
+
+    pytest.importorskip({"ON_TORCH": "torch", "ON_JAX": "jax"}[adapter])
+    backend = getattr(dirac_array_api, adapter)
+    assert "bfloat16" not in backend.dtypes  # neither takes ml_dtypes' bfloat16 back to NumPy
+    assert {"float32", "float16"} <= set(backend.dtypes)
+    for dtype in backend.dtypes:
+        native = backend.from_numpy(np.ones(2, dtype))
+        assert backend.owns(native) and backend.to_numpy(native).dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("check", ["ncrelu", "conv", "conv_vjp", "identity_eq1"])
+def test_the_suite_passes_on_jax_numpy(check):
+    """A few examples of the suite on the JAX namespace (the whole suite takes too long on a
+    CPU: every eager op compiles per shape)."""
+    pytest.importorskip("jax")
+    from hypothesis import HealthCheck, settings
+
+    from dirac_array_api import ON_JAX
+    from dirac_conformance.runner import run_check
+
+    few = settings(max_examples=3, derandomize=True, deadline=None, database=None,
+                   suppress_health_check=list(HealthCheck))
+    result = run_check(ON_JAX, check, "float32", settings=few)
+    assert result.status == "pass", result.message

@@ -89,3 +89,46 @@ def test_numpy_integer_arguments_are_accepted():
     kw = {"stride": np.int64(2), "padding": np.int32(1), "dilation": np.int64(1),
           "groups": np.int64(2)}
     np.testing.assert_array_equal(dc.conv(x, w, **kw), dc.conv(x, w, stride=2, padding=1, groups=2))
+
+
+# A length-4 input whose output reads only a few positions of an enormous padded input: the
+# padded input (or a col2im buffer of its size) would take gigabytes.
+HUGE = 10**9
+FAR_READS = [
+    # kernel 2 with dilation 1e9: tap 0 reads only padding, tap 1 reads x[j]
+    ({"padding": ((HUGE, 0),), "dilation": HUGE}, 2, 4),
+    # kernel 1, stride 1e9 over 1e9 of padding each side: only output 1 reads x[0]
+    ({"padding": HUGE, "stride": HUGE}, 1, 3),
+]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api"])
+@pytest.mark.parametrize("kwargs, taps, out", FAR_READS)
+def test_far_padding_and_dilation_cost_what_the_output_costs(backend, kwargs, taps, out):
+    import tracemalloc
+
+    if backend == "array_api":
+        xp = pytest.importorskip("array_api_strict")
+        to = xp.asarray
+    else:
+        to = np.asarray
+    x = np.array([[[1.0, 2.0, 3.0, 4.0]]])
+    w = np.arange(1.0, taps + 1).reshape(1, 1, taps)
+    g = np.arange(1.0, out + 1).reshape(1, 1, out)
+    tracemalloc.start()
+    try:
+        y = dc.conv(to(x), to(w), **kwargs)
+        dx, dw, _ = dc.conv_vjp(to(g), to(x), to(w), **kwargs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # bytes: the padded input alone would be 8 GB
+    y, dx, dw = (np.asarray(a) for a in (y, dx, dw))
+    if taps == 2:  # y[j] = w[1] * x[j]; tap 0 sees zeros only
+        np.testing.assert_array_equal(y[0, 0], 2 * x[0, 0])
+        np.testing.assert_array_equal(dx[0, 0], 2 * g[0, 0])
+        np.testing.assert_array_equal(dw[0, 0], [0.0, g[0, 0] @ x[0, 0]])
+    else:  # only output 1 reads the input, at x[0]
+        np.testing.assert_array_equal(y[0, 0], [0.0, 1.0, 0.0])
+        np.testing.assert_array_equal(dx[0, 0], [2.0, 0.0, 0.0, 0.0])
+        np.testing.assert_array_equal(dw[0, 0], [2.0])

@@ -190,3 +190,33 @@ def test_float16_weights_accumulate_in_float32():
     assert conv.weight.dtype == torch.float16
     got = conv.weight.detach().double().numpy()
     assert np.allclose(got, expected.numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_assigning_the_weight_inverts_the_unnormalized_parameterization():
+    conv = register_dirac(nn.Conv2d(4, 6, 3, padding=1, bias=False).double(), normalize=False,
+                          per_channel=True, alpha_init=[1.0, 2.0, 0.5, 1.0, 3.0, 1.0],
+                          beta_init=[0.5, 2.0, 1.0, 4.0, 0.25, 1.0])
+    target = torch.randn(6, 4, 3, 3, dtype=torch.float64)
+    original = conv.parametrizations.weight.original
+    conv.weight = target
+    assert conv.parametrizations.weight.original is original  # updated in place
+    torch.testing.assert_close(conv.weight, target, rtol=1e-14, atol=1e-14)
+
+
+def test_registering_keeps_the_weight_as_the_free_w():
+    conv = nn.Conv1d(3, 3, 3, padding=1, bias=False)
+    before = conv.weight.detach().clone()
+    register_dirac(conv, normalize=False, alpha_init=1.0, beta_init=1.0)
+    assert torch.equal(conv.parametrizations.weight.original, before)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "normalize=True"),
+    ({"normalize": False, "beta_init": 0.0}, "beta has a zero entry"),
+])
+def test_assigning_an_unreachable_weight_says_why(kwargs, message):
+    conv = register_dirac(nn.Conv1d(2, 2, 3, padding=1, bias=False), **kwargs)
+    before = conv.parametrizations.weight.original.detach().clone()
+    with pytest.raises(ValueError, match=message):
+        conv.weight = torch.zeros(2, 2, 3)
+    assert torch.equal(conv.parametrizations.weight.original, before)  # nothing changed

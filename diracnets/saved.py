@@ -135,7 +135,8 @@ def load_run(run_dir: str | Path, weights: str = "final", *, model: nn.Module | 
     >>> run.folded(images).argmax(1)  # doctest: +SKIP
     """
     from dirac_torch.fold import fold_model
-    from dirac_torch.saving import build_from_architecture, load_state
+    from dirac_torch.saving import build_from_architecture
+    from dirac_torch.untrusted import load_state
 
     if weights not in WEIGHTS:
         raise ValueError(f"weights={weights!r} is not accepted; use one of {sorted(WEIGHTS)}")

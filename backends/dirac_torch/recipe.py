@@ -235,8 +235,7 @@ def load_with_recipe(path: str | os.PathLike, model: nn.Module | None,
         The file holds no recipe (a DiracNet file: load it without ``model=``); a recipe that
         is not valid or does not fit ``model``; weights that fit neither structure.
     """
-    from .saving import load_state
-    from .untrusted import load_safetensors
+    from .untrusted import load_safetensors, load_state
 
     source = f"{str(path)!r}"
     description = read_recipe(path)

@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
@@ -33,6 +32,7 @@ from .untrusted import (
     MAX_PARAMETERS,
     check_parameter_count,
     load_safetensors,
+    load_state,
     safetensors_header,
 )
 
@@ -244,22 +244,3 @@ def load_model(
     state = load_safetensors(path, map_location)
     load_state(model, state, f"{str(path)!r}")
     return model.eval()
-
-
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model`` (every key must match), converting the model to the
-    weights' floating dtype and device first.
-
-    Raises
-    ------
-    ValueError
-        The weights do not fit the model; the message names ``source``.
-    """
-    floating = [v for v in state.values() if v.is_floating_point()]
-    if floating:
-        model.to(device=floating[0].device, dtype=floating[0].dtype)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"the weights in {source} do not fit the described network: "
-                         f"{exc}") from None

@@ -166,3 +166,22 @@ def _folded_weights(spec: nets.NetSpec) -> int:
     return sum(layer.out_channels * layer.in_channels * layer.kernel_size**2
                if isinstance(layer, nets.Conv) else layer.num_parameters()
                for _, layer in spec.layers() if isinstance(layer, nets.Conv | nets.Linear))
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` (every key must match), converting the model to the
+    weights' floating dtype and device first.
+
+    Raises
+    ------
+    ValueError
+        The weights do not fit the model; the message names ``source``.
+    """
+    floating = [v for v in state.values() if v.is_floating_point()]
+    if floating:
+        model.to(device=floating[0].device, dtype=floating[0].dtype)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"the weights in {source} do not fit the described network: "
+                         f"{exc}") from None

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,28 @@ def gather(value: Any, context: Context) -> list[Any]:
     out: list[Any] = [None] * context.world
     dist.all_gather_object(out, value)
     return out
+
+
+def on_main(action: Callable[[], T], context: Context) -> T | None:
+    """Run ``action`` on rank 0 only; its result there (``None`` on the other ranks).
+
+    An exception ``action`` raises is sent to every rank and raised there too, so a refusal
+    (a run folder that may not be used, say) ends every rank with the same message instead of
+    leaving the others waiting for rank 0 in their next collective.
+    """
+    result, error = None, None
+    if context.is_main:
+        try:
+            result = action()
+        except Exception as exc:  # every rank re-raises it below
+            error = exc
+    if context.enabled:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise error
+    return result
 
 
 def barrier(context: Context) -> None:

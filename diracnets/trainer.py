@@ -26,7 +26,6 @@ job. What it guarantees:
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -146,9 +145,9 @@ class Trainer:
         self.config, self.callbacks, self._log = config, list(callbacks), log
         self.run_dir, self.kind = Path(config.out), kind
         self._model_from_config = model_factory is None
-        if run_folder is None and os.environ.get("RANK", "0") == "0":
-            _check_folder(self.run_dir, resume_state, overwrite, kind)  # fail before any work
         self.context, self.device = distributed.setup(config.device)
+        if run_folder is None:  # fail before any work, on every rank (rank 0 decides)
+            self._on_main(lambda: _check_folder(self.run_dir, resume_state, overwrite, kind))
         seed_everything(config.seed)
         self.recipe = recipe(config.recipe)
         self.dataset = adapt_dataset(dataset if dataset is not None else load_dataset(
@@ -189,6 +188,15 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self._holding = False
         self.folder = self._claim(resume_state, overwrite, run_folder)
+
+    def _on_main(self, action: Callable[[], Any]) -> Any:
+        """``action`` on rank 0 (:func:`.distributed.on_main`); a refusal leaves the process
+        group first, so each rank ends with the one-line error alone."""
+        try:
+            return distributed.on_main(action, self.context)
+        except RunFolderError:
+            distributed.teardown(self.context)
+            raise
 
     # -- public ------------------------------------------------------------------------------
 
@@ -554,11 +562,10 @@ class Trainer:
             if resume_state is not None and resume_state.get("run_id") != given.run_id:
                 raise RunFolderError(f"the checkpoint is not of the run in {str(given.path)!r}")
             return given
-        if not self.context.is_main:
-            return None
         if resume_state is None:
-            return RunFolder.new(self.run_dir, overwrite=overwrite, kind=self.kind)
-        return RunFolder.reopen(self.run_dir, resume_state.get("run_id"))
+            return self._on_main(lambda: RunFolder.new(self.run_dir, overwrite=overwrite,
+                                                       kind=self.kind))
+        return self._on_main(lambda: RunFolder.reopen(self.run_dir, resume_state.get("run_id")))
 
     def _notify(self, event: str) -> None:
         for callback in self.callbacks:

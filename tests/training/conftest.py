@@ -55,11 +55,16 @@ def tiny_config(tmp_path):
 
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def free_port():
+    """``free_port()``: a TCP port on 127.0.0.1 that nothing listens on now."""
+    return _free_port
 
 
 @pytest.fixture
@@ -72,7 +77,7 @@ def launch_ranks(tmp_path):
         out = tmp_path / f"{task}-{world}"
         out.mkdir(exist_ok=True)  # the test may have put a run there
         env = {**os.environ, "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
+               "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1"}
         script = Path(__file__).with_name("ranks.py")
         procs = [subprocess.Popen([sys.executable, str(script), task, str(out)],
                                   env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},

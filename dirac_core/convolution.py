@@ -9,8 +9,10 @@ Only what the output reads is ever built: the padded input is never formed. For 
 tap ``k`` (``T = prod(K)`` of them) and each spatial dim, the output positions ``j`` whose
 input position ``j*s + k*d - left`` lies inside the input form one range; the tap's column
 block is the strided slice of the input they read, with zeros for the rest of the output
-around it. The columns are ``T`` times the output's size per input channel, whatever the
-padding or dilation (``padding=10**9`` on a length-4 input costs what its output costs).
+around it (or, where the padded input is no larger than the columns, a strided slice of the
+padded input, formed once). The columns are ``T`` times the output's size per input channel,
+whatever the padding or dilation (``padding=10**9`` on a length-4 input costs what its output
+costs).
 ``dx`` is the transpose: each tap's contribution at the output positions it read is spread to
 the input positions it came from (``s - 1`` zeros between elements) and added, one
 input-sized array at a time, in tap order.
@@ -87,10 +89,24 @@ def _tap_block(xp: ModuleType, x: Array, tap: Shape, stride: Shape, dilation: Sh
 
 def _columns(xp: ModuleType, x: Array, kernel: Shape, stride: Shape, dilation: Shape,
              pads: Pairs, out: Shape, groups: int) -> Array:
-    """im2col: ``(G, Cg * prod(K), N * prod(out))`` from an unpadded ``(N, C, *S)`` input."""
+    """im2col: ``(G, Cg * prod(K), N * prod(out))`` from an unpadded ``(N, C, *S)`` input.
+
+    When the padded input is no larger than the columns themselves it is formed once and each
+    tap is a strided slice of it (fewer copies); otherwise each tap's block is built from the
+    input alone (:func:`_tap_block`). Either way the values are the same, and nothing larger
+    than the columns is allocated.
+    """
     n, c = x.shape[:2]
-    taps = [_tap_block(xp, x, t, stride, dilation, pads, out) for t in _taps(kernel)]
-    cols = xp.reshape(xp.stack(taps, axis=2), (n, groups, c // groups, len(taps), prod(out)))
+    taps = _taps(kernel)
+    padded = [size + left + right for size, (left, right) in zip(x.shape[2:], pads, strict=True)]
+    if n * c * prod(padded) <= len(taps) * n * c * prod(out):
+        x_pad = _zero_pad(xp, x, pads)
+        blocks = [x_pad[(slice(None), slice(None), *(
+            slice(k * d, k * d + s * (o - 1) + 1, s)
+            for k, s, d, o in zip(tap, stride, dilation, out, strict=True)))] for tap in taps]
+    else:
+        blocks = [_tap_block(xp, x, t, stride, dilation, pads, out) for t in taps]
+    cols = xp.reshape(xp.stack(blocks, axis=2), (n, groups, c // groups, len(taps), prod(out)))
     cols = xp.permute_dims(cols, (1, 2, 3, 0, 4))
     # Explicit sizes, not -1: an empty batch (n == 0) must still reshape.
     return xp.reshape(cols, (groups, (c // groups) * len(taps), n * prod(out)))

@@ -39,7 +39,8 @@ def _numpy_dtype(name: str) -> np.dtype | None:
         import ml_dtypes
     except ImportError:
         return None
-    return np.dtype(ml_dtypes.bfloat16)
+    carrier: np.dtype = np.dtype(ml_dtypes.bfloat16)
+    return carrier
 
 
 class ArrayApiBackend:

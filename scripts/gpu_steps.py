@@ -374,11 +374,13 @@ def ddp(args: argparse.Namespace) -> int:
 
 def ddp_worker(args: argparse.Namespace) -> int:
     """One training step of a small DiracNet under DistributedDataParallel, different data per
-    rank; every rank must end with the same weights."""
+    rank, batch norm synchronized over the ranks (``--sync-bn``); every rank must end with the
+    same weights."""
     import torch
 
     from dirac_torch import diracnet_cifar
     from diracnets import distributed
+    from diracnets.sync_bn import synchronize_batchnorm
 
     context, device = distributed.setup("cpu" if args.cpu else "auto")
     # One rank (a one-GPU node): setup() joins no group, but DDP needs one, NCCL included.
@@ -388,6 +390,7 @@ def ddp_worker(args: argparse.Namespace) -> int:
     try:
         torch.manual_seed(0)
         model = diracnet_cifar(10, 1).to(device)
+        synchronize_batchnorm(model)  # its all-reduces run over NCCL on GPUs
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -405,7 +408,7 @@ def ddp_worker(args: argparse.Namespace) -> int:
             backend = torch.distributed.get_backend()
             same = len(set(prints)) == 1
             line = (f"{'' if same else 'FAIL: '}{context.world} ranks ({backend}, {device.type}): "
-                    f"one DDP step in {seconds:.2f} s, weights "
+                    f"one DDP step (synchronized batch norm) in {seconds:.2f} s, weights "
                     f"{'identical on every rank' if same else 'DIFFER between ranks'}")
             print(line, flush=True)
             Path(args.report).write_text(line + "\n")

@@ -146,6 +146,16 @@ def test_pretrained_overlay_loads_our_own_state_dict(tmp_path):
     assert same_state(model, source)
 
 
+def test_timm_adapts_our_pretrained_stem_to_in_chans(tmp_path):
+    source = registry.create_model("plain34_2_cifar")
+    torch.save(source.state_dict(), tmp_path / "ours.pth")
+    model = timm.create_model("plain34_2_cifar", pretrained=True, in_chans=1,
+                              pretrained_cfg_overlay={"file": str(tmp_path / "ours.pth")})
+    stem = model.get_submodule(timm.models.get_pretrained_cfg("plain34_2_cifar").first_conv)
+    assert stem.weight.shape[1] == 1  # timm sums the pretrained RGB filters for one channel
+    assert torch.allclose(stem.weight[:, 0], source.stem[0].weight.sum(1))
+
+
 def test_pretrained_with_other_classes_keeps_all_but_the_classifier(v2_source, v2_file):
     model = timm.create_model(V2, pretrained=True, num_classes=3,
                               pretrained_cfg_overlay={"file": v2_file})

@@ -9,7 +9,9 @@ process with ``batch`` examples, up to float32 round-off.
 
 Unlike :class:`torch.nn.SyncBatchNorm` (CUDA only, and a module of another class), this works
 on gloo (CPU) and NCCL alike and keeps each module an instance of its own class, so folding,
-saving and loading see ordinary batch norms. Evaluation mode is unchanged.
+saving and loading see ordinary batch norms. Evaluation mode is unchanged, and
+:func:`desynchronize_batchnorm` gives the modules their own class back (the trainer does so
+when training ends, before the network is folded).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def summed(tensor: torch.Tensor) -> torch.Tensor:
     return _Summed.apply(tensor)  # type: ignore[no-any-return]
 
 
-def synced_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+def _synced_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
     """Training: statistics of the global batch (two differentiable all-reduces, whose
     backward sums the gradients of every rank); evaluation: the module's own forward."""
     if not (self.training and dist.is_available() and dist.is_initialized()
@@ -107,10 +109,33 @@ def synchronize_batchnorm(model: nn.Module) -> int:
     return changed
 
 
+def desynchronize_batchnorm(model: nn.Module) -> int:
+    """Undo :func:`synchronize_batchnorm`: each batch norm of ``model`` is again an instance of
+    its own class (what folding and exporting expect), parameters and buffers untouched.
+
+    Returns
+    -------
+    int
+        The number of batch norms changed back.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    >>> synchronize_batchnorm(net), desynchronize_batchnorm(net), type(net[1]) is nn.BatchNorm2d
+    (1, 1, True)
+    """
+    changed = 0
+    for module in model.modules():
+        if type(module) in _SYNCED.values():
+            module.__class__ = type(module).__bases__[0]
+            changed += 1
+    return changed
+
+
 def _synced_class(base: type) -> type:
     if base not in _SYNCED:
         synced = type(f"Synced{base.__name__}", (base,), {
-            "forward": synced_forward, "_update_running": _update_running,
+            "forward": _synced_forward, "_update_running": _update_running,
             "__module__": __name__})
         _SYNCED[base] = synced
         _SYNCED[synced] = synced

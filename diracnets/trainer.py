@@ -57,7 +57,7 @@ from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .rundir import RunFolder, RunFolderError, check_new, check_resume
 from .scales import parameter_groups, scale_snapshot
 from .stop_signals import StopRequest
-from .sync_bn import synchronize_batchnorm
+from .sync_bn import desynchronize_batchnorm, synchronize_batchnorm
 from .training_state import check_state
 
 Callback = Callable[[str, "Trainer"], None]
@@ -303,6 +303,7 @@ class Trainer:
                         return self._end_early()
                     self._end_epoch()
         finally:
+            desynchronize_batchnorm(self.model)  # plain batch norms again: folding needs them
             self._plot()
             if not self._holding:
                 self.close()

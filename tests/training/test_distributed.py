@@ -1,4 +1,5 @@
-"""Data-parallel training through torchrun: two CPU processes (gloo) end with equal weights."""
+"""Data-parallel training through torchrun: two CPU processes (gloo) with ``--sync-bn`` end
+with equal weights, and the network folds (its batch norms are plain ones again)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def test_torchrun_two_cpu_ranks_end_identical(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "diracnets.cli", "train", "--depth", "10", "--epochs", "1",
            "--batch-size", "32", "--train-limit", "160", "--no-progress", "--device", "cpu",
+           "--sync-bn",
            "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from diracnets.sync_bn import synchronize_batchnorm
+from diracnets.sync_bn import desynchronize_batchnorm, synchronize_batchnorm
 
 
 def test_synchronized_modules_stay_batch_norms_and_compute_the_same_alone():
@@ -20,6 +20,13 @@ def test_synchronized_modules_stay_batch_norms_and_compute_the_same_alone():
     x = torch.randn(4, 2, 6, 6)
     # no process group: the ordinary forward, bit for bit
     torch.testing.assert_close(net(x), plain(x), rtol=0, atol=0)
+    # back to plain batch norms, which fold_model folds
+    from dirac_torch.fold import fold_model
+
+    assert desynchronize_batchnorm(net) == 2 and type(net[1]) is nn.BatchNorm2d
+    net.eval()
+    conv_bn = net[:2]  # a convolution and the batch norm it feeds
+    torch.testing.assert_close(fold_model(conv_bn)(x), conv_bn(x), rtol=1e-5, atol=1e-5)
 
 
 def test_two_ranks_see_the_global_batch_of_one_process_crops_and_flips_included(digits):

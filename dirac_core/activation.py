@@ -19,6 +19,7 @@ def ncrelu_vjp(g: Array, x: Array, axis: int) -> Array:
     xp = namespace(g, x)
     half = g.shape[axis] // 2
     before = (slice(None),) * (axis % g.ndim)
-    positive, negative = g[(*before, slice(0, half))], g[(*before, slice(half, None))]
+    positive = g[(*before, slice(0, half), ...)]
+    negative = g[(*before, slice(half, None), ...)]
     zero = xp.zeros((), dtype=g.dtype, device=device_of(g))
     return xp.where(x > 0, positive, zero) + xp.where(x < 0, negative, zero)

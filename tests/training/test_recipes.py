@@ -185,3 +185,24 @@ def test_every_recipe_is_documented():
     text = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
     for name in RECIPES:
         assert f"`{name}`" in text
+
+
+def test_a_resumed_authors_run_empties_the_momentum_as_an_uninterrupted_one(
+        tiny_config, small_digits, tmp_path):
+    # the drop falls on the epoch the run resumes at: the restored buffers must be emptied too
+    def config(epochs: int, out: str) -> TrainConfig:
+        return tiny_config(recipe="authors-v2-cifar", arch="v2_cifar", epochs=epochs,
+                           milestones=(2,), out=str(tmp_path / out))
+
+    straight = Trainer(config(3, "a"), dataset=small_digits, log=None)
+    straight.fit()
+    straight.close()
+    first = Trainer(config(2, "b"), dataset=small_digits, log=None)
+    first.fit()
+    first.close()
+    resumed = Trainer.from_checkpoint(tmp_path / "b" / "last.pt", {"epochs": 3},
+                                      dataset=small_digits, log=None)
+    resumed.fit()
+    resumed.close()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key

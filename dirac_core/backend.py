@@ -13,6 +13,9 @@ arguments, then call the backend with *native* arrays of that backend and canoni
   working dtype: float64 for float64 weights, float32 otherwise).
   ``dirac_weight`` and the ``dw`` of its VJP have the weight's dtype; ``dalpha`` and ``dbeta``
   have alpha's and beta's dtype (as autograd gives each gradient its argument's dtype);
+- ``eps``: the positive finite float the user gave (``1e-50`` and ``1e39`` included): take it in
+  the working dtype *brought into its positive finite range* with
+  :func:`dirac_core.normalize.working_eps` (the reference does), never cast it straight;
 - ``axis``: a non-negative int; ``dtype``: a dtype name (``"float64"``, ``"float32"``, ...) or
   ``None`` for the backend's default; ``groups``: a positive int; ``policy``: ``"tile"`` or
   ``"min"``.

@@ -30,7 +30,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from .backend import OPS, Backend
+from .backend import OPS, Availability, Backend
 from .errors import BackendUnavailableError, BrokenBackendError, UnknownBackendError
 from .validation import is_python_or_numpy_scalar
 
@@ -161,12 +161,37 @@ def get_backend(name: str | Backend, *, require_available: bool = True) -> Backe
         backend = _load(name)
         _loaded[name] = backend
     if require_available:
-        status = backend.available()
+        status = availability(backend, name)
         if not status:
             raise BackendUnavailableError(
                 f"backend={name!r} is installed but not usable here: {status.reason}"
             )
     return backend
+
+
+def availability(backend: Backend, name: str) -> Availability:
+    """``backend.available()``, checked: an :class:`Availability`, or a one-line error.
+
+    Raises
+    ------
+    BrokenBackendError
+        ``available()`` raised, or returned something other than an ``Availability``
+        (``None``, a bare bool): the backend is broken, not unavailable.
+
+    Examples
+    --------
+    >>> availability(get_backend("numpy"), "numpy")
+    Availability(ok=True, reason='')
+    """
+    try:
+        status = backend.available()
+    except Exception as exc:  # a third party's check can raise anything
+        raise BrokenBackendError(f"backend={name!r}: available() raised {exc!r}") from exc
+    if not isinstance(status, Availability):
+        raise BrokenBackendError(
+            f"backend={name!r}: available() returned {status!r}, not a "
+            f"dirac_core.Availability(ok, reason)")
+    return status
 
 
 def _load(name: str) -> Backend:
@@ -200,7 +225,7 @@ def available_backends() -> dict[str, str]:
     report = {}
     for name in backend_names():
         try:
-            status = get_backend(name, require_available=False).available()
+            status = availability(get_backend(name, require_available=False), name)
             report[name] = "" if status else status.reason
         except Exception as exc:  # report every broken backend instead of failing the listing
             report[name] = str(exc)

@@ -53,6 +53,9 @@ def test_table_lists_the_current_checks(name, body):
     }
     for r in rows:  # a pass, or a known failure the xfails file explains
         known = find_xfail(XFAILS, name, r[1], r[2])
-        assert r[3] in (("XFAIL", "XPASS") if known else ("PASS",)), r
+        # a non-strict entry may fail or pass (its check fails on some machines only)
+        allowed = ("PASS",) if not known else ("XFAIL", "XPASS") if known.strict else (
+            "XFAIL", "PASS")
+        assert r[3] in allowed, r
     assert re.fullmatch(rf"{len(rows)}/{len(rows)} checks conform \(.* s, profile ci\)",
                         lines[-1])

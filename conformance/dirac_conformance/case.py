@@ -1,17 +1,20 @@
 """One generated example: the inputs of an op, held in float64 and handed out three ways.
 
 Every array operand is stored as float64 values that are exactly representable in the dtype
-it is handed to the backend in, so the backend (``native``), the float64 reference
-(``reference``) and the error model (``absolute``) all see the same numbers.
+it is handed to the backend in, so the backend (``native``, in the operand's memory layout),
+the float64 reference (``reference``) and the error model (``absolute``) all see the same
+numbers. A case of a stateful check also carries the op it calls and what changes before the
+second call (:class:`Sequel`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from .layouts import native as laid_out
 from .target import Target
 
 
@@ -30,13 +33,30 @@ class Operand:
     python: bool = False
     origin: str = ""
     recipe: str = ""
+    layout: str = "contiguous"
 
     def __repr__(self) -> str:
         if self.python:
             return repr(float(self.values))
+        where = "" if self.layout == "contiguous" else f" {self.layout}"
         if self.values.size <= 8:
-            return f"{self.dtype}({self.values.tolist()!r})"
-        return f"{self.dtype}{list(self.values.shape)}<{self.origin}>"
+            return f"{self.dtype}({self.values.tolist()!r}{where})"
+        return f"{self.dtype}{list(self.values.shape)}<{self.origin}{where}>"
+
+
+@dataclass(frozen=True)
+class Sequel:
+    """What a stateful check changes between two calls of the same op.
+
+    ``kind``: ``"input"`` (``operands`` written into the first call's arrays in place),
+    ``"result"`` (NaN written into the first call's results, then the op called again on fresh
+    arrays) or ``"arguments"`` (the same weight array, with the new ``operands`` and
+    ``kwargs``: other scales, ``eps`` or cotangent).
+    """
+
+    kind: str
+    operands: dict[str, Operand] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, repr=False)
@@ -50,6 +70,8 @@ class Case:
     dtype: str
     operands: dict[str, Operand | None]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    op: str = ""
+    sequel: Sequel | None = None
 
     def array(self, name: str) -> np.ndarray:
         """The float64 values of operand ``name`` (which must not be None)."""
@@ -77,10 +99,20 @@ class Case:
                 out[name] = None
         return out
 
+    def then(self) -> Case:
+        """The case of the second call of a stateful check: the sequel's operands and kwargs
+        in place of the first call's."""
+        if self.sequel is None:
+            raise ValueError(f"{self!r} has no second call")
+        return replace(self, operands={**self.operands, **self.sequel.operands},
+                       kwargs={**self.kwargs, **self.sequel.kwargs}, sequel=None)
+
     def __repr__(self) -> str:
         ops = ", ".join(f"{k}={v!r}" for k, v in self.operands.items())
         kw = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
-        return f"Case({self.dtype}: {ops}; {kw})"
+        head = f"{self.op} " if self.op else ""
+        tail = "" if self.sequel is None else f"; then {self.sequel!r}"
+        return f"Case({head}{self.dtype}: {ops}; {kw}{tail})"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         # hypothesis prints falsifying examples with this hook; keep them one line.
@@ -92,4 +124,4 @@ def _native(op: Operand | None, target: Target) -> Any:
         return None
     if op.python:
         return float(op.values)
-    return target.from_numpy(op.values, op.dtype)
+    return laid_out(target, op.values, op.dtype, op.layout)

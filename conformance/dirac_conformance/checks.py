@@ -18,12 +18,15 @@ compared, bit for bit, before and after each call, forward and VJP.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 import dirac_core as dc
@@ -33,8 +36,12 @@ from dirac_core.validation import dtype_name
 from . import magnitudes
 from . import strategies as s
 from .case import Case
+from .layouts import native as laid_out
 from .target import Target
 from .tolerance import Mismatch, Output, check_outputs
+
+Natives = dict[str, Any] | None
+"""The backend's arrays of a case's operands, when a stateful check reuses them."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,20 @@ class Check:
     """
 
     name: str
-    strategy: Callable[[str], SearchStrategy[Case]]
-    evaluate: Callable[[Target, Case], list[Output]]
+    strategy: Callable[..., SearchStrategy[Case]]
+    evaluate: Callable[..., list[Output]]
+
+    def cases(self, dtype: str, declared: tuple[str, ...]) -> SearchStrategy[Case]:
+        """The strategy for ``dtype``, told which dtypes the backend declares (as
+        ``strategy(dtype, declared=...)`` when it takes that keyword, else ``strategy(dtype)``),
+        every array operand in a drawn memory layout."""
+        try:
+            params = list(inspect.signature(self.strategy).parameters.values())
+        except (TypeError, ValueError):  # a callable without a signature: one parameter
+            params = []
+        takes = any(p.name == "declared" or p.kind == p.VAR_KEYWORD for p in params)
+        base = self.strategy(dtype, declared=declared) if takes else self.strategy(dtype)
+        return s.laid_out(base)
 
     def run(self, target: Target, case: Case) -> float:
         """Evaluate one case; return its worst error or raise :class:`Mismatch`."""
@@ -85,26 +104,32 @@ def _snapshot(t: Target, value: Any) -> np.ndarray:
 
 
 def _out(t: Target, name: str, native: Any, ref: Any, magnitude: Any, dtype: str,
-         terms: int = 1) -> Output:
-    """An :class:`Output` from a native result, after checking its type and dtype."""
+         terms: int = 1, tolerance_dtype: str | None = None) -> Output:
+    """An :class:`Output` from a native result, after checking its type and dtype
+    (``tolerance_dtype``: the precision it is held to, when not the case's dtype)."""
     if native is not None and ref is not None:
         if not t.backend.owns(native):
-            raise Mismatch(f"{name}: result is a {type(native).__name__}, not the backend's array")
+            raise Mismatch(f"{name}: result is a {type(native).__name__}, not the backend's "
+                           f"array", output=name)
         got_dtype = dtype_name(native.dtype)
         if got_dtype != dtype:
-            raise Mismatch(f"{name}: result has dtype {got_dtype}, expected {dtype}")
-    return Output(name, t.to_numpy(native), ref, magnitude, terms)
+            raise Mismatch(f"{name}: result has dtype {got_dtype}, expected {dtype}", output=name)
+    return Output(name, t.to_numpy(native), ref, magnitude, terms, tolerance_dtype, native)
 
 
 def _outs(t: Target, names: tuple[str, ...], natives: Any, refs: Any, mags: Any,
-          dtype: str | tuple[str, ...], terms: tuple[int, ...]) -> list[Output]:
+          dtype: str | tuple[str, ...], terms: tuple[int, ...],
+          tolerance: tuple[str | None, ...] | None = None) -> list[Output]:
     """:func:`_out` for each result of a multi-output op (a VJP, batch-norm folding);
     ``dtype`` is one expected dtype for all results or one per result."""
     if not isinstance(natives, tuple | list) or len(natives) != len(names):
-        raise Mismatch(f"expected a tuple of {len(names)} results {names}, got {natives!r:.200}")
+        raise Mismatch(f"expected a tuple of {len(names)} results {names}, got {natives!r:.200}",
+                       output=", ".join(names))
     dtypes = (dtype,) * len(names) if isinstance(dtype, str) else dtype
-    rows = zip(names, natives, refs, mags, dtypes, terms, strict=True)
-    return [_out(t, name, got, ref, mag, dt, n) for name, got, ref, mag, dt, n in rows]
+    held = tolerance if tolerance is not None else (None,) * len(names)
+    rows = zip(names, natives, refs, mags, dtypes, terms, held, strict=True)
+    return [_out(t, name, got, ref, mag, dt, n, tol)
+            for name, got, ref, mag, dt, n, tol in rows]
 
 
 def _work(dtype: str) -> str:
@@ -141,7 +166,7 @@ def _scale_dtype(value: Any, dtype: str) -> str:
 # ---------------------------------------------------------------------------- forward ops
 
 
-def _dirac_tensor(t: Target, case: Case) -> list[Output]:
+def _dirac_tensor(t: Target, case: Case, native: Natives = None) -> list[Output]:
     kw = case.kwargs
     got = dc.dirac_tensor(kw["shape"], groups=kw["groups"], policy=kw["policy"],
                           dtype=case.dtype, backend=t.backend, device=t.device)
@@ -154,8 +179,8 @@ def _filter_size(case: Case) -> int:
     return max(1, int(w.size) // int(w.shape[0]))
 
 
-def _normalize(t: Target, case: Case) -> list[Output]:
-    native, ref, mag = case.native(t), case.reference(), case.absolute()
+def _normalize(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    native, ref, mag = native or case.native(t), case.reference(), case.absolute()
     got = _call(t, dc.normalize_filters, w=native["w"], eps=case.kwargs["eps"])
     eps = _ref_kwargs(case)["eps"]
     expected = dc.normalize_filters(ref["w"], eps=eps)
@@ -163,16 +188,16 @@ def _normalize(t: Target, case: Case) -> list[Output]:
     return [_out(t, "u", got, expected, magnitude, case.dtype, _filter_size(case))]
 
 
-def _dirac_weight(t: Target, case: Case) -> list[Output]:
-    native, ref, mag = case.native(t), case.reference(), case.absolute()
+def _dirac_weight(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    native, ref, mag = native or case.native(t), case.reference(), case.absolute()
     got = _call(t, dc.dirac_weight, **native, **case.kwargs)
     expected = dc.dirac_weight(**ref, **_ref_kwargs(case))
     magnitude = dc.dirac_weight(**mag, **_ref_kwargs(case))
     return [_out(t, "w_hat", got, expected, magnitude, case.dtype, _filter_size(case) + 1)]
 
 
-def _ncrelu(t: Target, case: Case) -> list[Output]:
-    native, ref = case.native(t), case.reference()
+def _ncrelu(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    native, ref = native or case.native(t), case.reference()
     got = _call(t, dc.ncrelu, x=native["x"], **case.kwargs)
     return [_out(t, "y", got, dc.ncrelu(ref["x"], **case.kwargs), None, case.dtype)]
 
@@ -182,16 +207,16 @@ def _conv_terms(case: Case) -> int:
     return int(w.size) // int(w.shape[0]) + 1
 
 
-def _conv(t: Target, case: Case) -> list[Output]:
-    native, ref, mag = case.native(t), case.reference(), case.absolute()
+def _conv(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    native, ref, mag = native or case.native(t), case.reference(), case.absolute()
     got = _call(t, dc.conv, **native, **case.kwargs)
     expected = dc.conv(**ref, **case.kwargs)
     magnitude = dc.conv(**mag, **case.kwargs)
     return [_out(t, "y", got, expected, magnitude, case.dtype, _conv_terms(case))]
 
 
-def _fold(t: Target, case: Case) -> list[Output]:
-    native, ref = case.native(t), case.reference()
+def _fold(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    native, ref = native or case.native(t), case.reference()
     # b - mean with mean negated: |b| + |mean|, the bias magnitude without cancellation.
     mag = case.absolute(negate=("mean",))
     mag["var"] = ref["var"]
@@ -204,8 +229,8 @@ def _fold(t: Target, case: Case) -> list[Output]:
 # ---------------------------------------------------------------------------- VJPs
 
 
-def _normalize_vjp(t: Target, case: Case) -> list[Output]:
-    native, ref = case.native(t), case.reference()
+def _normalize_vjp(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    native, ref = native or case.native(t), case.reference()
     got = _call(t, dc.normalize_filters_vjp, g=native["g"], w=native["w"],
                 eps=case.kwargs["eps"])
     eps = _ref_kwargs(case)["eps"]
@@ -214,8 +239,8 @@ def _normalize_vjp(t: Target, case: Case) -> list[Output]:
     return [_out(t, "dw", got, expected, magnitude, case.dtype, _filter_size(case))]
 
 
-def _dirac_weight_vjp(t: Target, case: Case) -> list[Output]:
-    native, ref, mag = case.native(t), case.reference(), case.absolute()
+def _dirac_weight_vjp(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    native, ref, mag = native or case.native(t), case.reference(), case.absolute()
     got = _call(t, dc.dirac_weight_vjp, **native, **case.kwargs)
     kw = _ref_kwargs(case)
     expected = dc.dirac_weight_vjp(**ref, **kw)
@@ -226,19 +251,29 @@ def _dirac_weight_vjp(t: Target, case: Case) -> list[Output]:
     )
     size = ref["w"].size
     dtypes = (case.dtype, *(_scale_dtype(native[k], case.dtype) for k in ("alpha", "beta")))
+    held = (None, *(_coarser(d, _work(case.dtype)) for d in dtypes[1:]))
     return _outs(t, ("dw", "dalpha", "dbeta"), got, expected, (dw_mag, dalpha_mag, dbeta_mag),
-                 dtypes, (_filter_size(case), size, size))
+                 dtypes, (_filter_size(case), size, size), held)
 
 
-def _ncrelu_vjp(t: Target, case: Case) -> list[Output]:
-    native, ref = case.native(t), case.reference()
+_PRECISION = ("float64", "float32", "float16", "bfloat16")  # finest first
+
+
+def _coarser(a: str, b: str) -> str:
+    """The less precise of two dtypes: a scale's gradient is summed in the weight's working
+    dtype and rounded to the scale's."""
+    return max(a, b, key=_PRECISION.index)
+
+
+def _ncrelu_vjp(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    native, ref = native or case.native(t), case.reference()
     got = _call(t, dc.ncrelu_vjp, g=native["g"], x=native["x"], **case.kwargs)
     expected = dc.ncrelu_vjp(ref["g"], ref["x"], **case.kwargs)
     return [_out(t, "dx", got, expected, None, case.dtype)]
 
 
-def _conv_vjp(t: Target, case: Case) -> list[Output]:
-    native, ref, mag = case.native(t), case.reference(), case.absolute()
+def _conv_vjp(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    native, ref, mag = native or case.native(t), case.reference(), case.absolute()
     got = _call(t, dc.conv_vjp, **native, **case.kwargs)
     expected = dc.conv_vjp(**ref, **case.kwargs)
     magnitude = dc.conv_vjp(**mag, **case.kwargs)
@@ -252,31 +287,96 @@ def _conv_vjp(t: Target, case: Case) -> list[Output]:
 # ---------------------------------------------------------------------------- identities
 
 
-def _identity_eq1(t: Target, case: Case) -> list[Output]:
+def _identity_eq1(t: Target, case: Case, native: Natives = None) -> list[Output]:
     x = case.array("x")
     kw = case.kwargs
     channels = x.shape[1]
     delta = dc.dirac_tensor((channels, channels // kw["groups"], *kw["kernel"]),
                             groups=kw["groups"], dtype=case.dtype, backend=t.backend,
                             device=t.device)
-    y = _call(t, dc.conv, x=case.native(t)["x"], w=delta, padding="same",
+    y = _call(t, dc.conv, x=(native or case.native(t))["x"], w=delta, padding="same",
               dilation=kw["dilation"], groups=kw["groups"])
     return [_out(t, "conv(x, delta)", y, x, None, case.dtype)]
 
 
-def _identity_eq11(t: Target, case: Case) -> list[Output]:
+def _identity_eq11(t: Target, case: Case, native: Natives = None) -> list[Output]:
     x = case.array("x")
     kw = case.kwargs
     channels = x.shape[1]
     delta = dc.dirac_tensor((channels, 2 * channels, *kw["kernel"]), dtype=case.dtype,
                             backend=t.backend, device=t.device)
-    doubled = _call(t, dc.ncrelu, x=case.native(t)["x"], axis=1)
+    doubled = _call(t, dc.ncrelu, x=(native or case.native(t))["x"], axis=1)
     y = _call(t, dc.conv, x=doubled, w=delta, padding="same", dilation=kw["dilation"])
     return [_out(t, "conv(ncrelu(x), delta)", y, x, None, case.dtype)]
 
 
-def _vjp_of(strategy: Callable[..., SearchStrategy[Case]]) -> Callable[[str], Any]:
-    return lambda dtype: strategy(dtype, vjp=True)
+def _vjp_of(strategy: Callable[..., SearchStrategy[Case]]) -> Callable[..., Any]:
+    return lambda dtype, declared=s.DECLARED: strategy(dtype, vjp=True, declared=declared)
+
+
+def _declaring(strategy: Callable[..., SearchStrategy[Case]]) -> Callable[..., Any]:
+    return lambda dtype, declared=s.DECLARED: strategy(dtype, declared=declared)
+
+
+# ---------------------------------------------------------------------------- state
+
+
+STATE_OPS = ("dirac_tensor", "normalize_filters", "dirac_weight", "ncrelu", "conv",
+             "fold_batchnorm", "normalize_filters_vjp", "dirac_weight_vjp", "ncrelu_vjp",
+             "conv_vjp")
+"""The ops the stateful checks call twice."""
+
+
+def _sequel_strategy(kind: str) -> Callable[..., SearchStrategy[Case]]:
+    ops = {"input": STATE_OPS[1:], "result": STATE_OPS, "arguments": s.WITH_EPS}[kind]
+
+    def cases(dtype: str, declared: tuple[str, ...] = s.DECLARED) -> SearchStrategy[Case]:
+        def of(op: str) -> SearchStrategy[Case]:
+            first = CHECKS[op].cases(dtype, declared)
+            return first.flatmap(lambda c: s.sequel_cases(kind, op, c, declared))
+        return st.sampled_from(ops).flatmap(of)
+
+    return cases
+
+
+def _stateful(t: Target, case: Case, native: Natives = None) -> list[Output]:
+    """Call ``case.op`` twice around the change ``case.sequel`` describes; every result of
+    both calls must match the reference."""
+    check, sequel = CHECKS[case.op], case.sequel
+    assert sequel is not None
+    arrays = dict(native or case.native(t))
+    first = check.evaluate(t, case, arrays)
+    if sequel.kind == "input":
+        for name, op in sequel.operands.items():
+            fresh = laid_out(t, op.values, op.dtype)
+            try:
+                arrays[name][...] = fresh
+            except (TypeError, ValueError, AttributeError, NotImplementedError):
+                arrays[name] = fresh  # immutable arrays (JAX): a new array of the same shape
+        then = f"after writing new values into {', '.join(sequel.operands)}: "
+        second = check.evaluate(t, case.then(), arrays)
+    elif sequel.kind == "arguments":
+        weight = arrays["w"]
+        arrays.update(case.then().native(t))
+        arrays["w"] = weight  # the very array of the first call
+        then = "on the same w, with other " + ", ".join([*sequel.operands, *sequel.kwargs]) + ": "
+        second = check.evaluate(t, case.then(), arrays)
+    else:
+        for out in first:
+            _overwrite(out.native)
+        then = "after writing NaN into the first call's results: "
+        second = check.evaluate(t, case)
+    return ([replace(o, name=f"first call: {o.name}") for o in first]
+            + [replace(o, name=f"second call, {then}{o.name}") for o in second])
+
+
+def _overwrite(result: Any) -> None:
+    """NaN into a result the caller owns (immutable arrays, JAX's, cannot be written)."""
+    if result is None:
+        return
+    with contextlib.suppress(TypeError, ValueError, AttributeError, NotImplementedError,
+                             IndexError):
+        result[...] = float("nan")
 
 
 CHECKS: dict[str, Check] = {
@@ -284,7 +384,7 @@ CHECKS: dict[str, Check] = {
     for c in (
         Check("dirac_tensor", s.dirac_tensor_cases, _dirac_tensor),
         Check("normalize_filters", s.normalize_cases, _normalize),
-        Check("dirac_weight", s.dirac_weight_cases, _dirac_weight),
+        Check("dirac_weight", _declaring(s.dirac_weight_cases), _dirac_weight),
         Check("ncrelu", s.ncrelu_cases, _ncrelu),
         Check("conv", s.conv_cases, _conv),
         Check("fold_batchnorm", s.fold_cases, _fold),
@@ -294,6 +394,11 @@ CHECKS: dict[str, Check] = {
         Check("conv_vjp", _vjp_of(s.conv_cases), _conv_vjp),
         Check("identity_eq1", s.identity_cases, _identity_eq1),
         Check("identity_eq11", lambda d: s.identity_cases(d, grouped=False), _identity_eq11),
+        Check("state_input", _sequel_strategy("input"), _stateful),
+        Check("state_result", _sequel_strategy("result"), _stateful),
+        Check("state_arguments", _sequel_strategy("arguments"), _stateful),
     )
 }
-"""Every check, in the order the spec lists the ops, then the identities."""
+"""Every check, in the order the spec lists the ops, then the identities, then the stateful
+checks (an op called twice: around an input written in place, around its results written
+into, and on one weight array with other scales, ``eps`` or cotangent)."""

@@ -8,9 +8,11 @@ Usage::
     dirac-conformance path/to/my_backend.py[:MyBackend]
     dirac-conformance --mutants [my_pkg.mutants:MUTANTS | path/to/mutants.py]
 
-Exit status: 0 all checks passed (known failures excepted); 1 a check failed, a strict xfail
-passed, no check ran, a mutant survived, or (with ``--require-available``) the backend cannot
-run here; 2 bad usage (a one-line error); 3 the backend cannot run here (the reason is printed).
+Exit status: 0 all checks passed (known failures excepted); 1 a check failed or hung past the
+deadline, a strict xfail passed, no check ran, a mutant survived, the backend crashed while
+loading or answering ``available()``, or (with ``--require-available``) the backend cannot run
+here; 2 bad usage (a one-line error); 3 the backend reports that it cannot run here (the reason
+is printed); 130 interrupted (Ctrl-C), in one line.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="stop at the first check that fails")
     parser.add_argument("--require-available", action="store_true",
                         help="a backend that cannot run here is a failure (exit 1), not 3")
+    parser.add_argument("--deadline", type=_seconds, default=None, metavar="SECONDS",
+                        help="seconds one example may take before its check fails as a hang "
+                             "(default 60); the run stops there")
     parser.add_argument("--mutants", nargs="?", const="dirac_conformance.mutants:MUTANTS",
                         metavar="SET",
                         help="run the meta-suite against faulty backends and report the kill "
@@ -73,11 +78,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, TypeError) as exc:  # our one-line errors
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # also inside a backend call: the checks run in a worker thread
+        print(f"{_PROG}: interrupted (Ctrl-C) after {time.perf_counter() - started:.1f} s; "
+              f"no report", file=sys.stderr)
+        return 130
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
 
 
 def _suite(args: argparse.Namespace, started: float) -> int:
-    from .runner import run_suite, selected_checks
-    from .target import Unavailable, load_target
+    from .runner import DEADLINE, run_suite, selected_checks
+    from .target import Broken, Unavailable, load_target
     from .xfails import load_xfails
 
     ops = args.ops.split(",") if args.ops is not None else None
@@ -85,6 +104,13 @@ def _suite(args: argparse.Namespace, started: float) -> int:
     xfails = load_xfails(args.xfails)
     try:
         target = load_target(args.backend)
+    except Broken as exc:
+        print(f"FAILED: backend {args.backend!r} is broken (a crash is a failure, not a "
+              f"skip): {exc}")
+        if args.json:
+            _write_json(args.json, {"backend": args.backend, "ok": False, "broken": str(exc),
+                                    "results": []})
+        return 1
     except Unavailable as exc:
         if args.require_available:
             print(f"FAILED: backend {args.backend!r} cannot run here "
@@ -92,12 +118,21 @@ def _suite(args: argparse.Namespace, started: float) -> int:
             return 1
         print(f"SKIPPED: backend {args.backend!r} cannot run here: {exc}")
         return UNAVAILABLE
-    report = run_suite(target, args.profile, ops, xfails, fail_fast=args.fail_fast)
+    deadline = args.deadline or DEADLINE
+    report = run_suite(target, args.profile, ops, xfails, fail_fast=args.fail_fast,
+                       deadline=deadline)
     print(report.table())
     for r in report.failures:
-        print(f"\n--- {r.op} / {r.dtype}: {r.status.upper()}\n{r.message}")
-        if r.reproducer:
-            print(f"\nreproduce with:\n\n{_indent(r.reproducer)}")
+        if not r.failures:  # an unexpected pass
+            print(f"\n--- {r.op} / {r.dtype}: {r.status.upper()}\n{r.message}")
+        for n, f in enumerate(r.failures, 1):
+            of = f" ({n} of {len(r.failures)} distinct failures)" if len(r.failures) > 1 else ""
+            print(f"\n--- {r.op} / {r.dtype}: {r.status.upper()}{of}\n{f.message}")
+            if f.reproducer:
+                print(f"\nreproduce with:\n\n{_indent(f.reproducer)}")
+    if report.results and report.results[-1].hung:
+        print(f"\nstopped: {report.results[-1].op} / {report.results[-1].dtype} passed the "
+              f"deadline of {deadline:g} s; the checks after it did not run")
     for x in report.unmatched_xfails:
         print(f"\nnote: xfail entry {x.source or x.line()} matches no check that ran")
     elapsed = time.perf_counter() - started

@@ -26,7 +26,7 @@ from dirac_core.registry import instantiate
 from .checks import CHECKS, Check
 from .mutants import MUTANTS
 from .runner import profile_settings, run_check
-from .target import Target
+from .target import Broken, Target, Unavailable, load_target
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ def _order(first: str, checks: Sequence[Check]) -> list[Check]:
     return [c for c in checks if c.name == first] + [c for c in checks if c.name != first]
 
 
-def hunt(mutant: Any, profile: str = "meta", *, checks: Iterable[Check] | None = None,
-         settings: Settings | None = None) -> Kill:
+def hunt(mutant: Any, profile: str = "meta", *, checks: Iterable[Check | str] | None = None,
+         settings: Settings | None = None, deadline: float | None = 5.0) -> Kill:
     """Run the checks against one faulty backend until one fails.
 
     Parameters
@@ -68,10 +68,20 @@ def hunt(mutant: Any, profile: str = "meta", *, checks: Iterable[Check] | None =
         The faulty backend; its ``first`` attribute (a check name) runs first.
     profile : str
         Hypothesis profile (default ``"meta"``: no shrinking); ignored with ``settings``.
-    checks : iterable of Check, optional
-        The checks to hunt with (default: every check of the suite); add your own.
+    checks : iterable of Check or str, optional
+        The checks to hunt with (default: every check of the suite): names of
+        :data:`~dirac_conformance.checks.CHECKS`, or your own :class:`Check` objects.
     settings : hypothesis.settings, optional
         Explicit hypothesis settings.
+    deadline : float or None
+        Seconds one example may take before the mutant counts as killed by a hang.
+
+    Raises
+    ------
+    ValueError
+        A check name that is not a check.
+    TypeError
+        ``checks`` holds something other than names and checks.
 
     Examples
     --------
@@ -80,25 +90,49 @@ def hunt(mutant: Any, profile: str = "meta", *, checks: Iterable[Check] | None =
     'fold_batchnorm/float64'
     """
     name = getattr(mutant, "__name__", type(mutant).__name__)
-    backend = instantiate(mutant, name)
-    target = Target(backend, None, name)
+    chosen = _checks(checks)
     config = settings if settings is not None else profile_settings(profile)
     bug = " ".join((getattr(mutant, "__doc__", "") or "").split())
     fault = str(getattr(mutant, "fault", ""))
-    for check in _order(str(getattr(mutant, "first", "")), list(checks or CHECKS.values())):
+    try:
+        target = load_target(instantiate(mutant, name))
+    except (Broken, Unavailable) as exc:  # a crash before any check: caught by loading it
+        return Kill(name, bug, "load", str(exc), fault)
+    target = Target(target.backend, None, name)
+    for check in _order(str(getattr(mutant, "first", "")), chosen):
         for dtype in target.dtypes:
-            result = run_check(target, check, dtype, config)
+            result = run_check(target, check, dtype, config, deadline=deadline)
             if result.status == "fail":
                 return Kill(name, bug, f"{check.name}/{dtype}", result.message, fault)
     return Kill(name, bug, "", "", fault)
 
 
+def _checks(checks: Iterable[Check | str] | None) -> list[Check]:
+    if checks is None:
+        return list(CHECKS.values())
+    if isinstance(checks, str | Check):
+        checks = [checks]
+    chosen = []
+    for check in checks:
+        if isinstance(check, Check):
+            chosen.append(check)
+        elif isinstance(check, str) and check in CHECKS:
+            chosen.append(CHECKS[check])
+        elif isinstance(check, str):
+            raise ValueError(f"checks: {check!r} is not a check; known: {', '.join(CHECKS)}")
+        else:
+            raise TypeError(f"checks must hold check names or Check objects, got "
+                            f"{type(check).__name__}: {check!r}")
+    return chosen
+
+
 def hunt_all(mutants: Iterable[Any] = MUTANTS, profile: str = "meta", *,
-             checks: Iterable[Check] | None = None, settings: Settings | None = None
-             ) -> list[Kill]:
+             checks: Iterable[Check | str] | None = None, settings: Settings | None = None,
+             deadline: float | None = 5.0) -> list[Kill]:
     """:func:`hunt` every mutant (default: the project's own, :data:`~.mutants.MUTANTS`)."""
-    chosen = list(checks) if checks is not None else None
-    return [hunt(m, profile, checks=chosen, settings=settings) for m in mutants]
+    chosen = _checks(checks)
+    return [hunt(m, profile, checks=chosen, settings=settings, deadline=deadline)
+            for m in mutants]
 
 
 def kill_rate(kills: list[Kill]) -> float:

@@ -11,6 +11,7 @@ Each carries ``first`` (the check expected to catch it) and ``fault`` (the fault
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,14 @@ FAULT_CLASSES: dict[str, str] = {
     "empty-batch": "an empty batch (N = 0) refused",
     "half-accumulation": "half-precision inputs accumulated in half precision",
     "inexact-identity": "conv(x, delta) within rounding of x but not bit-exact",
+    "layout": "an input read as if C-contiguous (strides, offsets, views ignored)",
+    "tile": "the last partial tile, chunk or block dropped, or a vectorized channel path wrong",
+    "state": "a cache or a shared result that is wrong on the second call",
+    "scale-dtype": "scale gradients in the promoted dtype, not the scale's",
+    "non-finite": "NaN or inf input not propagated as the spec decides",
+    "double-rounding": "a half-precision result rounded twice",
+    "broken": "the backend crashes on loading or in available()",
+    "hang": "an op that never returns",
 }
 """The fault classes the project's mutants cover, each by at least one mutant."""
 
@@ -452,6 +461,309 @@ class RescaledConv(Mutant):
         y = super().conv(x * three, w, None, stride=stride, padding=padding, dilation=dilation,
                          groups=groups) / three
         return y if bias is None else y + bias.reshape((-1,) + (1,) * (y.ndim - 2))
+
+
+
+
+# ------------------------------------------------------------------ the faults of GPU ports
+
+
+def _as_if_contiguous(x: Any) -> Any:
+    """What a kernel handed ``x``'s data pointer reads when it assumes C-contiguous memory:
+    ``x.size`` elements from where ``x`` starts in its buffer (zeros past the buffer's end)."""
+    owner = x
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if not owner.flags.c_contiguous:
+        return np.ascontiguousarray(x)
+    memory = owner.reshape(-1)
+    start = (x.__array_interface__["data"][0] - owner.__array_interface__["data"][0])
+    start //= x.itemsize
+    read = memory[start:start + x.size]
+    out = np.zeros(x.size, x.dtype)
+    out[:read.size] = read
+    return out.reshape(x.shape)
+
+
+class RawPointerNorm(Mutant):
+    """``normalize_filters`` reads ``w`` through its data pointer as if it were C-contiguous
+    (a raw-pointer kernel that never looks at strides)."""
+
+    first = "normalize_filters"
+    fault = "layout"
+
+    def normalize_filters(self, w: Any, *, eps: float) -> Any:
+        return super().normalize_filters(_as_if_contiguous(w), eps=eps)
+
+
+class RawPointerScales(Mutant):
+    """``dirac_weight`` reads a per-channel ``alpha`` as contiguous memory (a strided view of
+    a larger array gets every other element of its parent)."""
+
+    first = "dirac_weight"
+    fault = "layout"
+
+    def dirac_weight(self, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool,
+                     groups: int, policy: str) -> Any:
+        return super().dirac_weight(w, _as_if_contiguous(alpha), beta, eps=eps,
+                                    normalize=normalize, groups=groups, policy=policy)
+
+
+class RawPointerConvVjp(Mutant):
+    """``conv_vjp`` reads the cotangent ``g`` as contiguous memory."""
+
+    first = "conv_vjp"
+    fault = "layout"
+
+    def conv_vjp(self, g: Any, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any,
+                 dilation: Any, groups: int) -> Any:
+        return super().conv_vjp(_as_if_contiguous(g), x, w, bias, stride=stride,
+                                padding=padding, dilation=dilation, groups=groups)
+
+
+class LastTileDropped(Mutant):
+    """``conv`` computed in tiles of 16 output positions along the last axis, launched for
+    ``P // 16`` tiles: the last partial tile of an output longer than 16 stays zero."""
+
+    first = "conv"
+    fault = "tile"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        y = super().conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups)
+        if y.ndim > 2 and y.shape[-1] > 16:
+            y = y.copy()
+            y[..., y.shape[-1] // 16 * 16:] = 0
+        return y
+
+
+class LastBatchChunkDropped(Mutant):
+    """``conv_vjp`` processes the batch in chunks of 8 samples, launched for ``N // 8``
+    chunks: ``dw`` misses the last partial chunk of a batch larger than 8."""
+
+    first = "conv_vjp"
+    fault = "tile"
+
+    def conv_vjp(self, g: Any, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any,
+                 dilation: Any, groups: int) -> Any:
+        kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        dx, dw, dbias = super().conv_vjp(g, x, w, bias, **kw)
+        n = x.shape[0]
+        if n > 8 and n % 8:
+            kept = n // 8 * 8
+            _, dw, _ = super().conv_vjp(g[:kept], x[:kept], w, bias, **kw)
+        return dx, dw, dbias
+
+
+class Vector4Channels(Mutant):
+    """``conv`` takes a float4-vectorized path when the channels per group are a multiple of 4,
+    and its loop bound skips the last vector of channels once there are 8 or more."""
+
+    first = "conv"
+    fault = "tile"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        per_group = w.shape[1]
+        if per_group % 4 == 0 and per_group >= 8:
+            w = w.copy()
+            w[:, per_group - 4:] = 0
+        return super().conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups)
+
+
+class BlockTailNorm(Mutant):
+    """``normalize_filters`` sums each filter's squares in blocks of 256 entries and drops the
+    last partial block of a filter longer than 256."""
+
+    first = "normalize_filters"
+    fault = "tile"
+
+    def normalize_filters(self, w: Any, *, eps: float) -> Any:
+        rows = _work(w).reshape(w.shape[0], -1)
+        if rows.shape[1] <= 256 or rows.shape[1] % 256 == 0:
+            return super().normalize_filters(w, eps=eps)
+        head = rows[:, :rows.shape[1] // 256 * 256]
+        scale = np.abs(head).max(axis=1, keepdims=True)
+        safe = np.where(scale > 0, scale, 1)
+        norm = scale * np.sqrt(np.sum((head / safe) ** 2, axis=1, keepdims=True))
+        out = rows / np.maximum(norm, working_eps(eps, rows.dtype))
+        return out.reshape(w.shape).astype(w.dtype)
+
+
+class CachedWeight(Mutant):
+    """``dirac_weight`` caches ``W_hat`` per weight array (by ``id``), stale once the caller
+    updates ``w`` in place, as an optimizer step does."""
+
+    first = "state_input"
+    fault = "state"
+
+    def __init__(self) -> None:
+        self.cache: dict[Any, Any] = {}
+
+    def dirac_weight(self, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool,
+                     groups: int, policy: str) -> Any:
+        key = (id(w), w.shape, w.dtype, eps, normalize, groups, policy, id(alpha), id(beta))
+        if key not in self.cache:
+            self.cache[key] = (w, super().dirac_weight(
+                w, alpha, beta, eps=eps, normalize=normalize, groups=groups, policy=policy))
+        return self.cache[key][1].copy()
+
+
+class CachedDirection(Mutant):
+    """``dirac_weight`` caches ``normalize(W)`` per weight array and keeps it when ``eps``
+    changes (keyed by the array only)."""
+
+    first = "state_arguments"
+    fault = "state"
+
+    def __init__(self) -> None:
+        self.cache: dict[Any, Any] = {}
+
+    def dirac_weight(self, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool,
+                     groups: int, policy: str) -> Any:
+        key = (id(w), normalize)
+        if key not in self.cache:
+            self.cache[key] = (w, eps)
+        kept_eps = self.cache[key][1]
+        return super().dirac_weight(w, alpha, beta, eps=kept_eps, normalize=normalize,
+                                    groups=groups, policy=policy)
+
+
+class SharedDelta(Mutant):
+    """``dirac_tensor`` returns one cached array per shape and dtype: a caller that writes into
+    it corrupts every later call."""
+
+    first = "state_result"
+    fault = "state"
+
+    def __init__(self) -> None:
+        self.cache: dict[Any, Any] = {}
+
+    def dirac_tensor(self, shape: tuple[int, ...], *, groups: int, policy: str,
+                     dtype: str | None, device: Any) -> Any:
+        key = (shape, groups, policy, dtype)
+        if key not in self.cache:
+            self.cache[key] = super().dirac_tensor(shape, groups=groups, policy=policy,
+                                                   dtype=dtype, device=device)
+        return self.cache[key]
+
+
+class PromotedScaleGradients(Mutant):
+    """The scale gradients come back in the promoted dtype of the weight and the scale, not the
+    scale's own (a float16 ``alpha`` of float32 weights gets a float32 ``dalpha``)."""
+
+    first = "dirac_weight_vjp"
+    fault = "scale-dtype"
+
+    def dirac_weight_vjp(self, g: Any, w: Any, alpha: Any, beta: Any, *, eps: float,
+                         normalize: bool, groups: int, policy: str) -> Any:
+        dw, dalpha, dbeta = super().dirac_weight_vjp(
+            g, w, alpha, beta, eps=eps, normalize=normalize, groups=groups, policy=policy)
+        return (dw, dalpha.astype(np.result_type(w.dtype, alpha.dtype)),
+                dbeta.astype(np.result_type(w.dtype, beta.dtype)))
+
+
+class NanDroppingMax(Mutant):
+    """The filter's max-abs taken with ``fmax`` (CUDA's ``fmaxf``), which drops NaN: a filter
+    with a NaN normalizes its other entries instead of giving NaN throughout."""
+
+    first = "normalize_filters"
+    fault = "non-finite"
+
+    def normalize_filters(self, w: Any, *, eps: float) -> Any:
+        rows = _filter_rows(w)
+        finite = np.where(np.isfinite(rows), rows, 0).reshape(w.shape)
+        norm = np.maximum(_norms(finite), working_eps(eps, rows.dtype))
+        with np.errstate(invalid="ignore"):
+            return (rows / norm[:, None]).reshape(w.shape).astype(w.dtype)
+
+
+class FmaxNcrelu(Mutant):
+    """NCReLU written with ``fmax(x, 0)`` and ``fmin(x, 0)``: a NaN input gives 0 in both
+    halves instead of NaN."""
+
+    first = "ncrelu"
+    fault = "non-finite"
+
+    def ncrelu(self, x: Any, *, axis: int) -> Any:
+        zero = x.dtype.type(0)
+        return np.concatenate([np.fmax(x, zero), np.fmin(x, zero)], axis=axis)
+
+
+class HalfWeightRoundedTwice(Mutant):
+    """float16 ``dirac_weight`` rounds ``normalize(W)`` to float16, then computes
+    ``alpha * delta + beta * u`` in float32 and rounds again."""
+
+    first = "dirac_weight"
+    fault = "double-rounding"
+
+    def dirac_weight(self, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool,
+                     groups: int, policy: str) -> Any:
+        if w.dtype != np.float16:
+            return super().dirac_weight(w, alpha, beta, eps=eps, normalize=normalize,
+                                        groups=groups, policy=policy)
+        u = (super().normalize_filters(w, eps=eps) if normalize else w).astype(np.float32)
+        delta = super().dirac_tensor(w.shape, groups=groups, policy=policy, dtype="float32",
+                                     device=None)
+        a = np.asarray(alpha, np.float32).reshape((-1,) + (1,) * (w.ndim - 1))
+        b = np.asarray(beta, np.float32).reshape((-1,) + (1,) * (w.ndim - 1))
+        return (a * delta + b * u).astype(np.float16)
+
+
+class HalfBiasAddedLate(Mutant):
+    """float16 ``conv`` rounds the float32 sum to float16 and adds the bias afterwards, in
+    float32, rounding a second time."""
+
+    first = "conv"
+    fault = "double-rounding"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        y = super().conv(x, w, None, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups)
+        if bias is None:
+            return y
+        shaped = bias.reshape((-1,) + (1,) * (y.ndim - 2))
+        if x.dtype != np.float16:
+            return y + shaped
+        return (y.astype(np.float32) + shaped.astype(np.float32)).astype(np.float16)
+
+
+class AvailableRaises(Mutant):
+    """``available()`` raises (a driver query that throws) instead of reporting a reason: a
+    crash, to be reported as a failure, not as a backend that cannot run here."""
+
+    first = "load"
+    fault = "broken"
+
+    def available(self) -> Any:
+        raise RuntimeError("cudaGetDeviceCount failed: unknown error")
+
+
+class AvailableNone(Mutant):
+    """``available()`` returns None (a forgotten ``return``)."""
+
+    first = "load"
+    fault = "broken"
+
+    def available(self) -> Any:
+        return None
+
+
+class HangingNcrelu(Mutant):
+    """NCReLU never returns for inputs with more than 64 elements (a grid-stride loop whose
+    step is 0 when the grid is computed in a narrow integer)."""
+
+    first = "ncrelu"
+    fault = "hang"
+
+    def ncrelu(self, x: Any, *, axis: int) -> Any:
+        if x.size > 64:
+            while True:  # spins politely: the stuck thread must not starve the others
+                time.sleep(0.05)
+        return super().ncrelu(x, axis=axis)
 
 
 MUTANTS: tuple[type[Mutant], ...] = tuple(

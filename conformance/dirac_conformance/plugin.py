@@ -15,7 +15,10 @@ pytest run of an environment that has it installed, otherwise adds nothing):
     only these checks.
 ``--dirac-require-available``
     a backend that cannot run here is a failing test, not a skip (so a CI run that tested
-    nothing is not green).
+    nothing is not green). A backend that *crashes* while loading (its module or constructor
+    raises) or answering ``available()`` is a failing test with or without this flag.
+``--dirac-deadline SECONDS``
+    seconds one example may take before its check fails as a hang (default 60).
 
 Each check x dtype x backend is one test (works with pytest-xdist); the terminal summary ends
 with the table of the worst share of the tolerance per check (a failure shows its failing
@@ -51,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only run these checks")
     group.addoption("--dirac-require-available", action="store_true", default=False,
                     help="fail, instead of skipping, for a backend that cannot run here")
+    group.addoption("--dirac-deadline", type=float, default=None, metavar="SECONDS",
+                    help="seconds one example may take before its check fails as a hang "
+                         "(default 60)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -95,16 +101,21 @@ def _xfails(config: pytest.Config) -> list[Any]:
 
 def _params(config: pytest.Config, spec: str, xfails: list[Any]) -> list[Any]:
     from .runner import selected_checks
-    from .target import Unavailable
+    from .target import Broken, Unavailable
     from .xfails import find_xfail
 
     try:
         target = _target(spec)
         ops = config.getoption("dirac_ops")
         checks = selected_checks(ops.split(",") if ops is not None else None)
+    except Broken as exc:
+        job = Job(spec, "broken", "", f"{spec} is broken (a crash is a failure, not a skip): "
+                  f"{exc}")
+        return [pytest.param(job, id=f"{spec}-broken")]
     except Unavailable as exc:
         if config.getoption("dirac_require_available"):
-            job = Job(spec, "unavailable", "", str(exc))
+            job = Job(spec, "unavailable", "", f"{spec} cannot run here "
+                      f"(--dirac-require-available): {exc}")
             return [pytest.param(job, id=f"{spec}-unavailable")]
         skip = pytest.mark.skip(reason=str(exc))
         return [pytest.param(None, id=f"{spec}-unavailable", marks=skip)]
@@ -114,7 +125,7 @@ def _params(config: pytest.Config, spec: str, xfails: list[Any]) -> list[Any]:
     for check in checks:
         for dtype in target.dtypes:
             job = Job(spec, check.name, dtype)
-            known = find_xfail(xfails, target.label, check.name, dtype)
+            known = find_xfail(xfails, (target.label, target.backend.name), check.name, dtype)
             marks = []
             if known:
                 where = f" ({known.source}: delete the entry once this passes)"
@@ -142,7 +153,8 @@ def _unmatched(config: pytest.Config) -> list[Any]:
         except Exception:  # unavailable or broken: its jobs never ran
             continue
         for check in selected_checks(ops.split(",") if ops is not None else None):
-            ran += [_Ran(target.label, check.name, dtype) for dtype in target.dtypes]
+            ran += [_Ran(target.label, check.name, dtype, target.backend.name)
+                    for dtype in target.dtypes]
     return unmatched(_xfails(config), ran)
 
 
@@ -151,6 +163,7 @@ class _Ran:
     backend: str
     op: str
     dtype: str
+    backend_name: str
 
 
 @cache
@@ -163,17 +176,22 @@ def _target(spec: str) -> Any:
 def run_job(job: Job, config: pytest.Config, record_property: Any) -> None:
     """Run one job; record its result for the summary table and fail the test on failure."""
     from .checks import CHECKS
-    from .runner import profile_settings, run_check
+    from .runner import DEADLINE, profile_settings, run_check
 
     if job.unavailable:
-        pytest.fail(f"{job.spec} cannot run here (--dirac-require-available): "
-                    f"{job.unavailable}", pytrace=False)
+        pytest.fail(job.unavailable, pytrace=False)
     settings = profile_settings(config.getoption("dirac_profile"))
-    result = run_check(_target(job.spec), CHECKS[job.op], job.dtype, settings)
+    deadline = config.getoption("dirac_deadline") or DEADLINE
+    result = run_check(_target(job.spec), CHECKS[job.op], job.dtype, settings,
+                       deadline=deadline)
     record_property(_PROPERTY, json.dumps(result.as_dict()))
     if result.status == "fail":
-        repro = f"\n\nreproduce with:\n\n{result.reproducer}" if result.reproducer else ""
-        pytest.fail(result.message + repro, pytrace=False)
+        parts = []
+        for n, f in enumerate(result.failures, 1):
+            head = f"[{n} of {len(result.failures)}] " if len(result.failures) > 1 else ""
+            repro = f"\n\nreproduce with:\n\n{f.reproducer}" if f.reproducer else ""
+            parts.append(f"{head}{f.message}{repro}")
+        pytest.fail("\n\n".join(parts) or result.message, pytrace=False)
 
 
 class _Summary:
@@ -189,7 +207,7 @@ class _Summary:
 
         for key, value in report.user_properties:
             if key == _PROPERTY:
-                self.results.append(Result(**json.loads(str(value))))
+                self.results.append(Result.from_dict(json.loads(str(value))))
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         for x in _unmatched(config):

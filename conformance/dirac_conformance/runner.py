@@ -20,13 +20,17 @@ Explicit :class:`hypothesis.settings` may replace a profile everywhere (``settin
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 import traceback
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import InvalidArgument
 
@@ -37,7 +41,7 @@ from .checks import CHECKS, Check
 from .reproduce import snippet
 from .target import Target, load_target
 from .tolerance import Mismatch
-from .xfails import Xfail, find_xfail, unmatched
+from .xfails import Xfail, find_xfail, load_xfails, unmatched
 
 _COMMON: dict[str, Any] = {
     "deadline": None,
@@ -78,6 +82,33 @@ def profile_settings(profile: str) -> settings:
 
 
 @dataclass
+class Failure:
+    """One distinct failure of a check: what differs, by how much, and how to rerun it.
+
+    Attributes
+    ----------
+    output : str
+        The output that differs (``"dw"``, ``"first call: u"``), or ``""`` for a crash.
+    error : float
+        Its worst error as a share of the tolerance (``inf`` for an exact output that
+        differs, a crash, a wrong dtype).
+    message : str
+        The failing element: got, expected, the difference and the tolerance.
+    reproducer : str
+        A Python snippet that reruns the minimal failing example.
+    """
+
+    output: str
+    error: float
+    message: str
+    reproducer: str
+
+
+DEADLINE = 60.0
+"""Seconds one example (every call it makes) may take before the check fails as a hang."""
+
+
+@dataclass
 class Result:
     """The outcome of one check on one dtype.
 
@@ -100,6 +131,13 @@ class Result:
         For a failure, a Python snippet that rebuilds the minimal failing case.
     xfail : str
         Where the matching xfail entry is (``file:line``), if any.
+    failures : list of Failure
+        Every distinct failure hypothesis found, each with its own minimal example and
+        reproducer (``message`` and ``reproducer`` are the first one's).
+    backend_name : str
+        The backend's ``name`` attribute (xfail entries match it as well as the label).
+    hung : bool
+        An example passed the deadline: the suite stops after this result.
     """
 
     backend: str
@@ -111,6 +149,9 @@ class Result:
     message: str = ""
     reproducer: str = ""
     xfail: str = ""
+    failures: list[Failure] = field(default_factory=list)
+    backend_name: str = ""
+    hung: bool = False
 
     @property
     def failed(self) -> bool:
@@ -120,6 +161,12 @@ class Result:
     def as_dict(self) -> dict[str, object]:
         """The fields as a JSON-ready dict."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        """A result from :meth:`as_dict` (as the pytest plugin passes results around)."""
+        failures = [Failure(**f) for f in data.get("failures", [])]
+        return cls(**{**data, "failures": failures})
 
 
 @dataclass
@@ -171,7 +218,8 @@ class Report:
 
 def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
               settings: settings | None = None, xfail: Xfail | None = None, *,
-              profile: str = "ci", device: Any = None) -> Result:
+              profile: str = "ci", device: Any = None, deadline: float | None = DEADLINE
+              ) -> Result:
     """Run one check on one dtype; failures are returned, not raised.
 
     Parameters
@@ -191,12 +239,21 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
         ``"ci"``, ``"thorough"`` or ``"meta"``, when ``settings`` is not given.
     device : object, optional
         Device for a target given as a backend object.
+    deadline : float or None
+        Seconds one example may take (default :data:`DEADLINE`); past it the check fails as a
+        hang, with the hanging example's reproducer. The call that hangs cannot be stopped: it
+        keeps its thread (a daemon) until it returns or the process ends. None: no deadline.
 
     Returns
     -------
     Result
         The message of a failure holds the error; ``reproducer`` a snippet rebuilding the
-        minimal failing example.
+        minimal failing example; ``failures`` every distinct failure.
+
+    Raises
+    ------
+    ValueError
+        An unknown check name or profile.
 
     Examples
     --------
@@ -204,45 +261,161 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
     'pass'
     """
     target = _target(target, device)
-    check = CHECKS[check] if isinstance(check, str) else check
+    check = _check(check)
     config = settings if settings is not None else profile_settings(profile)
-    seen: dict[str, Any] = {"examples": 0, "worst": 0.0, "failing": None, "error": 0.0}
+    seen: dict[str, Any] = {"examples": 0, "worst": 0.0, "case": None, "since": None}
+    known: set[tuple[str, str]] = set()  # failures found in earlier rounds
 
     def conforms(case: Case) -> None:
         seen["examples"] += 1
+        seen["case"], seen["since"] = case, time.monotonic()
         try:
             seen["worst"] = max(seen["worst"], check.run(target, case))
         except Exception as exc:
-            # hypothesis replays the minimal failing example last: this ends up being it.
-            seen["failing"], seen["error"] = case, getattr(exc, "error", float("inf"))
-            raise
+            if _kind(exc) in known:
+                return  # reported already: look for other failures
+            # Distinct outputs are distinct bugs to hypothesis (it tells bugs apart by their
+            # exception type), so each gets its own minimal example and reproducer.
+            failure = _distinct(exc)
+            failure.dirac_case = case  # type: ignore[attr-defined]
+            if failure is exc:
+                raise
+            raise failure from exc
+        finally:
+            seen["since"] = None
 
     # One hypothesis identity per check x dtype (the hook hypothesis' own pytest plugin uses
     # for parametrized tests): its own example database entries and, under derandomize, its
     # own fixed example sequence, the same for every backend.
     conforms._hypothesis_internal_add_digest = f"{check.name}/{dtype}".encode()  # type: ignore[attr-defined]
-    prop = config(given(check.strategy(dtype))(conforms))
+    prop = config(given(check.cases(dtype, target.dtypes))(conforms))
     source = xfail.source if xfail is not None else ""
-    try:
-        with warnings.catch_warnings():
-            # Overflow to inf in half precision is checked by value; the warning is noise.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            prop()
-    except Exception as exc:  # any exception from the backend is a conformance failure
+    label = (target.label, check.name, dtype)
+    found: list[BaseException] = []
+    for _ in range(_ROUNDS):  # hypothesis stops at its first failures: search on without them
+        outcome = _watched(prop, seen, deadline)
+        if outcome is None or isinstance(outcome, _Hang):
+            break
+        fresh = [exc for exc in _leaves(outcome) if _kind(exc) not in known]
+        if not fresh:
+            break
+        found += fresh
+        known.update(_kind(exc) for exc in fresh)
+    if found and not isinstance(outcome, _Hang):
+        outcome = None
+    if isinstance(outcome, _Hang):
+        case = seen["case"]
+        message = (f"no result within the deadline of {deadline:g} s (the op hangs, or is far "
+                   f"too slow) on {case!r}")
+        failure = Failure("", math.inf, message, snippet(check.name, case, target))
         status = "fail" if xfail is None else "xfail"
-        message = _message(exc)
-        failing = seen["failing"]
-        repro = snippet(check.name, failing, target) if failing is not None else ""
-        return Result(target.label, check.name, dtype, status, seen["examples"], seen["error"],
-                      message, repro, source)
+        return Result(*label, status, seen["examples"], math.inf, message, failure.reproducer,
+                      source, [failure], target.backend.name, hung=True)
+    if found:
+        failures = [_failure(exc, check, target) for exc in found]
+        status = "fail" if xfail is None else "xfail"
+        first = failures[0]
+        message = first.message if len(failures) == 1 else "\n".join(
+            f"[{n}/{len(failures)}] {f.message}" for n, f in enumerate(failures, 1))
+        return Result(*label, status, seen["examples"], max(f.error for f in failures),
+                      message, first.reproducer, source, failures, target.backend.name)
     if xfail is not None and xfail.strict:
         where = f"{xfail.source}: " if xfail.source else ""
         message = (f"XPASS: expected to fail ({xfail.reason}) but conforms; delete the xfail "
                    f"entry {where}{xfail.line()}")
-        return Result(target.label, check.name, dtype, "xpass", seen["examples"],
-                      seen["worst"], message, "", source)
-    return Result(target.label, check.name, dtype, "pass", seen["examples"], seen["worst"],
-                  "", "", source)
+        return Result(*label, "xpass", seen["examples"], seen["worst"], message, "", source,
+                      [], target.backend.name)
+    return Result(*label, "pass", seen["examples"], seen["worst"], "", "", source, [],
+                  target.backend.name)
+
+
+_ROUNDS = 3
+"""Searches per check: each one for failures of kinds not found before (a second output, a
+crash besides a mismatch)."""
+
+
+def _kind(exc: BaseException) -> tuple[str, str]:
+    """What makes failures the same: the exception type, or for a mismatch the outputs."""
+    if isinstance(exc, Mismatch):
+        return ("Mismatch", exc.output)
+    return (type(exc).__name__, "")
+
+
+class _Hang:
+    """The outcome of a property whose current example passed its deadline."""
+
+
+def _watched(prop: Any, seen: dict[str, Any], deadline: float | None
+             ) -> BaseException | _Hang | None:
+    """Run ``prop`` in a daemon thread, watching the example in progress: its exception, a
+    :class:`_Hang`, or None. Ctrl-C reaches the caller as KeyboardInterrupt at once, even
+    while a backend call runs."""
+    box: dict[str, BaseException | None] = {"error": None}
+
+    def run() -> None:
+        try:
+            with warnings.catch_warnings():
+                # Overflow to inf in half precision, NaN from non-finite input: checked by
+                # value; the warnings are noise.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                with np.errstate(all="ignore"):
+                    prop()
+        except BaseException as exc:  # any exception from the backend is a failure
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name="dirac-conformance-check", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+        since = seen["since"]
+        if deadline is not None and since is not None and time.monotonic() - since > deadline:
+            return _Hang()
+    return box["error"]
+
+
+_DISTINCT: dict[tuple[type, str], type] = {}
+
+
+def _distinct(exc: Exception) -> Exception:
+    """``exc`` as an exception type of its own per (kind, output), so that hypothesis keeps a
+    separate minimal example for each output that fails."""
+    output = getattr(exc, "output", "")
+    if not isinstance(exc, Mismatch) or not output:
+        return exc
+    key = (type(exc), output)
+    if key not in _DISTINCT:
+        _DISTINCT[key] = type(f"Mismatch[{output}]", (type(exc),), {})
+    distinct: Exception = _DISTINCT[key](str(exc), exc.error, output)
+    return distinct
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The failures in ``exc``: itself, or the members of hypothesis' group of distinct
+    failures (nested groups flattened), each once."""
+    group = getattr(exc, "exceptions", None)
+    if not isinstance(group, tuple):
+        return [exc]
+    return [leaf for member in group for leaf in _leaves(member)]
+
+
+def _failure(exc: BaseException, check: Check, target: Target) -> Failure:
+    case = getattr(exc, "dirac_case", None)
+    repro = snippet(check.name, case, target) if case is not None else ""
+    output = getattr(exc, "output", "")
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    return Failure(output, float(getattr(exc, "error", math.inf)), _message(exc), repro)
+
+
+def _check(check: Check | str) -> Check:
+    if isinstance(check, Check):
+        return check
+    if isinstance(check, str) and check in CHECKS:
+        return CHECKS[check]
+    if isinstance(check, str):
+        raise ValueError(f"check={check!r} is not a check; known: {', '.join(CHECKS)}")
+    raise TypeError(f"check must be a check name or a Check, got {type(check).__name__}: "
+                    f"{check!r}")
 
 
 def _message(exc: BaseException) -> str:
@@ -252,9 +425,11 @@ def _message(exc: BaseException) -> str:
 
 
 def run_suite(target: Target | Backend | str, profile: str = "ci",
-              ops: Iterable[str] | None = None, xfails: list[Xfail] | None = None, *,
-              settings: settings | None = None, dtypes: Iterable[str] | None = None,
-              device: Any = None, fail_fast: bool = False) -> Report:
+              ops: Iterable[str] | str | None = None,
+              xfails: list[Xfail] | str | Path | None = None, *,
+              settings: settings | None = None, dtypes: Iterable[str] | str | None = None,
+              device: Any = None, fail_fast: bool = False, deadline: float | None = DEADLINE
+              ) -> Report:
     """Every selected check on every selected dtype the target declares, in suite order.
 
     Parameters
@@ -263,18 +438,23 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
         As for :func:`run_check`.
     profile : str
         ``"ci"`` (default) or ``"thorough"``; ignored when ``settings`` is given.
-    ops : iterable of str, optional
-        Check names (default: all of :data:`~dirac_conformance.checks.CHECKS`).
-    xfails : list of Xfail, optional
-        Known failures (:func:`dirac_conformance.xfails.load_xfails`).
+    ops : iterable of str or str, optional
+        Check names (default: all of :data:`~dirac_conformance.checks.CHECKS`); a string is
+        one name or a comma-separated list.
+    xfails : list of Xfail, str or path, optional
+        Known failures, or the path of an xfails file
+        (:func:`dirac_conformance.xfails.load_xfails`). An entry's ``backend`` matches the
+        target's label or its ``Backend.name``.
     settings : hypothesis.settings, optional
         Explicit hypothesis settings for every check.
-    dtypes : iterable of str, optional
-        A subset of the target's dtypes.
+    dtypes : iterable of str or str, optional
+        A subset of the target's dtypes (a string: one, or a comma-separated list).
     device : object, optional
         Device for a target given as a backend object.
     fail_fast : bool
         Stop after the first result that fails the run.
+    deadline : float or None
+        Seconds one example may take (:func:`run_check`); after a hang the run stops.
 
     Returns
     -------
@@ -284,27 +464,61 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
     Raises
     ------
     ValueError
-        An unknown op or profile, or a dtype the target does not declare.
+        An unknown op or profile, a dtype the target does not declare, an unreadable xfails
+        file.
+    dirac_conformance.target.Broken
+        The backend crashed while loading or reporting whether it is available.
+    dirac_conformance.target.Unavailable
+        The backend reports that it cannot run here.
 
     Examples
     --------
-    >>> report = run_suite("numpy", ops=["dirac_tensor"], dtypes=["float64"])
+    >>> report = run_suite("numpy", ops="dirac_tensor", dtypes="float64")
     >>> report.ok, [(r.op, r.dtype, r.status) for r in report]
     (True, [('dirac_tensor', 'float64', 'pass')])
     """
     started = time.perf_counter()
-    target = _target(target, device)
     checks = selected_checks(ops)
+    known = _xfail_list(xfails)
+    target = _target(target, device)
     chosen = _dtypes(target, dtypes)
-    known = xfails or []
+    names = (target.label, target.backend.name)
     results: list[Result] = []
     for check in checks:
         for dtype in chosen:
-            xfail = find_xfail(known, target.label, check.name, dtype)
-            results.append(run_check(target, check, dtype, settings, xfail, profile=profile))
-            if fail_fast and results[-1].failed:
+            xfail = find_xfail(known, names, check.name, dtype)
+            results.append(run_check(target, check, dtype, settings, xfail, profile=profile,
+                                     deadline=deadline))
+            if results[-1].hung or (fail_fast and results[-1].failed):
                 return Report(results, [], time.perf_counter() - started)
     return Report(results, unmatched(known, results), time.perf_counter() - started)
+
+
+def _xfail_list(xfails: list[Xfail] | str | Path | None) -> list[Xfail]:
+    if xfails is None:
+        return []
+    if isinstance(xfails, str | Path):
+        return load_xfails(xfails)
+    entries = list(xfails)
+    wrong = [x for x in entries if not isinstance(x, Xfail)]
+    if wrong:
+        raise TypeError(f"xfails must be a path or a list of Xfail entries, got "
+                        f"{type(wrong[0]).__name__}: {wrong[0]!r}")
+    return entries
+
+
+def _names(value: Iterable[str] | str | None, what: str) -> list[str] | None:
+    """A list of names from an iterable of them or a (comma-separated) string."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    names = list(value)
+    wrong = [v for v in names if not isinstance(v, str)]
+    if wrong:
+        raise TypeError(f"{what} must be names (str), got {type(wrong[0]).__name__}: "
+                        f"{wrong[0]!r}")
+    return names
 
 
 def _target(target: Target | Backend | str, device: Any) -> Target:
@@ -313,10 +527,11 @@ def _target(target: Target | Backend | str, device: Any) -> Target:
     return load_target(target, device=device)
 
 
-def _dtypes(target: Target, dtypes: Iterable[str] | None) -> tuple[str, ...]:
-    if dtypes is None:
+def _dtypes(target: Target, dtypes: Iterable[str] | str | None) -> tuple[str, ...]:
+    chosen_names = _names(dtypes, "dtypes")
+    if chosen_names is None:
         return target.dtypes
-    chosen = tuple(dtypes)
+    chosen = tuple(chosen_names)
     unknown = [d for d in chosen if d not in target.dtypes]
     if unknown:
         raise ValueError(f"dtypes {unknown} are not tested on {target.label}; it has "
@@ -324,17 +539,20 @@ def _dtypes(target: Target, dtypes: Iterable[str] | None) -> tuple[str, ...]:
     return chosen
 
 
-def selected_checks(ops: Iterable[str] | None = None) -> list[Check]:
-    """The checks named in ``ops`` (all of them when None), in suite order.
+def selected_checks(ops: Iterable[str] | str | None = None) -> list[Check]:
+    """The checks named in ``ops`` (all of them when None; a string is one name or a
+    comma-separated list), in suite order.
 
     Raises
     ------
     ValueError
         A name that is not a check.
+    TypeError
+        Something other than names.
     """
-    if ops is None:
+    names = _names(ops, "ops")
+    if names is None:
         return list(CHECKS.values())
-    names = list(ops)
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
         raise ValueError(f"unknown op(s) {unknown}; known: {', '.join(CHECKS)}")

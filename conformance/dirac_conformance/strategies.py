@@ -23,28 +23,35 @@ wrong by orders of magnitude beyond the tolerance (see :mod:`dirac_conformance.t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 
 import dirac_core as dc
 from dirac_core.padding import resolve_padding
 from dirac_core.validation import canonical_padding
 
-from .case import Case, Operand
+from .case import Case, Operand, Sequel
 from .dtypes import huge, round_to, tiny
+from .layouts import LAYOUTS
 
 seeds = st.integers(0, 2**32 - 1)
+
+DECLARED = ("float64", "float32", "float16")
+"""The dtypes a backend is assumed to declare when a strategy is not told (the reference's)."""
 
 VALUE_KINDS = ("normal", "integers", "sparse")
 """``integers``: small integers, whose products and sums are exact in every dtype."""
 
-FILTER_KINDS = ("unit", "small", "zero", "huge", "tiny", "clamped", "tie", "tie4")
+FILTER_KINDS = ("unit", "small", "zero", "huge", "tiny", "clamped", "tie", "tie4", "nonfinite")
 """Per-filter magnitudes for normalization: ~1, ~1e-3, all zeros, squares overflowing the
-dtype, squares underflowing it, norm below ``eps`` (the clamp branch), and norm exactly
-``eps``: one entry ``+-eps`` (``tie``) or four entries ``+-eps/2`` (``tie4``), exact whenever
-``eps`` is a power of two the dtype holds."""
+dtype, squares underflowing it, norm below ``eps`` (the clamp branch), norm exactly ``eps``:
+one entry ``+-eps`` (``tie``) or four entries ``+-eps/2`` (``tie4``), exact whenever ``eps``
+is a power of two the dtype holds; and ``nonfinite``, a filter with NaN or infinite entries
+(NaN throughout after normalization, docs/spec.md)."""
 
 LONG = 4096
 """The length of the suite's long sums: twice the count at which a float16 sum of ones stops
@@ -89,7 +96,19 @@ def values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> np.nd
     if kind == "signed_zeros":
         zeros = np.where(rng.random(shape) < 0.5, 0.0, -0.0)
         return np.where(rng.random(shape) < 0.4, zeros, normal)
+    if kind == "nonfinite":
+        return _spoiled(rng, normal, 0.3)
     return normal
+
+
+def _spoiled(rng: np.random.Generator, v: np.ndarray, share: float) -> np.ndarray:
+    """``v`` with about ``share`` of its entries (at least one) NaN, +inf or -inf."""
+    out = v.copy().reshape(-1)
+    if out.size:
+        hit = rng.random(out.size) < share
+        hit[rng.integers(out.size)] = True
+        out[hit] = rng.choice(np.array([np.nan, np.inf, -np.inf]), int(hit.sum()))
+    return out.reshape(v.shape)
 
 
 @st.composite
@@ -125,7 +144,10 @@ def filter_values(shape: tuple[int, ...], dtype: str, eps: float, kinds: tuple[s
     """Weights whose filter ``o`` has the magnitude ``kinds[o]`` (unrounded, reproducible)."""
     w = np.random.default_rng(seed).standard_normal(shape)
     for o, kind in enumerate(kinds):
-        w[o] = _filter(kind, w[o], dtype, eps)
+        if kind == "nonfinite":
+            w[o] = _spoiled(np.random.default_rng([seed, o]), w[o], 0.2)
+        else:
+            w[o] = _filter(kind, w[o], dtype, eps)
     return w
 
 
@@ -136,9 +158,10 @@ value with alternating signs, or standard normal."""
 
 @st.composite
 def long_filters(draw: Any, dtype: str) -> Operand:
-    """One or two filters of :data:`LONG` entries each, laid out with 1-3 trailing dims."""
+    """One or two filters of about :data:`LONG` entries each (exactly, or one block more),
+    laid out with 1-3 trailing dims."""
     out = draw(st.integers(1, 2))
-    shape = draw(st.sampled_from(((out, LONG), (out, 64, 64), (out, 16, 16, 16))))
+    shape = draw(st.sampled_from(((out, LONG + 1), (out, 64, 64), (out, 16, 16, 17))))
     kind = draw(st.sampled_from(LONG_KINDS))
     seed = draw(seeds)
     w = long_values(shape, kind, seed)
@@ -161,11 +184,31 @@ def long_values(shape: tuple[int, ...], kind: str, seed: int) -> np.ndarray:
 def weights_and_eps(draw: Any, dtype: str) -> tuple[tuple[int, ...], int, float, Operand]:
     """``(shape, groups, eps, w)`` for the normalizing ops; one case in eight is long."""
     eps = draw(eps_values(dtype))
-    if draw(st.integers(0, 7)) == 0:
+    size = draw(st.integers(0, 7))
+    if size == 0:
         w = draw(long_filters(dtype))
         return w.values.shape, 1, eps, w
-    shape, groups = draw(weight_layout())
+    shape, groups = draw(tile_weight_layout() if size <= 2 else weight_layout())
     return shape, groups, eps, draw(filters(shape, dtype, eps))
+
+
+TILE_LENGTHS = (15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 257, 509)
+"""Lengths around the tile, chunk and block sizes of GPU kernels (powers of two, one either
+side, primes): a kernel that drops the last partial tile gets the tail wrong."""
+
+
+@st.composite
+def tile_weight_layout(draw: Any) -> tuple[tuple[int, ...], int]:
+    """A weight whose filter count or filter length passes a tile boundary (the other small)."""
+    if draw(st.booleans()):  # many filters, short ones
+        return (draw(st.sampled_from(TILE_LENGTHS)), draw(st.integers(1, 3)), 3), 1
+    length = draw(st.sampled_from(FILTER_LENGTHS))
+    return (draw(st.integers(1, 3)), length, *draw(st.sampled_from(((), (1,))))), 1
+
+
+FILTER_LENGTHS = (33, 255, 257, 509, 1031)
+"""Filter lengths around the block sizes of per-filter reductions (one block of 256 threads,
+one more entry, several blocks and a partial one)."""
 
 
 def _filter(kind: str, v: np.ndarray, dtype: str, eps: float) -> np.ndarray:
@@ -217,7 +260,8 @@ def dirac_tensor_cases(draw: Any, dtype: str) -> Case:
 
 
 @st.composite
-def normalize_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
+def normalize_cases(draw: Any, dtype: str, vjp: bool = False,
+                    declared: tuple[str, ...] = DECLARED) -> Case:
     shape, _, eps, w = draw(weights_and_eps(dtype))
     operands = {"w": w}
     if vjp:
@@ -226,19 +270,24 @@ def normalize_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
 
 
 @st.composite
-def scales(draw: Any, out_channels: int, dtype: str, centre: float) -> Operand:
-    """alpha or beta: a Python float, a 0-d array, or a per-channel vector, in the weight's
-    dtype or in float64 (the result must still have the weight's dtype)."""
-    form = draw(st.sampled_from(("python", "0-d", "vector", "vector-float64")))
+def scales(draw: Any, out_channels: int, dtype: str, centre: float,
+           declared: tuple[str, ...] = DECLARED) -> Operand:
+    """alpha or beta: a Python float, a 0-d array or a per-channel vector, in the weight's dtype
+    or in any other dtype the backend declares, narrower or wider (the result must still have
+    the weight's dtype, each scale's gradient the scale's dtype)."""
+    form = draw(st.sampled_from(("python", "0-d", "vector")))
     rng = np.random.default_rng(draw(seeds))
-    shape = (out_channels,) if form.startswith("vector") else ()
+    shape = (out_channels,) if form == "vector" else ()
     raw = centre * (1 + rng.standard_normal(shape))
-    carrier = "float64" if form in ("python", "vector-float64") else dtype
-    return Operand(round_to(raw, carrier), carrier, python=form == "python")
+    if form == "python":
+        return Operand(round_to(raw, "float64"), "float64", python=True)
+    carrier = draw(st.sampled_from((dtype, *(d for d in declared if d != dtype))))
+    return Operand(round_to(raw, carrier), carrier)
 
 
 @st.composite
-def dirac_weight_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
+def dirac_weight_cases(draw: Any, dtype: str, vjp: bool = False,
+                       declared: tuple[str, ...] = DECLARED) -> Case:
     shape, groups, eps, w = draw(weights_and_eps(dtype))
     kwargs = {
         "eps": eps,
@@ -248,8 +297,8 @@ def dirac_weight_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
     }
     operands = {
         "w": w,
-        "alpha": draw(scales(shape[0], dtype, 2.0)),
-        "beta": draw(scales(shape[0], dtype, 0.5)),
+        "alpha": draw(scales(shape[0], dtype, 2.0, declared)),
+        "beta": draw(scales(shape[0], dtype, 0.5, declared)),
     }
     if vjp:
         operands = {"g": draw(arrays(shape, dtype, (*VALUE_KINDS, "ones"))), **operands}
@@ -257,12 +306,16 @@ def dirac_weight_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
 
 
 @st.composite
-def ncrelu_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
+def ncrelu_cases(draw: Any, dtype: str, vjp: bool = False,
+                 declared: tuple[str, ...] = DECLARED) -> Case:
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
     if len(shape) > 1 and draw(st.integers(0, 9)) == 0:
         shape = (0, *shape[1:])  # an empty batch
+    elif draw(st.integers(0, 7)) == 0:  # past tile and grid-stride boundaries
+        shape = (draw(st.sampled_from((1, 2, 9, 17))), draw(st.sampled_from((3, 8, 33))),
+                 draw(st.sampled_from(TILE_LENGTHS)))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    operands = {"x": draw(arrays(shape, dtype, ("signed_zeros", "integers")))}
+    operands = {"x": draw(arrays(shape, dtype, ("signed_zeros", "integers", "nonfinite")))}
     if vjp:
         doubled = list(shape)
         doubled[axis] *= 2
@@ -299,6 +352,45 @@ def conv_geometry(draw: Any) -> dict[str, Any]:
     }
 
 
+TILE_COUNTS = (7, 8, 9, 16, 17, 32, 33)
+"""Batch sizes around the chunk sizes of batched launches."""
+
+TILE_CHANNELS = (4, 8, 32, 3, 5, 9, 33)
+"""Channels per group: multiples of 4, 8 and 32 (vectorized loads) and odd counts."""
+
+
+@st.composite
+def tile_conv_geometry(draw: Any) -> dict[str, Any]:
+    """A convolution with one size past a tile boundary and the others small: the batch
+    (:data:`TILE_COUNTS`), the output length along one axis (:data:`TILE_LENGTHS`, up to 65), or
+    the channels per group (:data:`TILE_CHANNELS`)."""
+    focus = draw(st.sampled_from(("batch", "length", "channels")))
+    ndim = draw(st.integers(1 if focus == "length" else 0, 2))
+    groups = draw(st.integers(1, 2))
+    kernel = draw(st.lists(st.integers(1, 3), min_size=ndim, max_size=ndim))
+    dilation = draw(st.lists(st.integers(1, 2), min_size=ndim, max_size=ndim))
+    stride = draw(st.lists(st.integers(1, 2), min_size=ndim, max_size=ndim))
+    outputs = draw(st.lists(st.integers(1, 3), min_size=ndim, max_size=ndim))
+    if focus == "length":
+        outputs[draw(st.integers(0, ndim - 1))] = draw(st.sampled_from(
+            tuple(n for n in TILE_LENGTHS if n <= 65)))
+    pairs = [(draw(st.integers(0, 1)), draw(st.integers(0, 1))) for _ in range(ndim)]
+    sizes = [max(1, (p - 1) * s + d * (k - 1) + 1 - left - right)
+             for p, s, d, k, (left, right) in zip(outputs, stride, dilation, kernel, pairs,
+                                                  strict=True)]
+    wide = focus == "channels"
+    per_group_in = draw(st.sampled_from(TILE_CHANNELS)) if wide else draw(st.integers(1, 3))
+    per_group_out = draw(st.sampled_from(TILE_CHANNELS[:4])) if wide else draw(
+        st.integers(1, 2))
+    batch = draw(st.sampled_from(TILE_COUNTS)) if focus == "batch" else draw(st.integers(1, 2))
+    return {
+        "x_shape": (batch, groups * per_group_in, *sizes),
+        "w_shape": (groups * per_group_out, per_group_in, *kernel),
+        "kwargs": {"stride": tuple(stride), "padding": tuple(pairs),
+                   "dilation": tuple(dilation), "groups": groups},
+    }
+
+
 @st.composite
 def _padding(draw: Any, form: str, kernel: list[int], dilation: list[int]) -> Any:
     ndim = len(kernel)
@@ -317,11 +409,13 @@ def _padding(draw: Any, form: str, kernel: list[int], dilation: list[int]) -> An
 
 
 @st.composite
-def conv_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
-    if draw(st.integers(0, 7)) == 0:
+def conv_cases(draw: Any, dtype: str, vjp: bool = False,
+               declared: tuple[str, ...] = DECLARED) -> Case:
+    pick = draw(st.integers(0, 7))
+    if pick == 0:
         long: Case = draw(long_conv_cases(dtype, vjp))
         return long
-    geo = draw(conv_geometry())
+    geo = draw(tile_conv_geometry() if pick == 1 else conv_geometry())
     operands = {
         "x": draw(arrays(geo["x_shape"], dtype)),
         "w": draw(arrays(geo["w_shape"], dtype)),
@@ -439,3 +533,58 @@ def identity_cases(draw: Any, dtype: str, grouped: bool = True) -> Case:
     sizes = draw(st.lists(st.integers(1, 6 if ndim < 3 else 3), min_size=ndim, max_size=ndim))
     x = draw(arrays((draw(st.integers(0, 2)), channels, *sizes), dtype))
     return Case(dtype, {"x": x}, {"kernel": kernel, "dilation": dilation, "groups": groups})
+
+
+@st.composite
+def laid_out(draw: Any, cases: SearchStrategy[Case]) -> Case:
+    """``cases`` with a memory layout (:data:`~dirac_conformance.layouts.LAYOUTS`) drawn for
+    every array operand, forward and VJP alike (shrinking towards contiguous)."""
+    case: Case = draw(cases)
+    operands = {name: op if op is None or op.python else replace(
+        op, layout=draw(st.sampled_from(LAYOUTS))) for name, op in case.operands.items()}
+    return replace(case, operands=operands)
+
+
+SEQUELS = ("input", "result", "arguments")
+"""What a stateful check changes between its two calls (:class:`~dirac_conformance.case.Sequel`)."""
+
+WITH_EPS = ("normalize_filters", "dirac_weight", "normalize_filters_vjp", "dirac_weight_vjp")
+"""The ops whose other arguments change around one weight array in the ``arguments`` sequel."""
+
+
+@st.composite
+def sequel_cases(draw: Any, kind: str, op: str, first: Case,
+                 declared: tuple[str, ...] = DECLARED) -> Case:
+    """``first`` (a case of ``op``) with a second call of the ``kind`` of :data:`SEQUELS`.
+
+    ``input``: new values for one array operand (written into it in place); ``result``: none
+    (the first results are overwritten); ``arguments``: a new ``eps`` and new scales and
+    cotangent around the same weight.
+    """
+    dtype = first.dtype
+    arrays_ = [n for n, o in first.operands.items() if o is not None and not o.python
+               and o.values.size]
+    if kind == "input" and arrays_:
+        name = draw(st.sampled_from(arrays_))
+        old = first.operands[name]
+        assert old is not None
+        seed = draw(seeds)
+        fresh = generated(old.values.shape, "normal", seed)
+        recipe = f"round_to(s.generated({old.values.shape!r}, 'normal', {seed}), {old.dtype!r})"
+        if name == "var":  # a variance stays >= 0
+            fresh, recipe = np.abs(fresh) + 0.5, f"np.abs({recipe}) + 0.5"
+        new = Operand(round_to(fresh, old.dtype), old.dtype, origin=f"normal seed={seed}",
+                      recipe=recipe)
+        return replace(first, op=op, sequel=Sequel("input", {name: new}))
+    if kind == "arguments" and op in WITH_EPS:
+        w = first.operands["w"]
+        assert w is not None
+        new_ops: dict[str, Operand] = {}
+        if "alpha" in first.operands:
+            new_ops["alpha"] = draw(scales(w.values.shape[0], dtype, 2.0, declared))
+            new_ops["beta"] = draw(scales(w.values.shape[0], dtype, 0.5, declared))
+        if "g" in first.operands:
+            new_ops["g"] = draw(arrays(w.values.shape, dtype))
+        eps = draw(eps_values(dtype))
+        return replace(first, op=op, sequel=Sequel("arguments", new_ops, {"eps": eps}))
+    return replace(first, op=op, sequel=Sequel("result"))

@@ -3,9 +3,11 @@
 A target spec is ``NAME[@DEVICE]``: ``numpy``, ``torch``, ``torch@cuda``, ``cupy``, a third
 party's entry-point name, ``my_pkg.backend:MyBackend@cuda:1``, or a Python file holding the
 backend, ``path/to/my_backend.py[:MyBackend]`` (without ``:ATTR``, the one backend class or
-object the file defines). A backend that cannot run here (no GPU, library missing) raises
-:class:`Unavailable` with the reason, which the pytest plugin turns into a skip. Something
-that is not a backend is refused (``TypeError``) before any of its methods runs.
+object the file defines). A backend that reports it cannot run here (``available()`` gives
+``Availability(False, reason)``: no GPU, library missing) raises :class:`Unavailable` with the
+reason, which the pytest plugin turns into a skip; one that crashes while loading or answering
+``available()`` raises :class:`Broken`, a failure. Something that is not a backend is refused
+(``TypeError``) before any of its methods runs.
 """
 
 from __future__ import annotations
@@ -22,13 +24,21 @@ import numpy as np
 
 import dirac_core as dc
 from dirac_core.backend import Backend
-from dirac_core.registry import instantiate, missing_methods
+from dirac_core.registry import availability, instantiate, missing_methods
 
 from .dtypes import SUPPORTED, numpy_dtype
 
 
 class Unavailable(Exception):
-    """The backend exists but cannot run on this machine; ``str(exc)`` says why."""
+    """The backend exists but reports that it cannot run on this machine (``available()``
+    gave ``Availability(False, reason)``, or the device is unusable); ``str(exc)`` says why.
+    The only reason a run may skip a backend."""
+
+
+class Broken(Exception):
+    """The backend crashed before any check: importing its module, constructing it or
+    ``available()`` raised, or ``available()`` returned no ``Availability``. A failure, never a
+    skip; ``str(exc)`` says what happened, in one line."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,8 @@ class Target:
             ) from exc
 
     def to_numpy(self, x: Any) -> np.ndarray | None:
-        """A native result as a float64 NumPy array (``None`` stays ``None``)."""
-        return None if x is None else np.asarray(self.backend.to_numpy(x), dtype=np.float64)
+        """A native result as a float64 NumPy array of its own (``None`` stays ``None``)."""
+        return None if x is None else np.array(self.backend.to_numpy(x), dtype=np.float64)
 
 
 def load_target(spec: str | Backend, *, device: Any = None) -> Target:
@@ -92,7 +102,9 @@ def load_target(spec: str | Backend, *, device: Any = None) -> Target:
     Raises
     ------
     Unavailable
-        The backend is registered but cannot be imported or used here, or the device is not.
+        The backend reports that it cannot run here, or the device is unusable.
+    Broken
+        Importing, constructing or asking the backend whether it is available crashed.
     ValueError
         An unknown name, or a file that does not exist.
     TypeError
@@ -105,7 +117,11 @@ def load_target(spec: str | Backend, *, device: Any = None) -> Target:
     """
     if not isinstance(spec, str):
         label = spec.__name__ if isinstance(spec, type) else type(spec).__name__
-        return _checked(Target(instantiate(spec, label), device, label))
+        try:
+            backend = instantiate(spec, label)
+        except dc.BrokenBackendError as exc:
+            raise Broken(str(exc)) from exc
+        return _checked(Target(backend, device, label))
     name, _, at = spec.partition("@")
     device = at or device
     if is_file_spec(name):
@@ -113,7 +129,7 @@ def load_target(spec: str | Backend, *, device: Any = None) -> Target:
     try:
         backend = dc.get_backend(name, require_available=False)
     except dc.BrokenBackendError as exc:
-        raise Unavailable(str(exc)) from exc
+        raise Broken(str(exc)) from exc
     return _checked(Target(backend, device, spec, spec))
 
 
@@ -137,7 +153,7 @@ def _from_file(name: str) -> Backend:
             if not hasattr(obj, part):
                 raise TypeError(f"{path_text} defines no {attr!r}")
             obj = getattr(obj, part)
-        return instantiate(obj, name)
+        return _instance(obj, name)
     found = [v for k, v in vars(module).items()
              if not k.startswith("_") and getattr(v, "__module__", None) == module.__name__
              and not isinstance(v, ModuleType) and not missing_methods(v)]
@@ -145,7 +161,14 @@ def _from_file(name: str) -> Backend:
         names = [getattr(v, "__name__", type(v).__name__) for v in found]
         what = f"several backends ({', '.join(names)})" if found else "no backend"
         raise TypeError(f"{path_text} defines {what}; name one as {path_text}:NAME")
-    return instantiate(found[0], name)
+    return _instance(found[0], name)
+
+
+def _instance(obj: Any, label: str) -> Backend:
+    try:
+        return instantiate(obj, label)
+    except dc.BrokenBackendError as exc:
+        raise Broken(str(exc)) from exc
 
 
 def import_file(path: Path) -> ModuleType:
@@ -153,10 +176,9 @@ def import_file(path: Path) -> ModuleType:
 
     Raises
     ------
-    Unavailable
-        Importing it raised ImportError (a library it needs is missing here).
-    ValueError
-        Importing it raised anything else (a mistake in the file).
+    Broken
+        Importing it raised (a mistake in the file, or a library it needs is missing: a
+        backend that may lack a library imports it lazily and says so in ``available()``).
     """
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
     name = f"dirac_conformance_file_{path.stem}_{digest}"
@@ -169,17 +191,17 @@ def import_file(path: Path) -> ModuleType:
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:
         spec.loader.exec_module(module)
-    except ImportError as exc:  # a library it needs is missing here
+    except Exception as exc:  # a crash, not a reason to skip: one line, not a traceback
         del sys.modules[name]
-        raise Unavailable(f"{path} could not be imported: {exc!r}") from exc
-    except Exception as exc:  # a mistake in the file: one line, not a traceback
-        del sys.modules[name]
-        raise ValueError(f"{path} could not be imported: {exc!r}") from exc
+        raise Broken(f"{path} could not be imported: {exc!r}") from exc
     return module
 
 
 def _checked(target: Target) -> Target:
-    status = target.backend.available()
+    try:
+        status = availability(target.backend, target.label)
+    except dc.BrokenBackendError as exc:
+        raise Broken(str(exc)) from exc
     if not status:
         raise Unavailable(f"{target.label}: {status.reason}")
     if target.device is not None:

@@ -17,31 +17,37 @@ float64 and float32 accumulate in themselves; each element may differ by
 with ``t_d`` the smallest normal number of the dtype (below it precision degrades gracefully)
 and ``rtol_d`` (:data:`RTOL`) a few units of roundoff: float64 ``2e-13``, float32 ``2e-6``.
 
-float16 and bfloat16 must accumulate in float32 and be *rounded once* at the end (the spec),
-so their bound has two parts, the float32 accumulation and one rounding to the dtype:
+float16 and bfloat16 must accumulate in float32 and be *rounded once* at the end (the spec).
+Such a result is the half-precision rounding of a float32 value within ``a_i = rtol_float32
+sqrt(max(n, 1)) m_i`` of the reference, and rounding to nearest is monotone, so it lies in
 
 .. math::
 
-    b_i = u_d |r_i| + \\mathrm{rtol}_{float32} \\sqrt{\\max(n, 1)} m_i + s_d / 2
+    [\\mathrm{round}_d(r_i - a_i),\\ \\mathrm{round}_d(r_i + a_i)]
 
-with ``u_d`` the dtype's unit roundoff (:data:`ROUNDING`: ``2**-11`` for float16, ``2**-8``
-for bfloat16) and ``s_d`` its smallest subnormal (the absolute rounding error of a subnormal
-result). A backend that *accumulates* in half precision fails this by orders of magnitude on
-the suite's long sums (see ``docs/conformance.md``): a sequential float16 sum of 4096 ones
-stops growing at 2048, 800 times the bound; one whose partial sums pass 65504 becomes inf.
+and the allowed error ``b_i`` is the distance from ``r_i`` to the end of that interval on the
+side of ``got_i``. This is exact, not an estimate: a result rounded once always passes, and a
+result rounded twice (an intermediate rounded to the dtype, then rounded again) lands one unit
+in the last place outside the interval whenever the two roundings disagree, at many times the
+tolerance (``docs/conformance.md`` reports the factor per op). A backend that *accumulates* in
+half precision fails by orders of magnitude on the suite's long sums: a sequential float16 sum
+of 4096 ones stops growing at 2048; one whose partial sums pass 65504 becomes inf.
 
 An element conforms when ``|got_i - r_i| <= b_i``; the suite reports ``e = max_i
 |got_i - r_i| / b_i``, the share of the tolerance used (``e <= 1`` passes). Exact ops (the
 Dirac tensor, NCReLU and its VJP, the identities) must match bit for bit in value. A NaN or
 infinity where the reference is finite is a failure, unless the reference is beyond the dtype's
-range: then the dtype's infinity of the same sign is the correct result.
+range: then the dtype's infinity of the same sign is the correct result. Where the reference is
+NaN (non-finite input, ``docs/spec.md``) the result must be NaN; where it is infinite, the same
+infinity or NaN.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -55,12 +61,9 @@ RTOL: dict[str, float] = {
 }
 """Per-dtype relative tolerance of the accumulation, applied per ``sqrt(n)`` terms."""
 
-ROUNDING: dict[str, float] = {"float64": 0.0, "float32": 0.0, "float16": 2.0**-11,
-                              "bfloat16": 2.0**-8}
-"""The one final rounding a half-precision result may carry, relative to the result (the
-dtype's unit roundoff); 0 where the accumulation bound already covers it."""
-
-_SMALLEST_SUBNORMAL = {"float16": 2.0**-24, "bfloat16": 2.0**-133}
+ROUNDED_ONCE = ("float16", "bfloat16")
+"""The dtypes whose results are float32 values rounded once to the dtype (see the module
+docstring): their tolerance is the rounding interval, not a relative bound."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,10 @@ class Output:
         The condition magnitude ``m`` (broadcastable to ``ref``); ``None`` for exact outputs.
     terms : int
         ``n``, the number of terms summed into each element.
+    dtype : str or None
+        The precision this output is held to, when not the op's dtype (a scale's gradient).
+    native : object
+        The backend's own result (``None`` when not kept), for checks that write into it.
     """
 
     name: str
@@ -86,34 +93,62 @@ class Output:
     ref: np.ndarray | None
     magnitude: np.ndarray | None = None
     terms: int = 1
+    dtype: str | None = None
+    native: Any = field(default=None, repr=False, compare=False)
 
 
 class Mismatch(AssertionError):
     """A backend's result differs from the reference beyond the tolerance.
 
     ``error`` is the share of the tolerance the failing element used (``inf`` for an exact
-    output that differs, a non-finite value, or a wrong shape, type or dtype).
+    output that differs, a non-finite value, or a wrong shape, type or dtype); ``output`` names
+    the output (``""`` when the failure is not about one output's values).
     """
 
-    def __init__(self, message: str, error: float = math.inf) -> None:
+    def __init__(self, message: str, error: float = math.inf, output: str = "") -> None:
         super().__init__(message)
         self.error = error
+        self.output = output
 
 
 def bound(ref: np.ndarray, magnitude: np.ndarray, terms: int, dtype: str) -> np.ndarray:
-    """The allowed absolute error ``b_i`` of each element (see the module docstring).
+    """The allowed absolute error of each element of a float64 or float32 result (see the
+    module docstring; half-precision results use :func:`interval`).
 
     Examples
     --------
-    >>> round(float(bound(np.array(4096.0), np.array(4096.0), 4096, "float16")), 3)
-    2.524
+    >>> float(bound(np.array(1.0), np.array(1.0), 4, "float32"))
+    4e-06
     """
     root = math.sqrt(max(terms, 1))
     mag = np.abs(np.broadcast_to(magnitude, np.shape(ref)))
-    if not ROUNDING[dtype]:
-        return np.asarray(RTOL[dtype] * root * np.maximum(mag, smallest_normal(dtype)))
-    return np.asarray(ROUNDING[dtype] * np.abs(ref) + RTOL[dtype] * root * mag
-                      + _SMALLEST_SUBNORMAL[dtype] / 2)
+    return np.asarray(RTOL[dtype] * root * np.maximum(mag, smallest_normal(dtype)))
+
+
+def interval(ref: np.ndarray, magnitude: np.ndarray, terms: int, dtype: str
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)``: the results each element may take (inclusive, float64; infinite where the
+    interval passes the dtype's range).
+
+    float64 and float32: ``ref -+`` :func:`bound`. float16 and bfloat16: the roundings to the
+    dtype of ``ref -+ a``, ``a`` float32's accumulation error (a result rounded once from an
+    accurate float32 value lies there, and nothing else does).
+
+    Examples
+    --------
+    >>> lo, hi = interval(np.array(1.0 + 2.0**-12), np.array(1.0), 1, "float16")
+    >>> float(lo), float(hi)                  # the one float16 1.0 + 2**-12 rounds to
+    (1.0, 1.0)
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    if dtype not in ROUNDED_ONCE:
+        b = bound(ref, magnitude, terms, dtype)
+        return ref - b, ref + b
+    a = RTOL["float32"] * math.sqrt(max(terms, 1)) * np.abs(np.broadcast_to(magnitude,
+                                                                            ref.shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rounding past the range gives inf
+        return round_to(ref - a, dtype), round_to(ref + a, dtype)
 
 
 def relative_error(out: Output, dtype: str) -> float:
@@ -128,7 +163,8 @@ def relative_error(out: Output, dtype: str) -> float:
     if out.got is None or out.ref is None:
         if out.got is out.ref:
             return 0.0
-        raise Mismatch(f"{out.name}: got {_describe(out.got)}, expected {_describe(out.ref)}")
+        raise Mismatch(f"{out.name}: got {_describe(out.got)}, expected {_describe(out.ref)}",
+                       output=out.name)
     errors = _errors(out, dtype)
     return float(errors.max(initial=0.0))
 
@@ -138,48 +174,77 @@ def _errors(out: Output, dtype: str) -> np.ndarray:
     got = np.asarray(out.got, dtype=np.float64)
     ref = np.asarray(out.ref, dtype=np.float64)
     if got.shape != ref.shape:
-        raise Mismatch(f"{out.name}: got shape {got.shape}, expected {ref.shape}")
+        raise Mismatch(f"{out.name}: got shape {got.shape}, expected {ref.shape}",
+                       output=out.name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # overflowing the dtype is the point
         in_range = np.isfinite(round_to(ref, dtype))
     bad = ~np.isfinite(got) & in_range
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise Mismatch(f"{out.name}{list(index)}: got {got[index]!r}, expected {ref[index]!r}")
+        raise Mismatch(f"{out.name}{list(index)}: got {got[index]!r}, expected {ref[index]!r}",
+                       output=out.name)
+    # Beyond the dtype's range the correct result is the infinity of the same sign. Where the
+    # reference itself is NaN (non-finite input) the result must be NaN; where it is infinite,
+    # the same infinity or NaN (a sum with an infinite term is NaN once finite partial sums
+    # overflow the other way, which depends on the dtype and the order of summation).
+    with np.errstate(invalid="ignore"):
+        special = np.where(np.isnan(ref), np.isnan(got), (got == np.copysign(np.inf, ref))
+                           | (np.isinf(ref) & np.isnan(got)))
+    outside = np.where(special, 0.0, np.inf)
     if out.magnitude is None:
-        return np.where(got == ref, 0.0, np.inf)
-    # Beyond the dtype's range the correct result is the infinity of the same sign.
-    overflowed = np.where(got == np.sign(ref) * np.inf, 0.0, np.inf)
-    with np.errstate(invalid="ignore", over="ignore"):
-        scaled = np.abs(got - ref) / bound(ref, out.magnitude, out.terms, dtype)
-    return np.where(in_range, scaled, overflowed)
+        return np.where(in_range, np.where(got == ref, 0.0, np.inf), outside)
+    return np.where(in_range, _shares(got, ref, out, dtype), outside)
+
+
+def _shares(got: np.ndarray, ref: np.ndarray, out: Output, dtype: str) -> np.ndarray:
+    """``|got - ref|`` over the distance from ``ref`` to the end of the allowed interval on
+    ``got``'s side (elements where the reference is finite and within the dtype's range)."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        mag = np.where(np.isfinite(ref), np.asarray(out.magnitude, dtype=np.float64), 0.0)
+        lo, hi = interval(np.where(np.isfinite(ref), ref, 0.0), mag, out.terms, dtype)
+        allowed = np.where(got > ref, hi - ref, ref - lo)
+        share = np.abs(got - ref) / allowed
+    # got == ref uses none of it (also when nothing is allowed); an infinity inside the
+    # interval (a result rounding past the range) all of it.
+    return np.where(got == ref, 0.0, np.where(np.isnan(share), 1.0, share))
 
 
 def check_outputs(outputs: list[Output], dtype: str) -> float:
-    """The worst share of the tolerance over ``outputs``; raise :class:`Mismatch` if any
-    element exceeds its bound.
+    """The worst share of the tolerance over ``outputs``; raise :class:`Mismatch` naming every
+    output with an element beyond its bound (each with its worst element).
 
     Examples
     --------
     >>> check_outputs([Output("y", np.ones(2), np.ones(2), np.ones(2))], "float64")
     0.0
     """
-    worst = 0.0
+    worst, bad = 0.0, []
     for out in outputs:
-        err = relative_error(out, dtype)
+        held = out.dtype or dtype
+        err = relative_error(out, held)
         if err > 1.0:
-            raise Mismatch(_explain(out, dtype, err), err)
+            bad.append((out, held, err))
         worst = max(worst, err)
+    if bad:
+        raise Mismatch("\n".join(_explain(out, held, err) for out, held, err in bad),
+                       max(err for _, _, err in bad), ", ".join(out.name for out, _, _ in bad))
     return worst
 
 
 def _explain(out: Output, dtype: str, err: float) -> str:
     errors = _errors(out, dtype)
     index = tuple(int(i) for i in np.unravel_index(int(np.argmax(errors)), errors.shape))
-    got = np.asarray(out.got, dtype=np.float64)[index]
-    ref = np.asarray(out.ref, dtype=np.float64)[index]
-    kind = "exact op" if out.magnitude is None else f"error {err:.3g} x the tolerance"
-    return f"{out.name} ({dtype}): {kind}; worst at {list(index)}: got {got!r}, expected {ref!r}"
+    got = float(np.asarray(out.got, dtype=np.float64)[index])
+    ref = float(np.asarray(out.ref, dtype=np.float64)[index])
+    where = f"{out.name} ({dtype}), worst at {list(index)}: got {got!r}, expected {ref!r}"
+    if out.magnitude is None or not math.isfinite(ref):
+        return f"{where}; exact op" if out.magnitude is None else where
+    mag = np.broadcast_to(np.asarray(out.magnitude, np.float64), errors.shape)[index]
+    lo, hi = interval(np.array(ref), mag, out.terms, dtype)
+    allowed = float(hi) - ref if got > ref else ref - float(lo)
+    return (f"{where}; |got - expected| = {abs(got - ref):.3g}, tolerance {allowed:.3g}: "
+            f"error {err:.3g} x the tolerance")
 
 
 def _describe(x: np.ndarray | None) -> str:

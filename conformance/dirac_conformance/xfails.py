@@ -48,14 +48,14 @@ class Xfail:
             del data["strict"]
         return json.dumps(data)
 
-    def matches(self, backend: str, op: str, dtype: str) -> bool:
-        """Whether this entry covers ``op`` on ``dtype`` of ``backend`` (``NAME@DEVICE``
-        also matches an entry for ``NAME``)."""
-        return (
-            self.op == op
-            and self.dtype in (None, dtype)
-            and self.backend in (None, backend, backend.partition("@")[0])
-        )
+    def matches(self, backend: str | tuple[str, ...], op: str, dtype: str) -> bool:
+        """Whether this entry covers ``op`` on ``dtype`` of ``backend``: the label the
+        backend was loaded from (``NAME@DEVICE`` also matches an entry for ``NAME``), or
+        several names of it (the label and ``Backend.name``)."""
+        names = (backend,) if isinstance(backend, str) else backend
+        known = {form for name in names if name for form in (name, name.partition("@")[0])}
+        return self.op == op and self.dtype in (None, dtype) and (
+            self.backend is None or self.backend in known)
 
 
 def load_xfails(path: str | Path | None) -> list[Xfail]:
@@ -95,8 +95,10 @@ def _entry(data: object, source: str) -> Xfail:
     return dataclasses.replace(entry, source=source)
 
 
-def find_xfail(xfails: list[Xfail], backend: str, op: str, dtype: str) -> Xfail | None:
-    """The first entry matching ``backend``/``op``/``dtype``, or None."""
+def find_xfail(xfails: list[Xfail], backend: str | tuple[str, ...], op: str, dtype: str
+               ) -> Xfail | None:
+    """The first entry matching ``backend`` (a label, or the label and ``Backend.name``),
+    ``op`` and ``dtype``, or None."""
     return next((x for x in xfails if x.matches(backend, op, dtype)), None)
 
 
@@ -110,5 +112,5 @@ def unmatched(xfails: list[Xfail], ran: Iterable[_Ran]) -> list[Xfail]:
     """The entries of ``xfails`` that match none of the checks that ran (each a
     :class:`~dirac_conformance.runner.Result`, or anything with ``backend``, ``op`` and
     ``dtype``): misspelt or stale entries."""
-    done = list(ran)
-    return [x for x in xfails if not any(x.matches(r.backend, r.op, r.dtype) for r in done)]
+    done = [((r.backend, getattr(r, "backend_name", "")), r.op, r.dtype) for r in ran]
+    return [x for x in xfails if not any(x.matches(*r) for r in done)]

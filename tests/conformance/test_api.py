@@ -44,8 +44,87 @@ def test_the_reproducer_rebuilds_the_failing_case() -> None:
     result = run_check(NormalizeInPlace, "normalize_filters", "float64", FEW)
     assert result.status == "fail" and "modified its argument 'w' in place" in result.message
     namespace: dict[str, object] = {"YourBackend": NormalizeInPlace}
-    exec(result.reproducer, namespace)
-    assert "got" in namespace and "want" in namespace
+    with pytest.raises(AssertionError, match="w was modified in place"):
+        exec(result.reproducer, namespace)
+    assert "got" in namespace and "want" not in namespace
+
+
+class TwoFaults(NumpyBackend):
+    """dirac_weight_vjp: dbeta negated for a vector beta, and a crash without
+    normalization."""
+
+    def dirac_weight_vjp(self, g, w, alpha, beta, **kw):  # type: ignore[no-untyped-def]
+        if not kw["normalize"]:
+            raise RuntimeError("normalize=False is not implemented")
+        dw, dalpha, dbeta = super().dirac_weight_vjp(g, w, alpha, beta, **kw)
+        return dw, dalpha, -dbeta if beta.ndim else dbeta
+
+
+def test_every_distinct_failure_is_reported_with_its_own_reproducer() -> None:
+    result = run_check(TwoFaults, "dirac_weight_vjp", "float64")
+    assert result.status == "fail"
+    assert sorted(f.output for f in result.failures) == ["", "dbeta"]
+    for failure in result.failures:
+        if failure.output:
+            assert failure.error > 1 and "tolerance" in failure.message
+            assert failure.output in failure.message
+        else:
+            assert "RuntimeError: normalize=False is not implemented" in failure.message
+        namespace: dict[str, object] = {"YourBackend": TwoFaults}
+        kind = AssertionError if failure.output else RuntimeError
+        with pytest.raises(kind, match=failure.output or "not implemented"):  # it reproduces
+            exec(failure.reproducer, namespace)
+    assert "ExceptionGroup" not in result.message
+    assert [f["output"] for f in result.as_dict()["failures"]] == [  # type: ignore[index]
+        f.output for f in result.failures]
+
+
+class EpsTooLow(NumpyBackend):
+    """normalize_filters with eps cast straight to float32 (1e39 becomes inf)."""
+
+    def normalize_filters(self, w, *, eps):  # type: ignore[no-untyped-def]
+        return super().normalize_filters(w, eps=float(np.float32(min(eps, 1e38))) / 2)
+
+
+def test_the_reproducer_calls_the_reference_with_the_working_eps() -> None:
+    result = run_check(EpsTooLow, "normalize_filters", "float32", profile="meta")
+    (failure,) = result.failures
+    assert "eps as the float32 working dtype takes it" in failure.reproducer
+    namespace: dict[str, object] = {"YourBackend": EpsTooLow}
+    with pytest.raises(AssertionError, match="tolerance"):
+        exec(failure.reproducer, namespace)
+    got = np.asarray(namespace["got"])
+    assert not np.array_equal(got, np.asarray(namespace["want"]), equal_nan=True)
+    for line in failure.reproducer.splitlines():  # every import is used
+        if line.startswith(("import ", "from ")):
+            names = line.replace(",", " ").split(" import ")[-1].split()
+            name = names[-1] if " as " in line else names[0]
+            assert failure.reproducer.count(name) > 1, line
+
+
+def test_names_where_lists_are_expected_and_clear_errors() -> None:
+    report = run_suite("numpy", ops="ncrelu,dirac_tensor", dtypes="float32", settings=FEW)
+    assert [r.op for r in report] == ["dirac_tensor", "ncrelu"]
+    assert hunt(NcreluGradAtZero, checks=["ncrelu_vjp"]).killed_by == "ncrelu_vjp/float64"
+    with pytest.raises(ValueError, match="check='nope' is not a check"):
+        run_check("numpy", "nope", "float32")
+    with pytest.raises(ValueError, match="'nope' is not a check"):
+        hunt(NcreluGradAtZero, checks=["nope"])
+    with pytest.raises(TypeError, match="check names or Check objects"):
+        hunt(NcreluGradAtZero, checks=[3])
+
+
+def test_xfails_from_a_file_path_match_the_backend_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    known = tmp_path / "known.jsonl"
+    known.write_text('{"backend": "ncrelu_at_zero", "op": "ncrelu_vjp", "reason": "known"}\n')
+
+    class Named(NcreluGradAtZero):
+        name = "ncrelu_at_zero"
+
+    report = run_suite(Named(), ops=["ncrelu_vjp"], dtypes=["float64"], xfails=str(known),
+                       settings=FEW)
+    assert [r.status for r in report] == ["xfail"] and report.ok
+    assert not report.unmatched_xfails
 
 
 def test_a_device_for_an_object_and_an_unknown_dtype() -> None:

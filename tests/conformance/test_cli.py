@@ -48,7 +48,8 @@ def test_failing_row_shows_the_failing_error_and_a_pasteable_reproducer(capsys) 
         block.append(line)
     snippet = textwrap.dedent("\n".join(block))
     namespace: dict[str, object] = {}
-    exec(compile(snippet, "<reproducer>", "exec"), namespace)  # it runs as printed
+    with pytest.raises(AssertionError, match="exact op"):  # it runs as printed, and fails
+        exec(compile(snippet, "<reproducer>", "exec"), namespace)
     got, want = namespace["got"], namespace["want"]
     assert (got != want).any()  # and it shows the bug
 
@@ -161,3 +162,50 @@ def test_backend_and_mutants_are_exclusive(capsys) -> None:
             main(argv)
         assert exc.value.code == 2
     assert "give either a BACKEND or --mutants" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("import no_such_library_anywhere\n" + FILE_BACKEND, "could not be imported"),
+        (FILE_BACKEND + "    def __init__(self):\n        raise OSError('libcudart')\n",
+         "could not be instantiated"),
+        (FILE_BACKEND + "    def available(self):\n        raise RuntimeError('driver')\n",
+         r"available\(\) raised RuntimeError\('driver'\)"),
+        (FILE_BACKEND + "    def available(self):\n        pass\n",
+         r"available\(\) returned None"),
+    ],
+)
+def test_a_crashing_backend_fails_in_one_line_and_is_never_skipped(body: str, message: str,
+                                                                   tmp_path, capsys) -> None:
+    path = tmp_path / "crashing.py"
+    path.write_text(body)
+    for extra in ([], ["--require-available"]):
+        assert main([f"{path}:FileBackend", *extra]) == 1
+        out, err = capsys.readouterr()
+        assert re.search(message, out) and out.startswith("FAILED: ") and "is broken" in out
+        assert "Traceback" not in out + err and out.count("\n") == 1
+
+
+def test_a_hanging_op_fails_at_the_deadline_and_stops_the_run(tmp_path, capsys) -> None:
+    path = tmp_path / "hanging.py"
+    path.write_text(FILE_BACKEND + "    def ncrelu(self, x, *, axis):\n"
+                    "        import time\n        time.sleep(3600)\n")
+    report = tmp_path / "report.json"
+    assert main([str(path), "--ops", "ncrelu,conv", "--deadline", "0.5", "--json",
+                 str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "no result within the deadline of 0.5 s" in out and "reproduce with:" in out
+    assert "the checks after it did not run" in out
+    data = json.loads(report.read_text())
+    assert [(r["op"], r["status"], r["hung"]) for r in data["results"]] == [
+        ("ncrelu", "fail", True)]
+
+
+def test_ctrl_c_inside_a_backend_is_one_line(tmp_path, capsys) -> None:
+    path = tmp_path / "interrupted.py"
+    path.write_text(FILE_BACKEND + "    def ncrelu(self, x, *, axis):\n"
+                    "        raise KeyboardInterrupt\n")
+    assert main([str(path), "--ops", "ncrelu"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted (Ctrl-C)" in err and err.count("\n") == 1 and "Traceback" not in err

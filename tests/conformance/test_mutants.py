@@ -12,15 +12,30 @@ from dirac_conformance.meta import Kill, hunt, kill_rate
 from dirac_conformance.mutants import (
     FAULT_CLASSES,
     MUTANTS,
+    AvailableNone,
+    AvailableRaises,
+    BlockTailNorm,
+    CachedDirection,
+    CachedWeight,
     EmptyBatchRefused,
     EpsNotClamped,
+    FmaxNcrelu,
     HalfAccumulationConv,
     HalfAccumulationNorm,
+    HalfBiasAddedLate,
     HalfFold,
+    HalfWeightRoundedTwice,
+    HangingNcrelu,
+    LastTileDropped,
     Mutant,
+    NanDroppingMax,
     NcreluVjpInPlace,
     NormalizeInPlace,
+    PromotedScaleGradients,
+    RawPointerNorm,
+    RawPointerScales,
     RescaledConv,
+    SharedDelta,
     TieToClamp,
 )
 from dirac_conformance.runner import profile_settings, run_check, run_suite
@@ -28,7 +43,8 @@ from dirac_conformance.target import Target
 
 
 def test_every_protocol_op_and_both_identities_are_checked() -> None:
-    assert set(CHECKS) == {*dc.OPS, "identity_eq1", "identity_eq11"}
+    assert set(CHECKS) == {*dc.OPS, "identity_eq1", "identity_eq11", "state_input",
+                           "state_result", "state_arguments"}
 
 
 def test_there_are_at_least_twelve_distinct_mutants() -> None:
@@ -38,9 +54,9 @@ def test_there_are_at_least_twelve_distinct_mutants() -> None:
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.__name__)
 def test_each_mutant_overrides_exactly_one_op(mutant: type[Mutant]) -> None:
-    overridden = [name for name in dc.OPS if name in vars(mutant)]
+    overridden = [name for name in (*dc.OPS, "available") if name in vars(mutant)]
     assert len(overridden) == 1, overridden
-    assert mutant.first in CHECKS
+    assert mutant.first in CHECKS or (mutant.first == "load" and overridden == ["available"])
 
 
 @cache
@@ -72,6 +88,21 @@ def test_every_fault_class_has_a_mutant() -> None:
         (HalfAccumulationNorm, "normalize_filters/float16", "u"),
         (HalfFold, "fold_batchnorm/float16", "weight"),
         (RescaledConv, "identity_eq1/float64", "exact op"),
+        (RawPointerNorm, "normalize_filters/", "u"),
+        (RawPointerScales, "dirac_weight/", "w_hat"),
+        (LastTileDropped, "conv/", "y"),
+        (BlockTailNorm, "normalize_filters/", "u"),
+        (CachedWeight, "state_input/", "second call, after writing new values into"),
+        (CachedDirection, "state_arguments/", "second call, on the same w"),
+        (SharedDelta, "state_result/", "delta"),
+        (PromotedScaleGradients, "dirac_weight_vjp/", "result has dtype float64, expected"),
+        (NanDroppingMax, "normalize_filters/", "expected nan"),
+        (FmaxNcrelu, "ncrelu/", "expected nan"),
+        (HalfWeightRoundedTwice, "dirac_weight/float16", "w_hat"),
+        (HalfBiasAddedLate, "conv/float16", "y"),
+        (AvailableRaises, "load", "available() raised"),
+        (AvailableNone, "load", "available() returned None"),
+        (HangingNcrelu, "ncrelu/", "no result within the deadline"),
     ],
 )
 def test_new_fault_classes_are_caught_by_their_check(mutant: type[Mutant], killed_by: str,
@@ -87,6 +118,15 @@ def test_half_accumulation_fails_by_a_wide_margin(mutant: type[Mutant], dtype: s
     result = run_check(Target(mutant(), None, mutant.__name__), CHECKS[mutant.first],
                        dtype, profile_settings("meta"))
     assert result.status == "fail" and result.worst > 100, result
+
+
+@pytest.mark.parametrize("mutant", [HalfWeightRoundedTwice, HalfBiasAddedLate])
+def test_rounding_twice_fails_by_a_clear_factor(mutant: type[Mutant]) -> None:
+    """A second rounding in half precision is not a near miss: more than 5 times the
+    tolerance (docs/conformance.md reports the factor per op)."""
+    result = run_check(Target(mutant(), None, mutant.__name__), CHECKS[mutant.first],
+                       "float16", profile_settings("meta"))
+    assert result.status == "fail" and result.worst > 5, result
 
 
 def test_identities_are_checked_bit_for_bit() -> None:

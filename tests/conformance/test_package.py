@@ -11,6 +11,7 @@ packages).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,3 +70,13 @@ def test_wheel_and_sdist_build_install_and_run_the_suite(tmp_path: Path) -> None
     run = _run(venv / "bin" / "dirac-conformance", "numpy", "--ops", "ncrelu", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "3/3 checks conform" in run.stdout
+
+
+def test_the_conformance_extra_is_lean() -> None:
+    """A backend's CI installs ``diracnets[conformance]``: the suite's needs, no linters."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    names = {re.split(r"[<>=\[]", d)[0] for d in extras["conformance"]}
+    assert names == {"pytest", "hypothesis", "ml_dtypes"}
+    assert "diracnets[conformance]" in extras["test"]

@@ -52,3 +52,18 @@ def test_require_available_fails_unmatched_and_xpass_entries_are_named(tmp_path)
     assert f"{known}:1: delete the entry once this passes" in out
     assert f"xfail entry {known}:2 matches no test" in out
     assert "numpy@gpu cannot run here (--dirac-require-available)" in out
+
+
+def test_a_crashing_backend_is_a_failing_test_not_a_skip(tmp_path) -> None:
+    (tmp_path / "crashing.py").write_text(
+        "from dirac_core.reference import NumpyBackend\n\n\n"
+        "class Crashing(NumpyBackend):\n"
+        "    def available(self):\n"
+        "        raise RuntimeError('driver query failed')\n")
+    run = _pytest(tmp_path, "--pyargs", "dirac_conformance", "--dirac-backend",
+                  "crashing.py", "--dirac-ops", "ncrelu")
+    out = run.stdout
+    assert run.returncode == 1, out
+    assert "1 failed" in out and "skipped" not in out
+    assert "is broken (a crash is a failure, not a skip)" in out
+    assert "available() raised RuntimeError('driver query failed')" in out

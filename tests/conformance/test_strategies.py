@@ -7,13 +7,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, find, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 
 from dirac_conformance import strategies as s
 from dirac_conformance.case import Case
 from dirac_conformance.dtypes import round_to
 
 SEARCH = settings(database=None, max_examples=2000, suppress_health_check=list(HealthCheck))
+FEW = settings(database=None, max_examples=100, phases=[Phase.generate],
+               suppress_health_check=list(HealthCheck))
 
 
 def _kernel(case: Case) -> tuple[int, ...]:
@@ -75,6 +77,67 @@ COVERAGE: list[tuple[str, Callable[[str], Any], Callable[[Case], bool]]] = [
     ("an identity with an even kernel and dilation", s.identity_cases,
      lambda c: any(k % 2 == 0 for k in c.kwargs["kernel"]) and max(c.kwargs["dilation"]) > 1),
 ]
+
+
+GENERATE = settings(database=None, max_examples=300, phases=[Phase.generate],
+                    suppress_health_check=list(HealthCheck))
+
+REACHED: list[tuple[str, Callable[..., Any], Callable[[Case], bool]]] = [
+    ("a batch past a chunk of 8", s.conv_cases, lambda c: c.array("x").shape[0] in (9, 17)),
+    ("an output past a tile of 16", s.conv_cases,
+     lambda c: c.array("x").ndim > 2 and s.conv_output(
+         c.array("x").shape, c.array("w").shape, c.kwargs)[-1] in (17, 33, 65)),
+    ("channels per group a multiple of 8", s.conv_cases,
+     lambda c: c.array("w").shape[1] in (8, 32)),
+    ("a filter one block of 256 and more long", s.normalize_cases,
+     lambda c: c.array("w").size // len(c.array("w")) in (257, 509, 1031)),
+    ("a filter with NaN or inf next to a finite one", s.normalize_cases,
+     lambda c: not np.isfinite(c.array("w")).all()
+     and np.isfinite(c.array("w").reshape(len(c.array("w")), -1)).all(axis=1).any()),
+    ("NCReLU input with NaN and -inf", s.ncrelu_cases,
+     lambda c: np.isnan(c.array("x")).any() and (c.array("x") == -np.inf).any()),
+    ("a float16 per-channel alpha of float32 weights", s.dirac_weight_cases,
+     lambda c: c.operands["alpha"].dtype == "float16" and c.operands["alpha"].values.ndim == 1),
+]
+
+
+@pytest.mark.parametrize(("what", "strategy", "wanted"), REACHED, ids=[c[0] for c in REACHED])
+def test_generation_reaches(what: str, strategy: Callable[..., Any],
+                            wanted: Callable[[Case], bool]) -> None:
+    """Reached within a few hundred generated examples (the first one found, unshrunk)."""
+    strategy_ = strategy("float32", declared=("float32", "float16"))
+    assert wanted(find(strategy_, wanted, settings=GENERATE)), what
+
+
+def test_layouts_reach_every_kind_for_every_array_operand() -> None:
+    from dirac_conformance.checks import CHECKS
+    from dirac_conformance.layouts import LAYOUTS
+
+    seen = set()
+
+    @FEW
+    @given(CHECKS["ncrelu_vjp"].cases("float32", ("float32",)))
+    def look(case: Case) -> None:
+        seen.update((name, op.layout) for name, op in case.operands.items())
+
+    look()
+    assert seen == {(name, layout) for name in ("g", "x") for layout in LAYOUTS}
+
+
+@pytest.mark.parametrize("declared", [("float32",), ("float32", "float16", "bfloat16")])
+def test_scales_come_only_in_declared_dtypes(declared: tuple[str, ...]) -> None:
+    seen = set()
+
+    @FEW
+    @given(s.dirac_weight_cases("float32", declared=declared))
+    def collect(case: Case) -> None:
+        for name in ("alpha", "beta"):
+            op = case.operands[name]
+            if not op.python:
+                seen.add(op.dtype)
+
+    collect()
+    assert seen == set(declared)
 
 
 @pytest.mark.parametrize(("what", "strategy", "wanted"), COVERAGE, ids=[c[0] for c in COVERAGE])

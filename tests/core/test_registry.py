@@ -150,3 +150,16 @@ def test_the_source_tree_list_is_the_pyproject_registration():
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     registered = tomllib.loads(pyproject.read_text())["project"]["entry-points"][GROUP]
     assert registered == SOURCE_TREE
+
+
+@pytest.mark.parametrize(("available", "message"), [
+    (lambda self: None, r"available\(\) returned None, not a dirac_core.Availability"),
+    (lambda self: 1 / 0, r"available\(\) raised ZeroDivisionError"),
+])
+def test_an_available_that_crashes_is_a_one_line_broken_backend(available, message):
+    from dirac_core.registry import availability
+
+    broken = type("Crashing", (NumpyBackend,), {"available": available})()
+    with pytest.raises(dc.BrokenBackendError, match=message) as exc:
+        availability(broken, "crashing")
+    assert "\n" not in str(exc.value)

@@ -107,14 +107,16 @@ def _order(layout: str, ndim: int) -> tuple[int, ...] | None:
 
 
 def _permuted(x: Any, axes: tuple[int, ...]) -> Any:
-    if hasattr(x, "permute") and not hasattr(x, "__array_namespace__"):
-        return x.permute(*axes)  # PyTorch
-    if hasattr(x, "__array_namespace__"):
-        return x.__array_namespace__().permute_dims(x, axes)
-    return x.transpose(axes)
+    """The array's own permutation: PyTorch's ``permute``, the NumPy-style ``transpose`` of
+    NumPy, CuPy and JAX, or the Array API's ``permute_dims`` (``array-api-strict``)."""
+    if hasattr(x, "permute"):
+        return x.permute(*axes)
+    if hasattr(x, "transpose"):
+        return x.transpose(axes)
+    return x.__array_namespace__().permute_dims(x, axes)
 
 
 def _reshaped(x: Any, shape: tuple[int, ...]) -> Any:
-    if hasattr(x, "__array_namespace__"):
-        return x.__array_namespace__().reshape(x, shape)
-    return x.reshape(shape)
+    if hasattr(x, "reshape"):
+        return x.reshape(shape)
+    return x.__array_namespace__().reshape(x, shape)

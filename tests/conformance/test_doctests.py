@@ -10,7 +10,8 @@ import pytest
 
 MODULES = ["dirac_conformance.runner", "dirac_conformance.reproduce",
            "dirac_conformance.tolerance", "dirac_conformance.target", "dirac_conformance.meta",
-           "dirac_conformance.dtypes", "dirac_core.normalize", "dirac_core.registry"]
+           "dirac_conformance.dtypes", "dirac_conformance.layouts", "dirac_core.normalize",
+           "dirac_core.registry"]
 
 
 @pytest.mark.parametrize("name", MODULES)

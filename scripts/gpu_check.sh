@@ -13,6 +13,8 @@
 #   tests-cupy   tests/cupy/test_gpu.py: fused and generic paths, kernels vs their mirror
 #   ddp          one DistributedDataParallel training step on every GPU of the node (NCCL)
 #   bench-gpu    benchmarks/bench_gpu.py (cupy vs torch-CUDA, fused vs generic, bandwidth)
+#   bench-memory benchmarks/bench_memory.py --device cuda: peak max_memory_allocated of a
+#                DiracNet-34-4 training step against its plain control (not in --quick)
 #
 # Each step prints which path it measured and its verdict the moment it ends; the benchmark
 # prints each table row as it is measured. The summary and the table come last. Every step
@@ -62,16 +64,18 @@ if (( QUICK )); then
 else
     DEFAULT_TOTAL_S=450
     LIMITS=(env 20 warm 90 conformance-cupy 85 conformance-torch-cuda 40 tests-cupy 60 ddp 40
-            bench-gpu 70)
+            bench-gpu 40 bench-memory 25)
     CUPY_EXAMPLES=40; TORCH_EXAMPLES=15; GPU_TEST_EXAMPLES=15; BENCH_ARGS=()
 fi
 TOTAL_S="${TOTAL_S:-$DEFAULT_TOTAL_S}"
 SLACK=1  # --rehearse: a shared CPU runner gets twice each limit (the budget is the GPU's)
 KILL_AFTER=5  # timeout --kill-after: what a step that ignores SIGTERM may add to its limit
 TORCH_SPEC="torch@cuda"
+MEMORY_ARGS=(--device cuda --repeat 1 --steps 2)  # max_memory_allocated does not vary
 DDP_ARGS=()
 if (( REHEARSE )); then
     TORCH_SPEC="torch"; TORCH_EXAMPLES=1; BENCH_ARGS+=(--rehearse --warmup 1 --repeat 2)
+    MEMORY_ARGS=(--device cpu --depth 10 --width 1 --batch 2 --size 8 --repeat 1 --steps 1)
     DDP_ARGS=(--cpu); SLACK=2
     # pytest's "nothing collected": test_gpu.py skips itself without CuPy, as it should here.
     TESTS_SKIP_RC=5
@@ -170,6 +174,12 @@ run_step ddp "${STEPS[@]}" --verdict "$OUT/ddp.verdict" ddp "${DDP_ARGS[@]}" \
     --report "$OUT/ddp.report"
 DETAIL="cupy column: the fused path (the benchmark fails if it fell back)" \
     run_step bench-gpu "$PY" benchmarks/bench_gpu.py "${BENCH_ARGS[@]}" --json "$OUT/bench_gpu.json"
+if (( QUICK )); then
+    skip_step bench-memory "--quick: only the full check measures memory"
+else
+    DETAIL="peak memory of a training step, DiracNet / plain: the ratios in $OUT/bench-memory.log" \
+        run_step bench-memory "$PY" benchmarks/bench_memory.py "${MEMORY_ARGS[@]}"
+fi
 
 echo
 echo "=== summary ($((SECONDS - STARTED)) s; logs, verdicts and JSON in $OUT)"

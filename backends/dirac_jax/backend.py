@@ -63,14 +63,10 @@ def _pullback(op: Callable[..., jax.Array], g: jax.Array, *inputs: jax.Array) ->
     return pull(g)
 
 
-# Every op compiled whole, once per shape, dtype and static argument: an op run eagerly
-# would compile each of its primitives for each new shape, several times slower. Inside a
-# user's jit/grad/vmap these are inlined into the caller's trace.
+# Every op compiled whole, once per shape, dtype and static argument (see ops.conv_jit).
 _dirac_tensor = jax.jit(ops.dirac_tensor, static_argnums=(0, 1, 2, 3))
 _normalize = jax.jit(ops.normalize_filters, static_argnums=1)
-_dirac_weight = jax.jit(ops.dirac_weight, static_argnums=(3, 4, 5, 6))
-_ncrelu = jax.jit(ops.ncrelu, static_argnums=1)
-_conv = jax.jit(ops.conv, static_argnums=(3, 4, 5, 6))
+_dirac_weight, _ncrelu, _conv = ops.dirac_weight_jit, ops.ncrelu_jit, ops.conv_jit
 _fold = jax.jit(ops.fold_batchnorm, static_argnums=6)
 
 

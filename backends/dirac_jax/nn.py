@@ -99,7 +99,7 @@ class Conv(nnx.Module):
                 f"(N, {self.in_channels}, ...) with {dims} spatial dims"
             )
         bias = None if self.bias is None else self.bias[...]
-        return ops.conv(x, self.kernel(), bias, self.stride, self.padding, self.dilation,
+        return ops.conv_jit(x, self.kernel(), bias, self.stride, self.padding, self.dilation,
                         self.groups)
 
 
@@ -143,7 +143,7 @@ class DiracConv(Conv):
 
     def kernel(self) -> jax.Array:
         """``W_hat = alpha * delta + beta * normalize(W)``."""
-        return ops.dirac_weight(self.weight[...], self.alpha[...], self.beta[...], self.eps,
+        return ops.dirac_weight_jit(self.weight[...], self.alpha[...], self.beta[...], self.eps,
                                 self.normalize, self.groups, self.policy)
 
 
@@ -154,7 +154,7 @@ class NCReLU(nnx.Module):
         self.axis = axis
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return ops.ncrelu(x, self.axis % x.ndim)
+        return ops.ncrelu_jit(x, self.axis % x.ndim)
 
 
 class ReLU(nnx.Module):

@@ -154,3 +154,11 @@ def fold_batchnorm(weight: jax.Array, bias: jax.Array | None, gamma: jax.Array,
                    ) -> tuple[jax.Array, jax.Array]:
     """Fold an eval-mode batch norm into the conv before it (arithmetic in >= float32)."""
     return batchnorm.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)
+
+
+# Each op compiled whole, once per shape, dtype and static argument: run eagerly, an op would
+# compile and dispatch each of its primitives on its own, several times slower. Inside a
+# caller's jit/grad/vmap (or nnx.jit) these are inlined into the caller's trace.
+dirac_weight_jit = jax.jit(dirac_weight, static_argnums=(3, 4, 5, 6))
+ncrelu_jit = jax.jit(ncrelu, static_argnums=1)
+conv_jit = jax.jit(conv, static_argnums=(3, 4, 5, 6))

@@ -73,7 +73,13 @@ def prescaled(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     if flat.dtype != torch.float64:
         return flat.to(torch.float64), None
     scale = flat.detach().abs().amax(dim=1, keepdim=True)
-    return flat / torch.where(scale > 0, scale, 1), scale
+    return divided(flat, scale), scale
+
+
+def divided(rows: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``rows / m`` per row, a zero ``m`` taken as 1 (:func:`prescaled`'s division, which the
+    backward repeats rather than keeping its float64 result)."""
+    return rows / torch.where(m > 0, m, 1)
 
 
 def row_gain(
@@ -214,7 +220,7 @@ class DiracWeight(torch.autograd.Function):
         alpha_parts, beta_parts = [], []
         for rows in row_blocks(flat):
             v = flat[rows]
-            s = v.to(torch.float64) if m is None else v / torch.where(m[rows] > 0, m[rows], 1)
+            s = v.to(torch.float64) if m is None else divided(v, m[rows])
             g = grad_rows[rows].to(torch.float64)
             along = (g * s).sum(dim=1, keepdim=True)  # <s, G>
             if need_alpha:

@@ -58,12 +58,12 @@ export DIRAC_CUPY_STRICT=1
 # covers a cold kernel cache (see the budget step); the others pace themselves or are short.
 if (( QUICK )); then
     DEFAULT_TOTAL_S=240
-    LIMITS=(env 15 warm 85 conformance-cupy 25 conformance-torch-cuda 15 tests-cupy 30 ddp 20
+    LIMITS=(env 15 warm 95 conformance-cupy 20 conformance-torch-cuda 15 tests-cupy 25 ddp 20
             bench-gpu 15)
     CUPY_EXAMPLES=10; TORCH_EXAMPLES=5; GPU_TEST_EXAMPLES=4; BENCH_ARGS=(--quick --repeat 10)
 else
     DEFAULT_TOTAL_S=450
-    LIMITS=(env 20 warm 90 conformance-cupy 85 conformance-torch-cuda 40 tests-cupy 60 ddp 40
+    LIMITS=(env 20 warm 100 conformance-cupy 75 conformance-torch-cuda 40 tests-cupy 60 ddp 40
             bench-gpu 40 bench-memory 25)
     CUPY_EXAMPLES=40; TORCH_EXAMPLES=15; GPU_TEST_EXAMPLES=15; BENCH_ARGS=()
 fi

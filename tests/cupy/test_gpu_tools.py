@@ -177,7 +177,7 @@ def test_gpu_check_rehearses_from_an_uninstalled_source_tree(uninstalled, source
     assert done.returncode == 0, out[-3000:] + done.stderr[-2000:]
     budget = re.search(r"=== budget: 8 steps, limits \+ 5 s kill margin each = (\d+) s", out)
     assert budget and int(budget.group(1)) <= 450
-    assert "verdict: warm limit 90 s is" in out  # the traced cold-cache estimate, with margin
+    assert "verdict: warm limit 100 s is" in out  # the traced cold-cache estimate, with margin
     env_log = (tmp_path / "env.log").read_text()
     assert "source tree: backends from SOURCE_TREE" in env_log
     # The compiler pieces come first, before any version (here: CuPy does not import).
@@ -234,7 +234,7 @@ def test_bench_timers_go_through_the_shared_timing_helper(bench, monkeypatch):
 
 def test_budget_arithmetic_refuses_limits_beyond_the_total(tmp_path):
     """A script whose limits do not fit stops before running any step."""
-    text = SCRIPT.read_text().replace("LIMITS=(env 20 warm 90", "LIMITS=(env 60 warm 90")
+    text = SCRIPT.read_text().replace("LIMITS=(env 20 warm 100", "LIMITS=(env 60 warm 100")
     broken = tmp_path / "scripts" / "gpu_check.sh"
     broken.parent.mkdir()
     broken.write_text(text)

@@ -110,7 +110,8 @@ def test_run_records_are_strict_json(tmp_path):
 
 def test_a_diverged_experiment_cell_is_reported_in_valid_json(tmp_path):
     rows = depth_experiment((10,), kinds=("dirac",), out=tmp_path, epochs=1, batch_size=32,
-                            train_limit=64, lr=1e30, progress=False, device="cpu")
+                            train_limit=64, lr=1e30, weight_decay=0.0, progress=False,
+                            device="cpu")
     assert rows[0]["status"].startswith("diverged")
     saved = strict_loads((tmp_path / "results.json").read_text())
     assert saved["rows"][0]["train_loss"] is None
@@ -118,5 +119,6 @@ def test_a_diverged_experiment_cell_is_reported_in_valid_json(tmp_path):
     assert "diverged (NaN)" in (tmp_path / "results.md").read_text()
     # the diverged cell is a finished cell: reused, and its NaNs come back as NaNs
     again = depth_experiment((10,), kinds=("dirac",), out=tmp_path, epochs=1, batch_size=32,
-                             train_limit=64, lr=1e30, progress=False, device="cpu")
+                             train_limit=64, lr=1e30, weight_decay=0.0, progress=False,
+                            device="cpu")
     assert math.isnan(again[0]["train_loss"]) and again[0]["time_s"] == rows[0]["time_s"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -113,6 +114,14 @@ def one_epoch_run(tmp_path_factory, digits) -> Path:
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture
+def run_copy(one_epoch_run, tmp_path) -> Path:
+    """A private copy of :func:`one_epoch_run`'s folder (its marker too), free to edit."""
+    copy = tmp_path / "run"
+    shutil.copytree(one_epoch_run, copy, ignore=shutil.ignore_patterns(".diracnets-run.lock"))
+    return copy
 
 
 @pytest.fixture(scope="session")

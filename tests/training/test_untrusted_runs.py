@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 
 import pytest
 import torch
@@ -26,16 +25,8 @@ FAST = settings(max_examples=30, deadline=None,
 
 
 @pytest.fixture
-def finished(one_epoch_run):
-    return one_epoch_run
-
-
-@pytest.fixture
-def run(finished, tmp_path):
-    """A private copy of the finished run folder (its marker too)."""
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy, ignore=shutil.ignore_patterns(".diracnets-run.lock"))
-    return copy
+def run(run_copy):
+    return run_copy
 
 
 def _edit_config(folder, value):
@@ -111,9 +102,9 @@ def test_metrics_and_results_are_read_as_untrusted(run, capsys):
 
 @FAST
 @given(MUTATIONS)
-def test_fuzz_read_run_config(finished, tmp_path, mutation):
+def test_fuzz_read_run_config(one_epoch_run, tmp_path, mutation):
     junk, where = mutation
-    record = json.loads((finished / "config.json").read_text())
+    record = json.loads((one_epoch_run / "config.json").read_text())
     folder = tmp_path / "fuzz"
     folder.mkdir(exist_ok=True)
     _edit_config(folder, json.dumps(replace(record, where, junk)))

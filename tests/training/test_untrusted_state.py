@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import types
 
 import pytest
@@ -25,16 +24,9 @@ from diracnets.training_state import check_state
 
 
 @pytest.fixture
-def finished(one_epoch_run):
-    return one_epoch_run
-
-
-@pytest.fixture
-def one_epoch(finished, tmp_path):
+def one_epoch(run_copy):
     """A private copy of the finished run's last.pt (in a copy of its folder), and its state."""
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy, ignore=shutil.ignore_patterns(".diracnets-run.lock"))
-    return copy / "last.pt", load_checkpoint(copy / "last.pt")
+    return run_copy / "last.pt", load_checkpoint(run_copy / "last.pt")
 
 
 @pytest.mark.parametrize(("edit", "message"), [

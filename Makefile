@@ -24,7 +24,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 # Packages held to mypy --strict.
-TYPED := dirac_core conformance/dirac_conformance backends/dirac_array_api
+TYPED := dirac_core conformance/dirac_conformance backends/dirac_array_api backends/dirac_cupy
 
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy $(TYPED)

@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from dirac_core import delta
-from dirac_core.backend import Availability
+from dirac_core.backend import Array, Availability
 from dirac_core.errors import BackendUnavailableError
+from dirac_core.padding import Pairs
 from dirac_core.reference import NumpyBackend
 
 from . import kernels
@@ -114,25 +115,28 @@ class CupyBackend:
         ndarray = getattr(sys.modules.get("cupy"), "ndarray", None)
         return ndarray is not None and isinstance(x, ndarray)
 
-    def from_numpy(self, a: np.ndarray, device: Any = None) -> Any:
+    def from_numpy(self, a: np.ndarray, device: Any = None) -> Array:
         cupy = _cupy()
         with cupy.cuda.Device(_device_id(device)):  # Device(None) is the current device
             return cupy.asarray(a)
 
-    def to_numpy(self, x: Any) -> np.ndarray:
-        return _cupy().asnumpy(x)
+    def to_numpy(self, x: Array) -> np.ndarray:
+        host: np.ndarray = _cupy().asnumpy(x)
+        return host
 
-    def device(self, x: Any) -> int:
+    def device(self, x: Array) -> int:
         return int(x.device.id)
 
     # ------------------------------------------------------------------ ops
 
-    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+    def dirac_tensor(
+        self, shape: tuple[int, ...], *, groups: int, policy: str, dtype: str | None, device: Any
+    ) -> Array:
         cupy = _cupy()
         with cupy.cuda.Device(_device_id(device)):
             return delta.dirac_tensor(shape, groups, policy, np.dtype(dtype or "float64"), cupy)
 
-    def normalize_filters(self, w, *, eps):
+    def normalize_filters(self, w: Array, *, eps: float) -> Array:
         with w.device:
             if not self._use_fused(w):
                 return self._generic.normalize_filters(w, eps=eps)
@@ -141,51 +145,70 @@ class CupyBackend:
                 w, zero, one, eps=eps, normalize=True, groups=1, policy="tile"
             )
 
-    def normalize_filters_vjp(self, g, w, *, eps):
+    def normalize_filters_vjp(self, g: Array, w: Array, *, eps: float) -> Array:
         with w.device:
             if not self._use_fused(g, w):
                 return self._generic.normalize_filters_vjp(g, w, eps=eps)
             return kernels.normalize_filters_vjp(g, w, eps=eps)
 
-    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
-        args = {"eps": eps, "normalize": normalize, "groups": groups, "policy": policy}
+    def dirac_weight(
+        self, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool, groups: int,
+        policy: str,
+    ) -> Array:
+        args: dict[str, Any] = {
+            "eps": eps, "normalize": normalize, "groups": groups, "policy": policy
+        }
         with w.device:
             if not self._use_fused(w, alpha, beta):
                 return self._generic.dirac_weight(w, alpha, beta, **args)
             return kernels.dirac_weight(w, alpha, beta, **args)
 
-    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
-        args = {"eps": eps, "normalize": normalize, "groups": groups, "policy": policy}
+    def dirac_weight_vjp(
+        self, g: Array, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool,
+        groups: int, policy: str,
+    ) -> tuple[Array, Array, Array]:
+        args: dict[str, Any] = {
+            "eps": eps, "normalize": normalize, "groups": groups, "policy": policy
+        }
         with w.device:
             if not self._use_fused(g, w, alpha, beta):
                 return self._generic.dirac_weight_vjp(g, w, alpha, beta, **args)
             return kernels.dirac_weight_vjp(g, w, alpha, beta, **args)
 
-    def ncrelu(self, x, *, axis):
+    def ncrelu(self, x: Array, *, axis: int) -> Array:
         with x.device:
             if not self._use_fused(x):
                 return self._generic.ncrelu(x, axis=axis)
             return kernels.ncrelu(x, axis=axis)
 
-    def ncrelu_vjp(self, g, x, *, axis):
+    def ncrelu_vjp(self, g: Array, x: Array, *, axis: int) -> Array:
         with x.device:
             if not self._use_fused(g, x):
                 return self._generic.ncrelu_vjp(g, x, axis=axis)
             return kernels.ncrelu_vjp(g, x, axis=axis)
 
-    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+    def conv(
+        self, x: Array, w: Array, bias: Array | None, *, stride: tuple[int, ...],
+        padding: str | Pairs, dilation: tuple[int, ...], groups: int,
+    ) -> Array:
         with x.device:
             return self._generic.conv(
                 x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
             )
 
-    def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
+    def conv_vjp(
+        self, g: Array, x: Array, w: Array, bias: Array | None, *, stride: tuple[int, ...],
+        padding: str | Pairs, dilation: tuple[int, ...], groups: int,
+    ) -> tuple[Array, Array, Array | None]:
         with x.device:
             return self._generic.conv_vjp(
                 g, x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
             )
 
-    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+    def fold_batchnorm(
+        self, weight: Array, bias: Array | None, gamma: Array, beta: Array, mean: Array,
+        var: Array, *, eps: float,
+    ) -> tuple[Array, Array]:
         vectors = {"bias": bias, "gamma": gamma, "beta": beta, "mean": mean, "var": var}
         with weight.device:
             if not self._use_fused(weight, *(v for v in vectors.values() if v is not None)):

@@ -26,9 +26,9 @@ def to_torch(x: Any) -> Any:
     torch.Tensor
         Same shape, dtype, strides and device as ``x``; ``t.data_ptr() == x.data.ptr``.
     """
-    import torch
+    from torch.utils.dlpack import from_dlpack  # what torch.from_dlpack is
 
-    return torch.from_dlpack(x)
+    return from_dlpack(x)
 
 
 def from_torch(t: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dirac_core.delta import weight_geometry
 from dirac_core.normalize import working_eps
 from dirac_core.xp import work_dtype
 
@@ -25,7 +26,6 @@ from .fused_math import (
     fold_eps,
     ncrelu_layout,
     unit_scales,
-    weight_geometry,
     weight_split,
 )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dirac_core.backend import Array
 from dirac_core.reference import NumpyBackend
 
 from . import fused_math as fm
@@ -51,17 +52,26 @@ class MirrorBackend(NumpyBackend):
         return fm.weight_backward(g, w, one, eps=eps, normalize=True, groups=1, policy="tile",
                                   ar=self.ar)[0]
 
-    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
+    def dirac_weight(
+        self, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool, groups: int,
+        policy: str,
+    ) -> Array:
         return fm.weight_forward(w, alpha, beta, eps=eps, normalize=normalize, groups=groups,
                                  policy=policy, ar=self.ar)
 
-    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
+    def dirac_weight_vjp(
+        self, g: Array, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool,
+        groups: int, policy: str,
+    ) -> tuple[Array, Array, Array]:
         dw, da, db = fm.weight_backward(g, w, beta, eps=eps, normalize=normalize, groups=groups,
                                         policy=policy, ar=self.ar)
         return (dw, fm.reduce_part(da, alpha, self.ar).astype(alpha.dtype),
                 fm.reduce_part(db, beta, self.ar).astype(beta.dtype))
 
-    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+    def fold_batchnorm(
+        self, weight: Array, bias: Array | None, gamma: Array, beta: Array, mean: Array,
+        var: Array, *, eps: float,
+    ) -> tuple[Array, Array]:
         return fm.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps=eps, ar=self.ar)
 
     def ncrelu(self, x: Any, *, axis: int) -> Any:

@@ -46,8 +46,9 @@ def dirac_tensor(shape: Any, *, groups: int = 1, policy: str = "tile", dtype: An
     """
     if dtype is None:
         dtype = jnp.zeros(()).dtype.name
-    return dc.dirac_tensor(shape, groups=groups, policy=policy, dtype=dtype, backend="jax",
-                           device=device)
+    out: jax.Array = dc.dirac_tensor(shape, groups=groups, policy=policy, dtype=dtype,
+                                     backend="jax", device=device)
+    return out
 
 
 def normalize_filters(w: jax.Array, *, eps: float = 1e-12) -> jax.Array:
@@ -59,7 +60,8 @@ def normalize_filters(w: jax.Array, *, eps: float = 1e-12) -> jax.Array:
     ValueError, TypeError
         As :func:`dirac_core.normalize_filters`.
     """
-    return dc.normalize_filters(w, eps=eps, backend="jax")
+    out: jax.Array = dc.normalize_filters(w, eps=eps, backend="jax")
+    return out
 
 
 def dirac_weight(w: jax.Array, alpha: Any, beta: Any, *, eps: float = 1e-12,
@@ -71,8 +73,9 @@ def dirac_weight(w: jax.Array, alpha: Any, beta: Any, *, eps: float = 1e-12,
     ValueError, TypeError
         As :func:`dirac_core.dirac_weight`.
     """
-    return dc.dirac_weight(w, alpha, beta, eps=eps, normalize=normalize, groups=groups,
-                           policy=policy, backend="jax")
+    out: jax.Array = dc.dirac_weight(w, alpha, beta, eps=eps, normalize=normalize,
+                                     groups=groups, policy=policy, backend="jax")
+    return out
 
 
 def ncrelu(x: jax.Array, *, axis: int = 1) -> jax.Array:
@@ -83,7 +86,8 @@ def ncrelu(x: jax.Array, *, axis: int = 1) -> jax.Array:
     ValueError, TypeError
         As :func:`dirac_core.ncrelu`.
     """
-    return dc.ncrelu(x, axis=axis, backend="jax")
+    out: jax.Array = dc.ncrelu(x, axis=axis, backend="jax")
+    return out
 
 
 def conv(x: jax.Array, w: jax.Array, bias: jax.Array | None = None, *, stride: Any = 1,
@@ -95,8 +99,9 @@ def conv(x: jax.Array, w: jax.Array, bias: jax.Array | None = None, *, stride: A
     ValueError, TypeError
         As :func:`dirac_core.conv`.
     """
-    return dc.conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
-                   groups=groups, backend="jax")
+    out: jax.Array = dc.conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups, backend="jax")
+    return out
 
 
 def fold_batchnorm(weight: jax.Array, bias: jax.Array | None, gamma: jax.Array,

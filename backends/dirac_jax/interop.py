@@ -9,21 +9,26 @@ does not import torch (the torch model is only read, through its modules' attrib
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from .nn import Conv, DiracConv, DiracNet
 
+if TYPE_CHECKING:
+    import torch
 
-def _array(tensor: Any, like: Any) -> Any:
+
+def _array(tensor: Any, like: jax.Array) -> jax.Array:
     """A torch tensor as a JAX array of ``like``'s dtype."""
     return jnp.asarray(np.asarray(tensor.detach().cpu().numpy()), dtype=like.dtype)
 
 
-def _set(variable: nnx.Variable, tensor: Any) -> None:
+def _set(variable: nnx.Variable[jax.Array], tensor: Any) -> None:
     if tuple(tensor.shape) != tuple(variable[...].shape):
         raise ValueError(f"shape {tuple(tensor.shape)} does not fit {variable[...].shape}")
     variable[...] = _array(tensor, variable[...])
@@ -44,7 +49,9 @@ def _torch_is_folded(torch_model: Any) -> bool:
     return not any(type(m).__name__.startswith("BatchNorm") for m in torch_model.modules())
 
 
-def _pairs(model: DiracNet, torch_model: Any) -> Any:
+def _pairs(
+    model: DiracNet, torch_model: Any
+) -> Iterator[tuple[Conv | nnx.BatchNorm | nnx.Linear, Any]]:
     """``(Flax layer, torch module)`` of every layer with arrays, by the spec's names; folded
     models pair too (torch keeps a folded batch norm's place as an ``Identity``)."""
     if model.spec != torch_model.spec:
@@ -59,7 +66,9 @@ def _pairs(model: DiracNet, torch_model: Any) -> Any:
             yield layer, torch_model.get_submodule(name)
 
 
-def _arrays(layer: Any, module: Any) -> Any:
+def _arrays(
+    layer: nnx.Module, module: Any
+) -> Iterator[tuple[nnx.Variable[jax.Array], Any, bool]]:
     """``(Flax variable, torch tensor, transpose)`` of each array of one layer."""
     if isinstance(layer, DiracConv):
         yield layer.weight, module.parametrizations.weight.original, False
@@ -73,6 +82,7 @@ def _arrays(layer: Any, module: Any) -> Any:
             yield getattr(layer, ours), getattr(module, theirs), False
     elif isinstance(layer, nnx.Linear):
         yield layer.kernel, module.weight, True
+        assert layer.bias is not None  # the spec's classifiers have a bias
         yield layer.bias, module.bias, False
     if isinstance(layer, Conv) and layer.bias is not None:
         yield layer.bias, _torch_conv(module).bias, False
@@ -105,7 +115,7 @@ def load_torch(model: DiracNet, torch_model: Any) -> DiracNet:
     return model
 
 
-def to_torch(model: DiracNet) -> Any:
+def to_torch(model: DiracNet) -> torch.nn.Module:
     """The PyTorch model of ``model`` (folded if it is): ``dirac_torch.models.build`` of its
     spec and initial values, holding its arrays. Imports torch.
 
@@ -128,8 +138,9 @@ def to_torch(model: DiracNet) -> Any:
 
     if not isinstance(model, DiracNet):
         raise TypeError(f"model must be a dirac_jax.nn.DiracNet, got {type(model).__name__}")
-    dtype = getattr(torch, str(model.layers[0].weight[...].dtype))
-    torch_model = build(model.spec, init=model.init).to(dtype)
+    first = cast(Conv, model.layers[0])  # every spec opens with a convolution
+    dtype = getattr(torch, str(first.weight[...].dtype))
+    torch_model: torch.nn.Module = build(model.spec, init=model.init).to(dtype)
     if is_folded(model):
         torch_model = fold_model(torch_model.eval())
     with torch.no_grad():

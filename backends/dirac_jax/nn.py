@@ -46,7 +46,7 @@ from dirac_core.validation import (
 from . import ops
 
 
-class Fixed(nnx.Variable):
+class Fixed(nnx.Variable[jax.Array]):
     """A constant of a layer (not trained): the fixed scales of ``"resnet"`` convolutions."""
 
 
@@ -141,6 +141,10 @@ class DiracConv(Conv):
             shape = (out_channels,) if scale_is_vector(per_channel, name) else ()
             setattr(self, name, kind(jnp.full(shape, value, dtype)))
 
+    # Set in __init__, as nnx.Param or Fixed by ``learnable``.
+    alpha: nnx.Variable[jax.Array]
+    beta: nnx.Variable[jax.Array]
+
     def kernel(self) -> jax.Array:
         """``W_hat = alpha * delta + beta * normalize(W)``."""
         return ops.dirac_weight_jit(self.weight[...], self.alpha[...], self.beta[...], self.eps,
@@ -170,10 +174,11 @@ class MaxPool(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dims = x.ndim - 2
-        return lax.reduce_window(
+        pooled: jax.Array = lax.reduce_window(
             x, -jnp.inf, lax.max, (1, 1) + (self.kernel_size,) * dims,
             (1, 1) + (self.stride,) * dims, ((0, 0), (0, 0)) + ((self.padding,) * 2,) * dims,
         )
+        return pooled
 
 
 class GlobalAvgPool(nnx.Module):
@@ -245,6 +250,7 @@ def _layer(layer: Any, init: catalog.Init, dtype: Any, rngs: nnx.Rngs) -> nnx.Mo
         for stat in (bn.mean, bn.var):
             stat.set_value(stat[...].astype(dtype))
         if init.bn_weight == "uniform":
+            assert bn.scale is not None  # use_scale=True, nnx.BatchNorm's default
             bn.scale[...] = jax.random.uniform(rngs.params(), (layer.channels,), dtype)
         return bn
     if isinstance(layer, nets.Linear):
@@ -253,6 +259,7 @@ def _layer(layer: Any, init: catalog.Init, dtype: Any, rngs: nnx.Rngs) -> nnx.Mo
         if init.classifier == "he":
             shape = (layer.in_features, layer.out_features)
             linear.kernel[...] = _he(rngs, shape, layer.in_features, dtype)
+            assert linear.bias is not None  # use_bias=True, nnx.Linear's default
             linear.bias[...] = jnp.zeros((layer.out_features,), dtype)
         return linear
     simple = {nets.ReLU: ReLU, nets.GlobalAvgPool: GlobalAvgPool}
@@ -311,7 +318,8 @@ def fold_model(model: DiracNet) -> DiracNet:
     if not isinstance(model, DiracNet):
         raise TypeError(f"model must be a dirac_jax.nn.DiracNet, got {type(model).__name__}")
     folded = nnx.clone(model)
-    names, layers = [], []
+    names: list[str] = []
+    layers: list[nnx.Module] = []
     for name, module in zip(model.names, model.layers, strict=True):
         if isinstance(module, nnx.BatchNorm) and layers and isinstance(layers[-1], Conv):
             layers[-1] = _absorb(layers[-1], module)
@@ -329,12 +337,15 @@ def _plain(conv: Conv) -> Conv:
                  padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
                  dtype=weight.dtype, rngs=nnx.Rngs(0))
     plain.weight[...] = weight
+    assert plain.bias is not None  # bias=True
     if conv.bias is not None:
         plain.bias[...] = conv.bias[...]
     return plain
 
 
 def _absorb(conv: Conv, bn: nnx.BatchNorm) -> Conv:
+    # conv comes from _plain (it has a bias); the spec's batch norms have scale and bias.
+    assert conv.bias is not None and bn.scale is not None and bn.bias is not None
     weight, bias = dc.fold_batchnorm(conv.weight[...], conv.bias[...], bn.scale[...],
                                      bn.bias[...], bn.mean[...], bn.var[...],
                                      eps=bn.epsilon)

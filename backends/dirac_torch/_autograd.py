@@ -4,7 +4,10 @@
 Built from generic ops, autograd would record about 30 small kernels for it. Here each
 direction is one reduction over the filters and one weight-sized elementwise pass, with only
 per-filter vectors of length O in between, so ``torch.compile`` (which traces the node into the
-model's graph, with no graph break) emits about one fused kernel for each.
+model's graph, with no graph break) emits about one fused kernel for each. Eagerly, at the
+small weights of a CIFAR DiracNet, each op's launch costs more than its arithmetic, so the
+per-filter work is done once, in the forward pass, as a few factors per filter that the
+backward and :func:`recompute` only multiply by.
 
 Every weight-sized quantity is formed in float64 and rounded once to ``W``'s dtype. float32
 and half-precision filters ``v`` are used as they are (``m = 1``): the squares of their values
@@ -12,18 +15,26 @@ all lie inside float64's normal range, so ``||v||`` neither overflows nor underf
 filters are divided by ``m = max|v|`` first (:func:`prescaled`). With ``s = v / m``,
 ``r = ||s||`` (so ``||v|| = m r``) and ``G`` the incoming gradient:
 
-- forward: ``normalize(v) = s * gain`` with ``gain = 1 / r`` when ``m r >= eps`` (the filter
-  is above the clamp), else ``m / eps``;
+- forward: ``W_hat = s * f`` plus ``alpha`` at the Dirac tensor's ones, with the per-filter
+  ``f = beta * gain``: ``normalize(v) = s * gain``, ``gain = 1 / r`` when ``m r >= eps`` (the
+  filter is above the clamp), else ``m / eps``;
 - ``dalpha = sum(G * delta)``, ``dbeta = sum(G * normalize(v)) = gain * <s, G>`` (per filter,
   then summed for a scalar);
-- ``dv = (f G - c s) / m`` with ``f = beta * gain`` and ``c = f <s, G> / r**2`` above the clamp,
-  ``0`` below: that is ``beta (G - u <u, G>) / ||v||`` with ``u = v / ||v||`` above, and
-  ``beta G / eps`` below. No factor is ever ``1 / ||v||`` or ``1 / eps`` in a narrow dtype,
-  which would overflow for tiny norms and turn a zero gradient into NaN;
+- ``dv = (k G - q <s, G> s) / d`` with ``k = f``, ``q = f / r**2``, ``d = m`` above the clamp
+  and ``k = beta``, ``q = 0``, ``d = eps`` below: that is ``beta (G - u <u, G>) / ||v||`` with
+  ``u = v / ||v||`` above, and ``beta G / eps`` below. For float32 and half filters
+  (``m = 1``) ``1 / d`` is a finite float64 (``d >= eps >= 2**-149``) and is folded into
+  ``k`` and ``q``; float64 filters are divided by ``d`` elementwise, as ``1 / d`` may
+  overflow there. No factor is ever ``1 / ||v||`` or ``1 / eps`` in a narrow dtype, which
+  would overflow for tiny norms and turn a zero gradient into NaN;
 - ``eps`` is taken in the working dtype and kept inside its positive finite range, as the
   spec says (:func:`working_eps`).
 
-The backward reads ``beta`` (never ``alpha``'s value), so ``beta`` is kept with
+Each factor is a float64 expression of a few float64 operations on float64 sums of exact
+squares and products of the weight's values (a float32 or half product is exact in float64),
+so it carries a few float64 roundings; the weight-sized results are then rounded once.
+
+The backward reads ``beta`` only through the factors, but ``beta`` is kept with
 ``save_for_backward``: changing it in place between forward and backward raises autograd's
 "modified by an inplace operation" error, as the same formula written with generic ops would.
 Higher-order gradients through this node are not supported (``once_differentiable``); first
@@ -32,6 +43,8 @@ derivatives are exact and checked against the reference by the tests.
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import Any
 
 import torch
@@ -64,50 +77,122 @@ def _layout(scale: Any) -> tuple[int, torch.dtype] | None:
     return (scale.dim(), scale.dtype) if isinstance(scale, torch.Tensor) else None
 
 
-def prescaled(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def prescaled(
+    flat: torch.Tensor, out: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(s, m)``: the rows ``v`` of ``flat`` as float64 rows ``s = v / m`` whose norm can be
     summed without overflow or underflow. Narrower dtypes need no scaling (``m`` is None):
     the squares of float32 (and half) values all lie inside float64's normal range. float64
     rows are divided by ``m = max|v|`` (by 1 for a zero row, whose ``m`` stays 0; detached:
-    ``v / ||v||`` does not change when ``v`` is rescaled, so no gradient flows through ``m``)."""
+    ``v / ||v||`` does not change when ``v`` is rescaled, so no gradient flows through ``m``).
+    ``s`` is a new tensor, or ``out`` (:func:`scaled_rows`)."""
     if flat.dtype != torch.float64:
-        return flat.to(torch.float64), None
+        return scaled_rows(flat, None, out), None
     scale = flat.detach().abs().amax(dim=1, keepdim=True)
-    return divided(flat, scale), scale
+    return scaled_rows(flat, scale, out), scale
 
 
-def divided(rows: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``rows / m`` per row, a zero ``m`` taken as 1 (:func:`prescaled`'s division, which the
-    backward repeats rather than keeping its float64 result)."""
-    return rows / torch.where(m > 0, m, 1)
+def scaled_rows(
+    rows: torch.Tensor, m: torch.Tensor | None, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``rows / m`` per row in float64, a zero ``m`` taken as 1 (``m`` None: ``rows`` as
+    float64), written into ``out`` if given, else a new tensor (never ``rows`` itself):
+    :func:`prescaled`'s division, which the backward repeats rather than keeping its result."""
+    if m is None:
+        return rows.to(torch.float64, copy=True) if out is None else out.copy_(rows)
+    m = torch.where(m > 0, m, 1)
+    return rows / m if out is None else torch.div(rows, m, out=out)
 
 
 def row_gain(
     s: torch.Tensor, m: torch.Tensor | None, eps: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(gain, r, above)`` per row of :func:`prescaled` rows ``s``: ``normalize(v) = s * gain``
-    with ``r = ||s||``, ``above = m r >= eps`` (``eps``: :func:`working_eps` as float64),
+    """``(gain, r, below)`` per row of :func:`prescaled` rows ``s``: ``normalize(v) = s * gain``
+    with ``r = ||s||``, ``below = m r < eps`` (``eps``: :func:`working_eps` as float64),
     ``gain = 1 / r`` above the clamp and ``m / eps`` below (< 1 for float64 rows; ``r`` is set
     to 1 below, so that no branch divides by zero). A filter with a NaN or infinite entry has
     ``r`` NaN and counts as above: its gain is NaN, so every entry of it is NaN (the spec)."""
-    r = torch.linalg.vector_norm(s, dim=1, keepdim=True)
-    r = torch.where(r.isinf(), torch.nan, r)  # unscaled rows: an infinite entry gives r = inf
-    above = ~((r if m is None else r * m) < eps)
-    r = torch.where(above, r, 1)
-    return torch.where(above, 1 / r, (1 if m is None else m) / eps), r, above
+    # Unscaled rows: an infinite entry gives r = inf, which must not give a gain of 0.
+    r = torch.linalg.vector_norm(s, dim=1, keepdim=True).nan_to_num(nan=math.nan, posinf=math.nan)
+    if m is None:
+        below = r < eps
+        gain = torch.clamp_min(r, eps).reciprocal()  # 1 / r above, 1 / eps below, NaN kept
+    else:
+        below = r * m < eps
+        gain = torch.where(below, m / eps, torch.where(below, 1, r).reciprocal())
+    return gain, torch.where(below, 1, r), below
 
 
-def _ones(geo: WeightGeometry, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(cols, valid)`` of :func:`dirac_core.delta.tap_columns` as tensors on ``device``,
-    built once per geometry and device (``O * ceil(Ni / n)`` entries, not a weight)."""
+class _Taps:
+    """Where the Dirac tensor's ones are in the ``(O, L)`` rows, as tensors on one device:
+    ``cols`` (``O x R``, :func:`dirac_core.delta.tap_columns`) and ``valid`` as float64
+    (None where every candidate is a one, the common case, which then needs no multiply).
+    Built once per geometry and device; ``O * R`` entries, not a weight."""
+
+    __slots__ = ("cols", "valid")
+
+    def __init__(self, geo: WeightGeometry, device: torch.device) -> None:
+        cols, valid = tap_columns(geo)
+        self.cols = torch.from_numpy(cols).to(device)
+        self.valid = (
+            None if valid.all() else torch.from_numpy(valid).to(device, torch.float64)
+        )
+
+    def rows(self, rows: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.cols[rows], None if self.valid is None else self.valid[rows]
+
+
+_TAPS: dict[tuple[WeightGeometry, torch.device], _Taps] = {}
+
+
+class _Scratch(threading.local):
+    """Per thread, per CPU device: float64 buffers of :data:`BLOCK` entries for the eager node's
+    row-block temporaries. A new tensor of that size is a new ``mmap`` whose pages the kernel
+    faults in and zeroes on every call (glibc hands blocks this large back to the system when
+    they are freed), which costs more than the arithmetic on them; a buffer kept per thread
+    is in cache and faults nothing. Three slots (the most one block uses at a time); 1.5 MiB
+    per thread that runs the node, kept for the thread's life."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[torch.device, torch.Tensor] = {}
+
+
+_SCRATCH = _Scratch()
+_SLOTS = 3
+
+
+def _scratch(slot: int, like: torch.Tensor) -> torch.Tensor | None:
+    """A float64 tensor of ``like``'s shape in scratch slot ``slot``, or None where a new
+    tensor is the better choice: while compiling (the compiler fuses the temporaries away),
+    off the CPU (device allocators cache their blocks), or for a row block longer than
+    :data:`BLOCK` (a single row that long)."""
+    if torch.compiler.is_compiling() or like.device.type != "cpu" or like.numel() > BLOCK:
+        return None
+    buffers = _SCRATCH.buffers
+    if like.device not in buffers:
+        buffers[like.device] = torch.empty(_SLOTS * BLOCK, dtype=torch.float64)
+    start = slot * BLOCK
+    return buffers[like.device][start:start + like.numel()].view(like.shape)
+_EPS: dict[tuple[float, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _taps(geo: WeightGeometry, device: torch.device) -> _Taps:
     key = (geo, device)
     if key not in _TAPS:
-        cols, valid = tap_columns(geo)
-        _TAPS[key] = (torch.from_numpy(cols).to(device), torch.from_numpy(valid).to(device))
+        _TAPS[key] = _Taps(geo, device)
     return _TAPS[key]
 
 
-_TAPS: dict[tuple[WeightGeometry, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+def _eps64(eps: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`working_eps` of ``dtype`` as a float64 0-d tensor, made once per ``(eps, dtype,
+    device)`` (the node only reads it) rather than twice per call; made afresh while compiling,
+    where a constant tensor from outside the graph would be a graph input."""
+    if torch.compiler.is_compiling():
+        return working_eps(eps, work_dtype(dtype), device).to(torch.float64)
+    key = (eps, dtype, device)
+    if key not in _EPS:
+        _EPS[key] = working_eps(eps, work_dtype(dtype), device).to(torch.float64)
+    return _EPS[key]
 
 
 def _tap_mask(geo: WeightGeometry, device: torch.device) -> torch.Tensor:
@@ -126,8 +211,8 @@ def add_identity(
     place at the taps), by the fused predicate when compiling."""
     if torch.compiler.is_compiling():
         return torch.where(_tap_mask(geo, out.device)[rows], out + alpha, out)
-    cols, valid = (t[rows] for t in _ones(geo, out.device))
-    return out.scatter_add_(1, cols, (alpha * valid).to(out.dtype))
+    cols, valid = _taps(geo, out.device).rows(rows)
+    return out.scatter_add_(1, cols, alpha.expand(cols.shape) if valid is None else alpha * valid)
 
 
 def tap_sums(grad: torch.Tensor, geo: WeightGeometry, rows: slice) -> torch.Tensor:
@@ -136,8 +221,9 @@ def tap_sums(grad: torch.Tensor, geo: WeightGeometry, rows: slice) -> torch.Tens
     if torch.compiler.is_compiling():
         picked = torch.where(_tap_mask(geo, grad.device)[rows], grad, 0)
         return picked.sum(dim=1, keepdim=True)
-    cols, valid = (t[rows] for t in _ones(geo, grad.device))
-    return (grad.gather(1, cols) * valid).sum(dim=1, keepdim=True)
+    cols, valid = _taps(geo, grad.device).rows(rows)
+    picked = grad.gather(1, cols)
+    return (picked if valid is None else picked * valid).sum(dim=1, keepdim=True)
 
 
 BLOCK = 1 << 16
@@ -156,13 +242,44 @@ def row_blocks(weight: torch.Tensor) -> list[slice]:
     return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
-def _part(scale: torch.Tensor, rows: slice) -> torch.Tensor:
-    """The rows ``rows`` of an ``(O, 1)`` factor (a 0-d one serves every row)."""
-    return scale[rows] if scale.dim() else scale
+def _part(scale: torch.Tensor | None, rows: slice) -> Any:
+    """The rows ``rows`` of an ``(O, 1)`` factor (a 0-d one serves every row; None stays)."""
+    return scale[rows] if scale is not None and scale.dim() else scale
 
 
-def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+def _joined(parts: list[Any]) -> Any:
+    """Per-block factors as one; a factor that is 0-d or None in one block is so in all."""
+    if len(parts) == 1 or parts[0] is None or not parts[0].dim():
+        return parts[0]
+    return torch.cat(parts)
+
+
+def _factors(
+    s: torch.Tensor, m: torch.Tensor | None, b: torch.Tensor, eps: torch.Tensor, normalize: bool
+) -> tuple[torch.Tensor | None, ...]:
+    """``(f, gain, k, q, d)`` of one row block (the module docstring): ``W_hat = s f + alpha
+    delta``, ``dbeta = gain <s, G>`` (gain None: ``normalize=False``, ``dbeta = <s, G>``),
+    ``dv = (k G - q <s, G> s) / d`` (q None: ``dv = k G``; d None: no division)."""
+    if not normalize:
+        return b, None, b, None, None
+    gain, r, below = row_gain(s, m, eps)
+    f = b * gain
+    q = torch.where(below, 0, f / (r * r))
+    if m is None:  # 1 / d folded into k and q: gain is already 1 / eps below the clamp
+        return f, gain, f, q, None
+    return f, gain, torch.where(below, b, f), q, torch.where(below, eps, m)
+
+
+def _assemble(
+    out: torch.Tensor, s: torch.Tensor, f: torch.Tensor, a: torch.Tensor,
+    geo: WeightGeometry | None, rows: slice,
+) -> None:
+    """Write ``s f + alpha delta`` of the block ``rows``, rounded once, into ``out``
+    (overwriting ``s``, a float64 block of the node's own)."""
+    block = s.mul_(f)
+    if geo is not None:
+        block = add_identity(block, a, geo, rows)
+    out[rows] = block
 
 
 class DiracWeight(torch.autograd.Function):
@@ -183,77 +300,79 @@ class DiracWeight(torch.autograd.Function):
         flat = w.reshape(w.shape[0], -1)
         out = torch.empty(flat.shape, dtype=w.dtype, device=w.device)
         a, b = _rows(alpha, torch.float64), _rows(beta, torch.float64)
-        eps_t = working_eps(eps, work_dtype(w.dtype), w.device).to(torch.float64)
-        factors: list[tuple[torch.Tensor, ...]] = []
+        eps_t = _eps64(eps, w.dtype, w.device)
+        columns: list[list[Any]] = [[] for _ in range(6)]
         for rows in row_blocks(flat):
-            if normalize:
-                s, m = prescaled(flat[rows])
-                gain, r, above = row_gain(s, m, eps_t)
-                factors.append((gain, r, above) if m is None else (gain, r, above, m))
-            else:
-                s, gain = flat[rows].to(torch.float64), _rows(1, torch.float64)
-            block = s * (_part(b, rows) * gain)
-            if geo is not None:
-                block = add_identity(block, _part(a, rows), geo, rows)
-            out[rows] = block
-        saved = [_joined(list(column)) for column in zip(*factors, strict=True)]
+            v = flat[rows]
+            # s is the node's own float64 block (scratch or new), which _assemble overwrites
+            own = _scratch(0, v)
+            s, m = prescaled(v, own) if normalize else (scaled_rows(v, None, own), None)
+            factors = _factors(s, m, _part(b, rows), eps_t, normalize)
+            _assemble(out, s, factors[0], _part(a, rows), geo, rows)  # type: ignore[arg-type]
+            for column, value in zip(columns, (*factors, m), strict=True):
+                column.append(value)
         beta_tensor = beta if isinstance(beta, torch.Tensor) else None
         # Only w (whose rows are taken again in the backward), per-filter vectors and beta.
-        ctx.save_for_backward(flat, eps_t, beta_tensor, *saved)
-        ctx.beta_number = None if beta_tensor is not None else beta
+        ctx.save_for_backward(flat, beta_tensor, *(_joined(c) for c in columns))
         ctx.layouts = (_layout(alpha), _layout(beta))
         ctx.geo = geo
+        ctx.shape = w.shape
         return out.reshape(w.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        flat, eps, beta_tensor, *factors = ctx.saved_tensors
-        gain, r, above, m = (*factors, None)[:4] if factors else (None,) * 4
+        flat, _, _, gain, k, q, d, m = ctx.saved_tensors
         alpha_layout, beta_layout = ctx.layouts
         need_w, need_alpha, need_beta = ctx.needs_input_grad[:3]
         need_alpha = need_alpha and ctx.geo is not None
-        beta = ctx.beta_number if beta_tensor is None else beta_tensor
-        b = _rows(beta, torch.float64)
         grad_rows = grad.reshape(flat.shape)
         dw = torch.empty(flat.shape, dtype=grad.dtype, device=grad.device) if need_w else None
         alpha_parts, beta_parts = [], []
         for rows in row_blocks(flat):
-            v = flat[rows]
-            s = v.to(torch.float64) if m is None else divided(v, m[rows])
-            g = grad_rows[rows].to(torch.float64)
-            along = (g * s).sum(dim=1, keepdim=True)  # <s, G>
+            g = scaled_rows(grad_rows[rows], None, _scratch(0, grad_rows[rows]))  # becomes dv
             if need_alpha:
                 alpha_parts.append(tap_sums(g, ctx.geo, rows))
+            s = along = None
+            if need_beta or (need_w and q is not None):
+                v = flat[rows]
+                s = scaled_rows(v, _part(m, rows), _scratch(1, v))
+                product = g * s if (out := _scratch(2, v)) is None else torch.mul(g, s, out=out)
+                along = product.sum(dim=1, keepdim=True)  # <s, G>
             if need_beta:
                 beta_parts.append(along if gain is None else along * gain[rows])
-            if dw is None:
-                continue
-            if above is None:
-                dw[rows] = g * _part(b, rows)
-            else:
-                dw[rows] = _normalize_vjp(
-                    g, s, _part(b, rows), along, r[rows], None if m is None else m[rows],
-                    above[rows], eps, gain[rows],
-                )
+            if dw is not None:
+                dw[rows] = _weight_grad(g, s, along, *(_part(t, rows) for t in (k, q, d)))
         dalpha = _reduced(_joined(alpha_parts), alpha_layout) if need_alpha else None
         dbeta = _reduced(_joined(beta_parts), beta_layout) if need_beta else None
         dw = None if dw is None else dw.reshape(grad.shape)
         return dw, dalpha, dbeta, None, None, None
 
 
-def _normalize_vjp(
-    g: torch.Tensor, s: torch.Tensor, b: torch.Tensor, along: torch.Tensor, r: torch.Tensor,
-    m: torch.Tensor | None, above: torch.Tensor, eps: torch.Tensor, gain: torch.Tensor,
+def _weight_grad(
+    g: torch.Tensor, s: Any, along: Any, k: torch.Tensor,
+    q: torch.Tensor | None, d: torch.Tensor | None,
 ) -> torch.Tensor:
-    """``dv = (k G - c s) / d`` per row: ``k = f = beta gain``, ``c = f <s, G> / r**2``,
-    ``d = m`` above the clamp; ``k = beta``, ``c = 0``, ``d = eps`` below. For unscaled rows
-    ``1 / d`` is a finite float64 (``d >= eps >= 2**-149``) folded into ``k`` and ``c``; float64
-    rows are divided by ``d`` elementwise, as ``1 / d`` may overflow there."""
-    f = b * gain
-    k = torch.where(above, f, b)
-    c = torch.where(above, f * along / (r * r), 0)
-    d = torch.where(above, 1 if m is None else m, eps)
-    if m is None:
-        return torch.addcmul(g * (k / d), s, c / d, value=-1)
-    return torch.addcmul(g * k, s, c, value=-1) / d
+    """``dv = (k G - q <s, G> s) / d`` of one row block in float64, written over ``g`` (the
+    node's own float64 copy of the incoming gradient): no weight-sized temporary. ``s`` and
+    ``<s, G>`` are only read when ``q`` is not None."""
+    g.mul_(k)
+    if q is not None:
+        g.addcmul_(s, q * along, value=-1)
+    return g if d is None else g.div_(d)
+
+
+def recompute(node: Any, alpha: Any) -> torch.Tensor:
+    """``W_hat`` again, bit for bit, from the :class:`DiracWeight` backward node ``node`` that
+    made it (``alpha``: the same ``alpha``, unchanged): the saved ``W`` times the saved
+    per-filter factors, ``alpha`` added at the ones, as the forward pass did (no reduction is
+    repeated). Reading ``node.saved_tensors`` raises autograd's error if ``W`` or ``beta``
+    changed in place since the forward pass."""
+    flat, _, f, _, _, _, _, m = node.saved_tensors
+    a = _rows(alpha, torch.float64)
+    out = torch.empty(flat.shape, dtype=flat.dtype, device=flat.device)
+    for rows in row_blocks(flat):
+        v = flat[rows]
+        s = scaled_rows(v, _part(m, rows), _scratch(0, v))
+        _assemble(out, s, _part(f, rows), _part(a, rows), node.geo, rows)
+    return out.reshape(node.shape)

@@ -51,10 +51,10 @@ def normalized(w: torch.Tensor, eps: float) -> torch.Tensor:
     flat = w.to(work).reshape(w.shape[0], -1)
     eps_t = working_eps(eps, work, w.device)
     s, m = prescaled(flat)
-    _, r, above = row_gain(s, m, eps_t.to(torch.float64))
+    _, r, below = row_gain(s, m, eps_t.to(torch.float64))
     # Each branch is made finite where it is not taken, so its zero gradient stays zero (not NaN).
-    below = torch.where(above, 0, flat) / eps_t
-    return torch.where(above, (s / r).to(work), below).reshape(w.shape)
+    clamped = torch.where(below, flat, 0) / eps_t
+    return torch.where(below, clamped, (s / r).to(work)).reshape(w.shape)
 
 
 def dirac_weight(

@@ -39,6 +39,7 @@ from dirac_core.validation import (
 )
 
 from . import kernels
+from ._autograd import DiracWeight, recompute
 from .conv_geometry import fuse_conv
 from .parametrize import DiracParametrization
 from .torch_types import torch_device
@@ -201,10 +202,13 @@ def _recompute_hooks(
     """``saved_tensors_hooks`` that save ``weight`` (``dirac(original)``, the ``W_hat`` of
     this forward pass) as a recipe: the backward recomputes it, bit for bit, from the same
     ``W``, ``alpha`` and ``beta`` tensors, after checking that none of them changed in place
-    since the forward (as autograd checks what it saves)."""
+    since the forward (as autograd checks what it saves). The recompute multiplies ``W`` by
+    the per-filter factors that the weight node saved for its own backward
+    (:func:`dirac_torch._autograd.recompute`)."""
     sources = (original, dirac.alpha, dirac.beta)
     versions = [t._version for t in sources]
     target = weakref.ref(weight)  # the hooks outlive the forward: they must not keep W_hat
+    node = weight.grad_fn if getattr(weight.grad_fn, "_forward_cls", None) is DiracWeight else None
 
     def pack(t: torch.Tensor) -> Any:
         return _Recipe() if t is target() else t
@@ -218,8 +222,11 @@ def _recompute_hooks(
                 "inplace operation: the weight, alpha or beta of a Dirac convolution changed "
                 "between its forward and backward passes"
             )
-        # Under a create_graph backward this builds the graph from W_hat to W, alpha, beta.
-        return dirac.compute(*sources)
+        if node is None or torch.is_grad_enabled():
+            # Under a create_graph backward this builds the graph from W_hat to W, alpha, beta.
+            return dirac.compute(*sources)
+        # From the node's saved W and per-filter factors: no reduction is repeated.
+        return recompute(node, dirac.alpha)
 
     return pack, unpack
 

@@ -223,10 +223,7 @@ class TorchBackend:
 
     @_in_spec_arithmetic
     def ncrelu_vjp(self, g: torch.Tensor, x: torch.Tensor, *, axis: int) -> Any:
-        # The spec's formula rather than autograd of the forward's selects, which would pass
-        # both halves of g at a NaN (no comparison holds there: the gradient is 0).
-        positive, negative = g.chunk(2, dim=axis)
-        return torch.where(x > 0, positive, 0) + torch.where(x < 0, negative, 0)
+        return kernels.ncrelu_vjp(g, x <= 0, x >= 0, axis)
 
     @_in_spec_arithmetic
     def conv_vjp(

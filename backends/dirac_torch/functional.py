@@ -5,7 +5,7 @@ by autograd, with the gradients the specification prescribes:
 
 - ``normalize_filters``: norm branch when ``||v|| >= eps``, constant branch ``g / eps`` below,
   no NaN for an all-zero filter;
-- ``ncrelu``: the gradient at exactly zero is zero on both halves;
+- ``ncrelu``: the gradient is zero on both halves at exactly zero and at a NaN;
 - ``conv``: the spec's ``"same"`` padding (left ``d*floor(K/2)``, right ``d*(K-1) - left``),
   which for even kernels differs from PyTorch's own ``padding="same"``.
 
@@ -210,8 +210,8 @@ def dirac_weight(
 def ncrelu(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Negative-concatenated ReLU ``cat([max(x, 0), min(x, 0)], dim)`` (paper eq. 10).
 
-    The output is twice as long as ``x`` along ``dim``. The gradient at exactly zero is zero on
-    both halves; NaN propagates to both halves.
+    The output is twice as long as ``x`` along ``dim``. NaN propagates to both halves; the
+    gradient is the spec's, zero on both halves at exactly zero and at a NaN.
 
     Examples
     --------

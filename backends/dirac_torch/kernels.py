@@ -5,7 +5,7 @@ Arguments are assumed valid: :mod:`dirac_torch.functional` checks them (with the
 
 - ``normalized``: norm branch when ``||v|| >= eps``, constant branch ``g / eps`` below, no NaN for
   an all-zero filter;
-- ``ncrelu``: the gradient at exactly zero is zero on both halves;
+- ``ncrelu``: the gradient is zero on both halves at exactly zero and at a NaN;
 - ``conv``: explicit ``(left, right)`` padding pairs, so the spec's asymmetric ``"same"`` for
   even kernels is honoured.
 """
@@ -68,9 +68,36 @@ def dirac_weight(
 
 
 def ncrelu(x: torch.Tensor, dim: int) -> torch.Tensor:
-    # Selecting a constant 0 where x is 0 gives gradient 0 there (clamp would pass 1) and +0.0
-    # for x = -0.0, while NaN still propagates; plain ops keep tracing and ONNX export simple.
-    return torch.cat((torch.where(x <= 0, 0, x), torch.where(x >= 0, 0, x)), dim)
+    """``ncrelu`` without checks: one autograd node, whose backward is :func:`ncrelu_vjp`."""
+    return _NCReLU.apply(x, dim)
+
+
+def ncrelu_vjp(g: torch.Tensor, at_most_zero: torch.Tensor, at_least_zero: torch.Tensor,
+               dim: int) -> torch.Tensor:
+    """The spec's ``dx = g+ * [x > 0] + g- * [x < 0]``, given the masks ``x <= 0`` and
+    ``x >= 0`` that the forward computes anyway: ``x > 0`` is the second alone, ``x < 0`` the
+    first alone, and where both hold (a zero) or neither (a NaN) the gradient is 0."""
+    g_pos, g_neg = g.chunk(2, dim)
+    return torch.where(at_most_zero, g_neg, g_pos).masked_fill_(at_most_zero == at_least_zero, 0)
+
+
+class _NCReLU(torch.autograd.Function):
+    # The spec's gradient is 0 at a NaN and at a zero: autograd of the forward's selects
+    # passes both halves of g at a NaN, relu's passes one there, clamp's one at a zero. The
+    # two masks kept are what autograd of the selects kept, so memory is unchanged.
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dim: int) -> torch.Tensor:
+        at_most_zero, at_least_zero = x <= 0, x >= 0
+        ctx.dim = dim
+        ctx.save_for_backward(at_most_zero, at_least_zero)
+        # Selecting a constant 0 gives +0.0 for x = -0.0, while NaN still reaches both halves.
+        return torch.cat((torch.where(at_most_zero, 0, x), torch.where(at_least_zero, 0, x)), dim)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+        at_most_zero, at_least_zero = ctx.saved_tensors
+        return ncrelu_vjp(g, at_most_zero, at_least_zero, ctx.dim), None
 
 
 def conv(

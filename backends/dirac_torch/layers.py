@@ -307,7 +307,8 @@ class DiracConv3d(_DiracConvNd, nn.Conv3d):
 class NCReLU(nn.Module):
     """Negative-concatenated ReLU: ``cat([max(x, 0), min(x, 0)], dim)`` (paper eq. 10).
 
-    Doubles the size of ``dim``; the gradient at exactly zero is zero on both halves.
+    Doubles the size of ``dim``; NaN reaches both halves. The gradient is zero on both halves
+    at exactly zero and at a NaN, as the spec says.
 
     Examples
     --------

@@ -91,6 +91,24 @@ def test_grad_through_a_dirac_layer_composition():
     np.testing.assert_allclose(float(dbeta), float(ref_dbeta), rtol=1e-12)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_grad_of_the_ncrelu_layer_at_non_finite_input_is_the_reference_vjp(jit):
+    """``dirac_jax.nn.NCReLU``: 0 at a NaN and at +-0, ``g+`` at +inf, ``g-`` at -inf."""
+    from dirac_jax.nn import NCReLU
+
+    x = RNG.standard_normal((2, 7, 3))
+    x[:, :5, 0] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+    g = RNG.standard_normal((2, 14, 3))
+    layer = NCReLU(axis=1)
+
+    def loss(v):
+        return jnp.sum(layer(v) * g)
+
+    dx = (jax.jit(jax.grad(loss)) if jit else jax.grad(loss))(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(dx), dc.ncrelu_vjp(g, x))
+    assert np.all(np.asarray(dx)[:, [0, 3, 4], 0] == 0)
+
+
 def test_vmap_over_a_stack_of_weights():
     ws = RNG.standard_normal((3, 4, 2, 3))
     out = jax.vmap(lambda v: dc.dirac_weight(v, 2.0, 0.5))(jnp.asarray(ws))

@@ -366,8 +366,15 @@ def _stateful(t: Target, case: Case, native: Natives = None) -> list[Output]:
             _overwrite(out.native)
         then = "after writing NaN into the first call's results: "
         second = check.evaluate(t, case)
+    # Read the first results again: a result must stay the caller's, not a buffer the second
+    # call reuses (after "result", the caller itself wrote NaN into them).
+    again = [] if sequel.kind == "result" else [
+        replace(o, name=f"first call's result, read after the second call: {o.name}",
+                got=t.to_numpy(o.native))
+        for o in first if o.native is not None
+    ]
     return ([replace(o, name=f"first call: {o.name}") for o in first]
-            + [replace(o, name=f"second call, {then}{o.name}") for o in second])
+            + [replace(o, name=f"second call, {then}{o.name}") for o in second] + again)
 
 
 def _overwrite(result: Any) -> None:

@@ -650,6 +650,39 @@ class SharedDelta(Mutant):
         return self.cache[key]
 
 
+class AliasedPureWeight(Mutant):
+    """``dirac_weight`` with ``normalize=False``, ``alpha = 0`` and ``beta = 1`` returns ``w``
+    itself (the shortcut ``W_hat = W``): the caller's result is its weight, and writing into
+    one writes into the other."""
+
+    first = "state_input"
+    fault = "state"
+
+    def dirac_weight(self, w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool,
+                     groups: int, policy: str) -> Any:
+        if not normalize and not np.any(alpha) and np.all(np.asarray(beta) == 1):
+            return w
+        return super().dirac_weight(w, alpha, beta, eps=eps, normalize=normalize,
+                                    groups=groups, policy=policy)
+
+
+class ReusedOutputBuffer(Mutant):
+    """``ncrelu`` writes every result into one output buffer per shape and dtype (a workspace
+    kept between calls): a caller's earlier result changes under it at the next call."""
+
+    first = "state_input"
+    fault = "state"
+
+    def __init__(self) -> None:
+        self.buffers: dict[Any, Any] = {}
+
+    def ncrelu(self, x: Any, *, axis: int) -> Any:
+        y: np.ndarray = super().ncrelu(x, axis=axis)
+        buffer: np.ndarray = self.buffers.setdefault((y.shape, y.dtype.str), y)
+        buffer[...] = y
+        return buffer
+
+
 class PromotedScaleGradients(Mutant):
     """The scale gradients come back in the promoted dtype of the weight and the scale, not the
     scale's own (a float16 ``alpha`` of float32 weights gets a float32 ``dalpha``)."""

@@ -271,14 +271,15 @@ def normalize_cases(draw: Any, dtype: str, vjp: bool = False,
 
 @st.composite
 def scales(draw: Any, out_channels: int, dtype: str, centre: float,
-           declared: tuple[str, ...] = DECLARED) -> Operand:
+           declared: tuple[str, ...] = DECLARED, exact: float | None = None) -> Operand:
     """alpha or beta: a Python float, a 0-d array or a per-channel vector, in the weight's dtype
     or in any other dtype the backend declares, narrower or wider (the result must still have
-    the weight's dtype, each scale's gradient the scale's dtype)."""
+    the weight's dtype, each scale's gradient the scale's dtype); random around ``centre``, or
+    every entry ``exact``."""
     form = draw(st.sampled_from(("python", "0-d", "vector")))
     rng = np.random.default_rng(draw(seeds))
     shape = (out_channels,) if form == "vector" else ()
-    raw = centre * (1 + rng.standard_normal(shape))
+    raw = centre * (1 + rng.standard_normal(shape)) if exact is None else np.full(shape, exact)
     if form == "python":
         return Operand(round_to(raw, "float64"), "float64", python=True)
     carrier = draw(st.sampled_from((dtype, *(d for d in declared if d != dtype))))
@@ -295,10 +296,14 @@ def dirac_weight_cases(draw: Any, dtype: str, vjp: bool = False,
         "groups": groups,
         "policy": draw(st.sampled_from(("tile", "min"))),
     }
+    # Now and then the scales of a pure term, drawn on purpose: alpha = 0, beta = 1 gives
+    # W_hat = W (or normalize(W)), alpha = 1, beta = 0 the Dirac tensor, where a port's shortcut
+    # may return (an alias of) its input or a shared constant.
+    pure = draw(st.sampled_from((None,) * 4 + ((0.0, 1.0), (1.0, 0.0))))
     operands = {
         "w": w,
-        "alpha": draw(scales(shape[0], dtype, 2.0, declared)),
-        "beta": draw(scales(shape[0], dtype, 0.5, declared)),
+        "alpha": draw(scales(shape[0], dtype, 2.0, declared, None if pure is None else pure[0])),
+        "beta": draw(scales(shape[0], dtype, 0.5, declared, None if pure is None else pure[1])),
     }
     if vjp:
         operands = {"g": draw(arrays(shape, dtype, (*VALUE_KINDS, "ones"))), **operands}

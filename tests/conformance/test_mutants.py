@@ -12,6 +12,7 @@ from dirac_conformance.meta import Kill, hunt, kill_rate
 from dirac_conformance.mutants import (
     FAULT_CLASSES,
     MUTANTS,
+    AliasedPureWeight,
     AvailableNone,
     AvailableRaises,
     BlockTailNorm,
@@ -35,6 +36,7 @@ from dirac_conformance.mutants import (
     RawPointerNorm,
     RawPointerScales,
     RescaledConv,
+    ReusedOutputBuffer,
     SharedDelta,
     TieToClamp,
 )
@@ -95,6 +97,8 @@ def test_every_fault_class_has_a_mutant() -> None:
         (CachedWeight, "state_input/", "second call, after writing new values into"),
         (CachedDirection, "state_arguments/", "second call, on the same w"),
         (SharedDelta, "state_result/", "delta"),
+        (AliasedPureWeight, "state_input/", "w_hat"),
+        (ReusedOutputBuffer, "state_input/", "first call's result, read after the second call"),
         (PromotedScaleGradients, "dirac_weight_vjp/", "result has dtype float64, expected"),
         (NanDroppingMax, "normalize_filters/", "expected nan"),
         (FmaxNcrelu, "ncrelu/", "expected nan"),

@@ -38,6 +38,7 @@ _LAZY = {
     "format_summary": "run",
     "load_run": "saved",
     "LoadedRun": "saved",
+    "EarlierReleaseWarning": "saved",
     "depth_experiment": "experiment",
     "run_demo": "demo",
     "Dataset": "datasets",

@@ -169,9 +169,10 @@ class TrainConfig:
         if not isinstance(self.out, str) or not self.out.strip():
             raise ValueError(f"out={self.out!r} is not accepted; give a run folder")
 
-    def spec(self, num_classes: int, in_channels: int, image_size: int) -> Any:
+    def spec(self, num_classes: int, in_channels: int, image_size: int, **variant: Any) -> Any:
         """The :class:`dirac_core.nets.NetSpec` these settings describe, for data of
-        ``in_channels`` channels, ``num_classes`` classes and ``image_size`` pixels.
+        ``in_channels`` channels, ``num_classes`` classes and ``image_size`` pixels; ``variant``
+        (``head_relu``, ...) goes to :func:`dirac_core.catalog.family_spec` too.
 
         Raises
         ------
@@ -184,7 +185,7 @@ class TrainConfig:
                   if getattr(self, k) is not None}  # None: the family's
         return family_spec(self.arch, self.depth, self.width, num_classes,
                            parameterization=self.parameterization, in_channels=in_channels,
-                           image_size=image_size, **chosen)
+                           image_size=image_size, **chosen, **variant)
 
     def result_settings(self) -> dict[str, Any]:
         """:meth:`to_dict` without the :data:`COSMETIC` settings: two runs with equal result

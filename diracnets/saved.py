@@ -10,7 +10,8 @@ rebuilds it with no training code at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,25 +69,84 @@ def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, dict[str, Any] | 
     if architecture is not None:
         spec = check_architecture(architecture, source)
         if from_config:
-            _check_agrees(config, spec, source)
+            _check_agrees(config, spec, architecture["format_version"], source)
     return config, architecture
 
 
-def _check_agrees(config: TrainConfig, spec: Any, source: str) -> None:
+class EarlierReleaseWarning(UserWarning):
+    """A run saved by an earlier release, whose settings now describe another network: it
+    loads as it was trained (its recorded architecture), and the warning says what changed."""
+
+
+# Runs record the architecture format_version of dirac_torch.saving. Format 1 (releases
+# before the v1 head change) recorded, for the same settings, today's network with a ReLU
+# before the global pool (head_relu=True) in every family, no "family" option, and its
+# "paper_imagenet" was today's "jun2017_imagenet". Nothing else differs (docs/training.md).
+_FORMAT_1_FAMILIES = {"paper_imagenet": "jun2017_imagenet"}
+
+
+def _check_agrees(config: TrainConfig, spec: Any, version: int, source: str) -> None:
     """Refuse an architecture that is not the network ``config`` describes (for the data's
-    channels, classes and image size the spec records)."""
+    channels, classes and image size the spec records); warn about one that is the network
+    the same settings described when the earlier format ``version`` was written."""
     from dirac_core.nets import spec_to_dict
 
+    recorded = spec_to_dict(spec)
     try:
         expected = config.spec(spec.num_classes, spec.in_channels, spec.image_size)
     except (ValueError, TypeError) as exc:
-        raise UntrustedInputError(f"{source}: the settings describe no network "
-                                  f"({' '.join(str(exc).split())})") from None
-    if spec_to_dict(expected) != spec_to_dict(spec):
-        raise UntrustedInputError(
-            f"{source}: the recorded architecture ({spec.name}) is not the network the settings "
-            f"describe ({expected.name}: arch={config.arch!r}, depth={config.depth}, "
-            f"width={config.width:g}, ...); the file was edited or mixed up, refusing to load it")
+        expected, problem = None, " ".join(str(exc).split())
+    if expected is not None and spec_to_dict(expected) == recorded:
+        return
+    if version == 1 and _format_1_network(config, spec) == recorded:
+        note = _format_1_note(config, expected)
+        if note:
+            warnings.warn(f"{source} was saved by an earlier release (architecture "
+                          f"format_version 1): {note}", EarlierReleaseWarning, stacklevel=4)
+        return
+    if expected is None:
+        raise UntrustedInputError(f"{source}: the settings describe no network ({problem})")
+    raise UntrustedInputError(
+        f"{source}: the recorded architecture ({spec.name}) is not the network the settings "
+        f"describe ({expected.name}: arch={config.arch!r}, depth={config.depth}, "
+        f"width={config.width:g}, ...); the file was edited or mixed up, refusing to load it")
+
+
+def _format_1_network(config: TrainConfig, spec: Any) -> dict[str, Any] | None:
+    """What a format-1 release recorded for ``config`` (JSON-ready), or None if no network."""
+    from dirac_core.nets import spec_to_dict
+
+    arch = _FORMAT_1_FAMILIES.get(config.arch, config.arch)
+    try:
+        then = replace(config, arch=arch).spec(spec.num_classes, spec.in_channels,
+                                               spec.image_size, head_relu=True)
+    except (ValueError, TypeError):
+        return None
+    recorded = spec_to_dict(then)
+    del recorded["options"]["family"]
+    return recorded
+
+
+def _format_1_note(config: TrainConfig, now: Any) -> str:
+    """What changed for a format-1 run of ``config`` (``now``: the network the settings
+    describe today, None if none); empty when the network is the same."""
+    notes = []
+    if config.arch in _FORMAT_1_FAMILIES:
+        notes.append(
+            f"arch={config.arch!r} then named the network that is now "
+            f"{_FORMAT_1_FAMILIES[config.arch]!r} (blocks 3-4-6-5, the per_channel setting); "
+            f"{config.arch!r} is now the authors' released v1 ImageNet file's network (a "
+            f"per-filter beta)")
+    if now is None or not now.options.get("head_relu"):
+        notes.append(
+            "the v1 model families then put a ReLU before the global pool; they now pool the "
+            "last batch norm's output, as the authors' v1 diracnet.py does")
+    if not notes:
+        return ""
+    now_builds = "describe no network" if now is None else "build and train another network"
+    return ("; ".join(notes) + ". The run's model is rebuilt as it was trained (its recorded "
+            "architecture, with the ReLU before the pool), so its recorded accuracy is that "
+            f"network's; the same settings now {now_builds}")
 
 
 def load_run(run_dir: str | Path, weights: str = "final", *, model: nn.Module | None = None,

@@ -37,7 +37,11 @@ from .untrusted import (
 )
 
 METADATA_KEY = "dirac_torch.architecture"
-FORMAT_VERSION = 1
+# 2: the v1 model families have no ReLU before the global pool, and a spec records its family.
+# A format-1 file describes its network layer by layer, so it still builds exactly that
+# network; only what the same training settings describe changed (diracnets.saved).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def architecture(model: nn.Module) -> dict[str, Any]:
@@ -169,13 +173,14 @@ def check_architecture(description: Any, source: str) -> nets.NetSpec:
     Raises
     ------
     dirac_core.untrusted.UntrustedInputError
-        Not an object, an unknown ``format_version``, a missing or wrongly typed field, or a
-        spec that :func:`dirac_core.nets.spec_from_dict` refuses.
+        Not an object, a ``format_version`` not in :data:`READABLE_VERSIONS`, a missing or
+        wrongly typed field, or a spec that :func:`dirac_core.nets.spec_from_dict` refuses.
     """
     version = description.get("format_version") if isinstance(description, dict) else None
-    if isinstance(description, dict) and version != FORMAT_VERSION:
+    if isinstance(description, dict) and (version not in READABLE_VERSIONS
+                                          or isinstance(version, bool)):
         raise UntrustedInputError(f"{source} has architecture format_version {version!r}; "
-                                  f"this dirac_torch reads {FORMAT_VERSION}")
+                                  f"this dirac_torch reads {list(READABLE_VERSIONS)}")
     record = from_dict(_Architecture, description, f"{source}, architecture")
     return nets.spec_from_dict(record.spec, f"{source}, architecture spec")
 

@@ -4,10 +4,13 @@
 Built from generic ops, autograd would record about 30 small kernels for it. Here each
 direction is one reduction over the filters and one weight-sized elementwise pass, with only
 per-filter vectors of length O in between, so ``torch.compile`` (which traces the node into the
-model's graph, with no graph break) emits about one fused kernel for each. Eagerly, at the
-small weights of a CIFAR DiracNet, each op's launch costs more than its arithmetic, so the
-per-filter work is done once, in the forward pass, as a few factors per filter that the
-backward and :func:`recompute` only multiply by.
+model's graph, with no graph break) emits about one fused kernel for each. While compiling,
+the node works on the weight in its own shape (every reduction over all axes but the first),
+so the compiler keeps the layout it chooses for the conv: reshaped to ``(O, L)`` rows, a weight
+that inductor's layout optimisation makes channels-last was read through a transposed gather
+in scalar code. Eagerly, at the small weights of a CIFAR DiracNet, each op's launch costs more
+than its arithmetic, so the per-filter work is done once, in the forward pass, as a few
+factors per filter that the backward and :func:`recompute` only multiply by.
 
 Every weight-sized quantity is formed in float64 and rounded once to ``W``'s dtype. float32
 and half-precision filters ``v`` are used as they are (``m = 1``): the squares of their values
@@ -55,11 +58,16 @@ from dirac_core.delta import WeightGeometry, is_tap, tap_columns
 from .torch_types import work_dtype, working_eps
 
 
-def _rows(scale: Any, dtype: torch.dtype) -> torch.Tensor:
-    """A number or a 0-d / ``(O,)`` tensor as a ``dtype`` tensor broadcasting over ``(O, n)``
-    rows (a number becomes a 0-d tensor, which broadcasts on any device)."""
+def _rows(scale: Any, dtype: torch.dtype, ndim: int) -> torch.Tensor:
+    """A number or a 0-d / ``(O,)`` tensor as a ``dtype`` tensor broadcasting over the filters
+    of an ``ndim``-d weight (a number becomes a 0-d tensor, which broadcasts on any device)."""
     scale = torch.as_tensor(scale, dtype=dtype)
-    return scale.view(-1, 1) if scale.dim() else scale
+    return scale.view(-1, *(1,) * (ndim - 1)) if scale.dim() else scale
+
+
+def _within(t: torch.Tensor) -> tuple[int, ...]:
+    """The dims of one filter of ``t`` (all but the first): what every reduction sums over."""
+    return tuple(range(1, t.dim()))
 
 
 def _reduced(per_row: torch.Tensor, like: tuple[int, torch.dtype] | None) -> torch.Tensor | None:
@@ -88,7 +96,7 @@ def prescaled(
     ``s`` is a new tensor, or ``out`` (:func:`scaled_rows`)."""
     if flat.dtype != torch.float64:
         return scaled_rows(flat, None, out), None
-    scale = flat.detach().abs().amax(dim=1, keepdim=True)
+    scale = flat.detach().abs().amax(dim=_within(flat), keepdim=True)
     return scaled_rows(flat, scale, out), scale
 
 
@@ -113,7 +121,8 @@ def row_gain(
     to 1 below, so that no branch divides by zero). A filter with a NaN or infinite entry has
     ``r`` NaN and counts as above: its gain is NaN, so every entry of it is NaN (the spec)."""
     # Unscaled rows: an infinite entry gives r = inf, which must not give a gain of 0.
-    r = torch.linalg.vector_norm(s, dim=1, keepdim=True).nan_to_num(nan=math.nan, posinf=math.nan)
+    r = torch.linalg.vector_norm(s, dim=_within(s), keepdim=True)
+    r = r.nan_to_num(nan=math.nan, posinf=math.nan)
     if m is None:
         below = r < eps
         gain = torch.clamp_min(r, eps).reciprocal()  # 1 / r above, 1 / eps below, NaN kept
@@ -195,11 +204,13 @@ def _eps64(eps: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor
     return _EPS[key]
 
 
-def _tap_mask(geo: WeightGeometry, device: torch.device) -> torch.Tensor:
-    """The ``(O, L)`` predicate of the ones from iota indices: inside a compiled graph the
-    compiler fuses it into the kernel that consumes it, so it never exists in memory."""
-    rows = torch.arange(geo.out_channels, device=device)[:, None]
-    cols = torch.arange(geo.length, device=device)[None, :]
+def _tap_mask(geo: WeightGeometry, like: torch.Tensor) -> torch.Tensor:
+    """The predicate of the ones in ``like``'s shape (the weight's, or its ``(O, L)`` rows) from
+    iota indices: inside a compiled graph the compiler fuses it into the kernel that consumes
+    it, so it never exists in memory."""
+    within = like.shape[1:]
+    rows = torch.arange(geo.out_channels, device=like.device).view(-1, *(1,) * len(within))
+    cols = torch.arange(geo.length, device=like.device).view(1, *within)
     return is_tap(geo, rows, cols)
 
 
@@ -210,7 +221,7 @@ def add_identity(
     just those rows; ``alpha`` is 0-d or holds them too): by index eagerly (``alpha`` added in
     place at the taps), by the fused predicate when compiling."""
     if torch.compiler.is_compiling():
-        return torch.where(_tap_mask(geo, out.device)[rows], out + alpha, out)
+        return torch.where(_tap_mask(geo, out)[rows], out + alpha, out)
     cols, valid = _taps(geo, out.device).rows(rows)
     return out.scatter_add_(1, cols, alpha.expand(cols.shape) if valid is None else alpha * valid)
 
@@ -219,8 +230,8 @@ def tap_sums(grad: torch.Tensor, geo: WeightGeometry, rows: slice) -> torch.Tens
     """``sum(grad * delta)`` per row, ``(R, 1)``, for the block ``rows`` that ``grad`` holds:
     the entries at the taps (gathered eagerly, masked in a fused reduction when compiling)."""
     if torch.compiler.is_compiling():
-        picked = torch.where(_tap_mask(geo, grad.device)[rows], grad, 0)
-        return picked.sum(dim=1, keepdim=True)
+        picked = torch.where(_tap_mask(geo, grad)[rows], grad, 0)
+        return picked.sum(dim=_within(picked), keepdim=True)
     cols, valid = _taps(geo, grad.device).rows(rows)
     picked = grad.gather(1, cols)
     return (picked if valid is None else picked * valid).sum(dim=1, keepdim=True)
@@ -235,11 +246,20 @@ def row_blocks(weight: torch.Tensor) -> list[slice]:
     when compiling (the compiler fuses the arithmetic into kernels that keep no temporaries)
     or on the meta device (nothing is allocated), else blocks of about :data:`BLOCK` entries,
     so no float64 temporary is the size of the weight."""
-    rows, length = weight.shape
+    rows = weight.shape[0]
     if torch.compiler.is_compiling() or weight.device.type == "meta":
         return [slice(0, rows)]
+    length = weight.shape[1]
     step = max(1, BLOCK // max(length, 1))
     return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def _filters(w: torch.Tensor) -> torch.Tensor:
+    """What the node works on: ``w``'s ``(O, L)`` rows eagerly (where the taps are found by
+    index); ``w`` itself while compiling, so that its layout stays the compiler's choice (a
+    reshape to rows would pin it to contiguous, and the conv that reads the result to a
+    channels-last copy of it)."""
+    return w if torch.compiler.is_compiling() else w.reshape(w.shape[0], -1)
 
 
 def _part(scale: torch.Tensor | None, rows: slice) -> Any:
@@ -270,16 +290,34 @@ def _factors(
     return f, gain, torch.where(below, b, f), q, torch.where(below, eps, m)
 
 
-def _assemble(
-    out: torch.Tensor, s: torch.Tensor, f: torch.Tensor, a: torch.Tensor,
-    geo: WeightGeometry | None, rows: slice,
-) -> None:
-    """Write ``s f + alpha delta`` of the block ``rows``, rounded once, into ``out``
-    (overwriting ``s``, a float64 block of the node's own)."""
+def _assembled(
+    s: torch.Tensor, f: torch.Tensor, a: torch.Tensor, geo: WeightGeometry | None, rows: slice
+) -> torch.Tensor:
+    """``s f + alpha delta`` of the block ``rows`` in float64, written over ``s`` (a float64
+    block of the node's own)."""
     block = s.mul_(f)
-    if geo is not None:
-        block = add_identity(block, a, geo, rows)
-    out[rows] = block
+    return block if geo is None else add_identity(block, a, geo, rows)
+
+
+class _Result:
+    """A weight-sized result in ``dtype``, put together from float64 row blocks, each rounded
+    once: a single block becomes the result (a new tensor: never the scratch it may be in),
+    several are written into one tensor of ``shape``."""
+
+    def __init__(self, blocks: int, shape: torch.Size, dtype: torch.dtype, device: Any) -> None:
+        self.dtype = dtype
+        self.out = None if blocks == 1 else torch.empty(shape, dtype=dtype, device=device)
+
+    def put(self, rows: slice, block: torch.Tensor) -> None:
+        if self.out is None:
+            self.out = block.to(self.dtype, copy=True)
+        else:
+            self.out[rows] = block
+
+    def shaped(self, shape: torch.Size) -> torch.Tensor:
+        """The result (every block put), as ``shape``."""
+        assert self.out is not None
+        return self.out.reshape(shape)
 
 
 class DiracWeight(torch.autograd.Function):
@@ -297,18 +335,19 @@ class DiracWeight(torch.autograd.Function):
         ctx: Any, w: torch.Tensor, alpha: Any, beta: Any, geo: WeightGeometry | None,
         eps: float, normalize: bool,
     ) -> torch.Tensor:
-        flat = w.reshape(w.shape[0], -1)
-        out = torch.empty(flat.shape, dtype=w.dtype, device=w.device)
-        a, b = _rows(alpha, torch.float64), _rows(beta, torch.float64)
+        flat = _filters(w)
+        a, b = (_rows(scale, torch.float64, flat.dim()) for scale in (alpha, beta))
         eps_t = _eps64(eps, w.dtype, w.device)
         columns: list[list[Any]] = [[] for _ in range(6)]
-        for rows in row_blocks(flat):
+        blocks = row_blocks(flat)
+        out = _Result(len(blocks), flat.shape, w.dtype, w.device)
+        for rows in blocks:
             v = flat[rows]
-            # s is the node's own float64 block (scratch or new), which _assemble overwrites
+            # s is the node's own float64 block (scratch or new), which _assembled overwrites
             own = _scratch(0, v)
             s, m = prescaled(v, own) if normalize else (scaled_rows(v, None, own), None)
             factors = _factors(s, m, _part(b, rows), eps_t, normalize)
-            _assemble(out, s, factors[0], _part(a, rows), geo, rows)  # type: ignore[arg-type]
+            out.put(rows, _assembled(s, factors[0], _part(a, rows), geo, rows))
             for column, value in zip(columns, (*factors, m), strict=True):
                 column.append(value)
         beta_tensor = beta if isinstance(beta, torch.Tensor) else None
@@ -317,7 +356,7 @@ class DiracWeight(torch.autograd.Function):
         ctx.layouts = (_layout(alpha), _layout(beta))
         ctx.geo = geo
         ctx.shape = w.shape
-        return out.reshape(w.shape)
+        return out.shaped(w.shape)
 
     @staticmethod
     @once_differentiable
@@ -327,9 +366,10 @@ class DiracWeight(torch.autograd.Function):
         need_w, need_alpha, need_beta = ctx.needs_input_grad[:3]
         need_alpha = need_alpha and ctx.geo is not None
         grad_rows = grad.reshape(flat.shape)
-        dw = torch.empty(flat.shape, dtype=grad.dtype, device=grad.device) if need_w else None
+        blocks = row_blocks(flat)
+        dw = _Result(len(blocks), flat.shape, grad.dtype, grad.device) if need_w else None
         alpha_parts, beta_parts = [], []
-        for rows in row_blocks(flat):
+        for rows in blocks:
             g = scaled_rows(grad_rows[rows], None, _scratch(0, grad_rows[rows]))  # becomes dv
             if need_alpha:
                 alpha_parts.append(tap_sums(g, ctx.geo, rows))
@@ -338,15 +378,15 @@ class DiracWeight(torch.autograd.Function):
                 v = flat[rows]
                 s = scaled_rows(v, _part(m, rows), _scratch(1, v))
                 product = g * s if (out := _scratch(2, v)) is None else torch.mul(g, s, out=out)
-                along = product.sum(dim=1, keepdim=True)  # <s, G>
+                along = product.sum(dim=_within(product), keepdim=True)  # <s, G>
             if need_beta:
                 beta_parts.append(along if gain is None else along * gain[rows])
             if dw is not None:
-                dw[rows] = _weight_grad(g, s, along, *(_part(t, rows) for t in (k, q, d)))
+                dw.put(rows, _weight_grad(g, s, along, *(_part(t, rows) for t in (k, q, d))))
         dalpha = _reduced(_joined(alpha_parts), alpha_layout) if need_alpha else None
         dbeta = _reduced(_joined(beta_parts), beta_layout) if need_beta else None
-        dw = None if dw is None else dw.reshape(grad.shape)
-        return dw, dalpha, dbeta, None, None, None
+        grad_w = None if dw is None else dw.shaped(grad.shape)
+        return grad_w, dalpha, dbeta, None, None, None
 
 
 def _weight_grad(
@@ -369,10 +409,11 @@ def recompute(node: Any, alpha: Any) -> torch.Tensor:
     repeated). Reading ``node.saved_tensors`` raises autograd's error if ``W`` or ``beta``
     changed in place since the forward pass."""
     flat, _, f, _, _, _, _, m = node.saved_tensors
-    a = _rows(alpha, torch.float64)
-    out = torch.empty(flat.shape, dtype=flat.dtype, device=flat.device)
-    for rows in row_blocks(flat):
+    a = _rows(alpha, torch.float64, flat.dim())
+    blocks = row_blocks(flat)
+    out = _Result(len(blocks), flat.shape, flat.dtype, flat.device)
+    for rows in blocks:
         v = flat[rows]
         s = scaled_rows(v, _part(m, rows), _scratch(0, v))
-        _assemble(out, s, _part(f, rows), _part(a, rows), node.geo, rows)
-    return out.reshape(node.shape)
+        out.put(rows, _assembled(s, _part(f, rows), _part(a, rows), node.geo, rows))
+    return out.shaped(node.shape)

@@ -25,7 +25,7 @@ import numpy as np
 from dirac_core import delta as spec_delta
 from dirac_core.backend import Availability
 
-from . import eager, ops
+from . import eager, ops, padded_conv
 
 
 def x64_enabled() -> bool:
@@ -179,6 +179,10 @@ class JaxBackend:
         return _ncrelu(x, axis)
 
     def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+        plan = padded_conv.Plan(tuple(x.shape), tuple(w.shape), stride, padding, dilation,
+                                groups)
+        if padded_conv.applies(plan, x, w, bias):
+            return padded_conv.conv(plan, x, w, bias)
         return _conv(x, w, bias, stride, padding, dilation, groups)
 
     def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
@@ -205,4 +209,8 @@ class JaxBackend:
         return _ncrelu_vjp(g, x, axis)
 
     def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
+        plan = padded_conv.Plan(tuple(x.shape), tuple(w.shape), stride, padding, dilation,
+                                groups)
+        if padded_conv.applies(plan, g, x, w, bias):
+            return padded_conv.conv_vjp(plan, _conv_vjp, g, x, w, bias)
         return _conv_vjp(g, x, w, bias, stride, padding, dilation, groups)

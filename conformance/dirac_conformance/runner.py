@@ -234,7 +234,9 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
     settings : hypothesis.settings, optional
         Explicit hypothesis settings; default: those of ``profile``.
     xfail : Xfail, optional
-        A known failure: a failure is then ``"xfail"``, and a pass ``"xpass"`` if strict.
+        A known failure: a failure is then ``"xfail"``, and a pass ``"xpass"`` if strict. An
+        expected failure fails the run neither way, so it is not shrunk: the search stops at
+        the first failing example, which the result reports as it was drawn.
     profile : str
         ``"ci"``, ``"thorough"`` or ``"meta"``, when ``settings`` is not given.
     device : object, optional
@@ -263,6 +265,8 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
     target = _target(target, device)
     check = _check(check)
     config = settings if settings is not None else profile_settings(profile)
+    if xfail is not None:
+        config = _unshrunk(config)
     seen: dict[str, Any] = {"examples": 0, "worst": 0.0, "case": None, "since": None}
     known: set[tuple[str, str]] = set()  # failures found in earlier rounds
 
@@ -292,7 +296,9 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
     source = xfail.source if xfail is not None else ""
     label = (target.label, check.name, dtype)
     found: list[BaseException] = []
-    for _ in range(_ROUNDS):  # hypothesis stops at its first failures: search on without them
+    # Hypothesis stops at its first failures: search on without them (an expected failure:
+    # once is enough).
+    for _ in range(1 if xfail is not None else _ROUNDS):
         outcome = _watched(prop, seen, deadline)
         if outcome is None or isinstance(outcome, _Hang):
             break
@@ -332,6 +338,11 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
 _ROUNDS = 3
 """Searches per check: each one for failures of kinds not found before (a second output, a
 crash besides a mismatch)."""
+
+
+def _unshrunk(config: settings) -> settings:
+    """``config`` without the shrink phase."""
+    return settings(config, phases=[p for p in config.phases if p is not Phase.shrink])
 
 
 def _kind(exc: BaseException) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from hypothesis import settings
 from dirac_conformance import CHECKS, Check, Report, Result, run_check, run_suite
 from dirac_conformance.meta import hunt
 from dirac_conformance.mutants import NcreluGradAtZero, NormalizeInPlace
+from dirac_conformance.xfails import Xfail
 from dirac_core.reference import NumpyBackend
 
 FEW = settings(max_examples=5, derandomize=True, database=None, deadline=None)
@@ -154,3 +155,13 @@ def test_a_third_party_check_hunts_a_third_party_mutant() -> None:
     kill = hunt(Shifted, checks=[mine])
     assert kill.killed_by.startswith("delta_sums/")
     assert not hunt(NumpyBackend, checks=[mine], settings=FEW).killed_by
+
+
+def test_an_expected_failure_is_neither_shrunk_nor_searched_again() -> None:
+    known = Xfail("ncrelu_vjp", "known", dtype="float64")
+    expected = run_check(NcreluGradAtZero, "ncrelu_vjp", "float64", xfail=known)
+    failed = run_check(NcreluGradAtZero, "ncrelu_vjp", "float64")
+    assert (expected.status, failed.status) == ("xfail", "fail")
+    # the unexpected failure is shrunk: it evaluates more examples than the search needed
+    assert expected.examples < failed.examples
+    assert expected.reproducer.startswith("import numpy as np")

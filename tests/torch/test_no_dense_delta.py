@@ -3,6 +3,8 @@ autograd keeps for the backward, and W_hat itself not kept from the forward pass
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 from torch import nn
@@ -102,3 +104,25 @@ def test_a_meta_built_layer_is_made_whole_by_to_empty_and_reset():
     with torch.no_grad():
         built.beta.zero_()
         assert torch.allclose(built(dt.NCReLU()(x[:, :4])), 5 * x[:, :4])  # eq. 11, alpha 5
+
+
+def test_threads_running_the_node_at_once_get_the_results_of_one_thread():
+    # The eager node keeps its float64 row-block temporaries in a scratch per thread: a scratch
+    # shared between threads would mix one thread's blocks into another's results.
+    torch.manual_seed(0)
+    shapes = [(64, 128, 3, 3), (48, 96, 3, 3)]  # two row blocks each, of other lengths
+    params = [dt.DiracParametrization(s, per_channel=True) for s in shapes]
+    weights = [torch.randn(s, requires_grad=True) for s in shapes]
+    grads = [torch.randn(s) for s in shapes]
+
+    def run(i: int) -> list[torch.Tensor]:
+        out = params[i](weights[i])
+        got = torch.autograd.grad(out, (weights[i], params[i].beta), grads[i])
+        return [out.detach(), *got]
+
+    alone = [run(i) for i in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(20):
+            together = list(pool.map(run, range(2)))
+            for a, b in zip(alone, together, strict=True):
+                assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))

@@ -7,11 +7,13 @@ would spend nearly all its time compiling. So small inputs (:data:`MAX_ELEMENTS`
 most) are zero-padded, on the host, to power-of-two blocks and run through the *same*
 compiled rules as a traced call, then cropped back:
 
-- the weight ops see ``w`` as ``(O, n)`` rows (the filters), padded to ``(bucket(O),
-  bucket(n))``: a zero column changes no filter's max-abs, norm or dot product, and a zero row
-  (with zero scales, and no ones of the Dirac tensor, which is given by its geometry)
-  gives zeros that are cropped away; ``eps`` travels as data;
-- NCReLU pads every axis, and its two output halves are cropped separately;
+- the weight ops see ``w`` as ``(O, n)`` rows (the filters), padded to ``(bucket(O, 16),
+  bucket(n, 256))``: a zero column changes no filter's max-abs, norm or dot product, and a zero
+  row (with zero scales, and no ones of the Dirac tensor, which is given by its geometry)
+  gives zeros that are cropped away; ``eps`` travels as data. The least sizes are large so
+  that every common layer (up to 16 filters of up to 256 entries) shares one program;
+- NCReLU sees ``x`` as ``(before, C, after)`` around its axis, each padded, and its two output
+  halves are cropped separately;
 - batch-norm folding pads the rows and its vectors (the variance with ones).
 
 The convolution has too many static parameters (stride, dilation, padding, groups, rank) for
@@ -37,9 +39,9 @@ MAX_ELEMENTS = 1 << 16
 """Inputs up to this size take the padded path."""
 
 
-def bucket(n: int) -> int:
-    """The padded length of an axis of length ``n``: a power of two, at least 8."""
-    return max(8, 1 << (n - 1).bit_length())
+def bucket(n: int, least: int = 8) -> int:
+    """The padded length of an axis of length ``n``: a power of two, at least ``least``."""
+    return max(least, 1 << (n - 1).bit_length())
 
 
 def applies(*arrays: Any) -> bool:
@@ -70,7 +72,7 @@ class _Rows:
     def __init__(self, w: jax.Array) -> None:
         self.shape = tuple(w.shape)
         self.rows, self.cols = self.shape[0], prod(self.shape[1:])
-        self.padded = (bucket(self.rows), bucket(self.cols))
+        self.padded = (bucket(self.rows, 16), bucket(self.cols, 256))
         self.work = np.dtype(work_dtype(w.dtype, jnp))
         self.device = next(iter(w.devices()))
 
@@ -150,28 +152,37 @@ def _padded(host: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _halves(host: np.ndarray, axis: int, half: int) -> tuple[np.ndarray, np.ndarray]:
-    first = host[(slice(None),) * axis + (slice(0, half),)]
-    second = host[(slice(None),) * axis + (slice(half, 2 * half),)]
-    return first, second
+def _around(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    """``shape`` as ``(before, C, after)`` around ``axis``: NCReLU is the same op on that view
+    (along its axis 1), so one program serves every rank and axis."""
+    return prod(shape[:axis]), shape[axis], prod(shape[axis + 1:])
+
+
+def _halves(host: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
+    return host[:, :half], host[:, half:2 * half]
 
 
 def ncrelu(x, axis):
     device = next(iter(x.devices()))
-    padded = tuple(bucket(n) for n in x.shape)
-    out = np.asarray(_ncrelu(jax.device_put(_padded(np.asarray(x), padded), device), axis))
-    crop = tuple(slice(0, n) for n in x.shape)
-    halves = [h[crop] for h in _halves(out, axis, padded[axis])]
-    return jax.device_put(np.concatenate(halves, axis=axis), device)
+    view = _around(tuple(x.shape), axis % x.ndim)
+    padded = tuple(bucket(n) for n in view)
+    out = np.asarray(_ncrelu(jax.device_put(_padded(np.asarray(x).reshape(view), padded),
+                                            device), 1))
+    halves = [h[:view[0], :view[1], :view[2]] for h in _halves(out, padded[1])]
+    doubled = list(x.shape)
+    doubled[axis] *= 2
+    return jax.device_put(np.concatenate(halves, axis=1).reshape(doubled), device)
 
 
 def ncrelu_vjp(g, x, axis):
     device = next(iter(x.devices()))
-    padded = tuple(bucket(n) for n in x.shape)
-    halves = [_padded(h, padded) for h in _halves(np.asarray(g), axis, x.shape[axis])]
-    dx = _ncrelu_vjp(jax.device_put(np.concatenate(halves, axis=axis), device),
-                     jax.device_put(_padded(np.asarray(x), padded), device), axis)
-    return jax.device_put(np.asarray(dx)[tuple(slice(0, n) for n in x.shape)], device)
+    view = _around(tuple(x.shape), axis % x.ndim)
+    padded = tuple(bucket(n) for n in view)
+    g_view = np.asarray(g).reshape(view[0], 2 * view[1], view[2])
+    halves = [_padded(h, padded) for h in _halves(g_view, view[1])]
+    dx = _ncrelu_vjp(jax.device_put(np.concatenate(halves, axis=1), device),
+                     jax.device_put(_padded(np.asarray(x).reshape(view), padded), device), 1)
+    return jax.device_put(np.asarray(dx)[:view[0], :view[1], :view[2]].reshape(x.shape), device)
 
 
 # ---------------------------------------------------------------------------- folding

@@ -155,6 +155,22 @@ def test_the_padded_eager_path_equals_the_traced_one():
                                        atol=1e-14 * max(terms, 1.0))
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4), (0, 3, 2), (5,), (2, 1, 3, 4), (3, 0), (9, 17, 2)])
+def test_the_padded_eager_ncrelu_is_exact_on_every_axis(shape):
+    """The eager NCReLU runs on a (before, C, after) view of x: every rank and axis, forward
+    and VJP, must give the reference's values exactly (zeros of both signs included)."""
+    x = RNG.standard_normal(shape)
+    x.reshape(-1)[::3] = 0.0
+    x.reshape(-1)[1::7] = -0.0
+    for axis in range(-len(shape), len(shape)):
+        assert eager.applies(jnp.asarray(x))
+        y = dc.ncrelu(jnp.asarray(x), axis=axis)
+        np.testing.assert_array_equal(np.asarray(y), dc.ncrelu(x, axis=axis))
+        g = RNG.standard_normal(y.shape)
+        dx = dc.ncrelu_vjp(jnp.asarray(g), jnp.asarray(x), axis=axis)
+        np.testing.assert_array_equal(np.asarray(dx), dc.ncrelu_vjp(g, x, axis=axis))
+
+
 def test_float64_data_needs_64_bit_mode():
     with jax.enable_x64(False):
         assert "float64" not in JaxBackend().dtypes

@@ -30,9 +30,11 @@ from math import prod
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dirac_core.padding import Pairs, resolve_padding
+from dirac_core.xp import work_dtype
 
 from . import eager, ops
 
@@ -184,14 +186,26 @@ def _plain(plan: Plan) -> tuple[tuple[int, ...], Pairs, tuple[int, ...], int]:
     return (1,) * rank, ((0, 0),) * rank, (1,) * rank, 1
 
 
+def _padded(plan: Plan, device: Any, g: Any, x: Any, w: Any, bias: Any) -> list[Any]:
+    """The operands in their padded forms, on ``device``, in the working dtype (float32 for
+    half precision, exactly: so half-precision calls share the float32 programs, and their
+    results are rounded once, on the host, as the compiled op would round them)."""
+    work = np.dtype(work_dtype(x.dtype, jnp))
+
+    def host(a: Any) -> np.ndarray:
+        return np.asarray(a).astype(work)
+
+    arrays = [None if g is None else plan.cotangent(host(g)), plan.image(host(x)),
+              plan.filters(host(w)), plan.channels(None if bias is None else host(bias), work)]
+    return [None if a is None else jax.device_put(a, device) for a in arrays]
+
+
 def conv(plan: Plan, x: jax.Array, w: jax.Array, bias: jax.Array | None) -> jax.Array:
     """The convolution through its padded program (where :func:`applies`)."""
     device = next(iter(x.devices()))
-    padded = [jax.device_put(a, device) for a in (
-        plan.image(np.asarray(x)), plan.filters(np.asarray(w)),
-        plan.channels(None if bias is None else np.asarray(bias), x.dtype))]
+    _, *padded = _padded(plan, device, None, x, w, bias)
     y = ops.conv_jit(*padded, *_plain(plan))
-    return jax.device_put(plan.output(np.asarray(y)), device)
+    return jax.device_put(plan.output(np.asarray(y)).astype(x.dtype), device)
 
 
 def conv_vjp(plan: Plan, vjp: Any, g: jax.Array, x: jax.Array, w: jax.Array,
@@ -199,10 +213,8 @@ def conv_vjp(plan: Plan, vjp: Any, g: jax.Array, x: jax.Array, w: jax.Array,
     """``(dx, dw, dbias)`` through ``vjp`` (the backend's jitted VJP of ``ops.conv``) of the
     padded convolution (where :func:`applies`)."""
     device = next(iter(x.devices()))
-    padded = [jax.device_put(a, device) for a in (
-        plan.cotangent(np.asarray(g)), plan.image(np.asarray(x)), plan.filters(np.asarray(w)),
-        plan.channels(None if bias is None else np.asarray(bias), x.dtype))]
-    dx, dw, dbias = (np.asarray(a) for a in vjp(*padded, *_plain(plan)))
-    grads = (plan.image_gradient(dx), plan.filter_gradient(dw),
-             None if bias is None else dbias[:plan.w_shape[0]])
+    dx, dw, dbias = (np.asarray(a) for a in vjp(*_padded(plan, device, g, x, w, bias),
+                                                *_plain(plan)))
+    grads = (plan.image_gradient(dx).astype(x.dtype), plan.filter_gradient(dw).astype(w.dtype),
+             None if bias is None else dbias[:plan.w_shape[0]].astype(bias.dtype))
     return tuple(None if a is None else jax.device_put(a, device) for a in grads)

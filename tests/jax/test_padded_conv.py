@@ -102,6 +102,19 @@ def test_padded_path_serves_many_geometries_with_one_program(monkeypatch):
     assert set(shapes) == {(2, 8, 8, 8)}
 
 
+def test_half_precision_shares_the_float32_program(monkeypatch):
+    seen = []
+    real = ops.conv_jit
+    monkeypatch.setattr(ops, "conv_jit", lambda x, *a: seen.append(x.dtype) or real(x, *a))
+    x = np.arange(40.0).reshape(1, 2, 4, 5) % 5 - 2
+    w = np.arange(12.0).reshape(3, 2, 2, 1) % 3 - 1
+    for dtype in ("float32", "float16", "bfloat16"):
+        got = dc.conv(jnp.asarray(x, dtype), jnp.asarray(w, dtype), stride=(1, 2))
+        assert got.dtype == jnp.dtype(dtype)
+        np.testing.assert_array_equal(np.asarray(got, np.float64), dc.conv(x, w, stride=(1, 2)))
+    assert seen == [jnp.dtype("float32")] * 3
+
+
 def test_non_finite_input_takes_the_own_program(monkeypatch):
     shapes = _spy(monkeypatch)
     x = np.ones((1, 2, 5), np.float32)

@@ -93,7 +93,7 @@ def instantiate(obj: Any, target: str) -> Backend:
     TypeError
         ``obj`` does not implement the protocol; checked before anything of it runs.
     BrokenBackendError
-        Instantiating the class raised.
+        Instantiating the class, or reading its ``name`` or ``dtypes``, raised.
     """
     missing = missing_methods(obj)
     if missing:
@@ -105,9 +105,14 @@ def instantiate(obj: Any, target: str) -> Backend:
         backend = obj() if isinstance(obj, type) else obj
     except Exception as exc:  # a third party's constructor can raise anything
         raise BrokenBackendError(f"backend={target!r} could not be instantiated: {exc!r}") from exc
-    if not isinstance(backend, Backend):
-        raise TypeError(f"backend={target!r} lacks the name or dtypes attribute of a Backend")
-    return backend
+    try:
+        if isinstance(backend, Backend):  # reads name and dtypes: a property may raise
+            return backend
+    except Exception as exc:
+        raise BrokenBackendError(
+            f"backend={target!r} raised reading its name or dtypes: {exc!r}"
+        ) from exc
+    raise TypeError(f"backend={target!r} lacks the name or dtypes attribute of a Backend")
 
 
 def _load_target(target: str) -> Backend:

@@ -174,6 +174,9 @@ def test_backend_and_mutants_are_exclusive(capsys) -> None:
          r"available\(\) raised RuntimeError\('driver'\)"),
         (FILE_BACKEND + "    def available(self):\n        pass\n",
          r"available\(\) returned None"),
+        (FILE_BACKEND + "    @property\n    def dtypes(self):\n"
+         "        raise RuntimeError('driver')\n",
+         r"raised reading its name or dtypes: RuntimeError\('driver'\)"),
     ],
 )
 def test_a_crashing_backend_fails_in_one_line_and_is_never_skipped(body: str, message: str,

@@ -179,9 +179,8 @@ class JaxBackend:
         return _ncrelu(x, axis)
 
     def conv(self, x, w, bias, *, stride, padding, dilation, groups):
-        plan = padded_conv.Plan(tuple(x.shape), tuple(w.shape), stride, padding, dilation,
-                                groups)
-        if padded_conv.applies(plan, x, w, bias):
+        plan = padded_conv.plan_for((x, w, bias), stride, padding, dilation, groups)
+        if plan is not None:
             return padded_conv.conv(plan, x, w, bias)
         return _conv(x, w, bias, stride, padding, dilation, groups)
 
@@ -209,8 +208,7 @@ class JaxBackend:
         return _ncrelu_vjp(g, x, axis)
 
     def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
-        plan = padded_conv.Plan(tuple(x.shape), tuple(w.shape), stride, padding, dilation,
-                                groups)
-        if padded_conv.applies(plan, g, x, w, bias):
+        plan = padded_conv.plan_for((g, x, w, bias), stride, padding, dilation, groups)
+        if plan is not None:
             return padded_conv.conv_vjp(plan, _conv_vjp, g, x, w, bias)
         return _conv_vjp(g, x, w, bias, stride, padding, dilation, groups)

@@ -76,7 +76,6 @@ class Plan:
                  stride: tuple[int, ...], padding: str | Pairs, dilation: tuple[int, ...],
                  groups: int) -> None:
         self.x_shape, self.w_shape, self.groups = x_shape, w_shape, groups
-        self.key = (x_shape, w_shape, stride, padding, dilation, groups)
         ndim = len(w_shape) - 2
         rank = 2 if ndim <= 2 else 3
         unit = (1,) * (rank - ndim)
@@ -169,15 +168,22 @@ class Plan:
         return dw[self._filter_region()].reshape(self.w_shape)
 
 
-def applies(plan: Plan, *arrays: Any) -> bool:
-    """Whether this call takes the padded path (see the module's notes); counts the call."""
-    if not eager.applies(*arrays) or plan.macs() > MAX_MACS:
-        return False
-    key = (plan.key, tuple(None if a is None else a.dtype for a in arrays))
+def plan_for(arrays: tuple[Any, ...], stride: tuple[int, ...], padding: str | Pairs,
+             dilation: tuple[int, ...], groups: int) -> Plan | None:
+    """The plan of a call (``arrays``: ``(x, w, bias)`` or ``(g, x, w, bias)``) that takes the
+    padded path (see the module's notes), or None; counts the call. The checks that cost
+    nothing come first, so a steady geometry pays only them."""
+    if not eager.applies(*arrays):
+        return None
+    x, w = arrays[-3:-1]
+    key = (tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups,
+           tuple(None if a is None else a.dtype for a in arrays))
     _SEEN[key] += 1
     if _SEEN[key] > OWN_PROGRAM_AFTER:
-        return False
-    return all(np.isfinite(np.asarray(a, np.float64)).all() for a in arrays if a is not None)
+        return None
+    plan = Plan(tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups)
+    finite = all(np.isfinite(np.asarray(a, np.float64)).all() for a in arrays if a is not None)
+    return plan if finite and plan.macs() <= MAX_MACS else None
 
 
 def _plain(plan: Plan) -> tuple[tuple[int, ...], Pairs, tuple[int, ...], int]:
@@ -201,7 +207,7 @@ def _padded(plan: Plan, device: Any, g: Any, x: Any, w: Any, bias: Any) -> list[
 
 
 def conv(plan: Plan, x: jax.Array, w: jax.Array, bias: jax.Array | None) -> jax.Array:
-    """The convolution through its padded program (where :func:`applies`)."""
+    """The convolution through its padded program (``plan`` from :func:`plan_for`)."""
     device = next(iter(x.devices()))
     _, *padded = _padded(plan, device, None, x, w, bias)
     y = ops.conv_jit(*padded, *_plain(plan))
@@ -211,7 +217,7 @@ def conv(plan: Plan, x: jax.Array, w: jax.Array, bias: jax.Array | None) -> jax.
 def conv_vjp(plan: Plan, vjp: Any, g: jax.Array, x: jax.Array, w: jax.Array,
              bias: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """``(dx, dw, dbias)`` through ``vjp`` (the backend's jitted VJP of ``ops.conv``) of the
-    padded convolution (where :func:`applies`)."""
+    padded convolution (``plan`` from :func:`plan_for`)."""
     device = next(iter(x.devices()))
     dx, dw, dbias = (np.asarray(a) for a in vjp(*_padded(plan, device, g, x, w, bias),
                                                 *_plain(plan)))

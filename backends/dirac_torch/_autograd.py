@@ -122,7 +122,9 @@ def row_gain(
     ``r`` NaN and counts as above: its gain is NaN, so every entry of it is NaN (the spec)."""
     # Unscaled rows: an infinite entry gives r = inf, which must not give a gain of 0.
     r = torch.linalg.vector_norm(s, dim=_within(s), keepdim=True)
-    r = r.nan_to_num(nan=math.nan, posinf=math.nan)
+    # where, not nan_to_num: exporters lower nan_to_num with float64's lowest as a constant,
+    # which ONNX cannot carry in a float graph.
+    r = torch.where(torch.isinf(r), math.nan, r)
     if m is None:
         below = r < eps
         gain = torch.clamp_min(r, eps).reciprocal()  # 1 / r above, 1 / eps below, NaN kept

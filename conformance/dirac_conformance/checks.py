@@ -236,7 +236,15 @@ def _normalize_vjp(t: Target, case: Case, native: Natives = None) -> list[Output
     eps = _ref_kwargs(case)["eps"]
     expected = dc.normalize_filters_vjp(ref["g"], ref["w"], eps=eps)
     magnitude = magnitudes.normalize_vjp(ref["g"], ref["w"], eps)
-    return [_out(t, "dw", got, expected, magnitude, case.dtype, _filter_size(case))]
+    out = _out(t, "dw", got, expected, magnitude, case.dtype, _filter_size(case))
+    return [replace(out, nonfinite=_reached(ref["g"]))]
+
+
+def _reached(g: np.ndarray) -> str:
+    """How a result held to a cotangent ``g`` is checked where the reference is non-finite:
+    a non-finite entry of ``g`` must make what it reaches non-finite, inf or NaN (which one
+    depends on the order of arithmetic)."""
+    return "ieee" if np.isfinite(g).all() else "any"
 
 
 def _dirac_weight_vjp(t: Target, case: Case, native: Natives = None) -> list[Output]:
@@ -252,8 +260,13 @@ def _dirac_weight_vjp(t: Target, case: Case, native: Natives = None) -> list[Out
     size = ref["w"].size
     dtypes = (case.dtype, *(_scale_dtype(native[k], case.dtype) for k in ("alpha", "beta")))
     held = (None, *(_coarser(d, _work(case.dtype)) for d in dtypes[1:]))
-    return _outs(t, ("dw", "dalpha", "dbeta"), got, expected, (dw_mag, dalpha_mag, dbeta_mag),
+    outs = _outs(t, ("dw", "dalpha", "dbeta"), got, expected, (dw_mag, dalpha_mag, dbeta_mag),
                  dtypes, (_filter_size(case), size, size), held)
+    # dalpha sums g at the taps: whether a non-finite g elsewhere (times delta's 0) reaches it
+    # is left open by the spec, so only its finite elements are held.
+    reached = _reached(ref["g"])
+    loose = (reached, "free" if reached == "any" else "ieee", reached)
+    return [replace(o, nonfinite=k) for o, k in zip(outs, loose, strict=True)]
 
 
 _PRECISION = ("float64", "float32", "float16", "bfloat16")  # finest first

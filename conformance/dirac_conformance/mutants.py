@@ -725,6 +725,18 @@ class FmaxNcrelu(Mutant):
         return np.concatenate([np.fmax(x, zero), np.fmin(x, zero)], axis=axis)
 
 
+class NanGradientZeroed(Mutant):
+    """``normalize_filters_vjp`` zeroes NaN cotangent entries first (a "safe" port's
+    ``nan_to_num``): a NaN gradient becomes a finite one."""
+
+    first = "normalize_filters_vjp"
+    fault = "non-finite"
+
+    def normalize_filters_vjp(self, g: Any, w: Any, *, eps: float) -> Any:
+        return super().normalize_filters_vjp(np.where(np.isnan(g), 0, g).astype(g.dtype), w,
+                                             eps=eps)
+
+
 class HalfWeightRoundedTwice(Mutant):
     """float16 ``dirac_weight`` rounds ``normalize(W)`` to float16, then computes
     ``alpha * delta + beta * u`` in float32 and rounds again."""

@@ -46,6 +46,10 @@ DECLARED = ("float64", "float32", "float16")
 VALUE_KINDS = ("normal", "integers", "sparse")
 """``integers``: small integers, whose products and sums are exact in every dtype."""
 
+COTANGENT_KINDS = (*VALUE_KINDS, "ones", "nonfinite")
+"""Cotangents of the weight ops: a non-finite entry must make every result it reaches
+non-finite (a port that zeroes NaN gradients gives finite ones)."""
+
 FILTER_KINDS = ("unit", "small", "zero", "huge", "tiny", "clamped", "tie", "tie4", "nonfinite")
 """Per-filter magnitudes for normalization: ~1, ~1e-3, all zeros, squares overflowing the
 dtype, squares underflowing it, norm below ``eps`` (the clamp branch), norm exactly ``eps``:
@@ -265,7 +269,7 @@ def normalize_cases(draw: Any, dtype: str, vjp: bool = False,
     shape, _, eps, w = draw(weights_and_eps(dtype))
     operands = {"w": w}
     if vjp:
-        operands = {"g": draw(arrays(shape, dtype, (*VALUE_KINDS, "ones"))), **operands}
+        operands = {"g": draw(arrays(shape, dtype, COTANGENT_KINDS)), **operands}
     return Case(dtype, operands, {"eps": eps})
 
 
@@ -306,7 +310,7 @@ def dirac_weight_cases(draw: Any, dtype: str, vjp: bool = False,
         "beta": draw(scales(shape[0], dtype, 0.5, declared, None if pure is None else pure[1])),
     }
     if vjp:
-        operands = {"g": draw(arrays(shape, dtype, (*VALUE_KINDS, "ones"))), **operands}
+        operands = {"g": draw(arrays(shape, dtype, COTANGENT_KINDS)), **operands}
     return Case(dtype, operands, kwargs)
 
 

@@ -12,11 +12,9 @@ import pytest
 
 from dirac_conformance.checks import CHECKS
 from dirac_conformance.target import Unavailable, load_target
-from dirac_conformance.xfails import find_xfail, load_xfails
 
 ROOT = Path(__file__).parents[1]
 DOC = ROOT / "docs" / "conformance.md"
-XFAILS = load_xfails(ROOT / "backends" / "dirac_jax" / "xfails.jsonl")
 SECTIONS = re.findall(r"<!-- conformance: (\S+) -->\n(.*?)<!-- /conformance -->",
                       DOC.read_text(), flags=re.S)
 
@@ -51,11 +49,7 @@ def test_table_lists_the_current_checks(name, body):
     assert {(r[1], r[2]) for r in rows} == {
         (check, dtype) for check in CHECKS for dtype in _declared_dtypes(name)
     }
-    for r in rows:  # a pass, or a known failure the xfails file explains
-        known = find_xfail(XFAILS, name, r[1], r[2])
-        # a non-strict entry may fail or pass (its check fails on some machines only)
-        allowed = ("PASS",) if not known else ("XFAIL", "XPASS") if known.strict else (
-            "XFAIL", "PASS")
-        assert r[3] in allowed, r
+    for r in rows:  # every backend of the project conforms, with no known failures
+        assert r[3] == "PASS", r
     assert re.fullmatch(rf"{len(rows)}/{len(rows)} checks conform \(.* s, profile ci\)",
                         lines[-1])

@@ -10,8 +10,10 @@ zero on both halves by definition. The convolution is ``lax.conv_general_dilated
 map whose JAX transpose rules are its exact VJP, so it needs no rule of its own.
 
 Half-precision inputs (float16, bfloat16) are computed in float32 and rounded once at the end,
-in the forward and, through the casts, in the backward. XLA on CPU flushes subnormal numbers
-to zero, so ``eps`` is kept at or above the smallest *normal* number of the working dtype.
+in the forward and in the backward. XLA on CPU flushes subnormal numbers to zero, so the weight
+ops and the folding scale their operands into the normal range by powers of two and scale the
+results back exactly (:mod:`dirac_jax.rescaled`, :mod:`dirac_jax.subnormal`): subnormal ``eps``,
+filters and results come out as the spec's, under ``jax.jit`` and ``jax.grad`` alike.
 
 Arguments are assumed valid: the public functions of :mod:`dirac_core` check them and reach
 these through :class:`dirac_jax.JaxBackend`; :mod:`dirac_jax.nn` calls them directly.
@@ -30,14 +32,12 @@ from jax import lax
 
 from dirac_core import activation, batchnorm
 from dirac_core import delta as spec_delta
-from dirac_core import weight as spec
 from dirac_core.delta import WeightGeometry, is_tap, weight_geometry
 from dirac_core.normalize import working_eps
 from dirac_core.padding import Pairs, resolve_padding
 from dirac_core.xp import work_dtype
 
-# XLA:CPU flushes subnormals to zero: an eps below the smallest normal would divide by zero.
-_SUBNORMALS = False
+from . import rescaled, subnormal
 
 
 def dirac_tensor(shape: tuple[int, ...], groups: int, policy: str, dtype: Any) -> jax.Array:
@@ -46,8 +46,8 @@ def dirac_tensor(shape: tuple[int, ...], groups: int, policy: str, dtype: Any) -
 
 
 def eps_in(dtype: Any, eps: float) -> float:
-    """``eps`` clamped into the positive normal range of ``dtype``'s working dtype."""
-    return working_eps(eps, work_dtype(dtype, jnp), subnormals=_SUBNORMALS)
+    """``eps`` as the spec takes it in ``dtype``'s working dtype (subnormal included)."""
+    return working_eps(eps, work_dtype(dtype, jnp))
 
 
 def taps(shape: tuple[int, ...], groups: int, policy: str) -> np.ndarray:
@@ -79,7 +79,7 @@ def combine(w: jax.Array, alpha: jax.Array, beta: jax.Array, taps: jax.Array,
     one ``custom_vjp`` rule of the weight ops. ``delta`` is formed from index arithmetic in
     the compiled program, never held as an array."""
     delta = _identity(taps, w.shape, work_dtype(w.dtype, jnp))
-    return spec.combine(w, alpha, beta, delta, eps, normalize)
+    return rescaled.combine(w, alpha, beta, delta, eps, normalize)
 
 
 def _combine_fwd(w: jax.Array, alpha: jax.Array, beta: jax.Array, taps: jax.Array,
@@ -91,7 +91,7 @@ def _combine_bwd(normalize: bool, saved: Any, g: jax.Array) -> tuple[Any, ...]:
     # jnp.asarray: JAX may hand back a residual it knew at trace time as a NumPy constant.
     w, alpha, beta, taps, eps = (jnp.asarray(a) for a in saved)
     delta = _identity(taps, w.shape, work_dtype(w.dtype, jnp))
-    dw, dalpha, dbeta = spec.combine_vjp(g, w, alpha, beta, delta, eps, normalize)
+    dw, dalpha, dbeta = rescaled.combine_vjp(g, w, alpha, beta, delta, eps, normalize)
     # The geometry and eps are constants of the parameterization: no gradient flows into them.
     return dw, dalpha, dbeta, None, jnp.zeros_like(eps)
 
@@ -150,10 +150,23 @@ def conv(x: jax.Array, w: jax.Array, bias: jax.Array | None, stride: tuple[int, 
 
 
 def fold_batchnorm(weight: jax.Array, bias: jax.Array | None, gamma: jax.Array,
-                   beta: jax.Array, mean: jax.Array, var: jax.Array, eps: float
+                   beta: jax.Array, mean: jax.Array, var: jax.Array, eps: float | jax.Array
                    ) -> tuple[jax.Array, jax.Array]:
-    """Fold an eval-mode batch norm into the conv before it (arithmetic in >= float32)."""
-    return batchnorm.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)
+    """Fold an eval-mode batch norm into the conv before it (arithmetic in >= float32).
+
+    ``eps`` (a number, or a 0-d array of the working dtype) and ``var`` below 1 are scaled by
+    ``4**j`` and ``gamma`` by ``2**j``, per channel, so that ``var + eps`` is a normal number
+    (``gamma / sqrt(var + eps)`` is unchanged): XLA on CPU reads a subnormal ``eps`` as 0.
+    """
+    work = work_dtype(weight.dtype, jnp)
+    eps_in = jnp.asarray(eps, work)
+    var_in = var.astype(work)
+    top = jnp.maximum(subnormal.exponent(var_in), subnormal.exponent(eps_in))
+    j = jnp.where((top < 0) & (top > subnormal.ZERO_EXPONENT), (1 - top) // 2, 0)
+    return batchnorm.fold_batchnorm(
+        weight, bias, subnormal.ldexp(gamma.astype(work), j), beta, mean,
+        subnormal.ldexp(var_in, 2 * j), subnormal.ldexp(eps_in, 2 * j),
+    )
 
 
 # Each op compiled whole, once per shape, dtype and static argument: run eagerly, an op would

@@ -1,0 +1,162 @@
+"""Subnormal numbers under XLA on CPU (flush-to-zero): the bit-level scaling of
+dirac_jax.subnormal is exact, and the ops built on it agree with the NumPy reference under
+jax.jit and jax.grad where XLA alone would flush to zero."""
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dirac_core as dc
+from dirac_jax import ops
+from dirac_jax.subnormal import NONFINITE_EXPONENT, ZERO_EXPONENT, exponent, ldexp
+
+UINT = {np.float32: np.uint32, np.float64: np.uint64}
+BITS = {np.float32: 32, np.float64: 64}
+
+
+def _from_bits(dtype, bits):
+    return np.asarray(bits, UINT[dtype]).view(dtype)
+
+
+def _finite(dtype):
+    """Any finite float of ``dtype`` from its bits, subnormals and both zeros included."""
+    top = 2 ** BITS[dtype] - 1
+    return st.integers(0, top).map(lambda b: _from_bits(dtype, [b])).filter(
+        lambda x: bool(np.isfinite(x).all()))
+
+
+def _exact_ldexp(x, n, dtype):
+    """The correctly rounded ``x * 2**n`` in ``dtype`` (NumPy's ldexp rounds once)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return np.ldexp(x, n).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_ldexp_is_bit_exact_under_jit(dtype, data):
+    """Against np.ldexp on subnormal, normal, overflowing and underflowing results."""
+    x = np.concatenate([data.draw(_finite(dtype)) for _ in range(8)])
+    span = 160 if dtype is np.float32 else 1100
+    n = np.asarray(data.draw(st.lists(st.integers(-2 * span, 2 * span), min_size=8,
+                                      max_size=8)), np.int32)
+    got = np.asarray(jax.jit(ldexp)(x, n))
+    want = _exact_ldexp(x, n, dtype)
+    np.testing.assert_array_equal(got.view(UINT[dtype]), want.view(UINT[dtype]))
+
+
+@pytest.mark.parametrize("target", [np.float16, ml_dtypes.bfloat16])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_ldexp_rounds_once_into_a_half_dtype(target, data):
+    """float32 into float16 or bfloat16, subnormal results included: one rounding of the
+    exact value (which float64 holds)."""
+    x = np.concatenate([data.draw(_finite(np.float32)) for _ in range(8)])
+    n = np.asarray(data.draw(st.lists(st.integers(-40, 40), min_size=8, max_size=8)), np.int32)
+    got = np.asarray(jax.jit(ldexp, static_argnums=2)(x, n, np.dtype(target)))
+    with np.errstate(over="ignore"):
+        want = np.ldexp(x.astype(np.float64), n).astype(target)
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+def test_ldexp_keeps_signs_infinities_and_nan():
+    x = np.array([-0.0, 0.0, np.inf, -np.inf, np.nan, -1e-45], np.float32)
+    got = np.asarray(jax.jit(ldexp)(x, np.int32(-3)))
+    assert np.signbit(got[0]) and not np.signbit(got[1])
+    assert got[2] == np.inf and got[3] == -np.inf and np.isnan(got[4])
+    assert got[5] == 0 and np.signbit(got[5])  # -2**-152 rounds to -0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_exponent_matches_frexp(dtype, data):
+    x = np.concatenate([data.draw(_finite(dtype)) for _ in range(8)])
+    got = np.asarray(jax.jit(exponent)(x))
+    want = np.where(x == 0, ZERO_EXPONENT, np.frexp(x)[1] - 1)
+    np.testing.assert_array_equal(got, want)
+    assert jax.jit(exponent)(np.array([np.nan, -np.inf], dtype)).tolist() == [
+        NONFINITE_EXPONENT] * 2
+
+
+# ------------------------------------------------------------------ the ops, jit and grad
+
+SUBNORMAL_CASES = [
+    # dtype, w, eps: results or inputs below the normal range
+    (np.float32, np.full((2, 3), 1.45), 1e39),  # clamped at float32's max: ~4e-39 results
+    (np.float32, np.array([[1e-40, -3e-40, 0.0, 2e-41]]), 1e-45),  # subnormal filter
+    (np.float32, np.zeros((1, 4)), 1e-42),  # an all-zero filter: g / eps overflows nothing
+    (np.float64, np.full((2, 3), 1.45), 1e308),
+    (np.float64, np.array([[1e-310, -3e-310, 0.0, 2e-315]]), 1e-320),
+]
+
+
+def _assert_ulps(got, ref, dtype, units=4):
+    """``got`` within a few units in the last place of ``ref`` (a subnormal's spacing as the
+    unit below the normal range): a flushed zero is many units off."""
+    info = np.finfo(dtype)
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    tol = units * np.maximum(np.abs(ref) * float(info.eps), float(info.smallest_subnormal))
+    assert got.shape == ref.shape and np.all(np.abs(got - ref) <= tol), (got, ref)
+
+
+@pytest.mark.parametrize("dtype, w, eps", SUBNORMAL_CASES)
+def test_normalize_filters_and_its_grad_under_jit(dtype, w, eps):
+    w = w.astype(dtype)
+    g = (1e-6 * np.linspace(-1.0, 2.0, w.size)).reshape(w.shape).astype(dtype)  # dw finite
+    ref = dc.normalize_filters(w, eps=eps)
+    got = jax.jit(lambda v: dc.normalize_filters(v, eps=eps))(jnp.asarray(w))
+    _assert_ulps(got, ref, dtype)
+
+    grad = jax.jit(jax.grad(lambda v: jnp.sum(dc.normalize_filters(v, eps=eps) * g)))
+    ref_dw = dc.normalize_filters_vjp(g, w, eps=eps)
+    _assert_ulps(grad(jnp.asarray(w)), ref_dw, dtype)
+
+
+def test_dirac_weight_grads_with_subnormal_products_under_jit():
+    """beta * normalize(W) below the normal range, and dbeta summing such products."""
+    w = np.full((3, 2, 3), 1.45, np.float32)
+    alpha, beta = np.float32(2.0), np.array([0.5, 0.25, 1.0], np.float32)
+    g = np.ones_like(w)
+    kw = {"eps": 1e39, "groups": 1}
+    ref = dc.dirac_weight(w, alpha, beta, **kw)
+    got = jax.jit(lambda v, a, b: dc.dirac_weight(v, a, b, **kw))(w, alpha, beta)
+    _assert_ulps(got, ref, np.float32)
+
+    def loss(v, a, b):
+        return jnp.sum(dc.dirac_weight(v, a, b, **kw) * g)
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(w, alpha, beta)
+    for got_i, ref_i in zip(grads, dc.dirac_weight_vjp(g, w, alpha, beta, **kw), strict=True):
+        ref_i = np.asarray(ref_i)
+        assert np.asarray(got_i).dtype == ref_i.dtype
+        _assert_ulps(got_i, ref_i, np.float32, units=16)
+    assert np.all(np.asarray(grads[2]) > 0)  # dbeta: sums of subnormal products, not 0
+
+
+@pytest.mark.parametrize("dtype, eps", [(np.float32, 1e-40), (np.float64, 1e-310),
+                                        (np.float16, 1e-40), (ml_dtypes.bfloat16, 1e-40)],
+                         ids=str)
+def test_fold_batchnorm_with_a_subnormal_eps_under_jit(dtype, eps):
+    """A zero variance: gamma / sqrt(eps), not inf or NaN (dc.fold_batchnorm is eager: it
+    checks the statistics on the host; the op it reaches is jitted here with eps static, as
+    the backend compiles it for large inputs)."""
+    weight = np.array([[1.0, -2.0], [0.5, 0.0]], dtype)
+    gamma, beta = np.array([0.125, -1.0], dtype), np.array([0.5, 0.25], dtype)
+    mean, var = np.array([0.25, 0.0], dtype), np.array([0.0, 1e-39], np.float32).astype(dtype)
+    args = (weight, gamma, beta, mean, var)
+    fold = jax.jit(lambda w, *a: ops.fold_batchnorm(w, None, *a, eps))
+    got = fold(*map(jnp.asarray, args))
+    work_eps = float(np.asarray(eps, np.promote_types(dtype, np.float32)))  # as the spec takes it
+    ref = dc.fold_batchnorm(args[0].astype(np.float64), None,
+                            *(a.astype(np.float64) for a in args[1:]), eps=work_eps)
+    for got_i, ref_i in zip(got, ref, strict=True):
+        with np.errstate(over="ignore"):  # past float16's range the right answer is inf
+            want = ref_i.astype(dtype).astype(np.float64)
+        assert not np.isnan(np.asarray(got_i, np.float64)).any()
+        np.testing.assert_allclose(np.asarray(got_i, np.float64), want,
+                                   rtol=1e-2 if np.finfo(dtype).bits < 32 else 1e-6)

@@ -3,8 +3,9 @@
 :func:`combine` and :func:`combine_vjp` are :func:`dirac_core.weight.combine` and
 :func:`~dirac_core.weight.combine_vjp` for XLA, whose CPU arithmetic flushes subnormals to
 zero. Each filter ``v = W[o]`` is scaled by a power of two ``2**k`` so that its max-abs lies in
-``[1, 2)`` (an all-zero filter by the one that brings ``eps`` there), ``eps`` by the same factor,
-the gradient's filter and ``beta`` to ``[1, 2)`` likewise; the spec's maths
+``[1, 2)`` (a filter of subnormals only: at least 1, see :func:`dirac_jax.subnormal.unit_rows`;
+an all-zero filter by the power that brings ``eps`` there), ``eps`` by the same factor, the
+gradient's filter and ``beta`` likewise; the spec's maths
 (:func:`dirac_core.normalize.normalized`, :func:`~dirac_core.normalize.normalized_vjp`) runs on
 those, and each result is scaled back with :func:`dirac_jax.subnormal.ldexp`, rounding once
 into its dtype, subnormal or not.
@@ -12,7 +13,7 @@ into its dtype, subnormal or not.
 The algebra is exact: ``v / max(||v||, eps)`` is unchanged when ``v`` and ``eps`` are scaled
 together, its VJP scales as ``g / v``, and a power-of-two scaling of a normal number commutes
 with rounding. Two more powers of two keep ``eps`` in range: a scaled ``eps`` above
-``2**EPS_RANGE`` clamps the filter for sure (a scaled norm is below ``2 sqrt(n)``), so it is
+``2**EPS_RANGE`` clamps the filter for sure (a scaled norm is below ``2**53 sqrt(n)``), so it is
 lowered to that and the clamped result ``v / eps`` raised back; one below ``2**-EPS_RANGE``
 clamps nothing and is raised (only the decision reads it).
 
@@ -32,14 +33,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from dirac_core.normalize import normalized, normalized_vjp
 
-from .subnormal import NONFINITE_EXPONENT, ZERO_EXPONENT, exponent, ldexp
+from .subnormal import NONFINITE_EXPONENT, ZERO_EXPONENT, exponent, ldexp, unit_rows
 
-EPS_RANGE = 32
-"""A scaled ``eps`` is kept in ``[2**-EPS_RANGE, 2**(EPS_RANGE + 1))``."""
+EPS_RANGE = 96
+"""A scaled ``eps`` is kept in ``[2**-EPS_RANGE, 2**(EPS_RANGE + 1))``: a scaled filter's
+max-abs is below ``2**53`` (:func:`dirac_jax.subnormal.unit_rows`), its norm below
+``2**53 sqrt(n)``."""
 
 
 def _unit_shift(e: jax.Array) -> jax.Array:
@@ -48,9 +50,6 @@ def _unit_shift(e: jax.Array) -> jax.Array:
     return jnp.where((e > ZERO_EXPONENT) & (e < NONFINITE_EXPONENT), -e, 0)
 
 
-def _row_exponent(rows: jax.Array) -> jax.Array:
-    """The exponent of each row's max-abs, ``(O, 1)`` (an integer max: exact on subnormals)."""
-    return jnp.max(exponent(rows), axis=1, keepdims=True, initial=ZERO_EXPONENT)
 
 
 def _per_row(scale: jax.Array, dtype: Any) -> jax.Array:
@@ -64,7 +63,7 @@ class _Filters(NamedTuple):
 
     rows: jax.Array  # (O, n) work dtype: W's filters times 2**shift
     shift: jax.Array  # (O, 1) int32
-    peak: jax.Array  # (O, 1): each scaled filter's max-abs, in [1, 2) (1 for zero or non-finite)
+    peak: jax.Array  # (O, 1): each scaled filter's max-abs (1 for a zero or non-finite one)
     unit: jax.Array  # (O, n): rows / peak, correctly rounded: max-abs exactly 1
     unit_eps: jax.Array  # (O, 1): eps times 2**(shift - lowered) / peak, kept near 1
     lowered: jax.Array  # (O, 1) int32, > 0 only for filters clamped for sure
@@ -86,22 +85,22 @@ class _Filters(NamedTuple):
 def _exact_quotient(a: jax.Array, b: jax.Array) -> jax.Array:
     """``a / b`` for ``b`` of shape ``(O, 1)``, correctly rounded. XLA rewrites a division by a
     broadcast as a multiplication by the reciprocal, an ulp off: at a filter whose norm is
-    exactly ``eps`` that flips the spec's branch. The barrier hides the broadcast."""
-    return a / lax.optimization_barrier(jnp.broadcast_to(b, a.shape))
+    exactly ``eps`` that flips the spec's branch. ``b + 0 * a`` is ``b`` (NaN where ``a`` is
+    not finite) but no broadcast, and IEEE arithmetic forbids folding ``0 * a`` away; it fuses
+    into the division (an optimization barrier would stop all fusion: 3x slower)."""
+    return a / (b + 0 * a)
 
 
 def _filters(w: jax.Array, beta: jax.Array, eps: jax.Array) -> _Filters:
-    flat = w.reshape(w.shape[0], -1).astype(eps.dtype)
-    top = _row_exponent(flat)
+    rows, shift, peak = unit_rows(w.reshape(w.shape[0], -1).astype(eps.dtype))
     eps_exp = exponent(eps)
-    shift = jnp.where(top == ZERO_EXPONENT, -eps_exp, _unit_shift(top))
+    zero = peak == 0
+    shift = jnp.where(zero, -eps_exp, shift)  # a zero filter: eps brought near 1 instead
     at = eps_exp + shift
     kept = jnp.clip(at, -EPS_RANGE, EPS_RANGE)
-    rows = ldexp(flat, shift)
     # The spec's maths divides each filter by its max-abs: given filters whose max-abs is 1,
     # that division is exact however XLA computes it.
-    peak = jnp.max(jnp.abs(rows), axis=1, keepdims=True, initial=0.0)
-    peak = jnp.where((top > ZERO_EXPONENT) & (top < NONFINITE_EXPONENT), peak, 1.0)
+    peak = jnp.where(zero | ~jnp.isfinite(peak), 1, peak)
     b = _per_row(beta, eps.dtype)
     b_exp = -_unit_shift(exponent(b))
     return _Filters(rows, shift, peak, _exact_quotient(rows, peak),
@@ -159,17 +158,17 @@ def combine_vjp(g: jax.Array, w: jax.Array, alpha: jax.Array, beta: jax.Array,
     :func:`combine`; each gradient in its argument's dtype, rounded once."""
     f = _filters(w, beta, eps)
     grad = g.reshape(f.rows.shape).astype(eps.dtype)
-    g_exp = -_unit_shift(_row_exponent(grad))
-    unit_grad = ldexp(grad, -g_exp)
+    unit_grad, g_shift, _ = unit_rows(grad)
+    g_exp = -g_shift
     identity, _ = _identity_term(jnp.ones((), eps.dtype), delta)
     per_row = jnp.sum(grad * identity, axis=1, keepdims=True)
     dalpha = _sum_to(per_row, jnp.zeros_like(g_exp), alpha)
     d, d_exp = f.direction(normalize)
     dbeta = _sum_to(jnp.sum(unit_grad * d, axis=1, keepdims=True), d_exp + g_exp, beta)
-    scaled = f.beta * unit_grad
+    beta_grad = f.beta * unit_grad
     if normalize:
-        dw, dw_exp = f.normalized_vjp(scaled)
+        dw, dw_exp = f.normalized_vjp(beta_grad)
     else:
-        dw, dw_exp = scaled, jnp.zeros_like(f.shift)
+        dw, dw_exp = beta_grad, jnp.zeros_like(f.shift)
     out = ldexp(dw, dw_exp + f.beta_exp + g_exp, w.dtype)
     return out.reshape(w.shape), dalpha, dbeta

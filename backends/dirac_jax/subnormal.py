@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 ZERO_EXPONENT = -(1 << 20)
@@ -30,6 +31,10 @@ ZERO_EXPONENT = -(1 << 20)
 NONFINITE_EXPONENT = 1 << 20
 """What :func:`exponent` gives for an infinity or NaN: above every finite exponent."""
 
+_LAYOUTS = {  # bits, stored mantissa bits, exponent bias
+    "float64": (64, 52, 1023), "float32": (32, 23, 127), "float16": (16, 10, 15),
+    "bfloat16": (16, 7, 127),
+}
 _UNSIGNED = {16: jnp.uint16, 32: jnp.uint32, 64: jnp.uint64}
 
 
@@ -37,11 +42,8 @@ class _Format:
     """The bit layout of a binary float dtype."""
 
     def __init__(self, dtype: Any) -> None:
-        info = jnp.finfo(dtype)
-        self.dtype = info.dtype
-        self.bits = int(info.bits)
-        self.mant = int(info.nmant)  # stored mantissa bits
-        self.bias = 1 - int(info.minexp)  # exponent field of 1.0
+        self.dtype = jnp.dtype(dtype)
+        self.bits, self.mant, self.bias = _LAYOUTS[self.dtype.name]
         self.top = (1 << (self.bits - 1 - self.mant)) - 1  # exponent field of inf and NaN
         self.uint = _UNSIGNED[self.bits]
 
@@ -66,7 +68,7 @@ def _work(*formats: _Format) -> Any:
 
 def _log2(sig: jax.Array) -> jax.Array:
     """``floor(log2 sig)`` of a positive integer array (-1 for zero), as int32."""
-    width = jnp.iinfo(sig.dtype).bits
+    width = np.iinfo(sig.dtype).bits
     return (width - 1 - lax.clz(sig)).astype(jnp.int32)
 
 
@@ -131,7 +133,7 @@ def ldexp(x: jax.Array, n: Any, dtype: Any = None) -> jax.Array:
     """
     src, tgt = _Format(x.dtype), _Format(x.dtype if dtype is None else dtype)
     work = _work(src, tgt)
-    width = jnp.iinfo(work).bits
+    width = np.iinfo(work).bits
     sign, sig, q, special = _decode(x, work)
     q = q + jnp.asarray(n, jnp.int32)
     top = _log2(sig)
@@ -155,3 +157,55 @@ def ldexp(x: jax.Array, n: Any, dtype: Any = None) -> jax.Array:
     magnitude = jnp.where(special, jnp.where(src_fraction == 0, inf, nan), magnitude)
     bits = (sign << (tgt.bits - 1)) | magnitude
     return lax.bitcast_convert_type(bits.astype(tgt.uint), tgt.dtype)
+
+
+def unit_rows(rows: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(rows * 2**shift, shift, peak)``: each row of a 2-d array scaled by a power of two so
+    that its max-abs ``peak`` (``(O, 1)``, exact) lies in ``[1, 2**24)`` (float32; ``2**53``
+    float64), ``[1, 2)`` unless the row is entirely subnormal; ``shift`` (``(O, 1)`` int32) is 0
+    for a non-finite row, and a zero row stays zero (``peak`` 0).
+
+    Only float max-reductions, fast on every platform: a row whose max-abs is normal has it
+    read exactly however subnormals compare; a row with none above the normal range is raised
+    by a fixed power first, which brings its smallest subnormal to 1.
+
+    Examples
+    --------
+    >>> rows, shift, peak = unit_rows(jnp.array([[3.0, -12.0], [1e-45, 0.0]], jnp.float32))
+    >>> rows.tolist(), shift.tolist(), peak.tolist()
+    ([[0.375, -1.5], [1.0, 0.0]], [[-3], [149]], [[1.5], [1.0]])
+    """
+    f = _Format(rows.dtype)
+    e = exponent(jnp.max(jnp.abs(rows), axis=1, keepdims=True, initial=0))
+    lowest = 1 - f.bias  # the smallest normal exponent
+    shift = jnp.where(e >= lowest, -e, f.mant - lowest)  # zeros and subnormals: the fixed raise
+    shift = jnp.where(e == NONFINITE_EXPONENT, 0, shift)
+    out = scaled(rows, shift)
+    return out, shift, jnp.max(jnp.abs(out), axis=1, keepdims=True, initial=0)
+
+
+def _power_of_two(e: jax.Array, f: _Format) -> jax.Array:
+    """``2**e`` in ``f``'s dtype, for ``e`` clipped to its normal exponents."""
+    field = jnp.clip(e + f.bias, 1, 2 * f.bias).astype(f.uint)
+    return lax.bitcast_convert_type(field << f.mant, f.dtype)
+
+
+def scaled(x: jax.Array, n: Any) -> jax.Array:
+    """``x * 2**n`` in ``x``'s dtype, exact where the result is a normal number, for any ``x``
+    (subnormal included); a result below the normal range is left to the float arithmetic
+    (0 under a flush to zero), inf and NaN pass through. :func:`ldexp` rounds every result;
+    this is the cheaper way into the normal range: the significand, converted to a float
+    exactly, times two normal powers of two.
+
+    Examples
+    --------
+    >>> float(jax.jit(scaled)(jnp.float32(1e-45), 149))   # 2**-149 * 2**149
+    1.0
+    """
+    f = _Format(x.dtype)
+    sign, sig, q, special = _decode(x, f.uint)
+    p = q + jnp.asarray(n, jnp.int32)
+    half = p >> 1
+    magnitude = sig.astype(f.dtype) * _power_of_two(half, f) * _power_of_two(p - half, f)
+    out = jnp.where(sign == 1, -magnitude, magnitude)
+    return jnp.where(special, x, out)

@@ -33,7 +33,7 @@ import numpy as np
 
 from dirac_core.xp import work_dtype
 
-from . import ops
+from . import ops, subnormal
 
 MAX_ELEMENTS = 1 << 16
 """Inputs up to this size take the padded path."""
@@ -63,7 +63,8 @@ def _combine(w, alpha, beta, taps, eps, normalize):
 def _combine_vjp(g, w, alpha, beta, taps, eps, normalize):
     _, pull = jax.vjp(lambda v, a, b: ops.combine(v, a, b, taps, eps, normalize), w, alpha, beta)
     dw, dalpha, dbeta = pull(g)
-    return dw, dalpha, dbeta, jnp.sum(dalpha), jnp.sum(dbeta)
+    # The totals for 0-d scales, of per-filter values that may be subnormal.
+    return dw, dalpha, dbeta, subnormal.total(dalpha), subnormal.total(dbeta)
 
 
 class _Rows:

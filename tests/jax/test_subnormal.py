@@ -160,3 +160,14 @@ def test_fold_batchnorm_with_a_subnormal_eps_under_jit(dtype, eps):
         assert not np.isnan(np.asarray(got_i, np.float64)).any()
         np.testing.assert_allclose(np.asarray(got_i, np.float64), want,
                                    rtol=1e-2 if np.finfo(dtype).bits < 32 else 1e-6)
+
+
+def test_eager_dbeta_of_a_scalar_beta_sums_subnormal_terms():
+    """A 0-d beta's gradient is the total of per-filter values: subnormal ones count."""
+    w = np.full((2, 8), 1e-30, np.float32)  # clamped: u = w / eps ~ 5e-40 per entry
+    g = np.ones_like(w)
+    kw = {"eps": 2.0**31, "normalize": True}
+    got = dc.dirac_weight_vjp(jnp.asarray(g), jnp.asarray(w), 2.0, 0.5, **kw)[2]
+    want = dc.dirac_weight_vjp(g, w, 2.0, 0.5, **kw)[2]
+    assert 0 < float(want) < np.finfo(np.float32).tiny * 2  # the terms are subnormal
+    _assert_ulps(got, want, np.float32, units=16)

@@ -21,6 +21,7 @@ from typing import Any
 
 from hypothesis import settings as Settings
 
+from dirac_core.errors import BrokenBackendError
 from dirac_core.registry import instantiate
 
 from .checks import CHECKS, Check
@@ -96,7 +97,7 @@ def hunt(mutant: Any, profile: str = "meta", *, checks: Iterable[Check | str] | 
     fault = str(getattr(mutant, "fault", ""))
     try:
         target = load_target(instantiate(mutant, name))
-    except (Broken, Unavailable) as exc:  # a crash before any check: caught by loading it
+    except (Broken, Unavailable, BrokenBackendError) as exc:  # a crash before any check
         return Kill(name, bug, "load", str(exc), fault)
     target = Target(target.backend, None, name)
     for check in _order(str(getattr(mutant, "first", "")), chosen):

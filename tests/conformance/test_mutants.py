@@ -188,3 +188,14 @@ def test_results_must_be_the_backends_own_arrays(quick) -> None:
     target = Target(ListBackend(), None, "lists")
     result = run_check(target, CHECKS["ncrelu"], "float64", quick)
     assert result.status == "fail" and "not the backend's array" in result.message
+
+
+def test_a_mutant_whose_dtypes_raise_is_killed_at_loading() -> None:
+    """A property that queries a driver and raises is a crash: killed, not an error of the run."""
+
+    def dtypes(self: object) -> tuple[str, ...]:
+        raise RuntimeError("driver error")
+
+    broken = type("DtypesRaise", (Mutant,), {"dtypes": property(dtypes)})
+    kill = hunt(broken)
+    assert kill.killed_by == "load" and "RuntimeError('driver error')" in kill.message, kill

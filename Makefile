@@ -24,7 +24,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 # Packages held to mypy --strict.
-TYPED := dirac_core conformance/dirac_conformance backends/dirac_array_api backends/dirac_cupy
+TYPED := dirac_core conformance/dirac_conformance backends/dirac_array_api backends/dirac_cupy \
+         backends/dirac_jax
 
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy $(TYPED)

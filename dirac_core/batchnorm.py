@@ -8,7 +8,7 @@ from .xp import device_of, namespace, work_dtype
 
 def fold_batchnorm(
     weight: Array, bias: Array | None, gamma: Array, beta: Array, mean: Array, var: Array,
-    eps: float,
+    eps: float | Array,
 ) -> tuple[Array, Array]:
     """``W' = W * s`` and ``b' = (b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``.
 

@@ -17,20 +17,22 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from math import prod
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
 
 from dirac_core import delta as spec_delta
-from dirac_core.backend import Availability
+from dirac_core.backend import Array, Availability
+from dirac_core.padding import Pairs
 
 from . import eager, ops, padded_conv
 
 
 def x64_enabled() -> bool:
     """Whether JAX's 64-bit mode is on (float64 arrays exist)."""
-    return bool(jax.config.read("jax_enable_x64"))
+    # jax leaves Config.read unannotated.
+    return bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
 
 
 def jax_device(device: Any) -> jax.Device | None:
@@ -57,17 +59,24 @@ def jax_device(device: Any) -> jax.Device | None:
     return devices[number]
 
 
-def _pullback(op: Callable[..., jax.Array], g: jax.Array, *inputs: jax.Array) -> tuple:
+def _pullback(op: Callable[..., jax.Array], g: jax.Array, *inputs: jax.Array
+              ) -> tuple[jax.Array, ...]:
     """``g`` pulled back through ``op(*inputs)``: one gradient per input."""
     _, pull = jax.vjp(op, *inputs)
-    return pull(g)
+    return cast(tuple[jax.Array, ...], pull(g))
 
 
 # Every op compiled whole, once per shape, dtype and static argument (see ops.conv_jit).
-_dirac_tensor = jax.jit(ops.dirac_tensor, static_argnums=(0, 1, 2, 3))
-_normalize = jax.jit(ops.normalize_filters, static_argnums=1)
+# (Typed as the functions they compile: jax.jit's result returns Any.)
+_dirac_tensor: Callable[[tuple[int, ...], int, str, Any], jax.Array] = jax.jit(
+    ops.dirac_tensor, static_argnums=(0, 1, 2, 3))
+_normalize: Callable[[jax.Array, float], jax.Array] = jax.jit(ops.normalize_filters,
+                                                              static_argnums=1)
 _dirac_weight, _ncrelu, _conv = ops.dirac_weight_jit, ops.ncrelu_jit, ops.conv_jit
-_fold = jax.jit(ops.fold_batchnorm, static_argnums=6)
+_fold: Callable[
+    [jax.Array, jax.Array | None, jax.Array, jax.Array, jax.Array, jax.Array, float],
+    tuple[jax.Array, jax.Array],
+] = jax.jit(ops.fold_batchnorm, static_argnums=6)
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -78,7 +87,8 @@ def _normalize_vjp(g: jax.Array, w: jax.Array, eps: float) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
 def _dirac_weight_vjp(g: jax.Array, w: jax.Array, alpha: jax.Array, beta: jax.Array,
-                      eps: float, normalize: bool, groups: int, policy: str) -> tuple:
+                      eps: float, normalize: bool, groups: int, policy: str
+                      ) -> tuple[jax.Array, ...]:
     def op(v: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
         return ops.dirac_weight(v, a, b, eps, normalize, groups, policy)
 
@@ -93,15 +103,16 @@ def _ncrelu_vjp(g: jax.Array, x: jax.Array, axis: int) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
 def _conv_vjp(g: jax.Array, x: jax.Array, w: jax.Array, bias: jax.Array | None,
-              stride: tuple[int, ...], padding: Any, dilation: tuple[int, ...], groups: int
-              ) -> tuple:
-    def op(*args: jax.Array) -> jax.Array:
-        return ops.conv(*args, stride, padding, dilation, groups)
+              stride: tuple[int, ...], padding: str | Pairs, dilation: tuple[int, ...],
+              groups: int) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    def op(a: jax.Array, b: jax.Array, c: jax.Array | None) -> jax.Array:
+        return ops.conv(a, b, c, stride, padding, dilation, groups)
 
     if bias is None:
         dx, dw = _pullback(lambda a, b: op(a, b, None), g, x, w)
         return dx, dw, None
-    return _pullback(op, g, x, w, bias)
+    dx, dw, dbias = _pullback(op, g, x, w, bias)
+    return dx, dw, dbias
 
 
 class JaxBackend:
@@ -140,10 +151,11 @@ class JaxBackend:
                 "jax.config.update('jax_enable_x64', True) (JAX would round it to float32)"
             )
         # A copy: the result must not alias the caller's buffer (ml_dtypes' bfloat16 included).
-        return jax.device_put(np.array(a, copy=True), jax_device(device))
+        return cast(jax.Array, jax.device_put(np.array(a, copy=True), jax_device(device)))
 
     def to_numpy(self, x: jax.Array) -> np.ndarray:
-        return np.asarray(x)
+        host: np.ndarray = np.asarray(x)
+        return host
 
     def device(self, x: jax.Array) -> jax.Device | None:
         if isinstance(x, jax.core.Tracer):
@@ -154,7 +166,9 @@ class JaxBackend:
     # Small concrete inputs take the padded path of dirac_jax.eager (no compile per shape);
     # tracers and large inputs the jitted op for their shape.
 
-    def dirac_tensor(self, shape, *, groups, policy, dtype, device):
+    def dirac_tensor(
+        self, shape: tuple[int, ...], *, groups: int, policy: str, dtype: str | None, device: Any
+    ) -> Array:
         dt = np.dtype(dtype or self.dtypes[0])
         if prod(shape) <= eager.MAX_ELEMENTS:
             delta = spec_delta.dirac_tensor(shape, groups, policy, dt)  # same code, on the host
@@ -162,53 +176,69 @@ class JaxBackend:
             delta = _dirac_tensor(shape, groups, policy, dt)
         return jax.device_put(delta, jax_device(device))
 
-    def normalize_filters(self, w, *, eps):
+    def normalize_filters(self, w: Array, *, eps: float) -> Array:
         if eager.applies(w):
             return eager.normalize_filters(w, eps)
         return _normalize(w, eps)
 
-    def dirac_weight(self, w, alpha, beta, *, eps, normalize, groups, policy):
+    def dirac_weight(
+        self, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool, groups: int,
+        policy: str,
+    ) -> Array:
         args = (eps, normalize, groups, policy)
         if eager.applies(w, alpha, beta):
             return eager.dirac_weight(w, alpha, beta, *args)
         return _dirac_weight(w, alpha, beta, *args)
 
-    def ncrelu(self, x, *, axis):
+    def ncrelu(self, x: Array, *, axis: int) -> Array:
         if eager.applies(x):
             return eager.ncrelu(x, axis)
         return _ncrelu(x, axis)
 
-    def conv(self, x, w, bias, *, stride, padding, dilation, groups):
+    def conv(
+        self, x: Array, w: Array, bias: Array | None, *, stride: tuple[int, ...],
+        padding: str | Pairs, dilation: tuple[int, ...], groups: int,
+    ) -> Array:
         plan = padded_conv.plan_for((x, w, bias), stride, padding, dilation, groups)
         if plan is not None:
             return padded_conv.conv(plan, x, w, bias)
         return _conv(x, w, bias, stride, padding, dilation, groups)
 
-    def fold_batchnorm(self, weight, bias, gamma, beta, mean, var, *, eps):
+    def fold_batchnorm(
+        self, weight: Array, bias: Array | None, gamma: Array, beta: Array, mean: Array,
+        var: Array, *, eps: float,
+    ) -> tuple[Array, Array]:
         if eager.applies(weight, bias, gamma, beta, mean, var):
             return eager.fold_batchnorm(weight, bias, gamma, beta, mean, var, eps)
         return _fold(weight, bias, gamma, beta, mean, var, eps)
 
     # ------------------------------------------------------------------ VJPs: jax.vjp
 
-    def normalize_filters_vjp(self, g, w, *, eps):
+    def normalize_filters_vjp(self, g: Array, w: Array, *, eps: float) -> Array:
         if eager.applies(g, w):
             return eager.normalize_filters_vjp(g, w, eps)
         return _normalize_vjp(g, w, eps)
 
-    def dirac_weight_vjp(self, g, w, alpha, beta, *, eps, normalize, groups, policy):
+    def dirac_weight_vjp(
+        self, g: Array, w: Array, alpha: Array, beta: Array, *, eps: float, normalize: bool,
+        groups: int, policy: str,
+    ) -> tuple[Array, Array, Array]:
         args = (eps, normalize, groups, policy)
         if eager.applies(g, w, alpha, beta):
             return eager.dirac_weight_vjp(g, w, alpha, beta, *args)
-        return _dirac_weight_vjp(g, w, alpha, beta, *args)
+        return cast(tuple[Array, Array, Array], _dirac_weight_vjp(g, w, alpha, beta, *args))
 
-    def ncrelu_vjp(self, g, x, *, axis):
+    def ncrelu_vjp(self, g: Array, x: Array, *, axis: int) -> Array:
         if eager.applies(g, x):
             return eager.ncrelu_vjp(g, x, axis)
         return _ncrelu_vjp(g, x, axis)
 
-    def conv_vjp(self, g, x, w, bias, *, stride, padding, dilation, groups):
+    def conv_vjp(
+        self, g: Array, x: Array, w: Array, bias: Array | None, *, stride: tuple[int, ...],
+        padding: str | Pairs, dilation: tuple[int, ...], groups: int,
+    ) -> tuple[Array, Array, Array | None]:
         plan = padded_conv.plan_for((g, x, w, bias), stride, padding, dilation, groups)
         if plan is not None:
             return padded_conv.conv_vjp(plan, _conv_vjp, g, x, w, bias)
-        return _conv_vjp(g, x, w, bias, stride, padding, dilation, groups)
+        grads = _conv_vjp(g, x, w, bias, stride, padding, dilation, groups)
+        return cast("tuple[Array, Array, Array | None]", grads)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from math import prod
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -55,12 +55,15 @@ def applies(*arrays: Any) -> bool:
 
 
 @functools.partial(jax.jit, static_argnums=5)
-def _combine(w, alpha, beta, taps, eps, normalize):
+def _combine(w: jax.Array, alpha: jax.Array, beta: jax.Array, taps: jax.Array, eps: jax.Array,
+             normalize: bool) -> jax.Array:
     return ops.combine(w, alpha, beta, taps, eps, normalize)
 
 
 @functools.partial(jax.jit, static_argnums=6)
-def _combine_vjp(g, w, alpha, beta, taps, eps, normalize):
+def _combine_vjp(g: jax.Array, w: jax.Array, alpha: jax.Array, beta: jax.Array,
+                 taps: jax.Array, eps: jax.Array, normalize: bool
+                 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     _, pull = jax.vjp(lambda v, a, b: ops.combine(v, a, b, taps, eps, normalize), w, alpha, beta)
     dw, dalpha, dbeta = pull(g)
     # The totals for 0-d scales, of per-filter values that may be subnormal.
@@ -80,39 +83,43 @@ class _Rows:
     def pad(self, a: Any) -> jax.Array:
         host = np.zeros(self.padded, np.asarray(a).dtype)
         host[:self.rows, :self.cols] = np.asarray(a).reshape(self.rows, self.cols)
-        return jax.device_put(host, self.device)
+        return cast(jax.Array, jax.device_put(host, self.device))
 
     def scale(self, s: Any) -> jax.Array:
         """A 0-d or ``(O,)`` scale as a padded ``(O',)`` vector of the working dtype."""
         host = np.zeros(self.padded[0], self.work)
         host[:self.rows] = np.asarray(s).astype(self.work)
-        return jax.device_put(host, self.device)
+        return cast(jax.Array, jax.device_put(host, self.device))
 
     def taps(self, groups: int, policy: str) -> jax.Array:
         """The geometry of the unpadded weight: its ones lie in the top-left block."""
-        return jax.device_put(ops.taps(self.shape, groups, policy), self.device)
+        return cast(jax.Array, jax.device_put(ops.taps(self.shape, groups, policy), self.device))
 
     def eps(self, eps: float) -> jax.Array:
-        return jax.device_put(np.asarray(ops.eps_in(self.work, eps), self.work), self.device)
+        host = np.asarray(ops.eps_in(self.work, eps), self.work)
+        return cast(jax.Array, jax.device_put(host, self.device))
 
     def crop(self, out: jax.Array) -> jax.Array:
         host = np.asarray(out)[:self.rows, :self.cols].reshape(self.shape)
-        return jax.device_put(host, self.device)
+        return cast(jax.Array, jax.device_put(host, self.device))
 
     def reduced(self, per_row: jax.Array, total: jax.Array, like: Any) -> jax.Array:
         """A per-row gradient in ``like``'s shape (``()`` or ``(O,)``) and dtype."""
         host = np.asarray(total) if like.ndim == 0 else np.asarray(per_row)[:self.rows]
-        return jax.device_put(host.astype(like.dtype), self.device)
+        return cast(jax.Array, jax.device_put(host.astype(like.dtype), self.device))
 
 
-def dirac_weight(w, alpha, beta, eps, normalize, groups, policy):
+def dirac_weight(w: jax.Array, alpha: jax.Array, beta: jax.Array, eps: float, normalize: bool,
+                 groups: int, policy: str) -> jax.Array:
     r = _Rows(w)
     out = _combine(r.pad(w), r.scale(alpha), r.scale(beta), r.taps(groups, policy), r.eps(eps),
                    normalize)
     return r.crop(out)
 
 
-def dirac_weight_vjp(g, w, alpha, beta, eps, normalize, groups, policy):
+def dirac_weight_vjp(g: jax.Array, w: jax.Array, alpha: jax.Array, beta: jax.Array, eps: float,
+                     normalize: bool, groups: int, policy: str
+                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
     r = _Rows(w)
     dw, dalpha, dbeta, alpha_sum, beta_sum = _combine_vjp(
         r.pad(g), r.pad(w), r.scale(alpha), r.scale(beta), r.taps(groups, policy), r.eps(eps),
@@ -121,14 +128,14 @@ def dirac_weight_vjp(g, w, alpha, beta, eps, normalize, groups, policy):
     return r.crop(dw), r.reduced(dalpha, alpha_sum, alpha), r.reduced(dbeta, beta_sum, beta)
 
 
-def normalize_filters(w, eps):
+def normalize_filters(w: jax.Array, eps: float) -> jax.Array:
     r = _Rows(w)
     zero = r.scale(np.zeros(()))
     out = _combine(r.pad(w), zero, r.scale(np.ones(())), ops.NO_TAPS, r.eps(eps), True)
     return r.crop(out)
 
 
-def normalize_filters_vjp(g, w, eps):
+def normalize_filters_vjp(g: jax.Array, w: jax.Array, eps: float) -> jax.Array:
     r = _Rows(w)
     zero = r.scale(np.zeros(()))
     dw, *_ = _combine_vjp(r.pad(g), r.pad(w), zero, r.scale(np.ones(())), ops.NO_TAPS,
@@ -142,9 +149,9 @@ _ncrelu = jax.jit(ops.ncrelu, static_argnums=1)
 
 
 @functools.partial(jax.jit, static_argnums=2)
-def _ncrelu_vjp(g, x, axis):
+def _ncrelu_vjp(g: jax.Array, x: jax.Array, axis: int) -> jax.Array:
     _, pull = jax.vjp(lambda v: ops.ncrelu(v, axis), x)
-    return pull(g)[0]
+    return cast(jax.Array, pull(g)[0])
 
 
 def _padded(host: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -163,7 +170,7 @@ def _halves(host: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
     return host[:, :half], host[:, half:2 * half]
 
 
-def ncrelu(x, axis):
+def ncrelu(x: jax.Array, axis: int) -> jax.Array:
     device = next(iter(x.devices()))
     view = _around(tuple(x.shape), axis % x.ndim)
     padded = tuple(bucket(n) for n in view)
@@ -172,10 +179,11 @@ def ncrelu(x, axis):
     halves = [h[:view[0], :view[1], :view[2]] for h in _halves(out, padded[1])]
     doubled = list(x.shape)
     doubled[axis] *= 2
-    return jax.device_put(np.concatenate(halves, axis=1).reshape(doubled), device)
+    host = np.concatenate(halves, axis=1).reshape(doubled)
+    return cast(jax.Array, jax.device_put(host, device))
 
 
-def ncrelu_vjp(g, x, axis):
+def ncrelu_vjp(g: jax.Array, x: jax.Array, axis: int) -> jax.Array:
     device = next(iter(x.devices()))
     view = _around(tuple(x.shape), axis % x.ndim)
     padded = tuple(bucket(n) for n in view)
@@ -183,7 +191,8 @@ def ncrelu_vjp(g, x, axis):
     halves = [_padded(h, padded) for h in _halves(g_view, view[1])]
     dx = _ncrelu_vjp(jax.device_put(np.concatenate(halves, axis=1), device),
                      jax.device_put(_padded(np.asarray(x).reshape(view), padded), device), 1)
-    return jax.device_put(np.asarray(dx)[:view[0], :view[1], :view[2]].reshape(x.shape), device)
+    host = np.asarray(dx)[:view[0], :view[1], :view[2]].reshape(x.shape)
+    return cast(jax.Array, jax.device_put(host, device))
 
 
 # ---------------------------------------------------------------------------- folding
@@ -191,13 +200,15 @@ def ncrelu_vjp(g, x, axis):
 _fold = jax.jit(ops.fold_batchnorm)
 
 
-def fold_batchnorm(weight, bias, gamma, beta, mean, var, eps):
+def fold_batchnorm(weight: jax.Array, bias: jax.Array | None, gamma: jax.Array,
+                   beta: jax.Array, mean: jax.Array, var: jax.Array, eps: float
+                   ) -> tuple[jax.Array, jax.Array]:
     r = _Rows(weight)
 
     def vector(v: Any, fill: float = 0.0) -> jax.Array:
         host = np.full(r.padded[0], fill, np.asarray(v).dtype)
         host[:r.rows] = np.asarray(v)
-        return jax.device_put(host, r.device)
+        return cast(jax.Array, jax.device_put(host, r.device))
 
     eps_data = jax.device_put(np.asarray(eps, r.work), r.device)
     new_weight, new_bias = _fold(r.pad(weight), None if bias is None else vector(bias),

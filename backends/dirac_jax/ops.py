@@ -22,8 +22,9 @@ these through :class:`dirac_jax.JaxBackend`; :mod:`dirac_jax.nn` calls them dire
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from math import prod
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,7 @@ from . import rescaled, subnormal
 
 def dirac_tensor(shape: tuple[int, ...], groups: int, policy: str, dtype: Any) -> jax.Array:
     """The Dirac tensor (paper eq. 2, 7-8) of ``shape`` in ``dtype``."""
-    return spec_delta.dirac_tensor(shape, groups, policy, dtype, jnp)
+    return cast(jax.Array, spec_delta.dirac_tensor(shape, groups, policy, dtype, jnp))
 
 
 def eps_in(dtype: Any, eps: float) -> float:
@@ -65,10 +66,11 @@ def _identity(taps: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
     """The Dirac tensor for ``shape`` from iota indices and :func:`dirac_core.delta.is_tap`:
     inside a compiled program XLA fuses it into its consumer, so it is never stored."""
     grid = (shape[0], prod(shape[1:]))
-    geo = WeightGeometry(*(taps[k] for k in range(len(WeightGeometry._fields))))
+    # Traced int32 fields where WeightGeometry declares ints: is_tap accepts either.
+    geo = WeightGeometry(*(taps[k] for k in range(len(WeightGeometry._fields))))  # type: ignore[arg-type]
     mask = is_tap(geo, lax.broadcasted_iota(jnp.int32, grid, 0),
                   lax.broadcasted_iota(jnp.int32, grid, 1))
-    return mask.astype(dtype).reshape(shape)
+    return cast(jax.Array, mask.astype(dtype).reshape(shape))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -120,7 +122,7 @@ def normalize_filters(w: jax.Array, eps: float) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def ncrelu(x: jax.Array, axis: int) -> jax.Array:
     """``concat([max(x, 0), min(x, 0)], axis)`` (paper eq. 10)."""
-    return activation.ncrelu(x, axis)
+    return cast(jax.Array, activation.ncrelu(x, axis))
 
 
 def _ncrelu_fwd(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
@@ -172,6 +174,10 @@ def fold_batchnorm(weight: jax.Array, bias: jax.Array | None, gamma: jax.Array,
 # Each op compiled whole, once per shape, dtype and static argument: run eagerly, an op would
 # compile and dispatch each of its primitives on its own, several times slower. Inside a
 # caller's jit/grad/vmap (or nnx.jit) these are inlined into the caller's trace.
-dirac_weight_jit = jax.jit(dirac_weight, static_argnums=(3, 4, 5, 6))
-ncrelu_jit = jax.jit(ncrelu, static_argnums=1)
-conv_jit = jax.jit(conv, static_argnums=(3, 4, 5, 6))
+# (Typed by what they return: jax.jit's result returns Any. conv_jit takes star-arguments in
+# dirac_jax.padded_conv.)
+dirac_weight_jit: Callable[
+    [jax.Array, jax.Array, jax.Array, float, bool, int, str], jax.Array
+] = jax.jit(dirac_weight, static_argnums=(3, 4, 5, 6))
+ncrelu_jit: Callable[[jax.Array, int], jax.Array] = jax.jit(ncrelu, static_argnums=1)
+conv_jit: Callable[..., jax.Array] = jax.jit(conv, static_argnums=(3, 4, 5, 6))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import collections
 from math import prod
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -165,7 +165,8 @@ class Plan:
 
     def filter_gradient(self, dw: np.ndarray) -> np.ndarray:
         """The gradient for ``w``: its groups' blocks, at its taps."""
-        return dw[self._filter_region()].reshape(self.w_shape)
+        grad: np.ndarray = dw[self._filter_region()].reshape(self.w_shape)
+        return grad
 
 
 def plan_for(arrays: tuple[Any, ...], stride: tuple[int, ...], padding: str | Pairs,
@@ -211,7 +212,7 @@ def conv(plan: Plan, x: jax.Array, w: jax.Array, bias: jax.Array | None) -> jax.
     device = next(iter(x.devices()))
     _, *padded = _padded(plan, device, None, x, w, bias)
     y = ops.conv_jit(*padded, *_plain(plan))
-    return jax.device_put(plan.output(np.asarray(y)).astype(x.dtype), device)
+    return cast(jax.Array, jax.device_put(plan.output(np.asarray(y)).astype(x.dtype), device))
 
 
 def conv_vjp(plan: Plan, vjp: Any, g: jax.Array, x: jax.Array, w: jax.Array,
@@ -223,4 +224,5 @@ def conv_vjp(plan: Plan, vjp: Any, g: jax.Array, x: jax.Array, w: jax.Array,
                                                 *_plain(plan)))
     grads = (plan.image_gradient(dx).astype(x.dtype), plan.filter_gradient(dw).astype(w.dtype),
              None if bias is None else dbias[:plan.w_shape[0]].astype(bias.dtype))
-    return tuple(None if a is None else jax.device_put(a, device) for a in grads)
+    return cast("tuple[jax.Array, jax.Array, jax.Array | None]",
+                tuple(None if a is None else jax.device_put(a, device) for a in grads))

@@ -77,13 +77,20 @@ class _Rows:
         self.shape = tuple(w.shape)
         self.rows, self.cols = self.shape[0], prod(self.shape[1:])
         self.padded = (bucket(self.rows, 16), bucket(self.cols, 256))
-        self.work = np.dtype(work_dtype(w.dtype, jnp))
+        self.dtype, self.work = np.dtype(w.dtype), np.dtype(work_dtype(w.dtype, jnp))
         self.device = next(iter(w.devices()))
 
-    def pad(self, a: Any) -> jax.Array:
-        host = np.zeros(self.padded, np.asarray(a).dtype)
+    def pad(self, a: Any, dtype: Any = None) -> jax.Array:
+        """``a`` (shaped like the weight) padded, in ``dtype`` (default: its own)."""
+        host = np.zeros(self.padded, dtype or np.asarray(a).dtype)
         host[:self.rows, :self.cols] = np.asarray(a).reshape(self.rows, self.cols)
         return cast(jax.Array, jax.device_put(host, self.device))
+
+    def rows_of(self, a: Any) -> jax.Array:
+        """``a`` padded in the working dtype: half-precision weights are converted (exactly)
+        to float32, the dtype their rule computes in, so they share the float32 programs;
+        :meth:`crop` rounds the result once, on the host, as the compiled rule would."""
+        return self.pad(a, self.work)
 
     def scale(self, s: Any) -> jax.Array:
         """A 0-d or ``(O,)`` scale as a padded ``(O',)`` vector of the working dtype."""
@@ -100,7 +107,8 @@ class _Rows:
         return cast(jax.Array, jax.device_put(host, self.device))
 
     def crop(self, out: jax.Array) -> jax.Array:
-        host = np.asarray(out)[:self.rows, :self.cols].reshape(self.shape)
+        """The weight's block of ``out``, in the weight's dtype."""
+        host = np.asarray(out)[:self.rows, :self.cols].reshape(self.shape).astype(self.dtype)
         return cast(jax.Array, jax.device_put(host, self.device))
 
     def reduced(self, per_row: jax.Array, total: jax.Array, like: Any) -> jax.Array:
@@ -112,8 +120,8 @@ class _Rows:
 def dirac_weight(w: jax.Array, alpha: jax.Array, beta: jax.Array, eps: float, normalize: bool,
                  groups: int, policy: str) -> jax.Array:
     r = _Rows(w)
-    out = _combine(r.pad(w), r.scale(alpha), r.scale(beta), r.taps(groups, policy), r.eps(eps),
-                   normalize)
+    out = _combine(r.rows_of(w), r.scale(alpha), r.scale(beta), r.taps(groups, policy),
+                   r.eps(eps), normalize)
     return r.crop(out)
 
 
@@ -122,8 +130,8 @@ def dirac_weight_vjp(g: jax.Array, w: jax.Array, alpha: jax.Array, beta: jax.Arr
                      ) -> tuple[jax.Array, jax.Array, jax.Array]:
     r = _Rows(w)
     dw, dalpha, dbeta, alpha_sum, beta_sum = _combine_vjp(
-        r.pad(g), r.pad(w), r.scale(alpha), r.scale(beta), r.taps(groups, policy), r.eps(eps),
-        normalize,
+        r.rows_of(g), r.rows_of(w), r.scale(alpha), r.scale(beta), r.taps(groups, policy),
+        r.eps(eps), normalize,
     )
     return r.crop(dw), r.reduced(dalpha, alpha_sum, alpha), r.reduced(dbeta, beta_sum, beta)
 
@@ -131,14 +139,14 @@ def dirac_weight_vjp(g: jax.Array, w: jax.Array, alpha: jax.Array, beta: jax.Arr
 def normalize_filters(w: jax.Array, eps: float) -> jax.Array:
     r = _Rows(w)
     zero = r.scale(np.zeros(()))
-    out = _combine(r.pad(w), zero, r.scale(np.ones(())), ops.NO_TAPS, r.eps(eps), True)
+    out = _combine(r.rows_of(w), zero, r.scale(np.ones(())), ops.NO_TAPS, r.eps(eps), True)
     return r.crop(out)
 
 
 def normalize_filters_vjp(g: jax.Array, w: jax.Array, eps: float) -> jax.Array:
     r = _Rows(w)
     zero = r.scale(np.zeros(()))
-    dw, *_ = _combine_vjp(r.pad(g), r.pad(w), zero, r.scale(np.ones(())), ops.NO_TAPS,
+    dw, *_ = _combine_vjp(r.rows_of(g), r.rows_of(w), zero, r.scale(np.ones(())), ops.NO_TAPS,
                           r.eps(eps), True)
     return r.crop(dw)
 

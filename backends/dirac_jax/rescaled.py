@@ -50,8 +50,6 @@ def _unit_shift(e: jax.Array) -> jax.Array:
     return jnp.where((e > ZERO_EXPONENT) & (e < NONFINITE_EXPONENT), -e, 0)
 
 
-
-
 def _per_row(scale: jax.Array, dtype: Any) -> jax.Array:
     """A 0-d or ``(O,)`` scale as ``dtype``, ``()`` or ``(O, 1)``."""
     scale = scale.astype(dtype)

@@ -91,7 +91,8 @@ class Output:
         same infinity (or NaN) where it is infinite; ``"any"``, some inf or NaN (results a
         non-finite cotangent reaches, whose kind depends on the order of arithmetic);
         ``"free"``, nothing (an element the spec leaves open). With ``"any"`` and ``"free"``
-        a non-finite result over a finite reference passes too (the cotangent spread).
+        a non-finite result passes anywhere (the cotangent spread): over a reference in the
+        dtype's range, and as NaN where the reference lies beyond it.
     """
 
     name: str

@@ -353,8 +353,36 @@ def trace(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- ddp
 
 
+PORT_RACE = ("Address already in use", "EADDRINUSE", "DistNetworkError", "Connection refused")
+"""What a launcher prints when another process took its port between choice and bind."""
+
+
+def _first_error(output: str) -> str:
+    """The line that names the failure: the last ``...Error: ...`` line torchrun relayed."""
+    errors = [line.strip() for line in output.splitlines() if "Error" in line and ":" in line]
+    return errors[-1][:200] if errors else "no error line in its output"
+
+
+def _run_streamed(cmd: list[str]) -> tuple[int, str]:
+    """Run ``cmd``, printing its output as it comes (a step cut by its limit keeps what was
+    printed) and returning its exit status and output."""
+    lines = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    return process.returncode, "".join(lines)
+
+
 def ddp(args: argparse.Namespace) -> int:
-    """Launch :func:`ddp_worker` on every GPU of this node (two CPU processes with --cpu)."""
+    """Launch :func:`ddp_worker` on every GPU of this node (two CPU processes with --cpu).
+
+    A launch that failed because its rendezvous port was taken (another job on the machine
+    chose the same free port) is retried once and the retry is named in the verdict; any
+    other failure fails the step with the worker's error line.
+    """
     import torch
 
     ranks = args.ranks or (2 if args.cpu else torch.cuda.device_count())
@@ -363,12 +391,21 @@ def ddp(args: argparse.Namespace) -> int:
         return 1
     report = Path(args.report or os.devnull)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={ranks}", __file__, "ddp-worker", "--report", str(report)]
-    done = subprocess.run([*cmd, *(["--cpu"] if args.cpu else [])], check=False)
-    if done.returncode != 0:
-        _verdict(args.verdict, f"FAIL: torchrun with {ranks} ranks exited {done.returncode}")
-        return 1
-    _verdict(args.verdict, report.read_text().strip() if args.report else f"{ranks} ranks")
+           f"--nproc_per_node={ranks}", __file__, "ddp-worker", "--report", str(report),
+           *(["--cpu"] if args.cpu else [])]
+    retried = ""
+    for attempt in (1, 2):
+        returncode, output = _run_streamed(cmd)
+        if returncode == 0:
+            break
+        error = _first_error(output)
+        if attempt == 2 or not any(mark in output for mark in PORT_RACE):
+            _verdict(args.verdict, f"FAIL: torchrun with {ranks} ranks exited "
+                     f"{returncode}{retried}: {error}")
+            return 1
+        retried = f" (retried once after: {error})"
+    summary = report.read_text().strip() if args.report else f"{ranks} ranks"
+    _verdict(args.verdict, summary + retried)
     return 0
 
 

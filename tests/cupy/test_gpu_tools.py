@@ -4,6 +4,7 @@ cases, inputs and calls (on the NumPy reference, at tiny shapes), its table, ``-
 the CPU from an uninstalled source tree, as the bare GPU machine will run it."""
 
 import importlib.util
+import io
 import json
 import os
 import re
@@ -36,6 +37,14 @@ def bench():
         sys.path.remove(str(BENCH.parent))
     yield module
     del sys.modules["bench_gpu"]
+
+
+@pytest.fixture(scope="module")
+def steps():
+    spec = importlib.util.spec_from_file_location("gpu_steps", STEPS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_cases_cover_every_op_at_cifar_and_imagenet_shapes(bench):
@@ -174,7 +183,9 @@ def test_gpu_check_rehearses_from_an_uninstalled_source_tree(uninstalled, source
     done = subprocess.run(["bash", str(script), "--rehearse"], env=env, capture_output=True,
                           text=True, timeout=400)
     out = done.stdout
-    assert done.returncode == 0, out[-3000:] + done.stderr[-2000:]
+    failed = [log.read_text()[-3000:] for log in sorted(tmp_path.glob("*.log"))
+              if re.search(rf"^{log.stem}\s+(FAIL|TIMEOUT)", out, flags=re.M)]
+    assert done.returncode == 0, "\n".join([*failed, out[-3000:], done.stderr[-2000:]])
     budget = re.search(r"=== budget: 8 steps, limits \+ 5 s kill margin each = (\d+) s", out)
     assert budget and int(budget.group(1)) <= 450
     assert "verdict: warm limit 100 s is" in out  # the traced cold-cache estimate, with margin
@@ -245,11 +256,8 @@ def test_budget_arithmetic_refuses_limits_beyond_the_total(tmp_path):
     assert "the step limits exceed 450 s" in done.stderr and "=== env" not in done.stdout
 
 
-def test_env_names_the_package_of_missing_compiler_pieces(monkeypatch):
+def test_env_names_the_package_of_missing_compiler_pieces(steps, monkeypatch):
     """NVRTC or cuda_fp16.h missing: the env step says which package provides it."""
-    spec = importlib.util.spec_from_file_location("gpu_steps", STEPS)
-    steps = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(steps)
 
     def no_nvrtc():
         raise RuntimeError("CuPy failed to load libnvrtc.so.12")
@@ -271,11 +279,8 @@ def test_env_names_the_package_of_missing_compiler_pieces(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
-def test_warm_step_calls_every_op_of_the_protocol(dtype, monkeypatch):
+def test_warm_step_calls_every_op_of_the_protocol(steps, dtype, monkeypatch):
     """What the warm step runs on each path, here on the mirror (recording the ops called)."""
-    spec = importlib.util.spec_from_file_location("gpu_steps", STEPS)
-    steps = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(steps)
     from dirac_core import OPS
     from dirac_cupy.mirror import MirrorBackend
 
@@ -299,3 +304,40 @@ def test_launch_counted_benchmark_runs_without_a_gpu():
     assert "normalize_filters_vjp: 1 launch per call against 3" in done.stdout
     assert "1 kept against 100 looked up per launch" in done.stdout
     assert "cupy" not in sys.modules or hasattr(sys.modules["cupy"], "ndarray")
+
+
+
+@pytest.mark.parametrize("first, verdict, rc", [
+    ("torch.distributed.DistNetworkError: The server socket has failed to listen on any local "
+     "network address. port: 41234, useIpv6: false, code: -98, name: EADDRINUSE, message: "
+     "address already in use\n",
+     "identical on every rank (retried once after: torch.distributed.DistNetworkError: ", 0),
+    ("RuntimeError: mat1 and mat2 shapes cannot be multiplied\n",
+     "FAIL: torchrun with 2 ranks exited 1: RuntimeError: mat1 and mat2 shapes", 1),
+])
+def test_ddp_retries_a_taken_port_once_and_names_other_failures(steps, monkeypatch, tmp_path,
+                                                                first, verdict, rc):
+    """A rendezvous port taken by another job is a retry, named in the verdict; a worker's own
+    error fails the step at once, with its error line in the verdict."""
+    report = tmp_path / "report"
+    launches = []
+
+    class Launch:  # subprocess.Popen as the step uses it: the first launch fails
+        def __init__(self, cmd, **kwargs):
+            launches.append(cmd)
+            self.returncode, text = (1, first) if len(launches) == 1 else (0, "")
+            if self.returncode == 0:
+                report.write_text("2 ranks (gloo, cpu): weights identical on every rank\n")
+            self.stdout = io.StringIO(text)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(steps.subprocess, "Popen", Launch)
+    out = tmp_path / "verdict"
+    assert steps.main(["--verdict", str(out), "ddp", "--cpu", "--report", str(report)]) == rc
+    assert verdict in out.read_text()
+    assert len(launches) == 2 - rc

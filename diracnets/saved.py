@@ -59,18 +59,80 @@ def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, dict[str, Any] | 
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory: no config.json")
-    source = f"config.json {str(path)!r}"
-    record = dict(require(read_json(path, "config.json"), "dict[str, Any]", source,
-                          "config.json"))
-    architecture = record.pop("architecture", None)
-    from_config = require(record.pop("model_from_config", True), "bool", source,
-                          "model_from_config")
+    record, architecture, from_config, source = _read_record(path)
     config = TrainConfig.from_dict(record, source)
     if architecture is not None:
         spec = check_architecture(architecture, source)
         if from_config:
             _check_agrees(config, spec, architecture["format_version"], source)
     return config, architecture
+
+
+def resumed_network(run_dir: str | Path, config: TrainConfig,
+                    data: tuple[int, int, int]) -> tuple[dict[str, Any], Any] | None:
+    """The network to continue the run in ``run_dir`` with: the architecture its
+    ``config.json`` records and its spec, checked as :func:`read_run_config` checks them but
+    against ``config``, the settings of the checkpoint being resumed (a run of an earlier
+    release continues as it was trained, with an :class:`EarlierReleaseWarning`).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The folder of the checkpoint being resumed.
+    config : TrainConfig
+        The checkpoint's settings.
+    data : tuple of int
+        ``(num_classes, in_channels, image_size)`` of the data the run continues on.
+
+    Returns
+    -------
+    tuple or None
+        ``(architecture, spec)``; ``None`` when ``config.json`` is missing or records no
+        network built from the settings (a model of your own ``model_factory``).
+
+    Raises
+    ------
+    dirac_core.untrusted.UntrustedInputError
+        (a ``ValueError``) ``config.json`` is not valid, its architecture is not the network
+        ``config`` describes (nor the one it described when an earlier format was written),
+        or was trained on data of other classes, channels or image size than ``data``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> resumed_network(tempfile.mkdtemp(), TrainConfig(), (10, 3, 32)) is None
+    True
+    """
+    from dirac_torch.saving import check_architecture
+
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return None
+    _, architecture, from_config, source = _read_record(path)
+    if architecture is None or not from_config:
+        return None
+    spec = check_architecture(architecture, source)
+    _check_agrees(config, spec, architecture["format_version"], source)
+    trained_on = (spec.num_classes, spec.in_channels, spec.image_size)
+    if trained_on != tuple(data):
+        raise UntrustedInputError(
+            f"{source}: the run was trained on data of {trained_on[0]} classes, "
+            f"{trained_on[1]} channels and {trained_on[2]} pixels; the data it would continue "
+            f"on has {data[0]}, {data[1]} and {data[2]}: resume it on the data it was "
+            "trained on")
+    return architecture, spec
+
+
+def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, bool, str]:
+    """``config.json`` at ``path``: its settings, its architecture (``None`` if none), whether
+    the model was built from the settings, and the file's name for messages."""
+    source = f"config.json {str(path)!r}"
+    record = dict(require(read_json(path, "config.json"), "dict[str, Any]", source,
+                          "config.json"))
+    architecture = record.pop("architecture", None)
+    from_config = require(record.pop("model_from_config", True), "bool", source,
+                          "model_from_config")
+    return record, architecture, from_config, source
 
 
 class EarlierReleaseWarning(UserWarning):
@@ -143,10 +205,12 @@ def _format_1_note(config: TrainConfig, now: Any) -> str:
             "last batch norm's output, as the authors' v1 diracnet.py does")
     if not notes:
         return ""
-    now_builds = "describe no network" if now is None else "build and train another network"
+    now_builds = ("describe no network" if now is None
+                  else "build and train another network in a new run")
     return ("; ".join(notes) + ". The run's model is rebuilt as it was trained (its recorded "
             "architecture, with the ReLU before the pool), so its recorded accuracy is that "
-            f"network's; the same settings now {now_builds}")
+            "network's, and resuming the run continues that network; the same settings now "
+            f"{now_builds}")
 
 
 def load_run(run_dir: str | Path, weights: str = "final", *, model: nn.Module | None = None,

@@ -55,6 +55,7 @@ from .recipes import adapt_dataset, recipe
 from .resume import resumed_config
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .rundir import RunFolder, RunFolderError, check_new, check_resume
+from .saved import resumed_network
 from .scales import parameter_groups, scale_snapshot
 from .stop_signals import StopRequest
 from .sync_bn import desynchronize_batchnorm, synchronize_batchnorm
@@ -78,11 +79,14 @@ class TrainingInterrupted(Exception):
         super().__init__(f"stopped at epoch {epoch + 1}, batch {batch}{where}")
 
 
-def build_model(config: TrainConfig, dataset: Dataset) -> nn.Module:
-    """The DiracNet the config describes, shaped for ``dataset`` (channels, classes, size)."""
+def build_model(config: TrainConfig, dataset: Dataset, spec: Any = None) -> nn.Module:
+    """The DiracNet the config describes, shaped for ``dataset`` (channels, classes, size);
+    with ``spec`` (a :class:`dirac_core.nets.NetSpec`: a resumed run's recorded network),
+    that network, initialised as the config says."""
     from dirac_torch.models import build
 
-    spec = config.spec(dataset.num_classes, dataset.in_channels, dataset.image_size)
+    if spec is None:
+        spec = config.spec(dataset.num_classes, dataset.in_channels, dataset.image_size)
     return build(spec, alpha_init=config.alpha_init, beta_init=config.beta_init,
                  init_std=config.init_std)
 
@@ -104,7 +108,8 @@ class Trainer:
     dataset : Dataset, optional
         Default: :func:`load_dataset` of ``config.data``.
     resume_state : dict, optional
-        A loaded checkpoint to continue from (see :meth:`from_checkpoint`).
+        A loaded checkpoint to continue from (see :meth:`from_checkpoint`); without
+        ``model_factory`` the network is the one ``config.out``'s ``config.json`` records.
     callbacks : sequence of callables
         ``callback(event, trainer)`` with ``event`` in ``"batch_end"``, ``"epoch_end"``. A
         callback may call :meth:`stop` to end training early (normally), or
@@ -152,11 +157,17 @@ class Trainer:
         self.recipe = recipe(config.recipe)
         self.dataset = adapt_dataset(dataset if dataset is not None else load_dataset(
             config.data, config.data_dir, config.image_size), config.recipe)
+        data = (self.dataset.num_classes, self.dataset.in_channels, self.dataset.image_size)
+        # a resumed run continues the network its folder records, which for a run of an
+        # earlier release is not the one its settings describe now (diracnets.saved)
+        self._recorded = (resumed_network(self.run_dir, config, data)
+                          if resume_state is not None and model_factory is None else None)
         if model_factory is None:  # refused in one line when it cannot fit, before building
-            require_fits(config.spec(self.dataset.num_classes, self.dataset.in_channels,
-                                     self.dataset.image_size),
-                         -(-config.batch_size // self.context.world), self.device)
-        self.model = (model_factory or build_model)(config, self.dataset).to(self.device)
+            spec = self._recorded[1] if self._recorded else config.spec(*data)
+            require_fits(spec, -(-config.batch_size // self.context.world), self.device)
+            self.model = build_model(config, self.dataset, spec).to(self.device)
+        else:
+            self.model = model_factory(config, self.dataset).to(self.device)
         spec = getattr(self.model, "spec", None)
         check_input_size(  # before the folder is claimed: a misfit leaves nothing behind
             self.model, self.dataset.in_channels, self.dataset.image_size,
@@ -211,6 +222,12 @@ class Trainer:
         ``overrides`` may change only the settings in :data:`.resume.RESUMABLE` (say, ``epochs`` to
         train longer); ``out``, if given, must be that folder. ``kw`` goes to the constructor.
 
+        The network is the one the folder's ``config.json`` records
+        (:func:`.saved.resumed_network`; by the settings only when it records none): a run saved
+        by an earlier release continues as it was trained, with an
+        :class:`~diracnets.saved.EarlierReleaseWarning`, even where its settings now describe
+        another network.
+
         Raises
         ------
         CheckpointError
@@ -219,7 +236,10 @@ class Trainer:
         RunFolderError
             The checkpoint does not lie in its run's folder, or ``out`` names another folder.
         ValueError
-            An override outside :data:`.resume.RESUMABLE`.
+            An override outside :data:`.resume.RESUMABLE`;
+            (:class:`~dirac_core.untrusted.UntrustedInputError`) a ``config.json`` whose
+            architecture is not valid, not the checkpoint's settings' network, or of other
+            data than the run continues on.
         """
         path = Path(path)
         if path.is_dir():  # a run folder: its last checkpoint
@@ -323,7 +343,10 @@ class Trainer:
 
         record = self.config.to_dict()
         if isinstance(self.model, DiracNet):
-            record["architecture"] = architecture(self.model)
+            # a resumed run keeps the record it was trained under (an earlier release's
+            # format too), so that load_run rebuilds it as it does the run before resuming
+            record["architecture"] = (self._recorded[0] if self._recorded
+                                      else architecture(self.model))
             # a model_factory's DiracNet need not be the network the settings describe
             record["model_from_config"] = self._model_from_config
         return record

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["config", "checkpoint", "safe_pickle", "callbacks", "metrics", "trainer", "rundir",
-           "divergence", "atomic", "resume", "training_state", "input_size"]
+           "divergence", "atomic", "resume", "training_state", "input_size", "saved"]
 
 
 @pytest.mark.parametrize("name", MODULES)

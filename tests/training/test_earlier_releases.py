@@ -1,10 +1,11 @@
 """Runs saved by an earlier release (architecture format_version 1, before the v1 families lost
-the ReLU before the pool) load as they were trained, with a warning that says what changed;
-any other difference is still refused."""
+the ReLU before the pool) load, and resume, as they were trained, with a warning that says what
+changed; any other difference is still refused."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import warnings
 
@@ -14,10 +15,14 @@ from safetensors.torch import load_file, save_file
 
 from dirac_core.nets import spec_to_dict
 from dirac_core.untrusted import UntrustedInputError
-from dirac_torch.saving import FORMAT_VERSION, METADATA_KEY
+from dirac_torch.models import build
+from dirac_torch.saving import FORMAT_VERSION, METADATA_KEY, load_model
 from diracnets import EarlierReleaseWarning, load_run
+from diracnets.checkpoint import load_checkpoint, save_checkpoint
+from diracnets.cli import main
 from diracnets.config import TrainConfig
 from diracnets.saved import read_run_config
+from diracnets.trainer import Trainer, TrainingInterrupted
 
 
 def _record(folder):
@@ -42,16 +47,25 @@ def _as_format_1(architecture):
     return old
 
 
+def _relu_head_keys(state):
+    """``state`` with the classifier as the head's third layer (behind the format-1 ReLU)."""
+    state = {key.replace("head.1.", "head.2."): value for key, value in state.items()}
+    assert "head.2.weight" in state
+    return state
+
+
 def _write_format_1(folder):
     """Turn the run in ``folder`` into one a format-1 release wrote: ``config.json``'s
-    architecture and ``model.safetensors``, whose classifier was the head's third layer."""
+    architecture, ``model.safetensors`` and the checkpoints, whose classifier was the head's
+    third layer."""
     record = _record(folder)
     old = _as_format_1(record["architecture"])
     _write(folder, {**record, "architecture": old})
     path = folder / "model.safetensors"
-    state = {key.replace("head.1.", "head.2."): value for key, value in load_file(path).items()}
-    assert "head.2.weight" in state
-    save_file(state, path, metadata={METADATA_KEY: json.dumps(old)})
+    save_file(_relu_head_keys(load_file(path)), path, metadata={METADATA_KEY: json.dumps(old)})
+    for name in ("last.pt", "best.pt"):
+        state = load_checkpoint(folder / name)
+        save_checkpoint({**state, "model": _relu_head_keys(state["model"])}, folder / name)
 
 
 def _described(config, architecture):
@@ -131,3 +145,90 @@ def test_a_format_1_paper_imagenet_run_names_the_family_it_now_is(run_copy):
                                                    "that is now 'jun2017_imagenet'") as caught:
         read_run_config(run_copy)
     assert "the same settings now describe no network" in str(caught[0].message)
+
+
+def _relu_head(config, dataset):
+    """The network a format-1 release trained for ``config``: a ReLU before the pool."""
+    spec = config.spec(dataset.num_classes, dataset.in_channels, dataset.image_size,
+                       head_relu=True)
+    return build(spec, alpha_init=config.alpha_init, beta_init=config.beta_init,
+                 init_std=config.init_std)
+
+
+def _head(model):
+    return [type(layer).__name__ for layer in model.spec.stages[-1].layers]
+
+
+def test_a_format_1_run_resumes_exactly_the_network_it_was_trained_as(tiny_config, small_digits,
+                                                                      tmp_path):
+    whole = Trainer(tiny_config(out=str(tmp_path / "whole")), model_factory=_relu_head,
+                    dataset=small_digits, log=None)
+    whole.fit()
+
+    def stop_in_epoch_2(event, trainer):
+        if event == "batch_end" and (trainer.epoch, trainer.batch) == (1, 2):
+            trainer.request_stop()
+
+    config = tiny_config()
+    with pytest.raises(TrainingInterrupted):
+        Trainer(config, model_factory=_relu_head, dataset=small_digits,
+                callbacks=[stop_in_epoch_2], log=None).fit()
+    # what a format-1 release recorded for this run: the network built from its settings
+    record = _record(tmp_path / "run")
+    old = copy.deepcopy(record["architecture"])
+    old["format_version"] = 1
+    del old["spec"]["options"]["family"]
+    _write(tmp_path / "run", {**record, "architecture": old, "model_from_config": True})
+
+    with pytest.warns(EarlierReleaseWarning, match="resuming the run continues that network"):
+        resumed = Trainer.from_checkpoint(config.out, dataset=small_digits, log=None)
+    assert _head(resumed.model)[:2] == ["ReLU", "GlobalAvgPool"]
+    resumed.fit()
+    expected = whole.model.state_dict()
+    for key, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    # the folder still records the run as its release wrote it, and loads as it did
+    assert _record(tmp_path / "run")["architecture"] == old
+    with pytest.warns(EarlierReleaseWarning):
+        assert _head(load_run(tmp_path / "run", "last").model)[:2] == ["ReLU", "GlobalAvgPool"]
+
+
+def test_diracnets_train_resume_finishes_a_format_1_run_as_trained(run_copy, capsys):
+    _write_format_1(run_copy)
+    with pytest.warns(EarlierReleaseWarning, match="format_version 1"):
+        assert main(["train", "--resume", str(run_copy), "--epochs", "2", "--no-progress"]) == 0
+    assert "epoch 2/2" in capsys.readouterr().out
+    with pytest.warns(EarlierReleaseWarning):
+        run = load_run(run_copy)
+    assert len(run.history) == 2 and _head(run.model)[:2] == ["ReLU", "GlobalAvgPool"]
+    # the weights files describe the network they hold: it needs no settings to rebuild
+    for name in ("model.safetensors", "folded.safetensors"):
+        assert "ReLU" in _head(load_model(run_copy / name))
+
+
+@pytest.mark.parametrize("edit", ["format_2", "classes"])
+def test_resuming_an_edited_run_is_refused_naming_config_json(run_copy, digits, edit):
+    _write_format_1(run_copy)
+    record = _record(run_copy)
+    if edit == "format_2":
+        record["architecture"]["format_version"] = 2  # a ReLU head is no change of format 2
+        message = "edited or mixed up"
+    else:
+        record["architecture"]["spec"]["num_classes"] = 4
+        message = "not the network the settings describe"
+    _write(run_copy, record)
+    with pytest.raises(UntrustedInputError, match=f"config.json .*{message}"):
+        Trainer.from_checkpoint(run_copy, dataset=digits, log=None)
+
+
+def test_resuming_on_other_data_is_refused(run_copy, digits):
+    fewer = dataclasses.replace(digits, num_classes=4)
+    with pytest.raises(UntrustedInputError, match="trained on data of 10 classes"):
+        Trainer.from_checkpoint(run_copy, dataset=fewer, log=None)
+
+
+def test_without_config_json_a_run_resumes_from_its_settings(run_copy, digits):
+    (run_copy / "config.json").unlink()
+    trainer = Trainer.from_checkpoint(run_copy, {"epochs": 1}, dataset=digits, log=None)
+    trainer.close()
+    assert _head(trainer.model)[0] != "ReLU"

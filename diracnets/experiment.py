@@ -10,8 +10,11 @@ seed, data order and hyper-parameters, on scikit-learn's 8x8 digits on the CPU.
 The experiment claims ``out`` as its folder (:mod:`.rundir`) and each cell is a run folder
 of its own, ``out/<kind>-<depth>/``, owned by the experiment. A finished cell leaves
 ``row.json`` and is reused when every setting that changes the result matches (cosmetic ones,
-:data:`~diracnets.config.COSMETIC`, do not count); an interrupted one resumes from its
-``last.pt`` on the same condition; otherwise the cell is trained again. So a stopped experiment
+:data:`~diracnets.config.COSMETIC`, do not count) and its ``config.json`` reads as
+:func:`~diracnets.load_run` reads it (a cell of an earlier release is the network it was
+trained as, with an :class:`~diracnets.EarlierReleaseWarning`); an interrupted one resumes from
+its ``last.pt`` on the same condition (as that network too); otherwise the cell is trained
+again. So a stopped experiment
 continues where it was, and a run that is not the experiment's is never touched.
 """
 
@@ -31,6 +34,7 @@ from .divergence import DivergenceError
 from .metrics import write_json
 from .plots import plot_depth
 from .rundir import RunFolder, read_marker
+from .saved import read_run_config
 from .trainer import Trainer
 
 DEFAULT_DEPTHS = (10, 28, 52, 100)
@@ -69,6 +73,10 @@ def _finished_row(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     if not (isinstance(row, dict) and _same_result(row.get("config"), config)):
+        return None
+    try:  # the cell's record, read as load_run reads it: an earlier release's cell warns
+        read_run_config(run_dir)
+    except (OSError, ValueError):
         return None
     # JSON has no NaN: a diverged cell's missing numbers come back as NaN for the table
     return {k: float("nan") if v is None else v for k, v in row.items()}

@@ -17,10 +17,11 @@ from dirac_core.nets import spec_to_dict
 from dirac_core.untrusted import UntrustedInputError
 from dirac_torch.models import build
 from dirac_torch.saving import FORMAT_VERSION, METADATA_KEY, load_model
-from diracnets import EarlierReleaseWarning, load_run
+from diracnets import EarlierReleaseWarning, experiment, load_run
 from diracnets.checkpoint import load_checkpoint, save_checkpoint
 from diracnets.cli import main
 from diracnets.config import TrainConfig
+from diracnets.experiment import depth_experiment
 from diracnets.saved import read_run_config
 from diracnets.trainer import Trainer, TrainingInterrupted
 
@@ -232,3 +233,28 @@ def test_without_config_json_a_run_resumes_from_its_settings(run_copy, digits):
     trainer = Trainer.from_checkpoint(run_copy, {"epochs": 1}, dataset=digits, log=None)
     trainer.close()
     assert _head(trainer.model)[0] != "ReLU"
+
+
+def test_a_finished_format_1_experiment_cell_is_reused_with_the_warning(tmp_path, monkeypatch):
+    settings = {"epochs": 1, "batch_size": 32, "train_limit": 64, "progress": False,
+                "device": "cpu"}
+    (first,) = depth_experiment((10,), kinds=("dirac",), out=tmp_path, **settings)
+    cell = tmp_path / "dirac-10"
+    record = _record(cell)
+    _write(cell, {**record, "architecture": _as_format_1(record["architecture"])})
+
+    class Trained(Exception):
+        """The cell was about to be trained again."""
+
+    def must_not_train(*_args):
+        raise Trained
+
+    monkeypatch.setattr(experiment, "_trainer", must_not_train)
+    with pytest.warns(EarlierReleaseWarning, match="format_version 1"):
+        (again,) = depth_experiment((10,), kinds=("dirac",), out=tmp_path, **settings)
+    assert again["val_acc"] == first["val_acc"]
+    # a record that does not read (settings of depth 16, a network of depth 10) is no
+    # finished cell: it is trained again
+    _write(cell, {**record, "depth": 16})
+    with pytest.raises(Trained):
+        depth_experiment((10,), kinds=("dirac",), out=tmp_path, **settings)

@@ -4,7 +4,7 @@ Run ``diracnets COMMAND --help`` for the options; ``docs/training.md`` has the f
 Exit status: 0 done, 1 the run diverged (or another failure), 2 a usage mistake (a bad
 option, unreadable data or checkpoint, a run folder that may not be used, a full disk, a missing
 dependency), 130 stopped by Ctrl-C/SIGTERM after saving a checkpoint. Errors are one line on
-stderr.
+stderr, and so is the warning that a run was saved by an earlier release.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import errno
 import importlib.util
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -313,11 +314,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"diracnets: needs {', '.join(missing)}, not installed in {sys.executable}; "
               f"install with: pip install {' '.join(missing)}", file=sys.stderr)
         return MISSING_DEPENDENCY
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line(warnings.showwarning)
+        return _run(args)
+
+
+def _warning_line(show: Any) -> Any:
+    """``warnings.showwarning`` that writes an earlier release's run warning as one line (it
+    is meant for the user, not a pointer into the code); ``show`` writes any other."""
+
+    def write(message: Warning | str, category: type[Warning], *where: Any,
+              **kw: Any) -> None:
+        from .saved import EarlierReleaseWarning  # imported by whatever warned
+
+        if issubclass(category, EarlierReleaseWarning):
+            print(f"diracnets: warning: {_one_line(message)}", file=sys.stderr)
+        else:
+            show(message, category, *where, **kw)
+
+    return write
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command ``args`` names; an error is one line on stderr and an exit status."""
     from .checkpoint import CheckpointError
     from .divergence import DivergenceError
     from .trainer import TrainingInterrupted
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except TrainingInterrupted as stop:

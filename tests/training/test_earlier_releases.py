@@ -196,9 +196,13 @@ def test_a_format_1_run_resumes_exactly_the_network_it_was_trained_as(tiny_confi
 
 def test_diracnets_train_resume_finishes_a_format_1_run_as_trained(run_copy, capsys):
     _write_format_1(run_copy)
-    with pytest.warns(EarlierReleaseWarning, match="format_version 1"):
-        assert main(["train", "--resume", str(run_copy), "--epochs", "2", "--no-progress"]) == 0
-    assert "epoch 2/2" in capsys.readouterr().out
+    assert main(["train", "--resume", str(run_copy), "--epochs", "2", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "epoch 2/2" in out
+    # the warning is one line, as an error is
+    (line,) = [line for line in err.splitlines() if "earlier release" in line]
+    assert line.startswith(f"diracnets: warning: config.json {str(run_copy / 'config.json')!r}")
+    assert "format_version 1" in line and "resuming the run continues that network" in line
     with pytest.warns(EarlierReleaseWarning):
         run = load_run(run_copy)
     assert len(run.history) == 2 and _head(run.model)[:2] == ["ReLU", "GlobalAvgPool"]

@@ -14,8 +14,8 @@ of its own, ``out/<kind>-<depth>/``, owned by the experiment. A finished cell le
 :func:`~diracnets.load_run` reads it (a cell of an earlier release is the network it was
 trained as, with an :class:`~diracnets.EarlierReleaseWarning`); an interrupted one resumes from
 its ``last.pt`` on the same condition (as that network too); otherwise the cell is trained
-again. So a stopped experiment
-continues where it was, and a run that is not the experiment's is never touched.
+again. So a stopped experiment continues where it was, and a run that is not the experiment's
+is never touched.
 """
 
 from __future__ import annotations

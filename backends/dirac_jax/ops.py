@@ -89,11 +89,19 @@ def _combine_fwd(w: jax.Array, alpha: jax.Array, beta: jax.Array, taps: jax.Arra
     return combine(w, alpha, beta, taps, eps, normalize), (w, alpha, beta, taps, eps)
 
 
+def combine_vjp(g: jax.Array, w: jax.Array, alpha: jax.Array, beta: jax.Array,
+                taps: jax.Array, eps: jax.Array, normalize: bool
+                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(dW, dalpha, dbeta)`` of :func:`combine` for the cotangent ``g``: its ``custom_vjp``
+    rule, callable without tracing the forward (each in its argument's dtype)."""
+    delta = _identity(taps, w.shape, work_dtype(w.dtype, jnp))
+    return rescaled.combine_vjp(g, w, alpha, beta, delta, eps, normalize)
+
+
 def _combine_bwd(normalize: bool, saved: Any, g: jax.Array) -> tuple[Any, ...]:
     # jnp.asarray: JAX may hand back a residual it knew at trace time as a NumPy constant.
     w, alpha, beta, taps, eps = (jnp.asarray(a) for a in saved)
-    delta = _identity(taps, w.shape, work_dtype(w.dtype, jnp))
-    dw, dalpha, dbeta = rescaled.combine_vjp(g, w, alpha, beta, delta, eps, normalize)
+    dw, dalpha, dbeta = combine_vjp(g, w, alpha, beta, taps, eps, normalize)
     # The geometry and eps are constants of the parameterization: no gradient flows into them.
     return dw, dalpha, dbeta, None, jnp.zeros_like(eps)
 

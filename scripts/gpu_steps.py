@@ -30,6 +30,7 @@ import glob
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -353,14 +354,18 @@ def trace(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- ddp
 
 
-PORT_RACE = ("Address already in use", "EADDRINUSE", "DistNetworkError", "Connection refused")
-"""What a launcher prints when another process took its port between choice and bind."""
+DIFFER = "DIFFER between ranks"
+"""What a worker reports when the ranks ended with different weights: a finding, not a launch
+failure, so it is never retried."""
 
 
 def _first_error(output: str) -> str:
-    """The line that names the failure: the last ``...Error: ...`` line torchrun relayed."""
-    errors = [line.strip() for line in output.splitlines() if "Error" in line and ":" in line]
-    return errors[-1][:200] if errors else "no error line in its output"
+    """The line that names a failure: the first exception a worker printed (torchrun's own
+    ``ChildFailedError`` summary only if no worker printed one)."""
+    lines = [line.strip() for line in output.splitlines()
+             if re.search(r"\b[\w.]*(Error|Exception): ", line + " ")]
+    own = [line for line in lines if "ChildFailedError" not in line]
+    return (own or lines or ["no error line in its output"])[0][:200]
 
 
 def _run_streamed(cmd: list[str]) -> tuple[int, str]:
@@ -379,9 +384,10 @@ def _run_streamed(cmd: list[str]) -> tuple[int, str]:
 def ddp(args: argparse.Namespace) -> int:
     """Launch :func:`ddp_worker` on every GPU of this node (two CPU processes with --cpu).
 
-    A launch that failed because its rendezvous port was taken (another job on the machine
-    chose the same free port) is retried once and the retry is named in the verdict; any
-    other failure fails the step with the worker's error line.
+    A launch that failed (a rendezvous port another job took between its choice and its bind,
+    a connection the loaded machine reset) is retried once, and the verdict names the first
+    attempt's error; ranks that end with different weights fail the step at once. A failure's
+    verdict carries the worker's error line.
     """
     import torch
 
@@ -399,7 +405,7 @@ def ddp(args: argparse.Namespace) -> int:
         if returncode == 0:
             break
         error = _first_error(output)
-        if attempt == 2 or not any(mark in output for mark in PORT_RACE):
+        if attempt == 2 or DIFFER in output:
             _verdict(args.verdict, f"FAIL: torchrun with {ranks} ranks exited "
                      f"{returncode}{retried}: {error}")
             return 1
@@ -446,7 +452,7 @@ def ddp_worker(args: argparse.Namespace) -> int:
             same = len(set(prints)) == 1
             line = (f"{'' if same else 'FAIL: '}{context.world} ranks ({backend}, {device.type}): "
                     f"one DDP step (synchronized batch norm) in {seconds:.2f} s, weights "
-                    f"{'identical on every rank' if same else 'DIFFER between ranks'}")
+                    f"{'identical on every rank' if same else DIFFER}")
             print(line, flush=True)
             Path(args.report).write_text(line + "\n")
             return 0 if same else 1

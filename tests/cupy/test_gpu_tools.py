@@ -310,15 +310,18 @@ def test_launch_counted_benchmark_runs_without_a_gpu():
 @pytest.mark.parametrize("first, verdict, rc", [
     ("torch.distributed.DistNetworkError: The server socket has failed to listen on any local "
      "network address. port: 41234, useIpv6: false, code: -98, name: EADDRINUSE, message: "
-     "address already in use\n",
-     "identical on every rank (retried once after: torch.distributed.DistNetworkError: ", 0),
-    ("RuntimeError: mat1 and mat2 shapes cannot be multiplied\n",
-     "FAIL: torchrun with 2 ranks exited 1: RuntimeError: mat1 and mat2 shapes", 1),
+     "address already in use\ntorch.distributed.elastic.multiprocessing.errors.ChildFailedError: "
+     "\n", "identical on every rank (retried once after: torch.distributed.DistNetworkError: ", 0),
+    ("FAIL: 2 ranks (gloo, cpu): one DDP step (synchronized batch norm) in 0.20 s, weights "
+     "DIFFER between ranks\ntorch.distributed.elastic.multiprocessing.errors.ChildFailedError: "
+     "\n",
+     "FAIL: torchrun with 2 ranks exited 1: torch.distributed.elastic.multiprocessing.errors."
+     "ChildFailedError:", 1),
 ])
-def test_ddp_retries_a_taken_port_once_and_names_other_failures(steps, monkeypatch, tmp_path,
-                                                                first, verdict, rc):
-    """A rendezvous port taken by another job is a retry, named in the verdict; a worker's own
-    error fails the step at once, with its error line in the verdict."""
+def test_ddp_retries_a_failed_launch_once_but_not_a_finding(steps, monkeypatch, tmp_path,
+                                                             first, verdict, rc):
+    """A launch that failed (here: a rendezvous port another job took) is retried once, named
+    in the verdict; ranks whose weights differ fail the step at once, the error in the verdict."""
     report = tmp_path / "report"
     launches = []
 

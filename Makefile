@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # CI pins (torch's CPU wheel); users installing with pip keep free ranges.
 CONSTRAINTS := .ci/constraints.txt
 # The conformance suite runs inside the same pytest session as tests/ (one closing line).
-CONFORMANCE_ARGS := --pyargs dirac_conformance --dirac-backend numpy --dirac-backend torch --dirac-backend torch@cuda --dirac-backend cupy --dirac-backend jax --dirac-backend array_api --dirac-backend dirac_array_api:ON_NUMPY --dirac-backend dirac_array_api:ON_TORCH
+CONFORMANCE_ARGS := --pyargs dirac_conformance --dirac-backend numpy --dirac-backend torch --dirac-backend torch@cuda --dirac-backend cupy --dirac-backend jax --dirac-backend array_api --dirac-backend dirac_array_api:ON_NUMPY --dirac-backend dirac_array_api:ON_TORCH --dirac-backend dirac_array_api:ON_JAX --dirac-xfails backends/dirac_array_api/xfails.jsonl
 
 .PHONY: demo test lint typecheck docs conformance-docs bench install clean
 

@@ -5,7 +5,8 @@ is only the adapter to the :class:`dirac_core.Backend` protocol: conversions, ow
 which dtypes the namespace can carry. ``ArrayApiBackend()`` runs on ``array-api-strict`` (the
 standard's reference, which rejects anything outside it); ``ArrayApiBackend(namespace)`` on
 any other: :data:`ON_NUMPY` (NumPy through ``array-api-compat``), ``ON_TORCH`` (PyTorch
-through compat) and ``ON_JAX`` (``jax.numpy``), the last two built on first use.
+through compat, :func:`on_torch`) and ``ON_JAX`` (``jax.numpy``, each op traced into one XLA
+program: :mod:`.jitted`), the last two built on first use by the package.
 """
 
 from __future__ import annotations
@@ -159,27 +160,8 @@ ON_NUMPY = ArrayApiBackend(array_api_compat.numpy, name="array_api[numpy]")
 """The same code on NumPy arrays through ``array-api-compat`` (float64, float32, float16)."""
 
 
-def _on_torch() -> ArrayApiBackend:
+def on_torch() -> ArrayApiBackend:
+    """The same code on PyTorch tensors through ``array-api-compat`` (``ON_TORCH``)."""
     import array_api_compat.torch
 
     return ArrayApiBackend(array_api_compat.torch, name="array_api[torch]")
-
-
-def _on_jax() -> ArrayApiBackend:
-    import jax.numpy
-
-    # XLA on CPU flushes subnormals to zero.
-    return ArrayApiBackend(jax.numpy, name="array_api[jax]", subnormals=False)
-
-
-_LAZY = {"ON_TORCH": _on_torch, "ON_JAX": _on_jax}
-_built: dict[str, ArrayApiBackend] = {}
-
-
-def __getattr__(name: str) -> ArrayApiBackend:
-    """``ON_TORCH`` and ``ON_JAX``, built (importing their framework) on first use."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if name not in _built:
-        _built[name] = _LAZY[name]()
-    return _built[name]

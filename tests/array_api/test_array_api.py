@@ -85,3 +85,62 @@ def test_the_suite_passes_on_jax_numpy(check):
                    suppress_health_check=list(HealthCheck))
     result = run_check(ON_JAX, check, "float32", settings=few)
     assert result.status == "pass", result.message
+
+
+def _on_jax():
+    jax = pytest.importorskip("jax")
+    import dirac_array_api
+
+    return jax, dirac_array_api.ON_JAX
+
+
+def test_on_jax_declares_what_xla_on_cpu_carries():
+    """float64 in 64-bit mode (as ``make test`` runs it), and no subnormals: XLA on CPU
+    flushes them, so ``eps`` is kept at or above the smallest normal number."""
+    jax, backend = _on_jax()
+    assert backend.subnormals is False
+    want = ("float64", "float32", "float16") if jax.config.jax_enable_x64 else (
+        "float32", "float16")
+    assert backend.dtypes == want
+
+
+def test_on_jax_compiles_one_program_per_shape():
+    """A second call of a shape compiles nothing, whatever its values and ``eps`` (data, not
+    constants); Dirac tensors share one program per block of rows and columns."""
+    jax, backend = _on_jax()
+    compiles = []
+
+    def count(event, _secs, **_):
+        compiles.extend([event] if "backend_compile" in event else [])
+
+    w = backend.from_numpy(RNG.standard_normal((5, 3, 3)))
+    backend.normalize_filters_vjp(w, w, eps=1e-3)
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        backend.normalize_filters_vjp(backend.from_numpy(RNG.standard_normal((5, 3, 3))), w,
+                                      eps=1e-30)
+        assert compiles == []
+        for shape in [(3, 2, 3), (4, 4, 1), (7, 1, 5)]:  # rows, columns in one 8 x 8 block
+            backend.dirac_tensor(shape, groups=1, policy="tile", dtype="float32", device=None)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert len(compiles) <= 1
+
+
+def test_on_jax_divides_exactly_at_the_clamp_tie():
+    """A filter whose norm is exactly ``eps`` takes the norm branch (the spec's tie rule):
+    with XLA's algebraic simplifier, which divides through a reciprocal, it did not."""
+    from dirac_conformance import CHECKS
+    from dirac_conformance import strategies as s
+    from dirac_conformance.case import Case, Operand
+    from dirac_conformance.dtypes import round_to
+    from dirac_conformance.target import load_target
+
+    jax, _ = _on_jax()
+    if not jax.config.jax_enable_x64:
+        pytest.skip("the tie is drawn in float64: run with JAX_ENABLE_X64=1")
+    g = round_to(s.generated((1, 33), "normal", 0), "float64")
+    w = round_to(s.filter_values((1, 33), "float64", 1e-5, ("tie4",), 0), "float64")
+    case = Case("float64", {"g": Operand(np.asarray(g), "float64"),
+                            "w": Operand(np.asarray(w), "float64")}, {"eps": 1e-5})
+    assert CHECKS["normalize_filters_vjp"].run(load_target("dirac_array_api:ON_JAX"), case) <= 1

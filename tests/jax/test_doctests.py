@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["dirac_jax", "dirac_jax.backend", "dirac_jax.nn", "dirac_jax.interop",
-           "dirac_array_api", "dirac_array_api.backend"]
+           "dirac_array_api", "dirac_array_api.backend", "dirac_array_api.jitted"]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -17,8 +17,9 @@ instead: one program per op and shape, compiled once and reused.
   compiles a copy for each new shape).
 - XLA's algebraic simplifier is off in these programs: it turns a division by a broadcast
   value into a product with its reciprocal, which is not correctly rounded and moves the
-  normalization's clamp at an exact ``||v|| == eps`` tie to the other branch (and the
-  simplifier's compile time goes too).
+  normalization's clamp at an exact ``||v|| == eps`` tie to the other branch. Code generation
+  is the cheapest XLA has (:data:`COMPILER_OPTIONS`): a compile costs more than the small
+  programs of a stream of new shapes save by being optimized.
 
 XLA on CPU still flushes subnormal numbers to zero, inputs and results alike; the suite's
 subnormal cases are this backend's known failures (``xfails.jsonl`` next to this module).
@@ -43,8 +44,11 @@ from .backend import ArrayApiBackend, Shape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-COMPILER_OPTIONS = {"xla_disable_hlo_passes": "algsimp"}
-"""XLA options of every program: no algebraic simplifier (division stays division)."""
+COMPILER_OPTIONS = {"xla_disable_hlo_passes": "algsimp", "xla_backend_optimization_level": 0,
+                    "xla_cpu_use_fusion_emitters": False}
+"""XLA options of every program: no algebraic simplifier (division stays division), and
+the cheapest code generation (no LLVM optimizations, XLA's older loop emitters), which
+compiles several times faster; these programs are small and run once or a few times."""
 
 LEAST_BLOCK = 8
 """The least padded length of each axis of the Dirac tensor's program."""

@@ -73,8 +73,8 @@ def test_the_adapter_declares_only_what_it_can_carry(adapter):
 
 @pytest.mark.parametrize("check", ["ncrelu", "conv", "conv_vjp", "identity_eq1"])
 def test_the_suite_passes_on_jax_numpy(check):
-    """A few examples of the suite on the JAX namespace (the whole suite takes too long on a
-    CPU: every eager op compiles per shape)."""
+    """A few examples of the suite on the JAX namespace, for a quick run of this file
+    (``make test`` runs the whole suite on ``ON_JAX``, with its known failures)."""
     pytest.importorskip("jax")
     from hypothesis import HealthCheck, settings
 

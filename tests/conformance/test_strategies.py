@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from random import Random
 from typing import Any
 
 import numpy as np
@@ -13,8 +14,11 @@ from dirac_conformance import strategies as s
 from dirac_conformance.case import Case
 from dirac_conformance.dtypes import round_to
 
-SEARCH = settings(database=None, max_examples=2000, suppress_health_check=list(HealthCheck))
-FEW = settings(database=None, max_examples=100, phases=[Phase.generate],
+# Derandomized: what generation reaches is a property of the strategies, checked the same way
+# in every run (an unseeded search for a rare case fails now and then).
+SEARCH = settings(database=None, max_examples=2000, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+FEW = settings(database=None, max_examples=100, phases=[Phase.generate], derandomize=True,
                suppress_health_check=list(HealthCheck))
 
 
@@ -79,7 +83,7 @@ COVERAGE: list[tuple[str, Callable[[str], Any], Callable[[Case], bool]]] = [
 ]
 
 
-GENERATE = settings(database=None, max_examples=300, phases=[Phase.generate],
+GENERATE = settings(database=None, max_examples=1000, phases=[Phase.generate],
                     suppress_health_check=list(HealthCheck))
 
 REACHED: list[tuple[str, Callable[..., Any], Callable[[Case], bool]]] = [
@@ -104,9 +108,11 @@ REACHED: list[tuple[str, Callable[..., Any], Callable[[Case], bool]]] = [
 @pytest.mark.parametrize(("what", "strategy", "wanted"), REACHED, ids=[c[0] for c in REACHED])
 def test_generation_reaches(what: str, strategy: Callable[..., Any],
                             wanted: Callable[[Case], bool]) -> None:
-    """Reached within a few hundred generated examples (the first one found, unshrunk)."""
+    """Reached within a thousand generated examples (the first one found, unshrunk), from a
+    fixed seed: the rarest of these shows up about once in 400 examples, so an unseeded search
+    of a few hundred would miss it in one run of two."""
     strategy_ = strategy("float32", declared=("float32", "float16"))
-    assert wanted(find(strategy_, wanted, settings=GENERATE)), what
+    assert wanted(find(strategy_, wanted, settings=GENERATE, random=Random(0))), what
 
 
 def test_layouts_reach_every_kind_for_every_array_operand() -> None:
@@ -143,13 +149,13 @@ def test_scales_come_only_in_declared_dtypes(declared: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(("what", "strategy", "wanted"), COVERAGE, ids=[c[0] for c in COVERAGE])
 def test_strategy_reaches(what: str, strategy: Callable[[str], Any],
                           wanted: Callable[[Case], bool]) -> None:
-    assert wanted(find(strategy("float32"), wanted, settings=SEARCH))
+    assert wanted(find(strategy("float32"), wanted, settings=SEARCH, random=Random(0)))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
 def test_operand_values_are_exact_in_their_dtype(dtype: str) -> None:
     case = find(s.conv_cases(dtype, vjp=True), lambda c: c.operands["x"].values.size > 4,
-                settings=SEARCH)
+                settings=SEARCH, random=Random(0))
     for op in case.operands.values():
         if op is not None:
             assert np.array_equal(round_to(op.values, dtype), op.values)

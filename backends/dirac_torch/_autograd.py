@@ -37,6 +37,22 @@ Each factor is a float64 expression of a few float64 operations on float64 sums 
 squares and products of the weight's values (a float32 or half product is exact in float64),
 so it carries a few float64 roundings; the weight-sized results are then rounded once.
 
+**The float32 path.** Eagerly on the CPU, float32 weights skip the float64 blocks where float32
+can carry the computation: at the small weights of a CIFAR DiracNet the float64 copies, their
+passes and the launches around them were most of the node's cost. ``||v||`` and ``<v, G>`` are
+float32 sums, the per-filter factors ``f = beta / ||v||`` and ``c = (f / ||v||) <v / ||v||, G>``
+are worked out from them in float64 and rounded to float32, and ``W_hat = v f + alpha delta``
+and ``dv = f G - c v`` are float32 passes over the weight. Each result then carries a few
+float32 roundings (the factor's, the product's, the sum's) where the float64 blocks carry one:
+well inside the spec's float32 tolerance, which allows float32 accumulation. The path is taken
+only where that is all it costs, checked per call on the per-filter sums (one host
+synchronisation, free on the CPU): every norm finite, above the clamp by a margin (the float64
+blocks decide the filters near ``eps``) and above ``sqrt(L) 2**-60``, so squares that
+underflow lose under ``2**-30`` of the sum; every ``<v, G>`` finite and at least ``L 2**-120``;
+every factor 0 or a normal float32 number. Anything else, a zero filter, a non-finite entry, a
+huge ``beta`` or a gradient whose products underflow, goes to the float64 blocks with the same
+factors.
+
 The backward reads ``beta`` only through the factors, but ``beta`` is kept with
 ``save_for_backward``: changing it in place between forward and backward raises autograd's
 "modified by an inplace operation" error, as the same formula written with generic ops would.
@@ -150,6 +166,8 @@ class _Taps:
         )
 
     def rows(self, rows: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if rows == slice(None):
+            return self.cols, self.valid
         return self.cols[rows], None if self.valid is None else self.valid[rows]
 
 
@@ -225,7 +243,8 @@ def add_identity(
     if torch.compiler.is_compiling():
         return torch.where(_tap_mask(geo, out)[rows], out + alpha, out)
     cols, valid = _taps(geo, out.device).rows(rows)
-    return out.scatter_add_(1, cols, alpha.expand(cols.shape) if valid is None else alpha * valid)
+    source = alpha.expand(cols.shape) if valid is None else (alpha * valid).to(out.dtype)
+    return out.scatter_add_(1, cols, source)
 
 
 def tap_sums(grad: torch.Tensor, geo: WeightGeometry, rows: slice) -> torch.Tensor:
@@ -322,6 +341,105 @@ class _Result:
         return self.out.reshape(shape)
 
 
+_FLOAT32 = torch.finfo(torch.float32)
+
+_UNDERFLOW = 2.0**-120
+"""A float32 sum of ``L`` squares or products at least ``L`` times this is unharmed by the
+terms that underflow: each loses less than ``2**-150``, together less than ``2**-30`` of it."""
+
+_ABOVE = 1 + 2.0**-16
+"""How far above the clamp a float32 norm must be for its filter to be above it for certain
+(the float64 path decides the filters nearer ``eps``)."""
+
+
+def _span(t: torch.Tensor) -> tuple[float, float]:
+    """The least and greatest magnitude in ``t`` (NaN where ``t`` holds a NaN)."""
+    low, high = torch.aminmax(t.abs())
+    return low.item(), high.item()
+
+
+def _narrowed(factor: torch.Tensor, low: float, high: float) -> torch.Tensor | None:
+    """The float64 per-filter ``factor``, whose magnitudes lie in ``[low, high]``, rounded to
+    float32 if each is 0 or a normal float32 number there, with a factor of two to spare
+    (so bounds worked out in float64 beside the tensor's own arithmetic serve); else None."""
+    if high == 0 or 2 * _FLOAT32.tiny <= low <= high <= _FLOAT32.max / 2:
+        return factor.to(torch.float32)
+    return None
+
+
+def _narrow_forward(
+    ctx: Any, flat: torch.Tensor, alpha: Any, b: torch.Tensor, eps: torch.Tensor,
+    geo: WeightGeometry | None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None:
+    """``(W_hat rows, (f, r, f32))`` by the float32 path of the module docstring, or None where
+    it does not apply (then the float64 row blocks run): eager float32 rows on the CPU, every
+    filter's norm certainly above the clamp and unharmed by underflow, every factor ``f`` 0 or
+    a normal float32 number. ``r`` is ``||v||`` in float64 (``(O, 1)``; 1 with
+    ``normalize=False``), ``f = beta / r`` and ``f32`` its float32 rounding. Keeps on ``ctx``
+    the norms' span and a 0-d ``beta``'s value, from which the backward bounds its factor."""
+    if flat.dtype != torch.float32 or flat.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    low = high = 1.0
+    if ctx.normalize:
+        norms = torch.linalg.vector_norm(flat, dim=1, keepdim=True)
+        low, high = _span(norms)
+        floor = max(eps.item() * _ABOVE, math.sqrt(flat.shape[1] * _UNDERFLOW))
+        if not floor <= low <= high < math.inf:  # non-finite, clamped or tiny filters; NaN
+            return None
+        r = norms.to(torch.float64)
+        f = b / r
+    else:
+        r, f = torch.ones((), dtype=torch.float64), b
+    ctx.norms, ctx.beta_value = (low, high), None if b.dim() else abs(b.item())
+    scale = ctx.beta_value
+    f32 = _narrowed(f, *((scale / high, scale / low) if scale is not None else _span(f)))
+    if f32 is None:
+        return None
+    out = flat * f32.view(-1, 1)
+    if geo is not None:
+        add_identity(out, _rows(alpha, torch.float32, 2), geo, slice(None))
+    return out, (f, r, f32)
+
+
+def _narrow_backward(
+    ctx: Any, grad: torch.Tensor, flat: torch.Tensor, f: torch.Tensor, r: torch.Tensor,
+    f32: torch.Tensor,
+) -> tuple[Any, ...] | None:
+    """The backward of :func:`_narrow_forward`'s ``W_hat`` by the float32 path, or None where
+    ``<v, G>`` may have lost to underflow or overflowed, or the factor ``q <s, G>`` is not 0
+    or a normal float32 number (the float64 blocks then run): ``dv = f G - c v`` with
+    ``c = (f / r) <v / r, G>``, ``dbeta = <v / r, G>``, ``dalpha`` the taps of ``G``."""
+    need_w, need_alpha, need_beta = ctx.needs_input_grad[:3]
+    g = grad.reshape(flat.shape)
+    products = along = None
+    if need_beta or (need_w and ctx.normalize):
+        products = flat * g
+        sums = products.sum(dim=1, keepdim=True)
+        low, high = _span(sums)
+        if not flat.shape[1] * _UNDERFLOW <= low <= high < math.inf:
+            return None
+        along = sums.to(torch.float64) / r  # <v / r, G>
+    dw = None
+    if need_w:
+        dw = g * f32 if products is None else torch.mul(g, f32.view(-1, 1), out=products)
+        if ctx.normalize:
+            assert along is not None  # formed above whenever normalize and need_w
+            c = along * (f / r)
+            scale, (r_low, r_high) = ctx.beta_value, ctx.norms
+            span = _span(c) if scale is None else (scale * low / r_high**3, scale * high / r_low**3)
+            c32 = _narrowed(c, *span)
+            if c32 is None:
+                return None
+            dw.addcmul_(flat, c32.view(-1, 1), value=-1)
+        dw = dw.view(grad.shape)
+    alpha_layout, beta_layout = ctx.layouts
+    dalpha = None
+    if need_alpha and ctx.geo is not None:
+        dalpha = _reduced(tap_sums(g, ctx.geo, slice(None)), alpha_layout)
+    dbeta = _reduced(along, beta_layout) if need_beta and along is not None else None
+    return dw, dalpha, dbeta, None, None, None
+
+
 class DiracWeight(torch.autograd.Function):
     """``apply(w, alpha, beta, geo, eps, normalize) -> W_hat`` in ``w``'s dtype.
 
@@ -340,6 +458,17 @@ class DiracWeight(torch.autograd.Function):
         flat = _filters(w)
         a, b = (_rows(scale, torch.float64, flat.dim()) for scale in (alpha, beta))
         eps_t = _eps64(eps, w.dtype, w.device)
+        ctx.layouts = (_layout(alpha), _layout(beta))
+        ctx.geo = geo
+        ctx.shape = w.shape
+        ctx.normalize = normalize
+        beta_tensor = beta if isinstance(beta, torch.Tensor) else None
+        narrow = _narrow_forward(ctx, flat, alpha, b, eps_t, geo)
+        ctx.narrow = narrow is not None
+        if narrow is not None:
+            w_hat, saved = narrow
+            ctx.save_for_backward(flat, beta_tensor, *saved)
+            return w_hat.view(w.shape)
         columns: list[list[Any]] = [[] for _ in range(6)]
         blocks = row_blocks(flat)
         out = _Result(len(blocks), flat.shape, w.dtype, w.device)
@@ -352,43 +481,57 @@ class DiracWeight(torch.autograd.Function):
             out.put(rows, _assembled(s, factors[0], _part(a, rows), geo, rows))
             for column, value in zip(columns, (*factors, m), strict=True):
                 column.append(value)
-        beta_tensor = beta if isinstance(beta, torch.Tensor) else None
         # Only w (whose rows are taken again in the backward), per-filter vectors and beta.
         ctx.save_for_backward(flat, beta_tensor, *(_joined(c) for c in columns))
-        ctx.layouts = (_layout(alpha), _layout(beta))
-        ctx.geo = geo
-        ctx.shape = w.shape
         return out.shaped(w.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        flat, _, _, gain, k, q, d, m = ctx.saved_tensors
-        alpha_layout, beta_layout = ctx.layouts
-        need_w, need_alpha, need_beta = ctx.needs_input_grad[:3]
-        need_alpha = need_alpha and ctx.geo is not None
-        grad_rows = grad.reshape(flat.shape)
-        blocks = row_blocks(flat)
-        dw = _Result(len(blocks), flat.shape, grad.dtype, grad.device) if need_w else None
-        alpha_parts, beta_parts = [], []
-        for rows in blocks:
-            g = scaled_rows(grad_rows[rows], None, _scratch(0, grad_rows[rows]))  # becomes dv
-            if need_alpha:
-                alpha_parts.append(tap_sums(g, ctx.geo, rows))
-            s = along = None
-            if need_beta or (need_w and q is not None):
-                v = flat[rows]
-                s = scaled_rows(v, _part(m, rows), _scratch(1, v))
-                product = g * s if (out := _scratch(2, v)) is None else torch.mul(g, s, out=out)
-                along = product.sum(dim=_within(product), keepdim=True)  # <s, G>
-            if need_beta:
-                beta_parts.append(along if gain is None else along * gain[rows])
-            if dw is not None:
-                dw.put(rows, _weight_grad(g, s, along, *(_part(t, rows) for t in (k, q, d))))
-        dalpha = _reduced(_joined(alpha_parts), alpha_layout) if need_alpha else None
-        dbeta = _reduced(_joined(beta_parts), beta_layout) if need_beta else None
-        grad_w = None if dw is None else dw.shaped(grad.shape)
-        return grad_w, dalpha, dbeta, None, None, None
+        if not ctx.narrow:
+            flat, _, _, gain, k, q, d, m = ctx.saved_tensors
+            return _blocks_backward(ctx, grad, flat, gain, k, q, d, m)
+        flat, _, f, r, f32 = ctx.saved_tensors
+        grads = _narrow_backward(ctx, grad, flat, f, r, f32)
+        if grads is not None:
+            return grads
+        # A factor of this gradient is no normal float32: the float64 blocks, same factors.
+        if not ctx.normalize:
+            return _blocks_backward(ctx, grad, flat, None, f, None, None, None)
+        return _blocks_backward(ctx, grad, flat, 1 / r, f, f / (r * r), None, None)
+
+
+def _blocks_backward(
+    ctx: Any, grad: torch.Tensor, flat: torch.Tensor, gain: torch.Tensor | None,
+    k: torch.Tensor, q: torch.Tensor | None, d: torch.Tensor | None, m: torch.Tensor | None,
+) -> tuple[Any, ...]:
+    """The backward a float64 row block at a time, from the factors of the module
+    docstring."""
+    alpha_layout, beta_layout = ctx.layouts
+    need_w, need_alpha, need_beta = ctx.needs_input_grad[:3]
+    need_alpha = need_alpha and ctx.geo is not None
+    grad_rows = grad.reshape(flat.shape)
+    blocks = row_blocks(flat)
+    dw = _Result(len(blocks), flat.shape, grad.dtype, grad.device) if need_w else None
+    alpha_parts, beta_parts = [], []
+    for rows in blocks:
+        g = scaled_rows(grad_rows[rows], None, _scratch(0, grad_rows[rows]))  # becomes dv
+        if need_alpha:
+            alpha_parts.append(tap_sums(g, ctx.geo, rows))
+        s = along = None
+        if need_beta or (need_w and q is not None):
+            v = flat[rows]
+            s = scaled_rows(v, _part(m, rows), _scratch(1, v))
+            product = g * s if (out := _scratch(2, v)) is None else torch.mul(g, s, out=out)
+            along = product.sum(dim=_within(product), keepdim=True)  # <s, G>
+        if need_beta:
+            beta_parts.append(along if gain is None else along * gain[rows])
+        if dw is not None:
+            dw.put(rows, _weight_grad(g, s, along, *(_part(t, rows) for t in (k, q, d))))
+    dalpha = _reduced(_joined(alpha_parts), alpha_layout) if need_alpha else None
+    dbeta = _reduced(_joined(beta_parts), beta_layout) if need_beta else None
+    grad_w = None if dw is None else dw.shaped(grad.shape)
+    return grad_w, dalpha, dbeta, None, None, None
 
 
 def _weight_grad(
@@ -410,6 +553,12 @@ def recompute(node: Any, alpha: Any) -> torch.Tensor:
     per-filter factors, ``alpha`` added at the ones, as the forward pass did (no reduction is
     repeated). Reading ``node.saved_tensors`` raises autograd's error if ``W`` or ``beta``
     changed in place since the forward pass."""
+    if node.narrow:
+        flat, _, _, _, f32 = node.saved_tensors
+        out = flat * f32.view(-1, 1)
+        if node.geo is not None:
+            add_identity(out, _rows(alpha, torch.float32, 2), node.geo, slice(None))
+        return out.view(node.shape)
     flat, _, f, _, _, _, _, m = node.saved_tensors
     a = _rows(alpha, torch.float64, flat.dim())
     blocks = row_blocks(flat)

@@ -382,7 +382,7 @@ def _narrow_forward(
     low = high = 1.0
     if ctx.normalize:
         norms = torch.linalg.vector_norm(flat, dim=1, keepdim=True)
-        low, high = _span(norms)
+        low, high = (t.item() for t in torch.aminmax(norms))
         floor = max(eps.item() * _ABOVE, math.sqrt(flat.shape[1] * _UNDERFLOW))
         if not floor <= low <= high < math.inf:  # non-finite, clamped or tiny filters; NaN
             return None
@@ -456,7 +456,7 @@ class DiracWeight(torch.autograd.Function):
         eps: float, normalize: bool,
     ) -> torch.Tensor:
         flat = _filters(w)
-        a, b = (_rows(scale, torch.float64, flat.dim()) for scale in (alpha, beta))
+        b = _rows(beta, torch.float64, flat.dim())
         eps_t = _eps64(eps, w.dtype, w.device)
         ctx.layouts = (_layout(alpha), _layout(beta))
         ctx.geo = geo
@@ -469,6 +469,7 @@ class DiracWeight(torch.autograd.Function):
             w_hat, saved = narrow
             ctx.save_for_backward(flat, beta_tensor, *saved)
             return w_hat.view(w.shape)
+        a = _rows(alpha, torch.float64, flat.dim())
         columns: list[list[Any]] = [[] for _ in range(6)]
         blocks = row_blocks(flat)
         out = _Result(len(blocks), flat.shape, w.dtype, w.device)

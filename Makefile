@@ -45,6 +45,7 @@ conformance-docs: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_torch_layer.py
+	$(PY) benchmarks/bench_weight_node.py
 	$(PY) benchmarks/bench_torch_models.py
 	$(PY) benchmarks/bench_torch_train.py
 	$(PY) benchmarks/bench_jax.py

@@ -23,6 +23,7 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ import dirac_core as dc
 from dirac_core.normalize import working_eps
 from dirac_core.validation import dtype_name
 
+from . import boundaries as b
 from . import magnitudes
 from . import strategies as s
 from .case import Case
@@ -56,11 +58,15 @@ class Check:
         ``strategy(dtype)`` -> hypothesis strategy of :class:`Case`.
     evaluate : callable
         ``evaluate(target, case)`` -> the outputs to compare.
+    examples : callable
+        ``examples(dtype)`` -> the cases every run evaluates first, whatever hypothesis draws
+        (:mod:`dirac_conformance.boundaries`); none by default.
     """
 
     name: str
     strategy: Callable[..., SearchStrategy[Case]]
     evaluate: Callable[..., list[Output]]
+    examples: Callable[[str], list[Case]] = lambda dtype: []
 
     def cases(self, dtype: str, declared: tuple[str, ...]) -> SearchStrategy[Case]:
         """The strategy for ``dtype``, told which dtypes the backend declares (as
@@ -340,8 +346,20 @@ STATE_OPS = ("dirac_tensor", "normalize_filters", "dirac_weight", "ncrelu", "con
 """The ops the stateful checks call twice."""
 
 
+def _sequel_ops(kind: str) -> tuple[str, ...]:
+    """The ops a stateful check of ``kind`` calls twice."""
+    return {"input": STATE_OPS[1:], "result": STATE_OPS, "arguments": s.WITH_EPS}[kind]
+
+
+def _sequel_examples(kind: str) -> Callable[[str], list[Case]]:
+    def cases(dtype: str) -> list[Case]:
+        ops = _sequel_ops(kind)
+        return b.sequel_examples(kind, ops, {op: CHECKS[op].examples(dtype) for op in ops})
+    return cases
+
+
 def _sequel_strategy(kind: str) -> Callable[..., SearchStrategy[Case]]:
-    ops = {"input": STATE_OPS[1:], "result": STATE_OPS, "arguments": s.WITH_EPS}[kind]
+    ops = _sequel_ops(kind)
 
     def cases(dtype: str, declared: tuple[str, ...] = s.DECLARED) -> SearchStrategy[Case]:
         def of(op: str) -> SearchStrategy[Case]:
@@ -402,21 +420,28 @@ def _overwrite(result: Any) -> None:
 CHECKS: dict[str, Check] = {
     c.name: c
     for c in (
-        Check("dirac_tensor", s.dirac_tensor_cases, _dirac_tensor),
-        Check("normalize_filters", s.normalize_cases, _normalize),
-        Check("dirac_weight", _declaring(s.dirac_weight_cases), _dirac_weight),
-        Check("ncrelu", s.ncrelu_cases, _ncrelu),
-        Check("conv", s.conv_cases, _conv),
-        Check("fold_batchnorm", s.fold_cases, _fold),
-        Check("normalize_filters_vjp", _vjp_of(s.normalize_cases), _normalize_vjp),
-        Check("dirac_weight_vjp", _vjp_of(s.dirac_weight_cases), _dirac_weight_vjp),
-        Check("ncrelu_vjp", _vjp_of(s.ncrelu_cases), _ncrelu_vjp),
-        Check("conv_vjp", _vjp_of(s.conv_cases), _conv_vjp),
-        Check("identity_eq1", s.identity_cases, _identity_eq1),
-        Check("identity_eq11", lambda d: s.identity_cases(d, grouped=False), _identity_eq11),
-        Check("state_input", _sequel_strategy("input"), _stateful),
-        Check("state_result", _sequel_strategy("result"), _stateful),
-        Check("state_arguments", _sequel_strategy("arguments"), _stateful),
+        Check("dirac_tensor", s.dirac_tensor_cases, _dirac_tensor, b.dirac_tensor_examples),
+        Check("normalize_filters", s.normalize_cases, _normalize, b.normalize_examples),
+        Check("dirac_weight", _declaring(s.dirac_weight_cases), _dirac_weight,
+              b.dirac_weight_examples),
+        Check("ncrelu", s.ncrelu_cases, _ncrelu, b.ncrelu_examples),
+        Check("conv", s.conv_cases, _conv, b.conv_examples),
+        Check("fold_batchnorm", s.fold_cases, _fold, b.fold_examples),
+        Check("normalize_filters_vjp", _vjp_of(s.normalize_cases), _normalize_vjp,
+              partial(b.normalize_examples, vjp=True)),
+        Check("dirac_weight_vjp", _vjp_of(s.dirac_weight_cases), _dirac_weight_vjp,
+              partial(b.dirac_weight_examples, vjp=True)),
+        Check("ncrelu_vjp", _vjp_of(s.ncrelu_cases), _ncrelu_vjp,
+              partial(b.ncrelu_examples, vjp=True)),
+        Check("conv_vjp", _vjp_of(s.conv_cases), _conv_vjp, partial(b.conv_examples, vjp=True)),
+        Check("identity_eq1", s.identity_cases, _identity_eq1, b.identity_examples),
+        Check("identity_eq11", lambda d: s.identity_cases(d, grouped=False), _identity_eq11,
+              partial(b.identity_examples, grouped=False)),
+        Check("state_input", _sequel_strategy("input"), _stateful, _sequel_examples("input")),
+        Check("state_result", _sequel_strategy("result"), _stateful,
+              _sequel_examples("result")),
+        Check("state_arguments", _sequel_strategy("arguments"), _stateful,
+              _sequel_examples("arguments")),
     )
 }
 """Every check, in the order the spec lists the ops, then the identities, then the stateful

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis.errors import InvalidArgument
 
 from dirac_core.backend import Backend
@@ -294,7 +294,11 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
     # for parametrized tests): its own example database entries and, under derandomize, its
     # own fixed example sequence, the same for every backend.
     conforms._hypothesis_internal_add_digest = f"{check.name}/{dtype}".encode()  # type: ignore[attr-defined]
-    prop = config(given(check.cases(dtype, target.dtypes))(conforms))
+    prop = given(check.cases(dtype, target.dtypes))(conforms)
+    # The boundary cases, evaluated first in every run (hypothesis' explicit phase), in order.
+    for case in reversed(check.examples(dtype)):
+        prop = example(case)(prop)
+    prop = config(prop)
     source = xfail.source if xfail is not None else ""
     label = (target.label, check.name, dtype)
     found: list[BaseException] = []

@@ -120,7 +120,11 @@ def arrays(draw: Any, shape: tuple[int, ...], dtype: str, kinds: tuple[str, ...]
            ) -> Operand:
     """An operand of ``shape`` in ``dtype`` with values of a drawn kind."""
     kind = draw(st.sampled_from(kinds))
-    seed = draw(seeds)
+    return operand(shape, dtype, kind, draw(seeds))
+
+
+def operand(shape: tuple[int, ...], dtype: str, kind: str, seed: int) -> Operand:
+    """An operand of ``shape`` in ``dtype``: :func:`generated` values of ``kind``, rounded."""
     return Operand(round_to(generated(shape, kind, seed), dtype), dtype,
                    origin=f"{kind} seed={seed}",
                    recipe=f"round_to(s.generated({shape!r}, {kind!r}, {seed}), {dtype!r})")
@@ -135,11 +139,17 @@ def generated(shape: tuple[int, ...], kind: str, seed: int) -> np.ndarray:
 def filters(draw: Any, shape: tuple[int, ...], dtype: str, eps: float) -> Operand:
     """Weights whose filters (``w[o]``) each get one of :data:`FILTER_KINDS` magnitudes."""
     kinds = draw(st.lists(st.sampled_from(FILTER_KINDS), min_size=shape[0], max_size=shape[0]))
-    seed = draw(seeds)
-    w = filter_values(shape, dtype, eps, tuple(kinds), seed)
-    args = f"{shape!r}, {dtype!r}, {eps!r}, {tuple(kinds)!r}, {seed}"
+    return filter_operand(shape, dtype, eps, tuple(kinds), draw(seeds))
+
+
+def filter_operand(shape: tuple[int, ...], dtype: str, eps: float, kinds: tuple[str, ...],
+                   seed: int) -> Operand:
+    """Weights in ``dtype`` whose filter ``o`` has the magnitude ``kinds[o]``
+    (:func:`filter_values`, rounded)."""
+    w = filter_values(shape, dtype, eps, kinds, seed)
+    args = f"{shape!r}, {dtype!r}, {eps!r}, {kinds!r}, {seed}"
     recipe = f"round_to(s.filter_values({args}), {dtype!r})"
-    return Operand(round_to(w, dtype), dtype, origin=f"filters {kinds} seed={seed}",
+    return Operand(round_to(w, dtype), dtype, origin=f"filters {list(kinds)} seed={seed}",
                    recipe=recipe)
 
 
@@ -574,17 +584,7 @@ def sequel_cases(draw: Any, kind: str, op: str, first: Case,
     arrays_ = [n for n, o in first.operands.items() if o is not None and not o.python
                and o.values.size]
     if kind == "input" and arrays_:
-        name = draw(st.sampled_from(arrays_))
-        old = first.operands[name]
-        assert old is not None
-        seed = draw(seeds)
-        fresh = generated(old.values.shape, "normal", seed)
-        recipe = f"round_to(s.generated({old.values.shape!r}, 'normal', {seed}), {old.dtype!r})"
-        if name == "var":  # a variance stays >= 0
-            fresh, recipe = np.abs(fresh) + 0.5, f"np.abs({recipe}) + 0.5"
-        new = Operand(round_to(fresh, old.dtype), old.dtype, origin=f"normal seed={seed}",
-                      recipe=recipe)
-        return replace(first, op=op, sequel=Sequel("input", {name: new}))
+        return rewritten(op, first, draw(st.sampled_from(arrays_)), draw(seeds))
     if kind == "arguments" and op in WITH_EPS:
         w = first.operands["w"]
         assert w is not None
@@ -597,3 +597,17 @@ def sequel_cases(draw: Any, kind: str, op: str, first: Case,
         eps = draw(eps_values(dtype))
         return replace(first, op=op, sequel=Sequel("arguments", new_ops, {"eps": eps}))
     return replace(first, op=op, sequel=Sequel("result"))
+
+
+def rewritten(op: str, first: Case, name: str, seed: int) -> Case:
+    """``first`` (a case of ``op``) with a second call after new values (normal, from ``seed``;
+    a variance stays >= 0) are written into its operand ``name`` in place."""
+    old = first.operands[name]
+    assert old is not None
+    fresh = generated(old.values.shape, "normal", seed)
+    recipe = f"round_to(s.generated({old.values.shape!r}, 'normal', {seed}), {old.dtype!r})"
+    if name == "var":
+        fresh, recipe = np.abs(fresh) + 0.5, f"np.abs({recipe}) + 0.5"
+    new = Operand(round_to(fresh, old.dtype), old.dtype, origin=f"normal seed={seed}",
+                  recipe=recipe)
+    return replace(first, op=op, sequel=Sequel("input", {name: new}))

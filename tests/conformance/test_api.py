@@ -19,8 +19,10 @@ def test_run_suite_on_a_name_selects_ops_and_dtypes() -> None:
     report = run_suite("numpy", ops=["ncrelu", "dirac_tensor"], dtypes=["float32"],
                        settings=FEW)
     assert isinstance(report, Report) and report.ok and not report.failures
+    # Five drawn examples after the check's boundary examples.
     assert [(r.op, r.dtype, r.status, r.examples) for r in report] == [
-        ("dirac_tensor", "float32", "pass", 5), ("ncrelu", "float32", "pass", 5)]
+        (op, "float32", "pass", 5 + len(CHECKS[op].examples("float32")))
+        for op in ("dirac_tensor", "ncrelu")]
     assert "err/tol" in report.table() and report.as_dict()["ok"] is True
 
 
@@ -37,8 +39,10 @@ def test_run_suite_on_an_object_with_fail_fast() -> None:
 def test_run_check_by_name_with_a_profile_or_settings() -> None:
     result = run_check("numpy", "ncrelu", "float16", profile="meta")
     assert isinstance(result, Result) and result.status == "pass"
-    assert result.examples == 150 and not result.failed
-    assert run_check("numpy", CHECKS["conv"], "float64", FEW).examples == 5
+    assert result.examples == 150 + len(CHECKS["ncrelu"].examples("float16"))
+    assert not result.failed
+    assert run_check("numpy", CHECKS["conv"], "float64", FEW).examples == 5 + len(
+        CHECKS["conv"].examples("float64"))
 
 
 def test_the_reproducer_rebuilds_the_failing_case() -> None:

@@ -83,7 +83,7 @@ COVERAGE: list[tuple[str, Callable[[str], Any], Callable[[Case], bool]]] = [
 ]
 
 
-GENERATE = settings(database=None, max_examples=1000, phases=[Phase.generate],
+GENERATE = settings(database=None, max_examples=2000, phases=[Phase.generate],
                     suppress_health_check=list(HealthCheck))
 
 REACHED: list[tuple[str, Callable[..., Any], Callable[[Case], bool]]] = [
@@ -108,9 +108,11 @@ REACHED: list[tuple[str, Callable[..., Any], Callable[[Case], bool]]] = [
 @pytest.mark.parametrize(("what", "strategy", "wanted"), REACHED, ids=[c[0] for c in REACHED])
 def test_generation_reaches(what: str, strategy: Callable[..., Any],
                             wanted: Callable[[Case], bool]) -> None:
-    """Reached within a thousand generated examples (the first one found, unshrunk), from a
+    """Reached within two thousand generated examples (the first one found, unshrunk), from a
     fixed seed: the rarest of these shows up about once in 400 examples, so an unseeded search
-    of a few hundred would miss it in one run of two."""
+    of a few hundred would miss it in one run of two. The seed does not fix the draws: hypothesis
+    also draws integer and float literals it finds in the project's loaded modules, so any new
+    literal there changes them (a thousand examples once missed, after such a change)."""
     strategy_ = strategy("float32", declared=("float32", "float16"))
     assert wanted(find(strategy_, wanted, settings=GENERATE, random=Random(0))), what
 

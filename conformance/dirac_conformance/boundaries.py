@@ -1,0 +1,280 @@
+"""Boundary examples: fixed cases sized just past the tiles, chunks and blocks of GPU kernels,
+which every check meets on every dtype in every run, before hypothesis draws its own.
+
+A kernel that leaves the last partial tile of output rows unwritten, launches one chunk of
+batch entries too few or takes a vectorized path for 32 channels and gets 33 wrong fails only
+on a size that has such a remainder. The strategies draw those sizes now and then
+(:data:`~dirac_conformance.strategies.TILE_LENGTHS` and the like), but which of them a run
+meets is up to hypothesis; the cases here are met always (hypothesis' *explicit* phase, which
+every profile runs):
+
+- :data:`GEOMETRIES`: convolutions with outputs one past tiles of 8, 16 and 32
+  (:data:`LENGTHS`) along every spatial dim of 1-, 2- and 3-d convolutions, batches of
+  :data:`BATCHES`, channels per group of :data:`CHANNELS`; the ``conv`` checks, the identities
+  (on the input shapes: ``padding="same"`` keeps them) and NCReLU (on the input shapes) use them;
+- :data:`WEIGHTS`: filter banks of more filters than a tile of 32 and filters longer than a
+  block of 256, for the weight ops, batch-norm folding and the Dirac tensor;
+- the stateful checks: each op they call on one of its boundary cases.
+
+Every array operand is laid out one of the :data:`~dirac_conformance.layouts.LAYOUTS` in turn,
+so the boundary cases also reach the backend through non-contiguous views. Values come from
+fixed seeds, so a failure's reproducer rebuilds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from itertools import count
+from typing import Any
+
+import numpy as np
+
+from .case import Case, Operand, Sequel
+from .dtypes import round_to
+from .layouts import LAYOUTS
+from .strategies import (
+    FILTER_KINDS,
+    FILTER_LENGTHS,
+    WITH_EPS,
+    conv_output,
+    filter_operand,
+    generated,
+    operand,
+    rewritten,
+)
+
+TILES = (8, 16, 32)
+"""Tile sizes of GPU kernels (output rows or columns per block, batch entries per chunk)."""
+
+LENGTHS = (9, 17, 33)
+"""Output lengths one past a tile of 8, 16 and 32: a multiple of none, so each leaves a partial
+last tile for every size of :data:`TILES` (33 is past all three)."""
+
+BATCHES = (9, 17)
+"""Batch sizes one past a chunk of 8 and of 16."""
+
+CHANNELS = (8, 9, 32, 33)
+"""Channel counts: multiples of 4, 8 and 32 (vectorized loads), and one past them."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A convolution given by its output: batch, groups, channels per group in and out, output
+    lengths, kernel, stride and dilation; padded (``(left, right)`` pairs that keep the length
+    at stride 1, one more tap on the right for an even span) or not."""
+
+    batch: int
+    groups: int
+    inputs: int
+    outputs: int
+    lengths: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padded: bool
+
+    def pairs(self) -> tuple[tuple[int, int], ...]:
+        spans = (d * (k - 1) for k, d in zip(self.kernel, self.dilation, strict=True))
+        return tuple((t // 2, t - t // 2) if self.padded else (0, 0) for t in spans)
+
+    def x_shape(self) -> tuple[int, ...]:
+        sizes = ((n - 1) * s + d * (k - 1) + 1 - left - right
+                 for n, s, d, k, (left, right) in zip(self.lengths, self.stride, self.dilation,
+                                                      self.kernel, self.pairs(), strict=True))
+        return (self.batch, self.groups * self.inputs, *sizes)
+
+    def w_shape(self) -> tuple[int, ...]:
+        return (self.groups * self.outputs, self.inputs, *self.kernel)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"stride": self.stride, "padding": self.pairs(), "dilation": self.dilation,
+                "groups": self.groups}
+
+
+GEOMETRIES = (
+    Geometry(17, 1, 33, 32, (), (), (), (), False),  # a matrix product
+    Geometry(9, 1, 9, 8, (17,), (3,), (1,), (1,), True),
+    Geometry(2, 1, 32, 33, (33,), (2,), (2,), (1,), False),
+    Geometry(1, 1, 8, 9, (33, 17), (3, 2), (1, 1), (1, 2), True),
+    Geometry(2, 2, 1, 1, (9, 33), (2, 3), (2, 1), (1, 1), False),
+    Geometry(1, 1, 1, 1, (33, 33, 33), (2, 1, 3), (1, 1, 1), (1, 1, 1), True),
+)
+"""The boundary convolutions: along every spatial dim of 1-, 2- and 3-d convolutions an output
+of 33 (past every tile of :data:`TILES`), and other :data:`LENGTHS`; every batch of
+:data:`BATCHES`, every channel count of :data:`CHANNELS` per group, in and out. Few and small:
+each new shape costs a compile on a backend that compiles per shape (JAX)."""
+
+WEIGHTS = (
+    ((33, 3, 3, 3), 3),
+    ((17, FILTER_LENGTHS[2]), 1),
+    ((9, FILTER_LENGTHS[-1]), 1),
+    ((8, 4, 2, 2, 2), 2),
+)
+"""The boundary filter banks ``(shape, groups)``: 33, 17, 9 and 8 filters (past a tile of 32, 16
+and 8, and a whole one), filters of 257 and 1031 entries (one past a block of 256, several
+blocks and a partial one), 0, 2 and 3 spatial dims."""
+
+_EPS = (2.0 ** -10, 1e-5)
+"""``eps`` of the boundary weight cases, in turn: a power of two every dtype holds (so the
+``tie`` filters tie exactly) and a typical one."""
+
+
+def _laid_out(cases: list[Case]) -> list[Case]:
+    """``cases`` with their array operands laid out the :data:`LAYOUTS` in turn."""
+    slot = count()
+
+    def turn(op: Operand | None) -> Operand | None:
+        if op is None or op.python:
+            return op
+        return replace(op, layout=LAYOUTS[next(slot) % len(LAYOUTS)])
+
+    return [replace(c, operands={n: turn(op) for n, op in c.operands.items()}) for c in cases]
+
+
+def conv_examples(dtype: str, vjp: bool = False) -> list[Case]:
+    """A case of ``conv`` (or, with ``vjp``, ``conv_vjp``) per :data:`GEOMETRIES` row, a bias
+    every other row."""
+    cases = []
+    for i, geo in enumerate(GEOMETRIES):
+        operands: dict[str, Operand | None] = {
+            "x": operand(geo.x_shape(), dtype, "normal", 3 * i),
+            "w": operand(geo.w_shape(), dtype, "normal", 3 * i + 1),
+            "bias": operand((geo.w_shape()[0],), dtype, "normal", 3 * i + 2) if i % 2 else None,
+        }
+        if vjp:
+            out = conv_output(geo.x_shape(), geo.w_shape(), geo.kwargs())
+            operands = {"g": operand(out, dtype, "normal", 1000 + i), **operands}
+        cases.append(Case(dtype, operands, geo.kwargs()))
+    return _laid_out(cases)
+
+
+def identity_examples(dtype: str, grouped: bool = True) -> list[Case]:
+    """A case of the identities per :data:`GEOMETRIES` row: its output shape as ``x`` (padding
+    ``"same"`` keeps it), its kernel and dilation, and its groups (one, unless ``grouped``)."""
+    cases = []
+    for i, geo in enumerate(GEOMETRIES):
+        x = operand((geo.batch, geo.groups * geo.inputs, *geo.lengths), dtype, "normal", i)
+        kwargs = {"kernel": geo.kernel, "dilation": geo.dilation,
+                  "groups": geo.groups if grouped else 1}
+        cases.append(Case(dtype, {"x": x}, kwargs))
+    return _laid_out(cases)
+
+
+def ncrelu_examples(dtype: str, vjp: bool = False) -> list[Case]:
+    """A case of ``ncrelu`` (``ncrelu_vjp``) per :data:`GEOMETRIES` row, on its input's shape,
+    along the channel axis or, every third row, the last."""
+    cases = []
+    for i, geo in enumerate(GEOMETRIES):
+        shape = geo.x_shape()
+        axis = -1 if i % 3 == 2 else 1
+        operands: dict[str, Operand | None] = {
+            "x": operand(shape, dtype, "signed_zeros", i)}
+        if vjp:
+            doubled = list(shape)
+            doubled[axis] *= 2
+            operands = {"g": operand(tuple(doubled), dtype, "normal", 1000 + i), **operands}
+        cases.append(Case(dtype, operands, {"axis": axis}))
+    return _laid_out(cases)
+
+
+def _filters(i: int, shape: tuple[int, ...], dtype: str) -> tuple[float, Operand]:
+    """``(eps, w)`` of :data:`WEIGHTS` row ``i``: its filters take the
+    :data:`~dirac_conformance.strategies.FILTER_KINDS` in turn."""
+    eps = _EPS[i % len(_EPS)]
+    kinds = tuple(FILTER_KINDS[(i + o) % len(FILTER_KINDS)] for o in range(shape[0]))
+    return eps, filter_operand(shape, dtype, eps, kinds, i)
+
+
+def normalize_examples(dtype: str, vjp: bool = False) -> list[Case]:
+    """A case of ``normalize_filters`` (``normalize_filters_vjp``) per :data:`WEIGHTS` row."""
+    cases = []
+    for i, (shape, _) in enumerate(WEIGHTS):
+        eps, w = _filters(i, shape, dtype)
+        operands: dict[str, Operand | None] = {"w": w}
+        if vjp:
+            operands = {"g": operand(shape, dtype, "normal", 1000 + i), **operands}
+        cases.append(Case(dtype, operands, {"eps": eps}))
+    return _laid_out(cases)
+
+
+def _scale(out_channels: int, dtype: str, centre: float, python: bool, seed: int) -> Operand:
+    """A scale around ``centre``: a Python float, or a per-channel vector in ``dtype``."""
+    values = centre * (1 + generated((out_channels,), "normal", seed))
+    if python:
+        return Operand(np.array(values[0]), "float64", python=True)
+    return Operand(round_to(values, dtype), dtype, origin=f"{centre} (1 + normal seed={seed})")
+
+
+def dirac_weight_examples(dtype: str, vjp: bool = False) -> list[Case]:
+    """A case of ``dirac_weight`` (``dirac_weight_vjp``) per :data:`WEIGHTS` row, normalized
+    but every third row, the policies in turn."""
+    cases = []
+    for i, (shape, groups) in enumerate(WEIGHTS):
+        eps, w = _filters(i, shape, dtype)
+        operands: dict[str, Operand | None] = {
+            "w": w, "alpha": _scale(shape[0], dtype, 2.0, i % 2 == 1, 2000 + i),
+            "beta": _scale(shape[0], dtype, 0.5, i % 2 == 0, 2100 + i)}
+        if vjp:
+            operands = {"g": operand(shape, dtype, "normal", 1000 + i), **operands}
+        kwargs = {"eps": eps, "normalize": i % 3 != 2, "groups": groups,
+                  "policy": ("tile", "min")[i % 2]}
+        cases.append(Case(dtype, operands, kwargs))
+    return _laid_out(cases)
+
+
+def dirac_tensor_examples(dtype: str) -> list[Case]:
+    """A case of ``dirac_tensor`` per :data:`WEIGHTS` row (its shape and groups), the policies
+    in turn."""
+    return [Case(dtype, {}, {"shape": shape, "groups": groups, "policy": ("tile", "min")[i % 2]})
+            for i, (shape, groups) in enumerate(WEIGHTS)]
+
+
+def fold_examples(dtype: str) -> list[Case]:
+    """A case of ``fold_batchnorm`` per :data:`WEIGHTS` row (its shape), a bias every other row,
+    channel 0's variance zero."""
+    cases = []
+    for i, (shape, _) in enumerate(WEIGHTS):
+        channels = (shape[0],)
+        var = round_to(np.abs(generated(channels, "normal", 100 + i)) + 0.5, dtype)
+        var[0] = 0.0
+        operands: dict[str, Operand | None] = {
+            "weight": operand(shape, dtype, "normal", i),
+            "bias": operand(channels, dtype, "normal", 200 + i) if i % 2 else None,
+            "gamma": operand(channels, dtype, "normal", 300 + i),
+            "beta": operand(channels, dtype, "normal", 400 + i),
+            "mean": operand(channels, dtype, "normal", 500 + i),
+            "var": Operand(var, dtype, origin=f"|normal seed={100 + i}| + 0.5, channel 0 zero"),
+        }
+        cases.append(Case(dtype, operands, {"eps": 1e-5}))
+    return _laid_out(cases)
+
+
+def sequel_examples(kind: str, ops: tuple[str, ...], firsts: dict[str, list[Case]]
+                    ) -> list[Case]:
+    """A case of a stateful check of ``kind`` (:data:`~dirac_conformance.strategies.SEQUELS`)
+    per op of ``ops``: the op's boundary case (``firsts[op]``) at the op's position (modulo
+    their count), with a second call after new values are written into one of its arrays
+    (``input``), on fresh arrays (``result``), or on the same weight with other scales,
+    cotangent and ``eps`` (``arguments``)."""
+    cases = []
+    for k, op in enumerate(ops):
+        first = firsts[op][k % len(firsts[op])]
+        if kind == "input":
+            names = [n for n, o in first.operands.items()
+                     if o is not None and not o.python and o.values.size]
+            cases.append(rewritten(op, first, names[k % len(names)], 3000 + k))
+        elif kind == "arguments" and op in WITH_EPS:
+            w = first.array("w")
+            new: dict[str, Operand] = {}
+            for name, centre in (("alpha", 2.0), ("beta", 0.5)):
+                if name in first.operands:  # of the same form (no new program to compile)
+                    old = first.operands[name]
+                    assert old is not None
+                    new[name] = _scale(w.shape[0], first.dtype, centre, old.python, 3100 + k)
+            if "g" in first.operands:
+                new["g"] = operand(w.shape, first.dtype, "normal", 3000 + k)
+            eps = _EPS[(k + 1) % len(_EPS)]
+            cases.append(replace(first, op=op, sequel=Sequel("arguments", new, {"eps": eps})))
+        else:
+            cases.append(replace(first, op=op, sequel=Sequel("result")))
+    return cases

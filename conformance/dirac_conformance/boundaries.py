@@ -14,7 +14,8 @@ every profile runs):
   (on the input shapes: ``padding="same"`` keeps them) and NCReLU (on the input shapes) use them;
 - :data:`WEIGHTS`: filter banks of more filters than a tile of 32 and filters longer than a
   block of 256, for the weight ops, batch-norm folding and the Dirac tensor;
-- the stateful checks: each op they call on one of its boundary cases.
+- the stateful checks: the ops of :data:`SEQUEL_OPS` they call, each on one of its boundary
+  cases.
 
 Every array operand is laid out one of the :data:`~dirac_conformance.layouts.LAYOUTS` in turn,
 so the boundary cases also reach the backend through non-contiguous views. Values come from
@@ -106,13 +107,20 @@ each new shape costs a compile on a backend that compiles per shape (JAX)."""
 
 WEIGHTS = (
     ((33, 3, 3, 3), 3),
-    ((17, FILTER_LENGTHS[2]), 1),
+    ((17, 8, 1), 1),
     ((9, FILTER_LENGTHS[-1]), 1),
+    ((2, FILTER_LENGTHS[2]), 1),
     ((8, 4, 2, 2, 2), 2),
 )
 """The boundary filter banks ``(shape, groups)``: 33, 17, 9 and 8 filters (past a tile of 32, 16
-and 8, and a whole one), filters of 257 and 1031 entries (one past a block of 256, several
-blocks and a partial one), 0, 2 and 3 spatial dims."""
+and 8, and a whole one), filters of 1031 and 257 entries (several blocks of 256 and a partial
+one, one past a block), 0-3 spatial dims. Sized like the drawn cases' long and many filters, so
+that a backend compiling per padded size (JAX) shares their programs."""
+
+SEQUEL_OPS = ("conv", "conv_vjp", "dirac_weight", "dirac_weight_vjp")
+"""The ops the stateful checks call twice on a boundary case: the convolutions (the tiles) and
+the Dirac weight (the filter banks); the others only on drawn cases (each boundary case costs
+a JAX run a few tenths of a second)."""
 
 _EPS = (2.0 ** -10, 1e-5)
 """``eps`` of the boundary weight cases, in turn: a power of two every dtype holds (so the

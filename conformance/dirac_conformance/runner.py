@@ -11,13 +11,16 @@ Profiles are hypothesis settings profiles, registered here and applied to each p
 explicitly, so loading this module never changes the settings of anyone else's tests:
 
 - ``dirac-ci``: 100 examples per check x dtype, derandomized (the same examples from run to
-  run of a check; inside a long pytest session one check was once seen to draw otherwise,
+  run of a check while the code stays the same: hypothesis also draws number literals of the
+  loaded modules; inside a long pytest session one check was once seen to draw otherwise,
   so a known failure that only some examples show should not be strict), no deadline, no
   example database;
 - ``dirac-thorough``: 300 random examples, for nightly and GPU runs;
 - ``dirac-meta``: for the mutant meta-suite: stops at the first failure without shrinking.
 
-Explicit :class:`hypothesis.settings` may replace a profile everywhere (``settings=``).
+Every profile first evaluates the check's boundary examples (:mod:`.boundaries`, hypothesis'
+explicit phase), then draws its own. Explicit :class:`hypothesis.settings` may replace a
+profile everywhere (``settings=``); without ``Phase.explicit`` they skip the boundary examples.
 """
 
 from __future__ import annotations

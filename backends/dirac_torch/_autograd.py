@@ -367,6 +367,12 @@ def _narrowed(factor: torch.Tensor, low: float, high: float) -> torch.Tensor | N
     return None
 
 
+def _traced() -> bool:
+    """Inside a compiler's or tracer's trace, which would bake the float32 path's data-dependent
+    choice into the graph (a compiler would break the graph at it)."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def _narrow_forward(
     ctx: Any, flat: torch.Tensor, alpha: Any, b: torch.Tensor, eps: torch.Tensor,
     geo: WeightGeometry | None,
@@ -377,7 +383,7 @@ def _narrow_forward(
     a normal float32 number. ``r`` is ``||v||`` in float64 (``(O, 1)``; 1 with
     ``normalize=False``), ``f = beta / r`` and ``f32`` its float32 rounding. Keeps on ``ctx``
     the norms' span and a 0-d ``beta``'s value, from which the backward bounds its factor."""
-    if flat.dtype != torch.float32 or flat.device.type != "cpu" or torch.compiler.is_compiling():
+    if flat.dtype != torch.float32 or flat.device.type != "cpu" or _traced():
         return None
     low = high = 1.0
     if ctx.normalize:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import dirac_core as dc
 import dirac_torch._autograd as node
-from dirac_torch import kernels
+from dirac_torch import DiracConv2d, kernels
 from dirac_torch.parametrize import DiracParametrization
 
 TOL = 32 * 2.0**-24
@@ -177,3 +177,12 @@ def test_either_path_gives_the_spec_to_float32_rounding(
     alpha = rng.uniform(-2, 2, shape[0] if per_channel else ())
     g = (rng.standard_normal(shape) * 10.0**g_exp).astype(np.float32)
     check(w, np.float32(alpha), np.float32(beta), g, normalize)
+
+
+def test_a_trace_keeps_the_float64_blocks(paths):
+    # A trace would bake the path chosen from this call's sums into the graph, unchecked.
+    layer = DiracConv2d(4, 4, 3)
+    x = torch.randn(1, 4, 5, 5)
+    traced = torch.jit.trace(layer, x, check_trace=False)
+    assert paths["forward"] == "blocks"
+    torch.testing.assert_close(traced(x), layer(x), rtol=1e-6, atol=1e-6)

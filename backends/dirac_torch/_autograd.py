@@ -367,10 +367,11 @@ def _narrowed(factor: torch.Tensor, low: float, high: float) -> torch.Tensor | N
     return None
 
 
-def _traced() -> bool:
-    """Inside a compiler's or tracer's trace, which would bake the float32 path's data-dependent
-    choice into the graph (a compiler would break the graph at it)."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+def tracing() -> bool:
+    """Inside a compiler's, tracer's or scripter's trace, which decides itself what to keep
+    and would bake the float32 path's data-dependent choice into the graph (a compiler would
+    break the graph at it)."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
 def _narrow_forward(
@@ -383,7 +384,7 @@ def _narrow_forward(
     a normal float32 number. ``r`` is ``||v||`` in float64 (``(O, 1)``; 1 with
     ``normalize=False``), ``f = beta / r`` and ``f32`` its float32 rounding. Keeps on ``ctx``
     the norms' span and a 0-d ``beta``'s value, from which the backward bounds its factor."""
-    if flat.dtype != torch.float32 or flat.device.type != "cpu" or _traced():
+    if flat.dtype != torch.float32 or flat.device.type != "cpu" or tracing():
         return None
     low = high = 1.0
     if ctx.normalize:

@@ -39,7 +39,7 @@ from dirac_core.validation import (
 )
 
 from . import kernels
-from ._autograd import DiracWeight, recompute
+from ._autograd import DiracWeight, recompute, tracing
 from .conv_geometry import fuse_conv
 from .parametrize import DiracParametrization
 from .torch_types import torch_device
@@ -176,7 +176,7 @@ class _DiracConvNd:
             )
         weight = self.weight
         chain = self.parametrizations.weight if parametrize.is_parametrized(self) else None
-        if chain is None or len(chain) != 1 or _tracing():
+        if chain is None or len(chain) != 1 or tracing():
             return self._conv(x, weight)
         # The conv would keep W_hat, a second copy of every weight, alive from the forward
         # pass to the backward: it keeps a recipe instead and recomputes W_hat from W there.
@@ -189,11 +189,6 @@ class _DiracConvNd:
             x, weight, self.bias, self.stride, self.padding_pairs, self.dilation, self.groups,
             self.padding_mode,
         )
-
-
-def _tracing() -> bool:
-    """Inside a compiler's or exporter's trace, which decides itself what to keep."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
 def _recompute_hooks(

@@ -12,28 +12,38 @@ machine hits every variant alike), on the CPU in float32:
   DiracNet against the same plain network written directly with ``nn.Conv2d(bias=True)``
   (:func:`bench_torch_models.plain_network`), both compiled.
 
-It prints the medians and the ratios ``dirac / plain`` (targets: at a CIFAR batch <= 1.00
-eager and <= 1.02 compiled; at ``--batch 16 --size 16`` <= 1.10 both ways) and ``folded /
-direct`` (target: 1 within noise). The defaults are a CIFAR training batch (64 images of
-32x32); a run takes about 4 minutes on a quiet 2-core machine, one of them compiling.
-``--batch 16 --size 16`` shows the weight node's fixed cost, which small steps do not hide.
+With ``--floor``, also ``floor eager`` / ``floor compiled``: the plain control with the same
+convs parametrized by one multiply per filter through ``torch.nn.utils.parametrize``
+(:func:`floor_network`), what any reparameterized weight costs a PyTorch step: the part of
+``dirac / plain`` that no weight node can remove.
 
-Run ``python benchmarks/bench_torch_train.py [--rounds 5] [--steps 1] [--batch 64] [--size 32]
-[--threads 2] [--clock wall|cpu]``.
+It prints the median time per step of each variant and, for each pair, the median of the
+per-round ratios with their quartiles (:func:`timing.paired_ratio`): ``dirac / plain``
+(targets: at a CIFAR batch <= 1.00 eager and <= 1.02 compiled; at ``--batch 16 --size 16``
+<= 1.10 both ways), ``folded / direct`` (target: 1 within noise) and ``floor / plain``. The
+defaults are a CIFAR training batch (64 images of 32x32); a run takes about 5 minutes on a
+quiet 2-core machine, one of them compiling. ``--batch 16 --size 16`` shows the weight
+node's fixed cost, which small steps do not hide.
+
+Run ``python benchmarks/bench_torch_train.py [--rounds 15] [--steps 1] [--batch 64]
+[--size 32] [--threads 2] [--clock wall|cpu] [--floor]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 
 import torch
 from bench_torch_models import plain_network, randomize_batchnorms
-from timing import interleaved_medians
+from timing import interleaved_times, paired_ratio
 from torch import nn
+from torch.nn.utils import parametrize
 
 from dirac_torch.fold import fold_model
+from dirac_torch.layers import DiracConv2d
 from dirac_torch.models import diracnet_cifar, plain_cifar
 
 
@@ -59,6 +69,31 @@ def eval_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
+class PerFilterScale(nn.Module):
+    """``W = beta * V`` per filter: the cheapest weight function with a parameter of its own."""
+
+    def __init__(self, filters: int) -> None:
+        super().__init__()
+        self.beta = nn.Parameter(torch.ones(filters))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return v * self.beta.view(-1, *(1,) * (v.dim() - 1))
+
+
+def floor_network(depth: int) -> nn.Module:
+    """The plain control with each conv that the DiracNet parametrizes parametrized instead by
+    :class:`PerFilterScale` through ``torch.nn.utils.parametrize``: what any reparameterized
+    weight costs a PyTorch training step (a parametrization, a multiply and its backward, one
+    more parameter per layer), below which no Dirac weight node can go."""
+    dirac = dict(diracnet_cifar(depth, 1).named_modules())
+    plain = plain_cifar(depth, 1)
+    for name, module in plain.named_modules():
+        if isinstance(dirac.get(name), DiracConv2d):
+            parametrize.register_parametrization(module, "weight",
+                                                 PerFilterScale(module.out_channels))
+    return plain
+
+
 def build_steps(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size)
@@ -74,7 +109,7 @@ def build_steps(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
     def compiled(model: nn.Module) -> nn.Module:
         return torch.compile(model, fullgraph=True)
 
-    return {
+    steps = {
         "dirac eager": train_step(dirac, x, y),
         "plain eager": train_step(plain, x, y),
         "dirac compiled": train_step(compiled(dirac_c), x, y),
@@ -82,6 +117,10 @@ def build_steps(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
         "folded compiled": eval_step(compiled(folded), x),
         "direct compiled": eval_step(compiled(direct), x),
     }
+    if args.floor:
+        steps["floor eager"] = train_step(floor_network(args.depth), x, y)
+        steps["floor compiled"] = train_step(compiled(floor_network(args.depth)), x, y)
+    return steps
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -89,9 +128,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--depth", type=int, default=34)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=32, help="image height and width")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=1, help="steps per timed block")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--floor", action="store_true",
+        help="also time the plain control with its convs parametrized by one multiply per "
+        "filter (floor_network): the cost of any reparameterized weight in PyTorch",
+    )
     parser.add_argument(
         "--clock", choices=("wall", "cpu"), default="wall",
         help="wall time, or this process's CPU time (with --threads 1: the compute itself, "
@@ -107,21 +151,25 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         step()
         step()
     print(f"compile and warm-up: {time.perf_counter() - start:.0f} s")
-    medians = interleaved_medians(steps, args.rounds, args.steps, clock)
+    times = interleaved_times(steps, args.rounds, args.steps, clock)
     print(f"DiracNet-{args.depth}-1, batch {args.batch}, {args.size}x{args.size}, float32, "
           f"CPU, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps "
           f"(median {args.clock} ms per step)")
-    for name, median in medians.items():
-        print(f"  {name:<16} {1e3 * median:8.2f} ms")
-    ratios = {
-        "eager dirac / plain": medians["dirac eager"] / medians["plain eager"],
-        "compiled dirac / plain": medians["dirac compiled"] / medians["plain compiled"],
-        "compiled folded / direct": medians["folded compiled"] / medians["direct compiled"],
-    }
-    for name, ratio in ratios.items():
-        print(f"{name}: {ratio:.3f}x")
+    for name, per_round in times.items():
+        print(f"  {name:<16} {1e3 * statistics.median(per_round):8.2f} ms")
+    pairs = {"eager dirac / plain": ("dirac eager", "plain eager"),
+             "compiled dirac / plain": ("dirac compiled", "plain compiled"),
+             "compiled folded / direct": ("folded compiled", "direct compiled")}
+    if args.floor:
+        pairs |= {"eager floor / plain": ("floor eager", "plain eager"),
+                  "compiled floor / plain": ("floor compiled", "plain compiled")}
+    print("ratios: median of the per-round ratios [quartiles]")
+    ratios = {}
+    for label, (num, den) in pairs.items():
+        ratio, low, high = paired_ratio(times[num], times[den])
+        ratios[label] = ratio
+        print(f"{label}: {ratio:.3f}x [{low:.3f}, {high:.3f}]")
     return ratios
-
 
 if __name__ == "__main__":
     main()

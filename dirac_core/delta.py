@@ -94,13 +94,16 @@ def is_tap(geo: WeightGeometry, rows: Any, cols: Any) -> Any:
     return (cols % geo.spatial == geo.centre) & (cols < geo.length) & match
 
 
-def tap_columns(geo: WeightGeometry, xp: ModuleType = np) -> tuple[Array, Array]:
+def tap_columns(
+    geo: WeightGeometry, xp: ModuleType = np, device: Any = None
+) -> tuple[Array, Array]:
     """``(cols, valid)``, both ``(O, R)`` with ``R = geo.taps_per_row``: the column of each
     row's r-th candidate one, and whether it is one (a row of a tiled weight whose ``n`` does
     not divide ``Ni`` has fewer; a ``"min"`` row with ``o' >= Ni`` has none). Invalid
     candidates point at the row's first candidate column, so every column is in range.
 
-    The ones are generated directly, ``O * R`` of them, never an ``O x L`` mask.
+    The ones are generated directly, ``O * R`` of them, never an ``O x L`` mask, in namespace
+    ``xp`` on ``device`` (inside a compiled graph, from iota indices).
 
     Examples
     --------
@@ -108,9 +111,9 @@ def tap_columns(geo: WeightGeometry, xp: ModuleType = np) -> tuple[Array, Array]
     >>> cols.tolist(), valid.tolist()
     ([[0, 2], [1, 1]], [[True, True], [True, False]])
     """
-    local = xp.arange(geo.out_channels)[:, None] % geo.per_group
+    local = xp.arange(geo.out_channels, device=device)[:, None] % geo.per_group
     first = local if geo.policy_min else local % geo.n
-    inputs = first + geo.n * xp.arange(geo.taps_per_row)[None, :]
+    inputs = first + geo.n * xp.arange(geo.taps_per_row, device=device)[None, :]
     valid = inputs < geo.in_per_group
     inputs = xp.where(valid, inputs, first)
     if geo.policy_min:  # first itself may be out of range: no one in this row

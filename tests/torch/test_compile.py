@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch._dynamo.utils import counters
 
+import dirac_core as dc
 import dirac_torch as dt
 from dirac_torch.models import diracnet_cifar
 
@@ -118,3 +120,63 @@ def test_dirac_weight_leaves_the_thread_count_alone(monkeypatch):
     layer = dt.DiracConv2d(8, 4, 3)
     layer(torch.randn(2, 8, 5, 5)).sum().backward()
     assert layer.parametrizations.weight.original.grad is not None
+
+
+TAP_GEOMETRIES = [
+    # (shape, groups, policy, per_channel): n = 2 does not divide Ni = 3, so one row holds
+    # one candidate tap that is no one; "min" with O > Ni leaves rows without ones; groups;
+    # a 1-d and a 3-d kernel; an even kernel.
+    ((2, 3, 3, 3), 1, "tile", False),
+    ((6, 3, 3), 1, "min", True),
+    ((6, 4, 3, 3), 2, "tile", True),
+    ((4, 6, 2, 3, 1), 2, "min", False),
+    ((5, 7, 2, 2), 1, "tile", True),
+]
+
+
+def _reference_grads(p, w, g):
+    args = [t.detach().double().numpy() for t in (w, p.alpha, p.beta)]
+    options = {"groups": p.groups, "policy": p.policy, "eps": p.eps}
+    return [dc.dirac_weight(*args, **options),
+            *dc.dirac_weight_vjp(g.double().numpy(), *args, **options)]
+
+
+@pytest.mark.parametrize(("shape", "groups", "policy", "per_channel"), TAP_GEOMETRIES)
+def test_compiled_taps_add_alpha_and_gather_dalpha_where_the_spec_puts_the_ones(
+    shape, groups, policy, per_channel
+):
+    # Compiled, alpha is scattered to the taps and dalpha gathered from them by an index built
+    # from iota indices (O x R candidates, some of them no ones); float64, so that only an
+    # index put in the wrong place, or a candidate counted that is no one, can be off.
+    torch.manual_seed(0)
+    p = dt.DiracParametrization(shape, groups=groups, policy=policy, per_channel=per_channel,
+                                dtype=torch.float64)
+    with torch.no_grad():
+        p.alpha.copy_(torch.randn(p.alpha.shape, dtype=torch.float64) + 2)
+    w = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(shape, dtype=torch.float64)
+    compiled = torch.compile(p.compute, backend="aot_eager", fullgraph=True)
+    out = compiled(w, p.alpha, p.beta)
+    out.backward(g)
+    got = [out.detach(), w.grad, p.alpha.grad, p.beta.grad]
+    for name, mine, ref in zip(("W_hat", "dw", "dalpha", "dbeta"), got,
+                               _reference_grads(p, w, g), strict=True):
+        np.testing.assert_allclose(mine.numpy(), ref, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_inductor_taps_with_candidates_that_are_no_ones():
+    # The same through inductor's generated kernels (float32; a tiled row with a candidate
+    # that is no one, and per-filter alpha), against the float64 reference.
+    torch.manual_seed(0)
+    p = dt.DiracParametrization((4, 6, 3, 3), policy="tile", per_channel=True)
+    p.alpha.data = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    w = torch.randn(4, 6, 3, 3, requires_grad=True)
+    g = torch.randn(4, 6, 3, 3)
+    torch._dynamo.reset()
+    out = torch.compile(p.compute, fullgraph=True)(w, p.alpha, p.beta)
+    out.backward(g)
+    got = [out.detach(), w.grad, p.alpha.grad, p.beta.grad]
+    for name, mine, ref in zip(("W_hat", "dw", "dalpha", "dbeta"), got,
+                               _reference_grads(p, w, g), strict=True):
+        np.testing.assert_allclose(mine.double().numpy(), ref, rtol=1e-5, atol=1e-6,
+                                   err_msg=name)

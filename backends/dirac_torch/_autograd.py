@@ -11,7 +11,7 @@ that inductor's layout optimisation makes channels-last was read through a trans
 in scalar code. ``alpha`` is added, and ``dalpha`` gathered, at the ``O x R`` taps by an
 index (built from iota indices when compiling): a predicate of the ones evaluated on every
 entry kept inductor's loops on the kernel's few innermost entries (at 64x128x3x3 the compiled
-node cost 515 us per step over a one-multiply weight, 160 us by index). Eagerly, at the small
+node cost 514 us per step over a one-multiply weight, 101 us by index). Eagerly, at the small
 weights of a CIFAR DiracNet, each op's launch costs more than its arithmetic, so the
 per-filter work is done once, in the forward pass, as a few factors per filter that the
 backward and :func:`recompute` only multiply by.
@@ -73,7 +73,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from dirac_core.delta import WeightGeometry, tap_columns
+from dirac_core.delta import WeightGeometry, is_tap, tap_columns
 
 from .torch_types import work_dtype, working_eps
 
@@ -230,16 +230,18 @@ def _eps64(eps: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor
 
 def _tap_index(
     geo: WeightGeometry, like: torch.Tensor
-) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """``(index, valid)``: the taps of ``like`` (the weight in its own shape, or its ``(O, L)``
-    rows) as an advanced index into ``like.reshape(O, Ni, prod(K))`` (a view in either
-    layout a compiler picks for a conv weight), and which of the ``O x R`` candidates are
-    ones, built from iota indices inside the compiled graph (:func:`tap_columns`): a gather
-    or a scatter of ``O x R`` entries, where a predicate over every entry would cost the
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+    """``(index, valid, one)`` of the ``O x R`` candidate taps of ``like`` (a whole weight, in
+    its own shape or as ``(O, L)`` rows), built from iota indices inside the compiled graph
+    (:func:`tap_columns`): ``index`` into ``like.reshape(O, Ni, prod(K))`` (a view in either
+    layout a compiler picks for a conv weight), ``valid`` the candidates that are ones, each
+    counted once, and ``one`` the candidates whose entry is a one (:func:`is_tap`: those that
+    are no ones repeat their row's first one, or point at a non-one of a row without ones). A
+    gather or scatter of ``O x R`` entries, where a predicate over every entry would cost the
     whole weight's worth of integer arithmetic."""
     cols, valid = tap_columns(geo, torch, like.device)
     rows = torch.arange(geo.out_channels, device=like.device)[:, None]
-    return (rows, cols // geo.spatial, cols % geo.spatial), valid
+    return (rows, cols // geo.spatial, cols % geo.spatial), valid, is_tap(geo, rows, cols)
 
 
 def _by_channel(t: torch.Tensor, geo: WeightGeometry) -> torch.Tensor:
@@ -248,18 +250,25 @@ def _by_channel(t: torch.Tensor, geo: WeightGeometry) -> torch.Tensor:
     return t.reshape(geo.out_channels, geo.in_per_group, geo.spatial)
 
 
+def _rounded_with_taps(
+    out: torch.Tensor, alpha: torch.Tensor, geo: WeightGeometry, dtype: torch.dtype
+) -> torch.Tensor:
+    """``out + alpha * delta`` rounded once to ``dtype``, for a compiled graph: the whole
+    weight rounded as it is, then the taps overwritten with their own sums, rounded (a
+    candidate that repeats a one writes the same value, so the order of writes is moot).
+    Scattering before the rounding would make the compiler keep ``out`` in memory."""
+    index, _, one = _tap_index(geo, out)
+    a = alpha.view(-1, 1) if alpha.dim() else alpha
+    taps = (_by_channel(out, geo)[index] + a * one).to(dtype)
+    return _by_channel(out.to(dtype), geo).index_put(index, taps).view(out.shape)
+
+
 def add_identity(
     out: torch.Tensor, alpha: torch.Tensor, geo: WeightGeometry, rows: slice
 ) -> torch.Tensor:
     """``out + alpha * delta`` for the block ``rows`` of the ``(O, L)`` rows (``out`` holds
-    just those rows; ``alpha`` is 0-d or holds them too), ``alpha`` added at the taps by
-    index: in place eagerly, by a scatter of ``O x R`` entries when compiling (where the
-    block is every row: :func:`row_blocks`)."""
-    if torch.compiler.is_compiling():
-        index, valid = _tap_index(geo, out)
-        source = (alpha.view(-1, 1) if alpha.dim() else alpha) * valid
-        added = _by_channel(out, geo).index_put(index, source.to(out.dtype), accumulate=True)
-        return added.view(out.shape)
+    just those rows; ``alpha`` is 0-d or holds them too): ``alpha`` added in place at the
+    taps, by index. Eager only (compiled: :func:`_rounded_with_taps`)."""
     cols, valid = _taps(geo, out.device).rows(rows)
     source = alpha.expand(cols.shape) if valid is None else (alpha * valid).to(out.dtype)
     return out.scatter_add_(1, cols, source)
@@ -270,7 +279,7 @@ def tap_sums(grad: torch.Tensor, geo: WeightGeometry, rows: slice) -> torch.Tens
     the entries at the taps, gathered (``O x R`` of them, from iota indices when
     compiling)."""
     if torch.compiler.is_compiling():
-        index, valid = _tap_index(geo, grad)
+        index, valid, _ = _tap_index(geo, grad)
         picked = _by_channel(grad, geo)[index] * valid
         return picked.sum(dim=1).view(-1, *(1,) * (grad.dim() - 1))
     cols, valid = _taps(geo, grad.device).rows(rows)
@@ -332,12 +341,18 @@ def _factors(
 
 
 def _assembled(
-    s: torch.Tensor, f: torch.Tensor, a: torch.Tensor, geo: WeightGeometry | None, rows: slice
+    s: torch.Tensor, f: torch.Tensor, a: torch.Tensor, geo: WeightGeometry | None, rows: slice,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """``s f + alpha delta`` of the block ``rows`` in float64, written over ``s`` (a float64
-    block of the node's own)."""
+    """``s f + alpha delta`` of the block ``rows``: eagerly in float64, written over ``s`` (a
+    float64 block of the node's own) for :class:`_Result` to round; compiled (one block, a
+    new tensor), rounded to ``dtype`` here (:func:`_rounded_with_taps`)."""
     block = s.mul_(f)
-    return block if geo is None else add_identity(block, a, geo, rows)
+    if geo is None:
+        return block
+    if torch.compiler.is_compiling():
+        return _rounded_with_taps(block, a, geo, dtype)
+    return add_identity(block, a, geo, rows)
 
 
 class _Result:
@@ -351,7 +366,9 @@ class _Result:
 
     def put(self, rows: slice, block: torch.Tensor) -> None:
         if self.out is None:
-            self.out = block.to(self.dtype, copy=True)
+            # A compiled block is never scratch: no copy for the compiler to keep.
+            rounded = torch.compiler.is_compiling() and block.dtype == self.dtype
+            self.out = block if rounded else block.to(self.dtype, copy=True)
         else:
             self.out[rows] = block
 
@@ -506,7 +523,7 @@ class DiracWeight(torch.autograd.Function):
             own = _scratch(0, v)
             s, m = prescaled(v, own) if normalize else (scaled_rows(v, None, own), None)
             factors = _factors(s, m, _part(b, rows), eps_t, normalize)
-            out.put(rows, _assembled(s, factors[0], _part(a, rows), geo, rows))
+            out.put(rows, _assembled(s, factors[0], _part(a, rows), geo, rows, w.dtype))
             for column, value in zip(columns, (*factors, m), strict=True):
                 column.append(value)
         # Only w (whose rows are taken again in the backward), per-filter vectors and beta.
@@ -594,5 +611,6 @@ def recompute(node: Any, alpha: Any) -> torch.Tensor:
     for rows in blocks:
         v = flat[rows]
         s = scaled_rows(v, _part(m, rows), _scratch(0, v))
-        out.put(rows, _assembled(s, _part(f, rows), _part(a, rows), node.geo, rows))
+        out.put(rows, _assembled(s, _part(f, rows), _part(a, rows), node.geo, rows,
+                                  flat.dtype))
     return out.shaped(node.shape)

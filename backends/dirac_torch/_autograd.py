@@ -277,7 +277,7 @@ def add_identity(
 def tap_sums(grad: torch.Tensor, geo: WeightGeometry, rows: slice) -> torch.Tensor:
     """``sum(grad * delta)`` per row, ``(R, 1)``, for the block ``rows`` that ``grad`` holds:
     the entries at the taps, gathered (``O x R`` of them, from iota indices when
-    compiling)."""
+    compiling, where the block is every row: :func:`row_blocks`)."""
     if torch.compiler.is_compiling():
         index, valid, _ = _tap_index(geo, grad)
         picked = _by_channel(grad, geo)[index] * valid
@@ -439,10 +439,18 @@ def _narrow_forward(
     f32 = _narrowed(f, *((scale / high, scale / low) if scale is not None else _span(f)))
     if f32 is None:
         return None
+    return _narrow_assembled(flat, f32, alpha, geo), (f, r, f32)
+
+
+def _narrow_assembled(
+    flat: torch.Tensor, f32: torch.Tensor, alpha: Any, geo: WeightGeometry | None
+) -> torch.Tensor:
+    """``W_hat``'s rows on the float32 path, ``v f + alpha delta`` in float32: what the forward
+    returns and :func:`recompute` forms again, bit for bit."""
     out = flat * f32.view(-1, 1)
     if geo is not None:
         add_identity(out, _rows(alpha, torch.float32, 2), geo, slice(None))
-    return out, (f, r, f32)
+    return out
 
 
 def _narrow_backward(
@@ -600,10 +608,7 @@ def recompute(node: Any, alpha: Any) -> torch.Tensor:
     changed in place since the forward pass."""
     if node.narrow:
         flat, _, _, _, f32 = node.saved_tensors
-        out = flat * f32.view(-1, 1)
-        if node.geo is not None:
-            add_identity(out, _rows(alpha, torch.float32, 2), node.geo, slice(None))
-        return out.view(node.shape)
+        return _narrow_assembled(flat, f32, alpha, node.geo).view(node.shape)
     flat, _, f, _, _, _, _, m = node.saved_tensors
     a = _rows(alpha, torch.float64, flat.dim())
     blocks = row_blocks(flat)

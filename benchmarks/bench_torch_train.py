@@ -171,5 +171,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"{label}: {ratio:.3f}x [{low:.3f}, {high:.3f}]")
     return ratios
 
+
 if __name__ == "__main__":
     main()

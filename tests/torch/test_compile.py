@@ -134,11 +134,16 @@ TAP_GEOMETRIES = [
 ]
 
 
-def _reference_grads(p, w, g):
+def _assert_matches_reference(p, w, g, out, **tolerance):
+    """``out`` (``p.compute`` of ``w``, compiled, its backward run with ``g``) and the gradients
+    of ``w``, ``alpha`` and ``beta`` against the float64 reference."""
     args = [t.detach().double().numpy() for t in (w, p.alpha, p.beta)]
     options = {"groups": p.groups, "policy": p.policy, "eps": p.eps}
-    return [dc.dirac_weight(*args, **options),
-            *dc.dirac_weight_vjp(g.double().numpy(), *args, **options)]
+    references = [dc.dirac_weight(*args, **options),
+                  *dc.dirac_weight_vjp(g.double().numpy(), *args, **options)]
+    got = [out.detach(), w.grad, p.alpha.grad, p.beta.grad]
+    for name, mine, ref in zip(("W_hat", "dw", "dalpha", "dbeta"), got, references, strict=True):
+        np.testing.assert_allclose(mine.double().numpy(), ref, err_msg=name, **tolerance)
 
 
 @pytest.mark.parametrize(("shape", "groups", "policy", "per_channel"), TAP_GEOMETRIES)
@@ -158,10 +163,7 @@ def test_compiled_taps_add_alpha_and_gather_dalpha_where_the_spec_puts_the_ones(
     compiled = torch.compile(p.compute, backend="aot_eager", fullgraph=True)
     out = compiled(w, p.alpha, p.beta)
     out.backward(g)
-    got = [out.detach(), w.grad, p.alpha.grad, p.beta.grad]
-    for name, mine, ref in zip(("W_hat", "dw", "dalpha", "dbeta"), got,
-                               _reference_grads(p, w, g), strict=True):
-        np.testing.assert_allclose(mine.numpy(), ref, rtol=1e-12, atol=1e-14, err_msg=name)
+    _assert_matches_reference(p, w, g, out, rtol=1e-12, atol=1e-14)
 
 
 def test_inductor_taps_with_candidates_that_are_no_ones():
@@ -175,8 +177,4 @@ def test_inductor_taps_with_candidates_that_are_no_ones():
     torch._dynamo.reset()
     out = torch.compile(p.compute, fullgraph=True)(w, p.alpha, p.beta)
     out.backward(g)
-    got = [out.detach(), w.grad, p.alpha.grad, p.beta.grad]
-    for name, mine, ref in zip(("W_hat", "dw", "dalpha", "dbeta"), got,
-                               _reference_grads(p, w, g), strict=True):
-        np.testing.assert_allclose(mine.double().numpy(), ref, rtol=1e-5, atol=1e-6,
-                                   err_msg=name)
+    _assert_matches_reference(p, w, g, out, rtol=1e-5, atol=1e-6)

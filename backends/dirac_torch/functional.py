@@ -213,6 +213,13 @@ def ncrelu(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     The output is twice as long as ``x`` along ``dim``. NaN propagates to both halves; the
     gradient is the spec's, zero on both halves at exactly zero and at a NaN.
 
+    Raises
+    ------
+    TypeError
+        Non-tensor or non-floating ``x``; a ``dim`` that is not an int.
+    ValueError
+        ``x`` with no dims; ``dim`` out of range for ``x``.
+
     Examples
     --------
     >>> ncrelu(torch.tensor([[-1.0, 2.0]]))
@@ -220,7 +227,7 @@ def ncrelu(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """
     _require_tensor(x, "x")
     ck.require_ndim(x, "x", 1, "a tensor with a channel dim")
-    return kernels.ncrelu(x, ck.axis_value(dim, x.dim()))
+    return kernels.ncrelu(x, ck.axis_value(dim, x.dim(), "dim"))
 
 
 # ---------------------------------------------------------------------------- convolution

@@ -14,6 +14,7 @@ from torch.func import functional_call
 from torch.nn.utils import parametrize
 
 import dirac_core as dc
+import dirac_torch
 from dirac_torch import DiracConv1d, DiracConv2d, DiracConv3d, NCReLU
 
 LAYERS = {1: DiracConv1d, 2: DiracConv2d, 3: DiracConv3d}
@@ -261,3 +262,14 @@ def test_ncrelu_module():
         NCReLU()(torch.randn(3))
     with pytest.raises(TypeError, match="dim must be an int"):
         NCReLU(dim=1.0)
+
+
+@pytest.mark.parametrize("door", [lambda x, dim: NCReLU(dim=dim)(x),
+                                  lambda x, dim: dirac_torch.ncrelu(x, dim=dim)],
+                         ids=["NCReLU", "dirac_torch.ncrelu"])
+def test_ncrelu_errors_name_dim_in_both_torch_doors(door):
+    # The torch argument is ``dim``: a message saying "axis" names no argument the caller has.
+    with pytest.raises(ValueError, match=r"^dim=5 is out of range for an array of 2 dims$"):
+        door(torch.ones(2, 3), 5)
+    with pytest.raises(TypeError, match=r"^dim must be an int, got NoneType: None$"):
+        door(torch.ones(2, 3), None)

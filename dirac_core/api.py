@@ -343,11 +343,12 @@ def fold_batchnorm(
     Raises
     ------
     ValueError
-        Any of ``bias, gamma, beta, mean, var`` not of shape ``(O,)`` or not finite; a
-        negative ``var``, or ``var + eps == 0``.
+        ``weight`` with an empty dim; any of ``bias, gamma, beta, mean, var`` not of shape
+        ``(O,)`` or not finite; a negative ``var``, or ``var + eps == 0``.
     """
     dt = ck.require_float(weight, "weight")
     out_channels = ck.require_ndim(weight, "weight", 1, "(O, ...)")[0]
+    ck.require_nonempty(weight, "weight", "at least one filter, input channel and kernel tap")
     vectors = {"bias": bias, "gamma": gamma, "beta": beta, "mean": mean, "var": var}
     for name, value in vectors.items():
         if value is None and name == "bias":

@@ -69,6 +69,8 @@ BAD_CALLS = [
     (lambda: dc.normalize_filters(np.zeros((0, 3))), ValueError, "w"),
     (lambda: dc.dirac_weight(np.ones((0, 3, 3)), 1.0, 1.0), ValueError, "w"),
     (lambda: dc.conv(X, np.ones((4, 4, 0, 3))), ValueError, "w"),
+    (lambda: dc.fold_batchnorm(np.ones((2, 0, 3)), None, *[np.ones(2)] * 4), ValueError,
+     "weight has shape (2, 0, 3); every dim must be >= 1"),
     (lambda: dc.dirac_tensor((3, 3), dtype="bfloat16"), TypeError, "dtype"),
     # Every op refuses an array in a dtype its backend does not declare (bfloat16 here).
     (lambda: dc.ncrelu(_bfloat16((2, 3))), TypeError, "x has dtype bfloat16, which backend"),

@@ -44,8 +44,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
              "which other options may change, and their procedure; docs/training.md)")
     add("--data", choices=DATASETS, help="dataset (default: digits, built in, no download)")
     add("--data-dir", help="CIFAR folder or .tar.gz (binary or python version); class folders")
-    add("--model", help="a name from `diracnets models` (sets --arch, --depth, --width and, "
-        "for plain*, --parameterization)")
+    add("--model", help="a name from `diracnets models` (sets --arch, --depth, --width and "
+        "--parameterization)")
     add("--arch", choices=sorted(families()),
         help="model family (default cifar; `diracnets models` describes them)")
     add("--depth", type=int, help="layers: 6n+4 for cifar (default 34), 18 or 34 for imagenet")
@@ -110,9 +110,8 @@ def _model_fields(name: str, given: dict[str, Any]) -> dict[str, Any]:
     from dirac_core.catalog import KINDS, parse_name
 
     kind, depth, width, family = parse_name(name)
-    fields: dict[str, Any] = {"arch": family, "depth": depth, "width": width}
-    if kind != "diracnet":
-        fields["parameterization"] = KINDS[kind]
+    fields: dict[str, Any] = {"arch": family, "depth": depth, "width": width,
+                              "parameterization": KINDS[kind]}
     clash = sorted(k for k in fields if k in given and given[k] != fields[k])
     if clash:
         raise ValueError(f"--model {name} sets {', '.join(f'{k}={fields[k]!r}' for k in clash)}"

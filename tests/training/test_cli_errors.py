@@ -165,6 +165,20 @@ def test_a_model_too_deep_for_the_images_is_refused_before_the_folder_is_claimed
     assert not out.exists()  # nothing claimed: the same folder can be used right away
 
 
+@pytest.mark.parametrize("model, option", [("diracnet10_1_cifar", "plain"),
+                                           ("plain10_1_cifar", "dirac"),
+                                           ("diracnet10_1_cifar", "resnet")])
+def test_a_parameterization_the_model_name_does_not_fix_is_refused(tmp_path, capsys, model,
+                                                                   option):
+    out = tmp_path / "r"
+    err = usage_error(capsys, ["train", *TINY, "--model", model, "--parameterization", option,
+                               "--out", str(out)])
+    fixed = "plain" if model.startswith("plain") else "dirac"
+    assert f"--model {model} sets parameterization={fixed!r}" in err
+    assert "drop --parameterization" in err
+    assert not out.exists()
+
+
 _NUMBERS = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
                      st.sampled_from(["1e39", "1e308", "-0", "10000006", "nan", "", "x"]))
 

@@ -250,12 +250,32 @@ def load_authors(
 
 
 def _copy(dest: torch.Tensor, src: torch.Tensor, our_key: str, their_key: str) -> None:
-    shape, given = tuple(dest.shape), tuple(src.shape)
+    check_shape(tuple(dest.shape), src, our_key, their_key)
+    dest.copy_(src.reshape(dest.shape))
+
+
+def check_shape(shape: tuple[int, ...], src: torch.Tensor, our_key: str, their_key: str) -> None:
+    """Refuse the file's tensor ``src`` (key ``their_key``) unless it fits ``our_key`` of
+    shape ``shape``; a scalar may be stored with shape ``(1,)``.
+
+    Raises
+    ------
+    AuthorsCheckpointError
+        The shapes differ; the message names both keys and both shapes.
+
+    Examples
+    --------
+    >>> check_shape((), torch.ones(1), "alpha", "alpha")
+    >>> check_shape((2,), torch.ones(3), "b", "b")
+    Traceback (most recent call last):
+    ...
+    dirac_torch.pretrained.AuthorsCheckpointError: checkpoint's 'b' has shape (3,); 'b' needs (2,)
+    """
+    given = tuple(src.shape)
     # their scalar alpha/beta are tensors of shape (1,); ours are 0-d
     if given != shape and not (shape == () and given == (1,)):
         raise AuthorsCheckpointError(
             f"checkpoint's {their_key!r} has shape {given}; {our_key!r} needs {shape}")
-    dest.copy_(src.reshape(shape))
 
 
 def key_map(model: DiracNet, layout: str) -> Iterator[tuple[str, str]]:
@@ -357,6 +377,7 @@ __all__ = [
     "authors_model",
     "authors_spec",
     "authors_state_dict",
+    "check_shape",
     "detect_layout",
     "flatten_checkpoint",
     "key_map",

@@ -39,7 +39,7 @@ from dirac_core import catalog, nets
 
 from . import registry
 from .models import DiracNet, stage_outputs
-from .pretrained import RELEASED, RELEASED_URL, load_authors
+from .pretrained import RELEASED, RELEASED_URL, check_shape, load_authors
 from .untrusted import stored_tensors
 
 
@@ -192,9 +192,13 @@ def _build(
 def _load_weights(state_dict: Mapping[str, Any], model: DiracNet) -> dict[str, torch.Tensor]:
     """timm's ``pretrained_filter_fn``: our state dict from a loaded file, through
     :func:`~dirac_torch.pretrained.load_authors` unless it already is ours (then checked by
-    :func:`~dirac_torch.untrusted.stored_tensors`, as the authors' files are)."""
+    :func:`~dirac_torch.untrusted.stored_tensors`, as the authors' files are, and every shape
+    by :func:`~dirac_torch.pretrained.check_shape` before timm loads it)."""
     if set(state_dict) == set(model.state_dict()):
-        return stored_tensors(state_dict, "the pretrained file")
+        tensors = stored_tensors(state_dict, "the pretrained file")
+        for key, shape in _pretrained_shapes(model).items():
+            check_shape(shape, tensors[key], key, key)
+        return tensors
     target = copy.deepcopy(model)
     params = state_dict.get("params")  # the authors' v1 {"params", "stats"} checkpoints
     fc = (params if isinstance(params, Mapping) else state_dict).get("fc.weight")
@@ -202,6 +206,22 @@ def _load_weights(state_dict: Mapping[str, Any], model: DiracNet) -> dict[str, t
         # timm drops the classifier afterwards when the model's class count is not the file's.
         target.reset_classifier(fc.shape[0])
     return load_authors(target, state_dict).state_dict()
+
+
+def _pretrained_shapes(model: DiracNet) -> dict[str, tuple[int, ...]]:
+    """The shapes a file of our own layout must have for timm to load it into ``model``: the
+    model's, but the stem for the config's input channels (timm adapts it to ``in_chans``
+    afterwards) and no classifier when the class count is not the config's (timm drops it)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    stem = f"{cfg.get('first_conv')}.weight"
+    if stem in shapes:
+        in_chans = (cfg.get("input_size") or (3,))[0]
+        shapes[stem] = (shapes[stem][0], in_chans, *shapes[stem][2:])
+    if model.num_classes != cfg.get("num_classes", model.num_classes):
+        for key in (f"{cfg.get('classifier')}.weight", f"{cfg.get('classifier')}.bias"):
+            shapes.pop(key, None)
+    return shapes
 
 
 def _entrypoint(name: str) -> Callable[..., nn.Module]:

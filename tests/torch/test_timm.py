@@ -174,6 +174,15 @@ def test_a_file_that_does_not_fit_names_the_mismatch(tmp_path):
                           pretrained_cfg_overlay={"file": str(tmp_path / "w.pth")})
 
 
+def test_a_file_of_our_layout_with_other_shapes_names_the_first_mismatch(tmp_path):
+    torch.save(registry.create_model("diracnet34_1_cifar").state_dict(), tmp_path / "w.pth")
+    with pytest.raises(AuthorsCheckpointError,
+                       match=r"'stem.0.weight' has shape \(16, 3, 3, 3\); 'stem.0.weight' needs "
+                             r"\(32, 3, 3, 3\)"):
+        timm.create_model("diracnet34_2_cifar", pretrained=True,
+                          pretrained_cfg_overlay={"file": str(tmp_path / "w.pth")})
+
+
 # ---------------------------------------------------------------------------- model API
 
 

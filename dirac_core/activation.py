@@ -1,5 +1,11 @@
 """NCReLU: ``concat([max(x, 0), min(x, 0)])`` along the channel axis (paper eq. 10), and its
-VJP, written against the Array API standard (:mod:`.xp`)."""
+VJP, written against the Array API standard (:mod:`.xp`).
+
+Both are selections, never ``maximum``/``minimum`` or sums: the sign those give at a zero
+differs between libraries and dtypes (NumPy's ``minimum(-0.0, 0.0)`` is ``+0.0`` in float32
+and ``-0.0`` in float16), so a select fixes it for every backend: both halves of a zero of
+either sign are ``+0.0``, and a gradient entry is the cotangent's own, signed zero included.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,20 @@ from .xp import device_of, namespace
 
 
 def ncrelu(x: Array, axis: int) -> Array:
-    """Positive and negative parts of ``x``, concatenated along ``axis``; a NaN reaches both."""
+    """Positive and negative parts of ``x``, concatenated along ``axis``; a NaN reaches both,
+    a zero of either sign gives ``+0.0`` in both."""
     xp = namespace(x)
     zero = xp.zeros((), dtype=x.dtype, device=device_of(x))
-    return xp.concat([xp.maximum(x, zero), xp.minimum(x, zero)], axis=axis)
+    return xp.concat([xp.where(x <= 0, zero, x), xp.where(x >= 0, zero, x)], axis=axis)
 
 
 def ncrelu_vjp(g: Array, x: Array, axis: int) -> Array:
-    """``g_pos * [x > 0] + g_neg * [x < 0]``: at exactly zero both halves pass nothing."""
+    """``g_pos`` where ``x > 0``, ``g_neg`` where ``x < 0``, ``+0.0`` elsewhere (a zero, a
+    NaN)."""
     xp = namespace(g, x)
     half = g.shape[axis] // 2
     before = (slice(None),) * (axis % g.ndim)
     positive = g[(*before, slice(0, half), ...)]
     negative = g[(*before, slice(half, None), ...)]
     zero = xp.zeros((), dtype=g.dtype, device=device_of(g))
-    return xp.where(x > 0, positive, zero) + xp.where(x < 0, negative, zero)
+    return xp.where(x > 0, positive, xp.where(x < 0, negative, zero))

@@ -67,3 +67,16 @@ def test_ncrelu_non_finite(dtype):
         dc.ncrelu(x), np.array([[np.nan, np.inf, 0, 1, np.nan, 0, -np.inf, 0]], dtype))
     g = np.arange(1.0, 9.0, dtype=dtype)[None]
     np.testing.assert_array_equal(dc.ncrelu_vjp(g, x), np.array([[0, 2, 7, 4]], dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_ncrelu_signed_zeros_are_the_specs_in_every_dtype(dtype):
+    # Both halves of a zero of either sign are +0.0; dx is g's own entry (a -0.0 included)
+    # where x is non-zero and +0.0 elsewhere. (NumPy's minimum gave -0.0 in float16 only.)
+    x = np.array([[-0.0, 0.0, 1.0, -1.0, np.nan]], dtype)
+    y = dc.ncrelu(x)
+    np.testing.assert_array_equal(np.signbit(y), [[0, 0, 0, 0, 0, 0, 0, 0, 1, 0]])
+    g = np.array([[-0.0, -0.0, -0.0, 1.0, -0.0, -0.0, -0.0, 2.0, -0.0, -0.0]], dtype)
+    dx = dc.ncrelu_vjp(g, x)
+    np.testing.assert_array_equal(dx, 0)
+    np.testing.assert_array_equal(np.signbit(dx), [[0, 0, 1, 1, 0]])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import dirac_core as dc
+import dirac_jax
 from dirac_jax import JaxBackend, eager
 
 RNG = np.random.default_rng(7)
@@ -169,6 +170,21 @@ def test_the_padded_eager_ncrelu_is_exact_on_every_axis(shape):
         g = RNG.standard_normal(y.shape)
         dx = dc.ncrelu_vjp(jnp.asarray(g), jnp.asarray(x), axis=axis)
         np.testing.assert_array_equal(np.asarray(dx), dc.ncrelu_vjp(g, x, axis=axis))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+@pytest.mark.parametrize("size", [1, 20000], ids=["padded", "jitted"])
+def test_ncrelu_zero_signs_are_the_references(dtype, size):
+    """Bit for bit, the sign of zero included: XLA's minimum(-0.0, 0) is -0.0, the spec's
+    negative half of -0.0 is +0.0; the VJP keeps a -0.0 of g where x is non-zero."""
+    x = np.tile(np.array([[-0.0, 0.0, 1.0, -1.0, np.nan]], dtype), (1, size))
+    g = np.tile(np.array([[-0.0, -0.0, -0.0, 1.0, -0.0]], dtype), (1, 2 * size))
+    y, dx = dc.ncrelu(jnp.asarray(x)), dc.ncrelu_vjp(jnp.asarray(g), jnp.asarray(x))
+    (grad,) = jax.vjp(lambda v: dirac_jax.ncrelu(v), jnp.asarray(x))[1](jnp.asarray(g))
+    for got, ref in ((y, dc.ncrelu(x)), (dx, dc.ncrelu_vjp(g, x)), (grad, dc.ncrelu_vjp(g, x))):
+        np.testing.assert_array_equal(np.asarray(got), ref)
+        np.testing.assert_array_equal(np.signbit(np.asarray(got)), np.signbit(ref))
+    assert not np.signbit(np.asarray(y)).reshape(2, -1)[1, 0]  # the negative half of -0.0
 
 
 def test_float64_data_needs_64_bit_mode():

@@ -71,3 +71,17 @@ def test_second_derivative_is_zero():
     (dg,) = torch.autograd.grad(dx.sum(), g)
     assert torch.equal(dg, torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]],
                                         dtype=torch.float64))
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16], ids=str)
+def test_zero_signs_are_the_references(door, dtype):
+    # Bit for bit with the reference, the sign of zero included: +0.0 in both halves of either
+    # zero, and dx keeps a -0.0 of g where x is non-zero.
+    x = torch.tensor([[-0.0, 0.0, 1.0, -1.0, np.nan]], dtype=dtype)
+    g = torch.tensor([[-0.0, -0.0, -0.0, 1.0, -0.0, -0.0, -0.0, 2.0, -0.0, -0.0]], dtype=dtype)
+    y, dx = _gradient(door, x, g, 1)
+    ref_y, ref_dx = dc.ncrelu(x.numpy()), dc.ncrelu_vjp(g.numpy(), x.numpy())
+    for got, ref in ((y, ref_y), (dx, ref_dx)):
+        np.testing.assert_array_equal(got.numpy(), ref)
+        np.testing.assert_array_equal(np.signbit(got.numpy()), np.signbit(ref))

@@ -99,11 +99,14 @@ GEOMETRIES = (
     Geometry(1, 1, 8, 9, (33, 17), (3, 2), (1, 1), (1, 2), True),
     Geometry(2, 2, 1, 1, (9, 33), (2, 3), (2, 1), (1, 1), False),
     Geometry(1, 1, 1, 1, (33, 33, 33), (2, 1, 3), (1, 1, 1), (1, 1, 1), True),
+    Geometry(2, 33, 1, 1, (9,), (3,), (1,), (1,), True),  # depthwise
+    Geometry(2, 1, 3, 8, (9, 9), (7, 7), (2, 2), (1, 1), True),  # a 7x7 stem, stride 2
 )
 """The boundary convolutions: along every spatial dim of 1-, 2- and 3-d convolutions an output
 of 33 (past every tile of :data:`TILES`), and other :data:`LENGTHS`; every batch of
-:data:`BATCHES`, every channel count of :data:`CHANNELS` per group, in and out. Few and small:
-each new shape costs a compile on a backend that compiles per shape (JAX)."""
+:data:`BATCHES`, every channel count of :data:`CHANNELS` per group, in and out; a depthwise
+convolution of 33 groups and a 7x7 kernel at stride 2 (padding 3). Few and small: each new
+shape costs a compile on a backend that compiles per shape (JAX)."""
 
 WEIGHTS = (
     ((33, 3, 3, 3), 3),
@@ -121,6 +124,11 @@ SEQUEL_OPS = ("conv", "conv_vjp", "dirac_weight", "dirac_weight_vjp")
 """The ops the stateful checks call twice on a boundary case: the convolutions (the tiles) and
 the Dirac weight (the filter banks); the others only on drawn cases (each boundary case costs
 a JAX run a few tenths of a second)."""
+
+PURE_SCALES = ((1.0, 0.0), (0.0, 1.0))
+"""``(alpha, beta)`` of two more unnormalized boundary cases of the Dirac weight: ``W_hat =
+delta`` and ``W_hat = W`` (``dW = g``), where a shortcut may hand back a cached tensor or an
+argument itself."""
 
 _EPS = (2.0 ** -10, 1e-5)
 """``eps`` of the boundary weight cases, in turn: a power of two every dtype holds (so the
@@ -215,7 +223,7 @@ def _scale(out_channels: int, dtype: str, centre: float, python: bool, seed: int
 
 def dirac_weight_examples(dtype: str, vjp: bool = False) -> list[Case]:
     """A case of ``dirac_weight`` (``dirac_weight_vjp``) per :data:`WEIGHTS` row, normalized
-    but every third row, the policies in turn."""
+    but every third row, the policies in turn; then one per :data:`PURE_SCALES`."""
     cases = []
     for i, (shape, groups) in enumerate(WEIGHTS):
         eps, w = _filters(i, shape, dtype)
@@ -227,6 +235,15 @@ def dirac_weight_examples(dtype: str, vjp: bool = False) -> list[Case]:
         kwargs = {"eps": eps, "normalize": i % 3 != 2, "groups": groups,
                   "policy": ("tile", "min")[i % 2]}
         cases.append(Case(dtype, operands, kwargs))
+    shape, groups = WEIGHTS[1]
+    for k, (alpha, beta) in enumerate(PURE_SCALES):
+        operands = {"w": operand(shape, dtype, "normal", 2200 + k),
+                    "alpha": Operand(np.array(alpha), "float64", python=True),
+                    "beta": Operand(np.array(beta), "float64", python=True)}
+        if vjp:
+            operands = {"g": operand(shape, dtype, "normal", 2300 + k), **operands}
+        cases.append(Case(dtype, operands, {"eps": _EPS[0], "normalize": False,
+                                            "groups": groups, "policy": "tile"}))
     return _laid_out(cases)
 
 
@@ -263,10 +280,12 @@ def sequel_examples(kind: str, ops: tuple[str, ...], firsts: dict[str, list[Case
     per op of ``ops``: the op's boundary case (``firsts[op]``) at the op's position (modulo
     their count), with a second call after new values are written into one of its arrays
     (``input``), on fresh arrays (``result``), or on the same weight with other scales,
-    cotangent and ``eps`` (``arguments``)."""
+    cotangent and ``eps`` (``arguments``). ``result`` takes the op's last boundary case (for the
+    Dirac weight ``W_hat = W``, :data:`PURE_SCALES`): a result that is an argument itself shows
+    when the caller writes into it."""
     cases = []
     for k, op in enumerate(ops):
-        first = firsts[op][k % len(firsts[op])]
+        first = firsts[op][-1 if kind == "result" else k % len(firsts[op])]
         if kind == "input":
             names = [n for n, o in first.operands.items()
                      if o is not None and not o.python and o.values.size]

@@ -88,16 +88,10 @@ class Check:
 def _call(t: Target, fn: Callable[..., Any], **kwargs: Any) -> Any:
     """``fn(**kwargs, backend=t.backend)``, raising :class:`Mismatch` if the backend changed
     any of the array arguments in place (no op may modify its arguments)."""
-    before = {k: _snapshot(t, v) for k, v in kwargs.items() if _is_array(t, v)}
+    before = _snapshots(t, kwargs)
     result = fn(**kwargs, backend=t.backend)
-    for name, old in before.items():
-        new = _snapshot(t, kwargs[name])
-        if new.shape != old.shape or new.tobytes() != old.tobytes():
-            changed: Any = np.flatnonzero(new.reshape(-1).view(np.int64) != old.reshape(-1).view(
-                np.int64)) if new.shape == old.shape else []
-            where = f" (first at flat index {int(changed[0])})" if len(changed) else ""
-            raise Mismatch(f"{fn.__name__} modified its argument {name!r} in place{where}: "
-                           f"no op may modify its arguments")
+    _check_unchanged(t, kwargs, before, f"{fn.__name__} modified its argument {{name!r}} in "
+                     "place{where}: no op may modify its arguments")
     return result
 
 
@@ -105,8 +99,23 @@ def _is_array(t: Target, value: Any) -> bool:
     return value is not None and not isinstance(value, float | int) and t.backend.owns(value)
 
 
-def _snapshot(t: Target, value: Any) -> np.ndarray:
-    return np.array(t.backend.to_numpy(value), dtype=np.float64, copy=True)
+def _snapshots(t: Target, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+    """float64 copies of the backend's arrays among ``arrays``."""
+    return {k: np.array(t.backend.to_numpy(v), dtype=np.float64, copy=True)
+            for k, v in arrays.items() if _is_array(t, v)}
+
+
+def _check_unchanged(t: Target, arrays: dict[str, Any], before: dict[str, np.ndarray],
+                     message: str) -> None:
+    """Raise :class:`Mismatch` with ``message`` (formatted with ``name`` and ``where``) if an
+    array of ``arrays`` no longer holds, bit for bit, its snapshot in ``before``."""
+    for name, old in before.items():
+        new = _snapshots(t, {name: arrays[name]})[name]
+        if new.shape != old.shape or new.tobytes() != old.tobytes():
+            changed: Any = np.flatnonzero(new.reshape(-1).view(np.int64) != old.reshape(-1).view(
+                np.int64)) if new.shape == old.shape else []
+            where = f" (first at flat index {int(changed[0])})" if len(changed) else ""
+            raise Mismatch(message.format(name=name, where=where))
 
 
 def _out(t: Target, name: str, native: Any, ref: Any, magnitude: Any, dtype: str,
@@ -393,8 +402,14 @@ def _stateful(t: Target, case: Case, native: Natives = None) -> list[Output]:
         then = "on the same w, with other " + ", ".join([*sequel.operands, *sequel.kwargs]) + ": "
         second = check.evaluate(t, case.then(), arrays)
     else:
+        before = _snapshots(t, arrays)
         for out in first:
             _overwrite(out.native)
+        # A result that is a view of an argument (``dw`` returned as ``g`` itself) passes
+        # every comparison until the caller writes into it.
+        _check_unchanged(t, arrays, before, f"writing NaN into the results of {case.op} "
+                         "changed its argument {name!r}{where}: a result must not share memory "
+                         "with an argument")
         then = "after writing NaN into the first call's results: "
         second = check.evaluate(t, case)
     # Read the first results again: a result must stay the caller's, not a buffer the second

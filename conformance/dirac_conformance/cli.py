@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="ci: fast and deterministic (default); thorough: many examples")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--ops", metavar="OP[,OP...]", help="only these checks")
+    parser.add_argument("--dtypes", metavar="DTYPE[,DTYPE...]",
+                        help="only these of the backend's dtypes")
     parser.add_argument("--xfails", metavar="FILE", help="known failures (JSON lines)")
     parser.add_argument("--fail-fast", action="store_true",
                         help="stop at the first check that fails")
@@ -119,8 +121,8 @@ def _suite(args: argparse.Namespace, started: float) -> int:
         print(f"SKIPPED: backend {args.backend!r} cannot run here: {exc}")
         return UNAVAILABLE
     deadline = args.deadline or DEADLINE
-    report = run_suite(target, args.profile, ops, xfails, fail_fast=args.fail_fast,
-                       deadline=deadline)
+    report = run_suite(target, args.profile, ops, xfails, dtypes=args.dtypes,
+                       fail_fast=args.fail_fast, deadline=deadline)
     print(report.table())
     for r in report.failures:
         if not r.failures:  # an unexpected pass

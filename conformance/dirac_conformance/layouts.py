@@ -11,7 +11,11 @@ The spec says results depend on values only. An operand's values are fixed by th
   ``alpha`` that is a strided view of a larger one, for instance);
 - ``reversed``: negative strides along axis 0 (where the array type has them: NumPy and CuPy;
   PyTorch has none, and then the operand is contiguous);
-- ``offset``: a view starting a few elements into a larger buffer.
+- ``offset``: a view starting a few elements into a larger buffer;
+- ``sliced``: the leading block of a buffer two larger along every axis but the first
+  (``big[:, :C, ..., :n]``, what ``torch.chunk`` of an NCReLU output gives): the last stride is
+  one, yet the rows are not packed, so a kernel that checks only the innermost stride reads
+  the buffer's padding.
 
 Every view is made with the array type's own indexing, ``permute_dims``/``permute`` and
 ``reshape`` from an array ``from_numpy`` returned, so it is the backend's own array type; the
@@ -25,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-LAYOUTS = ("contiguous", "fortran", "channels_last", "stepped", "reversed", "offset")
+LAYOUTS = ("contiguous", "fortran", "channels_last", "stepped", "reversed", "offset",
+           "sliced")
 
 _FILL = np.nan  # in the elements a view skips
 
@@ -68,7 +73,12 @@ def native(target: Any, values: np.ndarray, dtype: str, layout: str = "contiguou
         big = np.full(tuple(2 * n for n in values.shape), _FILL)
         big[tuple(slice(None, None, 2) for _ in values.shape)] = values
         return target.from_numpy(big, dtype)[tuple(slice(None, None, 2) for _ in values.shape)]
-    if layout in ("offset", "stepped"):  # a 0-d "stepped" operand: an offset one
+    if layout == "sliced" and values.ndim > 1:
+        big = np.full((values.shape[0], *(n + 2 for n in values.shape[1:])), _FILL)
+        block = tuple(slice(0, n) for n in values.shape)
+        big[block] = values
+        return target.from_numpy(big, dtype)[block]
+    if layout in ("offset", "stepped", "sliced"):  # 0-d "stepped", 0-d and 1-d "sliced"
         start = 3
         flat = np.concatenate([np.full(start, _FILL), values.reshape(-1), np.full(2, _FILL)])
         stored = target.from_numpy(flat, dtype)

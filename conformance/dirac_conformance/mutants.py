@@ -521,6 +521,28 @@ class RawPointerConvVjp(Mutant):
                                 padding=padding, dilation=dilation, groups=groups)
 
 
+def _packed_rows(x: Any) -> Any:
+    """What a kernel reads that checks only that ``x``'s innermost stride is one (and its
+    strides positive, as in PyTorch) and then walks packed rows from where ``x`` starts."""
+    if x.ndim < 2 or x.flags.c_contiguous or x.strides[-1] != x.itemsize or min(x.strides) < 0:
+        return x
+    return _as_if_contiguous(x)
+
+
+class PackedRowsConv(Mutant):
+    """``conv`` reads ``x`` as packed rows whenever its innermost stride is one: a channel
+    slice of a larger array (``torch.chunk`` of an NCReLU output) is read with its parent's
+    other channels."""
+
+    first = "conv"
+    fault = "layout"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        return super().conv(_packed_rows(x), w, bias, stride=stride, padding=padding,
+                            dilation=dilation, groups=groups)
+
+
 class LastTileDropped(Mutant):
     """``conv`` computed in tiles of 16 output positions along the last axis, launched for
     ``P // 16`` tiles: the last partial tile of an output longer than 16 stays zero."""
@@ -569,6 +591,42 @@ class Vector4Channels(Mutant):
         if per_group % 4 == 0 and per_group >= 8:
             w = w.copy()
             w[:, per_group - 4:] = 0
+        return super().conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups)
+
+
+class DepthwiseTileDropped(Mutant):
+    """``conv`` takes a depthwise path for 4 or more groups of one input channel each, in
+    tiles of 8 groups launched ``groups // 8`` times: the groups past the last whole tile give
+    zeros."""
+
+    first = "conv"
+    fault = "tile"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        y = super().conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups)
+        if groups >= 4 and w.shape[1] == 1 and groups % 8:
+            y = y.copy()
+            y[:, groups // 8 * 8 * (w.shape[0] // groups):] = 0
+        return y
+
+
+class LongKernelLastTap(Mutant):
+    """``conv`` unrolls kernels of up to 5 taps per axis; its generic loop for longer ones
+    stops one tap short (``k < K - 1``), so a 7x7 stem loses a row and a column of taps."""
+
+    first = "conv"
+    fault = "geometry"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        long = [axis for axis in range(2, w.ndim) if w.shape[axis] >= 6]
+        if long:
+            w = w.copy()
+            for axis in long:
+                w[(slice(None),) * axis + (-1,)] = 0
         return super().conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
                             groups=groups)
 
@@ -664,6 +722,24 @@ class AliasedPureWeight(Mutant):
             return w
         return super().dirac_weight(w, alpha, beta, eps=eps, normalize=normalize,
                                     groups=groups, policy=policy)
+
+
+class AliasedWeightGrad(Mutant):
+    """``dirac_weight_vjp`` with ``normalize=False`` and ``beta = 1`` returns the cotangent
+    itself as ``dW`` (``dW = beta g = g``): correct numbers, but the caller's gradient is its
+    ``g``, and writing into one writes into the other."""
+
+    first = "state_result"
+    fault = "state"
+
+    def dirac_weight_vjp(self, g: Any, w: Any, alpha: Any, beta: Any, *, eps: float,
+                         normalize: bool, groups: int, policy: str) -> Any:
+        dw, dalpha, dbeta = super().dirac_weight_vjp(g, w, alpha, beta, eps=eps,
+                                                     normalize=normalize, groups=groups,
+                                                     policy=policy)
+        if not normalize and np.all(np.asarray(beta) == 1):
+            dw = g
+        return dw, dalpha, dbeta
 
 
 class ReusedOutputBuffer(Mutant):

@@ -377,16 +377,28 @@ TILE_COUNTS = (7, 8, 9, 16, 17, 32, 33)
 TILE_CHANNELS = (4, 8, 32, 3, 5, 9, 33)
 """Channels per group: multiples of 4, 8 and 32 (vectorized loads) and odd counts."""
 
+TILE_GROUPS = (4, 8, 9, 33)
+"""Group counts of depthwise convolutions (one input channel per group): a whole tile of 4 and
+8 channels, and one past 8 and 32, for a kernel that takes a depthwise path by group count."""
+
+LONG_KERNELS = (6, 7, 11)
+"""Kernel lengths past the small ones drawn elsewhere (a 7x7 stem, an 11-tap 1-d filter), for
+a kernel whose generic loop over taps differs from its unrolled 3x3 one."""
+
 
 @st.composite
 def tile_conv_geometry(draw: Any) -> dict[str, Any]:
     """A convolution with one size past a tile boundary and the others small: the batch
-    (:data:`TILE_COUNTS`), the output length along one axis (:data:`TILE_LENGTHS`, up to 65), or
-    the channels per group (:data:`TILE_CHANNELS`)."""
-    focus = draw(st.sampled_from(("batch", "length", "channels")))
-    ndim = draw(st.integers(1 if focus == "length" else 0, 2))
-    groups = draw(st.integers(1, 2))
+    (:data:`TILE_COUNTS`), the output length along one axis (:data:`TILE_LENGTHS`, up to 65),
+    the channels per group (:data:`TILE_CHANNELS`), the groups of a depthwise convolution
+    (:data:`TILE_GROUPS`) or the kernel along one axis (:data:`LONG_KERNELS`)."""
+    focus = draw(st.sampled_from(("batch", "length", "channels", "groups", "kernel")))
+    ndim = draw(st.integers(1 if focus in ("length", "kernel") else 0, 2))
+    depthwise = focus == "groups"
+    groups = draw(st.sampled_from(TILE_GROUPS)) if depthwise else draw(st.integers(1, 2))
     kernel = draw(st.lists(st.integers(1, 3), min_size=ndim, max_size=ndim))
+    if focus == "kernel":
+        kernel[draw(st.integers(0, ndim - 1))] = draw(st.sampled_from(LONG_KERNELS))
     dilation = draw(st.lists(st.integers(1, 2), min_size=ndim, max_size=ndim))
     stride = draw(st.lists(st.integers(1, 2), min_size=ndim, max_size=ndim))
     outputs = draw(st.lists(st.integers(1, 3), min_size=ndim, max_size=ndim))
@@ -398,9 +410,11 @@ def tile_conv_geometry(draw: Any) -> dict[str, Any]:
              for p, s, d, k, (left, right) in zip(outputs, stride, dilation, kernel, pairs,
                                                   strict=True)]
     wide = focus == "channels"
-    per_group_in = draw(st.sampled_from(TILE_CHANNELS)) if wide else draw(st.integers(1, 3))
-    per_group_out = draw(st.sampled_from(TILE_CHANNELS[:4])) if wide else draw(
-        st.integers(1, 2))
+    if depthwise:
+        per_group_in = 1
+    else:
+        per_group_in = draw(st.sampled_from(TILE_CHANNELS) if wide else st.integers(1, 3))
+    per_group_out = draw(st.sampled_from(TILE_CHANNELS[:4]) if wide else st.integers(1, 2))
     batch = draw(st.sampled_from(TILE_COUNTS)) if focus == "batch" else draw(st.integers(1, 2))
     return {
         "x_shape": (batch, groups * per_group_in, *sizes),

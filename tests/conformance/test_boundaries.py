@@ -61,6 +61,11 @@ def test_convolutions_pass_batch_chunks_and_channel_paths(check: str, dtype: str
     for counts in (per_group_in, per_group_out):
         assert set(b.CHANNELS) <= counts, counts
         assert any(n % 32 == 0 for n in counts) and any(_past(n, 32) for n in counts)
+    # A depthwise path (many groups of one input channel) and a generic loop over long
+    # kernels are chosen by size: each needs a case of its own.
+    assert any(c.kwargs["groups"] > 32 and c.array("w").shape[1] == 1 for c in cases)
+    assert any(max(c.array("w").shape[2:], default=0) >= 7 and max(c.kwargs["stride"]) > 1
+               for c in cases)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

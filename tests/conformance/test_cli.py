@@ -212,3 +212,11 @@ def test_ctrl_c_inside_a_backend_is_one_line(tmp_path, capsys) -> None:
     assert main([str(path), "--ops", "ncrelu"]) == 130
     err = capsys.readouterr().err
     assert "interrupted (Ctrl-C)" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_dtypes_option_selects_and_refuses(capsys) -> None:
+    assert main(["numpy", "--ops", "ncrelu", "--dtypes", "float16,float64"]) == 0
+    out = capsys.readouterr().out
+    assert "2/2 checks conform" in out and "float32" not in out
+    assert main(["numpy", "--ops", "ncrelu", "--dtypes", "float8"]) == 2
+    assert "dtypes ['float8'] are not tested on numpy" in capsys.readouterr().err

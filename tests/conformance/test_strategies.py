@@ -161,3 +161,23 @@ def test_operand_values_are_exact_in_their_dtype(dtype: str) -> None:
     for op in case.operands.values():
         if op is not None:
             assert np.array_equal(round_to(op.values, dtype), op.values)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_sliced_layout_has_a_unit_innermost_stride_over_unpacked_rows(backend: str) -> None:
+    """The view a kernel checking only ``stride(-1) == 1`` misreads: right values, innermost
+    stride one, not contiguous, and NaN right after each row in the buffer."""
+    from dirac_conformance.layouts import native
+    from dirac_conformance.target import load_target
+
+    if backend == "torch":
+        pytest.importorskip("torch")
+    target = load_target(backend)
+    values = np.arange(24.0).reshape(2, 3, 4)
+    x = native(target, values, "float32", "sliced")
+    np.testing.assert_array_equal(target.to_numpy(x), values)
+    strides = x.stride() if backend == "torch" else tuple(n // x.itemsize for n in x.strides)
+    assert strides == (30, 6, 1)
+    first_row_and_next = (np.lib.stride_tricks.as_strided(x, (5,), (x.itemsize,))
+                          if backend == "numpy" else x.as_strided((5,), (1,)).numpy())
+    assert np.isnan(first_row_and_next[4])

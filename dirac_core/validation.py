@@ -36,8 +36,18 @@ def is_real(value: Any) -> bool:
 
 
 def is_python_or_numpy_scalar(value: Any) -> bool:
-    """A real number that is not an array: ``1``, ``2.5``, ``np.float32(2)``, ``np.int64(1)``."""
-    return is_real(value) and (not hasattr(value, "shape") or isinstance(value, np.generic))
+    """A real number that is not an array: ``1``, ``2.5``, ``np.float32(2)``, ``np.int64(1)``,
+    and a NumPy scalar of a spec dtype NumPy lacks (``ml_dtypes.bfloat16(2)``, which is no
+    ``numbers.Real``).
+
+    Examples
+    --------
+    >>> is_python_or_numpy_scalar(np.float16(2)), is_python_or_numpy_scalar(np.ones(()))
+    (True, False)
+    """
+    if isinstance(value, np.generic):
+        return is_real(value) or value.dtype.name in FLOAT_DTYPES
+    return is_real(value) and not hasattr(value, "shape")
 
 
 def dtype_name(dtype: Any) -> str:

@@ -52,6 +52,18 @@ def test_ncrelu_checks_its_axis_under_the_jax_name():
     assert dirac_jax.ncrelu(x, axis=0).shape == (4, 3)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bfloat16_numpy_scalar_scales_go_with_jax_weights(dtype):
+    # ml_dtypes' bfloat16 scalar is a NumPy scalar (no numbers.Real): a number, like float16's.
+    bfloat16 = pytest.importorskip("ml_dtypes").bfloat16
+    w = jnp.asarray(W, dtype)
+    expected = np.asarray(dc.dirac_weight(w, np.float16(2), np.float16(0.5)))
+    for door in (dc.dirac_weight, dirac_jax.dirac_weight):
+        got = door(w, bfloat16(2), bfloat16(0.5))
+        assert isinstance(got, jax.Array) and got.dtype == jnp.dtype(dtype)
+        np.testing.assert_array_equal(np.asarray(got), expected)
+
+
 def test_checked_functions_jit_and_differentiate():
     w = jnp.asarray(W)
 

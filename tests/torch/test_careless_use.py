@@ -157,6 +157,20 @@ def test_numpy_scalar_scales_with_torch_weights():
         assert all(isinstance(g, torch.Tensor) for g in grads)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_bfloat16_numpy_scalar_scales_go_with_torch_weights(dtype):
+    # ml_dtypes' bfloat16 scalar is a NumPy scalar (no numbers.Real): a number, like float16's.
+    bfloat16 = pytest.importorskip("ml_dtypes").bfloat16
+    w = torch.randn(3, 3, 3).to(dtype)
+    expected = dc.dirac_weight(w, np.float16(2), np.float16(0.5))
+    for door in (dc.dirac_weight, dt.dirac_weight):
+        got = door(w, bfloat16(2), bfloat16(0.5))
+        assert isinstance(got, torch.Tensor) and got.dtype == dtype
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    grads = dc.dirac_weight_vjp(torch.ones_like(w), w, bfloat16(2), bfloat16(0.5))
+    assert all(isinstance(g, torch.Tensor) for g in grads)
+
+
 @pytest.mark.parametrize("w", [np.ones((2, 2, 3), np.float32), torch.ones(2, 2, 3),
                                torch.ones(2, 2, 3, dtype=torch.bfloat16)],
                          ids=["numpy", "torch", "torch-bfloat16"])

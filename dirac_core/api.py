@@ -2,8 +2,9 @@
 
 Each function accepts ``backend=``: ``None`` infers it from the array arguments (NumPy arrays:
 the reference; torch tensors: ``"torch"``; CuPy arrays: ``"cupy"``); a name or a backend object
-forces one, converting the inputs to it. The maths of each op is in the module named for it
-(:mod:`dirac_core.delta`, :mod:`dirac_core.normalize`, ...), which the reference backend runs.
+forces one, converting the inputs to it, each in its own dtype. The maths of each op is in the
+module named for it (:mod:`dirac_core.delta`, :mod:`dirac_core.normalize`, ...), which the
+reference backend runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from . import validation as ck
 from .backend import Array, Backend
 from .padding import conv_output_shape
 from .registry import get_backend, infer_backend
+from .xp import numpy_dtype
 
 
 def _backend(backend: str | Backend | None, **arrays: Any) -> Backend:
@@ -32,8 +34,13 @@ def _convert(b: Backend, x: Any, device: Any = None) -> Any:
         return x
     if isinstance(x, np.ndarray | np.generic):
         return b.from_numpy(np.asarray(x), device)
-    owner = infer_backend(x)
-    return b.from_numpy(owner.to_numpy(x), device)
+    host = np.asarray(infer_backend(x).to_numpy(x))
+    dtype = ck.array_dtype(x)
+    if host.dtype.name != dtype:
+        # A backend may hand back a dtype NumPy lacks in a wider one (torch: bfloat16 as
+        # float32, exactly); the result must keep the input's dtype.
+        host = host.astype(numpy_dtype(dtype))
+    return b.from_numpy(host, device)
 
 
 def _scale(b: Backend, value: Any, device: Any, weight_dtype: str) -> Array:

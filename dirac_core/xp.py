@@ -61,6 +61,28 @@ def work_dtype(dtype: Any, xp: ModuleType = np) -> Any:
     return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
 
 
+def numpy_dtype(name: str) -> np.dtype:
+    """The NumPy dtype that carries the spec dtype ``name`` to and from NumPy: NumPy's own, or
+    ``ml_dtypes``' bfloat16, which NumPy lacks.
+
+    Raises
+    ------
+    ImportError
+        ``name`` is ``"bfloat16"`` and ``ml_dtypes`` is not installed.
+
+    Examples
+    --------
+    >>> numpy_dtype("float16"), numpy_dtype("bfloat16")
+    (dtype('float16'), dtype(bfloat16))
+    """
+    if name != "bfloat16":
+        return np.dtype(name)
+    import ml_dtypes
+
+    carrier: np.dtype = np.dtype(ml_dtypes.bfloat16)
+    return carrier
+
+
 def array_module(*arrays: Any) -> ModuleType:
     """``cupy`` if any argument is a CuPy array, else ``numpy``: the array module of code
     written against NumPy's own API rather than the standard (the CuPy backend's host mirror

@@ -22,6 +22,7 @@ from dirac_core import activation, batchnorm, convolution, delta, normalize, wei
 from dirac_core.backend import Array, Availability
 from dirac_core.padding import Pairs
 from dirac_core.validation import FLOAT_DTYPES
+from dirac_core.xp import numpy_dtype
 
 Shape = tuple[int, ...]
 
@@ -33,15 +34,11 @@ def _strict() -> ModuleType:
 
 
 def _numpy_dtype(name: str) -> np.dtype | None:
-    """The NumPy dtype that carries ``name`` (bfloat16: ml_dtypes', if installed)."""
-    if name != "bfloat16":
-        return np.dtype(name)
+    """The NumPy dtype that carries ``name`` (None for bfloat16 without ``ml_dtypes``)."""
     try:
-        import ml_dtypes
+        return numpy_dtype(name)
     except ImportError:
         return None
-    carrier: np.dtype = np.dtype(ml_dtypes.bfloat16)
-    return carrier
 
 
 class ArrayApiBackend:

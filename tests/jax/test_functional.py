@@ -64,6 +64,41 @@ def test_bfloat16_numpy_scalar_scales_go_with_jax_weights(dtype):
         np.testing.assert_array_equal(np.asarray(got), expected)
 
 
+# Every op with (input, weight, per-channel vector, conv cotangent, NCReLU cotangent, var).
+OPS = {
+    "conv": lambda x, w, v, gc, gn, var: dc.conv(x, w, backend="jax"),
+    "conv_vjp": lambda x, w, v, gc, gn, var: dc.conv_vjp(gc, x, w, v, backend="jax"),
+    "normalize_filters": lambda x, w, v, gc, gn, var: dc.normalize_filters(w, backend="jax"),
+    "normalize_filters_vjp":
+        lambda x, w, v, gc, gn, var: dc.normalize_filters_vjp(w, w, backend="jax"),
+    "dirac_weight": lambda x, w, v, gc, gn, var: dc.dirac_weight(w, v, v, backend="jax"),
+    "dirac_weight_vjp":
+        lambda x, w, v, gc, gn, var: dc.dirac_weight_vjp(w, w, v, v, backend="jax"),
+    "ncrelu": lambda x, w, v, gc, gn, var: dc.ncrelu(x, backend="jax"),
+    "ncrelu_vjp": lambda x, w, v, gc, gn, var: dc.ncrelu_vjp(gn, x, backend="jax"),
+    "fold_batchnorm":
+        lambda x, w, v, gc, gn, var: dc.fold_batchnorm(w, v, v, v, v, var, backend="jax"),
+}
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_torch_bfloat16_inputs_keep_their_dtype_on_jax(op):
+    # torch hands bfloat16 to NumPy as float32; the conversion must not widen the result.
+    bfloat16 = pytest.importorskip("ml_dtypes").bfloat16
+    rng = np.random.default_rng(2)
+    shapes = [(2, 4, 5, 5), (4, 4, 3, 3), (4,), (2, 4, 3, 3), (2, 8, 5, 5), (4,)]
+    host = [rng.standard_normal(s).astype(bfloat16) for s in shapes]
+    host[-1] = np.abs(host[-1])  # var
+    from_torch = OPS[op](*(torch.from_numpy(h.astype(np.float32)).to(torch.bfloat16)
+                           for h in host))
+    from_jax = OPS[op](*map(jnp.asarray, host))
+    pairs = zip(*(r if isinstance(r, tuple) else (r,) for r in (from_torch, from_jax)),
+                strict=True)
+    for got, want in pairs:
+        assert isinstance(got, jax.Array) and got.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
 def test_checked_functions_jit_and_differentiate():
     w = jnp.asarray(W)
 

@@ -57,6 +57,16 @@ def _require_tensor(x: Any, name: str) -> torch.Tensor:
     return x
 
 
+def _require_scale(value: Any, name: str) -> None:
+    """``alpha``/``beta`` of a torch weight: a tensor or a Python/NumPy scalar, the rule
+    :func:`dirac_core.dirac_weight` applies (an array of another library is not a number)."""
+    if not (isinstance(value, torch.Tensor) or ck.is_python_or_numpy_scalar(value)):
+        raise TypeError(
+            f"{name} must be a torch.Tensor or a Python/NumPy scalar, got "
+            f"{type(value).__module__}.{type(value).__name__}: {value!r:.80}"
+        )
+
+
 # ---------------------------------------------------------------------------- dirac tensor
 
 
@@ -167,7 +177,7 @@ def dirac_weight(
     Parameters
     ----------
     w : torch.Tensor ``(O, I/groups, K...)``
-    alpha, beta : float or torch.Tensor of shape ``()`` or ``(O,)``
+    alpha, beta : Python or NumPy scalar, or torch.Tensor of shape ``()`` or ``(O,)``
     delta : torch.Tensor, optional
         A tensor of ``w``'s shape to use instead of the Dirac tensor (``groups`` and
         ``policy`` are then not used). Without it no Dirac tensor is formed: ``alpha`` is
@@ -180,7 +190,8 @@ def dirac_weight(
     ValueError
         ``alpha``/``beta`` of another shape; ``delta`` not of ``w``'s shape; bad ``groups``.
     TypeError
-        Non-floating ``w``, ``alpha``, ``beta``.
+        Non-floating ``w``, ``alpha``, ``beta``; an ``alpha`` or ``beta`` that is neither a
+        tensor nor a Python/NumPy scalar (a NumPy or JAX array).
 
     Examples
     --------
@@ -189,6 +200,8 @@ def dirac_weight(
     """
     _require_tensor(w, "w")
     args = ck.check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
+    _require_scale(alpha, "alpha")
+    _require_scale(beta, "beta")
     if delta is None:
         geo = weight_geometry(tuple(w.shape), args["groups"], args["policy"])
         return kernels.dirac_weight(w, alpha, beta, geo, args["eps"], normalize)

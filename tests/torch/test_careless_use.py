@@ -171,6 +171,28 @@ def test_bfloat16_numpy_scalar_scales_go_with_torch_weights(dtype):
     assert all(isinstance(g, torch.Tensor) for g in grads)
 
 
+def _jax_array(values):
+    return pytest.importorskip("jax.numpy").asarray(values)
+
+
+@pytest.mark.parametrize("make", [np.asarray, _jax_array], ids=["numpy", "jax"])
+@pytest.mark.parametrize("shape", [(), (2,)], ids=["0-d", "vector"])
+def test_torch_door_refuses_scales_of_another_library_as_dirac_core_does(make, shape):
+    # Torch weights take tensors or Python/NumPy scalars; an array of another library is
+    # refused, not converted, by both doors.
+    w, other = torch.ones(2, 2, 1), make(np.full(shape, 2.0, np.float32))
+    for name, args in (("alpha", (other, 1.0)), ("beta", (1.0, other))):
+        with pytest.raises(TypeError, match="inputs mix arrays"):
+            dc.dirac_weight(w, *args)
+        with pytest.raises(TypeError, match=rf"^{name} must be a torch.Tensor or a Python/NumPy "
+                                            rf"scalar, got (numpy\.ndarray|jaxlib\.\S+): "):
+            dt.dirac_weight(w, *args)
+        with pytest.raises(TypeError, match=rf"^{name} must be a torch.Tensor"):
+            dt.dirac_weight(w, *args, delta=torch.zeros(2, 2, 1))
+    assert torch.equal(dt.dirac_weight(w, torch.tensor(2.0), np.float32(1)),
+                       dc.dirac_weight(w, 2.0, 1.0))
+
+
 @pytest.mark.parametrize("w", [np.ones((2, 2, 3), np.float32), torch.ones(2, 2, 3),
                                torch.ones(2, 2, 3, dtype=torch.bfloat16)],
                          ids=["numpy", "torch", "torch-bfloat16"])

@@ -163,18 +163,22 @@ def load_hickle(path: str | os.PathLike[str]) -> Any:
     UntrustedInputError
         As :func:`read_hickle`.
     dirac_torch.pretrained.AuthorsCheckpointError
-        The arrays are not one of the authors' layouts (the first mismatch named).
+        The arrays are not one of the authors' layouts (the first mismatch named), or hold
+        NaN or infinite values; the message names the file.
     """
     import torch
 
-    from .pretrained import authors_model
+    from .pretrained import AuthorsCheckpointError, authors_model
 
     def tensors(value: Any) -> Any:
         if isinstance(value, dict):
             return {key: tensors(item) for key, item in value.items()}
         return torch.from_numpy(np.ascontiguousarray(value))
 
-    return authors_model(tensors(read_hickle(path)))
+    try:
+        return authors_model(tensors(read_hickle(path)))
+    except AuthorsCheckpointError as exc:
+        raise AuthorsCheckpointError(f"{str(path)!r}: {exc}") from None
 
 
 __all__ = ["load_hickle", "read_hickle", "write_hickle"]

@@ -34,6 +34,7 @@ from .untrusted import (
     load_safetensors,
     load_state,
     safetensors_header,
+    stored_tensors,
 )
 
 METADATA_KEY = "dirac_torch.architecture"
@@ -233,7 +234,8 @@ def load_model(
         No file at ``path``.
     dirac_core.untrusted.UntrustedInputError
         (a ``ValueError``) As :func:`read_architecture`; a network larger than the file's
-        weights or than :data:`dirac_torch.untrusted.MAX_PARAMETERS`.
+        weights or than :data:`dirac_torch.untrusted.MAX_PARAMETERS`; NaN or infinite
+        weights (:func:`dirac_torch.untrusted.stored_tensors`).
     ValueError
         The weights do not fit the described network, or ``model=`` with a DiracNet file.
     TypeError
@@ -246,6 +248,6 @@ def load_model(
 
     description, stored = _read_header(path)
     model = build_from_architecture(description, f"model file {str(path)!r}", stored)
-    state = load_safetensors(path, map_location)
+    state = stored_tensors(load_safetensors(path, map_location), f"model file {str(path)!r}")
     load_state(model, state, f"{str(path)!r}")
     return model.eval()

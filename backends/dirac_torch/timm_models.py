@@ -195,7 +195,9 @@ def _load_weights(state_dict: Mapping[str, Any], model: DiracNet) -> dict[str, t
     :func:`~dirac_torch.untrusted.stored_tensors`, as the authors' files are, and every shape
     by :func:`~dirac_torch.pretrained.check_shape` before timm loads it)."""
     if set(state_dict) == set(model.state_dict()):
-        tensors = stored_tensors(state_dict, "the pretrained file")
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        source = f"the pretrained file {cfg.get('file') or cfg.get('url') or ''!r}"
+        tensors = stored_tensors(state_dict, source)
         for key, shape in _pretrained_shapes(model).items():
             check_shape(shape, tensors[key], key, key)
         return tensors

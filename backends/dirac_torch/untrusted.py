@@ -8,6 +8,8 @@ Before a network described by a file is built, the file has to prove it holds th
 - :func:`stored_tensors` refuses anything in a loaded state dict that is not a dense tensor
   holding its own values: an expanded (stride-0) or overlapping view claims more values than
   its storage has, so a 16 KB file could otherwise describe gigabytes;
+- :func:`stored_tensors` also refuses NaN and infinite values (:func:`non_finite_keys`): a
+  network built from them computes NaN;
 - :func:`check_parameter_count` compares the parameter count of the described network
   (:func:`dirac_core.nets.count_parameters` of its spec) with the values the file stores and
   with :data:`MAX_PARAMETERS`, so nothing is allocated for weights the file does not have.
@@ -108,13 +110,22 @@ def load_safetensors(path: str | os.PathLike[str], device: Any = "cpu",
 
 def stored_tensors(state: Any, source: str) -> dict[str, torch.Tensor]:
     """``state`` as ``{name: tensor}``, refused unless every value is a dense tensor that
-    holds its own values (not an expanded or overlapping view of a smaller storage).
+    holds its own values (not an expanded or overlapping view of a smaller storage) and every
+    floating value is finite.
 
     Raises
     ------
     UntrustedInputError
         ``state`` is not a mapping of string keys to tensors; a sparse, quantized or
-        meta tensor; a tensor with more values than its storage holds.
+        meta tensor; a tensor with more values than its storage holds; NaN or infinite
+        values (the message names ``source`` and the first such keys).
+
+    Examples
+    --------
+    >>> stored_tensors({"w": torch.ones(2), "b": torch.tensor([1.0, float("nan")])}, "'f.pt'")
+    Traceback (most recent call last):
+    ...
+    dirac_core.untrusted.UntrustedInputError: 'f.pt': NaN or infinite values in ['b']; refused
     """
     if not isinstance(state, Mapping):
         raise UntrustedInputError(f"{source}: expected a mapping of names to tensors, got "
@@ -136,7 +147,23 @@ def stored_tensors(state: Any, source: str) -> dict[str, torch.Tensor]:
                 f"but stores {value.untyped_storage().nbytes():,} (an expanded or overlapping "
                 "tensor); refused")
         out[key] = value
+    bad = non_finite_keys(out)
+    if bad:
+        shown = repr(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise UntrustedInputError(f"{source}: NaN or infinite values in {shown}; refused")
     return out
+
+
+def non_finite_keys(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The keys of ``state`` whose floating (or complex) tensors hold a NaN or an infinity.
+
+    >>> non_finite_keys({"a": torch.ones(2), "b": torch.tensor(float("inf")),
+    ...                  "n": torch.tensor(3)})
+    ['b']
+    """
+    return [key for key, value in state.items()
+            if (value.is_floating_point() or value.is_complex())
+            and not bool(torch.isfinite(value).all())]
 
 
 def check_parameter_count(spec: nets.NetSpec, stored: int, source: str,

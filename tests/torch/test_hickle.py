@@ -167,3 +167,15 @@ def test_not_hdf5_and_not_a_file_are_refused(tmp_path):
         read_hickle(tmp_path / "text.hkl")
     with pytest.raises(UntrustedInputError, match="a directory"):
         read_hickle(tmp_path)
+
+
+def test_nan_or_infinite_weights_are_refused_naming_the_file_and_keys(released, tmp_path):
+    _, data = released
+    params = {**data["params"], "fc.bias": np.full(5, np.nan),
+              "group0.block0.conv.gamma": np.array([np.inf])}
+    path = tmp_path / "nan.hkl"
+    write_hickle(path, {"params": params, "stats": data["stats"]})
+    with pytest.raises(pretrained.AuthorsCheckpointError,
+                       match=r"nan.hkl'.*NaN or infinite values in \['[^]]*'\]; refused$") as info:
+        load_hickle(path)
+    assert "'fc.bias'" in str(info.value) and "'group0.block0.conv.gamma'" in str(info.value)

@@ -183,6 +183,25 @@ def test_a_file_of_our_layout_with_other_shapes_names_the_first_mismatch(tmp_pat
                           pretrained_cfg_overlay={"file": str(tmp_path / "w.pth")})
 
 
+def test_a_pretrained_file_with_nan_weights_is_refused(tmp_path):
+    from dirac_core.untrusted import UntrustedInputError
+
+    source = registry.create_model("plain34_2_cifar")
+    with torch.no_grad():
+        source.stem[0].weight[0, 0, 0, 0] = float("nan")
+    torch.save(source.state_dict(), tmp_path / "nan.pth")
+    with pytest.raises(UntrustedInputError,
+                       match=r"nan.pth'.*NaN or infinite values in \['stem.0.weight'\]"):
+        timm.create_model("plain34_2_cifar", pretrained=True,
+                          pretrained_cfg_overlay={"file": str(tmp_path / "nan.pth")})
+    theirs = authors_state_dict(registry.create_model(V2))
+    theirs["conv"][0, 0, 0, 0] = float("inf")
+    torch.save(theirs, tmp_path / "theirs.pth")
+    with pytest.raises(AuthorsCheckpointError, match=r"NaN or infinite values in \['conv'\]"):
+        timm.create_model(V2, pretrained=True,
+                          pretrained_cfg_overlay={"file": str(tmp_path / "theirs.pth")})
+
+
 # ---------------------------------------------------------------------------- model API
 
 

@@ -203,3 +203,25 @@ def test_what_safetensors_cannot_read_is_named_with_the_file(tmp_path):
     save_model(models.diracnet_cifar(10), path)
     with pytest.raises(UntrustedInputError, match=r"net\.safetensors' cannot be read: "):
         load_model(path, map_location="no-such-device")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_or_infinite_weights_are_refused_by_load_model_and_authors_model(tmp_path, bad):
+    from dirac_torch.pretrained import AuthorsCheckpointError, authors_model, authors_state_dict
+    from dirac_torch.registry import create_model
+    from dirac_torch.saving import save_model
+
+    model = create_model("diracnet10_1_v2_cifar")
+    with torch.no_grad():
+        model.head[-1].bias[3] = bad  # head.2: a v2 network's head has a ReLU
+    save_model(model, tmp_path / "m.safetensors")
+    with pytest.raises(UntrustedInputError,
+                       match=r"m.safetensors'.*NaN or infinite values in \['head.2.bias'\]"):
+        load_model(tmp_path / "m.safetensors")
+    with pytest.raises(AuthorsCheckpointError,
+                       match=r"NaN or infinite values in \['fc.bias'\]"):
+        authors_model(authors_state_dict(model))
+    many = {f"w{i}": torch.full((2,), bad) for i in range(5)}
+    with pytest.raises(UntrustedInputError,
+                       match=r"^'f': NaN or infinite values in \['w0', 'w1', 'w2'\] and 2 more"):
+        stored_tensors({"ok": torch.ones(2), **many, "n": torch.tensor([7])}, "'f'")

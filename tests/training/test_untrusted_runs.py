@@ -74,6 +74,24 @@ def test_a_checkpoint_of_another_run_or_without_a_model(run):
             load_run(run, "last")
 
 
+def test_nan_or_infinite_weights_in_a_run_are_refused(run):
+    from safetensors.torch import load_file, save_file
+
+    state = load_checkpoint(run / "last.pt")
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key] = torch.full_like(state["model"][key], float("inf"))
+    save_checkpoint(state, run / "last.pt")
+    with pytest.raises(CheckpointError, match=rf"last.pt'.*NaN or infinite values in \['{key}'\]"):
+        load_run(run, "last")
+    weights = load_file(str(run / "model.safetensors"))
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    save_file(weights, str(run / "model.safetensors"))
+    with pytest.raises(UntrustedInputError,
+                       match=rf"model.safetensors'.*NaN or infinite values in \['{key}'\]"):
+        load_run(run)
+
+
 def test_summary_json_is_read_as_untrusted(run):
     (run / "summary.json").write_text("[" * 100 + "]" * 100)
     with pytest.raises(UntrustedInputError, match=r"summary.json .* nested deeper"):

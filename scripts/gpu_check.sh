@@ -58,8 +58,8 @@ export DIRAC_CUPY_STRICT=1
 # covers a cold kernel cache (see the budget step); the others pace themselves or are short.
 if (( QUICK )); then
     DEFAULT_TOTAL_S=240
-    LIMITS=(env 15 warm 95 conformance-cupy 20 conformance-torch-cuda 15 tests-cupy 25 ddp 20
-            bench-gpu 15)
+    LIMITS=(env 15 warm 100 conformance-cupy 20 conformance-torch-cuda 15 tests-cupy 25 ddp 20
+            bench-gpu 10)
     CUPY_EXAMPLES=10; TORCH_EXAMPLES=5; GPU_TEST_EXAMPLES=4; BENCH_ARGS=(--quick --repeat 10)
 else
     DEFAULT_TOTAL_S=450

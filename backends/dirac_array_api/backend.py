@@ -102,10 +102,41 @@ class ArrayApiBackend:
             return False
         return array_api_compat.array_namespace(x) is self._namespace
 
+    def _device(self, device: Any) -> Any:
+        """``device`` as the namespace takes it: ``"cpu"``, the host in every backend, is the
+        namespace's CPU device (array-api-strict calls it ``CPU_DEVICE``); anything else is
+        the namespace's to accept.
+
+        Raises
+        ------
+        ValueError
+            A device the namespace refuses (the message lists those it has).
+        """
+        if device is None:
+            return None
+        info = self.xp.__array_namespace_info__()
+        if isinstance(device, str) and device == "cpu":
+            # The default device first: devices() is slow in torch, which probes every kind.
+            default = info.default_device()
+            if "cpu" in str(default).lower():
+                device = default
+            else:
+                device = next((d for d in info.devices() if "cpu" in str(d).lower()), device)
+        try:
+            self.xp.zeros((), device=device)
+        except Exception as exc:  # each library refuses a device in its own way
+            devices = [d for d in info.devices() if d is not None]
+            raise ValueError(f"device={device!r} is not a device of backend {self.name!r}; it "
+                             f"accepts None, 'cpu' or one of {devices}") from exc
+        return device
+
     def from_numpy(self, a: np.ndarray, device: Any = None) -> Any:
-        return self.xp.asarray(np.array(a, copy=True), device=device)
+        return self.xp.asarray(np.array(a, copy=True), device=self._device(device))
 
     def to_numpy(self, x: Any) -> np.ndarray:
+        # DLPack refuses a torch tensor that requires grad; only its values are read here.
+        if array_api_compat.is_torch_array(x):
+            x = x.detach()
         return np.from_dlpack(x)
 
     def device(self, x: Any) -> Any:
@@ -114,7 +145,7 @@ class ArrayApiBackend:
     def dirac_tensor(self, shape: Shape, *, groups: int, policy: str, dtype: str | None,
                      device: Any) -> Array:
         dt = getattr(self.xp, dtype or "float64")
-        return delta.dirac_tensor(shape, groups, policy, dt, self.xp, device)
+        return delta.dirac_tensor(shape, groups, policy, dt, self.xp, self._device(device))
 
     def normalize_filters(self, w: Array, *, eps: float) -> Array:
         return normalize.normalize_filters(w, eps, subnormals=self.subnormals)

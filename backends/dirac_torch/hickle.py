@@ -10,7 +10,9 @@ unicode key), each holding its value as ``data_0``: a dataset for an array, a gr
 :func:`read_hickle` reads such a file into a flat ``{key: numpy array}`` without hickle and
 without unpickling anything, and refuses anything else before reading any array: a file that
 is not a regular file or is too large, links (soft, external), external or virtual datasets,
-non-numeric data, too many arrays or elements, nesting deeper than the authors' two levels.
+non-numeric data, too many arrays or elements, an uncompressed array larger than the bytes
+the file stores for it (a few KB declaring gigabytes never written), nesting deeper than the
+authors' two levels.
 :func:`load_hickle` hands the result to :func:`dirac_torch.pretrained.authors_model`: the
 trained file becomes a ``paper_imagenet`` network (per-filter ``beta``, scalar alpha, layout
 ``"v1-released"``).

@@ -3,6 +3,8 @@ written independently from their notebook's ``define_train_diracnet``, in NumPy.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -179,3 +181,21 @@ def test_nan_or_infinite_weights_are_refused_naming_the_file_and_keys(released, 
                        match=r"nan.hkl'.*NaN or infinite values in \['[^]]*'\]; refused$") as info:
         load_hickle(path)
     assert "'fc.bias'" in str(info.value) and "'group0.block0.conv.gamma'" in str(info.value)
+
+
+@pytest.mark.parametrize("chunks", [None, (2**20,)])
+def test_an_array_the_file_does_not_store_is_refused_before_it_is_read(tmp_path, chunks):
+    """A few KB declaring 256 MiB of float64 (never written): refused, nothing allocated."""
+    path = _file(tmp_path / "huge.hkl", lambda f: f.create_group("data_0").create_group(
+        "'conv'").create_dataset("data_0", shape=(2**25,), dtype="float64", chunks=chunks))
+    assert Path(path).stat().st_size < 10_000
+    with pytest.raises(UntrustedInputError,
+                       match=r"huge.hkl'/'conv' declares \(33554432,\) of float64 "
+                             r"\(268,435,456 bytes\) but the file stores 0"):
+        read_hickle(path)
+
+
+def test_compressed_arrays_are_read_though_they_store_fewer_bytes(tmp_path):
+    path = _file(tmp_path / "gzip.hkl", lambda f: f.create_group("data_0").create_group(
+        "'conv'").create_dataset("data_0", data=np.zeros(4096), compression="gzip"))
+    assert np.array_equal(read_hickle(path)["conv"], np.zeros(4096))

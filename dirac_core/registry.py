@@ -97,9 +97,11 @@ def instantiate(obj: Any, target: str) -> Backend:
     """
     missing = missing_methods(obj)
     if missing:
+        what = f"class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
         raise TypeError(
-            f"backend={target!r} is a {type(obj).__name__}, not a Backend: it lacks "
-            f"{', '.join(missing)}"
+            f"backend={target!r} is {what}, not a Backend: it lacks {', '.join(missing)} "
+            f"(a backend with only some ops can inherit the others from "
+            f"dirac_core.reference.NumpyBackend)"
         )
     try:
         backend = obj() if isinstance(obj, type) else obj

@@ -154,9 +154,17 @@ def _from_file(name: str) -> Backend:
                 raise TypeError(f"{path_text} defines no {attr!r}")
             obj = getattr(obj, part)
         return _instance(obj, name)
-    found = [v for k, v in vars(module).items()
-             if not k.startswith("_") and getattr(v, "__module__", None) == module.__name__
-             and not isinstance(v, ModuleType) and not missing_methods(v)]
+    own = [v for k, v in vars(module).items()
+           if not k.startswith("_") and getattr(v, "__module__", None) == module.__name__
+           and not isinstance(v, ModuleType)]
+    found = [v for v in own if not missing_methods(v)]
+    # A class with some of the protocol's methods is a backend in the making: say what it lacks.
+    every = len(missing_methods(object))
+    near = [f"{v.__name__} lacks {', '.join(missing_methods(v))}" for v in own
+            if isinstance(v, type) and 0 < len(missing_methods(v)) < every]
+    if not found and near:
+        raise TypeError(f"{path_text} defines no backend: {'; '.join(near)} (inherit what "
+                        f"you do not implement from dirac_core.reference.NumpyBackend)")
     if len(found) != 1:
         names = [getattr(v, "__name__", type(v).__name__) for v in found]
         what = f"several backends ({', '.join(names)})" if found else "no backend"

@@ -137,6 +137,11 @@ def test_third_party_mutant_set_from_a_file(tmp_path, capsys) -> None:
         (["dirac_core.api:conv"], "is a function, not a Backend: it lacks available"),
         (["os:path"], "not a Backend"),
         (["{tmp}/empty.py"], "defines no backend"),
+        (["{tmp}/partial.py", "--ops", "ncrelu"],
+         r"defines no backend: OnlyNcrelu lacks available, .*conv_vjp \(inherit what you do "
+         r"not implement from dirac_core.reference.NumpyBackend\)"),
+        (["{tmp}/partial.py:OnlyNcrelu"], r"is class OnlyNcrelu, not a Backend: it lacks "
+         r"available, .* \(a backend with only some ops can inherit"),
         (["{tmp}/absent.py"], "does not exist"),
         (["--mutants", "os:sep"], "must be a non-empty sequence"),
     ],
@@ -144,6 +149,8 @@ def test_third_party_mutant_set_from_a_file(tmp_path, capsys) -> None:
 def test_usage_errors_are_one_line_with_exit_2(argv: list[str], message: str, tmp_path,
                                                capsys) -> None:
     (tmp_path / "empty.py").write_text("x = 1\n")
+    (tmp_path / "partial.py").write_text(
+        "class OnlyNcrelu:\n    def ncrelu(self, x, *, axis):\n        return x\n")
     (tmp_path / "raising.py").write_text("MUTANTS = [1 / 0]\n")
     os.mkfifo(tmp_path / "fifo")  # opening it for reading would wait for a writer
     (tmp_path / "deep.jsonl").write_text('{"op": ' + "[" * 50_000 + "\n")

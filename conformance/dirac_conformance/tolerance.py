@@ -194,8 +194,8 @@ def _errors(out: Output, dtype: str) -> np.ndarray:
     bad = ~np.isfinite(got) & in_range
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise Mismatch(f"{out.name}{list(index)}: got {got[index]!r}, expected {ref[index]!r}",
-                       output=out.name)
+        raise Mismatch(f"{out.name} ({dtype}) at {list(index)}: got {float(got[index])!r}, "
+                       f"expected {float(ref[index])!r} (finite in {dtype})", output=out.name)
     # Beyond the dtype's range the correct result is the infinity of the same sign. Where the
     # reference itself is NaN (non-finite input) the result must be NaN; where it is infinite,
     # the same infinity or NaN (a sum with an infinite term is NaN once finite partial sums

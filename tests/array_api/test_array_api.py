@@ -144,3 +144,42 @@ def test_on_jax_divides_exactly_at_the_clamp_tie():
     case = Case("float64", {"g": Operand(np.asarray(g), "float64"),
                             "w": Operand(np.asarray(w), "float64")}, {"eps": 1e-5})
     assert CHECKS["normalize_filters_vjp"].run(load_target("dirac_array_api:ON_JAX"), case) <= 1
+
+
+def _on_torch():
+    pytest.importorskip("torch")
+    import dirac_array_api
+
+    return dirac_array_api.ON_TORCH
+
+
+@pytest.mark.parametrize("target", [lambda: "array_api", lambda: ON_NUMPY, _on_torch],
+                         ids=["strict", "numpy", "torch"])
+def test_cpu_is_a_device_of_every_namespace(target):
+    # "cpu" is the host on every backend (numpy, torch, jax); array-api-strict calls it
+    # CPU_DEVICE. A device the namespace lacks is a ValueError naming the argument.
+    backend = target()
+    delta = dc.dirac_tensor((2, 3), backend=backend, device="cpu")
+    np.testing.assert_array_equal(np.from_dlpack(delta), dc.dirac_tensor((2, 3), device="cpu"))
+    with pytest.raises(ValueError, match=r"^device='gpu7' is not a device of backend "
+                                         r"'array_api.*'; it accepts None, 'cpu' or one of"):
+        dc.dirac_tensor((2, 3), backend=backend, device="gpu7")
+
+
+def test_on_torch_folds_parameters_that_require_grad():
+    # The statistics check reads the vectors through DLPack, which refuses a tensor that
+    # requires grad: an nn.Parameter is read by its values.
+    torch = pytest.importorskip("torch")
+    import dirac_array_api
+
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(3, 2, 3), torch.nn.BatchNorm2d(2).eval()
+    with torch.no_grad():
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(-1.0, 1.0)
+    args = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    got = dc.fold_batchnorm(*args, backend=dirac_array_api.ON_TORCH)
+    want = dc.fold_batchnorm(*(a.detach().double().numpy() for a in args))
+    for g, w in zip(got, want, strict=True):
+        assert isinstance(g, torch.Tensor) and g.dtype == torch.float32
+        np.testing.assert_allclose(g.detach().double().numpy(), w, rtol=1e-6, atol=1e-7)

@@ -386,13 +386,15 @@ def spec_from_dict(data: Any, source: str = "architecture description") -> NetSp
 
     Every field is type-checked (:func:`dirac_core.untrusted.from_dict`) and every size must
     be an int in ``[1, MAX_SIZE]`` (kernel, stride and padding at most 64), with at most
-    :data:`MAX_LAYERS` layers, before any layer is made.
+    :data:`MAX_LAYERS` layers, before any layer is made; then the channels must chain from
+    layer to layer and end at ``num_classes``.
 
     Raises
     ------
     dirac_core.untrusted.UntrustedInputError
         (a ``ValueError``) A missing or unknown key, an unknown layer type, a field of the
-        wrong type, or a size out of range; the message names ``source`` and the field.
+        wrong type, a size out of range, or channels that do not chain; the message names
+        ``source`` and the field or layer.
     """
     record = from_dict(_SpecRecord, data, source)
     _check_sizes(dataclasses.asdict(record), source)
@@ -406,8 +408,36 @@ def spec_from_dict(data: Any, source: str = "architecture description") -> NetSp
         layers = tuple(_layer_from_dict(layer, f"{where}.layers[{i}]")
                        for i, layer in enumerate(stage_record.layers))
         stages.append(Stage(stage_record.name, layers))
-    return NetSpec(record.name, record.in_channels, record.image_size, record.num_classes,
+    spec = NetSpec(record.name, record.in_channels, record.image_size, record.num_classes,
                    tuple(stages), dict(record.options))
+    _check_chain(spec, source)
+    return spec
+
+
+def _check_chain(spec: NetSpec, source: str) -> None:
+    """Each layer takes the channels the layers before it give (``in_channels`` at the start,
+    doubled by NCReLU), and the last classifier gives ``num_classes``: a description whose
+    fields are each in range can still describe no network that runs."""
+    channels = spec.in_channels
+    for name, layer in spec.layers():
+        takes = {Conv: "in_channels", BatchNorm: "channels", NCReLU: "channels",
+                 Linear: "in_features"}.get(type(layer))
+        if takes is not None and getattr(layer, takes) != channels:
+            raise UntrustedInputError(
+                f"{source}: layer {name} ({type(layer).__name__}) has {takes}="
+                f"{getattr(layer, takes)}, but the layers before it give {channels} channels"
+            )
+        if isinstance(layer, Conv):
+            channels = layer.out_channels
+        elif isinstance(layer, NCReLU):
+            channels *= 2
+        elif isinstance(layer, Linear):
+            channels = layer.out_features
+    if channels != spec.num_classes:
+        raise UntrustedInputError(
+            f"{source}: the network ends with {channels} outputs, but num_classes="
+            f"{spec.num_classes}"
+        )
 
 
 # Bounds of an untrusted spec: far beyond any real network (the widest layer of the paper has

@@ -105,6 +105,27 @@ def test_a_bad_description_names_what_is_wrong():
         nets.spec_from_dict(data)
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(in_channels=1),
+         r"layer stem.0 \(Conv\) has in_channels=3, but the layers before it give 1 channels"),
+        (lambda d: d["stages"][0]["layers"][1].update(channels=8),
+         r"layer stem.1 \(BatchNorm\) has channels=8, but the layers before it give 16"),
+        (lambda d: d["stages"][-1]["layers"][-1].update(in_features=32),
+         r"\(Linear\) has in_features=32, but the layers before it give 64 channels"),
+        (lambda d: d.update(num_classes=100),
+         r"the network ends with 10 outputs, but num_classes=100"),
+    ],
+)
+def test_a_description_whose_channels_do_not_chain_is_refused(edit, message):
+    """Each field in range, yet no network that runs: refused before anything is built."""
+    data = nets.spec_to_dict(nets.diracnet_cifar(10))
+    edit(data)
+    with pytest.raises(ValueError, match=message):
+        nets.spec_from_dict(data, "model.safetensors")
+
+
 def test_the_defaults_are_the_papers_v1_and_v2_is_the_authors_master():
     spec = nets.diracnet_cifar(10)
     assert spec.options["activation"] == "ncrelu" and spec.options["per_channel"] is False

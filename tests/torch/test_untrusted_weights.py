@@ -65,7 +65,11 @@ def test_a_huge_described_network_is_refused_before_it_is_built(tmp_path, monkey
             "stride": 1, "padding": "same", "bias": False, "parameterization": "none",
             "per_channel": False, "policy": "tile"}
     spec = nets.spec_to_dict(nets.diracnet_cifar(10))
-    spec["stages"][1]["layers"] = [conv] * 300
+    stem, head = {**conv, "in_channels": 3}, {"type": "Linear", "in_features": 512,
+                                               "out_features": 10}
+    spec["stages"] = [{"name": "stem", "layers": [stem]},
+                      {"name": "group0", "layers": [conv] * 300},
+                      {"name": "head", "layers": [{"type": "GlobalAvgPool"}, head]}]
     description = {**architecture(models.diracnet_cifar(10)), "spec": spec}
     path = _with_metadata(tmp_path / "huge.safetensors", description)
 

@@ -292,7 +292,7 @@ def _conv(layer: nets.Conv, init: catalog.Init, dtype: Any, rngs: nnx.Rngs) -> C
         return conv
     if kind == "resnet":
         conv = DiracConv(*shape, **common, alpha_init=1.0, beta_init=1.0, normalize=False,
-                         learnable=False)
+                         learnable=False, policy=layer.policy)
         plain = Conv(*shape, **common)  # He-initialised W, as the torch builder does
         conv.weight[...] = plain.weight[...]
         return conv

@@ -284,7 +284,8 @@ def _conv(layer: nets.Conv, init: catalog.Init) -> nn.Module:
     if kind == "resnet":
         # W is He-initialised by the layer itself (normalize=False), reset_parameters included.
         return DiracConv2d(
-            *shape, **common, alpha_init=1.0, beta_init=1.0, normalize=False, learnable=False
+            *shape, **common, alpha_init=1.0, beta_init=1.0, normalize=False, learnable=False,
+            policy=layer.policy,
         )
     if kind in ("plain", "none"):
         kernel = (layer.kernel_size,) * 2

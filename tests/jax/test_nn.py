@@ -109,3 +109,13 @@ def test_create_model_keeps_the_policy_and_init_std():
     assert v1.policy == "tile" and abs(float(jnp.std(v1.weight[...])) / 0.1 - 1) < 0.1
     with pytest.raises(ValueError, match="did you mean '050'"):
         create_model("diracnet34_05_imagenet", rngs=nnx.Rngs(0))
+
+
+def test_resnet_convs_use_the_policy_the_spec_records():
+    from dirac_core.catalog import family_spec
+
+    spec = family_spec("cifar", 10, 0.25, 10, parameterization="resnet", policy="min")
+    net = DiracNet(spec, rngs=nnx.Rngs(0))
+    widening = [name for name, layer in spec.layers() if isinstance(layer, nets.Conv)
+                and layer.parameterization == "resnet" and layer.in_channels != layer.out_channels]
+    assert widening and all(net.layer(name).policy == "min" for name in widening)

@@ -116,6 +116,23 @@ def test_custom_initial_scales():
     assert all(c.alpha.item() == 2.0 and c.beta.item() == 0.5 for c in dirac_convs(model))
 
 
+@pytest.mark.parametrize("builder", [models.resnet_eq14_cifar, models.resnet_eq14_imagenet])
+def test_resnet_convs_use_the_policy_the_spec_records(builder):
+    torch.manual_seed(0)
+    model = builder(18 if builder is models.resnet_eq14_imagenet else 10, 0.25, policy="min")
+    widening = [(name, layer) for name, layer in model.spec.layers()
+                if isinstance(layer, nets.Conv) and layer.parameterization == "resnet"
+                and layer.in_channels != layer.out_channels]
+    assert widening  # where "min" and "tile" differ
+    for name, layer in widening:
+        assert layer.policy == "min"
+        conv = model.get_submodule(name)
+        w = conv.parametrizations.weight.original.detach().numpy()
+        delta = dc.dirac_tensor(w.shape, policy="min")
+        assert not np.array_equal(delta, dc.dirac_tensor(w.shape))
+        np.testing.assert_allclose(conv.weight.detach().numpy(), delta + w, rtol=0, atol=1e-6)
+
+
 def test_resnet_is_delta_plus_w_with_fixed_scales():
     torch.manual_seed(0)
     model = models.resnet_eq14_cifar(10)

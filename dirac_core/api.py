@@ -351,7 +351,8 @@ def fold_batchnorm(
     ------
     ValueError
         ``weight`` with an empty dim; any of ``bias, gamma, beta, mean, var`` not of shape
-        ``(O,)`` or not finite; a negative ``var``, or ``var + eps == 0``.
+        ``(O,)`` or not finite; a negative ``var``, or ``var + eps == 0``. (Values are checked
+        where there are values: torch's ``meta`` tensors fold to ``meta`` results unchecked.)
     """
     dt = ck.require_float(weight, "weight")
     out_channels = ck.require_ndim(weight, "weight", 1, "(O, ...)")[0]
@@ -365,6 +366,7 @@ def fold_batchnorm(
     eps = ck.non_negative_number(eps, "eps")
     b = _backend(backend, weight=weight, **vectors)
     native = {k: _convert(b, v) for k, v in vectors.items()}
-    statistics = {k: b.to_numpy(v) for k, v in native.items() if v is not None}
-    ck.check_batchnorm_statistics(statistics, eps)
+    given = {k: v for k, v in native.items() if v is not None}
+    if all(ck.has_values(v) for v in given.values()):  # (meta tensors have none to check)
+        ck.check_batchnorm_statistics({k: b.to_numpy(v) for k, v in given.items()}, eps)
     return b.fold_batchnorm(_convert(b, weight), eps=eps, **native)

@@ -475,6 +475,12 @@ def check_conv_args(
     return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
 
 
+def has_values(x: Any) -> bool:
+    """Whether ``x`` holds values to check: torch's ``meta`` tensors have only a shape and a
+    dtype (every op runs on them, giving ``meta`` results)."""
+    return not getattr(x, "is_meta", False)
+
+
 def check_batchnorm_statistics(vectors: dict[str, np.ndarray], eps: float) -> None:
     """Finite batch-norm vectors, ``var >= 0`` and ``var + eps > 0`` in the working dtype."""
     for name, value in vectors.items():

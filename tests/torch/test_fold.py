@@ -291,6 +291,19 @@ def test_fold_batchnorm_float32_keeps_dtype():
     assert new_w.dtype == new_b.dtype == torch.float32 and torch.equal(new_w, w)
 
 
+@pytest.mark.parametrize("door", [dc.fold_batchnorm, fold_batchnorm], ids=["dirac_core", "torch"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_fold_batchnorm_runs_on_meta_tensors_as_every_op_does(door, with_bias):
+    # A meta tensor has no values to check: the fold gives meta results of the right shapes.
+    w, v = torch.empty(4, 3, 2, 2, device="meta"), torch.empty(4, device="meta")
+    new_w, new_b = door(w, v if with_bias else None, v, v, v, v)
+    assert new_w.is_meta and new_b.is_meta
+    assert new_w.shape == w.shape and new_b.shape == (4,)
+    assert new_w.dtype == new_b.dtype == torch.float32
+    with pytest.raises(ValueError, match="var must be >= 0"):  # values are still checked
+        door(torch.ones(w.shape), None, *[torch.ones(4)] * 3, -torch.ones(4))
+
+
 def test_fold_batchnorm_detaches():
     w = torch.randn(2, 1, 1, requires_grad=True)
     gamma = torch.ones(2, requires_grad=True)

@@ -211,13 +211,16 @@ def preset_config(preset: str | None = "v1", **overrides: Any) -> TrainConfig:
     """The paper's defaults with the preset's model family, then ``overrides``.
 
     The preset picks the family of the dataset ``arch`` names (default ``cifar``): ``v2`` with
-    ``arch="imagenet"`` is ``v2_imagenet``. Another family (``paper_imagenet``, ...) is kept
-    as given under ``v1`` and refused under ``v2``. ``preset=None`` keeps ``arch`` as given.
+    ``arch="imagenet"`` is ``v2_imagenet``. The preset's own families are kept; another
+    preset's family (``v1`` with ``arch="v2_cifar"``) is refused. Another family
+    (``paper_imagenet``, ...) is kept as given under ``v1`` and refused under ``v2``.
+    ``preset=None`` keeps ``arch`` as given.
 
     Raises
     ------
     ValueError
-        An unknown preset; ``v2`` with a family it has no counterpart of.
+        An unknown preset; an ``arch`` of another preset's family; ``v2`` with a family it
+        has no counterpart of.
 
     Examples
     --------
@@ -230,12 +233,13 @@ def preset_config(preset: str | None = "v1", **overrides: Any) -> TrainConfig:
         return TrainConfig(**overrides)
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is not accepted; use one of {sorted(PRESETS)}")
-    arch = overrides.get("arch", "cifar")
-    counterparts = {family: dataset for choice in PRESETS.values()
-                    for dataset, family in choice.items()}
-    if arch in counterparts:
-        overrides["arch"] = PRESETS[preset][counterparts[arch]]
-    elif preset != "v1":
-        raise ValueError(f"preset={preset!r} cannot be combined with arch={arch!r}; use one of "
-                         f"{sorted(counterparts)} or drop the preset")
+    arch, own = overrides.get("arch", "cifar"), PRESETS[preset]
+    other = next((name for name, choice in PRESETS.items()
+                  if arch in choice.values() and arch not in choice), None)
+    if arch in own:  # a dataset name: the preset's family for it
+        overrides["arch"] = own[arch]
+    elif arch not in own.values() and (other is not None or preset != "v1"):
+        of = f" (a preset={other!r} family)" if other else ""
+        raise ValueError(f"preset={preset!r} cannot be combined with arch={arch!r}{of}; use "
+                         f"one of {sorted({*own, *own.values()})} or drop the preset")
     return TrainConfig(**overrides)

@@ -179,6 +179,14 @@ def test_a_parameterization_the_model_name_does_not_fix_is_refused(tmp_path, cap
     assert not out.exists()
 
 
+def test_an_arch_of_the_other_preset_is_refused(tmp_path, capsys):
+    out = tmp_path / "r"
+    err = usage_error(capsys, ["train", *TINY, "--preset", "v1", "--arch", "v2_cifar",
+                               "--out", str(out)])
+    assert "preset='v1' cannot be combined with arch='v2_cifar'" in err
+    assert not out.exists()
+
+
 _NUMBERS = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
                      st.sampled_from(["1e39", "1e308", "-0", "10000006", "nan", "", "x"]))
 

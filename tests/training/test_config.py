@@ -36,6 +36,16 @@ def test_presets_and_overrides():
         preset_config("v3")
 
 
+@pytest.mark.parametrize("preset, arch", [("v1", "v2_cifar"), ("v1", "v2_imagenet"),
+                                          ("v2", "relu_cifar")])
+def test_an_arch_the_preset_does_not_pick_is_refused(preset, arch):
+    with pytest.raises(ValueError,
+                       match=f"preset='{preset}' cannot be combined with arch='{arch}'"):
+        preset_config(preset, arch=arch)
+    assert preset_config(None, arch=arch).arch == arch
+    assert preset_config(preset, arch="imagenet").arch == f"{preset}_imagenet".removeprefix("v1_")
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"epochs": 0}, "epochs must be a positive int"),
     ({"lr": float("nan")}, "lr must be a finite number"),

@@ -153,7 +153,7 @@ def test_functional_errors_name_the_argument():
         dt.conv(torch.randn(1, 2, 3, 3, 3, 3), torch.randn(1, 2, 1, 1, 1, 1))
     with pytest.raises(ValueError, match="channels"):
         dt.conv(torch.randn(1, 3, 5), w)
-    with pytest.raises(ValueError, match="^dim=2 is out of range"):
+    with pytest.raises(ValueError, match=r"^dim=2 is out of range"):
         dt.ncrelu(torch.randn(2, 2), dim=2)
     with pytest.raises(TypeError, match="dtype must be a floating dtype"):
         dt.dirac_tensor((2, 2), dtype=torch.int32)

@@ -120,6 +120,14 @@ def _check_dataset(item: Any, where: str, budget: dict[str, int]) -> Any:
     if item.dtype.name not in _DTYPES or item.ndim > 4:
         raise UntrustedInputError(f"{where} is {item.dtype} of {item.ndim} dims; accepted: "
                                   f"{_DTYPES}, at most 4 dims")
+    declared = int(np.prod(item.shape, dtype=np.int64)) * item.dtype.itemsize
+    stored = item.id.get_storage_size()
+    # Unfiltered data is stored byte for byte: a tiny file must not declare a huge array
+    # that would be allocated (and filled with the fill value) when read.
+    if item.id.get_create_plist().get_nfilters() == 0 and stored < declared:
+        raise UntrustedInputError(f"{where} declares {item.shape} of {item.dtype} "
+                                  f"({declared:,} bytes) but the file stores {stored:,}; "
+                                  "refused")
     budget["arrays"] += 1
     budget["elements"] += int(np.prod(item.shape, dtype=np.int64))
     if budget["arrays"] > ARRAY_LIMIT or budget["elements"] > ELEMENT_LIMIT:

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import nets
+from .validation import check_init
 
 KINDS = {"diracnet": "dirac", "plain": "plain"}
 OVERRIDES = ("alpha_init", "beta_init", "init_std")
@@ -96,7 +97,8 @@ class Init:
     def overridden(self, *, alpha_init: float | None = None, beta_init: float | None = None,
                    init_std: float | None = None) -> Init:
         """These values with a caller's ``alpha_init``, ``beta_init``, ``init_std`` (``None``
-        keeps the family's); an ``init_std`` makes ``W`` ``N(0, init_std**2)``.
+        keeps the family's), checked by :func:`dirac_core.validation.check_init`; an
+        ``init_std`` makes ``W`` ``N(0, init_std**2)``.
 
         >>> Init(weight="he").overridden(init_std=0.5)
         Init(alpha=5.0, beta=0.001, weight='normal', init_std=0.5, bn_weight='uniform', \
@@ -109,6 +111,7 @@ classifier='he')
             out = replace(out, beta=beta_init)
         if init_std is not None:
             out = replace(out, weight="normal", init_std=init_std)
+        check_init(out)
         return out
 
     def as_dict(self) -> dict[str, Any]:

@@ -237,12 +237,28 @@ CLASSIFIER_INITS = ("he", "default")
 
 
 def check_init(init: Any) -> None:
-    """Check a network's initial values (a :class:`dirac_core.catalog.Init`): finite scales, a
-    positive finite ``init_std`` and known ``weight``/``bn_weight``/``classifier`` choices."""
-    for name in ("alpha", "beta"):
-        value = getattr(init, name)
-        if not is_real(value) or not math.isfinite(value):
-            raise ValueError(f"{name}_init must be a finite number, got {value!r}")
+    """Check a network's initial values (a :class:`dirac_core.catalog.Init`): finite scales
+    ``>= 0``, a positive finite ``init_std`` and known ``weight``/``bn_weight``/``classifier``
+    choices. The one rule for ``alpha_init``/``beta_init``/``init_std`` wherever they are
+    given (a builder, ``create_model``, a training config, the command line).
+
+    Raises
+    ------
+    TypeError
+        A scale or ``init_std`` that is not a real number (a bool is not one).
+    ValueError
+        A negative, NaN or infinite scale; an ``init_std`` that is not > 0; an unknown choice.
+
+    Examples
+    --------
+    >>> from dirac_core.catalog import Init
+    >>> check_init(Init(alpha=-1.0))
+    Traceback (most recent call last):
+    ...
+    ValueError: alpha_init must be a finite number >= 0, got -1.0
+    """
+    non_negative_number(init.alpha, "alpha_init")
+    non_negative_number(init.beta, "beta_init")
     positive_number(init.init_std, "init_std")
     one_of(init.weight, "weight", WEIGHT_INITS)
     one_of(init.bn_weight, "bn_weight", BN_INITS)

@@ -19,9 +19,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from dirac_core.catalog import Init
 from dirac_core.untrusted import from_dict
 from dirac_core.validation import (
     bool_value,
+    check_init,
     non_negative_number,
     one_of,
     positive_int,
@@ -113,13 +115,11 @@ class TrainConfig:
         positive_number(self.width, "width")
         for name in ("epochs", "batch_size", "depth", "image_size"):
             positive_int(getattr(self, name), name)
-        for name in ("lr", "momentum", "weight_decay", "lr_gamma", "alpha_init",
-                     "beta_init"):
-            value = getattr(self, name)
-            if value is not None or name not in ("alpha_init", "beta_init"):
-                non_negative_number(value, name)
-        if self.init_std is not None:  # None: the family's
-            positive_number(self.init_std, "init_std")
+        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
+            non_negative_number(getattr(self, name), name)
+        # checked as every door checks them (None keeps the family's)
+        check_init(Init().overridden(alpha_init=self.alpha_init, beta_init=self.beta_init,
+                                     init_std=self.init_std))
         self._validate_limits()
         bool_value(self.precise_bn, "precise_bn")
         bool_value(self.sync_bn, "sync_bn")

@@ -68,6 +68,33 @@ def test_the_presets_are_the_catalogs_families():
     assert conv.dirac.policy == "min" and bool((conv.alpha == 1.0).all())
 
 
+@pytest.mark.parametrize("scale", ["alpha", "beta"])
+@pytest.mark.parametrize("value, error, message", [
+    (-1.0, ValueError, r"_init must be a finite number >= 0, got -1.0"),
+    (float("inf"), ValueError, r"_init must be a finite number >= 0, got inf"),
+    (True, TypeError, r"_init must be a real number, got bool: True"),
+    ("1", TypeError, r"_init must be a real number, got str: '1'"),
+])
+def test_every_door_refuses_a_bad_initial_scale_alike(scale, value, error, message):
+    nnx = pytest.importorskip("flax.nnx")
+    from dirac_jax.nn import create_model as jax_create_model
+
+    name, kw = "diracnet10_1_cifar", {f"{scale}_init": value}
+    doors = {
+        "registry": lambda: create_model(name, **kw),
+        "builder": lambda: models.diracnet_cifar(10, **kw),
+        "catalog": lambda: catalog.model_init(name, **kw),
+        "jax": lambda: jax_create_model(name, **kw, rngs=nnx.Rngs(0)),
+        "config": lambda: TrainConfig(**kw).validate(),
+    }
+    if isinstance(value, float):  # the command line parses a float
+        doors["command"] = lambda: TrainConfig(**_given(build_parser().parse_args(
+            ["train", "--model", name, f"--{scale}-init", str(value)]))).validate()
+    for call in doors.values():
+        with pytest.raises(error, match=scale + message):
+            call()
+
+
 def _arrays(model: nn.Module) -> dict[str, np.ndarray]:
     """Initial values by role, from a torch model."""
     out: dict[str, list[np.ndarray]] = {"alpha": [], "beta": [], "W": [], "gamma": [],

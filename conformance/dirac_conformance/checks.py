@@ -214,7 +214,8 @@ def _dirac_weight(t: Target, case: Case, native: Natives = None) -> list[Output]
 def _ncrelu(t: Target, case: Case, native: Natives = None) -> list[Output]:
     native, ref = native or case.native(t), case.reference()
     got = _call(t, dc.ncrelu, x=native["x"], **case.kwargs)
-    return [_out(t, "y", got, dc.ncrelu(ref["x"], **case.kwargs), None, case.dtype)]
+    y = _out(t, "y", got, dc.ncrelu(ref["x"], **case.kwargs), None, case.dtype)
+    return [replace(y, signed_zeros=True)]
 
 
 def _conv_terms(case: Case) -> int:
@@ -297,7 +298,7 @@ def _ncrelu_vjp(t: Target, case: Case, native: Natives = None) -> list[Output]:
     native, ref = native or case.native(t), case.reference()
     got = _call(t, dc.ncrelu_vjp, g=native["g"], x=native["x"], **case.kwargs)
     expected = dc.ncrelu_vjp(ref["g"], ref["x"], **case.kwargs)
-    return [_out(t, "dx", got, expected, None, case.dtype)]
+    return [replace(_out(t, "dx", got, expected, None, case.dtype), signed_zeros=True)]
 
 
 def _conv_vjp(t: Target, case: Case, native: Natives = None) -> list[Output]:

@@ -37,6 +37,7 @@ FAULT_CLASSES: dict[str, str] = {
     "state": "a cache or a shared result that is wrong on the second call",
     "scale-dtype": "scale gradients in the promoted dtype, not the scale's",
     "non-finite": "NaN or inf input not propagated as the spec decides",
+    "signed-zero": "a zero of the other sign where the spec fixes it",
     "double-rounding": "a half-precision result rounded twice",
     "broken": "the backend crashes on loading or in available()",
     "hang": "an op that never returns",
@@ -798,7 +799,21 @@ class FmaxNcrelu(Mutant):
 
     def ncrelu(self, x: Any, *, axis: int) -> Any:
         zero = x.dtype.type(0)
-        return np.concatenate([np.fmax(x, zero), np.fmin(x, zero)], axis=axis)
+        halves = (np.fmax(x, zero), np.fmin(x, zero))
+        # Its zeros +0.0, as the spec says: the NaN is its one fault.
+        return np.concatenate([np.where(h == 0, zero, h) for h in halves], axis=axis)
+
+
+class MaskMultiplyNcrelu(Mutant):
+    """NCReLU as ``x * (x > 0)`` and ``x * (x < 0)`` (a multiply by the mask, as fused kernels
+    often write it): a negative entry gives ``-0.0`` in the positive half, where the spec
+    says ``+0.0``."""
+
+    first = "ncrelu"
+    fault = "signed-zero"
+
+    def ncrelu(self, x: Any, *, axis: int) -> Any:
+        return np.concatenate([x * (x > 0), x * (x < 0)], axis=axis)
 
 
 class NanGradientZeroed(Mutant):

@@ -93,6 +93,9 @@ class Output:
         ``"free"``, nothing (an element the spec leaves open). With ``"any"`` and ``"free"``
         a non-finite result passes anywhere (the cotangent spread): over a reference in the
         dtype's range, and as NaN where the reference lies beyond it.
+    signed_zeros : bool
+        For an exact output: a zero must also have the reference's sign (NCReLU, whose zero
+        signs the spec fixes); otherwise ``-0.0 == 0.0``.
     """
 
     name: str
@@ -103,6 +106,7 @@ class Output:
     dtype: str | None = None
     native: Any = field(default=None, repr=False, compare=False)
     nonfinite: str = "ieee"
+    signed_zeros: bool = False
 
 
 class Mismatch(AssertionError):
@@ -209,7 +213,10 @@ def _errors(out: Output, dtype: str) -> np.ndarray:
         special = special | loose
     outside = np.where(special, 0.0, np.inf)
     if out.magnitude is None:
-        return np.where(in_range, np.where(got == ref, 0.0, np.inf), outside)
+        same = got == ref
+        if out.signed_zeros:
+            same &= np.signbit(got) == np.signbit(ref)
+        return np.where(in_range, np.where(same, 0.0, np.inf), outside)
     return np.where(in_range, _shares(got, ref, out, dtype), outside)
 
 

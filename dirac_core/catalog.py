@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import nets
-from .validation import check_init
+from .validation import check_init, is_real
 
 KINDS = {"diracnet": "dirac", "plain": "plain"}
 OVERRIDES = ("alpha_init", "beta_init", "init_std")
@@ -200,21 +201,51 @@ class Family:
              **variant: Any) -> nets.NetSpec:
         """The :class:`~dirac_core.nets.NetSpec` at ``depth`` and ``width``; ``variant`` as
         :meth:`variant` takes it (plus ``parameterization``, ``in_channels``,
-        ``image_size``)."""
+        ``image_size``, and for ImageNet ``blocks``, which must be the family's at ``depth``
+        where it has them: a named network's blocks are fixed).
+
+        Raises
+        ------
+        TypeError
+            A keyword the family's builder does not take (the message names the network and
+            lists the keywords it takes).
+        ValueError
+            A keyword the family fixes, with another value; ``blocks`` other than the
+            family's.
+        """
+        builder = nets.diracnet_cifar if self.dataset == "cifar" else nets.diracnet_imagenet
+        accepted = [key for key, p in inspect.signature(builder).parameters.items()
+                    if p.kind is p.KEYWORD_ONLY]
+        unknown = sorted(set(variant) - set(accepted))
+        if unknown:
+            raise TypeError(
+                f"{self._network(depth, width, variant)} takes no keyword "
+                f"{', '.join(unknown)}; accepted: num_classes, {', '.join(accepted)} (and "
+                f"{', '.join(OVERRIDES)} where weights are made)")
         kw = self.variant(**variant)
         if num_classes is not None:
             kw["num_classes"] = num_classes
-        if self.dataset == "cifar":
-            spec = nets.diracnet_cifar(depth, width, **kw)
-        else:
-            if self.blocks is not None:
-                if depth not in self.blocks:
-                    raise ValueError(f"depth={depth!r} is not accepted by model family "
-                                     f"{self.name!r}; use one of {sorted(self.blocks)}")
-                kw.setdefault("blocks", self.blocks[depth])
-            spec = nets.diracnet_imagenet(depth, width, **kw)
+        if self.blocks is not None:
+            if depth not in self.blocks:
+                raise ValueError(f"depth={depth!r} is not accepted by model family "
+                                 f"{self.name!r}; use one of {sorted(self.blocks)}")
+            given = kw.setdefault("blocks", self.blocks[depth])
+            if not (isinstance(given, tuple | list) and tuple(given) == self.blocks[depth]):
+                raise ValueError(
+                    f"{self._network(depth, width, variant)} has blocks={self.blocks[depth]}; "
+                    f"got blocks={given!r} (a named network's blocks are fixed)")
+            kw["blocks"] = self.blocks[depth]
+        spec = builder(depth, width, **kw)
         spec.options["family"] = self.name
         return spec
+
+    def _network(self, depth: Any, width: Any, variant: Mapping[str, Any]) -> str:
+        """The network being built, as an error names it: its registry name where it has one."""
+        kind = next((k for k, v in KINDS.items() if v == variant.get("parameterization",
+                                                                     "dirac")), None)
+        if kind and isinstance(depth, int) and is_real(width) and width > 0:
+            return f"model {model_name(kind, depth, width, self.name)!r}"
+        return f"model family {self.name!r} at depth={depth!r}, width={width!r}"
 
 
 _V2_VARIANT = {"activation": "relu", "per_channel": True, "policy": "min", "head_relu": True}

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dirac_core import catalog, nets
 from dirac_core.nets import count_parameters
+from dirac_torch import models
 from dirac_torch.registry import (
     create_model,
     create_spec,
@@ -151,6 +152,19 @@ def test_names_round_trip(kind, family, width, n):
      "fixes parameterization='plain'"),
     (lambda: family_spec("mnist", 10, 1), ValueError, "model family 'mnist' is not accepted"),
     (lambda: create_spec(34), TypeError, "model name must be a str"),
+    (lambda: create_model("diracnet18_imagenet", blocks=(1, 1, 1, 1)), ValueError,
+     r"model 'diracnet18_imagenet' has blocks=\(2, 2, 2, 2\); got blocks=\(1, 1, 1, 1\)"),
+    (lambda: create_spec("diracnet34_050_paper_imagenet", blocks=(3, 4, 6, 3)), ValueError,
+     r"'diracnet34_050_paper_imagenet' has blocks=\(3, 4, 6, 5\)"),
+    (lambda: models.diracnet_imagenet(34, blocks=(3, 4, 6, 5)), ValueError,
+     r"'diracnet34_imagenet' has blocks=\(3, 4, 6, 3\)"),
+    (lambda: create_model("diracnet10_1_cifar", foo=1), TypeError,
+     r"model 'diracnet10_1_cifar' takes no keyword foo; accepted: num_classes, activation, "
+     r"parameterization, .*image_size \(and alpha_init, beta_init, init_std"),
+    (lambda: create_spec("plain10_1_cifar", blocks=(1, 1, 1)), TypeError,
+     "model 'plain10_1_cifar' takes no keyword blocks"),
+    (lambda: models.resnet_eq14_cifar(10, colour=1), TypeError,
+     "model family 'cifar' at depth=10, width=1 takes no keyword colour"),
 ])
 def test_bad_names_and_variants(call, error, message):
     with pytest.raises(error, match=message):
@@ -202,3 +216,8 @@ def test_the_authors_trained_18_075_differs_by_its_per_filter_betas():
     assert sum(p.numel() for p in model.parameters()) == 12_759_464
     conv = model.get_submodule("group1.5")  # max-pool, then NCReLU, conv, BN twice
     assert conv.alpha.shape == () and conv.beta.shape == (96,)
+
+
+def test_a_named_networks_own_blocks_are_accepted():
+    spec = create_spec("diracnet18_imagenet")
+    assert create_spec("diracnet18_imagenet", blocks=[2, 2, 2, 2]) == spec

@@ -211,7 +211,7 @@ def test_diracnets_train_resume_finishes_a_format_1_run_as_trained(run_copy, cap
         assert "ReLU" in _head(load_model(run_copy / name))
 
 
-@pytest.mark.parametrize("edit", ["format_2", "classes"])
+@pytest.mark.parametrize("edit", ["format_2", "kernel"])
 def test_resuming_an_edited_run_is_refused_naming_config_json(run_copy, digits, edit):
     _write_format_1(run_copy)
     record = _record(run_copy)
@@ -219,7 +219,8 @@ def test_resuming_an_edited_run_is_refused_naming_config_json(run_copy, digits, 
         record["architecture"]["format_version"] = 2  # a ReLU head is no change of format 2
         message = "edited or mixed up"
     else:
-        record["architecture"]["spec"]["num_classes"] = 4
+        # a network that runs (its channels chain), but not the one the settings build
+        record["architecture"]["spec"]["stages"][0]["layers"][0]["kernel_size"] = 5
         message = "not the network the settings describe"
     _write(run_copy, record)
     with pytest.raises(UntrustedInputError, match=f"config.json .*{message}"):

@@ -297,7 +297,7 @@ def _read_weights(path: Path, map_location: Any) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{str(path)!r} does not exist{hint if path.suffix == '.safetensors' else ''}")
     if path.suffix == ".safetensors":
-        return stored_tensors(load_safetensors(path, map_location), repr(str(path)))
+        return load_safetensors(path, map_location, "weights file")
     from .checkpoint import CheckpointError, load_checkpoint
     from .rundir import read_marker
 

@@ -34,7 +34,6 @@ from .untrusted import (
     load_safetensors,
     load_state,
     safetensors_header,
-    stored_tensors,
 )
 
 METADATA_KEY = "dirac_torch.architecture"
@@ -248,6 +247,6 @@ def load_model(
 
     description, stored = _read_header(path)
     model = build_from_architecture(description, f"model file {str(path)!r}", stored)
-    state = stored_tensors(load_safetensors(path, map_location), f"model file {str(path)!r}")
+    state = load_safetensors(path, map_location)
     load_state(model, state, f"{str(path)!r}")
     return model.eval()

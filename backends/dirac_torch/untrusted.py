@@ -91,21 +91,24 @@ def _entry_values(entry: Any, data_size: int, where: str) -> int:
 def load_safetensors(path: str | os.PathLike[str], device: Any = "cpu",
                      what: str = "model file") -> dict[str, torch.Tensor]:
     """The tensors of the safetensors file ``path`` (checked by :func:`safetensors_header`
-    first); every error names the file.
+    first, then as :func:`stored_tensors`); every error names the file.
 
     Raises
     ------
     FileNotFoundError, UntrustedInputError
-        As :func:`safetensors_header`; a file that safetensors cannot read.
+        As :func:`safetensors_header` and :func:`stored_tensors`; a file that safetensors
+        cannot read.
     """
     from safetensors.torch import load_file
 
     safetensors_header(path, what)
+    source = f"{what} {str(path)!r}"
     try:
-        return load_file(str(path), device=str(device))
+        tensors = load_file(str(path), device=str(device))
     except Exception as exc:  # SafetensorError, a bad device string, a truncated copy, ...
-        raise UntrustedInputError(f"{what} {str(path)!r} cannot be read: "
+        raise UntrustedInputError(f"{source} cannot be read: "
                                   f"{' '.join(str(exc).split())}") from None
+    return stored_tensors(tensors, source)
 
 
 def stored_tensors(state: Any, source: str) -> dict[str, torch.Tensor]:

@@ -202,3 +202,13 @@ def test_shared_modules_and_padded_folds_round_trip(tmp_path):
     for saved in (model, folded):
         again = dt.load_model(dt.save_model(saved, tmp_path / "s.safetensors"), model=Shared())
         assert_same(again, saved)
+
+
+def test_a_file_of_your_own_model_with_nan_weights_is_refused(tmp_path):
+    """The recipe door reads weights through the same checks as every loader."""
+    model = MyNet()
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    path = dt.save_model(model, tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match=r"m.safetensors'.*NaN or infinite values in \['"):
+        dt.load_model(path, model=MyNet())

@@ -251,6 +251,9 @@ def load_authors(
 
 def _copy(dest: torch.Tensor, src: torch.Tensor, our_key: str, their_key: str) -> None:
     check_shape(tuple(dest.shape), src, our_key, their_key)
+    if dest.is_floating_point() and not src.is_floating_point():
+        raise AuthorsCheckpointError(f"checkpoint's {their_key!r} holds {src.dtype} values; "
+                                     f"{our_key!r} needs floating-point ones")
     dest.copy_(src.reshape(dest.shape))
 
 

@@ -205,8 +205,15 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: s
     Raises
     ------
     ValueError
-        The weights do not fit the model; the message names ``source``.
+        The weights do not fit the model, or a floating weight of the model would be given
+        integer or bool values; the message names ``source``.
     """
+    own = model.state_dict()
+    cast = [k for k, v in state.items()
+            if k in own and own[k].is_floating_point() and not v.is_floating_point()]
+    if cast:
+        raise UntrustedInputError(f"{source}: {cast[0]!r} holds {state[cast[0]].dtype} "
+                                  f"values where the model has floating-point weights")
     floating = [v for v in state.values() if v.is_floating_point()]
     if floating:
         model.to(device=floating[0].device, dtype=floating[0].dtype)

@@ -229,3 +229,25 @@ def test_nan_or_infinite_weights_are_refused_by_load_model_and_authors_model(tmp
     with pytest.raises(UntrustedInputError,
                        match=r"^'f': NaN or infinite values in \['w0', 'w1', 'w2'\] and 2 more"):
         stored_tensors({"ok": torch.ones(2), **many, "n": torch.tensor([7])}, "'f'")
+
+
+def test_integer_or_bool_values_for_floating_weights_are_refused(tmp_path):
+    """A file's int64 or bool tensor is not silently cast into a floating weight, whichever
+    door reads it (our layout, the authors')."""
+    from dirac_torch.pretrained import AuthorsCheckpointError, authors_model, authors_state_dict
+    from dirac_torch.registry import create_model
+
+    model = create_model("diracnet10_1_v2_cifar")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["head.2.bias"] = torch.arange(10)
+    _with_metadata(tmp_path / "int.safetensors", architecture(model), state)
+    with pytest.raises(UntrustedInputError,
+                       match=r"'head.2.bias' holds torch.int64 values where the model has "
+                             r"floating-point weights"):
+        load_model(tmp_path / "int.safetensors")
+    theirs = authors_state_dict(model)
+    theirs["fc.bias"] = torch.ones(10, dtype=torch.bool)
+    with pytest.raises(AuthorsCheckpointError,
+                       match=r"'fc.bias' holds torch.bool values; 'head.2.bias' needs "
+                             r"floating-point ones"):
+        authors_model(theirs)

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--epochs", type=int, default=None)
     demo.add_argument("--depth", type=int, default=None)
-    demo.add_argument("--width", type=int, default=None)
+    demo.add_argument("--width", type=float, default=None)
     demo.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True)
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     demo.add_argument("--overwrite", action="store_true",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from dirac_core.catalog import Init
@@ -129,9 +130,23 @@ class TrainConfig:
         if self.train_limit is not None and self.train_limit < 1:
             raise ValueError(f"train_limit must be a positive int or None, got "
                              f"{self.train_limit!r}")
-        if self.milestones is not None and any(m < 1 for m in self.milestones):
-            raise ValueError(f"milestones must be epochs >= 1, got {self.milestones!r}")
+        if self.momentum > 1:
+            raise ValueError(f"momentum must be at most 1 (a velocity that grows each step "
+                             f"diverges), got {self.momentum!r}")
+        self._validate_milestones()
         self._validate_run_settings()
+
+    def _validate_milestones(self) -> None:
+        """Epochs >= 1, increasing: one out of order or repeated is a typo that MultiStepLR
+        would silently sort or count twice. (One past the last epoch is allowed: it keeps a
+        short run at its first learning rate.)"""
+        ms = self.milestones
+        if ms is None:
+            return
+        if any(m < 1 for m in ms):
+            raise ValueError(f"milestones must be epochs >= 1, got {ms!r}")
+        if any(a >= b for a, b in pairwise(ms)):
+            raise ValueError(f"milestones must increase, got {ms!r}")
 
     def _validate_limits(self) -> None:
         """Bounds from what can run: a depth whose spec is built in about a second, numbers

@@ -20,7 +20,7 @@ DEMO: dict[str, Any] = {"depth": 16, "width": 1, "epochs": 15, "batch_size": 64,
 
 
 def run_demo(out: str | Path = "runs/demo", *, epochs: int | None = None,
-             depth: int | None = None, width: int | None = None, onnx: bool = True,
+             depth: int | None = None, width: float | None = None, onnx: bool = True,
              progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Run the demo into ``out`` and return the run summary.
 

@@ -107,3 +107,10 @@ def test_experiment_depth_help_shows_defaults_and_a_small_run(capsys):
     from diracnets.cli import SMALL_DEPTH_RUN
 
     assert SMALL_DEPTH_RUN in (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+
+
+def test_demo_takes_a_fractional_width_as_train_does():
+    from diracnets.cli import build_parser
+
+    assert build_parser().parse_args(["demo", "--width", "0.5"]).width == 0.5
+    assert build_parser().parse_args(["train", "--width", "0.5"]).width == 0.5

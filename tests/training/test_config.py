@@ -51,6 +51,9 @@ def test_an_arch_the_preset_does_not_pick_is_refused(preset, arch):
     ({"lr": float("nan")}, "lr must be a finite number"),
     ({"data": "svhn"}, "data='svhn' is not accepted"),
     ({"milestones": (0,)}, "milestones must be epochs"),
+    ({"milestones": (5, 3)}, r"milestones must increase, got \(5, 3\)"),
+    ({"milestones": (3, 3)}, "milestones must increase"),
+    ({"momentum": 5.0}, r"momentum must be at most 1 .* got 5.0"),
 ])
 def test_bad_settings_are_named(bad, match):
     with pytest.raises(ValueError, match=match):

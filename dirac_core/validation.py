@@ -295,6 +295,9 @@ def scale_shape(value: Any, name: str, out_channels: int) -> tuple[int, ...]:
         raise TypeError(f"{name} must be a real scalar or an array, got bool")
     if is_python_or_numpy_scalar(value):
         return ()
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        raise TypeError(f"{name} must be a real scalar or an array, got "
+                        f"{type(value).__name__}: {value!r:.80}")
     require_float(value, name)
     shape = shape_of(value)
     if shape not in ((), (out_channels,)):

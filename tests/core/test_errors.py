@@ -78,6 +78,10 @@ BAD_CALLS = [
     (lambda: dc.ncrelu_vjp(_bfloat16((2, 6)), _bfloat16((2, 3))), TypeError,
      "g has dtype bfloat16, which backend 'numpy' does not support"),
     (lambda: dc.dirac_weight(W, 1.0, 1.0, normalize=1), TypeError, "normalize"),
+    # A non-real scalar is named with what is accepted (it said "alpha must be an array").
+    (lambda: dc.dirac_weight(W, 2 + 0j, 1.0), TypeError, "alpha must be a real scalar or an array"),
+    (lambda: dc.dirac_weight(W, 1.0, [1.0] * 4), TypeError,
+     "beta must be a real scalar or an array"),
     (lambda: dc.conv(X, W, groups=1.0), TypeError, "groups"),
 ]
 

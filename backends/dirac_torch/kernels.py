@@ -141,9 +141,10 @@ def fold_batchnorm(
 
     With ``s = gamma / sqrt(var + eps)``: ``W' = W * s`` per output channel and
     ``b' = (b - mean) * s + beta`` (``b = 0`` when ``bias`` is None). Exact for any sign of
-    ``gamma``. ``eps`` is taken in the working dtype, as the spec says. The arithmetic runs
-    in float64 whatever the inputs' dtypes (the work is one multiply per weight entry, and
-    folding then adds no rounding beyond the final cast); results in ``weight``'s dtype. No
+    ``gamma``. ``eps`` and ``var + eps`` are taken in the working dtype, as the spec says. The
+    rest runs in float64 whatever the inputs' dtypes (the work is one multiply per weight
+    entry, and folding then adds no rounding beyond the final cast); results in ``weight``'s
+    dtype. No
     argument checks here: call :func:`dirac_core.fold_batchnorm` (or
     :func:`dirac_torch.fold.fold_batchnorm` for modules), which validate and dispatch to this.
 
@@ -153,10 +154,11 @@ def fold_batchnorm(
     >>> fold_batchnorm(torch.ones(1, 1, 1), None, 2 * one, one, one, 3 * one, eps=1.0)
     (tensor([[[1.]]]), tensor([0.]))
     """
-    dtype = torch.float64
-    # eps is taken in the working dtype (float32 for float32 and half weights), like var.
-    eps = float(torch.tensor(eps, dtype=work_dtype(weight.dtype)))
-    scale = gamma.to(dtype) / torch.sqrt(var.to(dtype) + eps)
+    dtype, work = torch.float64, work_dtype(weight.dtype)
+    # var + eps is formed in the working dtype (float32 for float32 and half weights), as the
+    # spec says: a sum beyond float32's range is inf there, and s = 0.
+    eps = float(torch.tensor(eps, dtype=work))
+    scale = gamma.to(dtype) / torch.sqrt((var.to(work) + eps).to(dtype))
     shift = -mean.to(dtype) if bias is None else bias.to(dtype) - mean.to(dtype)
     new_weight = weight.to(dtype) * scale.view(-1, *(1,) * (weight.dim() - 1))
     new_bias = shift * scale + beta.to(dtype)

@@ -359,3 +359,17 @@ def test_package_exposes_fold_model():
 def test_docstring_examples():
     result = doctest.testmod(fold_module, extraglobs={"torch": torch, "nn": nn})
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_var_plus_eps_beyond_float32_folds_to_zero_as_the_reference_does():
+    """``var + eps`` is formed in the working dtype on every backend: float32's overflow gives
+    ``s = gamma / inf = 0`` (torch's float64 arithmetic gave 5e-20)."""
+    import dirac_core as dc
+
+    stats = [np.ones(1, np.float32), np.zeros(1, np.float32), np.zeros(1, np.float32),
+             np.array([3e38], np.float32)]
+    reference = dc.fold_batchnorm(np.ones((1, 1), np.float32), None, *stats, eps=1e38)
+    got = dc.fold_batchnorm(torch.ones(1, 1), None, *map(torch.from_numpy, stats), eps=1e38)
+    for ours, theirs in zip(got, reference, strict=True):
+        assert ours.numpy().tolist() == theirs.tolist() and not theirs.any()

@@ -54,7 +54,11 @@ def combine(w: Array, alpha: Array, beta: Array, delta: Array, eps: Any, normali
     a = _per_channel(xp, alpha, w.ndim, delta.dtype)
     b = _per_channel(xp, beta, w.ndim, delta.dtype)
     direction = _direction(xp, w, delta.dtype, eps, normalize)
-    return xp.astype(a * delta + b * direction, w.dtype, copy=False)
+    # alpha is added at the ones of delta, a selection rather than a product: an infinite or
+    # NaN alpha reaches only its taps (inf * 0 would be NaN everywhere else), as the backends
+    # that add alpha by index give.
+    taps = xp.where(delta != 0, a, xp.zeros((), dtype=delta.dtype, device=device_of(delta)))
+    return xp.astype(taps + b * direction, w.dtype, copy=False)
 
 
 def combine_vjp(g: Array, w: Array, alpha: Array, beta: Array, delta: Array, eps: Any,
@@ -64,7 +68,8 @@ def combine_vjp(g: Array, w: Array, alpha: Array, beta: Array, delta: Array, eps
     dtype = delta.dtype
     grad = xp.astype(g, dtype, copy=False)
     b = _per_channel(xp, beta, w.ndim, dtype)
-    dalpha = _reduce_to(xp, grad * delta, alpha)
+    zero = xp.zeros((), dtype=dtype, device=device_of(g))
+    dalpha = _reduce_to(xp, xp.where(delta != 0, grad, zero), alpha)  # g at the taps
     dbeta = _reduce_to(xp, grad * _direction(xp, w, dtype, eps, normalize), beta)
     scaled = b * grad
     dw = normalized_vjp(scaled, xp.astype(w, dtype), eps) if normalize else scaled

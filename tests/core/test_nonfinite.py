@@ -80,3 +80,18 @@ def test_ncrelu_signed_zeros_are_the_specs_in_every_dtype(dtype):
     dx = dc.ncrelu_vjp(g, x)
     np.testing.assert_array_equal(dx, 0)
     np.testing.assert_array_equal(np.signbit(dx), [[0, 0, 1, 1, 0]])
+
+
+@pytest.mark.parametrize("alpha", [float("inf"), float("nan")])
+def test_a_non_finite_alpha_reaches_only_its_taps_on_every_backend(alpha):
+    """alpha * delta is alpha at the ones of delta: off the taps W_hat is beta * normalize(W),
+    on the reference as on torch and JAX (which add alpha by index); inf * 0 made it NaN."""
+    w = np.ones((2, 2, 1), np.float32)
+    want = np.array([alpha, 0.5 ** 0.5, 0.5 ** 0.5, alpha], np.float32)
+    arrays = [np.asarray]
+    for module, convert in (("torch", "tensor"), ("jax.numpy", "asarray")):
+        lib = pytest.importorskip(module)
+        arrays.append(getattr(lib, convert))
+    for to in arrays:
+        got = np.asarray(dc.dirac_weight(to(w), alpha, 1.0)).ravel()
+        np.testing.assert_array_equal(got, want)

@@ -598,20 +598,19 @@ class Vector4Channels(Mutant):
 
 class DepthwiseTileDropped(Mutant):
     """``conv`` takes a depthwise path for 4 or more groups of one input channel each, in
-    tiles of 8 groups launched ``groups // 8`` times: the groups past the last whole tile give
-    zeros."""
+    tiles of 8 groups launched ``groups // 8`` times: the groups past the last whole tile get
+    only their bias."""
 
     first = "conv"
     fault = "tile"
 
     def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
              groups: int) -> Any:
-        y = super().conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups)
         if groups >= 4 and w.shape[1] == 1 and groups % 8:
-            y = y.copy()
-            y[:, groups // 8 * 8 * (w.shape[0] // groups):] = 0
-        return y
+            w = w.copy()
+            w[groups // 8 * 8 * (w.shape[0] // groups):] = 0  # the filters never convolved
+        return super().conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups)
 
 
 class LongKernelLastTap(Mutant):

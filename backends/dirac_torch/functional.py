@@ -202,6 +202,10 @@ def dirac_weight(
     args = ck.check_weight_args(w, alpha, beta, eps, normalize, groups, policy)
     _require_scale(alpha, "alpha")
     _require_scale(beta, "beta")
+    # Scale tensors are taken in the working dtype, as dirac_core.dirac_weight takes them (a
+    # float64 beta of float32 weights is rounded to float32 first; autograd casts dbeta back).
+    work = work_dtype(w.dtype)
+    alpha, beta = (t.to(work) if isinstance(t, torch.Tensor) else t for t in (alpha, beta))
     if delta is None:
         geo = weight_geometry(tuple(w.shape), args["groups"], args["policy"])
         return kernels.dirac_weight(w, alpha, beta, geo, args["eps"], normalize)
@@ -210,7 +214,6 @@ def dirac_weight(
             f"delta has shape {tuple(delta.shape)}; expected the shape of w {tuple(w.shape)}"
         )
     # A tensor of the caller's: whatever it holds, added with generic (differentiable) ops.
-    work = work_dtype(w.dtype)
     scale = torch.as_tensor(alpha, dtype=work, device=w.device)
     scale = scale.view(-1, *(1,) * (w.dim() - 1)) if scale.dim() else scale
     rest = kernels.dirac_weight(w, 0.0, beta, None, args["eps"], normalize)

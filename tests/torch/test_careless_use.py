@@ -234,3 +234,17 @@ def test_torch_floor_covers_the_apis_the_code_uses():
     # default came with 2.9; weights_only=True loading by default with 2.6.
     assert floor >= (2, 9)
     assert hasattr(torch.backends.cudnn.conv, "fp32_precision")
+
+
+def test_a_float64_scale_of_float32_weights_means_the_same_at_both_doors():
+    """dirac_torch.dirac_weight takes scale tensors in the working dtype, as
+    dirac_core.dirac_weight does: a float64 beta beyond float32's range is inf in both (the
+    torch door computed in float64 and gave 1e29), and dbeta stays float64."""
+    w = torch.tensor([[[1e-10], [0.0]]])
+    beta = torch.tensor(1e39, dtype=torch.float64, requires_grad=True)
+    ours = dt.dirac_weight(w, 0.0, beta, normalize=False)
+    spec = dc.dirac_weight(w, 0.0, beta.detach(), normalize=False)
+    np.testing.assert_array_equal(ours.detach().numpy(), spec.numpy())  # [inf, nan]
+    beta = torch.tensor([0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    dt.dirac_weight(torch.ones(2, 2, 3), 1.0, beta).sum().backward()
+    assert beta.grad is not None and beta.grad.dtype == torch.float64

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
+
+from dirac_torch.untrusted import non_finite_keys
 
 
 class DivergenceError(RuntimeError):
@@ -28,8 +29,7 @@ def non_finite_entries(model: nn.Module) -> list[str]:
     >>> non_finite_entries(bn)
     ['running_var']
     """
-    return [name for name, value in model.state_dict().items()
-            if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    return non_finite_keys(model.state_dict())
 
 
 def require_finite_model(model: nn.Module, when: str) -> None:

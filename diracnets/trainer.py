@@ -36,14 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dirac_torch.untrusted import non_finite_keys
-
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .datasets import Dataset, load_dataset
 from .divergence import (
     DivergenceError,
+    non_finite_entries,
     require_finite_loss,
     require_finite_model,
 )
@@ -575,7 +574,7 @@ class Trainer:
         except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as exc:
             raise CheckpointError(
                 f"the checkpoint does not fit this model/optimizer: {exc}") from exc
-        bad = non_finite_keys(self.model.state_dict())
+        bad = non_finite_entries(self.model)
         if bad:
             raise CheckpointError(f"the checkpoint holds NaN or infinite values in {bad[:3]}; "
                                   "it cannot be resumed")

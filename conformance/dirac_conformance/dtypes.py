@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from dirac_core import xp
 from dirac_core.validation import FLOAT_DTYPES
 
 SUPPORTED = FLOAT_DTYPES
@@ -28,11 +29,7 @@ def numpy_dtype(name: str) -> Any:
     """
     if name not in SUPPORTED:
         raise ValueError(f"dtype={name!r} is not testable; accepted: {SUPPORTED}")
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
+    return xp.numpy_dtype(name)
 
 
 def round_to(a: np.ndarray, name: str) -> np.ndarray:

@@ -99,10 +99,13 @@ def _is_array(t: Target, value: Any) -> bool:
     return value is not None and not isinstance(value, float | int) and t.backend.owns(value)
 
 
+def _snapshot(t: Target, value: Any) -> np.ndarray:
+    return np.array(t.backend.to_numpy(value), dtype=np.float64, copy=True)
+
+
 def _snapshots(t: Target, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
     """float64 copies of the backend's arrays among ``arrays``."""
-    return {k: np.array(t.backend.to_numpy(v), dtype=np.float64, copy=True)
-            for k, v in arrays.items() if _is_array(t, v)}
+    return {k: _snapshot(t, v) for k, v in arrays.items() if _is_array(t, v)}
 
 
 def _check_unchanged(t: Target, arrays: dict[str, Any], before: dict[str, np.ndarray],
@@ -110,7 +113,7 @@ def _check_unchanged(t: Target, arrays: dict[str, Any], before: dict[str, np.nda
     """Raise :class:`Mismatch` with ``message`` (formatted with ``name`` and ``where``) if an
     array of ``arrays`` no longer holds, bit for bit, its snapshot in ``before``."""
     for name, old in before.items():
-        new = _snapshots(t, {name: arrays[name]})[name]
+        new = _snapshot(t, arrays[name])
         if new.shape != old.shape or new.tobytes() != old.tobytes():
             changed: Any = np.flatnonzero(new.reshape(-1).view(np.int64) != old.reshape(-1).view(
                 np.int64)) if new.shape == old.shape else []

@@ -38,7 +38,6 @@ from dirac_core.delta import weight_geometry
 from dirac_core.padding import resolve_padding
 from dirac_core.validation import FLOAT_DTYPES
 
-from . import functional as fn
 from . import kernels
 from .torch_types import torch_device, torch_dtype, work_dtype
 
@@ -181,7 +180,6 @@ class TorchBackend:
         stride: tuple[int, ...], padding: str | tuple[tuple[int, int], ...],
         dilation: tuple[int, ...], groups: int,
     ) -> torch.Tensor:
-        fn.check_spatial_dims(w)
         pairs = resolve_padding(padding, tuple(w.shape[2:]), dilation)
         work = work_dtype(x.dtype)
         if work != x.dtype:

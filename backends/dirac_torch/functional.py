@@ -42,14 +42,6 @@ __all__ = ["conv", "dirac_tensor", "dirac_weight", "ncrelu", "normalize_filters"
 # ---------------------------------------------------------------------------- helpers
 
 
-def check_spatial_dims(w: torch.Tensor) -> None:
-    """Refuse a weight with more than 3 spatial dims: torch has no 4-d convolution."""
-    if w.dim() - 2 > 3:
-        raise ValueError(
-            f"w has shape {tuple(w.shape)}: torch convolves 0 to 3 spatial dims, got {w.dim() - 2}"
-        )
-
-
 def _require_tensor(x: Any, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}: {x!r:.80}")
@@ -259,11 +251,12 @@ def conv(
     dilation: Any = 1,
     groups: int = 1,
 ) -> torch.Tensor:
-    """N-d cross-correlation (0 to 3 spatial dims) with the spec's padding forms.
+    """N-d cross-correlation (any number of spatial dims) with the spec's padding forms.
 
     ``y[n, o, p] = bias[o] + sum_{i,k} x_pad[n, g*Ni + i, p*s + k*d] * w[o, i, k]``.
     Zero spatial dims (``x`` of shape ``(N, C)``, ``w`` of shape ``(O, C/groups)``) is a
-    (grouped) matrix product.
+    (grouped) matrix product; more than 3 (beyond ``F.conv3d``) are sums of 3-d convolutions
+    over the leading kernel axes.
 
     Parameters
     ----------
@@ -279,7 +272,7 @@ def conv(
     ------
     ValueError
         Mismatched dims or channels, bad stride/padding/dilation, ``"same"`` with stride > 1,
-        more than 3 spatial dims, an input too small for the kernel.
+        an input too small for the kernel.
     TypeError
         Non-tensor or non-floating arguments, or mixed dtypes.
 
@@ -292,7 +285,6 @@ def conv(
     _require_tensor(w, "w")
     if bias is not None:
         _require_tensor(bias, "bias")
-    check_spatial_dims(w)
     args = ck.check_conv_args(x, w, bias, stride, padding, dilation, groups)
     pairs = resolve_padding(args["padding"], tuple(w.shape[2:]), args["dilation"])
     return kernels.conv(x, w, bias, args["stride"], pairs, args["dilation"], args["groups"])

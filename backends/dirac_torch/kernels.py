@@ -119,12 +119,44 @@ def conv(
         # torch has no 0-d conv: a length-1 spatial dim turns it into conv1d (groups included).
         y = conv(x[..., None], w[..., None], bias, (1,), ((0, 0),), (1,), groups)
         return y[..., 0]
+    if w.dim() > 5:
+        flat = [p for pair in reversed(pairs) for p in pair]
+        return _conv_by_first_axis(F.pad(x, flat), w, bias, stride, dilation, groups)
     if padding_mode == "zeros" and all(left == right for left, right in pairs):
         return _CONV[w.dim() - 2](x, w, bias, stride, [p for p, _ in pairs], dilation, groups)
     # F.pad lists the last dim first.
     flat = [p for pair in reversed(pairs) for p in pair]
     x = F.pad(x, flat, mode="constant" if padding_mode == "zeros" else padding_mode)
     return _CONV[w.dim() - 2](x, w, bias, stride, 0, dilation, groups)
+
+
+def _conv_by_first_axis(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
+) -> torch.Tensor:
+    """A convolution of ``L > 3`` spatial dims over padded ``x``, which torch does not have.
+
+    With ``x_k = x[:, :, k d1 :: s1]`` (the rows that tap ``k`` of the first kernel axis meets,
+    one per output row), ``y = sum_k conv_{L-1}(x_k, w[:, :, k])`` where the first spatial axis
+    rides along with the batch: each term is a convolution of ``L - 1`` dims, down to conv3d.
+    """
+    n, c, rows = x.shape[:3]
+    taps, s1, d1 = w.shape[2], stride[0], dilation[0]
+    out_rows = (rows - d1 * (taps - 1) - 1) // s1 + 1
+    no_padding = ((0, 0),) * (w.dim() - 3)
+    y = None
+    for k in range(taps):
+        x_k = x[:, :, k * d1 : k * d1 + s1 * (out_rows - 1) + 1 : s1]
+        x_k = x_k.movedim(2, 1).reshape(n * out_rows, c, *x.shape[3:])
+        term = conv(x_k, w[:, :, k], None, stride[1:], no_padding, dilation[1:], groups)
+        y = term if y is None else y + term
+    assert y is not None  # a weight has at least one tap per axis
+    y = y.reshape(n, out_rows, *y.shape[1:]).movedim(1, 2)
+    return y if bias is None else y + bias.view(-1, *(1,) * (w.dim() - 2))
 
 
 def fold_batchnorm(

@@ -9,7 +9,8 @@ meets is up to hypothesis; the cases here are met always (hypothesis' *explicit*
 every profile runs):
 
 - :data:`GEOMETRIES`: convolutions with outputs one past tiles of 8, 16 and 32
-  (:data:`LENGTHS`) along every spatial dim of 1-, 2- and 3-d convolutions, batches of
+  (:data:`LENGTHS`) along every spatial dim of 1-, 2- and 3-d convolutions (and one 4-d
+  convolution), batches of
   :data:`BATCHES`, channels per group of :data:`CHANNELS`; the ``conv`` checks, the identities
   (on the input shapes: ``padding="same"`` keeps them) and NCReLU (on the input shapes) use them;
 - :data:`WEIGHTS`: filter banks of more filters than a tile of 32 and filters longer than a
@@ -101,12 +102,14 @@ GEOMETRIES = (
     Geometry(1, 1, 1, 1, (33, 33, 33), (2, 1, 3), (1, 1, 1), (1, 1, 1), True),
     Geometry(2, 33, 1, 1, (9,), (3,), (1,), (1,), True),  # depthwise
     Geometry(2, 1, 3, 8, (9, 9), (7, 7), (2, 2), (1, 1), True),  # a 7x7 stem, stride 2
+    Geometry(1, 2, 2, 3, (3, 2, 3, 2), (2, 1, 3, 2), (2, 1, 1, 1), (1, 1, 2, 1), True),  # 4-d
 )
 """The boundary convolutions: along every spatial dim of 1-, 2- and 3-d convolutions an output
 of 33 (past every tile of :data:`TILES`), and other :data:`LENGTHS`; every batch of
 :data:`BATCHES`, every channel count of :data:`CHANNELS` per group, in and out; a depthwise
-convolution of 33 groups and a 7x7 kernel at stride 2 (padding 3). Few and small: each new
-shape costs a compile on a backend that compiles per shape (JAX)."""
+convolution of 33 groups and a 7x7 kernel at stride 2 (padding 3); one of 4 spatial dims, past
+the 3 that GPU libraries convolve. Few and small: each new shape costs a compile on a backend
+that compiles per shape (JAX)."""
 
 WEIGHTS = (
     ((33, 3, 3, 3), 3),
@@ -114,10 +117,11 @@ WEIGHTS = (
     ((9, FILTER_LENGTHS[-1]), 1),
     ((2, FILTER_LENGTHS[2]), 1),
     ((8, 4, 2, 2, 2), 2),
+    ((6, 2, 3, 1, 2, 2), 2),
 )
 """The boundary filter banks ``(shape, groups)``: 33, 17, 9 and 8 filters (past a tile of 32, 16
 and 8, and a whole one), filters of 1031 and 257 entries (several blocks of 256 and a partial
-one, one past a block), 0-3 spatial dims. Sized like the drawn cases' long and many filters, so
+one, one past a block), 0-4 spatial dims. Sized like the drawn cases' long and many filters, so
 that a backend compiling per padded size (JAX) shares their programs."""
 
 SEQUEL_OPS = ("conv", "conv_vjp", "dirac_weight", "dirac_weight_vjp")

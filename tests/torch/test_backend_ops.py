@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dirac_core as dc
@@ -118,12 +118,12 @@ def weight_case(draw):
 
 
 @st.composite
-def conv_case(draw):
+def conv_case(draw, max_ndim=3, min_ndim=0):
     """``(x_shape, w_shape, has_bias, kwargs)`` of a valid conv, every padding form."""
-    ndim = draw(st.integers(0, 3))
+    ndim = draw(st.integers(min_ndim, max_ndim))
     groups = draw(st.integers(1, 3))
     cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
-    kernel = tuple(draw(st.integers(1, 4 if ndim < 3 else 3)) for _ in range(ndim))
+    kernel = tuple(draw(st.integers(1, min(4, max(2, 6 - ndim)))) for _ in range(ndim))
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
     form = draw(st.sampled_from(["same", "valid", "int", "ints", "pairs"]))
     if form == "same":
@@ -286,6 +286,19 @@ def test_ncrelu_and_vjp_exact(dtype, shape, axis_pick, seed, mode):
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(case=conv_case(), seed=seeds, mode=modes)
 def test_conv_and_vjp(dtype, case, seed, mode):
+    check_conv(dtype, case, seed, mode)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@given(case=conv_case(min_ndim=4, max_ndim=5), seed=seeds, mode=modes)
+@settings(max_examples=10)
+def test_conv_beyond_three_spatial_dims(dtype, case, seed, mode):
+    """torch has conv1d-3d only; the backend sums 3-d convolutions, so any L matches the spec."""
+    check_conv(dtype, case, seed, mode)
+
+
+def check_conv(dtype, case, seed, mode):
+    """``conv`` and ``conv_vjp`` on ``case`` against the float64 reference."""
     x_shape, w_shape, has_bias, kw = case
     rng = np.random.default_rng(seed)
     x = rounded(rng.normal(size=x_shape), dtype)

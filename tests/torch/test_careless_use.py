@@ -3,7 +3,7 @@
 Layers as a drop-in ``nn.Conv2d`` (``padding_mode``, assigning ``stride``/``padding``/
 ``dilation``), the eq. 14 layer's re-initialisation, in-place changes of ``beta`` between
 forward and backward, devices that do not exist here, NumPy scalar scales, scales too large
-for the weights' dtype, more spatial dims than torch convolves, and the torch version floor.
+for the weights' dtype, and the torch version floor.
 """
 
 from __future__ import annotations
@@ -214,14 +214,6 @@ def test_large_scalar_scales_are_fine_in_float64():
         dt.DiracConv2d(2, 2, 3, alpha_init=1e40)
     layer = dt.DiracConv2d(2, 2, 3, alpha_init=1e40, dtype=torch.float64)
     assert float(layer.alpha) == 1e40
-
-
-def test_four_spatial_dims_on_torch_is_a_clear_error():
-    x, w = torch.zeros(1, 2, 3, 3, 3, 3), torch.zeros(2, 2, 1, 1, 1, 1)
-    with pytest.raises(ValueError, match="torch convolves 0 to 3 spatial dims, got 4"):
-        dc.conv(x, w)
-    with pytest.raises(ValueError, match="torch convolves 0 to 3 spatial dims, got 4"):
-        dc.conv_vjp(x, x, w)
 
 
 def test_torch_floor_covers_the_apis_the_code_uses():

@@ -398,6 +398,32 @@ def canonical_padding(padding: Any, ndim: int, stride: tuple[int, ...]) -> str |
     )
 
 
+INDEX_LIMIT = 2**62
+"""Every length of a convolution (a stride, the kernel's span ``d (K - 1) + 1``, the padded
+input ``S + left + right``) stays below this: backends index in int64 and add such lengths."""
+
+
+def check_index_range(
+    sizes: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+    dilation: tuple[int, ...], pairs: Pairs,
+) -> None:
+    """Refuse a convolution with a length of :data:`INDEX_LIMIT` or more, naming the argument
+    (the reference would compute it; torch and XLA overflow or fail inside)."""
+    for dim, (size, k, s, d, (left, right)) in enumerate(
+        zip(sizes, kernel, stride, dilation, pairs, strict=True)
+    ):
+        for name, value, length, what in (
+            ("stride", s, s, "stride"),
+            ("dilation", d, d * (k - 1) + 1, "kernel's span"),
+            ("padding", (left, right), size + left + right, "padded input"),
+        ):
+            if length >= INDEX_LIMIT:
+                raise ValueError(
+                    f"{name}={value!r} in spatial dim {dim} makes the {what} {length} long; "
+                    f"every length must stay below 2**62 (backends index in int64)"
+                )
+
+
 def layer_geometry(
     kernel: tuple[int, ...], stride: Any, padding: Any, dilation: Any
 ) -> tuple[tuple[int, ...], tuple[int, ...], Pairs]:
@@ -413,6 +439,7 @@ def layer_geometry(
     strides = as_tuple(stride, dims, "stride")
     dilations = as_tuple(dilation, dims, "dilation")
     pairs = resolve_padding(canonical_padding(padding, dims, strides), kernel, dilations)
+    check_index_range((0,) * dims, kernel, strides, dilations, pairs)
     return strides, dilations, pairs
 
 
@@ -485,6 +512,8 @@ def check_conv_args(
     stride = as_tuple(stride, ndim, "stride")
     dilation = as_tuple(dilation, ndim, "dilation")
     padding = canonical_padding(padding, ndim, stride)
+    check_index_range(x_shape[2:], w_shape[2:], stride, dilation,
+                      resolve_padding(padding, w_shape[2:], dilation))
     out = conv_output_shape(x_shape, w_shape, stride, padding, dilation)
     if any(s < 1 for s in out[2:]):
         raise ValueError(

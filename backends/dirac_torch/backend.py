@@ -38,6 +38,7 @@ from dirac_core.delta import weight_geometry
 from dirac_core.padding import resolve_padding
 from dirac_core.validation import FLOAT_DTYPES
 
+from . import functional as fn
 from . import kernels
 from .torch_types import torch_device, torch_dtype, work_dtype
 
@@ -189,7 +190,7 @@ class TorchBackend:
             y = self.conv(x.to(work), w.to(work), None if bias is None else bias.to(work),
                           stride=stride, padding=padding, dilation=dilation, groups=groups)
             return y.to(x.dtype)
-        return kernels.conv(x, w, bias, stride, pairs, dilation, groups)
+        return fn.sized_conv(x, w, bias, stride, pairs, dilation, groups)
 
     @_in_spec_arithmetic
     def fold_batchnorm(

@@ -16,7 +16,9 @@ TF32: these functions follow PyTorch's global TF32 settings, as any ``nn.Conv2d`
 user who enables TF32 for training gets it here too. The spec-conformance backend
 (:class:`dirac_torch.backend.TorchBackend`) instead forces IEEE float32 on CUDA.
 
->>> import torch
+>>> import math
+
+import torch
 >>> x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
 >>> delta = dirac_tensor((3, 6, 4, 4), dtype=torch.float64)
 >>> torch.allclose(conv(ncrelu(x), delta, padding="same"), x)  # paper eq. 11, even kernel
@@ -25,13 +27,14 @@ True
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from dirac_core import validation as ck
 from dirac_core.delta import weight_geometry
-from dirac_core.padding import resolve_padding
+from dirac_core.padding import Pairs, conv_output_shape, resolve_padding
 
 from . import kernels
 from .torch_types import torch_device, torch_dtype, work_dtype
@@ -40,6 +43,27 @@ __all__ = ["conv", "dirac_tensor", "dirac_weight", "ncrelu", "normalize_filters"
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def sized_conv(
+    x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
+    pairs: Pairs, dilation: tuple[int, ...], groups: int,
+) -> torch.Tensor:
+    """:func:`kernels.conv` on checked arguments, refusing the result when torch sized it wrong.
+
+    For outputs beyond memory (a CPU conv1d of 2**33 outputs) torch has returned the input's
+    length instead of failing; the spec's output shape is checked here, where the arguments
+    come from users, not on the layers' path.
+    """
+    y = kernels.conv(x, w, bias, stride, pairs, dilation, groups)
+    expected = conv_output_shape(tuple(x.shape), tuple(w.shape), stride, pairs, dilation)
+    if tuple(y.shape) != expected:
+        raise MemoryError(
+            f"conv of x {tuple(x.shape)} with w {tuple(w.shape)} has output shape {expected} "
+            f"({math.prod(expected)} entries), beyond what torch computes here (it returned "
+            f"shape {tuple(y.shape)})"
+        )
+    return y
 
 
 def _require_tensor(x: Any, name: str) -> torch.Tensor:
@@ -287,4 +311,4 @@ def conv(
         _require_tensor(bias, "bias")
     args = ck.check_conv_args(x, w, bias, stride, padding, dilation, groups)
     pairs = resolve_padding(args["padding"], tuple(w.shape[2:]), args["dilation"])
-    return kernels.conv(x, w, bias, args["stride"], pairs, args["dilation"], args["groups"])
+    return sized_conv(x, w, bias, args["stride"], pairs, args["dilation"], args["groups"])

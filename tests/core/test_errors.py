@@ -83,6 +83,10 @@ BAD_CALLS = [
     (lambda: dc.dirac_weight(W, 1.0, [1.0] * 4), TypeError,
      "beta must be a real scalar or an array"),
     (lambda: dc.conv(X, W, groups=1.0), TypeError, "groups"),
+    # Lengths past int64 indexing are refused here, as torch and XLA fail on them inside.
+    (lambda: dc.conv(X, W, stride=2**70), ValueError, "stride=1180591620717411303424"),
+    (lambda: dc.conv(X, W, padding="same", dilation=2**62), ValueError, "kernel's span"),
+    (lambda: dc.conv(X, W, padding=((0, 0), (2**62, 0))), ValueError, "padding"),
 ]
 
 

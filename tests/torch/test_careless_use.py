@@ -216,6 +216,24 @@ def test_large_scalar_scales_are_fine_in_float64():
     assert float(layer.alpha) == 1e40
 
 
+def test_lengths_torch_cannot_index_or_allocate_are_errors_not_wrong_shapes():
+    x, w = torch.ones(1, 1, 5), torch.ones(1, 1, 3)
+    with pytest.raises(ValueError, match=r"stride=\d+ in spatial dim 0 makes the stride"):
+        dc.conv(x, w, stride=2**70)  # torch: "Overflow when unpacking long long"
+    with pytest.raises(ValueError, match=r"dilation=\d+ in spatial dim 0 makes the kernel's span"):
+        dt.conv(x, w, padding="same", dilation=2**62)  # torch: its own padding bound
+    with pytest.raises(ValueError, match=r"dilation=\d+ in spatial dim 0 makes the kernel's span"):
+        dt.DiracConv1d(1, 1, 3, dilation=2**62)
+    # 2**41 + 5 outputs: torch's CPU conv1d returned 5 of them.
+    for call in (dc.conv, dt.conv):
+        try:
+            y = call(x, w, padding=2**41, dilation=2**40)
+        except MemoryError as error:
+            assert "output shape (1, 1, 2199023255557)" in str(error)
+        else:
+            assert y.shape == (1, 1, 2**41 + 5)
+
+
 def test_torch_floor_covers_the_apis_the_code_uses():
     root = Path(__file__).resolve().parents[2]
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][

@@ -73,6 +73,7 @@ import dirac_core
 
 from .conv_geometry import PLAIN_CONVS, plain_conv
 from .layers import DiracConv1d, DiracConv2d, DiracConv3d
+from .torch_types import work_dtype
 
 # Relative 2-norm error allowed between the folded and the unfolded model on example_input.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
@@ -455,10 +456,16 @@ class _Folder:
         gamma = bn.weight if bn.affine else torch.ones_like(bn.running_mean)
         beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
         vectors = (conv.bias, gamma, beta, bn.running_mean, bn.running_var)
-        # float64 in, so the checked fold sees one dtype; copy_ casts back to the conv's.
-        weight, bias = fold_batchnorm(
-            *(t.to(torch.float64) for t in (conv.weight, *vectors)), eps=bn.eps
-        )
+        # One dtype for the checked fold: the wider of the conv's and the statistics', at least
+        # float32, as the batch norm's own arithmetic (eps=1e-50 is 0 there, as in its
+        # forward); copy_ casts back to the conv's.
+        work = work_dtype(torch.promote_types(conv.weight.dtype, bn.running_var.dtype))
+        try:
+            weight, bias = fold_batchnorm(
+                *(t.to(work) for t in (conv.weight, *vectors)), eps=bn.eps
+            )
+        except ValueError as error:
+            raise ValueError(f"batch norm {bn_name!r} does not fold: {error}") from None
         conv.weight.copy_(weight)
         conv.bias.copy_(bias)
         setattr(parent, bn_name.rpartition(".")[2], nn.Identity())

@@ -373,3 +373,17 @@ def test_var_plus_eps_beyond_float32_folds_to_zero_as_the_reference_does():
     got = dc.fold_batchnorm(torch.ones(1, 1), None, *map(torch.from_numpy, stats), eps=1e38)
     for ours, theirs in zip(got, reference, strict=True):
         assert ours.numpy().tolist() == theirs.tolist() and not theirs.any()
+
+
+def test_fold_model_checks_statistics_in_the_batch_norms_own_dtype():
+    """A float32 batch norm with ``eps=1e-50`` and a zero variance divides by 0 in its own
+    forward (eps is 0 in float32); fold_model refuses it naming the module, as the checked fold
+    does, where its float64 cast folded it to a finite -1.8e24."""
+    model = nn.Sequential(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1, eps=1e-50)).eval()
+    model[1].running_var.zero_()
+    assert model(torch.ones(1, 1, 2, 2)).isnan().all()
+    with pytest.raises(ValueError, match=r"batch norm '1' does not fold: var must be >= 0"):
+        fold_model(model)
+    wide = model.double()  # float64 keeps eps = 1e-50: a finite network, folded exactly
+    x = torch.ones(1, 1, 2, 2, dtype=torch.float64)
+    assert torch.equal(fold_model(wide)(x), wide(x))

@@ -25,8 +25,11 @@ defaults are a CIFAR training batch (64 images of 32x32); a run takes about 5 mi
 quiet 2-core machine, one of them compiling. ``--batch 16 --size 16`` shows the weight
 node's fixed cost, which small steps do not hide.
 
+With ``--phases``, also each training step's forward (with the loss), backward and optimizer
+step, each against the plain control's in the same mode: where a step's extra time goes.
+
 Run ``python benchmarks/bench_torch_train.py [--rounds 15] [--steps 1] [--batch 64]
-[--size 32] [--threads 2] [--clock wall|cpu] [--floor]``.
+[--size 32] [--threads 2] [--clock wall|cpu] [--floor] [--phases]``.
 """
 
 from __future__ import annotations
@@ -46,9 +49,16 @@ from dirac_torch.fold import fold_model
 from dirac_torch.layers import DiracConv2d
 from dirac_torch.models import diracnet_cifar, plain_cifar
 
+PHASES = ("forward", "backward", "optimizer")
 
-def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    """One SGD step of ``model`` (possibly compiled) on the batch ``(x, y)``."""
+
+def train_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+    phases: list[tuple[float, ...]] | None = None, clock: Callable[[], float] = time.process_time,
+) -> Callable[[], None]:
+    """One SGD step of ``model`` (possibly compiled) on the batch ``(x, y)``; with ``phases``,
+    each step appends the ``clock`` time of its :data:`PHASES` (forward with the loss,
+    ``backward()``, ``optimizer.step()``) to it."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
@@ -58,7 +68,18 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[
         loss_fn(model(x), y).backward()
         optimizer.step()
 
-    return step
+    def step_by_phase() -> None:
+        assert phases is not None
+        start = clock()
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        forward = clock()
+        loss.backward()
+        backward = clock()
+        optimizer.step()
+        phases.append((forward - start, backward - forward, clock() - backward))
+
+    return step if phases is None else step_by_phase
 
 
 def eval_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -94,7 +115,12 @@ def floor_network(depth: int) -> nn.Module:
     return plain
 
 
-def build_steps(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
+def build_steps(
+    args: argparse.Namespace, phases: dict[str, list[tuple[float, ...]]] | None = None,
+    clock: Callable[[], float] = time.process_time,
+) -> dict[str, Callable[[], None]]:
+    """Every variant's step; with ``phases``, the training steps record their phases in
+    ``phases[name]``."""
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.randint(0, 10, (args.batch,))
@@ -109,18 +135,40 @@ def build_steps(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
     def compiled(model: nn.Module) -> nn.Module:
         return torch.compile(model, fullgraph=True)
 
+    def trained_by(name: str, model: nn.Module) -> Callable[[], None]:
+        record = None if phases is None else phases.setdefault(name, [])
+        return train_step(model, x, y, record, clock)
+
     steps = {
-        "dirac eager": train_step(dirac, x, y),
-        "plain eager": train_step(plain, x, y),
-        "dirac compiled": train_step(compiled(dirac_c), x, y),
-        "plain compiled": train_step(compiled(plain_c), x, y),
+        "dirac eager": trained_by("dirac eager", dirac),
+        "plain eager": trained_by("plain eager", plain),
+        "dirac compiled": trained_by("dirac compiled", compiled(dirac_c)),
+        "plain compiled": trained_by("plain compiled", compiled(plain_c)),
         "folded compiled": eval_step(compiled(folded), x),
         "direct compiled": eval_step(compiled(direct), x),
     }
     if args.floor:
-        steps["floor eager"] = train_step(floor_network(args.depth), x, y)
-        steps["floor compiled"] = train_step(compiled(floor_network(args.depth)), x, y)
+        steps["floor eager"] = trained_by("floor eager", floor_network(args.depth))
+        steps["floor compiled"] = trained_by("floor compiled",
+                                             compiled(floor_network(args.depth)))
     return steps
+
+
+def report_phases(phases: dict[str, list[tuple[float, ...]]]) -> None:
+    """Each training variant's median time per phase and, against the plain control of the
+    same mode, the median of the per-step ratios [quartiles] (the steps of one round pair up)."""
+    print("phases: median ms per step; / plain: median of the per-step ratios [quartiles]")
+    for name, record in phases.items():
+        control = phases[f"plain {name.split()[1]}"]
+        if record is control:
+            continue
+        cells = []
+        for i, phase in enumerate(PHASES):
+            ours = [t[i] for t in record]
+            ratio, low, high = paired_ratio(ours, [t[i] for t in control])
+            cells.append(f"{phase} {1e3 * statistics.median(ours):7.2f} ms "
+                         f"{ratio:.3f}x [{low:.3f}, {high:.3f}]")
+        print(f"  {name:<16} " + " | ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -141,16 +189,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         help="wall time, or this process's CPU time (with --threads 1: the compute itself, "
         "robust to a machine shared with other work)",
     )
+    parser.add_argument(
+        "--phases", action="store_true",
+        help="also time each training step's forward (with the loss), backward and optimizer "
+        "step, and compare each with the plain control's",
+    )
     args = parser.parse_args(argv)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
 
-    steps = build_steps(args)
+    phases: dict[str, list[tuple[float, ...]]] | None = {} if args.phases else None
+    steps = build_steps(args, phases, clock)
     start = time.perf_counter()
     for step in steps.values():  # compiles, then warms up every variant
         step()
         step()
     print(f"compile and warm-up: {time.perf_counter() - start:.0f} s")
+    for record in (phases or {}).values():
+        record.clear()
     times = interleaved_times(steps, args.rounds, args.steps, clock)
     print(f"DiracNet-{args.depth}-1, batch {args.batch}, {args.size}x{args.size}, float32, "
           f"CPU, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps "
@@ -169,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ratio, low, high = paired_ratio(times[num], times[den])
         ratios[label] = ratio
         print(f"{label}: {ratio:.3f}x [{low:.3f}, {high:.3f}]")
+    if phases is not None:
+        report_phases(phases)
     return ratios
 
 

@@ -110,7 +110,7 @@ class JittedBackend(ArrayApiBackend):
         super().__init__(jnp, name=name, subnormals=False)
 
     def from_numpy(self, a: np.ndarray, device: Any = None) -> Any:
-        return jax.device_put(np.array(a, copy=True), device)
+        return jax.device_put(np.array(a, copy=True), self._device(device))
 
     def _eps(self, eps: float, dtype: Any) -> np.ndarray:
         """``eps`` in range, as a 0-d array of ``dtype``'s working dtype."""

@@ -153,8 +153,15 @@ def _on_torch():
     return dirac_array_api.ON_TORCH
 
 
-@pytest.mark.parametrize("target", [lambda: "array_api", lambda: ON_NUMPY, _on_torch],
-                         ids=["strict", "numpy", "torch"])
+def _on_jax():
+    pytest.importorskip("jax")
+    import dirac_array_api
+
+    return dirac_array_api.ON_JAX
+
+
+@pytest.mark.parametrize("target", [lambda: "array_api", lambda: ON_NUMPY, _on_torch, _on_jax],
+                         ids=["strict", "numpy", "torch", "jax"])
 def test_cpu_is_a_device_of_every_namespace(target):
     # "cpu" is the host on every backend (numpy, torch, jax); array-api-strict calls it
     # CPU_DEVICE. A device the namespace lacks is a ValueError naming the argument.

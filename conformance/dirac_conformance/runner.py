@@ -125,7 +125,8 @@ class Result:
         ``"pass"``, ``"fail"``, ``"xfail"`` (failed as expected) or ``"xpass"`` (expected to
         fail, passed: the xfail entry must go).
     examples : int
-        Examples evaluated.
+        Examples evaluated; for a failure, up to and including the first failing one (the
+        examples hypothesis evaluates to shrink it are not counted).
     worst : float
         For a pass, the largest share of the tolerance any example used (see
         :mod:`dirac_conformance.tolerance`; <= 1); for a failure, the failing example's
@@ -272,7 +273,8 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
     config = settings if settings is not None else profile_settings(profile)
     if xfail is not None:
         config = _unshrunk(config)
-    seen: dict[str, Any] = {"examples": 0, "worst": 0.0, "case": None, "since": None}
+    seen: dict[str, Any] = {"examples": 0, "worst": 0.0, "case": None, "since": None,
+                            "first_failure": None}
     known: set[tuple[str, str]] = set()  # failures found in earlier rounds
 
     def conforms(case: Case) -> None:
@@ -281,6 +283,8 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
         try:
             seen["worst"] = max(seen["worst"], check.run(target, case))
         except Exception as exc:
+            if seen["first_failure"] is None:
+                seen["first_failure"] = seen["examples"]
             if _kind(exc) in known:
                 return  # reported already: look for other failures
             # Distinct outputs are distinct bugs to hypothesis (it tells bugs apart by their
@@ -324,15 +328,16 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
                    f"too slow) on {case!r}")
         failure = Failure("", math.inf, message, snippet(check.name, case, target))
         status = "fail" if xfail is None else "xfail"
-        return Result(*label, status, seen["examples"], math.inf, message, failure.reproducer,
-                      source, [failure], target.backend.name, hung=True)
+        return Result(*label, status, seen["first_failure"] or seen["examples"], math.inf,
+                      message, failure.reproducer, source, [failure], target.backend.name,
+                      hung=True)
     if found:
         failures = [_failure(exc, check, target) for exc in found]
         status = "fail" if xfail is None else "xfail"
         first = failures[0]
         message = first.message if len(failures) == 1 else "\n".join(
             f"[{n}/{len(failures)}] {f.message}" for n, f in enumerate(failures, 1))
-        return Result(*label, status, seen["examples"], max(f.error for f in failures),
+        return Result(*label, status, seen["first_failure"], max(f.error for f in failures),
                       message, first.reproducer, source, failures, target.backend.name)
     if xfail is not None and xfail.strict:
         where = f"{xfail.source}: " if xfail.source else ""

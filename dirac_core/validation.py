@@ -530,7 +530,10 @@ def has_values(x: Any) -> bool:
 
 
 def check_batchnorm_statistics(vectors: dict[str, np.ndarray], eps: float) -> None:
-    """Finite batch-norm vectors, ``var >= 0`` and ``var + eps > 0`` in the working dtype."""
+    """Finite batch-norm vectors, ``var >= 0``, ``var + eps > 0`` and a finite scale
+    ``gamma / sqrt(var + eps)`` in the working dtype (where it overflows, the batch norm's own
+    output is not finite, and the fold would be inf or NaN in one backend's arithmetic and
+    finite in a wider one's)."""
     for name, value in vectors.items():
         if not np.isfinite(value.astype(np.float64)).all():
             raise ValueError(f"{name} must be finite in every channel, got {value}")
@@ -538,3 +541,13 @@ def check_batchnorm_statistics(vectors: dict[str, np.ndarray], eps: float) -> No
     if (var < 0).any() or (var + var.dtype.type(eps) <= 0).any():
         raise ValueError(f"var must be >= 0 with var + eps > 0 in every channel; got var={var}, "
                          f"eps={eps}")
+    gamma = vectors["gamma"].astype(var.dtype)
+    with np.errstate(over="ignore"):
+        scale = gamma / np.sqrt(var + var.dtype.type(eps))
+    overflow = np.flatnonzero(~np.isfinite(scale))
+    if overflow.size:
+        raise ValueError(
+            f"gamma / sqrt(var + eps) overflows {var.dtype} in channels {overflow.tolist()}: "
+            f"gamma={gamma[overflow]}, var={var[overflow]}, eps={eps} (the batch norm's output "
+            f"is not finite there)"
+        )

@@ -83,6 +83,11 @@ BAD_CALLS = [
     (lambda: dc.dirac_weight(W, 1.0, [1.0] * 4), TypeError,
      "beta must be a real scalar or an array"),
     (lambda: dc.conv(X, W, groups=1.0), TypeError, "groups"),
+    # s = gamma / sqrt(var + eps) = 1e41 overflows float32: refused, not inf (and b' = NaN)
+    # here and finite in torch's float64 arithmetic.
+    (lambda: dc.fold_batchnorm(np.ones((1, 1), np.float32), None,
+                               *(np.array([v], np.float32) for v in (1e38, 0.0, 0.0, 1e-6)),
+                               eps=0.0), ValueError, "gamma / sqrt(var + eps) overflows float32"),
     # Lengths past int64 indexing are refused here, as torch and XLA fail on them inside.
     (lambda: dc.conv(X, W, stride=2**70), ValueError, "stride=1180591620717411303424"),
     (lambda: dc.conv(X, W, padding="same", dilation=2**62), ValueError, "kernel's span"),

@@ -11,8 +11,8 @@ unicode key), each holding its value as ``data_0``: a dataset for an array, a gr
 without unpickling anything, and refuses anything else before reading any array: a file that
 is not a regular file or is too large, links (soft, external), external or virtual datasets,
 non-numeric data, too many arrays or elements, an uncompressed array larger than the bytes
-the file stores for it (a few KB declaring gigabytes never written), nesting deeper than the
-authors' two levels.
+the file stores for it (a few KB declaring gigabytes never written), a compressed one over
+1 MiB that would expand more than 64 times, nesting deeper than the authors' two levels.
 :func:`load_hickle` hands the result to :func:`dirac_torch.pretrained.authors_model`: the
 trained file becomes a ``paper_imagenet`` network (per-filter ``beta``, scalar alpha, layout
 ``"v1-released"``).
@@ -38,6 +38,11 @@ from dirac_core.untrusted import UntrustedInputError, check_regular
 FILE_LIMIT = 2**31  # bytes; the authors' largest v1 network (DiracNet-34) is ~250 MB
 ELEMENT_LIMIT = 2**28  # array elements in all
 ARRAY_LIMIT = 4096  # arrays in all (a v1 DiracNet-34 has about 500)
+# A compressed array may decompress to at most this many times its stored bytes, or 1 MiB:
+# trained weights barely compress, and a constant array (zeros, ones) under 1 MiB may expand
+# as far as it likes; a tiny file must not inflate to the element budget's 2 GiB.
+EXPANSION_LIMIT = 64
+SMALL_ARRAY = 2**20
 MAX_DEPTH = 3  # {"params": {"group0.block0.conv": array}} is two dict levels
 _KEY = re.compile(r"u?'([A-Za-z0-9_.]{1,200})'")
 _DTYPES = ("float16", "float32", "float64", "int64", "int32", "uint8")
@@ -124,10 +129,12 @@ def _check_dataset(item: Any, where: str, budget: dict[str, int]) -> Any:
     stored = item.id.get_storage_size()
     # Unfiltered data is stored byte for byte: a tiny file must not declare a huge array
     # that would be allocated (and filled with the fill value) when read.
-    if item.id.get_create_plist().get_nfilters() == 0 and stored < declared:
+    filtered = item.id.get_create_plist().get_nfilters() > 0
+    if stored < declared and (not filtered or declared > max(EXPANSION_LIMIT * stored,
+                                                            SMALL_ARRAY)):
+        what = "compressed into" if filtered else "but the file stores"
         raise UntrustedInputError(f"{where} declares {item.shape} of {item.dtype} "
-                                  f"({declared:,} bytes) but the file stores {stored:,}; "
-                                  "refused")
+                                  f"({declared:,} bytes) {what} {stored:,}; refused")
     budget["arrays"] += 1
     budget["elements"] += int(np.prod(item.shape, dtype=np.int64))
     if budget["arrays"] > ARRAY_LIMIT or budget["elements"] > ELEMENT_LIMIT:

@@ -199,3 +199,19 @@ def test_compressed_arrays_are_read_though_they_store_fewer_bytes(tmp_path):
     path = _file(tmp_path / "gzip.hkl", lambda f: f.create_group("data_0").create_group(
         "'conv'").create_dataset("data_0", data=np.zeros(4096), compression="gzip"))
     assert np.array_equal(read_hickle(path)["conv"], np.zeros(4096))
+
+
+def test_a_compressed_array_that_would_expand_past_the_limit_is_refused(tmp_path):
+    """256 MiB of zeros gzip to about 260 KB: a bomb under the element budget, refused before
+    it is read; the same zeros in 1 MiB still read."""
+    path = _file(tmp_path / "bomb.hkl", lambda f: f.create_group("data_0").create_group(
+        "'conv'").create_dataset("data_0", data=np.zeros(2**25), compression="gzip",
+                                 chunks=(2**20,)))
+    assert Path(path).stat().st_size < 2**20
+    with pytest.raises(UntrustedInputError,
+                       match=r"bomb.hkl'/'conv' declares \(33554432,\) of float64 "
+                             r"\(268,435,456 bytes\) compressed into [\d,]+; refused"):
+        read_hickle(path)
+    path = _file(tmp_path / "ok.hkl", lambda f: f.create_group("data_0").create_group(
+        "'conv'").create_dataset("data_0", data=np.zeros(2**17), compression="gzip"))
+    assert not read_hickle(path)["conv"].any()

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="stop at the first check that fails")
     parser.add_argument("--require-available", action="store_true",
                         help="a backend that cannot run here is a failure (exit 1), not 3")
-    parser.add_argument("--deadline", type=_seconds, default=None, metavar="SECONDS",
+    parser.add_argument("--deadline", type=seconds, default=None, metavar="SECONDS",
                         help="seconds one example may take before its check fails as a hang "
                              "(default 60); the run stops there")
     parser.add_argument("--mutants", nargs="?", const="dirac_conformance.mutants:MUTANTS",
@@ -86,13 +86,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
+    """A ``--deadline`` option's value, checked by :func:`runner.deadline_value` (the rule
+    ``run_check`` applies)."""
+    from .runner import deadline_value
+
     try:
-        value = float(text)
+        value = deadline_value(float(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a positive finite number of seconds, got {text!r}") from None
+    assert value is not None
     return value
 
 
@@ -120,7 +124,7 @@ def _suite(args: argparse.Namespace, started: float) -> int:
             return 1
         print(f"SKIPPED: backend {args.backend!r} cannot run here: {exc}")
         return UNAVAILABLE
-    deadline = args.deadline or DEADLINE
+    deadline = DEADLINE if args.deadline is None else args.deadline
     report = run_suite(target, args.profile, ops, xfails, dtypes=args.dtypes,
                        fail_fast=args.fail_fast, deadline=deadline)
     print(report.table())

@@ -35,8 +35,11 @@ from typing import Any
 
 import pytest
 
-# Only pytest at import time: the plugin loads in every pytest run of this environment, and
-# the suite (hypothesis, dirac_core, backends) is imported only once it is asked for.
+from .cli import seconds
+
+# Only pytest and the standard library (the CLI's option parser) at import time: the plugin
+# loads in every pytest run of this environment, and the suite (hypothesis, dirac_core,
+# backends) is imported only once it is asked for.
 
 _PROPERTY = "dirac_conformance"
 
@@ -54,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only run these checks")
     group.addoption("--dirac-require-available", action="store_true", default=False,
                     help="fail, instead of skipping, for a backend that cannot run here")
-    group.addoption("--dirac-deadline", type=float, default=None, metavar="SECONDS",
+    group.addoption("--dirac-deadline", type=seconds, default=None, metavar="SECONDS",
                     help="seconds one example may take before its check fails as a hang "
                          "(default 60)")
 
@@ -182,7 +185,8 @@ def run_job(job: Job, config: pytest.Config, record_property: Any) -> None:
     if job.unavailable:
         pytest.fail(job.unavailable, pytrace=False)
     settings = profile_settings(config.getoption("dirac_profile"))
-    deadline = config.getoption("dirac_deadline") or DEADLINE
+    deadline = config.getoption("dirac_deadline")
+    deadline = DEADLINE if deadline is None else deadline
     # The xfail entry too: an expected failure is not shrunk (pytest's xfail mark still judges
     # the outcome, strict or not).
     result = run_check(_target(job.spec), CHECKS[job.op], job.dtype, settings, job.xfail,

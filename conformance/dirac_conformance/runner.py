@@ -26,6 +26,7 @@ profile everywhere (``settings=``); without ``Phase.explicit`` they skip the bou
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 import traceback
@@ -111,6 +112,32 @@ class Failure:
 
 DEADLINE = 60.0
 """Seconds one example (every call it makes) may take before the check fails as a hang."""
+
+
+def deadline_value(deadline: Any) -> float | None:
+    """``deadline`` checked: None (no deadline) or a positive finite number of seconds.
+
+    Raises
+    ------
+    TypeError
+        Neither None nor a real number (a bool included).
+    ValueError
+        Zero, negative, infinite or NaN: every example would fail as a hang, or none could.
+
+    Examples
+    --------
+    >>> deadline_value(30)
+    30.0
+    """
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, numbers.Real):
+        raise TypeError(f"deadline must be None or a number of seconds, got {deadline!r}")
+    seconds = float(deadline)
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"deadline must be a positive finite number of seconds, got "
+                         f"{deadline!r}")
+    return seconds
 
 
 @dataclass
@@ -261,13 +288,16 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
     Raises
     ------
     ValueError
-        An unknown check name or profile.
+        An unknown check name or profile; a deadline that is not a positive finite number.
+    TypeError
+        A deadline that is neither None nor a number.
 
     Examples
     --------
     >>> run_check("numpy", "ncrelu", "float32", profile="meta").status
     'pass'
     """
+    deadline = deadline_value(deadline)
     target = _target(target, device)
     check = _check(check)
     config = settings if settings is not None else profile_settings(profile)
@@ -490,7 +520,7 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
     ------
     ValueError
         An unknown op or profile, a dtype the target does not declare, an unreadable xfails
-        file.
+        file, a deadline that is not a positive finite number.
     dirac_conformance.target.Broken
         The backend crashed while loading or reporting whether it is available.
     dirac_conformance.target.Unavailable
@@ -503,6 +533,7 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
     (True, [('dirac_tensor', 'float64', 'pass')])
     """
     started = time.perf_counter()
+    deadline = deadline_value(deadline)
     checks = selected_checks(ops)
     known = _xfail_list(xfails)
     target = _target(target, device)

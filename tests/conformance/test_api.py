@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 from hypothesis import settings
 
 from dirac_conformance import CHECKS, Check, Report, Result, run_check, run_suite
+from dirac_conformance.cli import seconds
 from dirac_conformance.meta import hunt
 from dirac_conformance.mutants import NcreluGradAtZero, NormalizeInPlace
 from dirac_conformance.xfails import Xfail
@@ -179,3 +182,18 @@ def test_an_expected_failure_is_neither_shrunk_nor_searched_again() -> None:
     assert searched < Counted.calls
     assert expected.examples == failed.examples <= searched
     assert expected.reproducer.startswith("import numpy as np")
+
+
+@pytest.mark.parametrize("deadline", [0, -1.0, float("nan"), float("inf")])
+def test_a_deadline_no_example_can_meet_is_refused_at_every_door(deadline) -> None:
+    """run_check, run_suite and the options of the CLI and the pytest plugin (both parsed by
+    ``seconds``) apply one rule: 0 or -1 made every check fail as a hang (blaming the backend),
+    nan meant no deadline, and the plugin turned 0 into the default."""
+    with pytest.raises(ValueError, match="deadline must be a positive finite number"):
+        run_check("numpy", "dirac_tensor", "float64", FEW, deadline=deadline)
+    with pytest.raises(ValueError, match="deadline must be a positive finite number"):
+        run_suite("numpy", ops="dirac_tensor", settings=FEW, deadline=deadline)
+    with pytest.raises(argparse.ArgumentTypeError, match="positive finite number of seconds"):
+        seconds(str(deadline))
+    with pytest.raises(TypeError, match="deadline must be None or a number"):
+        run_check("numpy", "dirac_tensor", "float64", FEW, deadline=True)

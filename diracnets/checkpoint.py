@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from dirac_core.untrusted import UntrustedInputError, open_regular
+from dirac_torch.torch_types import torch_device
 
 from .atomic import atomic_write_bytes
 
@@ -69,7 +70,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         The file is missing or not a regular file, is not a diracnets checkpoint (an envelope
         without a ``uint8`` payload included), would need code to load, or its payload does not
         match the stored SHA-256 (corrupted or tampered with).
+    ValueError
+        ``map_location`` is not a torch device this machine has (checked first).
     """
+    map_location = torch_device(map_location, "map_location")
     path = Path(path)
     try:
         with open_regular(path, "checkpoint") as file:

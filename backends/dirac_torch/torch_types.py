@@ -51,7 +51,7 @@ def torch_dtype(dtype: Any) -> torch.dtype:
     return getattr(torch, name)
 
 
-def torch_device(device: Any) -> torch.device | None:
+def torch_device(device: Any, name: str = "device") -> torch.device | None:
     """``device`` as a ``torch.device`` this process can allocate tensors on (None stays
     None: torch's default device). ``"meta"`` is accepted: a Dirac layer holds nothing but
     its parameters, so ``Module.to_empty`` followed by ``reset_parameters`` (or loading a
@@ -60,7 +60,8 @@ def torch_device(device: Any) -> torch.device | None:
     Raises
     ------
     ValueError
-        Not a device name torch knows, or a CUDA device this machine lacks.
+        Not a device name torch knows, or a CUDA device this machine lacks (the message
+        names the argument ``name``).
     """
     if device is None:
         return None
@@ -68,13 +69,13 @@ def torch_device(device: Any) -> torch.device | None:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
-            f"device={device!r} is not a torch device; use e.g. 'cpu', 'cuda' or 'cuda:1'"
+            f"{name}={device!r} is not a torch device; use e.g. 'cpu', 'cuda' or 'cuda:1'"
         ) from exc
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (dev.index or 0) >= count:
             raise ValueError(
-                f"device={device!r} is not available: this machine has {count} CUDA "
+                f"{name}={device!r} is not available: this machine has {count} CUDA "
                 f"device(s) (torch.cuda.is_available() is {torch.cuda.is_available()})"
             )
     return dev

@@ -30,6 +30,8 @@ import torch
 from dirac_core import nets
 from dirac_core.untrusted import UntrustedInputError, open_regular, parse_json, require
 
+from .torch_types import torch_device
+
 # a backstop whatever the file stores: 2**31 float32 parameters are 8 GiB
 MAX_PARAMETERS = 2**31
 # safetensors itself refuses headers over 100 MB
@@ -91,21 +93,26 @@ def _entry_values(entry: Any, data_size: int, where: str) -> int:
 def load_safetensors(path: str | os.PathLike[str], device: Any = "cpu",
                      what: str = "model file") -> dict[str, torch.Tensor]:
     """The tensors of the safetensors file ``path`` (checked by :func:`safetensors_header`
-    first, then as :func:`stored_tensors`); every error names the file.
+    first, then as :func:`stored_tensors`) on ``device`` (None: the CPU); every error about
+    the file names it.
 
     Raises
     ------
+    ValueError
+        ``device`` is not a torch device this machine has (named as ``map_location``, the
+        loaders' argument), before the file is opened.
     FileNotFoundError, UntrustedInputError
         As :func:`safetensors_header` and :func:`stored_tensors`; a file that safetensors
         cannot read.
     """
     from safetensors.torch import load_file
 
+    device = torch_device(device, "map_location") or torch.device("cpu")
     safetensors_header(path, what)
     source = f"{what} {str(path)!r}"
     try:
         tensors = load_file(str(path), device=str(device))
-    except Exception as exc:  # SafetensorError, a bad device string, a truncated copy, ...
+    except Exception as exc:  # SafetensorError, a truncated copy, ...
         raise UntrustedInputError(f"{source} cannot be read: "
                                   f"{' '.join(str(exc).split())}") from None
     return stored_tensors(tensors, source)

@@ -200,13 +200,18 @@ def _theirs():
 THEIRS = _theirs()
 
 
-def test_what_safetensors_cannot_read_is_named_with_the_file(tmp_path):
+def test_a_bad_map_location_is_named_not_blamed_on_the_file(tmp_path):
+    """It read as "model file ... cannot be read: device ... is invalid"; the safetensors
+    loader now checks it first, as layers check ``device``."""
     path = tmp_path / "net.safetensors"
     from dirac_torch.saving import save_model
 
     save_model(models.diracnet_cifar(10), path)
-    with pytest.raises(UntrustedInputError, match=r"net\.safetensors' cannot be read: "):
+    with pytest.raises(ValueError, match=r"^map_location='no-such-device' is not a torch device"):
         load_model(path, map_location="no-such-device")
+    with pytest.raises(ValueError, match=r"^map_location='cuda:7' is not available"):
+        load_model(path, map_location="cuda:7")
+    assert next(load_model(path, map_location=None).parameters()).device.type == "cpu"
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])

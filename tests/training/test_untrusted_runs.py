@@ -163,3 +163,12 @@ def test_fuzz_run_marker_and_results(tmp_path, mutation):
     except UntrustedInputError:
         return
     assert all(isinstance(row["depth"], int) for row in rows)
+
+
+def test_a_checkpoints_bad_map_location_is_named_before_the_file_is_read(tmp_path):
+    save_checkpoint({"w": torch.ones(2)}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"^map_location='gpu' is not a torch device"):
+        load_checkpoint(tmp_path / "c.pt", map_location="gpu")
+    with pytest.raises(ValueError, match=r"^map_location='gpu' is not a torch device"):
+        load_checkpoint(tmp_path / "missing.pt", map_location="gpu")
+    assert load_checkpoint(tmp_path / "c.pt", map_location="cpu")["w"].tolist() == [1.0, 1.0]

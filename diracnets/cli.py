@@ -83,7 +83,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add("--amp", action=flag, default=None, help="float16 autocast on CUDA (default on)")
     add("--workers", type=int, help="data-loading workers for class folders (default 4)")
     add("--train-limit", type=int, help="use only the first N training examples")
-    add("--out", help="run directory (default runs/<data>-<model>)")
+    add("--out", help="run directory (default runs/<data>-diracnet<depth>-<width>-"
+                      "<parameterization>[-<arch> unless cifar], e.g. "
+                      "runs/cifar10-diracnet34-1-dirac-v2_cifar)")
     add("--onnx", action=flag, default=None, help="export the folded model to ONNX at the end")
     add("--progress", action=flag, default=None,
         help="tqdm progress bars, on a terminal only (default on); one line per epoch always")
@@ -141,6 +143,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_run_dir(config: Any) -> str:
+    """``train``'s folder when ``--out`` is not given: data, depth, width, parameterization
+    and the family (``--arch``) unless it is the default one, so that two families' runs of
+    one size do not share a folder.
+
+    >>> from diracnets.config import TrainConfig
+    >>> default_run_dir(TrainConfig(data="digits", arch="v2_cifar"))
+    'runs/digits-diracnet34-1-dirac-v2_cifar'
+    """
+    from .config import TrainConfig
+
+    family = "" if config.arch == TrainConfig.arch else f"-{config.arch}"
+    return (f"runs/{config.data}-diracnet{config.depth}-{config.width:g}-"
+            f"{config.parameterization}{family}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import preset_config
     from .recipes import recipe_settings
@@ -162,8 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides = recipe_settings(overrides["recipe"], overrides)
         config = preset_config(args.preset, **overrides)
         if "out" not in overrides:
-            config.out = (f"runs/{config.data}-diracnet{config.depth}-{config.width:g}-"
-                          f"{config.parameterization}")
+            config.out = default_run_dir(config)
         summary = run_training(config, overwrite=args.overwrite)
     if summary.get("fold"):
         print(format_summary(summary))
@@ -214,10 +231,14 @@ _DEPTH_OPTIONS = (
 
 def _depth_default(field: str) -> str:
     """The value the depth experiment uses for ``field`` when it is not given."""
+    from dirac_core.catalog import FAMILIES
+
     from .config import TrainConfig
     from .experiment import DEFAULTS
 
     value = DEFAULTS.get(field, TrainConfig.__dataclass_fields__[field].default)
+    if value is None and field == "init_std":  # None: the family's
+        value = FAMILIES[TrainConfig.arch].init.init_std
     if isinstance(value, bool):
         return "on" if value else "off"
     return "all" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

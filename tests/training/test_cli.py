@@ -114,3 +114,16 @@ def test_demo_takes_a_fractional_width_as_train_does():
 
     assert build_parser().parse_args(["demo", "--width", "0.5"]).width == 0.5
     assert build_parser().parse_args(["train", "--width", "0.5"]).width == 0.5
+
+
+def test_help_states_the_defaults_the_command_uses(capsys):
+    """--init-std's default read "all" (None printed as the train-limit's "all data"); --out's
+    default named no family, and two families' runs of one size shared a folder."""
+    from diracnets.cli import default_run_dir
+    from diracnets.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["experiment", "depth", "--help"])
+    assert "initial W (default 0.1)" in " ".join(capsys.readouterr().out.split())
+    runs = {default_run_dir(TrainConfig(arch=arch)) for arch in ("cifar", "v2_cifar")}
+    assert len(runs) == 2

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["config", "checkpoint", "safe_pickle", "callbacks", "metrics", "trainer", "rundir",
-           "divergence", "atomic", "resume", "training_state", "input_size", "saved"]
+           "divergence", "atomic", "resume", "training_state", "input_size", "saved", "cli"]
 
 
 @pytest.mark.parametrize("name", MODULES)

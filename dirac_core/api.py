@@ -237,8 +237,7 @@ def ncrelu(x: Any, *, axis: int = 1, backend: str | Backend | None = None) -> Ar
     >>> ncrelu(np.array([[-1.0, 2.0]]), axis=1)
     array([[ 0.,  2., -1.,  0.]])
     """
-    ck.require_float(x, "x")
-    axis = ck.axis_value(axis, len(ck.require_ndim(x, "x", 1, "an array")))
+    axis = ck.ncrelu_axis(x, axis)
     b = _backend(backend, x=x)
     return b.ncrelu(_convert(b, x), axis=axis)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .padding import Pairs, conv_output_shape, resolve_padding
+from .xp import numpy_dtype
 
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 POLICIES = ("tile", "min")
@@ -279,14 +280,64 @@ def groups_for(groups: Any, out_channels: int, in_channels: int | None = None) -
     return count
 
 
+def int_value(value: Any, name: str) -> int:
+    """``value`` as an int if it is an integer (Python or NumPy, not bool).
+
+    Raises
+    ------
+    TypeError
+        Anything else (a bool, a float such as ``1.0``).
+
+    Examples
+    --------
+    >>> int_value(True, "dim")
+    Traceback (most recent call last):
+    ...
+    TypeError: dim must be an int, got bool: True
+    """
+    number = as_int(value)
+    if number is None:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    return number
+
+
 def axis_value(axis: Any, ndim: int, name: str = "axis") -> int:
     """``axis`` (an int in ``[-ndim, ndim)``) as a non-negative axis of an ``ndim``-d array."""
-    number = as_int(axis)
-    if number is None:
-        raise TypeError(f"{name} must be an int, got {type(axis).__name__}: {axis!r}")
+    number = int_value(axis, name)
     if not -ndim <= number < ndim:
         raise ValueError(f"{name}={number} is out of range for an array of {ndim} dims")
     return number % ndim
+
+
+def ncrelu_axis(x: Any, axis: Any, name: str = "axis") -> int:
+    """NCReLU's rule for its input and channel axis, wherever it is applied (the functions and
+    the layers of every framework): ``x`` floating with at least one dim, ``axis`` an int in
+    ``[-x.ndim, x.ndim)``; return the axis as a non-negative int.
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a floating array (an integer or bool array would be doubled in its own
+        dtype); ``axis`` not an int.
+    ValueError
+        ``x`` with no dims; ``axis`` out of range.
+
+    Examples
+    --------
+    >>> ncrelu_axis(np.ones((2, 3)), -1)
+    1
+    >>> ncrelu_axis(np.ones((2, 3), int), 1)
+    Traceback (most recent call last):
+    ...
+    TypeError: x must have a floating dtype ('float64', 'float32', 'float16', 'bfloat16'), \
+got dtype int64
+    """
+    require_float(x, "x")
+    # Only the rank is read: a traced tensor's dims may be symbolic (torch.export).
+    ndim = len(x.shape)
+    if ndim < 1:
+        require_ndim(x, "x", 1, "an array")
+    return axis_value(axis, ndim, name)
 
 
 def scale_shape(value: Any, name: str, out_channels: int) -> tuple[int, ...]:
@@ -322,6 +373,96 @@ def scalar_in_range(value: Any, name: str, weight_dtype: str) -> None:
             f"{weight_dtype} weights (largest {largest:.4g}); scale it down or use float64 "
             f"weights"
         )
+
+
+def initial_scale(value: Any, name: str, out_channels: int, per_channel: bool | str,
+                  dtype: str) -> np.ndarray:
+    """A Dirac layer's initial ``alpha``/``beta`` (``name`` is ``"alpha_init"`` or
+    ``"beta_init"``), checked, as a float64 NumPy array of shape ``()``, or ``(O,)`` when
+    :func:`scale_is_vector`: the one rule of every framework's Dirac layers.
+
+    Accepted: a real scalar; a floating array of shape ``()`` or ``(O,)`` of any library; a
+    list or tuple of numbers (taken as a float64 array). A vector needs ``per_channel=True``
+    (``"beta"`` for ``beta_init``); a scalar under them fills every channel. Every entry must
+    be finite in the parameters' ``dtype`` (a dtype name): ``1e40`` is fine in float64 but
+    would be ``inf`` in float32.
+
+    Raises
+    ------
+    TypeError
+        A bool, a non-numeric value, a list of non-numbers, a non-floating array.
+    ValueError
+        A shape other than ``()`` or ``(O,)``; a vector without ``per_channel``; an entry that
+        is NaN or infinite in ``dtype``.
+
+    Examples
+    --------
+    >>> initial_scale([1.0, 2.0], "alpha_init", 2, True, "float32")
+    array([1., 2.])
+    >>> initial_scale(1e40, "alpha_init", 2, False, "float32")
+    Traceback (most recent call last):
+    ...
+    ValueError: alpha_init must be finite in the parameters' dtype float32, got 1e+40
+    """
+    if isinstance(value, list | tuple):
+        try:
+            value = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be numbers, got {value!r:.80}") from exc
+    vector = scale_is_vector(per_channel, name)
+    if scale_shape(value, name, out_channels) and not vector:
+        raise ValueError(
+            f"{name} has shape ({out_channels},) but per_channel={per_channel!r}; pass a "
+            f"scalar or per_channel=True"
+        )
+    if is_python_or_numpy_scalar(value):  # not through float32: 1e40 must stay finite
+        host = np.asarray(float(value))
+    else:
+        host = np.asarray(_to_host(value), dtype=np.float64)
+    with np.errstate(over="ignore"):  # an overflow to inf is what the check looks for
+        finite = np.isfinite(host.astype(numpy_dtype(dtype)).astype(np.float64)).all()
+    if not finite:
+        raise ValueError(f"{name} must be finite in the parameters' dtype {dtype}, got "
+                         f"{value!r:.80}")
+    return np.broadcast_to(host, (out_channels,)).copy() if vector else host.copy()
+
+
+def _to_host(x: Any) -> np.ndarray:
+    """An array of any backend's library on the host (a torch tensor that requires grad, on
+    a GPU or in bfloat16 included)."""
+    if isinstance(x, np.ndarray):
+        return x
+    # Imported here: the registry imports this module.
+    from .registry import infer_backend
+
+    return np.asarray(infer_backend(x).to_numpy(x))
+
+
+def check_input_dtype(x_dtype: Any, param_dtype: Any) -> None:
+    """A layer's input must have its parameters' dtype (a dtype name or object each): no
+    framework casts a float16 input to float32 parameters or back silently, and an integer
+    input is no input of a convolution.
+
+    Raises
+    ------
+    TypeError
+        ``x_dtype`` differs from ``param_dtype``, naming both.
+
+    Examples
+    --------
+    >>> check_input_dtype("float16", "float32")
+    Traceback (most recent call last):
+    ...
+    TypeError: x has dtype float16 but the layer's parameters have dtype float32; cast x to \
+float32 (or build the layer in float16)
+    """
+    x_name, param_name = dtype_name(x_dtype), dtype_name(param_dtype)
+    if x_name == param_name:
+        return
+    instead = (f"(or build the layer in {x_name})" if x_name in FLOAT_DTYPES
+               else "(a floating dtype is needed)")
+    raise TypeError(f"x has dtype {x_name} but the layer's parameters have dtype {param_name}; "
+                    f"cast x to {param_name} {instead}")
 
 
 # ---------------------------------------------------------------------------- padding forms
@@ -512,6 +653,31 @@ def check_conv_args(
     stride = as_tuple(stride, ndim, "stride")
     dilation = as_tuple(dilation, ndim, "dilation")
     padding = canonical_padding(padding, ndim, stride)
+    check_output_size(x_shape, w_shape, stride, padding, dilation)
+    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+
+
+def check_output_size(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                      stride: tuple[int, ...], padding: str | Pairs,
+                      dilation: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of a convolution of checked geometry (``padding`` canonical, see
+    :func:`canonical_padding`), refusing lengths out of the index range
+    (:func:`check_index_range`) and an input too small for the kernel: an empty output is an
+    error, wherever the convolution runs (a function or a layer).
+
+    Raises
+    ------
+    ValueError
+        A length of ``2**62`` or more; a spatial dim of the output would be < 1.
+
+    Examples
+    --------
+    >>> check_output_size((1, 1, 2), (1, 1, 3), (1,), ((0, 0),), (1,))
+    Traceback (most recent call last):
+    ...
+    ValueError: x of spatial shape (2,) is too small for kernel (3,) with dilation=(1,) and \
+padding=((0, 0),): the output would be (0,)
+    """
     check_index_range(x_shape[2:], w_shape[2:], stride, dilation,
                       resolve_padding(padding, w_shape[2:], dilation))
     out = conv_output_shape(x_shape, w_shape, stride, padding, dilation)
@@ -520,7 +686,7 @@ def check_conv_args(
             f"x of spatial shape {x_shape[2:]} is too small for kernel {w_shape[2:]} with "
             f"dilation={dilation} and padding={padding}: the output would be {out[2:]}"
         )
-    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    return out
 
 
 def has_values(x: Any) -> bool:

@@ -14,7 +14,7 @@ torch model's arrays carry over unchanged (:mod:`dirac_jax.interop`).
 >>> import jax.numpy as jnp
 >>> from flax import nnx
 >>> layer = DiracConv(8, 4, 3, rngs=nnx.Rngs(0))   # after NCReLU of 4 channels
->>> x = jnp.ones((2, 4, 5, 5))
+>>> x = jnp.ones((2, 4, 5, 5), jnp.float32)   # the layers are float32 by default
 >>> layer.beta[...] = 0.0                         # W_hat = 5 * delta
 >>> bool(jnp.allclose(layer(NCReLU()(x)), 5 * x))   # paper eq. 11
 True
@@ -33,14 +33,23 @@ from jax import lax
 import dirac_core as dc
 from dirac_core import catalog, nets
 from dirac_core.validation import (
+    array_dtype,
     as_tuple,
+    bool_value,
     check_init,
-    check_weight_args,
+    check_input_dtype,
+    check_output_size,
     groups_for,
+    initial_scale,
+    int_value,
     layer_geometry,
+    ncrelu_axis,
     per_channel_value,
+    policy_value,
+    positive_int,
     positive_number,
-    scale_is_vector,
+    require_array,
+    shape_of,
 )
 
 from . import ops
@@ -75,6 +84,8 @@ class Conv(nnx.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, *,
                  stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
                  bias: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
+        in_channels = positive_int(in_channels, "in_channels")
+        out_channels = positive_int(out_channels, "out_channels")
         dims = len(kernel_size) if isinstance(kernel_size, tuple | list) else 2
         kernel = as_tuple(kernel_size, dims, "kernel_size")
         self.stride, self.dilation, self.padding = layer_geometry(kernel, stride, padding,
@@ -92,12 +103,17 @@ class Conv(nnx.Module):
         return self.weight[...]
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        require_array(x, "x")
+        weight = self.weight[...]
+        check_input_dtype(array_dtype(x), array_dtype(weight))
         dims = len(self.stride)
         if x.ndim != dims + 2 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"x has shape {tuple(x.shape)}; {type(self).__name__} expects "
                 f"(N, {self.in_channels}, ...) with {dims} spatial dims"
             )
+        check_output_size(shape_of(x), shape_of(weight), self.stride, self.padding,
+                          self.dilation)
         bias = None if self.bias is None else self.bias[...]
         return ops.conv_jit(x, self.kernel(), bias, self.stride, self.padding, self.dilation,
                         self.groups)
@@ -116,7 +132,7 @@ class DiracConv(Conv):
     Examples
     --------
     >>> layer = DiracConv(4, 4, (3,), rngs=nnx.Rngs(0))
-    >>> layer(jnp.ones((2, 4, 7))).shape
+    >>> layer(jnp.ones((2, 4, 7), jnp.float32)).shape
     (2, 4, 7)
     """
 
@@ -131,15 +147,17 @@ class DiracConv(Conv):
                          dtype=dtype, rngs=rngs)
         std = positive_number(init_std, "init_std")
         self.weight[...] = std * jax.random.normal(rngs.params(), self.weight[...].shape, dtype)
-        options = check_weight_args(self.weight[...], alpha_init, beta_init, eps, normalize,
-                                    self.groups, policy)
-        self.eps, self.normalize, self.policy = (options[k] for k in ("eps", "normalize",
-                                                                      "policy"))
+        # The order and the rules of dirac_torch.DiracParametrization's checks.
+        self.policy = policy_value(policy)
+        self.eps = positive_number(eps, "eps")
         per_channel = per_channel_value(per_channel)
-        kind = nnx.Param if learnable else Fixed
+        self.normalize = bool_value(normalize, "normalize")
+        kind = nnx.Param if bool_value(learnable, "learnable") else Fixed
+        param_dtype = array_dtype(self.weight[...])
         for name, value in (("alpha", alpha_init), ("beta", beta_init)):
-            shape = (out_channels,) if scale_is_vector(per_channel, name) else ()
-            setattr(self, name, kind(jnp.full(shape, value, dtype)))
+            init = initial_scale(value, f"{name}_init", self.weight[...].shape[0], per_channel,
+                                 param_dtype)
+            setattr(self, name, kind(jnp.asarray(init, dtype)))
 
     # Set in __init__, as nnx.Param or Fixed by ``learnable``.
     alpha: nnx.Variable[jax.Array]
@@ -152,13 +170,21 @@ class DiracConv(Conv):
 
 
 class NCReLU(nnx.Module):
-    """``concat([max(x, 0), min(x, 0)], axis)`` (paper eq. 10); doubles ``axis``."""
+    """``concat([max(x, 0), min(x, 0)], axis)`` (paper eq. 10); doubles ``axis``.
+
+    Raises
+    ------
+    TypeError
+        ``axis`` is not an int; at call time, ``x`` is not a floating array.
+    ValueError
+        At call time, ``axis`` is out of range for ``x``.
+    """
 
     def __init__(self, axis: int = 1) -> None:
-        self.axis = axis
+        self.axis = int_value(axis, "axis")
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return ops.ncrelu_jit(x, self.axis % x.ndim)
+        return ops.ncrelu_jit(x, ncrelu_axis(x, self.axis))
 
 
 class ReLU(nnx.Module):
@@ -209,7 +235,7 @@ class DiracNet(nnx.Module):
     --------
     >>> spec = nets.diracnet_cifar(10, in_channels=1, image_size=8)
     >>> net = DiracNet(spec, rngs=nnx.Rngs(0))
-    >>> net(jnp.ones((2, 1, 8, 8))).shape
+    >>> net(jnp.ones((2, 1, 8, 8), jnp.float32)).shape
     (2, 10)
     """
 

@@ -30,11 +30,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dirac_core.validation import (
-    as_int,
     as_tuple,
-    axis_value,
     bool_value,
+    int_value,
     layer_geometry,
+    ncrelu_axis,
     positive_number,
 )
 
@@ -303,7 +303,8 @@ class NCReLU(nn.Module):
     """Negative-concatenated ReLU: ``cat([max(x, 0), min(x, 0)], dim)`` (paper eq. 10).
 
     Doubles the size of ``dim``; NaN reaches both halves. The gradient is zero on both halves
-    at exactly zero and at a NaN, as the spec says.
+    at exactly zero and at a NaN, as the spec says. ``x`` must be floating, as for
+    :func:`dirac_torch.ncrelu` (an integer or bool tensor raises ``TypeError``).
 
     Examples
     --------
@@ -313,12 +314,10 @@ class NCReLU(nn.Module):
 
     def __init__(self, dim: int = 1) -> None:
         super().__init__()
-        if as_int(dim) is None:
-            raise TypeError(f"dim must be an int, got {type(dim).__name__}: {dim!r}")
-        self.dim = dim
+        self.dim = int_value(dim, "dim")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return kernels.ncrelu(x, axis_value(self.dim, x.dim(), "dim"))
+        return kernels.ncrelu(x, ncrelu_axis(x, self.dim, "dim"))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -129,28 +128,10 @@ class DiracParametrization(nn.Module):
         self._registered = False  # see right_inverse
 
     def _initial(self, value: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
-        """``value`` as a float64 CPU tensor of shape ``()``, or ``(O,)`` when per-channel."""
-        out_channels = self.weight_shape[0]
-        if isinstance(value, list | tuple):  # numbers, taken as a float64 array
-            try:
-                value = np.asarray(value, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"{name} must be numbers, got {value!r:.80}") from exc
-        vector = ck.scale_is_vector(self.per_channel, name)
-        if ck.scale_shape(value, name, out_channels) and not vector:
-            raise ValueError(
-                f"{name} has shape ({out_channels},) but per_channel={self.per_channel!r}; pass "
-                f"a scalar or per_channel=True"
-            )
-        if ck.is_python_or_numpy_scalar(value):  # not through float32: 1e40 must stay finite
-            init = torch.tensor(float(value), dtype=torch.float64, device="cpu")
-        else:
-            init = torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float64)
-        if not bool(torch.isfinite(init.to(dtype)).all()):
-            raise ValueError(
-                f"{name} must be finite in the parameters' dtype {dtype}, got {value!r:.80}"
-            )
-        return init.expand(out_channels).clone() if vector else init.clone()
+        """``value`` as a float64 CPU tensor of shape ``()``, or ``(O,)`` when per-channel
+        (:func:`dirac_core.validation.initial_scale`, the rule of every framework's layers)."""
+        return torch.from_numpy(ck.initial_scale(value, name, self.weight_shape[0],
+                                                 self.per_channel, ck.dtype_name(dtype)))
 
     def reset_parameters(self) -> None:
         """Put ``alpha`` and ``beta`` back to their initial values."""

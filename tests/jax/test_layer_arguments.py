@@ -1,0 +1,136 @@
+"""The Flax layers refuse bad arguments and inputs with the rules, and the words, of the other
+doors: the torch layers' init checks, NCReLU's axis and dtype, the convolution's geometry."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+import dirac_core as dc
+import dirac_torch as dt
+from dirac_jax import nn as jnn
+
+
+def _outcome(build):
+    """``("ok", alpha, beta)`` of a built Dirac layer, or ``(error type, message)``."""
+    try:
+        layer = build()
+    except (TypeError, ValueError) as error:
+        return type(error), str(error)
+    return "ok", *(np.asarray(jnp.asarray(s) if not isinstance(s, torch.Tensor)
+                              else s.detach().numpy()) for s in (layer.alpha[...],
+                                                                 layer.beta[...]))
+
+
+INITS = {
+    "nan alpha": {"alpha_init": float("nan")},
+    "nan beta": {"beta_init": float("nan")},
+    "inf alpha": {"alpha_init": float("inf")},
+    "1e40 in float32": {"alpha_init": 1e40},
+    "negative beta": {"beta_init": -2.0},
+    "int learnable": {"learnable": 1},
+    "bool alpha": {"alpha_init": True},
+    "NumPy vector, no per_channel": {"alpha_init": np.ones(4)},
+    "torch vector, no per_channel": {"alpha_init": torch.ones(4)},
+    "list vector": {"alpha_init": [1.0, 2.0, 3.0, 4.0], "per_channel": True},
+    "tuple beta vector": {"beta_init": (0.5,) * 4, "per_channel": "beta"},
+    "alpha vector under per_channel='beta'": {"alpha_init": [1.0] * 4, "per_channel": "beta"},
+    "wrong length": {"alpha_init": np.ones(3), "per_channel": True},
+    "integer array": {"alpha_init": np.ones(4, int), "per_channel": True},
+    "strings": {"alpha_init": ["a"] * 4, "per_channel": True},
+    "scalar per channel": {"beta_init": 0.25, "per_channel": True},
+}
+
+
+@pytest.mark.parametrize("kwargs", INITS.values(), ids=INITS)
+def test_dirac_layers_accept_and_refuse_the_same_initial_values(kwargs):
+    theirs = _outcome(lambda: dt.DiracConv2d(4, 4, 3, **kwargs))
+    ours = _outcome(lambda: jnn.DiracConv(4, 4, 3, **kwargs, rngs=nnx.Rngs(0)))
+    assert ours[0] == theirs[0]
+    if ours[0] != "ok":
+        assert ours[1] == theirs[1]
+        assert ("alpha_init" in ours[1]) or ("beta_init" in ours[1]) or ("learnable" in ours[1])
+        return
+    for mine, other in zip(ours[1:], theirs[1:], strict=True):
+        assert mine.dtype == np.float32 and mine.shape == other.shape
+        np.testing.assert_array_equal(mine, other)
+
+
+def test_large_initial_scales_are_fine_in_float64():
+    layer = jnn.DiracConv(2, 2, 1, alpha_init=1e40, dtype=jnp.float64, rngs=nnx.Rngs(0))
+    assert float(layer.alpha[...]) == 1e40
+
+
+@pytest.mark.parametrize("channels, error, match", [
+    ((4, -4), ValueError, "out_channels must be a positive int, got -4"),
+    ((4, 0), ValueError, "out_channels must be a positive int, got 0"),
+    ((0, 4), ValueError, "in_channels must be a positive int, got 0"),
+    ((4, 4.0), TypeError, "out_channels must be a positive int, got float: 4.0"),
+    ((True, 4), TypeError, "in_channels must be a positive int, got bool: True"),
+])
+@pytest.mark.parametrize("layer", [jnn.Conv, jnn.DiracConv])
+def test_channel_counts_are_positive_ints(layer, channels, error, match):
+    with pytest.raises(error, match=match):
+        layer(*channels, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        layer(4, 4, 3, groups=3, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("layer", [jnn.Conv, jnn.DiracConv])
+def test_an_input_too_small_for_the_kernel_is_refused_as_by_conv(layer):
+    x, w = np.ones((1, 4, 2, 2), np.float32), np.ones((4, 4, 3, 3), np.float32)
+    with pytest.raises(ValueError) as expected:
+        dc.conv(x, w)
+    assert "too small for kernel (3, 3)" in str(expected.value)
+    with pytest.raises(ValueError) as got:
+        layer(4, 4, 3, padding=0, rngs=nnx.Rngs(0))(jnp.asarray(x))
+    assert str(got.value) == str(expected.value)
+
+
+@pytest.mark.parametrize("dtype, match", [
+    ("float16", "x has dtype float16 but the layer's parameters have dtype float32; cast x"),
+    ("float64", "x has dtype float64 but the layer's parameters have dtype float32"),
+    ("int64", "x has dtype int64 but the layer's parameters have dtype float32; cast x to "
+              r"float32 \(a floating dtype is needed\)"),
+])
+@pytest.mark.parametrize("layer", [jnn.Conv, jnn.DiracConv])
+def test_an_input_in_another_dtype_than_the_parameters_is_refused(layer, dtype, match):
+    conv = layer(4, 4, 3, padding=1, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=match):
+        conv(jnp.ones((1, 4, 3, 3), dtype))
+
+
+def test_ncrelu_layer_checks_its_axis_as_the_function_does():
+    x = jnp.ones((2, 3, 4), jnp.float32)
+    for axis in (5, -4):
+        with pytest.raises(ValueError) as expected:
+            dc.ncrelu(x, axis=axis)
+        with pytest.raises(ValueError) as got:
+            jnn.NCReLU(axis)(x)
+        assert str(got.value) == str(expected.value) == (
+            f"axis={axis} is out of range for an array of 3 dims")
+    for axis in (True, 1.0, "1"):
+        with pytest.raises(TypeError, match="axis must be an int"):
+            jnn.NCReLU(axis)
+    assert jnn.NCReLU(np.int64(-1))(x).shape == (2, 3, 8)
+
+
+NCRELU_LAYERS = {
+    "torch": lambda a: dt.NCReLU()(torch.from_numpy(a)),
+    "jax": lambda a: jnn.NCReLU()(jnp.asarray(a)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["int64", "bool"])
+@pytest.mark.parametrize("door", NCRELU_LAYERS.values(), ids=NCRELU_LAYERS)
+def test_ncrelu_layers_refuse_non_floating_inputs_as_the_functions_do(door, dtype):
+    x = np.array([[-1, 2]]).astype(dtype)
+    with pytest.raises(TypeError) as expected:
+        dc.ncrelu(x)
+    with pytest.raises(TypeError) as got:
+        door(x)
+    assert str(got.value) == str(expected.value)
+    assert "x must have a floating dtype" in str(got.value) and dtype in str(got.value)

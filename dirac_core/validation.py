@@ -81,6 +81,33 @@ def require_array(x: Any, name: str) -> None:
         raise TypeError(f"{name} must be an array, got {type(x).__name__}: {x!r:.80}")
 
 
+def require_native(value: Any, name: str, native: type | tuple[type, ...], what: str, *,
+                   scalar: bool = False) -> None:
+    """An array argument of a framework's own functions must be that framework's array
+    (``native``; ``what`` names it, e.g. ``"a jax.Array"``): converting another library's
+    array would silently drop what that library tracks, such as a torch tensor's autograd
+    graph. (:mod:`dirac_core`'s functions convert on purpose: they take ``backend=``.) With
+    ``scalar``, a Python or NumPy scalar passes too, as for the scales ``alpha``/``beta``.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is of another kind, naming its module and type.
+
+    Examples
+    --------
+    >>> require_native(np.ones(2), "w", tuple, "a tuple")
+    Traceback (most recent call last):
+    ...
+    TypeError: w must be a tuple, got numpy.ndarray: [1. 1.]
+    """
+    if isinstance(value, native) or (scalar and is_python_or_numpy_scalar(value)):
+        return
+    accepted = f"{what} or a Python/NumPy scalar" if scalar else what
+    raise TypeError(f"{name} must be {accepted}, got {type(value).__module__}."
+                    f"{type(value).__name__}: {value!r:.80}")
+
+
 def require_float(x: Any, name: str) -> str:
     """Check that ``x`` is a floating array; return its dtype name."""
     require_array(x, name)

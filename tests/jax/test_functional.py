@@ -122,3 +122,46 @@ def test_the_kernels_are_not_the_public_names():
                  "fold_batchnorm"):
         assert getattr(dirac_jax, name) is not getattr(ops, name)
         assert getattr(dirac_jax, name).__module__ == "dirac_jax.functional"
+
+
+V = np.random.default_rng(3).uniform(0.5, 2.0, 4)
+# (function name, its arguments as NumPy arrays, the one given as another library's array).
+FOREIGN = [
+    ("normalize_filters", (W,), 0),
+    ("dirac_weight", (W, 1.0, 1.0), 0),
+    ("dirac_weight", (W, V, 1.0), 1),
+    ("dirac_weight", (W, 1.0, V), 2),
+    ("ncrelu", (X,), 0),
+    ("conv", (X, np.repeat(W, 2, axis=1)), 0),
+    ("conv", (X, np.repeat(W, 2, axis=1)), 1),
+    ("conv", (X, np.repeat(W, 2, axis=1), V), 2),
+    ("fold_batchnorm", (W, V, V, V, V, V), 0),
+    ("fold_batchnorm", (W, V, V, V, V, V), 5),
+]
+NAMES = {"normalize_filters": ("w",), "dirac_weight": ("w", "alpha", "beta"), "ncrelu": ("x",),
+         "conv": ("x", "w", "bias"),
+         "fold_batchnorm": ("weight", "bias", "gamma", "beta", "mean", "var")}
+
+
+@pytest.mark.parametrize("foreign", ["numpy", "torch"])
+@pytest.mark.parametrize("name, args, which", FOREIGN)
+def test_arrays_of_other_libraries_are_refused_as_dirac_torch_refuses_them(name, args, which,
+                                                                           foreign):
+    given = [jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    other = args[which] if foreign == "numpy" else torch.tensor(args[which], requires_grad=True)
+    given[which] = other
+    scale = name == "dirac_weight" and which > 0
+    accepted = "a jax.Array or a Python/NumPy scalar" if scale else "a jax.Array"
+    kind = "numpy.ndarray" if foreign == "numpy" else "torch.Tensor"
+    with pytest.raises(TypeError, match=f"^{NAMES[name][which]} must be {accepted}, got {kind}"):
+        getattr(dirac_jax, name)(*given)
+    # dirac_core converts on purpose when told the backend.
+    assert isinstance(getattr(dc, name)(*given, backend="jax"), jax.Array | tuple)
+
+
+def test_scalar_scales_stay_accepted():
+    w = jnp.asarray(W)
+    expected = np.asarray(dirac_jax.dirac_weight(w, jnp.asarray(2.0), jnp.asarray(0.5)))
+    for alpha, beta in ((2.0, 0.5), (2, np.float32(0.5)), (np.int64(2), np.float64(0.5))):
+        np.testing.assert_array_equal(np.asarray(dirac_jax.dirac_weight(w, alpha, beta)),
+                                      expected)

@@ -131,7 +131,22 @@ class ArrayApiBackend:
         return device
 
     def from_numpy(self, a: np.ndarray, device: Any = None) -> Any:
-        return self.xp.asarray(np.array(a, copy=True), device=self._device(device))
+        return self._kept(a, self.xp.asarray(np.array(a, copy=True), device=self._device(device)))
+
+    def _kept(self, a: np.ndarray, native: Any) -> Any:
+        """``native``, the namespace's copy of ``a``, if it kept ``a``'s floating dtype.
+
+        Raises
+        ------
+        TypeError
+            The namespace changed it (JAX without its 64-bit mode rounds float64 to float32),
+            as the framework backends refuse such data rather than round it.
+        """
+        name = a.dtype.name
+        if name in FLOAT_DTYPES and native.dtype != getattr(self.xp, name, None):
+            raise TypeError(f"backend {self.name!r} cannot carry {name} data: it would become "
+                            f"{native.dtype} (see the backend's dtypes)")
+        return native
 
     def to_numpy(self, x: Any) -> np.ndarray:
         # DLPack refuses a torch tensor that requires grad; only its values are read here.

@@ -102,15 +102,16 @@ class JittedBackend(ArrayApiBackend):
     --------
     >>> import numpy as np
     >>> b = JittedBackend()
-    >>> b.to_numpy(b.normalize_filters(b.from_numpy(np.array([[3.0, 4.0]])), eps=1e-12))
-    array([[0.6, 0.8]])
+    >>> w = b.from_numpy(np.array([[3.0, 4.0]], np.float32))
+    >>> b.to_numpy(b.normalize_filters(w, eps=1e-12))
+    array([[0.6, 0.8]], dtype=float32)
     """
 
     def __init__(self, *, name: str = "array_api[jax]") -> None:
         super().__init__(jnp, name=name, subnormals=False)
 
     def from_numpy(self, a: np.ndarray, device: Any = None) -> Any:
-        return jax.device_put(np.array(a, copy=True), self._device(device))
+        return self._kept(a, jax.device_put(np.array(a, copy=True), self._device(device)))
 
     def _eps(self, eps: float, dtype: Any) -> np.ndarray:
         """``eps`` in range, as a 0-d array of ``dtype``'s working dtype."""

@@ -5,6 +5,10 @@ cover what the suite does not: which arrays it owns, NumPy through compat, and t
 the convolution built from standard functions, on every namespace at hand.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -153,14 +157,8 @@ def _on_torch():
     return dirac_array_api.ON_TORCH
 
 
-def _on_jax():
-    pytest.importorskip("jax")
-    import dirac_array_api
-
-    return dirac_array_api.ON_JAX
-
-
-@pytest.mark.parametrize("target", [lambda: "array_api", lambda: ON_NUMPY, _on_torch, _on_jax],
+@pytest.mark.parametrize("target", [lambda: "array_api", lambda: ON_NUMPY, _on_torch,
+                                    lambda: _on_jax()[1]],
                          ids=["strict", "numpy", "torch", "jax"])
 def test_cpu_is_a_device_of_every_namespace(target):
     # "cpu" is the host on every backend (numpy, torch, jax); array-api-strict calls it
@@ -190,3 +188,17 @@ def test_on_torch_folds_parameters_that_require_grad():
     for g, w in zip(got, want, strict=True):
         assert isinstance(g, torch.Tensor) and g.dtype == torch.float32
         np.testing.assert_allclose(g.detach().double().numpy(), w, rtol=1e-6, atol=1e-7)
+
+
+def test_on_jax_without_64_bit_mode_refuses_float64_data_instead_of_rounding_it():
+    """It rounded float64 to float32 in from_numpy (its docstring example printed float32
+    outside 64-bit mode); the jax backend refuses such data, and so does this adapter."""
+    pytest.importorskip("jax")
+    code = ("import numpy as np, dirac_array_api as d\n"
+            "assert d.ON_JAX.dtypes == ('float32', 'float16'), d.ON_JAX.dtypes\n"
+            "try:\n    d.ON_JAX.from_numpy(np.ones(2))\nexcept TypeError as e:\n    print(e)\n"
+            "assert d.ON_JAX.from_numpy(np.ones(2, np.float32)).dtype == np.float32\n")
+    env = {**os.environ, "JAX_ENABLE_X64": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert "cannot carry float64 data: it would become float32" in out

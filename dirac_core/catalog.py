@@ -26,6 +26,7 @@ The API, in the order one needs it:
 - :func:`listed_networks`: those rows with what they reproduce (:class:`Listed`);
 - :func:`create_spec`: the architecture of a name; :func:`family_spec` the same from parts;
 - :func:`model_init`: the initial values of a name (:class:`Init`), with caller overrides;
+  :func:`check_overrides`: which overrides a network takes (none without a Dirac conv);
 - :func:`family`: a :class:`Family` (``.fixed``, ``.defaults``, ``.init``, ``.source``, ...);
   :func:`register_family` adds one.
 
@@ -43,7 +44,7 @@ import difflib
 import fnmatch
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -219,9 +220,9 @@ class Family:
         unknown = sorted(set(variant) - set(accepted))
         if unknown:
             raise TypeError(
-                f"{self._network(depth, width, variant)} takes no keyword "
+                f"{self.network(depth, width, variant)} takes no keyword "
                 f"{', '.join(unknown)}; accepted: num_classes, {', '.join(accepted)} (and "
-                f"{', '.join(OVERRIDES)} where weights are made)")
+                f"{', '.join(OVERRIDES)} where weights are made and a conv is Dirac)")
         kw = self.variant(**variant)
         if num_classes is not None:
             kw["num_classes"] = num_classes
@@ -232,20 +233,28 @@ class Family:
             given = kw.setdefault("blocks", self.blocks[depth])
             if not (isinstance(given, tuple | list) and tuple(given) == self.blocks[depth]):
                 raise ValueError(
-                    f"{self._network(depth, width, variant)} has blocks={self.blocks[depth]}; "
+                    f"{self.network(depth, width, variant)} has blocks={self.blocks[depth]}; "
                     f"got blocks={given!r} (a named network's blocks are fixed)")
             kw["blocks"] = self.blocks[depth]
         spec = builder(depth, width, **kw)
         spec.options["family"] = self.name
         return spec
 
-    def _network(self, depth: Any, width: Any, variant: Mapping[str, Any]) -> str:
-        """The network being built, as an error names it: its registry name where it has one."""
+    def network(self, depth: Any, width: Any, variant: Mapping[str, Any]) -> str:
+        """The network of this family at ``depth``, ``width`` and ``variant`` (its
+        ``parameterization``), as an error names it: its registry name where it has one, else
+        the family, depth, width and parameterization.
+
+        >>> family("cifar").network(10, 1, {"parameterization": "resnet"})
+        "model family 'cifar' at depth=10, width=1, parameterization='resnet'"
+        """
         kind = next((k for k, v in KINDS.items() if v == variant.get("parameterization",
                                                                      "dirac")), None)
         if kind and isinstance(depth, int) and is_real(width) and width > 0:
             return f"model {model_name(kind, depth, width, self.name)!r}"
-        return f"model family {self.name!r} at depth={depth!r}, width={width!r}"
+        where = f"model family {self.name!r} at depth={depth!r}, width={width!r}"
+        given = variant.get("parameterization", "dirac")
+        return where if given == "dirac" else f"{where}, parameterization={given!r}"
 
 
 _V2_VARIANT = {"activation": "relu", "per_channel": True, "policy": "min", "head_relu": True}
@@ -488,25 +497,116 @@ def create_spec(name: str, num_classes: int | None = None, **variant: Any) -> ne
 
 def model_init(name: str, **overrides: float | None) -> Init:
     """The initial values of model ``name``: its family's :class:`Init` with ``overrides``
-    (``alpha_init``, ``beta_init``, ``init_std``; ``None`` keeps the family's).
+    (``alpha_init``, ``beta_init``, ``init_std``; ``None`` keeps the family's), which
+    :func:`check_overrides` checks against the name's kind.
 
     Raises
     ------
+    TypeError
+        An unknown override keyword (the message lists the accepted ones).
     ValueError
-        An unknown name or override.
+        An unknown name; an override the network cannot take (a ``plain`` network takes
+        none).
     """
-    unknown = sorted(set(overrides) - set(OVERRIDES))
-    if unknown:
-        raise ValueError(f"unknown initial values {unknown}; accepted: {list(OVERRIDES)}")
-    return family(parse_name(name)[3]).init.overridden(**overrides)
+    _check_override_names(overrides)
+    kind, _, _, fam = parse_name(name)
+    check_overrides(f"model {name!r}", {KINDS[kind]}, **overrides)
+    return family(fam).init.overridden(**overrides)
 
 
 def spec_init(spec: nets.NetSpec, **overrides: float | None) -> Init:
     """The :class:`Init` of a spec made by :func:`family_spec` (``spec.options["family"]``),
-    or the paper's v1 values for a spec made otherwise, with ``overrides``."""
+    or the paper's v1 values for a spec made otherwise, with ``overrides`` (checked by
+    :func:`check_spec_overrides`)."""
+    check_spec_overrides(spec, **overrides)
     name = spec.options.get("family")
     base = FAMILIES[name].init if name in FAMILIES else V1_INIT
     return base.overridden(**overrides)
+
+
+def accepted_overrides(parameterizations: Iterable[str]) -> tuple[str, ...]:
+    """Which of :data:`OVERRIDES` a network whose convolutions have ``parameterizations``
+    takes: all three where one is ``"dirac"``, none otherwise.
+
+    ``alpha_init`` and ``beta_init`` are the starting Dirac scales and ``init_std`` the
+    standard deviation of a Dirac convolution's ``W``; they set nothing else. ``"plain"``
+    convolutions (the paper's control) and the stem (``"none"``) are He-initialised, and the
+    eq. 14 ``"resnet"`` convolutions have fixed ``alpha = beta = 1`` and a He-initialised
+    ``W`` (the layer's own), so a network without a ``"dirac"`` convolution takes none: an
+    override there would be recorded and ignored.
+
+    >>> accepted_overrides({"none", "plain"})
+    ()
+    >>> accepted_overrides({"none", "dirac"})
+    ('alpha_init', 'beta_init', 'init_std')
+    """
+    return OVERRIDES if "dirac" in set(parameterizations) else ()
+
+
+def check_overrides(network: str, parameterizations: Iterable[str],
+                    **overrides: float | None) -> None:
+    """The one rule of which initial-value overrides a network takes (see
+    :func:`accepted_overrides`); ``None`` is no override and always accepted. Every door
+    that takes ``alpha_init``, ``beta_init`` or ``init_std`` reads it: :func:`model_init`,
+    :func:`spec_init`, ``dirac_torch.models.build`` (so every model function and
+    ``create_model``), the training settings.
+
+    Parameters
+    ----------
+    network : str
+        How the message names the network (``"model 'plain10_1_cifar'"``).
+    parameterizations : iterable of str
+        Its convolutions' parameterizations.
+    **overrides
+        ``alpha_init``, ``beta_init``, ``init_std``.
+
+    Raises
+    ------
+    TypeError
+        An override keyword that is not one of :data:`OVERRIDES`.
+    ValueError
+        An override given (not None) that the network cannot take; the message names the
+        network and the override.
+
+    Examples
+    --------
+    >>> check_overrides("model 'plain10_1_cifar'", {"none", "plain"}, alpha_init=3.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'plain10_1_cifar' has no Dirac convolution (its convolutions are \
+'none', 'plain'), so alpha_init=3.0 would set nothing; it takes none of alpha_init, \
+beta_init, init_std (leave them None)
+    """
+    _check_override_names(overrides)
+    kinds = sorted(set(parameterizations))
+    accepted = accepted_overrides(kinds)
+    refused = [k for k in OVERRIDES if overrides.get(k) is not None and k not in accepted]
+    if refused:
+        given = ", ".join(f"{k}={overrides[k]!r}" for k in refused)
+        raise ValueError(
+            f"{network} has no Dirac convolution (its convolutions are "
+            f"{', '.join(map(repr, kinds))}), so {given} would set nothing; it takes none of "
+            f"{', '.join(OVERRIDES)} (leave them None)")
+
+
+def check_spec_overrides(spec: nets.NetSpec, **overrides: float | None) -> None:
+    """:func:`check_overrides` for the network ``spec`` describes, named by its registry name
+    where it has one."""
+    kinds = {layer.parameterization for _, layer in spec.layers() if isinstance(layer, nets.Conv)}
+    options = spec.options
+    fam = FAMILIES.get(options.get("family", ""))
+    if fam is not None and "depth" in options and "width" in options:
+        network = fam.network(options["depth"], options["width"], options)
+    else:
+        network = f"network {spec.name!r}"
+    check_overrides(network, kinds, **overrides)
+
+
+def _check_override_names(overrides: Mapping[str, Any]) -> None:
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise TypeError(f"unknown initial-value keyword {', '.join(unknown)}; accepted: "
+                        f"{', '.join(OVERRIDES)}")
 
 
 __all__ = [
@@ -515,6 +615,9 @@ __all__ = [
     "Family",
     "Init",
     "Listed",
+    "accepted_overrides",
+    "check_overrides",
+    "check_spec_overrides",
     "create_spec",
     "family",
     "family_spec",

@@ -6,7 +6,10 @@ epochs, lr x 0.2 at 30 %, 60 % and 80 % of training (epochs 60/120/160 of 200), 
 beta, ``W``, batch norm, classifier) are those its family defines in :mod:`dirac_core.catalog`
 (``arch``; the paper's v1 by default: alpha 5, beta 1e-3, ``W ~ N(0, 0.1**2)``);
 ``alpha_init``, ``beta_init``, ``init_std``, ``activation`` and ``per_channel`` left at
-``None`` mean "the family's".
+``None`` mean "the family's"; the first three are refused for a ``plain`` or ``resnet``
+network (:func:`dirac_core.catalog.check_overrides`: it has no Dirac convolution for them to
+set), and ``per_channel`` is ``True``, ``False`` or ``"beta"`` as at every model door
+(:func:`dirac_core.validation.per_channel_value`), in ``config.json`` too.
 
 Every setting has one name, the same here, in ``config.json``, in ``dirac_torch.models``
 (``diracnet_cifar(alpha_init=...)``) and on the command line (``--alpha-init``).
@@ -20,13 +23,15 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from dirac_core.catalog import Init
+from dirac_core.catalog import Init, check_overrides, family
+from dirac_core.nets import PARAMETERIZATIONS
 from dirac_core.untrusted import from_dict
 from dirac_core.validation import (
     bool_value,
     check_init,
     non_negative_number,
     one_of,
+    per_channel_value,
     positive_int,
     positive_number,
 )
@@ -72,7 +77,7 @@ class TrainConfig:
     width: float = 1
     activation: str | None = None
     parameterization: str = "dirac"
-    per_channel: bool | None = None
+    per_channel: bool | str | None = None
     image_size: int = 224
     epochs: int = 200
     batch_size: int = 128
@@ -118,9 +123,16 @@ class TrainConfig:
             positive_int(getattr(self, name), name)
         for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
             non_negative_number(getattr(self, name), name)
+        one_of(self.parameterization, "parameterization", PARAMETERIZATIONS)
+        if self.per_channel is not None:  # None: the family's
+            self.per_channel = per_channel_value(self.per_channel)
         # checked as every door checks them (None keeps the family's)
-        check_init(Init().overridden(alpha_init=self.alpha_init, beta_init=self.beta_init,
-                                     init_std=self.init_std))
+        overrides = {"alpha_init": self.alpha_init, "beta_init": self.beta_init,
+                     "init_std": self.init_std}
+        check_init(Init().overridden(**overrides))
+        network = family(self.arch).network(self.depth, self.width,
+                                            {"parameterization": self.parameterization})
+        check_overrides(network, {self.parameterization}, **overrides)
         self._validate_limits()
         bool_value(self.precise_bn, "precise_bn")
         bool_value(self.sync_bn, "sync_bn")

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dirac_core.catalog import OVERRIDES, accepted_overrides
 from dirac_core.untrusted import read_json
 
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
@@ -44,8 +45,11 @@ DEFAULTS: dict[str, Any] = {"epochs": 8, "batch_size": 64, "lr": 0.1, "milestone
 
 
 def run_config(kind: str, depth: int, out: Path, **settings: Any) -> TrainConfig:
-    """The config of one cell of the grid (digits, default model width)."""
-    values = {**DEFAULTS, **settings}
+    """The config of one cell of the grid (digits, default model width). An initial value of
+    the Dirac convolutions (``init_std``, ...) goes to the cells that have them: the plain
+    control takes none (:func:`dirac_core.catalog.accepted_overrides`)."""
+    unused = set(OVERRIDES) - set(accepted_overrides({kind}))
+    values = {k: v for k, v in {**DEFAULTS, **settings}.items() if k not in unused}
     return TrainConfig(data="digits", depth=depth, parameterization=kind,
                        out=str(out / f"{kind}-{depth}"), **values)
 

@@ -208,7 +208,8 @@ def build(
         ``U(0, 1)``, Kaiming-normal classifier with zero bias.
     alpha_init, beta_init, init_std : float, optional
         Replace those of ``init`` (the names of ``diracnets train --alpha-init`` etc.);
-        ``init_std`` makes ``W ~ N(0, init_std**2)``.
+        ``init_std`` makes ``W ~ N(0, init_std**2)``. Only a spec with a ``"dirac"``
+        convolution takes them (:func:`dirac_core.catalog.check_overrides`).
 
     Returns
     -------
@@ -221,7 +222,9 @@ def build(
     TypeError
         ``spec`` is not a NetSpec, or holds a layer of an unknown type.
     ValueError
-        A convolution with an unknown parameterization; an unknown initialisation.
+        A convolution with an unknown parameterization; an unknown initialisation; an
+        override given for a spec without a Dirac convolution (``plain``, eq. 14
+        ``resnet``), where it would set nothing.
 
     Examples
     --------
@@ -232,8 +235,8 @@ def build(
     if not isinstance(spec, nets.NetSpec):
         raise TypeError(f"spec must be a dirac_core.nets.NetSpec, got {type(spec).__name__}")
     overrides = {"alpha_init": alpha_init, "beta_init": beta_init, "init_std": init_std}
-    init = (catalog.spec_init(spec, **overrides) if init is None
-            else init.overridden(**overrides))
+    catalog.check_spec_overrides(spec, **overrides)
+    init = (catalog.spec_init(spec) if init is None else init).overridden(**overrides)
     check_init(init)
     stages = {
         stage.name: Stage(*(_layer(layer, init) for layer in stage.layers))
@@ -346,7 +349,8 @@ def _family_model(
     num_classes : int, optional
         Default 10 (CIFAR) or 1000 (ImageNet).
     alpha_init, beta_init, init_std : float, optional
-        Replace the family's initial values (:class:`dirac_core.catalog.Init`).
+        Replace the family's initial values (:class:`dirac_core.catalog.Init`); refused
+        where the network has no Dirac convolution (``plain``, ``resnet``).
     **variant_kw
         ``activation``, ``per_channel``, ``policy``, ``head_relu``, ``in_channels``,
         ``image_size``, ``parameterization`` where the family does not fix them.

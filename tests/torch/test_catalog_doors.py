@@ -194,3 +194,50 @@ def test_every_listed_name_has_one_spec_and_init_through_the_command(name):
     family = catalog.family(catalog.parse_name(name)[3])
     assert catalog.model_init(name) == family.init
     assert (config.alpha_init, config.beta_init, config.init_std) == (None, None, None)
+
+
+@pytest.mark.parametrize("override", [{"alpha_init": 3.0}, {"beta_init": 0.5},
+                                      {"init_std": 9.0}])
+def test_no_door_takes_an_initial_value_a_network_without_dirac_convs_would_ignore(override):
+    """plain and eq. 14 networks have no Dirac scales and He-initialised W: an override there
+    used to build the network unchanged and record the value in ``model.init``."""
+    key, value = next(iter(override.items()))
+    plain = "plain10_1_cifar"
+    doors = {
+        "registry": (lambda: create_model(plain, **override), f"model '{plain}'"),
+        "function": (lambda: models.plain_cifar(10, **override), f"model '{plain}'"),
+        "catalog": (lambda: catalog.model_init(plain, **override), f"model '{plain}'"),
+        "build": (lambda: models.build(catalog.create_spec(plain), **override),
+                  f"model '{plain}'"),
+        "build with init": (lambda: models.build(catalog.create_spec(plain),
+                                                 init=catalog.V1_INIT, **override),
+                            f"model '{plain}'"),
+        "resnet": (lambda: models.resnet_eq14_cifar(10, 1, **override),
+                   "parameterization='resnet'"),
+        "config": (lambda: TrainConfig(arch="cifar", depth=10, parameterization="plain",
+                                       **override), f"model '{plain}'"),
+        "command": (lambda: TrainConfig(**_given(build_parser().parse_args(
+            ["train", "--model", plain, f"--{key.replace('_', '-')}", str(value)]))),
+            f"model '{plain}'"),
+    }
+    for call, network in doors.values():
+        with pytest.raises(ValueError, match=rf"{network}.* no Dirac convolution .*"
+                                             rf"{key}={value!r} would set nothing"):
+            call()
+    # the same value is taken where a Dirac convolution uses it
+    assert getattr(create_model("diracnet10_1_cifar", **override).init,
+                   {"alpha_init": "alpha", "beta_init": "beta", "init_std": "init_std"}[key]) \
+        == value
+
+
+def test_an_override_of_none_is_no_override_on_any_network():
+    assert create_model("plain10_1_cifar", alpha_init=None).init == catalog.V1_INIT
+    assert models.resnet_eq14_cifar(10, 1, init_std=None).spec.options["parameterization"] \
+        == "resnet"
+
+
+def test_an_unknown_initial_value_keyword_is_a_type_error_listing_the_accepted_ones():
+    for call in (lambda: catalog.model_init("diracnet10_1_cifar", bogus=1),
+                 lambda: catalog.spec_init(catalog.create_spec("diracnet10_1_cifar"), bogus=1)):
+        with pytest.raises(TypeError, match="bogus; accepted: alpha_init, beta_init, init_std"):
+            call()

@@ -164,7 +164,8 @@ def test_names_round_trip(kind, family, width, n):
     (lambda: create_spec("plain10_1_cifar", blocks=(1, 1, 1)), TypeError,
      "model 'plain10_1_cifar' takes no keyword blocks"),
     (lambda: models.resnet_eq14_cifar(10, colour=1), TypeError,
-     "model family 'cifar' at depth=10, width=1 takes no keyword colour"),
+     "model family 'cifar' at depth=10, width=1, parameterization='resnet' takes no keyword "
+     "colour"),
 ])
 def test_bad_names_and_variants(call, error, message):
     with pytest.raises(error, match=message):

@@ -107,3 +107,27 @@ def test_plain_network_has_no_scale_group():
     model = diracnet_cifar(10, in_channels=1, image_size=8, parameterization="plain")
     assert len(parameter_groups(model, 5e-4)) == 1
     assert scale_snapshot(model) == {"alpha": {}, "beta": {}}
+
+
+@pytest.mark.parametrize("per_channel", [True, False, "beta"])
+def test_per_channel_round_trips_through_config_json_as_the_model_doors_take_it(per_channel):
+    """The model doors take True, False and "beta"; config.json read back the same (it refused
+    "beta" after training with it)."""
+    import json
+
+    config = TrainConfig(arch="cifar", depth=10, per_channel=per_channel)
+    back = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())), "config.json")
+    assert back == config and type(back.per_channel) is type(per_channel)
+    assert config.spec(10, 3, 32).options["per_channel"] == per_channel
+
+
+@pytest.mark.parametrize("value, error", [("yes", ValueError), (1, TypeError),
+                                          ("True", ValueError)])
+def test_a_per_channel_the_model_doors_refuse_is_refused_at_construction_and_in_a_file(
+        value, error):
+    with pytest.raises(error, match=r"per_channel.*'beta'") as refused:
+        TrainConfig(arch="cifar", depth=10, per_channel=value)
+    assert repr(value) in str(refused.value)
+    with pytest.raises(ValueError, match=rf"config.json: per_channel.*{value!r}"):
+        TrainConfig.from_dict({"arch": "cifar", "depth": 10, "per_channel": value},
+                              "config.json")

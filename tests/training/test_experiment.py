@@ -6,7 +6,7 @@ import json
 import shutil
 
 from diracnets import experiment
-from diracnets.experiment import depth_experiment, markdown_table
+from diracnets.experiment import depth_experiment, markdown_table, run_config
 
 
 def test_grid_writes_table_json_and_plot_and_reuses_finished_cells(tmp_path, monkeypatch,
@@ -69,3 +69,12 @@ def test_cells_are_reused_exactly_when_the_result_would_be_the_same(tmp_path, mo
     assert trained == [1] and other["config"]["seed"] == 1
     row = json.loads((tmp_path / "moved" / "dirac-10" / "row.json").read_text())
     assert row["config"]["seed"] == 1
+
+
+def test_the_dirac_initial_values_go_to_the_dirac_cells_only(tmp_path):
+    """The plain control has no Dirac convolution, so it takes no init_std (the settings
+    refuse one there: it would be recorded and ignored)."""
+    plain = run_config("plain", 10, tmp_path, init_std=1.0, epochs=1)
+    dirac = run_config("dirac", 10, tmp_path, init_std=1.0, epochs=1)
+    assert plain.init_std is None and dirac.init_std == 1.0
+    assert plain.epochs == dirac.epochs == 1

@@ -68,6 +68,31 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).rsplit(".", 1)[-1]  # torch.float32 -> "float32"
 
 
+def float_dtype_name(dtype: Any, name: str = "dtype") -> str:
+    """The name of a floating dtype a layer's parameters are made in (a dtype object of any
+    library, a scalar type, or a name).
+
+    Raises
+    ------
+    TypeError
+        Any other dtype.
+
+    Examples
+    --------
+    >>> float_dtype_name(np.float16)
+    'float16'
+    >>> float_dtype_name("int32")
+    Traceback (most recent call last):
+    ...
+    TypeError: dtype must be a floating dtype ('float64', 'float32', 'float16', 'bfloat16'), \
+got 'int32'
+    """
+    given = dtype_name(dtype)
+    if given not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating dtype {FLOAT_DTYPES}, got {dtype!r}")
+    return given
+
+
 def array_dtype(x: Any) -> str:
     return dtype_name(x.dtype)
 

@@ -39,6 +39,7 @@ from dirac_core.validation import (
     check_init,
     check_input_dtype,
     check_output_size,
+    float_dtype_name,
     groups_for,
     initial_scale,
     int_value,
@@ -71,7 +72,7 @@ class Conv(nnx.Module):
     padding : int, ints, (left, right) pairs, "valid" or "same" (the spec's)
     groups : int dividing both channel counts
     bias : bool
-    dtype : the parameters' dtype (float32 by default)
+    dtype : the parameters' dtype: float64, float32 (the default), float16 or bfloat16
     rngs : nnx.Rngs
 
     Raises
@@ -84,6 +85,7 @@ class Conv(nnx.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, *,
                  stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
                  bias: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
+        dtype = float_dtype_name(dtype)
         in_channels = positive_int(in_channels, "in_channels")
         out_channels = positive_int(out_channels, "out_channels")
         dims = len(kernel_size) if isinstance(kernel_size, tuple | list) else 2

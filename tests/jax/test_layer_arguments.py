@@ -134,3 +134,12 @@ def test_ncrelu_layers_refuse_non_floating_inputs_as_the_functions_do(door, dtyp
         door(x)
     assert str(got.value) == str(expected.value)
     assert "x must have a floating dtype" in str(got.value) and dtype in str(got.value)
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, "int64", jnp.bool_, "foo", None])
+@pytest.mark.parametrize("layer", [jnn.Conv, jnn.DiracConv])
+def test_parameters_are_made_in_a_floating_dtype(layer, dtype):
+    with pytest.raises(TypeError, match=r"dtype must be a floating dtype \('float64'"):
+        layer(2, 2, 3, dtype=dtype, rngs=nnx.Rngs(0))
+    built = layer(2, 2, 1, dtype="bfloat16", rngs=nnx.Rngs(0))
+    assert built.weight[...].dtype == jnp.bfloat16

@@ -32,9 +32,13 @@ from torch.nn.utils import parametrize
 from dirac_core.validation import (
     as_tuple,
     bool_value,
+    check_input_dtype,
+    check_output_size,
+    groups_for,
     int_value,
     layer_geometry,
     ncrelu_axis,
+    positive_int,
     positive_number,
 )
 
@@ -42,7 +46,7 @@ from . import kernels
 from ._autograd import DiracWeight, recompute, tracing
 from .conv_geometry import fuse_conv
 from .parametrize import DiracParametrization
-from .torch_types import torch_device
+from .torch_types import torch_device, torch_dtype
 
 
 class _DiracConvNd:
@@ -74,7 +78,10 @@ class _DiracConvNd:
         dtype: Any = None,
     ) -> None:
         dims = self._spatial_dims
-        device = torch_device(device)
+        device, dtype = torch_device(device), torch_dtype(dtype)
+        in_channels = positive_int(in_channels, "in_channels")
+        out_channels = positive_int(out_channels, "out_channels")
+        groups = groups_for(groups, out_channels, in_channels)
         # Read by reset_parameters, which nn.ConvNd.__init__ calls.
         self._he_init = not bool_value(normalize, "normalize")
         self.init_std = positive_number(init_std, "init_std")
@@ -185,10 +192,21 @@ class _DiracConvNd:
             return self._conv(x, weight)
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return kernels.conv(
-            x, weight, self.bias, self.stride, self.padding_pairs, self.dilation, self.groups,
-            self.padding_mode,
-        )
+        try:
+            return kernels.conv(
+                x, weight, self.bias, self.stride, self.padding_pairs, self.dilation,
+                self.groups, self.padding_mode,
+            )
+        except RuntimeError as error:
+            # torch refused the input: say why in the spec's words (checked only now, so
+            # that the step pays nothing and autocast's mixed dtypes still pass).
+            try:
+                check_input_dtype(x.dtype, weight.dtype)
+                check_output_size(tuple(x.shape), tuple(weight.shape), self.stride,
+                                  self.padding_pairs, self.dilation)
+            except (TypeError, ValueError) as clear:
+                raise clear from error
+            raise
 
 
 def _recompute_hooks(

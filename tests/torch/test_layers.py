@@ -239,7 +239,7 @@ def test_layer_errors_name_the_argument():
         DiracConv2d(4, 4, (3, 3, 3))
     with pytest.raises(ValueError, match="kernel_size"):
         DiracConv1d(4, 4, 0)
-    with pytest.raises(ValueError, match="in_channels must be divisible by groups"):
+    with pytest.raises(ValueError, match="groups=2 must divide the input channel count 3"):
         DiracConv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="alpha_init has shape"):
         DiracConv2d(4, 4, 3, alpha_init=torch.ones(3), per_channel=True)
@@ -250,6 +250,32 @@ def test_layer_errors_name_the_argument():
         layer(torch.randn(1, 3, 5, 5))
     with pytest.raises(ValueError, match="2 spatial dims"):
         layer(torch.randn(4, 5, 5))
+
+
+@pytest.mark.parametrize("call,error,message", [
+    # torch's own words named no argument ("in_channels must be divisible by groups"), or came
+    # from deep inside ("empty(): argument 'dtype' must be torch.dtype, not str").
+    (lambda: DiracConv2d(4, 4, 3, groups=3), ValueError, "groups=3 must divide the output"),
+    (lambda: DiracConv2d(4, 4, 3, groups=2.0), TypeError, "groups must be a positive int"),
+    (lambda: DiracConv2d(4, -4, 3), ValueError, "out_channels must be a positive int, got -4"),
+    (lambda: DiracConv2d(4.0, 4, 3), TypeError, "in_channels must be a positive int"),
+    (lambda: DiracConv2d(4, 4, 3, dtype=torch.int32), TypeError, "dtype must be a floating"),
+    (lambda: DiracConv2d(4, 4, 3, padding=0)(torch.ones(1, 4, 2, 2)), ValueError,
+     r"x of spatial shape \(2, 2\) is too small for kernel \(3, 3\)"),
+    (lambda: DiracConv2d(4, 4, 3)(torch.ones(1, 4, 5, 5).half()), TypeError,
+     "x has dtype float16 but the layer's parameters have dtype float32"),
+    (lambda: DiracConv2d(4, 4, 3)(torch.ones(1, 4, 5, 5, dtype=torch.int64)), TypeError,
+     "x has dtype int64"),
+])
+def test_layer_arguments_and_inputs_follow_the_spec_rules(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_layer_input_checks_leave_autocast_and_dtype_names_working():
+    assert DiracConv2d(4, 4, 3, dtype="float16").weight.dtype == torch.float16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert DiracConv2d(4, 4, 3)(torch.ones(1, 4, 5, 5)).dtype == torch.bfloat16
 
 
 def test_ncrelu_module():

@@ -9,6 +9,7 @@ does not import torch (the torch model is only read, through its modules' attrib
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -38,6 +39,22 @@ def _torch_conv(module: Any) -> Any:
     """The convolution inside a torch layer (a plain conv may sit behind an explicit pad)."""
     convs = [m for m in module.modules() if hasattr(m, "weight") and m.weight.dim() > 2]
     return convs[-1]
+
+
+def _check_flax(model: Any) -> None:
+    if not isinstance(model, DiracNet):
+        raise TypeError(f"model must be a dirac_jax.nn.DiracNet, got {type(model).__name__}")
+
+
+def _check_torch(torch_model: Any) -> None:
+    # A class that was never imported has no instances: torch stays unimported for a wrong
+    # argument.
+    models = sys.modules.get("dirac_torch.models")
+    if models is None or not isinstance(torch_model, models.DiracNet):
+        raise TypeError(
+            "torch_model must be a dirac_torch.models.DiracNet (or dirac_torch.fold_model of "
+            f"one), got {type(torch_model).__name__}"
+        )
 
 
 def is_folded(model: DiracNet) -> bool:
@@ -98,6 +115,9 @@ def load_torch(model: DiracNet, torch_model: Any) -> DiracNet:
 
     Raises
     ------
+    TypeError
+        ``model`` is not a :class:`~dirac_jax.nn.DiracNet`, or ``torch_model`` not a
+        ``dirac_torch.models.DiracNet`` (a bare module or a ``state_dict``, say).
     ValueError
         The specs differ, one model is folded and the other not, or an array does not fit.
 
@@ -109,6 +129,8 @@ def load_torch(model: DiracNet, torch_model: Any) -> DiracNet:
     >>> float(net.layer("group0.1").alpha[...])
     5.0
     """
+    _check_flax(model)
+    _check_torch(torch_model)
     for layer, module in _pairs(model, torch_model):
         for variable, tensor, transpose in _arrays(layer, module):
             _set(variable, tensor.T if transpose else tensor)
@@ -136,8 +158,7 @@ def to_torch(model: DiracNet) -> torch.nn.Module:
     from dirac_torch.fold import fold_model
     from dirac_torch.models import build
 
-    if not isinstance(model, DiracNet):
-        raise TypeError(f"model must be a dirac_jax.nn.DiracNet, got {type(model).__name__}")
+    _check_flax(model)
     first = cast(Conv, model.layers[0])  # every spec opens with a convolution
     dtype = getattr(torch, str(first.weight[...].dtype))
     torch_model: torch.nn.Module = build(model.spec, init=model.init).to(dtype)

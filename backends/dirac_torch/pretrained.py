@@ -38,6 +38,7 @@ first mismatch, naming it; a stored Dirac tensor must equal the one the model us
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -72,6 +73,9 @@ _FAMILIES: dict[str, tuple[str | None, dict[tuple[int, ...], str]]] = {
 }
 _FAMILIES["v2-folded"] = _FAMILIES["v2"]
 _FAMILIES["v1-folded"] = _FAMILIES["v1-released"]
+# layout -> the families whose Dirac networks (at their own variant) it holds
+HOLDS = {layout: tuple(dict.fromkeys(f for f in (cifar, *imagenet.values()) if f))
+         for layout, (cifar, imagenet) in sorted(_FAMILIES.items())}
 # the folded files' key prefix
 _PREFIX = {"v2-folded": "features.", "v1-folded": ""}
 # their keys of a Dirac conv's weight, alpha and beta, after the block's prefix
@@ -125,6 +129,11 @@ def authors_spec(checkpoint: Mapping[str, Any]) -> tuple[str, nets.NetSpec]:
     """``(layout, spec)`` of the network a checkpoint holds, read off its shapes."""
     flat = flatten_checkpoint(checkpoint)
     layout = detect_layout(flat)
+    return layout, _spec_of(layout, flat)
+
+
+def _spec_of(layout: str, flat: Mapping[str, torch.Tensor]) -> nets.NetSpec:
+    """The spec a ``layout`` file with these tensors holds, from their shapes alone."""
     prefix, suffix = (_PREFIX[layout], ".weight") if layout in FOLDED else ("", "")
     stem = _need(flat, f"{prefix}conv{suffix}", 4)
     blocks, widths = [], []
@@ -138,16 +147,20 @@ def authors_spec(checkpoint: Mapping[str, Any]) -> tuple[str, nets.NetSpec]:
     fc = _need(flat, "fc.weight", 2)
     common = {"num_classes": fc.shape[0], "in_channels": stem.shape[1]}
     cifar, imagenet = _FAMILIES[layout]
-    if (cifar and len(blocks) == 3 and stem.shape[-1] == 3 and len(set(blocks)) == 1
-            and blocks[0] % 2 == 0):
+    if len(blocks) == 3 and stem.shape[-1] == 3 and len(set(blocks)) == 1 and blocks[0] % 2 == 0:
+        if cifar is None:
+            raise AuthorsCheckpointError(
+                f"a {layout!r} file holds an ImageNet network ({', '.join(HOLDS[layout])}); "
+                f"this one has a CIFAR network's 3x3 stem and Dirac layers per group "
+                f"{tuple(blocks)}")
         width = _width(stem.shape[0], widths, (16, 32, 64))
-        return layout, family_spec(cifar, 3 * blocks[0] + 4, width, **common)
+        return family_spec(cifar, 3 * blocks[0] + 4, width, **common)
     halves = tuple(b // 2 for b in blocks)
     if len(blocks) == 4 and stem.shape[-1] == 7 and all(b % 2 == 0 for b in blocks) \
             and halves in imagenet:
         width = _width(stem.shape[0], widths, (64, 128, 256, 512))
         depth = 18 if halves == (2, 2, 2, 2) else 34
-        return layout, family_spec(imagenet[halves], depth, width, **common)
+        return family_spec(imagenet[halves], depth, width, **common)
     raise AuthorsCheckpointError(
         f"no DiracNet has a {stem.shape[-1]}x{stem.shape[-1]} stem and Dirac layers per group "
         f"{tuple(blocks)}; expected 3 equal even counts (CIFAR) or 2x (2,2,2,2), (3,4,6,3), "
@@ -344,21 +357,68 @@ def _check_deltas(
 
 
 def authors_state_dict(model: DiracNet, *, layout: str | None = None) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`load_authors`: ``model``'s weights in the authors' layout.
+    """The inverse of :func:`load_authors`: ``model``'s weights in the authors' layout, for a
+    model that :func:`authors_model` reads back as the same network.
 
     ``layout`` defaults to ``"v1-folded"`` for a folded ``paper_imagenet`` model and
     ``"v2-folded"`` for another folded one, else ``"v2"`` (per-channel), ``"v1-released"``
     (per-filter beta) or ``"v1"``. Useful to hand weights to their code, and for tests.
+
+    The authors' files hold Dirac networks of their code's variants only (:data:`HOLDS`: the
+    ``v1`` layout the unfolded ``cifar``, ``imagenet`` and ``jun2017_imagenet`` families,
+    ``v1-released``/``v1-folded`` ``paper_imagenet``, ``v2``/``v2-folded`` the ``v2_*``
+    families), and nothing but the shapes says which network a file holds. So a model that
+    would read back as another network (another parameterization, activation, head or Dirac
+    tensor: a ``plain`` or eq. 14 ``resnet`` network, a ``relu_cifar`` one, a folded v1
+    ``cifar`` one) is refused rather than written. The image size and the family's name are
+    not in the files: ``jun2017_imagenet`` at depth 18 reads back as the same network of
+    ``imagenet``.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a :class:`DiracNet`.
+    ValueError
+        ``layout`` is not one of :data:`LAYOUTS`, or is folded for an unfolded model (or the
+        reverse); ``model`` has convolutions other than Dirac ones for an unfolded layout;
+        :func:`authors_model` would read the file back as another network. The message names
+        the model's family and variant and what the layouts hold.
+
+    Examples
+    --------
+    >>> from dirac_torch.registry import create_model
+    >>> authors_state_dict(create_model("plain10_1_cifar"))
+    Traceback (most recent call last):
+    ...
+    ValueError: DiracNet-10-1 (family 'cifar', parameterization='plain', activation='ncrelu', \
+per_channel=False, policy='tile', head_relu=False) has 'plain' convolutions; the authors' \
+unfolded layouts hold Dirac convolutions (W, alpha, beta) only. The authors' layouts hold \
+Dirac networks of v1: cifar, imagenet, jun2017_imagenet; v1-folded: paper_imagenet (folded); \
+v1-released: paper_imagenet; v2: v2_cifar, v2_imagenet; v2-folded: v2_cifar, v2_imagenet (folded)
     """
+    if not isinstance(model, DiracNet):
+        raise TypeError(f"model must be a dirac_torch DiracNet, got {type(model).__name__}")
     state = model.state_dict()
+    folded = not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     if layout is None:
-        folded = not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
         per_channel = model.spec.options.get("per_channel")
         released = model.spec.options.get("family") == "paper_imagenet"
         if folded:
             layout = "v1-folded" if released else "v2-folded"
         else:
             layout = {True: "v2", "beta": "v1-released"}.get(per_channel, "v1")
+    elif layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not accepted; use one of {LAYOUTS}")
+    if folded != (layout in FOLDED):
+        raise ValueError(f"layout={layout!r} is for {'folded' if layout in FOLDED else 'unfolded'}"
+                         f" models; {_described(model.spec)} is "
+                         f"{'folded' if folded else 'unfolded'}")
+    others = sorted({layer.parameterization for _, layer in model.spec.layers()
+                     if isinstance(layer, nets.Conv)} - {"dirac", "none"})
+    if others and not folded:
+        raise ValueError(f"{_described(model.spec)} has {', '.join(map(repr, others))} "
+                         f"convolutions; the authors' unfolded layouts hold Dirac convolutions "
+                         f"(W, alpha, beta) only. {_holds()}")
     out = {}
     for ours, theirs in key_map(model, layout):
         value = state[ours].detach().clone()
@@ -369,10 +429,58 @@ def authors_state_dict(model: DiracNet, *, layout: str | None = None) -> dict[st
             if dirac is not None:
                 delta = dirac[0].delta
                 out["eye" + "_".join(map(str, delta.shape))] = delta.detach().clone()
+    _check_reads_back(model.spec, layout, out)
     return out
 
 
+def _check_reads_back(spec: nets.NetSpec, layout: str, out: Mapping[str, torch.Tensor]) -> None:
+    """Refuse a file :func:`authors_model` would read as another network than ``spec``'s
+    (the image size and the family's name aside: the files do not hold them)."""
+    try:
+        found = detect_layout(out)
+        back = _spec_of(found, out)
+    except AuthorsCheckpointError as exc:
+        raise ValueError(f"{_described(spec)} written in the authors' {layout!r} layout would "
+                         f"not read back ({exc}). {_holds()}") from None
+    ours, theirs = _architecture(spec), _architecture(back)
+    if found == layout and ours == theirs:
+        return
+    differ = [f"{k} {spec.options.get(k)!r} -> {back.options.get(k)!r}"
+              for k in sorted(set(spec.options) | set(back.options))
+              if k != "family" and spec.options.get(k) != back.options.get(k)]
+    if found != layout:
+        differ.insert(0, f"layout {layout!r} -> {found!r}")
+    if not differ:
+        differ = ["other layers"]
+    raise ValueError(f"{_described(spec)} written in the authors' {layout!r} layout would read "
+                     f"back as another network, {back.name} of family "
+                     f"{back.options.get('family')!r} ({', '.join(differ)}). {_holds()}")
+
+
+def _architecture(spec: nets.NetSpec) -> nets.NetSpec:
+    """``spec`` without what the authors' files do not hold: the image size, the family's
+    name (two families may share an architecture)."""
+    options = {k: v for k, v in spec.options.items() if k != "family"}
+    return dataclasses.replace(spec, image_size=0, options=options)
+
+
+def _described(spec: nets.NetSpec) -> str:
+    options = spec.options
+    variant = ", ".join(f"{k}={options[k]!r}" for k in ("parameterization", "activation",
+                                                         "per_channel", "policy", "head_relu")
+                        if k in options)
+    return f"{spec.name} (family {options.get('family')!r}, {variant})"
+
+
+def _holds() -> str:
+    """What each layout holds, as :data:`HOLDS` says it."""
+    return "The authors' layouts hold Dirac networks of " + "; ".join(
+        f"{layout}: {', '.join(families)}{' (folded)' if layout in FOLDED else ''}"
+        for layout, families in HOLDS.items())
+
+
 __all__ = [
+    "HOLDS",
     "LAYOUTS",
     "RELEASED",
     "RELEASED_URL",

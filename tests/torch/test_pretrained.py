@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dirac_torch import models
 from dirac_torch.fold import fold_model
 from dirac_torch.pretrained import (
     AuthorsCheckpointError,
@@ -267,3 +268,60 @@ def test_loaded_weights_continue_training():
     assert conv.parametrizations.weight.original.requires_grad and conv.alpha.requires_grad
     model(images(32)).sum().backward()
     assert conv.parametrizations.weight.original.grad is not None
+
+
+# ---- writing: authors_state_dict refuses what would read back as another network -----------
+
+def _folded(name, **kw):
+    return fold_model(create_model(name, **kw).eval())
+
+
+@pytest.mark.parametrize("make, message", [
+    # eq. 14 read back as the v1 cifar net (normalized W, learnable alpha = beta = 1)
+    (lambda: models.resnet_eq14_cifar(10, 1),
+     r"family 'cifar', parameterization='resnet'.*has 'resnet' convolutions"),
+    # a raw KeyError 'group0.1.parametrizations.weight.original' before
+    (lambda: create_model("plain10_1_cifar"), r"parameterization='plain'.* 'plain' convolutions"),
+    # read back as v2_cifar: head_relu False -> True, 67 % off
+    (lambda: _folded("plain10_1_relu_cifar"),
+     r"'v2-folded' layout would read back as another network, DiracNet-10-1 of family "
+     r"'v2_cifar' \(head_relu False -> True, parameterization 'plain' -> 'dirac'"),
+    # folded v1 families were written as v2-folded, which authors_model failed to load
+    (lambda: _folded("diracnet10_1_cifar"), r"family 'cifar'.*activation 'ncrelu' -> 'relu'"),
+    (lambda: _folded("diracnet18_0p125_imagenet"), r"family 'imagenet'.*'v2-folded' layout"),
+    (lambda: _folded("diracnet18_0p125_jun2017_imagenet"), r"family 'jun2017_imagenet'"),
+    (lambda: create_model("diracnet10_1_relu_cifar"),
+     r"'v1' layout would read back as .* of family 'cifar' \(activation 'relu' -> 'ncrelu'\)"),
+    (lambda: create_model("diracnet10_1_cifar", per_channel="beta"),
+     r"'v1-released' layout would not read back \(a 'v1-released' file holds an ImageNet"),
+])
+def test_authors_state_dict_refuses_a_model_the_file_would_read_back_as_another(make, message):
+    with pytest.raises(ValueError, match=message) as refused:
+        authors_state_dict(make())
+    assert "The authors' layouts hold Dirac networks of v1: cifar, imagenet, jun2017_imagenet;" \
+        in str(refused.value)
+
+
+def test_authors_state_dict_refuses_a_layout_of_the_other_foldedness():
+    with pytest.raises(ValueError, match=r"layout='v2-folded' is for folded models; "
+                                         r"DiracNet-10-1 \(family 'v2_cifar'.* is unfolded"):
+        authors_state_dict(create_model("diracnet10_1_v2_cifar"), layout="v2-folded")
+    with pytest.raises(ValueError, match=r"layout='v3' is not accepted"):
+        authors_state_dict(create_model("diracnet10_1_v2_cifar"), layout="v3")
+
+
+@pytest.mark.parametrize("name, folded", [
+    ("diracnet10_1_cifar", False), ("diracnet10_1_v2_cifar", False),
+    ("diracnet10_1_v2_cifar", True), ("diracnet18_0p125_jun2017_imagenet", False),
+    ("diracnet18_0p125_paper_imagenet", False), ("diracnet18_0p125_paper_imagenet", True),
+    ("diracnet18_0p125_v2_imagenet", True),
+])
+def test_what_authors_state_dict_writes_reads_back_as_the_same_network(name, folded):
+    model = create_model(name).double().eval()
+    model = fold_model(model) if folded else model
+    back = authors_model(authors_state_dict(model)).eval()
+    assert back.spec.options | {"family": None} == model.spec.options | {"family": None}
+    assert back.spec.stages == model.spec.stages
+    ours, theirs = model.state_dict(), back.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)

@@ -16,9 +16,10 @@ the same random draws (it *is* that call), and timm's tools work on it: ``featur
 ``pretrained=True`` loads the config's file through :mod:`dirac_torch.pretrained`: an authors'
 file (``v1``, ``v2`` layouts) or a state dict of our own model, e.g. offline with
 ``pretrained_cfg_overlay=dict(file=path)``. The model keywords timm passes are mapped to the
-registry's: ``in_chans`` to ``in_channels``; ``global_pool`` must be ``"avg"`` and
-``drop_rate`` 0 (a DiracNet has neither other pooling nor dropout); the rest go to
-:func:`~dirac_torch.registry.create_model`.
+registry's: ``in_chans`` to ``in_channels`` (``in_channels`` itself is refused: timm always
+passes an ``in_chans``); ``global_pool`` must be ``"avg"`` and ``drop_rate`` 0 (a DiracNet has
+neither other pooling nor dropout); the rest go to :func:`~dirac_torch.registry.create_model`,
+and ``image_size`` sets the pretrained config's ``input_size`` too.
 
 Nothing else in ``dirac_torch`` imports timm; this module needs the ``[timm]`` extra.
 """
@@ -116,8 +117,6 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
     spec = registry.create_spec(name)
     family = catalog.family(registry.parse_name(name)[3])
     cifar = family.dataset == "cifar"
-    size = spec.image_size
-    reduction = stage_outputs(spec)[-1][2]
     notes = [f"parameters: {nets.count_parameters(spec):,} ({spec.name})"]
     for _, _, row in catalog.listed_networks(name):
         if row.published:
@@ -125,8 +124,7 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
             notes.append(f"published parameter count: {row.published} ({where})")
     notes.append(f"reproduces {family.source}")
     cfg: dict[str, Any] = {
-        "input_size": (spec.in_channels, size, size),
-        "pool_size": (size // reduction, size // reduction),
+        **_input_cfg(spec),
         "crop_pct": 1.0 if cifar else 0.875,
         "interpolation": "bilinear",
         "mean": CIFAR_MEAN if cifar else IMAGENET_MEAN,
@@ -148,6 +146,13 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
     return cfg
 
 
+def _input_cfg(spec: nets.NetSpec) -> dict[str, tuple[int, int, int] | tuple[int, int]]:
+    """The config's ``input_size`` and ``pool_size`` (the last feature map's) for ``spec``."""
+    size, reduction = spec.image_size, stage_outputs(spec)[-1][2]
+    return {"input_size": (spec.in_channels, size, size),
+            "pool_size": (size // reduction, size // reduction)}
+
+
 def _layer_name(spec: nets.NetSpec, kind: type, *, first: bool) -> str:
     """The module name (``stage.index``) of the first or last layer of type ``kind``."""
     names = [name for name, layer in spec.layers() if isinstance(layer, kind)]
@@ -157,13 +162,29 @@ def _layer_name(spec: nets.NetSpec, kind: type, *, first: bool) -> str:
 def create(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """The timm entrypoint of registry model ``name`` (``timm.create_model`` calls it).
 
+    ``in_chans`` (timm's name) sets the input channels; ``image_size`` the size, which the
+    model's ``pretrained_cfg`` (``input_size``, ``pool_size``) then follows, so timm's data
+    config resizes to it (a ``pretrained_cfg_overlay`` given too wins).
+
     Raises
     ------
+    TypeError
+        ``in_channels``: timm always passes its own ``in_chans`` (3 unless given), which would
+        silently replace it; the message says to pass ``in_chans``.
     ValueError
         ``global_pool`` other than ``"avg"``, a non-zero ``drop_rate``, or what
         :func:`~dirac_torch.registry.create_model` refuses.
     """
     kwargs.pop("cache_dir", None)  # only for downloads, which go through timm as usual
+    if "in_channels" in kwargs:
+        raise TypeError(f"timm.create_model({name!r}) takes no keyword in_channels (timm "
+                        f"passes its own in_chans, 3 unless given, which would replace it); "
+                        f"pass in_chans={kwargs['in_channels']!r}, timm's name for the input "
+                        f"channels")
+    if "image_size" in kwargs:  # the config describes the network built, not the default one
+        sized = _input_cfg(registry.create_spec(name, image_size=kwargs["image_size"]))
+        kwargs["pretrained_cfg_overlay"] = {**sized, **(kwargs.get("pretrained_cfg_overlay")
+                                                         or {})}
     out_stages = len(stage_outputs(registry.create_spec(name))) - 1
     return build_model_with_cfg(
         functools.partial(_build, name), name, pretrained,

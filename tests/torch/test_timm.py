@@ -112,6 +112,26 @@ def test_in_chans_reaches_the_stem():
     assert model.spec.in_channels == 1 and model.stem[0].in_channels == 1
 
 
+@pytest.mark.parametrize("kwargs", [{"in_channels": 1}, {"in_chans": 1, "in_channels": 3}])
+def test_in_channels_is_refused_for_in_chans(kwargs):
+    """timm always passes in_chans (3 unless given), which silently replaced in_channels."""
+    with pytest.raises(TypeError, match=rf"takes no keyword in_channels .* pass "
+                                        rf"in_chans={kwargs['in_channels']}, timm's name"):
+        timm.create_model("plain34_2_cifar", **kwargs)
+
+
+def test_the_pretrained_config_follows_image_size():
+    model = timm.create_model("plain34_2_cifar", image_size=8)
+    assert model.spec.image_size == 8
+    assert model.pretrained_cfg["input_size"] == (3, 8, 8)
+    assert model.pretrained_cfg["pool_size"] == (2, 2)
+    assert timm.data.resolve_data_config(model=model)["input_size"] == (3, 8, 8)
+    overlaid = timm.create_model("plain34_2_cifar", image_size=8,
+                                 pretrained_cfg_overlay={"input_size": (3, 16, 16)})
+    assert overlaid.pretrained_cfg["input_size"] == (3, 16, 16)  # the caller's overlay wins
+    assert timm.create_model("plain34_2_cifar").pretrained_cfg["input_size"] == (3, 32, 32)
+
+
 # ---------------------------------------------------------------------------- pretrained
 
 V2 = "diracnet34_2_v2_cifar"  # the smallest registered Dirac network

@@ -2,9 +2,12 @@
 
 Both are built from one :class:`dirac_core.nets.NetSpec` with the same layouts, so each spec
 layer's arrays carry over as they are, except the classifier's (PyTorch stores ``Linear``
-weights ``(out, in)``, Flax ``(in, out)``). Folded models carry over too. :func:`load_torch`
-does not import torch (the torch model is only read, through its modules' attributes);
-:func:`to_torch` builds one.
+weights ``(out, in)``, Flax ``(in, out)``). Folded models carry over too. Each side gets copies:
+torch updates its tensors in place (optimizer steps, a train-mode forward's running statistics),
+which must not reach arrays JAX treats as immutable. bfloat16, which NumPy lacks, crosses
+through the torch backend's NumPy carrier (``ml_dtypes``' bfloat16 one way, float32 the other,
+both exact). :func:`load_torch` imports torch only once it holds a torch DiracNet (so torch is
+loaded already); :func:`to_torch` builds one.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ if TYPE_CHECKING:
 
 
 def _array(tensor: Any, like: jax.Array) -> jax.Array:
-    """A torch tensor as a JAX array of ``like``'s dtype."""
-    return jnp.asarray(np.asarray(tensor.detach().cpu().numpy()), dtype=like.dtype)
+    """A torch tensor as a JAX array of ``like``'s dtype, sharing no memory with it."""
+    from dirac_torch.backend import TorchBackend
+
+    # to_numpy may view the tensor's storage; astype always copies (jnp.asarray would not).
+    return jnp.asarray(TorchBackend().to_numpy(tensor).astype(like.dtype))
 
 
 def _set(variable: nnx.Variable[jax.Array], tensor: Any) -> None:
@@ -155,6 +161,7 @@ def to_torch(model: DiracNet) -> torch.nn.Module:
     """
     import torch
 
+    from dirac_torch.backend import TorchBackend
     from dirac_torch.fold import fold_model
     from dirac_torch.models import build
 
@@ -167,7 +174,7 @@ def to_torch(model: DiracNet) -> torch.nn.Module:
     with torch.no_grad():
         for layer, module in _pairs(model, torch_model):
             for variable, tensor, transpose in _arrays(layer, module):
-                value = torch.from_numpy(np.array(variable[...]))
+                value = TorchBackend().from_numpy(np.asarray(variable[...]))
                 if tuple(value.shape) != tuple(tensor.T.shape if transpose else tensor.shape):
                     raise ValueError(f"shape {tuple(value.shape)} does not fit "
                                      f"{tuple(tensor.shape)}")

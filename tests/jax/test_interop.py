@@ -1,10 +1,13 @@
-"""dirac_jax.interop: only DiracNets are taken."""
+"""dirac_jax.interop: the two sides hold copies (an in-place update on one leaves the other as
+it was), only DiracNets are taken, and bfloat16 carries over exactly both ways."""
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 
 from dirac_core import nets
-from dirac_jax.interop import load_torch
+from dirac_jax.interop import load_torch, to_torch
 from dirac_jax.nn import DiracNet
 
 torch = pytest.importorskip("torch")
@@ -20,6 +23,66 @@ SPEC = nets.NetSpec("tiny", 1, 4, 3, (
 ))
 
 
+def _snapshot(net: DiracNet) -> dict[str, np.ndarray]:
+    """Every array of ``net`` as float64 NumPy copies, by path (bfloat16 widens exactly)."""
+    flat = nnx.to_flat_state(nnx.state(net))
+    return {"/".join(map(str, path)): np.array(v[...], dtype=np.float64) for path, v in flat}
+
+
+def _assert_same(net: DiracNet, before: dict[str, np.ndarray]) -> None:
+    after = _snapshot(net)
+    changed = [k for k in before if not np.array_equal(after[k], before[k])]
+    assert not changed, f"changed by torch: {changed}"
+
+
+def _randomised(dtype: "torch.dtype") -> "torch.nn.Module":
+    """A torch DiracNet of SPEC in ``dtype`` whose arrays all differ from their initial values."""
+    torch.manual_seed(0)
+    net = tm.build(SPEC).to(dtype)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p))
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def test_load_torch_copies():
+    """In-place torch updates (a fill, an optimizer step, a train-mode forward moving the running
+    statistics) leave the loaded Flax model as it was, in the dtype both share (the one where
+    NumPy and JAX could view torch's storage)."""
+    torch_net = _randomised(torch.float32)
+    net = load_torch(DiracNet(SPEC, rngs=nnx.Rngs(0)), torch_net)
+    before = _snapshot(net)
+    assert float(net.layer("group0.1").alpha[...]) == torch_net.get_submodule(
+        "group0.1").alpha.item()
+    with torch.no_grad():
+        torch_net.get_submodule("group0.1").alpha.fill_(-7)
+    optimizer = torch.optim.SGD(torch_net.parameters(), lr=0.5)
+    torch_net.train()
+    torch_net(torch.randn(2, 1, 4, 4)).square().sum().backward()
+    optimizer.step()
+    _assert_same(net, before)
+
+
+def test_to_torch_copies():
+    """The torch model of a Flax one holds its own tensors: a torch optimizer step and
+    in-place fills leave the Flax model as it was."""
+    net = DiracNet(SPEC, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    before = _snapshot(net)
+    torch_net = to_torch(net)
+    optimizer = torch.optim.SGD(torch_net.parameters(), lr=0.5)
+    torch_net(torch.randn(2, 1, 4, 4)).square().sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        for t in (*torch_net.parameters(), *torch_net.buffers()):
+            if t.is_floating_point():
+                t.fill_(-7)
+    _assert_same(net, before)
+
+
 @pytest.mark.parametrize("given", ["conv", "state_dict", "none"])
 def test_load_torch_refuses_what_is_not_a_torch_diracnet(given):
     conv = torch.nn.Conv2d(3, 3, 3)
@@ -33,3 +96,47 @@ def test_load_torch_refuses_what_is_not_a_torch_diracnet(given):
 def test_load_torch_refuses_a_model_that_is_not_a_flax_diracnet():
     with pytest.raises(TypeError, match=r"model must be a dirac_jax\.nn\.DiracNet.*got Linear"):
         load_torch(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), tm.build(SPEC))
+
+
+def _bf16_grid() -> "torch.nn.Module":
+    """A bfloat16 torch DiracNet whose arrays hold bfloat16 values float16 could not (tiny,
+    huge, and 8-bit mantissas)."""
+    net = _randomised(torch.bfloat16)
+    with torch.no_grad():
+        conv = net.get_submodule("group0.1")
+        conv.alpha.fill_(1e-30)
+        conv.beta.fill_(3.0e38)
+    return net
+
+
+def _as_float32(tensor: "torch.Tensor") -> np.ndarray:
+    return tensor.detach().float().numpy()
+
+
+def test_bfloat16_loads_exactly():
+    """A bfloat16 torch model loads into a bfloat16 Flax model (and widens into a float32 one)
+    value for value."""
+    torch_net = _bf16_grid()
+    for dtype in (jnp.bfloat16, jnp.float32):
+        net = load_torch(DiracNet(SPEC, dtype=dtype, rngs=nnx.Rngs(0)), torch_net)
+        conv = net.layer("group0.1")
+        assert conv.weight[...].dtype == dtype
+        theirs = torch_net.get_submodule("group0.1")
+        for ours, other in ((conv.weight, theirs.parametrizations.weight.original),
+                            (conv.alpha, theirs.alpha), (conv.beta, theirs.beta)):
+            np.testing.assert_array_equal(np.asarray(ours[...], dtype=np.float32),
+                                          _as_float32(other))
+        np.testing.assert_array_equal(np.asarray(net.layer("head.1").kernel[...],
+                                                 dtype=np.float32),
+                                      _as_float32(torch_net.get_submodule("head.1").weight).T)
+
+
+def test_bfloat16_goes_to_torch_and_back_exactly():
+    torch_net = _bf16_grid()
+    net = load_torch(DiracNet(SPEC, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)), torch_net)
+    back = to_torch(net)
+    mine, theirs = back.state_dict(), torch_net.state_dict()
+    assert mine.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert mine[key].dtype == value.dtype, key
+        assert torch.equal(mine[key], value), key

@@ -229,9 +229,21 @@ def _conv_terms(case: Case) -> int:
 def _conv(t: Target, case: Case, native: Natives = None) -> list[Output]:
     native, ref, mag = native or case.native(t), case.reference(), case.absolute()
     got = _call(t, dc.conv, **native, **case.kwargs)
-    expected = dc.conv(**ref, **case.kwargs)
-    magnitude = dc.conv(**mag, **case.kwargs)
-    return [_out(t, "y", got, expected, magnitude, case.dtype, _conv_terms(case))]
+    spoiled = ~np.isfinite(ref["x"])
+    if not spoiled.any():
+        expected = dc.conv(**ref, **case.kwargs)
+        magnitude = dc.conv(**mag, **case.kwargs)
+        return [_out(t, "y", got, expected, magnitude, case.dtype, _conv_terms(case))]
+    # Non-finite input entries: every output whose window holds one must be non-finite,
+    # whatever the weights there (0 * inf is NaN); the others are held as for finite input
+    # (or may be non-finite: FFT and Winograd convolutions spread it).
+    finite = {**ref, "x": np.where(spoiled, 0.0, ref["x"])}
+    expected = dc.conv(**finite, **case.kwargs)
+    reached = dc.conv(spoiled.astype(np.float64), np.ones_like(ref["w"]), **case.kwargs) > 0
+    expected[reached] = np.nan
+    magnitude = dc.conv(**{**mag, "x": np.where(spoiled, 0.0, mag["x"])}, **case.kwargs)
+    out = _out(t, "y", got, expected, magnitude, case.dtype, _conv_terms(case))
+    return [replace(out, nonfinite="any")]
 
 
 def _fold(t: Target, case: Case, native: Natives = None) -> list[Output]:

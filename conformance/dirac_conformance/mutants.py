@@ -815,6 +815,27 @@ class MaskMultiplyNcrelu(Mutant):
         return np.concatenate([x * (x > 0), x * (x < 0)], axis=axis)
 
 
+class ZeroWeightsSkipped(Mutant):
+    """``conv`` skips the taps whose weight is zero (a sparse kernel's shortcut, natural for a
+    Dirac tensor's zeros): a NaN or infinite input there gives a finite output, where IEEE
+    arithmetic gives ``0 * inf = NaN``."""
+
+    first = "conv"
+    fault = "non-finite"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        spoiled = ~np.isfinite(x)
+        y = super().conv(x, w, bias, **geometry)
+        if not spoiled.any():
+            return y
+        skipped = super().conv(np.where(spoiled, 0, x).astype(x.dtype), w, bias, **geometry)
+        # Outputs whose non-finite inputs all meet zero weights never see them.
+        seen = super().conv(spoiled.astype(x.dtype), (w != 0).astype(w.dtype), None, **geometry)
+        return np.where(seen > 0, y, skipped)
+
+
 class NanGradientZeroed(Mutant):
     """``normalize_filters_vjp`` zeroes NaN cotangent entries first (a "safe" port's
     ``nan_to_num``): a NaN gradient becomes a finite one."""

@@ -13,7 +13,8 @@ range the API accepts (including values that underflow or overflow the working d
 special values: all-zero filters, filters whose squares overflow or underflow the dtype,
 filters below the ``eps`` clamp and filters whose norm *equals* ``eps`` exactly (the tie the
 spec sends to the norm branch), exact (and negative) zeros in NCReLU inputs, BN variances of
-zero or below the dtype's normal range and gammas of either sign.
+zero or below the dtype's normal range and gammas of either sign, NaN and infinities in
+convolution inputs (:data:`CONV_INPUT_KINDS`).
 
 Long sums (:data:`LONG`): some cases of the accumulating ops reduce over 4096 terms of equal
 values, or of values whose partial sums pass float16's largest number although the total does
@@ -45,6 +46,11 @@ DECLARED = ("float64", "float32", "float16")
 
 VALUE_KINDS = ("normal", "integers", "sparse")
 """``integers``: small integers, whose products and sums are exact in every dtype."""
+
+CONV_INPUT_KINDS = (*VALUE_KINDS, "spoiled")
+"""Inputs of ``conv``: ``spoiled`` puts NaN or an infinity in a few entries (one in twenty, at
+least one), which must make every output whose window holds them non-finite, whatever the
+weight there (``0 * inf`` is NaN): a kernel skipping zero weights gives finite ones."""
 
 COTANGENT_KINDS = (*VALUE_KINDS, "ones", "nonfinite")
 """Cotangents of the weight ops: a non-finite entry must make every result it reaches
@@ -89,7 +95,9 @@ def eps_values(draw: Any, dtype: str) -> float:
 
 
 def values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> np.ndarray:
-    """Unrounded float64 values of one :data:`VALUE_KINDS` kind (or ``"signed_zeros"``)."""
+    """Unrounded float64 values of one kind: :data:`VALUE_KINDS`, ``"ones"``,
+    ``"signed_zeros"``, ``"nonfinite"`` (NaN or an infinity in about 30 % of the entries) or
+    ``"spoiled"`` (about 5 % of the entries)."""
     if kind == "integers":
         return rng.integers(-3, 4, shape).astype(np.float64)
     if kind == "ones":
@@ -102,6 +110,8 @@ def values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> np.nd
         return np.where(rng.random(shape) < 0.4, zeros, normal)
     if kind == "nonfinite":
         return _spoiled(rng, normal, 0.3)
+    if kind == "spoiled":
+        return _spoiled(rng, normal, 0.05)
     return normal
 
 
@@ -450,7 +460,7 @@ def conv_cases(draw: Any, dtype: str, vjp: bool = False,
         return long
     geo = draw(tile_conv_geometry() if pick == 1 else conv_geometry())
     operands = {
-        "x": draw(arrays(geo["x_shape"], dtype)),
+        "x": draw(arrays(geo["x_shape"], dtype, VALUE_KINDS if vjp else CONV_INPUT_KINDS)),
         "w": draw(arrays(geo["w_shape"], dtype)),
         "bias": draw(st.none() | arrays((geo["w_shape"][0],), dtype)),
     }

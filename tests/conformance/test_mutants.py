@@ -46,6 +46,7 @@ from dirac_conformance.mutants import (
     ReusedOutputBuffer,
     SharedDelta,
     TieToClamp,
+    ZeroWeightsSkipped,
 )
 from dirac_conformance.runner import profile_settings, run_check, run_suite
 from dirac_conformance.target import Target
@@ -115,6 +116,7 @@ def test_every_fault_class_has_a_mutant() -> None:
         (FmaxNcrelu, "ncrelu/", "expected nan"),
         (MaskMultiplyNcrelu, "ncrelu/float64", "got -0.0, expected 0.0; exact op"),
         (NanGradientZeroed, "normalize_filters_vjp/", "dw"),
+        (ZeroWeightsSkipped, "conv/", "expected nan"),
         (HalfWeightRoundedTwice, "dirac_weight/float16", "w_hat"),
         (HalfBiasAddedLate, "conv/float16", "y"),
         (AvailableRaises, "load", "available() raised"),

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from dirac_core.catalog import Init, check_overrides, family
+from dirac_core.catalog import OVERRIDES, Init, accepted_overrides, check_overrides, family
 from dirac_core.nets import PARAMETERIZATIONS
 from dirac_core.untrusted import from_dict
 from dirac_core.validation import (
@@ -230,8 +231,31 @@ class TrainConfig:
         through :func:`dirac_core.untrusted.from_dict`, so a value that is not an object,
         unknown keys, wrong types or values out of range are an
         :class:`~dirac_core.untrusted.UntrustedInputError` (a ``ValueError``). The names of
-        :data:`RENAMED` are read as their new names."""
-        return from_dict(cls, values, source, rename=RENAMED)
+        :data:`RENAMED` are read as their new names, and an initial value that an earlier
+        release recorded for a network without a Dirac convolution (where it set nothing; the
+        depth experiment's plain cells took ``--init-std``) is read as None, with an
+        :class:`~diracnets.saved.EarlierReleaseWarning`: the same run, which the settings now
+        describe."""
+        return from_dict(cls, _without_unused_overrides(values, source), source,
+                         rename=RENAMED)
+
+
+def _without_unused_overrides(values: Any, source: str) -> Any:
+    """``values`` with the overrides its network cannot take set to None (with a warning)."""
+    kind = values.get("parameterization", "dirac") if isinstance(values, dict) else None
+    if kind not in PARAMETERIZATIONS:
+        return values  # from_dict names what is wrong
+    unused = {k: values[k] for k in set(OVERRIDES) - set(accepted_overrides({kind}))
+              if values.get(k) is not None}
+    if not unused:
+        return values
+    from .saved import EarlierReleaseWarning  # saved imports this module
+
+    given = ", ".join(f"{k}={v!r}" for k, v in sorted(unused.items()))
+    warnings.warn(f"{source} was saved by an earlier release: {given} for a {kind!r} network, "
+                  f"which has no Dirac convolution, set nothing; read as None",
+                  EarlierReleaseWarning, stacklevel=3)
+    return {**values, **dict.fromkeys(unused)}
 
 
 def preset_config(preset: str | None = "v1", **overrides: Any) -> TrainConfig:

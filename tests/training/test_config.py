@@ -131,3 +131,18 @@ def test_a_per_channel_the_model_doors_refuse_is_refused_at_construction_and_in_
     with pytest.raises(ValueError, match=rf"config.json: per_channel.*{value!r}"):
         TrainConfig.from_dict({"arch": "cifar", "depth": 10, "per_channel": value},
                               "config.json")
+
+
+def test_an_earlier_releases_unused_initial_value_reads_as_none_with_a_warning():
+    """Earlier releases recorded init_std for the depth experiment's plain cells, where it set
+    nothing; their config.json and checkpoints still read, as the run they describe."""
+    from diracnets.saved import EarlierReleaseWarning
+
+    record = TrainConfig(arch="cifar", depth=10, parameterization="plain").to_dict()
+    with pytest.warns(EarlierReleaseWarning, match=r"config.json was saved by an earlier release: "
+                                                   r"init_std=1.0 for a 'plain' "
+                                                   r"network, which has no Dirac convolution"):
+        config = TrainConfig.from_dict({**record, "init_std": 1.0}, "config.json")
+    assert config == TrainConfig.from_dict(record) and config.init_std is None
+    dirac = TrainConfig.from_dict({**record, "parameterization": "dirac", "init_std": 1.0})
+    assert dirac.init_std == 1.0

@@ -32,6 +32,7 @@ from jax import lax
 
 import dirac_core as dc
 from dirac_core import catalog, nets
+from dirac_core.initial import initial_scale
 from dirac_core.validation import (
     array_dtype,
     as_tuple,
@@ -41,7 +42,6 @@ from dirac_core.validation import (
     check_output_size,
     float_dtype_name,
     groups_for,
-    initial_scale,
     int_value,
     layer_geometry,
     ncrelu_axis,

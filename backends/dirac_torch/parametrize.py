@@ -30,6 +30,7 @@ from torch.nn.utils import parametrize
 
 from dirac_core import validation as ck
 from dirac_core.delta import weight_geometry
+from dirac_core.initial import initial_scale
 
 from . import kernels
 from .conv_geometry import PLAIN_CONVS, DiracIdentityWarning, fuse_conv, identity_problem
@@ -129,8 +130,8 @@ class DiracParametrization(nn.Module):
 
     def _initial(self, value: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
         """``value`` as a float64 CPU tensor of shape ``()``, or ``(O,)`` when per-channel
-        (:func:`dirac_core.validation.initial_scale`, the rule of every framework's layers)."""
-        return torch.from_numpy(ck.initial_scale(value, name, self.weight_shape[0],
+        (:func:`dirac_core.initial.initial_scale`, the rule of every framework's layers)."""
+        return torch.from_numpy(initial_scale(value, name, self.weight_shape[0],
                                                  self.per_channel, ck.dtype_name(dtype)))
 
     def reset_parameters(self) -> None:

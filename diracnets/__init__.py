@@ -38,7 +38,7 @@ _LAZY = {
     "format_summary": "run",
     "load_run": "saved",
     "LoadedRun": "saved",
-    "EarlierReleaseWarning": "saved",
+    "EarlierReleaseWarning": "config",
     "depth_experiment": "experiment",
     "run_demo": "demo",
     "Dataset": "datasets",

@@ -346,7 +346,7 @@ def _warning_line(show: Any) -> Any:
 
     def write(message: Warning | str, category: type[Warning], *where: Any,
               **kw: Any) -> None:
-        from .saved import EarlierReleaseWarning  # imported by whatever warned
+        from .config import EarlierReleaseWarning  # imported by whatever warned
 
         if issubclass(category, EarlierReleaseWarning):
             print(f"diracnets: warning: {_one_line(message)}", file=sys.stderr)

@@ -56,6 +56,11 @@ SEED_LIMIT = 2**63  # torch, NumPy and the data-order SeedSequence all take seed
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
+class EarlierReleaseWarning(UserWarning):
+    """A run saved by an earlier release, whose settings now describe another network: it
+    loads as it was trained (its recorded architecture), and the warning says what changed."""
+
+
 @dataclass
 class TrainConfig:
     """Everything a run depends on; saved in its checkpoints and ``config.json``.
@@ -234,7 +239,7 @@ class TrainConfig:
         :data:`RENAMED` are read as their new names, and an initial value that an earlier
         release recorded for a network without a Dirac convolution (where it set nothing; the
         depth experiment's plain cells took ``--init-std``) is read as None, with an
-        :class:`~diracnets.saved.EarlierReleaseWarning`: the same run, which the settings now
+        :class:`EarlierReleaseWarning`: the same run, which the settings now
         describe."""
         return from_dict(cls, _without_unused_overrides(values, source), source,
                          rename=RENAMED)
@@ -249,8 +254,6 @@ def _without_unused_overrides(values: Any, source: str) -> Any:
               if values.get(k) is not None}
     if not unused:
         return values
-    from .saved import EarlierReleaseWarning  # saved imports this module
-
     given = ", ".join(f"{k}={v!r}" for k, v in sorted(unused.items()))
     warnings.warn(f"{source} was saved by an earlier release: {given} for a {kind!r} network, "
                   f"which has no Dirac convolution, set nothing; read as None",

@@ -19,7 +19,7 @@ from torch import nn
 
 from dirac_core.untrusted import UntrustedInputError, read_json, require
 
-from .config import TrainConfig
+from .config import EarlierReleaseWarning, TrainConfig
 from .metrics import read_metrics
 
 WEIGHTS = {"final": "model.safetensors", "best": "best.pt", "last": "last.pt"}
@@ -133,11 +133,6 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, boo
     from_config = require(record.pop("model_from_config", True), "bool", source,
                           "model_from_config")
     return record, architecture, from_config, source
-
-
-class EarlierReleaseWarning(UserWarning):
-    """A run saved by an earlier release, whose settings now describe another network: it
-    loads as it was trained (its recorded architecture), and the warning says what changed."""
 
 
 # Runs record the architecture format_version of dirac_torch.saving. Format 1 (releases

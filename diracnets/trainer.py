@@ -225,7 +225,7 @@ class Trainer:
         The network is the one the folder's ``config.json`` records
         (:func:`.saved.resumed_network`; by the settings only when it records none): a run saved
         by an earlier release continues as it was trained, with an
-        :class:`~diracnets.saved.EarlierReleaseWarning`, even where its settings now describe
+        :class:`~diracnets.config.EarlierReleaseWarning`, even where its settings now describe
         another network.
 
         Raises

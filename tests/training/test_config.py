@@ -136,7 +136,7 @@ def test_a_per_channel_the_model_doors_refuse_is_refused_at_construction_and_in_
 def test_an_earlier_releases_unused_initial_value_reads_as_none_with_a_warning():
     """Earlier releases recorded init_std for the depth experiment's plain cells, where it set
     nothing; their config.json and checkpoints still read, as the run they describe."""
-    from diracnets.saved import EarlierReleaseWarning
+    from diracnets.config import EarlierReleaseWarning
 
     record = TrainConfig(arch="cifar", depth=10, parameterization="plain").to_dict()
     with pytest.warns(EarlierReleaseWarning, match=r"config.json was saved by an earlier release: "

@@ -514,14 +514,17 @@ def model_init(name: str, **overrides: float | None) -> Init:
     return family(fam).init.overridden(**overrides)
 
 
-def spec_init(spec: nets.NetSpec, **overrides: float | None) -> Init:
-    """The :class:`Init` of a spec made by :func:`family_spec` (``spec.options["family"]``),
-    or the paper's v1 values for a spec made otherwise, with ``overrides`` (checked by
-    :func:`check_spec_overrides`)."""
+def spec_init(spec: nets.NetSpec, init: Init | None = None, **overrides: float | None) -> Init:
+    """The :class:`Init` a builder uses for ``spec``: ``init`` if given, else that of the
+    family that made it (:func:`family_spec`, ``spec.options["family"]``), or the paper's v1
+    values for a spec made otherwise; with ``overrides`` (checked by
+    :func:`check_spec_overrides`, the result by :meth:`Init.overridden`). The one path of
+    every framework's builders."""
     check_spec_overrides(spec, **overrides)
-    name = spec.options.get("family")
-    base = FAMILIES[name].init if name in FAMILIES else V1_INIT
-    return base.overridden(**overrides)
+    if init is None:
+        name = spec.options.get("family")
+        init = FAMILIES[name].init if name in FAMILIES else V1_INIT
+    return init.overridden(**overrides)
 
 
 def accepted_overrides(parameterizations: Iterable[str]) -> tuple[str, ...]:

@@ -288,6 +288,36 @@ BN_INITS = ("uniform", "ones")
 CLASSIFIER_INITS = ("he", "default")
 
 
+INIT_STD = 0.1
+"""The standard deviation of a normalized Dirac layer's initial ``W``: the authors' code's
+(the paper's text says 1). It changes no output, only how fast ``W`` learns."""
+
+
+def dirac_init_std(init_std: Any, normalize: Any) -> float | None:
+    """How a Dirac layer's ``W`` starts: ``N(0, init_std**2)`` when it is normalized
+    (``init_std`` None: :data:`INIT_STD`), He-initialised (None) when it is not, where ``W``
+    is an ordinary residual-branch weight (paper eq. 14): an ``init_std`` given for it would
+    be ignored, so it is refused. The one rule of the torch and the Flax Dirac layers.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``normalize`` not a bool; ``init_std`` not a positive finite number; ``init_std``
+        given with ``normalize=False``.
+
+    Examples
+    --------
+    >>> dirac_init_std(None, True), dirac_init_std(None, False)
+    (0.1, None)
+    """
+    if not bool_value(normalize, "normalize"):
+        if init_std is not None:
+            raise ValueError(f"init_std={init_std!r} sets the normalized W's scale; with "
+                             f"normalize=False W is He-initialised (leave init_std unset)")
+        return None
+    return INIT_STD if init_std is None else positive_number(init_std, "init_std")
+
+
 def check_init(init: Any) -> None:
     """Check a network's initial values (a :class:`dirac_core.catalog.Init`): finite scales
     ``>= 0``, a positive finite ``init_std`` and known ``weight``/``bn_weight``/``classifier``

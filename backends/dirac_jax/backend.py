@@ -35,6 +35,22 @@ def x64_enabled() -> bool:
     return bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
 
 
+def require_x64_for(dtype: str, what: str) -> None:
+    """Refuse ``what`` (``"data"``, ``"parameters"``) in float64 while JAX's 64-bit mode is off,
+    where JAX would silently make it float32.
+
+    Raises
+    ------
+    TypeError
+        ``dtype`` is ``"float64"`` and the mode is off.
+    """
+    if dtype == "float64" and not x64_enabled():
+        raise TypeError(
+            f"{what} in float64 need JAX's 64-bit mode, which is off: set JAX_ENABLE_X64=1 "
+            "or jax.config.update('jax_enable_x64', True) (JAX would round them to float32)"
+        )
+
+
 def jax_device(device: Any) -> jax.Device | None:
     """``None`` (JAX's default), a ``jax.Device``, or a platform name with an optional index
     (``"cpu"``, ``"gpu"``, ``"cuda:1"``).
@@ -145,11 +161,7 @@ class JaxBackend:
         return isinstance(x, jax.Array)  # tracers under jit/grad/vmap included
 
     def from_numpy(self, a: np.ndarray, device: Any = None) -> jax.Array:
-        if a.dtype == np.float64 and not x64_enabled():
-            raise TypeError(
-                "float64 data needs JAX's 64-bit mode, which is off: set JAX_ENABLE_X64=1 or "
-                "jax.config.update('jax_enable_x64', True) (JAX would round it to float32)"
-            )
+        require_x64_for(a.dtype.name, "data")
         # A copy: the result must not alias the caller's buffer (ml_dtypes' bfloat16 included).
         return cast(jax.Array, jax.device_put(np.array(a, copy=True), jax_device(device)))
 

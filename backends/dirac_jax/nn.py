@@ -37,9 +37,9 @@ from dirac_core.validation import (
     array_dtype,
     as_tuple,
     bool_value,
-    check_init,
     check_input_dtype,
     check_output_size,
+    dirac_init_std,
     float_dtype_name,
     groups_for,
     int_value,
@@ -54,6 +54,7 @@ from dirac_core.validation import (
 )
 
 from . import ops
+from .backend import require_x64_for
 
 
 class Fixed(nnx.Variable[jax.Array]):
@@ -86,6 +87,7 @@ class Conv(nnx.Module):
                  stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
                  bias: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
         dtype = float_dtype_name(dtype)
+        require_x64_for(dtype, "parameters")
         in_channels = positive_int(in_channels, "in_channels")
         out_channels = positive_int(out_channels, "out_channels")
         dims = len(kernel_size) if isinstance(kernel_size, tuple | list) else 2
@@ -125,7 +127,8 @@ class DiracConv(Conv):
     """N-d convolution with the Dirac parameterization (paper eq. 13).
 
     ``W ~ N(0, init_std**2)`` at ``.weight`` (``init_std = 0.1`` as in the authors' code and
-    in ``dirac_torch.DiracConv2d``), scales ``.alpha`` (init 5) and ``.beta`` (init 1e-3), per
+    in ``dirac_torch.DiracConv2d``; He-initialised with ``normalize=False``, which refuses an
+    ``init_std``), scales ``.alpha`` (init 5) and ``.beta`` (init 1e-3), per
     output channel with ``per_channel=True`` (only ``beta`` with ``"beta"``); ``padding``
     defaults to the spec's ``"same"``. With
     ``learnable=False`` the scales are :class:`Fixed` (``"resnet"``: ``alpha = beta = 1``,
@@ -142,13 +145,15 @@ class DiracConv(Conv):
                  stride: Any = 1, padding: Any = "same", dilation: Any = 1, groups: int = 1,
                  bias: bool = False, alpha_init: float = 5.0, beta_init: float = 1e-3,
                  per_channel: bool | str = False, normalize: bool = True, policy: str = "tile",
-                 eps: float = 1e-12, learnable: bool = True, init_std: float = 0.1,
+                 eps: float = 1e-12, learnable: bool = True, init_std: float | None = None,
                  dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          padding=padding, dilation=dilation, groups=groups, bias=bias,
                          dtype=dtype, rngs=rngs)
-        std = positive_number(init_std, "init_std")
-        self.weight[...] = std * jax.random.normal(rngs.params(), self.weight[...].shape, dtype)
+        std = dirac_init_std(init_std, normalize)
+        if std is not None:  # else Conv's He-initialised W, as dirac_torch's layers
+            self.weight[...] = std * jax.random.normal(rngs.params(), self.weight[...].shape,
+                                                       dtype)
         # The order and the rules of dirac_torch.DiracParametrization's checks.
         self.policy = policy_value(policy)
         self.eps = positive_number(eps, "eps")
@@ -248,10 +253,8 @@ class DiracNet(nnx.Module):
         if not isinstance(spec, nets.NetSpec):
             raise TypeError(f"spec must be a dirac_core.nets.NetSpec, got {type(spec).__name__}")
         self.spec = spec
-        overrides = {"alpha_init": alpha_init, "beta_init": beta_init, "init_std": init_std}
-        self.init = (catalog.spec_init(spec, **overrides) if init is None
-                     else init.overridden(**overrides))
-        check_init(self.init)
+        self.init = catalog.spec_init(spec, init, alpha_init=alpha_init, beta_init=beta_init,
+                                      init_std=init_std)
         pairs = [(name, _layer(layer, self.init, dtype, rngs)) for name, layer in spec.layers()]
         self.names = tuple(name for name, _ in pairs)
         self.layers = nnx.List([module for _, module in pairs])
@@ -319,11 +322,9 @@ def _conv(layer: nets.Conv, init: catalog.Init, dtype: Any, rngs: nnx.Rngs) -> C
             conv.weight[...] = _he(rngs, weight.shape, prod(weight.shape[1:]), dtype)
         return conv
     if kind == "resnet":
-        conv = DiracConv(*shape, **common, alpha_init=1.0, beta_init=1.0, normalize=False,
+        # W is He-initialised by the layer itself (normalize=False), as in the torch builder.
+        return DiracConv(*shape, **common, alpha_init=1.0, beta_init=1.0, normalize=False,
                          learnable=False, policy=layer.policy)
-        plain = Conv(*shape, **common)  # He-initialised W, as the torch builder does
-        conv.weight[...] = plain.weight[...]
-        return conv
     if kind in ("plain", "none"):
         return Conv(*shape, **common)
     raise ValueError(

@@ -31,15 +31,14 @@ from torch.nn.utils import parametrize
 
 from dirac_core.validation import (
     as_tuple,
-    bool_value,
     check_input_dtype,
     check_output_size,
+    dirac_init_std,
     groups_for,
     int_value,
     layer_geometry,
     ncrelu_axis,
     positive_int,
-    positive_number,
 )
 
 from . import kernels
@@ -72,7 +71,7 @@ class _DiracConvNd:
         eps: float = 1e-12,
         *,
         padding_mode: str = "zeros",
-        init_std: float = 0.1,
+        init_std: float | None = None,
         learnable: bool = True,
         device: Any = None,
         dtype: Any = None,
@@ -83,8 +82,8 @@ class _DiracConvNd:
         out_channels = positive_int(out_channels, "out_channels")
         groups = groups_for(groups, out_channels, in_channels)
         # Read by reset_parameters, which nn.ConvNd.__init__ calls.
-        self._he_init = not bool_value(normalize, "normalize")
-        self.init_std = positive_number(init_std, "init_std")
+        self.init_std = dirac_init_std(init_std, normalize)
+        self._he_init = self.init_std is None
         kernel = as_tuple(kernel_size, dims, "kernel_size")
         given = {"padding": padding, "stride": stride, "dilation": dilation}
         strides, dilations, _ = layer_geometry(kernel, stride, padding, dilation)
@@ -273,10 +272,11 @@ _LAYER_DOC = """{n}-d convolution with the Dirac parameterization (paper eq. 13)
         See :class:`dirac_torch.DiracParametrization`.
     padding_mode : {{"zeros", "reflect", "replicate", "circular"}}
         As ``nn.Conv{n}d``: what the padding is filled with.
-    init_std : float
+    init_std : float, optional
         Standard deviation of the initial ``W`` (default 0.1, the authors' code; the paper's
         text says 1). ``W`` is normalized, so it does not change the output, only how fast
-        ``W`` learns: the gradient with respect to ``W`` scales as ``1 / ||W||``.
+        ``W`` learns: the gradient with respect to ``W`` scales as ``1 / ||W||``. Refused
+        with ``normalize=False``, where ``W`` is He-initialised.
     device, dtype
         Of every parameter and buffer (``"meta"`` builds without memory: ``to_empty`` then
         ``reset_parameters`` makes the layer whole).

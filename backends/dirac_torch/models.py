@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from dirac_core import catalog, nets
-from dirac_core.validation import check_init, layer_geometry
+from dirac_core.validation import layer_geometry
 
 from .conv_geometry import conv_module
 from .layers import DiracConv2d, NCReLU
@@ -234,10 +234,8 @@ def build(
     """
     if not isinstance(spec, nets.NetSpec):
         raise TypeError(f"spec must be a dirac_core.nets.NetSpec, got {type(spec).__name__}")
-    overrides = {"alpha_init": alpha_init, "beta_init": beta_init, "init_std": init_std}
-    catalog.check_spec_overrides(spec, **overrides)
-    init = (catalog.spec_init(spec) if init is None else init).overridden(**overrides)
-    check_init(init)
+    init = catalog.spec_init(spec, init, alpha_init=alpha_init, beta_init=beta_init,
+                             init_std=init_std)
     stages = {
         stage.name: Stage(*(_layer(layer, init) for layer in stage.layers))
         for stage in spec.stages

@@ -3,6 +3,10 @@ doors: the torch layers' init checks, NCReLU's axis and dtype, the convolution's
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -143,3 +147,30 @@ def test_parameters_are_made_in_a_floating_dtype(layer, dtype):
         layer(2, 2, 3, dtype=dtype, rngs=nnx.Rngs(0))
     built = layer(2, 2, 1, dtype="bfloat16", rngs=nnx.Rngs(0))
     assert built.weight[...].dtype == jnp.bfloat16
+
+
+def test_an_unnormalized_dirac_conv_starts_he_initialised_in_both_frameworks():
+    """W_hat = alpha delta + beta W: W is a residual branch's weight, He-initialised (std
+    sqrt(2 / fan_in)) by torch's layer; the Flax layer drew N(0, 0.1**2), and torch ignored an
+    init_std given for it. Both now follow validation.dirac_init_std."""
+    fan_in = 64 * 9
+    jax_w = np.asarray(jnn.DiracConv(64, 64, 3, normalize=False, rngs=nnx.Rngs(0)).weight[...])
+    torch_w = dt.DiracConv2d(64, 64, 3, normalize=False).parametrizations.weight.original
+    for w in (jax_w, torch_w.detach().numpy()):
+        assert abs(w.std() / np.sqrt(2 / fan_in) - 1) < 0.05
+    normalized = jnn.DiracConv(64, 64, 3, rngs=nnx.Rngs(0)).weight[...]
+    assert abs(np.asarray(normalized).std() - 0.1) < 0.005
+    for build in (lambda: jnn.DiracConv(4, 4, 3, normalize=False, init_std=0.5, rngs=nnx.Rngs(0)),
+                  lambda: dt.DiracConv2d(4, 4, 3, normalize=False, init_std=0.5)):
+        with pytest.raises(ValueError, match=r"init_std=0\.5 sets the normalized W's scale"):
+            build()
+
+
+def test_float64_layers_without_64_bit_mode_are_refused_not_built_in_float32():
+    code = ("import jax.numpy as jnp\nfrom flax import nnx\nfrom dirac_jax.nn import DiracConv\n"
+            "try:\n    DiracConv(4, 4, 3, dtype=jnp.float64, rngs=nnx.Rngs(0))\n"
+            "except TypeError as e:\n    print(e)\n")
+    env = {**os.environ, "JAX_ENABLE_X64": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert "parameters in float64 need JAX's 64-bit mode, which is off" in out

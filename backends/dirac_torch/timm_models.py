@@ -206,7 +206,10 @@ def _build(
                          f"(pass 0)")
     if in_chans is not None:
         kwargs["in_channels"] = in_chans
-    model = registry.create_model(name, num_classes, **kwargs)
+    # timm's num_classes=0 asks for the pooled features, as reset_classifier(0) gives them.
+    model = registry.create_model(name, None if num_classes == 0 else num_classes, **kwargs)
+    if num_classes == 0:
+        model.reset_classifier(0)
     return model.to(device=device, dtype=dtype)
 
 

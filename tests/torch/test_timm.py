@@ -432,3 +432,13 @@ def test_timm_validation_runs_on_a_diracnet(v2_file, tmp_path):
     assert torch.allclose(torch.cat(outputs), expected, rtol=1e-4, atol=1e-5)
     right = float((expected.argmax(1) == targets).float().mean() * 100)
     assert top1.count == 6 and top1.avg == pytest.approx(right)
+
+
+def test_num_classes_zero_gives_the_pooled_features_as_timm_models_do():
+    """timm's headless model: it was a ValueError here, while reset_classifier(0) (which
+    docs/timm.md lists) took the classifier off."""
+    model = timm.create_model("diracnet34_2_cifar", num_classes=0, image_size=8).eval()
+    with torch.no_grad():
+        features = model(torch.randn(2, 3, 8, 8))
+    assert model.num_classes == 0 and features.shape == (2, model.num_features)
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())

@@ -70,6 +70,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
 import dirac_core
+from dirac_core import validation as ck
 
 from .conv_geometry import PLAIN_CONVS, plain_conv
 from .layers import DiracConv1d, DiracConv2d, DiracConv3d
@@ -120,7 +121,9 @@ def fold_batchnorm(
     Raises
     ------
     TypeError
-        A non-floating tensor, or dtypes that differ from the weight's.
+        An argument that is not a tensor (a NumPy or JAX array is not converted, as
+        ``dirac_torch``'s functions convert none), a non-floating tensor, or dtypes that
+        differ from the weight's.
     ValueError
         A vector not of shape ``(O,)``; a non-finite vector; ``var < 0`` or ``var + eps <= 0``
         somewhere; a negative ``eps``.
@@ -132,10 +135,12 @@ def fold_batchnorm(
     >>> w.flatten().tolist(), b.tolist()
     ([2.0, -1.0], [0.0, 0.0])
     """
-    tensors = [
-        t.detach() if isinstance(t, torch.Tensor) else t
-        for t in (weight, bias, gamma, beta, mean, var)
-    ]
+    given = {"weight": weight, "bias": bias, "gamma": gamma, "beta": beta, "mean": mean,
+             "var": var}
+    for name, value in given.items():
+        if value is not None or name != "bias":  # another library's array: not converted
+            ck.require_native(value, name, torch.Tensor, "a torch.Tensor")
+    tensors = [t if t is None else t.detach() for t in given.values()]
     return dirac_core.fold_batchnorm(*tensors, eps=eps, backend="torch")
 
 

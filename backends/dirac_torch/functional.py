@@ -67,8 +67,7 @@ def sized_conv(
 
 
 def _require_tensor(x: Any, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}: {x!r:.80}")
+    ck.require_native(x, name, torch.Tensor, "a torch.Tensor")
     ck.require_float(x, name)
     return x
 
@@ -76,11 +75,7 @@ def _require_tensor(x: Any, name: str) -> torch.Tensor:
 def _require_scale(value: Any, name: str) -> None:
     """``alpha``/``beta`` of a torch weight: a tensor or a Python/NumPy scalar, the rule
     :func:`dirac_core.dirac_weight` applies (an array of another library is not a number)."""
-    if not (isinstance(value, torch.Tensor) or ck.is_python_or_numpy_scalar(value)):
-        raise TypeError(
-            f"{name} must be a torch.Tensor or a Python/NumPy scalar, got "
-            f"{type(value).__module__}.{type(value).__name__}: {value!r:.80}"
-        )
+    ck.require_native(value, name, torch.Tensor, "a torch.Tensor", scalar=True)
 
 
 # ---------------------------------------------------------------------------- dirac tensor

@@ -45,10 +45,7 @@ def torch_dtype(dtype: Any) -> torch.dtype:
     """
     if dtype is None:
         return torch.get_default_dtype()
-    name = ck.dtype_name(dtype)
-    if name not in ck.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be a floating dtype {ck.FLOAT_DTYPES}, got {dtype!r}")
-    return getattr(torch, name)
+    return getattr(torch, ck.float_dtype_name(dtype))
 
 
 def torch_device(device: Any, name: str = "device") -> torch.device | None:

@@ -387,3 +387,14 @@ def test_fold_model_checks_statistics_in_the_batch_norms_own_dtype():
     wide = model.double()  # float64 keeps eps = 1e-50: a finite network, folded exactly
     x = torch.ones(1, 1, 2, 2, dtype=torch.float64)
     assert torch.equal(fold_model(wide)(x), wide(x))
+
+
+def test_fold_batchnorm_takes_tensors_only_as_every_dirac_torch_function():
+    """A NumPy statistic was converted (dirac_jax's fold refuses foreign arrays, as do
+    dirac_torch's other functions); dirac_core.fold_batchnorm converts on purpose."""
+    ones = torch.ones(2)
+    with pytest.raises(TypeError, match=r"^var must be a torch\.Tensor, got numpy\.ndarray"):
+        fold_batchnorm(torch.ones(2, 1, 1, 1), None, ones, ones, ones, np.ones(2, np.float32))
+    folded = dc.fold_batchnorm(torch.ones(2, 1, 1, 1), None, ones, ones, ones,
+                               np.ones(2, np.float32), backend="torch")
+    assert isinstance(folded[0], torch.Tensor)

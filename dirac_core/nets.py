@@ -42,6 +42,7 @@ from .validation import (
     bool_value,
     one_of,
     per_channel_value,
+    pool_geometry,
     positive_int,
     positive_number,
 )
@@ -486,6 +487,11 @@ def _layer_from_dict(data: Any, source: str) -> Layer:
     where = f"{source} ({kind})"
     layer: Layer = from_dict(_LAYER_TYPES[kind], fields, where)
     _check_sizes(dataclasses.asdict(layer), where)
+    if isinstance(layer, MaxPool):
+        try:
+            pool_geometry(layer.kernel_size, layer.stride, layer.padding)
+        except ValueError as exc:
+            raise UntrustedInputError(f"{where}: {exc}") from None
     if isinstance(layer, Conv):
         for name, allowed in (("padding", ("same",)),
                               ("parameterization", ("none", *PARAMETERIZATIONS)),

@@ -288,6 +288,30 @@ BN_INITS = ("uniform", "ones")
 CLASSIFIER_INITS = ("he", "default")
 
 
+def pool_geometry(kernel_size: Any, stride: Any, padding: Any) -> tuple[int, int, int]:
+    """A max pooling's checked ``(kernel_size, stride, padding)``: positive ints and a padding
+    of at most half the window (torch's rule: a wider padding leaves windows that hold only
+    padding, whose maximum would be ``-inf``). The one rule of torch's and the Flax pooling,
+    and of a network read from a file.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A non-int; a size below 1, a negative padding or one above ``kernel_size // 2``.
+
+    Examples
+    --------
+    >>> pool_geometry(3, 2, 1)
+    (3, 2, 1)
+    """
+    kernel, step = positive_int(kernel_size, "kernel_size"), positive_int(stride, "stride")
+    pad = int_value(padding, "padding")
+    if not 0 <= 2 * pad <= kernel:
+        raise ValueError(f"padding={pad} of a max pooling must be in [0, kernel_size // 2 = "
+                         f"{kernel // 2}]")
+    return kernel, step, pad
+
+
 INIT_STD = 0.1
 """The standard deviation of a normalized Dirac layer's initial ``W``: the authors' code's
 (the paper's text says 1). It changes no output, only how fast ``W`` learns."""

@@ -47,6 +47,7 @@ from dirac_core.validation import (
     ncrelu_axis,
     per_channel_value,
     policy_value,
+    pool_geometry,
     positive_int,
     positive_number,
     require_array,
@@ -203,7 +204,8 @@ class MaxPool(nnx.Module):
     """Max over ``kernel_size`` windows of the spatial axes, padding with ``-inf``."""
 
     def __init__(self, kernel_size: int, stride: int, padding: int = 0) -> None:
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.kernel_size, self.stride, self.padding = pool_geometry(kernel_size, stride,
+                                                                    padding)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dims = x.ndim - 2

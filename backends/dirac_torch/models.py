@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from dirac_core import catalog, nets
-from dirac_core.validation import layer_geometry
+from dirac_core.validation import layer_geometry, pool_geometry
 
 from .conv_geometry import conv_module
 from .layers import DiracConv2d, NCReLU
@@ -258,7 +258,7 @@ def _layer(layer: Any, init: catalog.Init) -> nn.Module:
     if isinstance(layer, nets.NCReLU):
         return NCReLU(dim=1)
     if isinstance(layer, nets.MaxPool):
-        return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+        return nn.MaxPool2d(*pool_geometry(layer.kernel_size, layer.stride, layer.padding))
     if isinstance(layer, nets.GlobalAvgPool):
         return GlobalAvgPool()
     if isinstance(layer, nets.Linear):

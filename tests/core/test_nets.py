@@ -139,3 +139,16 @@ def test_the_defaults_are_the_papers_v1_and_v2_is_the_authors_master():
 def test_per_filter_beta_counts_one_beta_per_filter_and_one_alpha():
     conv = nets.Conv(8, 4, 3, parameterization="dirac", per_channel="beta")
     assert conv.num_parameters() == 4 * 8 * 9 + 1 + 4
+
+
+def test_a_stored_max_pooling_wider_than_its_padding_allows_is_refused_before_building():
+    """A padding above half the window made torch's MaxPool2d fail in forward and the Flax
+    pooling return -inf windows; the file door, both layers and builders read one rule."""
+    spec = nets.spec_to_dict(nets.diracnet_cifar(10, in_channels=1, image_size=8))
+    pools = [layer for stage in spec["stages"] for layer in stage["layers"]
+             if layer["type"] == "MaxPool"]
+    assert pools
+    pools[0]["padding"] = 2
+    with pytest.raises(ValueError, match=r"\(MaxPool\): padding=2 of a max pooling must be in "
+                                         r"\[0, kernel_size // 2 = 1\]"):
+        nets.spec_from_dict(spec, "net.json")

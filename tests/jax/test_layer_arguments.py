@@ -174,3 +174,12 @@ def test_float64_layers_without_64_bit_mode_are_refused_not_built_in_float32():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert "parameters in float64 need JAX's 64-bit mode, which is off" in out
+
+
+@pytest.mark.parametrize("args,error", [((0, 1), ValueError), ((2, 2, 5), ValueError),
+                                        ((2.0, 2), TypeError), ((3, 2, -1), ValueError)])
+def test_max_pooling_arguments_follow_the_torch_rule(args, error):
+    with pytest.raises(error, match=r"kernel_size|padding"):
+        jnn.MaxPool(*args)
+    with pytest.raises(error, match=r"kernel_size|padding"):
+        dc.validation.pool_geometry(*(args + (0,) * (3 - len(args))))

@@ -206,7 +206,7 @@ def _check_writable(path: str) -> None:
 def _write_json(path: str, payload: dict[str, object]) -> None:
     try:
         with open(path, "w") as f:
-            json.dump(payload, f, indent=2)
+            json.dump(payload, f, indent=2, allow_nan=False)
             f.write("\n")
     except OSError as exc:
         raise UsageError(f"--json {path!r} could not be written: {exc.strerror}") from None

@@ -192,14 +192,29 @@ class Result:
         return self.status in ("fail", "xpass")
 
     def as_dict(self) -> dict[str, object]:
-        """The fields as a JSON-ready dict."""
-        return asdict(self)
+        """The fields as a JSON-ready dict: ``worst`` and each failure's ``error`` are
+        ``None`` where they are not finite (strict JSON has no infinity)."""
+        data = asdict(self)
+        data["worst"] = _finite_or_none(self.worst)
+        for f in data["failures"]:
+            f["error"] = _finite_or_none(f["error"])
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
-        """A result from :meth:`as_dict` (as the pytest plugin passes results around)."""
-        failures = [Failure(**f) for f in data.get("failures", [])]
-        return cls(**{**data, "failures": failures})
+        """A result from :meth:`as_dict` (as the pytest plugin passes results around); a
+        ``None`` error reads as ``inf``."""
+        failures = [Failure(**{**f, "error": _inf_if_none(f["error"])})
+                    for f in data.get("failures", [])]
+        return cls(**{**data, "worst": _inf_if_none(data["worst"]), "failures": failures})
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _inf_if_none(value: float | None) -> float:
+    return math.inf if value is None else value
 
 
 @dataclass

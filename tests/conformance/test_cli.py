@@ -227,3 +227,20 @@ def test_dtypes_option_selects_and_refuses(capsys) -> None:
     assert "2/2 checks conform" in out and "float32" not in out
     assert main(["numpy", "--ops", "ncrelu", "--dtypes", "float8"]) == 2
     assert "dtypes ['float8'] are not tested on numpy" in capsys.readouterr().err
+
+
+def test_json_report_is_strict_json_with_null_for_an_infinite_error(tmp_path, capsys) -> None:
+    """An exact output that differs has error inf, which json.dump wrote as ``Infinity``."""
+    from dirac_conformance.runner import Result
+    from dirac_core.untrusted import parse_json
+
+    report = tmp_path / "report.json"
+    assert main(["dirac_conformance.mutants:MinFillDelta", "--ops", "dirac_tensor",
+                 "--dtypes", "float64", "--json", str(report)]) == 1
+    data = parse_json(report.read_text(), str(report))
+    (result,) = data["results"]
+    assert result["status"] == "fail" and result["worst"] is None
+    assert [f["error"] for f in result["failures"]] == [None]
+    # and it reads back as the result it was (the pytest plugin passes results this way)
+    back = Result.from_dict(result)
+    assert back.worst == float("inf") and back.failures[0].error == float("inf")

@@ -18,15 +18,18 @@ Every setting has one name, the same here, in ``config.json``, in ``dirac_torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import warnings
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+import numpy as np
+
 from dirac_core.catalog import OVERRIDES, Init, accepted_overrides, check_overrides, family
 from dirac_core.nets import PARAMETERIZATIONS
-from dirac_core.untrusted import from_dict
+from dirac_core.untrusted import UntrustedInputError, check_type, from_dict
 from dirac_core.validation import (
     bool_value,
     check_init,
@@ -119,7 +122,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting out of range (``TypeError`` for one of
-        the wrong type), with the rules of :mod:`dirac_core.validation`."""
+        the wrong type), with the rules of :mod:`dirac_core.validation`.
+
+        Every field must first have its annotated type, checked as ``config.json`` is read
+        (:func:`dirac_core.untrusted.check_type`), so that what is accepted here is exactly
+        what a saved run's settings may hold: ``nesterov="no"``, ``train_limit=True`` or
+        ``milestones=[1.5]`` are refused, not read as something else. NumPy scalars
+        (``np.int64(3)``, ``np.float32(0.5)``, ``np.bool_``) are accepted and stored as the
+        Python numbers they hold, which is what ``config.json`` records."""
+        self._check_types()
         one_of(self.data, "data", DATASETS)
         from dirac_torch.registry import families
 
@@ -153,6 +164,19 @@ class TrainConfig:
                              f"diverges), got {self.momentum!r}")
         self._validate_milestones()
         self._validate_run_settings()
+
+    def _check_types(self) -> None:
+        """Each field converted to its annotated type (NumPy scalars to Python's), or a
+        ``TypeError`` naming it."""
+        for item in dataclasses.fields(self):
+            value = _python_scalars(getattr(self, item.name))
+            if item.name == "per_channel" or (type(value) is float and not math.isfinite(value)):
+                continue  # per_channel_value and the number checks below say more
+            try:
+                value = check_type(value, str(item.type), "TrainConfig", item.name)
+            except UntrustedInputError as exc:
+                raise TypeError(str(exc).removeprefix("TrainConfig: ")) from None
+            setattr(self, item.name, value)
 
     def _validate_milestones(self) -> None:
         """Epochs >= 1, increasing: one out of order or repeated is a typo that MultiStepLR
@@ -243,6 +267,14 @@ class TrainConfig:
         describe."""
         return from_dict(cls, _without_unused_overrides(values, source), source,
                          rename=RENAMED)
+
+
+def _python_scalars(value: Any) -> Any:
+    """``value`` with NumPy scalars (alone or in a list or tuple) as the Python numbers
+    they hold."""
+    if isinstance(value, list | tuple):
+        return type(value)(_python_scalars(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _without_unused_overrides(values: Any, source: str) -> Any:

@@ -101,12 +101,13 @@ def seconds(text: str) -> float:
 
 
 def _suite(args: argparse.Namespace, started: float) -> int:
-    from .runner import DEADLINE, run_suite, selected_checks
+    from .runner import DEADLINE, run_suite, selected_checks, selected_dtypes
     from .target import Broken, Unavailable, load_target
     from .xfails import load_xfails
 
-    ops = args.ops.split(",") if args.ops is not None else None
-    selected_checks(ops)  # an unknown op is a usage error before anything loads
+    # A bad selection is a usage error before anything loads.
+    ops = [c.name for c in selected_checks(args.ops, "--ops")]
+    dtypes = selected_dtypes(args.dtypes, what="--dtypes")
     xfails = load_xfails(args.xfails)
     try:
         target = load_target(args.backend)
@@ -125,7 +126,7 @@ def _suite(args: argparse.Namespace, started: float) -> int:
         print(f"SKIPPED: backend {args.backend!r} cannot run here: {exc}")
         return UNAVAILABLE
     deadline = DEADLINE if args.deadline is None else args.deadline
-    report = run_suite(target, args.profile, ops, xfails, dtypes=args.dtypes,
+    report = run_suite(target, args.profile, ops, xfails, dtypes=dtypes,
                        fail_fast=args.fail_fast, deadline=deadline)
     print(report.table())
     for r in report.failures:

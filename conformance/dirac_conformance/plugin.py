@@ -13,6 +13,10 @@ pytest run of an environment that has it installed, otherwise adds nothing):
     known failures, JSON lines (see :mod:`dirac_conformance.xfails`).
 ``--dirac-ops OP[,OP...]``
     only these checks.
+``--dirac-dtypes DTYPE[,DTYPE...]``
+    only these of each backend's dtypes (each backend must declare them). Both lists are read
+    as the CLI's ``--ops`` and ``--dtypes`` and ``run_suite``'s ``ops`` and ``dtypes`` are
+    (:func:`dirac_conformance.runner.selection`); a bad one is a usage error at startup.
 ``--dirac-require-available``
     a backend that cannot run here is a failing test, not a skip (so a CI run that tested
     nothing is not green). A backend that *crashes* while loading (its module or constructor
@@ -55,6 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="known failures, one JSON object per line")
     group.addoption("--dirac-ops", metavar="OP[,OP...]", default=None,
                     help="only run these checks")
+    group.addoption("--dirac-dtypes", metavar="DTYPE[,DTYPE...]", default=None,
+                    help="only these of each backend's dtypes")
     group.addoption("--dirac-require-available", action="store_true", default=False,
                     help="fail, instead of skipping, for a backend that cannot run here")
     group.addoption("--dirac-deadline", type=seconds, default=None, metavar="SECONDS",
@@ -64,7 +70,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("dirac_backends"):
+        _checks(config)  # a bad --dirac-ops or --dirac-dtypes stops the run here, in one line
+        _dtypes(config, None)
         config.pluginmanager.register(_Summary(), "dirac-conformance-summary")
+
+
+def _checks(config: pytest.Config) -> list[Any]:
+    """The checks ``--dirac-ops`` selects."""
+    from .runner import selected_checks
+
+    try:
+        return selected_checks(config.getoption("dirac_ops"), "--dirac-ops")
+    except (ValueError, TypeError) as exc:
+        raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
+
+
+def _dtypes(config: pytest.Config, target: Any) -> tuple[str, ...] | None:
+    """The dtypes ``--dirac-dtypes`` selects (of ``target``'s, if given)."""
+    from .runner import selected_dtypes
+
+    try:
+        return selected_dtypes(config.getoption("dirac_dtypes"), target, "--dirac-dtypes")
+    except (ValueError, TypeError) as exc:
+        raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -104,14 +132,12 @@ def _xfails(config: pytest.Config) -> list[Any]:
 
 
 def _params(config: pytest.Config, spec: str, xfails: list[Any]) -> list[Any]:
-    from .runner import selected_checks
     from .target import Broken, Unavailable
     from .xfails import find_xfail
 
+    checks = _checks(config)
     try:
         target = _target(spec)
-        ops = config.getoption("dirac_ops")
-        checks = selected_checks(ops.split(",") if ops is not None else None)
     except Broken as exc:
         job = Job(spec, "broken", "", f"{spec} is broken (a crash is a failure, not a skip): "
                   f"{exc}")
@@ -125,9 +151,11 @@ def _params(config: pytest.Config, spec: str, xfails: list[Any]) -> list[Any]:
         return [pytest.param(None, id=f"{spec}-unavailable", marks=skip)]
     except (ValueError, TypeError, OSError) as exc:
         raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
+    dtypes = _dtypes(config, target)
+    assert dtypes is not None  # given a target, no selection is all of its dtypes
     params = []
     for check in checks:
-        for dtype in target.dtypes:
+        for dtype in dtypes:
             known = find_xfail(xfails, (target.label, target.backend.name), check.name, dtype)
             job = Job(spec, check.name, dtype, xfail=known)
             marks = []
@@ -146,19 +174,19 @@ def _params(config: pytest.Config, spec: str, xfails: list[Any]) -> list[Any]:
 def _unmatched(config: pytest.Config) -> list[Any]:
     """The xfail entries that match no job of this session (computed from the options, so it
     works on an xdist controller too, which collects nothing)."""
-    from .runner import selected_checks
     from .xfails import unmatched
 
-    ops = config.getoption("dirac_ops")
     ran = []
     for spec in config.getoption("dirac_backends"):
         try:
             target = _target(spec)
-        except Exception:  # unavailable or broken: its jobs never ran
+            dtypes = _dtypes(config, target)
+        except Exception:  # unavailable, broken or refused: its jobs never ran
             continue
-        for check in selected_checks(ops.split(",") if ops is not None else None):
+        assert dtypes is not None
+        for check in _checks(config):
             ran += [_Ran(target.label, check.name, dtype, target.backend.name)
-                    for dtype in target.dtypes]
+                    for dtype in dtypes]
     return unmatched(_xfails(config), ran)
 
 

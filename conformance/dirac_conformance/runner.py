@@ -44,6 +44,7 @@ from dirac_core.backend import Backend
 
 from .case import Case
 from .checks import CHECKS, Check
+from .dtypes import SUPPORTED
 from .reproduce import snippet
 from .target import Target, load_target
 from .tolerance import Mismatch
@@ -510,7 +511,8 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
         ``"ci"`` (default) or ``"thorough"``; ignored when ``settings`` is given.
     ops : iterable of str or str, optional
         Check names (default: all of :data:`~dirac_conformance.checks.CHECKS`); a string is
-        one name or a comma-separated list.
+        one name or a comma-separated list (:func:`selection`: blanks around a name are
+        ignored; nothing selected, an empty name or one named twice is refused).
     xfails : list of Xfail, str or path, optional
         Known failures, or the path of an xfails file
         (:func:`dirac_conformance.xfails.load_xfails`). An entry's ``backend`` matches the
@@ -518,7 +520,8 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
     settings : hypothesis.settings, optional
         Explicit hypothesis settings for every check.
     dtypes : iterable of str or str, optional
-        A subset of the target's dtypes (a string: one, or a comma-separated list).
+        A subset of the target's dtypes (a string: one, or a comma-separated list), read as
+        ``ops`` is.
     device : object, optional
         Device for a target given as a backend object.
     fail_fast : bool
@@ -534,8 +537,9 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
     Raises
     ------
     ValueError
-        An unknown op or profile, a dtype the target does not declare, an unreadable xfails
-        file, a deadline that is not a positive finite number.
+        An unknown op or profile, a dtype the target does not declare, an empty or repeated
+        selection of ops or dtypes, an unreadable xfails file, a deadline that is not a
+        positive finite number.
     dirac_conformance.target.Broken
         The backend crashed while loading or reporting whether it is available.
     dirac_conformance.target.Unavailable
@@ -552,7 +556,8 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
     checks = selected_checks(ops)
     known = _xfail_list(xfails)
     target = _target(target, device)
-    chosen = _dtypes(target, dtypes)
+    chosen = selected_dtypes(dtypes, target)
+    assert chosen is not None  # given a target, None selects its dtypes
     names = (target.label, target.backend.name)
     results: list[Result] = []
     for check in checks:
@@ -578,17 +583,44 @@ def _xfail_list(xfails: list[Xfail] | str | Path | None) -> list[Xfail]:
     return entries
 
 
-def _names(value: Iterable[str] | str | None, what: str) -> list[str] | None:
-    """A list of names from an iterable of them or a (comma-separated) string."""
+def selection(value: Iterable[str] | str | None, what: str) -> list[str] | None:
+    """The names an op or dtype selection gives, the one rule every door applies: None (no
+    selection: all of them), a comma-separated string or an iterable of strings; each name is
+    stripped of surrounding blanks.
+
+    Raises
+    ------
+    ValueError
+        A selection of nothing (``""``, ``[]``), an empty name (``"a,,b"``, ``"a,"``) or a
+        name given twice; the message names ``what`` (the argument or option).
+    TypeError
+        Something other than a string or an iterable of strings.
+
+    Examples
+    --------
+    >>> selection("dirac_tensor, ncrelu", "ops")
+    ['dirac_tensor', 'ncrelu']
+    """
     if value is None:
         return None
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    names = list(value)
-    wrong = [v for v in names if not isinstance(v, str)]
+        given: list[Any] = value.split(",")
+    elif isinstance(value, Iterable):
+        given = list(value)
+    else:
+        raise TypeError(f"{what} must be a comma-separated str or an iterable of names, got "
+                        f"{type(value).__name__}: {value!r}")
+    wrong = [v for v in given if not isinstance(v, str)]
     if wrong:
         raise TypeError(f"{what} must be names (str), got {type(wrong[0]).__name__}: "
                         f"{wrong[0]!r}")
+    names = [v.strip() for v in given]
+    if not names or "" in names:
+        raise ValueError(f"{what}={value!r} selects nothing or holds an empty name; give one "
+                         f"or more names, comma-separated (or None for all)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{what}={value!r} names {', '.join(map(repr, twice))} more than once")
     return names
 
 
@@ -598,35 +630,57 @@ def _target(target: Target | Backend | str, device: Any) -> Target:
     return load_target(target, device=device)
 
 
-def _dtypes(target: Target, dtypes: Iterable[str] | str | None) -> tuple[str, ...]:
-    chosen_names = _names(dtypes, "dtypes")
-    if chosen_names is None:
-        return target.dtypes
-    chosen = tuple(chosen_names)
-    unknown = [d for d in chosen if d not in target.dtypes]
-    if unknown:
-        raise ValueError(f"dtypes {unknown} are not tested on {target.label}; it has "
-                         f"{target.dtypes}")
-    return chosen
-
-
-def selected_checks(ops: Iterable[str] | str | None = None) -> list[Check]:
-    """The checks named in ``ops`` (all of them when None; a string is one name or a
-    comma-separated list), in suite order.
+def selected_dtypes(dtypes: Iterable[str] | str | None, target: Target | None = None,
+                    what: str = "dtypes") -> tuple[str, ...] | None:
+    """The dtypes a selection names (:func:`selection`), in the order given: each one the
+    suite tests and, given a ``target``, one it declares (None selects all of the target's;
+    without a target, None stays None).
 
     Raises
     ------
     ValueError
-        A name that is not a check.
+        A dtype the suite does not test or the target does not declare; an empty or repeated
+        selection.
+    TypeError
+        Something other than names.
+
+    Examples
+    --------
+    >>> selected_dtypes("float16,float64")
+    ('float16', 'float64')
+    """
+    names = selection(dtypes, what)
+    if names is None:
+        return None if target is None else target.dtypes
+    unknown = [d for d in names if d not in SUPPORTED]
+    if unknown:
+        raise ValueError(f"{what} {unknown} are not dtypes the suite tests; it knows "
+                         f"{SUPPORTED}")
+    if target is not None:
+        unknown = [d for d in names if d not in target.dtypes]
+        if unknown:
+            raise ValueError(f"{what} {unknown} are not tested on {target.label}; it has "
+                             f"{target.dtypes}")
+    return tuple(names)
+
+
+def selected_checks(ops: Iterable[str] | str | None = None, what: str = "ops") -> list[Check]:
+    """The checks named in ``ops`` (a selection, :func:`selection`; all of them when None), in
+    suite order.
+
+    Raises
+    ------
+    ValueError
+        A name that is not a check; an empty or repeated selection.
     TypeError
         Something other than names.
     """
-    names = _names(ops, "ops")
+    names = selection(ops, what)
     if names is None:
         return list(CHECKS.values())
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
-        raise ValueError(f"unknown op(s) {unknown}; known: {', '.join(CHECKS)}")
+        raise ValueError(f"{what}: unknown op(s) {unknown}; known: {', '.join(CHECKS)}")
     return [c for c in CHECKS.values() if c.name in names]
 
 

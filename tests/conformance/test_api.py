@@ -122,6 +122,32 @@ def test_names_where_lists_are_expected_and_clear_errors() -> None:
         hunt(NcreluGradAtZero, checks=[3])
 
 
+@pytest.mark.parametrize(
+    ("ops", "dtypes", "message"),
+    [
+        ("", None, r"ops='' selects nothing"),
+        ([], None, r"ops=\[\] selects nothing"),
+        ("dirac_tensor,,ncrelu", None, "holds an empty name"),
+        ("ncrelu, ncrelu", None, "names 'ncrelu' more than once"),
+        ("dirac_tensor", "", r"dtypes='' selects nothing"),
+        ("dirac_tensor", [" "], "holds an empty name"),
+        ("dirac_tensor", ["float64", "float64 "], "names 'float64' more than once"),
+    ],
+)
+def test_empty_and_repeated_selections_are_refused(ops, dtypes, message) -> None:  # type: ignore[no-untyped-def]
+    """An empty selection gave an empty report (or "no check ran"); a dtype given twice ran
+    twice. The CLI and the plugin read their options with the same function."""
+    with pytest.raises(ValueError, match=message):
+        run_suite("numpy", ops=ops, dtypes=dtypes, settings=FEW)
+
+
+def test_blanks_around_names_are_ignored_in_strings_and_lists() -> None:
+    report = run_suite("numpy", ops=[" dirac_tensor"], dtypes="float32 , float64",
+                       settings=FEW)
+    assert [(r.op, r.dtype) for r in report] == [("dirac_tensor", "float32"),
+                                                 ("dirac_tensor", "float64")]
+
+
 def test_xfails_from_a_file_path_match_the_backend_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
     known = tmp_path / "known.jsonl"
     known.write_text('{"backend": "ncrelu_at_zero", "op": "ncrelu_vjp", "reason": "known"}\n')

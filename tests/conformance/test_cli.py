@@ -122,7 +122,12 @@ def test_third_party_mutant_set_from_a_file(tmp_path, capsys) -> None:
     [
         (["no-such-backend"], r"backend='no-such-backend' is not known"),
         (["numpy", "--ops", "convolve"], r"unknown op\(s\) \['convolve'\]"),
-        (["numpy", "--ops", ""], r"unknown op\(s\) \[''\]"),
+        (["numpy", "--ops", ""], r"--ops='' selects nothing or holds an empty name"),
+        (["numpy", "--ops", "ncrelu,"], r"--ops='ncrelu,' selects nothing or holds an empty"),
+        (["numpy", "--dtypes", ""], r"--dtypes='' selects nothing or holds an empty name"),
+        (["numpy", "--ops", "ncrelu, ncrelu"], r"--ops=.* names 'ncrelu' more than once"),
+        (["numpy", "--dtypes", "float64,float64"],
+         r"--dtypes=.* names 'float64' more than once"),
         (["numpy", "--xfails", "/no/such/known.jsonl"], "xfails file .* does not exist"),
         (["numpy", "--xfails", "/dev/zero"], "is a character device, not a regular file"),
         (["numpy", "--xfails", "{tmp}/fifo"], "is a FIFO"),
@@ -226,7 +231,15 @@ def test_dtypes_option_selects_and_refuses(capsys) -> None:
     out = capsys.readouterr().out
     assert "2/2 checks conform" in out and "float32" not in out
     assert main(["numpy", "--ops", "ncrelu", "--dtypes", "float8"]) == 2
-    assert "dtypes ['float8'] are not tested on numpy" in capsys.readouterr().err
+    assert "--dtypes ['float8'] are not dtypes the suite tests" in capsys.readouterr().err
+    assert main(["numpy", "--ops", "ncrelu", "--dtypes", "bfloat16"]) == 2
+    assert "dtypes ['bfloat16'] are not tested on numpy" in capsys.readouterr().err
+
+
+def test_blanks_around_names_are_read_as_run_suite_reads_them(capsys) -> None:
+    """``--ops "dirac_tensor, ncrelu"`` was an unknown op here and accepted by run_suite."""
+    assert main(["numpy", "--ops", " dirac_tensor ", "--dtypes", "float64, float16"]) == 0
+    assert "2/2 checks conform" in capsys.readouterr().out
 
 
 def test_json_report_is_strict_json_with_null_for_an_infinite_error(tmp_path, capsys) -> None:

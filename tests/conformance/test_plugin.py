@@ -70,3 +70,29 @@ def test_a_crashing_backend_is_a_failing_test_not_a_skip(tmp_path) -> None:
     assert "1 failed" in out and "skipped" not in out
     assert "is broken (a crash is a failure, not a skip)" in out
     assert "available() raised RuntimeError('driver query failed')" in out
+
+
+def test_bad_selections_are_usage_errors_and_dtypes_select(tmp_path) -> None:
+    """An unknown --dirac-ops ended in a traceback from the terminal summary; an empty one
+    ran every check; there was no --dirac-dtypes."""
+    base = ("--pyargs", "dirac_conformance", "--dirac-backend", "numpy")
+    for options, message in [
+        (("--dirac-ops", "bogus"), "--dirac-ops: unknown op(s) ['bogus']"),
+        (("--dirac-ops", ""), "--dirac-ops='' selects nothing"),
+        (("--dirac-ops", "dirac_tensor", "--dirac-dtypes", "float64,float64"),
+         "--dirac-dtypes='float64,float64' names 'float64' more than once"),
+        (("--dirac-ops", "dirac_tensor", "--dirac-dtypes", "float8"),
+         "--dirac-dtypes ['float8'] are not dtypes the suite tests"),
+    ]:
+        run = _pytest(tmp_path, *base, *options)
+        assert run.returncode == 4, run.stdout + run.stderr  # pytest's usage error
+        assert f"ERROR: dirac_conformance: {message}" in run.stderr, run.stderr
+        assert "Traceback" not in run.stdout + run.stderr
+    # A dtype the backend lacks is known once it is loaded: a usage error while collecting.
+    run = _pytest(tmp_path, *base, "--dirac-ops", "dirac_tensor", "--dirac-dtypes", "bfloat16")
+    assert run.returncode == 2 and "Traceback (most recent" not in run.stdout + run.stderr
+    assert "--dirac-dtypes ['bfloat16'] are not tested on numpy" in run.stdout, run.stdout
+    run = _pytest(tmp_path, *base, "--dirac-ops", "dirac_tensor ",
+                  "--dirac-dtypes", "float64, float16")
+    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout
+    assert "float32" not in run.stdout

@@ -37,7 +37,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     flag = argparse.BooleanOptionalAction
     add("--preset", choices=sorted(PRESETS),
-        help="v1 (default): --arch cifar, the paper; v2: --arch v2_cifar, the authors' v2")
+        help="v1: the paper's families (--arch cifar or imagenet); v2: the authors' v2 "
+             "(v2_cifar, v2_imagenet with --arch imagenet); default: none, --arch as given "
+             "(default cifar, the paper's network)")
     add("--recipe", choices=list(RECIPES),
         help="ours (default), or the authors' train.py item by item: authors-v1-cifar, "
              "authors-v2-cifar, authors-v1-imagenet, authors-v2-imagenet (sets their numbers, "
@@ -161,7 +163,6 @@ def default_run_dir(config: Any) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import preset_config
-    from .recipes import recipe_settings
     from .run import format_summary, run_training
 
     overrides = _given(args)
@@ -173,11 +174,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  "its checkpoint's settings and folder")
         summary = run_training(resume=args.resume, overrides=overrides)
     else:
-        if args.preset is not None and (args.model or args.recipe not in (None, "ours")):
-            raise ValueError("--preset cannot be used with --model or an authors' --recipe: "
-                             "the model name or the recipe says which family it is")
-        if "recipe" in overrides:
-            overrides = recipe_settings(overrides["recipe"], overrides)
+        if args.preset is not None and args.model:
+            raise ValueError("--preset cannot be used with --model: the model name says which "
+                             "family it is")
         config = preset_config(args.preset, **overrides)
         if "out" not in overrides:
             config.out = default_run_dir(config)

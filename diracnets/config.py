@@ -77,6 +77,13 @@ class TrainConfig:
     current weights (one pass over the training batches) before each evaluation. ``sync_bn``
     makes batch norm use the global batch's statistics under ``torchrun``
     (:mod:`diracnets.sync_bn`): N ranks then train exactly as one process.
+
+    ``recipe`` (:mod:`diracnets.recipes`) sets the procedure (momentum reset, crop padding,
+    which tensors are decayed, normalisation); every other field is taken as given here, so
+    ``TrainConfig(recipe="authors-v1-cifar")`` keeps these defaults (``amp=True``, the
+    30/60/80 % milestones). To start from a recipe's numbers and model family, as
+    ``diracnets train --recipe`` does, use :func:`preset_config`
+    (``preset_config(recipe="authors-v1-cifar", epochs=10)``).
     """
 
     data: str = "digits"
@@ -293,20 +300,26 @@ def _without_unused_overrides(values: Any, source: str) -> Any:
     return {**values, **dict.fromkeys(unused)}
 
 
-def preset_config(preset: str | None = "v1", **overrides: Any) -> TrainConfig:
-    """The paper's defaults with the preset's model family, then ``overrides``.
+def preset_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
+    """The settings ``diracnets train`` builds from its options: the paper's defaults, the
+    recipe's numbers, the preset's model family, then ``overrides`` (the two doors share this
+    function, so ``preset_config(recipe=...)`` and ``--recipe`` make the same config).
 
-    The preset picks the family of the dataset ``arch`` names (default ``cifar``): ``v2`` with
-    ``arch="imagenet"`` is ``v2_imagenet``. The preset's own families are kept; another
-    preset's family (``v1`` with ``arch="v2_cifar"``) is refused. Another family
-    (``paper_imagenet``, ...) is kept as given under ``v1`` and refused under ``v2``.
-    ``preset=None`` keeps ``arch`` as given.
+    ``recipe`` (in ``overrides``) starts from that recipe's numbers and model family
+    (:func:`diracnets.recipes.recipe_settings`: the other ``overrides`` win; an ``arch`` given
+    replaces the recipe's family and depth). ``preset=None`` (the default, as leaving out
+    ``--preset``) keeps ``arch`` as given (default ``cifar``, the paper's v1 network). A preset
+    picks the family of the dataset ``arch`` names: ``v2`` with ``arch="imagenet"`` is
+    ``v2_imagenet``. The preset's own families are kept; another preset's family (``v1`` with
+    ``arch="v2_cifar"``) is refused. Another family (``paper_imagenet``, ...) is kept as given
+    under ``v1`` and refused under ``v2``. A preset is refused with an authors' recipe, which
+    says which family it trains.
 
     Raises
     ------
     ValueError
-        An unknown preset; an ``arch`` of another preset's family; ``v2`` with a family it
-        has no counterpart of.
+        An unknown preset or recipe; an ``arch`` of another preset's family; ``v2`` with a
+        family it has no counterpart of; a preset with an authors' recipe.
 
     Examples
     --------
@@ -314,11 +327,23 @@ def preset_config(preset: str | None = "v1", **overrides: Any) -> TrainConfig:
     'v2_cifar'
     >>> preset_config("v2", arch="imagenet").arch
     'v2_imagenet'
+    >>> c = preset_config(recipe="authors-v2-imagenet")
+    >>> c.arch, c.depth, c.epochs
+    ('v2_imagenet', 18, 100)
     """
+    if preset is not None:
+        one_of(preset, "preset", sorted(PRESETS))
+    if "recipe" in overrides:
+        from .recipes import recipe, recipe_settings
+
+        name = overrides["recipe"]
+        if preset is not None and recipe(name).settings:
+            raise ValueError(f"preset={preset!r} cannot be combined with recipe={name!r}: the "
+                             "recipe says which model family it trains (give arch to change "
+                             "it)")
+        overrides = recipe_settings(name, overrides)
     if preset is None:
         return TrainConfig(**overrides)
-    if preset not in PRESETS:
-        raise ValueError(f"preset={preset!r} is not accepted; use one of {sorted(PRESETS)}")
     arch, own = overrides.get("arch", "cifar"), PRESETS[preset]
     other = next((name for name, choice in PRESETS.items()
                   if arch in choice.values() and arch not in choice), None)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from dirac_core.untrusted import UntrustedInputError
-from diracnets.config import TrainConfig
+from diracnets.config import TrainConfig, preset_config
+from diracnets.recipes import RECIPES, recipe
 
 # values of the wrong type that a truthiness test, a sort or a later conversion used to read
 # as something else (nesterov="no" trained with Nesterov on)
@@ -53,3 +54,63 @@ def test_numpy_scalars_are_stored_as_python_numbers_and_round_trip(given, stored
 def test_what_is_accepted_is_what_config_json_reads_back(given):
     config = TrainConfig(**given)
     assert TrainConfig.from_dict(config.to_dict(), "config.json") == config
+
+
+def cli_config(monkeypatch, argv: list[str]) -> TrainConfig:
+    """The config ``diracnets train ARGV`` would train (nothing is trained)."""
+    from diracnets import run
+    from diracnets.cli import main
+
+    built = []
+    monkeypatch.setattr(run, "run_training", lambda config, **kw: built.append(config) or {})
+    assert main(["train", *argv]) == 0
+    return built[0]
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_a_recipe_from_python_is_the_recipe_on_the_command_line(name, monkeypatch):
+    config = preset_config(recipe=name, out="x")
+    assert config == cli_config(monkeypatch, ["--recipe", name, "--out", "x"])
+    for field, value in recipe(name).settings.items():
+        assert getattr(config, field) == value, field
+    # an option given on top still wins, at both doors; an arch replaces the family and depth
+    given = preset_config(recipe=name, epochs=3, arch="v2_cifar", out="x")
+    assert (given.epochs, given.arch, given.depth) == (3, "v2_cifar", TrainConfig.depth)
+    assert given == cli_config(monkeypatch, ["--recipe", name, "--epochs", "3", "--arch",
+                                             "v2_cifar", "--out", "x"])
+
+
+def test_an_authors_recipe_sets_its_numbers_and_family():
+    config = preset_config(recipe="authors-v2-imagenet")
+    assert (config.arch, config.depth, config.epochs, config.batch_size) == (
+        "v2_imagenet", 18, 100, 256)
+    assert (config.milestones, config.lr_gamma, config.amp) == ((29, 59, 89), 0.1, False)
+    # TrainConfig on its own takes every field as given (documented; preset_config applies)
+    bare = TrainConfig(recipe="authors-v2-imagenet")
+    assert (bare.arch, bare.epochs, bare.amp) == ("cifar", 200, True)
+
+
+def test_a_preset_with_an_authors_recipe_is_refused_at_both_doors(capsys):
+    from diracnets.cli import main
+
+    with pytest.raises(ValueError, match="preset='v2' cannot be combined with recipe="):
+        preset_config("v2", recipe="authors-v1-cifar")
+    assert main(["train", "--preset", "v2", "--recipe", "authors-v1-cifar"]) == 2
+    assert "preset='v2' cannot be combined" in capsys.readouterr().err
+    assert preset_config("v2", recipe="ours").arch == "v2_cifar"
+
+
+@pytest.mark.parametrize("arch", ["v2_cifar", "cifar", "imagenet", "paper_imagenet"])
+def test_no_preset_means_the_same_at_every_door(arch, monkeypatch):
+    config = TrainConfig(arch=arch, out="x")
+    assert preset_config(arch=arch, out="x") == config
+    assert cli_config(monkeypatch, ["--arch", arch, "--out", "x"]) == config
+
+
+def test_preset_v1_refuses_a_v2_family_at_every_door(capsys):
+    from diracnets.cli import main
+
+    with pytest.raises(ValueError, match="preset='v1' cannot be combined with arch='v2_cifar'"):
+        preset_config("v1", arch="v2_cifar")
+    assert main(["train", "--preset", "v1", "--arch", "v2_cifar"]) == 2
+    assert "preset='v1' cannot be combined" in capsys.readouterr().err

@@ -8,12 +8,21 @@ object the file defines). A backend that reports it cannot run here (``available
 reason, which the pytest plugin turns into a skip; one that crashes while loading or answering
 ``available()`` raises :class:`Broken`, a failure. Something that is not a backend is refused
 (``TypeError``) before any of its methods runs.
+
+A device is tried with ``from_numpy``. A device name that is not ``KIND[:INDEX]`` (``KIND``
+letters, digits, ``_``, ``.`` or ``-`` starting with a letter or ``_``; ``INDEX`` digits), an
+empty one (``numpy@``), or one the backend refuses with ``ValueError`` or ``TypeError``
+*exactly as it refuses a made-up name* (same exception types and messages, down the chain of
+causes, the name aside: ``torch@gpu``, ``numpy@gpu``) is a mistake: ``ValueError``. Any
+other refusal says the backend knows the device but cannot reach it on this machine
+(``torch@cuda`` without CUDA): :class:`Unavailable`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,11 +111,12 @@ def load_target(spec: str | Backend, *, device: Any = None) -> Target:
     Raises
     ------
     Unavailable
-        The backend reports that it cannot run here, or the device is unusable.
+        The backend reports that it cannot run here, or this machine lacks the device.
     Broken
         Importing, constructing or asking the backend whether it is available crashed.
     ValueError
-        An unknown name, or a file that does not exist.
+        An unknown name, a file that does not exist, or a malformed device (see the module
+        docstring).
     TypeError
         The spec names something that is not a backend.
 
@@ -122,7 +132,10 @@ def load_target(spec: str | Backend, *, device: Any = None) -> Target:
         except dc.BrokenBackendError as exc:
             raise Broken(str(exc)) from exc
         return _checked(Target(backend, device, label))
-    name, _, at = spec.partition("@")
+    name, sign, at = spec.partition("@")
+    if sign and not at:
+        raise ValueError(f"backend spec {spec!r} names no device after '@'; give one "
+                         f"(NAME@cuda, NAME@cuda:1) or leave '@' out for the default")
     device = at or device
     if is_file_spec(name):
         return _checked(Target(_from_file(name), device, spec, spec))
@@ -213,8 +226,62 @@ def _checked(target: Target) -> Target:
     if not status:
         raise Unavailable(f"{target.label}: {status.reason}")
     if target.device is not None:
-        try:
-            target.backend.from_numpy(np.zeros(1), target.device)
-        except Exception as exc:  # each framework fails its own way on a missing device
-            raise Unavailable(f"{target.label}: device {target.device!r} unusable: {exc}") from exc
+        _check_device(target)
     return target
+
+
+_DEVICE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*(:[0-9]+)?", re.ASCII)
+_MADE_UP = "dirac_conformance_no_such_device"
+
+
+def _check_device(target: Target) -> None:
+    """Whether the target's device can hold its arrays here (the module docstring's rule).
+
+    Raises
+    ------
+    ValueError
+        A malformed device, or one the backend does not know at all.
+    Unavailable
+        Any other refusal: a device the backend knows that this machine cannot reach.
+    """
+    device = target.device
+    if isinstance(device, str) and not _DEVICE.fullmatch(device):
+        raise ValueError(f"{target.label}: device={device!r} is not a device name; accepted: "
+                         f"KIND or KIND:INDEX (cpu, cuda, cuda:1)")
+    # In a dtype the backend declares: JAX without 64-bit mode refuses float64 on any device.
+    probe = np.zeros(1, numpy_dtype(target.dtypes[0] if target.dtypes else "float64"))
+    try:
+        target.backend.from_numpy(probe, device)
+        return
+    except Exception as exc:  # each framework fails its own way on a missing device
+        refusal = exc
+    # Out of the except block: the made-up name's refusal must not chain to this one.
+    if isinstance(refusal, ValueError | TypeError) and _refused_as_made_up(target, probe,
+                                                                          refusal):
+        raise ValueError(f"{target.label}: device={device!r} is not a device the backend "
+                         f"knows (it refuses it as it refuses a made-up name): {refusal}"
+                         ) from refusal
+    raise Unavailable(f"{target.label}: device {device!r} unusable: {refusal}") from refusal
+
+
+def _refused_as_made_up(target: Target, probe: np.ndarray, refusal: Exception) -> bool:
+    """Whether the backend refuses a made-up device of the same shape (its kind replaced)
+    with the same exceptions, word for word once the made-up kind reads as the device's."""
+    if not isinstance(target.device, str):
+        return False
+    kind, colon, index = target.device.partition(":")
+    try:
+        target.backend.from_numpy(probe, f"{_MADE_UP}{colon}{index}")
+    except Exception as other:
+        return _story(other).replace(_MADE_UP, kind) == _story(refusal)
+    return False  # it takes any name: the refusal was about this one
+
+
+def _story(exc: BaseException) -> str:
+    """An exception and its causes, as types and messages."""
+    links: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(links) < 8:
+        links.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return " <- ".join(links)

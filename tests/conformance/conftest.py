@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import settings
 
@@ -18,3 +20,29 @@ def reference() -> Target:
 def quick() -> settings:
     """The ci profile cut to a few examples: enough to exercise a check end to end."""
     return settings(profile_settings("ci"), max_examples=8)
+
+
+GPULESS = """
+from dirac_core.reference import NumpyBackend
+
+
+class GpulessBackend(NumpyBackend):
+    # Knows CUDA devices, as a GPU framework does, on a machine that has none.
+    name = "gpuless"
+
+    def from_numpy(self, a, device=None):
+        if device in (None, "cpu"):
+            return super().from_numpy(a, device)
+        if str(device).partition(":")[0] == "cuda":
+            raise ValueError(f"device={device!r}: this machine has no CUDA device")
+        raise ValueError(f"device={device!r} is not a device; use 'cpu' or 'cuda[:N]'")
+"""
+
+
+@pytest.fixture
+def gpuless(tmp_path: Path) -> Path:
+    """A backend file whose ``cuda`` device this machine lacks (any other name is refused as
+    no device at all)."""
+    path = tmp_path / "gpuless.py"
+    path.write_text(GPULESS)
+    return path

@@ -161,11 +161,15 @@ def test_xfails_from_a_file_path_match_the_backend_name(tmp_path) -> None:  # ty
     assert not report.unmatched_xfails
 
 
-def test_a_device_for_an_object_and_an_unknown_dtype() -> None:
+def test_a_device_for_an_object_and_an_unknown_dtype(gpuless) -> None:  # type: ignore[no-untyped-def]
     from dirac_conformance import Unavailable
 
-    with pytest.raises(Unavailable, match="device 'gpu' unusable"):
-        run_suite(NumpyBackend(), device="gpu")
+    with pytest.raises(ValueError, match="device='gpu' is not a device the backend knows"):
+        run_suite(NumpyBackend(), device="gpu")  # numpy has only the CPU: a mistake
+    with pytest.raises(ValueError, match="device='' is not a device name"):
+        run_suite(NumpyBackend(), device="")
+    with pytest.raises(Unavailable, match=r"device 'cuda' unusable: .* has no CUDA device"):
+        run_suite(f"{gpuless}@cuda", ops="dirac_tensor")
     with pytest.raises(ValueError, match=r"dtypes \['bfloat16'\] are not tested"):
         run_suite("numpy", dtypes=["bfloat16"])
 

@@ -69,11 +69,39 @@ def test_xfails_expected_failures_xpass_names_the_entry_and_unmatched_are_report
     assert f"delete the xfail entry {known}:1" in out and "XPASS" in out
 
 
-def test_unavailable_backend_exits_3_or_fails_when_required(capsys) -> None:
-    assert main(["numpy@gpu"]) == 3
+def test_unavailable_backend_exits_3_or_fails_when_required(gpuless, capsys) -> None:
+    assert main([f"{gpuless}@cuda:1"]) == 3
     assert "cannot run here" in capsys.readouterr().out
-    assert main(["numpy@gpu", "--require-available"]) == 1
+    assert main([f"{gpuless}@cuda", "--require-available"]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("gpu", "is not a device the backend knows"),  # refused as a made-up name is
+        ("cuda:x", "is not a device name"),
+        ("@cpu", "is not a device name"),
+        ("", "names no device after '@'"),
+    ],
+)
+def test_a_mistyped_device_is_a_usage_error_not_a_skip(device, message, gpuless,
+                                                       capsys) -> None:
+    """``torch@gpu``, ``numpy@@cpu``, ``numpy@`` were reported as "cannot run here"."""
+    for spec in (f"{gpuless}@{device}", f"numpy@{device}"):
+        assert main([spec, "--ops", "dirac_tensor"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
+def test_torch_devices_mistyped_or_missing() -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    for spec in ("torch@gpu", "torch@cuda:x", "torch@CUDA"):
+        assert main([spec, "--ops", "dirac_tensor"]) == 2
+    if not torch.cuda.is_available():  # a device torch knows that this machine lacks
+        assert main(["torch@cuda", "--ops", "dirac_tensor"]) == 3
 
 
 def test_backend_from_a_file_with_or_without_its_name(tmp_path, capsys) -> None:

@@ -11,20 +11,20 @@ def _pytest(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 
-def test_runs_checks_per_backend_and_prints_the_table(tmp_path) -> None:
+def test_runs_checks_per_backend_and_prints_the_table(tmp_path, gpuless) -> None:
     mutant = "dirac_conformance.mutants:NcreluGradAtZero"
     known = tmp_path / "known.jsonl"
     known.write_text(
         f'{{"backend": "{mutant}", "op": "ncrelu_vjp", "dtype": "float16", "reason": "gh-7"}}\n'
     )
     run = _pytest(tmp_path, "--pyargs", "dirac_conformance", "--dirac-backend", "numpy",
-                  "--dirac-backend", mutant, "--dirac-backend", "numpy@gpu",
+                  "--dirac-backend", mutant, "--dirac-backend", "gpuless.py@cuda",
                   "--dirac-ops", "ncrelu_vjp", "--dirac-xfails", str(known))
     out = run.stdout
     assert run.returncode == 1, out
     # numpy: 3 pass; mutant: float64 and float32 fail, float16 is the listed xfail.
     assert "2 failed, 3 passed, 1 skipped, 1 xfailed" in out
-    assert "numpy@gpu: device 'gpu' unusable" in out  # skipped, with the reason
+    assert "gpuless.py@cuda: device 'cuda' unusable" in out  # skipped, with the reason
     assert "worst error / tolerance per op x dtype" in out
     assert "FAILED" in out and "NcreluGradAtZero-ncrelu_vjp-float64" in out
     # the listed xfail ran as one (the table says so): stopped at its first failing example
@@ -41,20 +41,21 @@ def test_harmless_without_its_options(tmp_path) -> None:
     assert bare.returncode == 0 and "1 skipped" in bare.stdout
 
 
-def test_require_available_fails_unmatched_and_xpass_entries_are_named(tmp_path) -> None:
+def test_require_available_fails_unmatched_and_xpass_entries_are_named(tmp_path,
+                                                                        gpuless) -> None:
     known = tmp_path / "known.jsonl"
     known.write_text('{"op": "ncrelu", "reason": "gh-8"}\n'
                      '{"op": "conv", "backend": "numpyy", "reason": "typo"}\n')
     # Under xdist, as in `make test`: the controller reports the unmatched entry.
     run = _pytest(tmp_path, "-n", "2", "--pyargs", "dirac_conformance", "--dirac-backend",
-                  "numpy", "--dirac-backend", "numpy@gpu", "--dirac-require-available",
+                  "numpy", "--dirac-backend", "gpuless.py@cuda", "--dirac-require-available",
                   "--dirac-ops", "ncrelu", "--dirac-xfails", str(known))
     out = run.stdout
     assert run.returncode == 1, out
     assert "4 failed" in out  # 3 strict XPASS and the unavailable backend
     assert f"{known}:1: delete the entry once this passes" in out
     assert f"xfail entry {known}:2 matches no test" in out
-    assert "numpy@gpu cannot run here (--dirac-require-available)" in out
+    assert "gpuless.py@cuda cannot run here (--dirac-require-available)" in out
 
 
 def test_a_crashing_backend_is_a_failing_test_not_a_skip(tmp_path) -> None:
@@ -96,3 +97,11 @@ def test_bad_selections_are_usage_errors_and_dtypes_select(tmp_path) -> None:
                   "--dirac-dtypes", "float64, float16")
     assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout
     assert "float32" not in run.stdout
+
+
+def test_a_mistyped_device_is_a_usage_error_not_a_green_skip(tmp_path, gpuless) -> None:
+    for spec in ("gpuless.py@gpu", "numpy@@cpu", "numpy@"):
+        run = _pytest(tmp_path, "--pyargs", "dirac_conformance", "--dirac-backend", spec,
+                      "--dirac-ops", "dirac_tensor")
+        assert run.returncode == 2 and "skipped" not in run.stdout, run.stdout
+        assert "UsageError: dirac_conformance: " in run.stdout, run.stdout

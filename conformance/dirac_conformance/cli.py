@@ -114,11 +114,10 @@ def _suite(args: argparse.Namespace, started: float) -> int:
     except Broken as exc:
         print(f"FAILED: backend {args.backend!r} is broken (a crash is a failure, not a "
               f"skip): {exc}")
-        if args.json:
-            _write_json(args.json, {"backend": args.backend, "ok": False, "broken": str(exc),
-                                    "results": []})
+        _report_json(args, args.backend, time.perf_counter() - started, broken=str(exc))
         return 1
     except Unavailable as exc:
+        _report_json(args, args.backend, time.perf_counter() - started, unavailable=str(exc))
         if args.require_available:
             print(f"FAILED: backend {args.backend!r} cannot run here "
                   f"(--require-available): {exc}")
@@ -146,14 +145,25 @@ def _suite(args: argparse.Namespace, started: float) -> int:
     failed = len(report.failures)
     print(f"\n{len(report) - failed}/{len(report)} checks conform ({elapsed:.1f} s, "
           f"profile {args.profile})")
-    if args.json:
-        _write_json(args.json, {"backend": target.label, "profile": args.profile,
-                                **report.as_dict(), "seconds": elapsed})
+    _report_json(args, target.label, elapsed, report)
     if not len(report):
         print(f"FAILED: no check ran: {target.label} declares dtypes {target.backend.dtypes}, "
               f"none of which the suite tests")
         return 1
     return 1 if failed else 0
+
+
+def _report_json(args: argparse.Namespace, label: str, elapsed: float, report: Any = None, *,
+                 unavailable: str | None = None, broken: str | None = None) -> None:
+    """Write ``--json``, if given, in its one shape, whatever the outcome: a backend that
+    cannot run here or is broken has no results and says why."""
+    if not args.json:
+        return
+    from .runner import Report
+
+    summary = (report if report is not None else Report([])).as_dict()
+    _write_json(args.json, {"backend": label, "profile": args.profile, **summary,
+                            "seconds": elapsed, "unavailable": unavailable, "broken": broken})
 
 
 def _mutants(args: argparse.Namespace, started: float) -> int:

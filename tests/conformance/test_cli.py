@@ -285,3 +285,32 @@ def test_json_report_is_strict_json_with_null_for_an_infinite_error(tmp_path, ca
     # and it reads back as the result it was (the pytest plugin passes results this way)
     back = Result.from_dict(result)
     assert back.worst == float("inf") and back.failures[0].error == float("inf")
+
+
+def test_json_is_written_in_one_shape_whatever_the_outcome(tmp_path, gpuless, capsys) -> None:
+    """An unavailable backend wrote no file; a broken one wrote a file of another shape."""
+    crashing = tmp_path / "crashing.py"
+    crashing.write_text(FILE_BACKEND + "    def available(self):\n"
+                        "        raise RuntimeError('driver')\n")
+    runs = {
+        "ran": (["numpy", "--ops", "dirac_tensor", "--dtypes", "float64"], 0),
+        "unavailable": ([f"{gpuless}@cuda"], 3),
+        "required": ([f"{gpuless}@cuda", "--require-available"], 1),
+        "broken": ([f"{crashing}:FileBackend"], 1),
+    }
+    reports = {}
+    for name, (argv, status) in runs.items():
+        path = tmp_path / f"{name}.json"
+        assert main([*argv, "--json", str(path)]) == status
+        reports[name] = json.loads(path.read_text())
+    capsys.readouterr()
+    keys = {"backend", "profile", "ok", "seconds", "results", "unmatched_xfails",
+            "unavailable", "broken"}
+    assert all(set(r) == keys for r in reports.values()), reports
+    assert reports["ran"]["ok"] is True and len(reports["ran"]["results"]) == 1
+    assert reports["ran"]["unavailable"] is None and reports["ran"]["broken"] is None
+    for name in ("unavailable", "required"):
+        assert "has no CUDA device" in reports[name]["unavailable"]
+        assert reports[name]["ok"] is False and reports[name]["results"] == []
+    assert "RuntimeError('driver')" in reports["broken"]["broken"]
+    assert reports["broken"]["ok"] is False and reports["broken"]["unavailable"] is None

@@ -11,8 +11,9 @@ Usage::
 Exit status: 0 all checks passed (known failures excepted); 1 a check failed or hung past the
 deadline, a strict xfail passed, no check ran, a mutant survived, the backend crashed while
 loading or answering ``available()``, or (with ``--require-available``) the backend cannot run
-here; 2 bad usage (a one-line error); 3 the backend reports that it cannot run here (the reason
-is printed); 130 interrupted (Ctrl-C), in one line.
+here; 2 bad usage (a one-line error: an unknown op or dtype, an empty or repeated selection, a
+mistyped device); 3 the backend reports that it cannot run here (the reason is printed); 130
+interrupted (Ctrl-C), in one line. ``--json`` is written in one shape for 0, 1 and 3.
 """
 
 from __future__ import annotations

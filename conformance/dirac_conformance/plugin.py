@@ -6,7 +6,8 @@ pytest run of an environment that has it installed, otherwise adds nothing):
 ``--dirac-backend NAME[@DEVICE]``
     repeatable; an entry-point name of the ``dirac_core.backends`` group or
     ``module:attribute``. A backend that cannot run here (no GPU, library missing) yields one
-    skipped test giving the reason.
+    skipped test giving the reason; a mistyped device (``torch@gpu``, ``numpy@``; the rule is
+    :mod:`dirac_conformance.target`'s) is a usage error.
 ``--dirac-profile {ci,thorough}``
     hypothesis profile (default ``ci``).
 ``--dirac-xfails FILE``

@@ -18,7 +18,6 @@ Every setting has one name, the same here, in ``config.json``, in ``dirac_torch.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from dirac_core.untrusted import UntrustedInputError, check_type, from_dict
 from dirac_core.validation import (
     bool_value,
     check_init,
+    int_value,
     non_negative_number,
     one_of,
     per_channel_value,
@@ -57,6 +57,8 @@ MAX_DEPTH = 10_000
 FLOAT32_MAX = 3.4028234663852886e38
 SEED_LIMIT = 2**63  # torch, NumPy and the data-order SeedSequence all take seeds below this
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# the rules of dirac_core.validation for a field annotated with one of these types
+TYPE_RULES = {"bool": bool_value, "int": int_value}
 
 
 class EarlierReleaseWarning(UserWarning):
@@ -131,13 +133,13 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first setting out of range (``TypeError`` for one of
         the wrong type), with the rules of :mod:`dirac_core.validation`.
 
-        Every field must first have its annotated type, checked as ``config.json`` is read
-        (:func:`dirac_core.untrusted.check_type`), so that what is accepted here is exactly
-        what a saved run's settings may hold: ``nesterov="no"``, ``train_limit=True`` or
-        ``milestones=[1.5]`` are refused, not read as something else. NumPy scalars
+        The numbers and names are checked by their rules first (the messages every door
+        gives); then every field must have its annotated type, checked as ``config.json`` is
+        read (:func:`dirac_core.untrusted.check_type`), so that what is accepted here is
+        exactly what a saved run's settings may hold: ``nesterov="no"``, ``train_limit=True``
+        or ``milestones=[1.5]`` are refused, not read as something else. NumPy scalars
         (``np.int64(3)``, ``np.float32(0.5)``, ``np.bool_``) are accepted and stored as the
         Python numbers they hold, which is what ``config.json`` records."""
-        self._check_types()
         one_of(self.data, "data", DATASETS)
         from dirac_torch.registry import families
 
@@ -157,12 +159,12 @@ class TrainConfig:
         network = family(self.arch).network(self.depth, self.width,
                                             {"parameterization": self.parameterization})
         check_overrides(network, {self.parameterization}, **overrides)
-        self._validate_limits()
-        bool_value(self.precise_bn, "precise_bn")
-        bool_value(self.sync_bn, "sync_bn")
         from .recipes import RECIPES
 
         one_of(self.recipe, "recipe", tuple(RECIPES))
+        self._check_types()
+        self._validate_limits()
+        self._validate_network()
         if self.train_limit is not None and self.train_limit < 1:
             raise ValueError(f"train_limit must be a positive int or None, got "
                              f"{self.train_limit!r}")
@@ -174,11 +176,17 @@ class TrainConfig:
 
     def _check_types(self) -> None:
         """Each field converted to its annotated type (NumPy scalars to Python's), or a
-        ``TypeError`` naming it."""
+        ``TypeError`` naming it: a bool or an int (or None where allowed) by
+        :func:`~dirac_core.validation.bool_value` and
+        :func:`~dirac_core.validation.int_value`, every type by the reader's rule."""
         for item in dataclasses.fields(self):
             value = _python_scalars(getattr(self, item.name))
-            if item.name == "per_channel" or (type(value) is float and not math.isfinite(value)):
-                continue  # per_channel_value and the number checks below say more
+            kinds = {kind.strip() for kind in str(item.type).split("|")}
+            optional = "None" in kinds
+            kinds.discard("None")
+            rule = TYPE_RULES.get(kinds.pop()) if len(kinds) == 1 else None
+            if rule is not None and not (optional and value is None):
+                value = rule(value, item.name)
             try:
                 value = check_type(value, str(item.type), "TrainConfig", item.name)
             except UntrustedInputError as exc:
@@ -218,6 +226,19 @@ class TrainConfig:
                 f"lr * weight_decay must be at most 2 * (1 + momentum) = "
                 f"{2 * (1 + self.momentum):g}, or the decay alone makes every weight grow "
                 "without bound")
+
+    def _validate_network(self) -> None:
+        """The activation is one there is, and the family builds a network at this depth and
+        width (``depth=11`` is no CIFAR depth), before any folder is made or data read: the
+        family's own network, whatever the data (its variant, ``activation`` and
+        ``per_channel``, is checked against the family where the data is known, by
+        :meth:`spec`, so that a run an earlier release saved with a variant its family now
+        fixes still loads)."""
+        from dirac_core.nets import ACTIVATIONS
+
+        if self.activation is not None:
+            one_of(self.activation, "activation", ACTIVATIONS)
+        family(self.arch).spec(self.depth, self.width, parameterization=self.parameterization)
 
     def _validate_run_settings(self) -> None:
         """Seed, device, workers and out: the settings that are not hyper-parameters."""

@@ -162,6 +162,12 @@ def depth_experiment(depths: Sequence[int] = DEFAULT_DEPTHS, kinds: Sequence[str
     ``settings`` override :data:`DEFAULTS` and any :class:`TrainConfig` field (``epochs``,
     ``seed``, ``progress``, ...).
 
+    Raises
+    ------
+    ValueError, TypeError
+        A setting any cell refuses (``depth=11``, a variant its family fixes), before any
+        folder is made or any cell trained.
+
     Examples
     --------
     >>> rows = depth_experiment((10,), epochs=1, out=tempfile.mkdtemp())  # doctest: +SKIP
@@ -169,6 +175,8 @@ def depth_experiment(depths: Sequence[int] = DEFAULT_DEPTHS, kinds: Sequence[str
     out = Path(out)
     configs = [run_config(kind, depth, out, **settings) for depth in depths for kind in kinds]
     dataset = load_digits_dataset()
+    for config in configs:  # every cell's network, before a folder is made or a cell trained
+        config.spec(dataset.num_classes, dataset.in_channels, dataset.image_size)
     rows = []
     with RunFolder.continued(out, kind="experiment") as experiment:
         for config in configs:

@@ -25,7 +25,8 @@ WRONG_TYPES = [
 @pytest.mark.parametrize("given", WRONG_TYPES, ids=lambda g: f"{g}")
 def test_a_value_of_the_wrong_type_is_refused_at_every_door(given):
     (name, value), = given.items()
-    with pytest.raises(TypeError, match=rf"^{name}\b"):
+    # TypeError, or the ValueError of a name rule (one_of: recipe=None is no recipe)
+    with pytest.raises(TypeError if name != "recipe" else ValueError, match=rf"^{name}\b"):
         TrainConfig(**given)
     # and config.json's reader refuses the same value, naming the same field
     with pytest.raises(UntrustedInputError, match=f"{name}="):
@@ -114,3 +115,38 @@ def test_preset_v1_refuses_a_v2_family_at_every_door(capsys):
         preset_config("v1", arch="v2_cifar")
     assert main(["train", "--preset", "v1", "--arch", "v2_cifar"]) == 2
     assert "preset='v1' cannot be combined" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given, match", [
+    ({"depth": 11}, "depth=11"), ({"activation": "gelu"}, "activation='gelu'"),
+    ({"arch": "imagenet", "depth": 20}, "depth=20"), ({"width": 0.01}, "width=0.01"),
+])
+def test_a_network_the_family_cannot_build_is_refused_at_construction(given, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**given)
+    with pytest.raises(UntrustedInputError, match=match):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), **given}, "config.json")
+
+
+@pytest.mark.parametrize("depths, settings, match", [
+    ((10, 11), {}, "depth=11"),
+    ((10,), {"arch": "relu_cifar", "activation": "ncrelu"}, "fixes activation='relu'"),
+])
+def test_the_depth_experiment_checks_every_cell_before_any_folder(tmp_path, depths, settings,
+                                                                  match):
+    from diracnets.experiment import depth_experiment
+
+    out = tmp_path / "depth"
+    with pytest.raises(ValueError, match=match):
+        depth_experiment(depths, out=out, epochs=1, train_limit=64, progress=False, **settings)
+    assert not out.exists()
+
+
+def test_the_depth_command_refuses_a_depth_before_training(tmp_path, capsys):
+    from diracnets.cli import main
+
+    out = tmp_path / "depth"
+    assert main(["experiment", "depth", "--depths", "10", "11", "--epochs", "1",
+                 "--train-limit", "64", "--no-progress", "--out", str(out)]) == 2
+    assert "depth=11" in capsys.readouterr().err
+    assert not out.exists()

@@ -52,15 +52,19 @@ def _check_flax(model: Any) -> None:
         raise TypeError(f"model must be a dirac_jax.nn.DiracNet, got {type(model).__name__}")
 
 
-def _check_torch(torch_model: Any) -> None:
+def _checked_torch(torch_model: Any) -> Any:
+    """The torch DiracNet ``torch_model`` is, or wraps (``torch.compile``'s module, as
+    ``fold_model`` and ``save_model`` take it)."""
     # A class that was never imported has no instances: torch stays unimported for a wrong
     # argument.
     models = sys.modules.get("dirac_torch.models")
-    if models is None or not isinstance(torch_model, models.DiracNet):
+    inner = getattr(torch_model, "_orig_mod", torch_model)
+    if models is None or not isinstance(inner, models.DiracNet):
         raise TypeError(
             "torch_model must be a dirac_torch.models.DiracNet (or dirac_torch.fold_model of "
-            f"one), got {type(torch_model).__name__}"
+            f"one, or torch.compile of either), got {type(torch_model).__name__}"
         )
+    return inner
 
 
 def is_folded(model: DiracNet) -> bool:
@@ -136,7 +140,7 @@ def load_torch(model: DiracNet, torch_model: Any) -> DiracNet:
     5.0
     """
     _check_flax(model)
-    _check_torch(torch_model)
+    torch_model = _checked_torch(torch_model)
     for layer, module in _pairs(model, torch_model):
         for variable, tensor, transpose in _arrays(layer, module):
             _set(variable, tensor.T if transpose else tensor)

@@ -58,6 +58,14 @@ from . import ops
 from .backend import require_x64_for
 
 
+def _param_dtype(dtype: Any) -> str:
+    """The parameters' dtype name: None is float32, the layers' default (torch's layers take
+    None for theirs too); float64 needs JAX's 64-bit mode."""
+    name = "float32" if dtype is None else float_dtype_name(dtype)
+    require_x64_for(name, "parameters")
+    return name
+
+
 class Fixed(nnx.Variable[jax.Array]):
     """A constant of a layer (not trained): the fixed scales of ``"resnet"`` convolutions."""
 
@@ -87,8 +95,7 @@ class Conv(nnx.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, *,
                  stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
                  bias: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
-        dtype = float_dtype_name(dtype)
-        require_x64_for(dtype, "parameters")
+        dtype = _param_dtype(dtype)
         in_channels = positive_int(in_channels, "in_channels")
         out_channels = positive_int(out_channels, "out_channels")
         dims = len(kernel_size) if isinstance(kernel_size, tuple | list) else 2
@@ -151,6 +158,7 @@ class DiracConv(Conv):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          padding=padding, dilation=dilation, groups=groups, bias=bias,
                          dtype=dtype, rngs=rngs)
+        dtype = self.weight[...].dtype  # None resolved by Conv
         std = dirac_init_std(init_std, normalize)
         if std is not None:  # else Conv's He-initialised W, as dirac_torch's layers
             self.weight[...] = std * jax.random.normal(rngs.params(), self.weight[...].shape,
@@ -257,6 +265,7 @@ class DiracNet(nnx.Module):
         self.spec = spec
         self.init = catalog.spec_init(spec, init, alpha_init=alpha_init, beta_init=beta_init,
                                       init_std=init_std)
+        dtype = _param_dtype(dtype)
         pairs = [(name, _layer(layer, self.init, dtype, rngs)) for name, layer in spec.layers()]
         self.names = tuple(name for name, _ in pairs)
         self.layers = nnx.List([module for _, module in pairs])

@@ -16,9 +16,7 @@ TF32: these functions follow PyTorch's global TF32 settings, as any ``nn.Conv2d`
 user who enables TF32 for training gets it here too. The spec-conformance backend
 (:class:`dirac_torch.backend.TorchBackend`) instead forces IEEE float32 on CUDA.
 
->>> import math
-
-import torch
+>>> import torch
 >>> x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
 >>> delta = dirac_tensor((3, 6, 4, 4), dtype=torch.float64)
 >>> torch.allclose(conv(ncrelu(x), delta, padding="same"), x)  # paper eq. 11, even kernel

@@ -442,12 +442,13 @@ def _check_reads_back(spec: nets.NetSpec, layout: str, out: Mapping[str, torch.T
     except AuthorsCheckpointError as exc:
         raise ValueError(f"{_described(spec)} written in the authors' {layout!r} layout would "
                          f"not read back ({exc}). {_holds()}") from None
-    ours, theirs = _architecture(spec), _architecture(back)
+    folded = layout in FOLDED
+    ours, theirs = _architecture(spec, folded), _architecture(back, folded)
     if found == layout and ours == theirs:
         return
     differ = [f"{k} {spec.options.get(k)!r} -> {back.options.get(k)!r}"
-              for k in sorted(set(spec.options) | set(back.options))
-              if k != "family" and spec.options.get(k) != back.options.get(k)]
+              for k in sorted(set(ours.options) | set(theirs.options))
+              if spec.options.get(k) != back.options.get(k)]
     if found != layout:
         differ.insert(0, f"layout {layout!r} -> {found!r}")
     if not differ:
@@ -457,11 +458,24 @@ def _check_reads_back(spec: nets.NetSpec, layout: str, out: Mapping[str, torch.T
                      f"{back.options.get('family')!r} ({', '.join(differ)}). {_holds()}")
 
 
-def _architecture(spec: nets.NetSpec) -> nets.NetSpec:
+_PARAMETERIZED = ("parameterization", "per_channel", "policy")
+"""What a conv's parameterization adds to it, which folding removes: a folded DiracNet, plain
+network or eq. 14 ResNet are the same plain convolutions."""
+
+
+def _architecture(spec: nets.NetSpec, folded: bool) -> nets.NetSpec:
     """``spec`` without what the authors' files do not hold: the image size, the family's
-    name (two families may share an architecture)."""
-    options = {k: v for k, v in spec.options.items() if k != "family"}
-    return dataclasses.replace(spec, image_size=0, options=options)
+    name (two families may share an architecture) and, folded, the parameterization."""
+    options = {k: v for k, v in spec.options.items()
+               if k != "family" and not (folded and k in _PARAMETERIZED)}
+    stages = spec.stages
+    if folded:
+        stages = tuple(nets.Stage(stage.name, tuple(
+            dataclasses.replace(layer, parameterization="folded", per_channel=False,
+                                policy="tile")
+            if isinstance(layer, nets.Conv) and layer.parameterization != "none" else layer
+            for layer in stage.layers)) for stage in stages)
+    return dataclasses.replace(spec, image_size=0, options=options, stages=stages)
 
 
 def _described(spec: nets.NetSpec) -> str:

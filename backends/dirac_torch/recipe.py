@@ -41,7 +41,7 @@ METADATA_KEY = "dirac_torch.recipe"
 FORMAT_VERSION = 1
 # The DiracParametrization options a recipe records, each with the check it must pass.
 OPTIONS = {
-    "per_channel": ck.bool_value,
+    "per_channel": lambda value, name: ck.per_channel_value(value),
     "normalize": ck.bool_value,
     "learnable": ck.bool_value,
     "policy": lambda value, name: ck.policy_value(value),

@@ -108,6 +108,9 @@ def load_safetensors(path: str | os.PathLike[str], device: Any = "cpu",
     from safetensors.torch import load_file
 
     device = torch_device(device, "map_location") or torch.device("cpu")
+    if device.type == "meta":  # valid for building layers, but it cannot hold weights
+        raise ValueError("map_location='meta' holds no values; load to a device that does "
+                         "(e.g. 'cpu'), or build the model on 'meta' without loading")
     safetensors_header(path, what)
     source = f"{what} {str(path)!r}"
     try:

@@ -140,3 +140,12 @@ def test_bfloat16_goes_to_torch_and_back_exactly():
     for key, value in theirs.items():
         assert mine[key].dtype == value.dtype, key
         assert torch.equal(mine[key], value), key
+
+
+def test_load_torch_takes_a_compiled_torch_diracnet():
+    """torch.compile's wrapper is the model it wraps, as fold_model and save_model take it; the
+    type check refused it."""
+    torch_net = _randomised(torch.float32)
+    net = load_torch(DiracNet(SPEC, rngs=nnx.Rngs(0)), torch.compile(torch_net))
+    assert float(net.layer("group0.1").alpha[...]) == torch_net.get_submodule(
+        "group0.1").alpha.item()

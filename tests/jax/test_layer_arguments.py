@@ -140,7 +140,7 @@ def test_ncrelu_layers_refuse_non_floating_inputs_as_the_functions_do(door, dtyp
     assert "x must have a floating dtype" in str(got.value) and dtype in str(got.value)
 
 
-@pytest.mark.parametrize("dtype", [jnp.int32, "int64", jnp.bool_, "foo", None])
+@pytest.mark.parametrize("dtype", [jnp.int32, "int64", jnp.bool_, "foo"])
 @pytest.mark.parametrize("layer", [jnn.Conv, jnn.DiracConv])
 def test_parameters_are_made_in_a_floating_dtype(layer, dtype):
     with pytest.raises(TypeError, match=r"dtype must be a floating dtype \('float64'"):
@@ -183,3 +183,9 @@ def test_max_pooling_arguments_follow_the_torch_rule(args, error):
         jnn.MaxPool(*args)
     with pytest.raises(error, match=r"kernel_size|padding"):
         dc.validation.pool_geometry(*(args + (0,) * (3 - len(args))))
+
+
+def test_dtype_none_is_the_default_float32_as_in_torch():
+    """It built float32 before the dtype checks, then was refused; torch's layers take None."""
+    conv = jnn.DiracConv(4, 4, 3, dtype=None, rngs=nnx.Rngs(0))
+    assert conv.weight[...].dtype == jnp.float32 and conv.alpha[...].dtype == jnp.float32

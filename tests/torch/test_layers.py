@@ -274,8 +274,12 @@ def test_layer_arguments_and_inputs_follow_the_spec_rules(call, error, message):
 
 def test_layer_input_checks_leave_autocast_and_dtype_names_working():
     assert DiracConv2d(4, 4, 3, dtype="float16").weight.dtype == torch.float16
+    first, valid = DiracConv2d(4, 4, 3, padding=1), DiracConv2d(4, 4, 3, padding=0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert DiracConv2d(4, 4, 3)(torch.ones(1, 4, 5, 5)).dtype == torch.bfloat16
+        # autocast mixes dtypes on purpose: another refusal is not blamed on them
+        with pytest.raises(ValueError, match="is too small for kernel"):
+            valid(first(torch.ones(1, 4, 2, 2)))
 
 
 def test_ncrelu_module():

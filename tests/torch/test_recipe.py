@@ -212,3 +212,19 @@ def test_a_file_of_your_own_model_with_nan_weights_is_refused(tmp_path):
     path = dt.save_model(model, tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match=r"m.safetensors'.*NaN or infinite values in \['"):
         dt.load_model(path, model=MyNet())
+
+
+def test_a_model_with_per_channel_beta_saves_and_loads_back(tmp_path):
+    """The recipe checked per_channel as a bool, so the file save_model wrote for
+    per_channel="beta" (which every other door accepts) was refused as untrusted."""
+    def make():
+        return nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, bias=False))
+
+    model = make()
+    dt.register_dirac(model[0], per_channel="beta")
+    path = tmp_path / "m.safetensors"
+    dt.save_model(model, path)
+    back = dt.load_model(path, model=make())
+    assert back[0].parametrizations.weight[0].per_channel == "beta"
+    x = torch.randn(1, 4, 5, 5)
+    assert torch.equal(back(x), model.eval()(x))

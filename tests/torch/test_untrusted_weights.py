@@ -211,6 +211,8 @@ def test_a_bad_map_location_is_named_not_blamed_on_the_file(tmp_path):
         load_model(path, map_location="no-such-device")
     with pytest.raises(ValueError, match=r"^map_location='cuda:7' is not available"):
         load_model(path, map_location="cuda:7")
+    with pytest.raises(ValueError, match=r"^map_location='meta' holds no values"):
+        load_model(path, map_location="meta")  # blamed on the file too
     assert next(load_model(path, map_location=None).parameters()).device.type == "cpu"
 
 

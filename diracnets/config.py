@@ -310,8 +310,9 @@ def _without_unused_overrides(values: Any, source: str) -> Any:
     kind = values.get("parameterization", "dirac") if isinstance(values, dict) else None
     if kind not in PARAMETERIZATIONS:
         return values  # from_dict names what is wrong
-    unused = {k: values[k] for k in set(OVERRIDES) - set(accepted_overrides({kind}))
-              if values.get(k) is not None}
+    earlier = {new: old for old, new in RENAMED.items()}  # recorded under either name
+    unused = {key: values[key] for name in set(OVERRIDES) - set(accepted_overrides({kind}))
+              for key in (name, earlier.get(name)) if key and values.get(key) is not None}
     if not unused:
         return values
     given = ", ".join(f"{k}={v!r}" for k, v in sorted(unused.items()))

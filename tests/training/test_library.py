@@ -99,6 +99,13 @@ def test_one_name_per_setting_in_python_config_and_command_line(small_digits):
     old = {**config.to_dict(), "alpha0": 3.0}
     del old["alpha_init"]
     assert TrainConfig.from_dict(old).alpha_init == 3.0
+    # those releases wrote alpha0/beta0 for plain runs too, where they set nothing: read as
+    # None with the earlier-release warning (they were refused under their old names)
+    plain = {**TrainConfig(data="digits", depth=10, parameterization="plain").to_dict(),
+             "alpha0": 5.0, "beta0": 1e-3}
+    del plain["alpha_init"], plain["beta_init"]
+    with pytest.warns(diracnets.EarlierReleaseWarning, match="alpha0=5.0, beta0=0.001"):
+        assert TrainConfig.from_dict(plain).alpha_init is None
 
 
 @pytest.mark.parametrize("arch, builder, depth", [("cifar", "diracnet_v2_cifar", 10),

@@ -126,6 +126,9 @@ def combine(w: jax.Array, alpha: jax.Array, beta: jax.Array, delta: jax.Array, e
     >>> out = jax.jit(combine, static_argnums=5)(w, 0 * one, one, jnp.zeros((1, 3)), eps, True)
     >>> float(out[0, 0]) == 2.0**-127                     # a subnormal, not a flushed 0
     True
+    >>> taps = jnp.ones((1, 3))                           # alpha = 0 at the taps: the same
+    >>> float(jax.jit(combine, static_argnums=5)(w, 0 * one, one, taps, eps, True)[0, 0])
+    5.877471754111438e-39
     """
     f = _filters(w, beta, eps)
     d, d_exp = f.direction(normalize)
@@ -133,7 +136,10 @@ def combine(w: jax.Array, alpha: jax.Array, beta: jax.Array, delta: jax.Array, e
     identity, on = _identity_term(alpha, delta)
     term = ldexp(t, t_exp)
     rounded = term if w.dtype == term.dtype else ldexp(t, t_exp, w.dtype)  # once, from t
-    out = jnp.where(on, (identity + term).astype(w.dtype), rounded)
+    # At a tap with alpha = 0 the sum is the term itself: XLA's add would flush a subnormal
+    # term to zero (a zero term still goes through the add, for IEEE's sign of 0 + -0).
+    added = on & ((identity != 0) | (exponent(rounded) == ZERO_EXPONENT))  # from the bits
+    out = jnp.where(added, (identity + term).astype(w.dtype), rounded)
     return out.reshape(w.shape)
 
 

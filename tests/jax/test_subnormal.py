@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dirac_core as dc
+import dirac_jax as dj
 from dirac_jax import ops
 from dirac_jax.subnormal import NONFINITE_EXPONENT, ZERO_EXPONENT, exponent, ldexp
 
@@ -171,3 +172,15 @@ def test_eager_dbeta_of_a_scalar_beta_sums_subnormal_terms():
     want = dc.dirac_weight_vjp(g, w, 2.0, 0.5, **kw)[2]
     assert 0 < float(want) < np.finfo(np.float32).tiny * 2  # the terms are subnormal
     _assert_ulps(got, want, np.float32, units=16)
+
+
+@pytest.mark.parametrize("beta", [1.0, -2.0])
+def test_alpha_zero_keeps_a_subnormal_term_at_the_taps(beta):
+    """W_hat = 0 * delta + beta * W / eps with a huge eps: the taps are subnormal; XLA's add of
+    alpha = 0 flushed them to 0 (the conformance suite drew it: a (1, 4097) filter, eps 1e39)."""
+    w = np.full((1, 9), 1.4554425477981567, np.float32)
+    got = np.asarray(dj.dirac_weight(jnp.asarray(w), 0.0, beta, eps=1e39))
+    want = dc.dirac_weight(w, 0.0, beta, eps=float(np.finfo(np.float32).max))
+    assert want[0, 0] != 0 and abs(want[0, 0]) < np.finfo(np.float32).tiny
+    # an ulp of the subnormal apart at most: eps / max-abs is rounded on the way
+    np.testing.assert_array_max_ulp(got, want.astype(np.float32), maxulp=1)

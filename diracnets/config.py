@@ -31,7 +31,6 @@ from dirac_core.nets import PARAMETERIZATIONS
 from dirac_core.untrusted import UntrustedInputError, check_type, from_dict
 from dirac_core.validation import (
     bool_value,
-    check_init,
     int_value,
     non_negative_number,
     one_of,
@@ -152,10 +151,10 @@ class TrainConfig:
         one_of(self.parameterization, "parameterization", PARAMETERIZATIONS)
         if self.per_channel is not None:  # None: the family's
             self.per_channel = per_channel_value(self.per_channel)
-        # checked as every door checks them (None keeps the family's)
+        # checked as every door checks them, by Init.overridden (None keeps the family's)
         overrides = {"alpha_init": self.alpha_init, "beta_init": self.beta_init,
                      "init_std": self.init_std}
-        check_init(Init().overridden(**overrides))
+        Init().overridden(**overrides)
         network = family(self.arch).network(self.depth, self.width,
                                             {"parameterization": self.parameterization})
         check_overrides(network, {self.parameterization}, **overrides)

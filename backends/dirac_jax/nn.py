@@ -158,7 +158,7 @@ class DiracConv(Conv):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          padding=padding, dilation=dilation, groups=groups, bias=bias,
                          dtype=dtype, rngs=rngs)
-        dtype = self.weight[...].dtype  # None resolved by Conv
+        dtype = array_dtype(self.weight[...])  # the parameters' dtype name, None resolved
         std = dirac_init_std(init_std, normalize)
         if std is not None:  # else Conv's He-initialised W, as dirac_torch's layers
             self.weight[...] = std * jax.random.normal(rngs.params(), self.weight[...].shape,
@@ -169,10 +169,9 @@ class DiracConv(Conv):
         per_channel = per_channel_value(per_channel)
         self.normalize = bool_value(normalize, "normalize")
         kind = nnx.Param if bool_value(learnable, "learnable") else Fixed
-        param_dtype = array_dtype(self.weight[...])
         for name, value in (("alpha", alpha_init), ("beta", beta_init)):
             init = initial_scale(value, f"{name}_init", self.weight[...].shape[0], per_channel,
-                                 param_dtype)
+                                 dtype)
             setattr(self, name, kind(jnp.asarray(init, dtype)))
 
     # Set in __init__, as nnx.Param or Fixed by ``learnable``.

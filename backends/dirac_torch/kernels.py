@@ -119,15 +119,15 @@ def conv(
         # torch has no 0-d conv: a length-1 spatial dim turns it into conv1d (groups included).
         y = conv(x[..., None], w[..., None], bias, (1,), ((0, 0),), (1,), groups)
         return y[..., 0]
-    if w.dim() > 5:
-        flat = [p for pair in reversed(pairs) for p in pair]
-        return _conv_by_first_axis(F.pad(x, flat), w, bias, stride, dilation, groups)
-    if padding_mode == "zeros" and all(left == right for left, right in pairs):
-        return _CONV[w.dim() - 2](x, w, bias, stride, [p for p, _ in pairs], dilation, groups)
+    native = _CONV.get(w.dim() - 2)  # beyond 3 spatial dims torch has no convolution
+    if native and padding_mode == "zeros" and all(left == right for left, right in pairs):
+        return native(x, w, bias, stride, [p for p, _ in pairs], dilation, groups)
     # F.pad lists the last dim first.
     flat = [p for pair in reversed(pairs) for p in pair]
     x = F.pad(x, flat, mode="constant" if padding_mode == "zeros" else padding_mode)
-    return _CONV[w.dim() - 2](x, w, bias, stride, 0, dilation, groups)
+    if native is None:
+        return _conv_by_first_axis(x, w, bias, stride, dilation, groups)
+    return native(x, w, bias, stride, 0, dilation, groups)
 
 
 def _conv_by_first_axis(

@@ -52,7 +52,7 @@ from dirac_core.untrusted import UntrustedInputError
 
 from .fold import fold_model
 from .models import DiracNet, build
-from .untrusted import check_parameter_count, stored_tensors
+from .untrusted import check_floating_values, check_parameter_count, stored_tensors
 
 LAYOUTS = ("v1", "v1-released", "v1-folded", "v2", "v2-folded")
 # The files the authors released (their README), by the registry name of the network they hold:
@@ -264,9 +264,8 @@ def load_authors(
 
 def _copy(dest: torch.Tensor, src: torch.Tensor, our_key: str, their_key: str) -> None:
     check_shape(tuple(dest.shape), src, our_key, their_key)
-    if dest.is_floating_point() and not src.is_floating_point():
-        raise AuthorsCheckpointError(f"checkpoint's {their_key!r} holds {src.dtype} values; "
-                                     f"{our_key!r} needs floating-point ones")
+    check_floating_values(src, dest, "checkpoint", their_key, our_key,
+                          error=AuthorsCheckpointError)
     dest.copy_(src.reshape(dest.shape))
 
 

@@ -10,6 +10,8 @@ Before a network described by a file is built, the file has to prove it holds th
   its storage has, so a 16 KB file could otherwise describe gigabytes;
 - :func:`stored_tensors` also refuses NaN and infinite values (:func:`non_finite_keys`): a
   network built from them computes NaN;
+- :func:`check_floating_values` refuses integer or bool values for a floating-point weight,
+  for every loader (our files through :func:`load_state`, the authors' checkpoints);
 - :func:`check_parameter_count` compares the parameter count of the described network
   (:func:`dirac_core.nets.count_parameters` of its spec) with the values the file stores and
   with :data:`MAX_PARAMETERS`, so nothing is allocated for weights the file does not have.
@@ -208,6 +210,33 @@ def _folded_weights(spec: nets.NetSpec) -> int:
                for _, layer in spec.layers() if isinstance(layer, nets.Conv | nets.Linear))
 
 
+def check_floating_values(value: torch.Tensor, weight: torch.Tensor, source: str, key: str,
+                          into: str | None = None, *,
+                          error: type[UntrustedInputError] = UntrustedInputError) -> None:
+    """Refuse the file's tensor ``value`` (``key`` of ``source``) for the model's tensor
+    ``weight`` (``into``; default ``key``) when the weight is floating-point and the values are
+    integers or bools: copied in, they would be cast without a word, and a file holding them
+    was not written for this network.
+
+    Raises
+    ------
+    UntrustedInputError
+        (or ``error``, a subclass) The message names the source, the key and the weight.
+
+    Examples
+    --------
+    >>> check_floating_values(torch.ones(2), torch.zeros(2), "'f'", "b")
+    >>> check_floating_values(torch.arange(2), torch.zeros(2), "'f'", "b")
+    Traceback (most recent call last):
+    ...
+    dirac_core.untrusted.UntrustedInputError: 'f': 'b' holds torch.int64 values where the \
+model's 'b' is a floating-point weight
+    """
+    if weight.is_floating_point() and not value.is_floating_point():
+        raise error(f"{source}: {key!r} holds {value.dtype} values where the model's "
+                    f"{into or key!r} is a floating-point weight")
+
+
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``model`` (every key must match), converting the model to the
     weights' floating dtype and device first.
@@ -219,11 +248,9 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: s
         integer or bool values; the message names ``source``.
     """
     own = model.state_dict()
-    cast = [k for k, v in state.items()
-            if k in own and own[k].is_floating_point() and not v.is_floating_point()]
-    if cast:
-        raise UntrustedInputError(f"{source}: {cast[0]!r} holds {state[cast[0]].dtype} "
-                                  f"values where the model has floating-point weights")
+    for key, value in state.items():
+        if key in own:
+            check_floating_values(value, own[key], source, key)
     floating = [v for v in state.values() if v.is_floating_point()]
     if floating:
         model.to(device=floating[0].device, dtype=floating[0].dtype)

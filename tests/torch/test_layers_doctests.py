@@ -16,6 +16,8 @@ MODULES = [
     "dirac_torch.saving",
     "dirac_torch.optimizer_groups",
     "dirac_torch.recipe",
+    "dirac_torch.untrusted",
+    "dirac_torch.pretrained",
 ]
 
 

@@ -248,13 +248,14 @@ def test_integer_or_bool_values_for_floating_weights_are_refused(tmp_path):
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     state["head.2.bias"] = torch.arange(10)
     _with_metadata(tmp_path / "int.safetensors", architecture(model), state)
+    # one rule, one message at both doors: the source, its key and the model's weight
     with pytest.raises(UntrustedInputError,
-                       match=r"'head.2.bias' holds torch.int64 values where the model has "
-                             r"floating-point weights"):
+                       match=r"int.safetensors': 'head.2.bias' holds torch.int64 values where "
+                             r"the model's 'head.2.bias' is a floating-point weight$"):
         load_model(tmp_path / "int.safetensors")
     theirs = authors_state_dict(model)
     theirs["fc.bias"] = torch.ones(10, dtype=torch.bool)
     with pytest.raises(AuthorsCheckpointError,
-                       match=r"'fc.bias' holds torch.bool values; 'head.2.bias' needs "
-                             r"floating-point ones"):
+                       match=r"^checkpoint: 'fc.bias' holds torch.bool values where the "
+                             r"model's 'head.2.bias' is a floating-point weight$"):
         authors_model(theirs)

@@ -15,7 +15,6 @@ import numpy as np
 
 from . import validation as ck
 from .backend import Array, Backend
-from .padding import conv_output_shape
 from .registry import get_backend, infer_backend
 from .xp import numpy_dtype
 
@@ -314,11 +313,8 @@ def conv_vjp(
     ``dbias[o] = sum g[:, o]``; ``dw[o, i, k] = sum_{n,p} g[n, o, p] x_pad[n, c, p*s + k*d]``;
     ``dx`` is the transposed convolution of ``g`` with ``w``, cropped back by the padding.
     """
-    args = ck.check_conv_args(x, w, bias, stride, padding, dilation, groups)
+    args, expected = ck.conv_geometry(x, w, bias, stride, padding, dilation, groups)
     ck.require_same_dtype(ck.array_dtype(x), g, "g", "x")
-    expected = conv_output_shape(
-        ck.shape_of(x), ck.shape_of(w), args["stride"], args["padding"], args["dilation"]
-    )
     ck.require_shape(g, "g", expected, "the shape of conv's output")
     b = _backend(backend, g=g, x=x, w=w, bias=bias)
     return b.conv_vjp(

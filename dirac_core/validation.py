@@ -671,7 +671,25 @@ def check_conv_args(
     x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
 ) -> dict[str, Any]:
     """Validate :func:`conv`'s arguments; return the canonical ``stride``, ``padding``,
-    ``dilation`` and ``groups`` a backend receives."""
+    ``dilation`` and ``groups`` a backend receives (:func:`conv_geometry` without the output
+    shape)."""
+    return conv_geometry(x, w, bias, stride, padding, dilation, groups)[0]
+
+
+def conv_geometry(
+    x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """Validate :func:`conv`'s arguments; return the canonical ``stride``, ``padding``,
+    ``dilation`` and ``groups`` a backend receives, and the output shape they give
+    (:func:`check_output_size`), computed once for every door that needs it.
+
+    Examples
+    --------
+    >>> args, out = conv_geometry(np.ones((1, 2, 5)), np.ones((4, 2, 3)), None, 2, "valid", 1,
+    ...                           1)
+    >>> args["stride"], args["padding"], out
+    ((2,), ((0, 0),), (1, 4, 2))
+    """
     dt = require_float(x, "x")
     require_same_dtype(dt, w, "w", "x")
     require_ndim(w, "w", 2, "(O, C/groups, K...)")
@@ -695,8 +713,8 @@ def check_conv_args(
     stride = as_tuple(stride, ndim, "stride")
     dilation = as_tuple(dilation, ndim, "dilation")
     padding = canonical_padding(padding, ndim, stride)
-    check_output_size(x_shape, w_shape, stride, padding, dilation)
-    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    out = check_output_size(x_shape, w_shape, stride, padding, dilation)
+    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}, out
 
 
 def check_output_size(x_shape: tuple[int, ...], w_shape: tuple[int, ...],

@@ -35,7 +35,7 @@ import torch
 
 from dirac_core.backend import Availability
 from dirac_core.delta import weight_geometry
-from dirac_core.padding import resolve_padding
+from dirac_core.padding import conv_output_shape, resolve_padding
 from dirac_core.validation import FLOAT_DTYPES
 
 from . import functional as fn
@@ -190,7 +190,9 @@ class TorchBackend:
             y = self.conv(x.to(work), w.to(work), None if bias is None else bias.to(work),
                           stride=stride, padding=padding, dilation=dilation, groups=groups)
             return y.to(x.dtype)
-        return fn.sized_conv(x, w, bias, stride, pairs, dilation, groups)
+        # The backend is handed canonical arguments without the shape they give.
+        expected = conv_output_shape(tuple(x.shape), tuple(w.shape), stride, pairs, dilation)
+        return fn.sized_conv(x, w, bias, stride, pairs, dilation, groups, expected)
 
     @_in_spec_arithmetic
     def fold_batchnorm(

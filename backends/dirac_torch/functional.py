@@ -32,7 +32,7 @@ import torch
 
 from dirac_core import validation as ck
 from dirac_core.delta import weight_geometry
-from dirac_core.padding import Pairs, conv_output_shape, resolve_padding
+from dirac_core.padding import Pairs, resolve_padding
 
 from . import kernels
 from .torch_types import torch_device, torch_dtype, work_dtype
@@ -45,16 +45,16 @@ __all__ = ["conv", "dirac_tensor", "dirac_weight", "ncrelu", "normalize_filters"
 
 def sized_conv(
     x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
-    pairs: Pairs, dilation: tuple[int, ...], groups: int,
+    pairs: Pairs, dilation: tuple[int, ...], groups: int, expected: tuple[int, ...],
 ) -> torch.Tensor:
-    """:func:`kernels.conv` on checked arguments, refusing the result when torch sized it wrong.
+    """:func:`kernels.conv` on checked arguments, refusing the result unless it has the
+    spec's output shape ``expected`` (:func:`dirac_core.validation.conv_geometry`'s).
 
     For outputs beyond memory (a CPU conv1d of 2**33 outputs) torch has returned the input's
-    length instead of failing; the spec's output shape is checked here, where the arguments
-    come from users, not on the layers' path.
+    length instead of failing; the shape is checked here, where the arguments come from users,
+    not on the layers' path.
     """
     y = kernels.conv(x, w, bias, stride, pairs, dilation, groups)
-    expected = conv_output_shape(tuple(x.shape), tuple(w.shape), stride, pairs, dilation)
     if tuple(y.shape) != expected:
         raise MemoryError(
             f"conv of x {tuple(x.shape)} with w {tuple(w.shape)} has output shape {expected} "
@@ -302,6 +302,7 @@ def conv(
     _require_tensor(w, "w")
     if bias is not None:
         _require_tensor(bias, "bias")
-    args = ck.check_conv_args(x, w, bias, stride, padding, dilation, groups)
+    args, expected = ck.conv_geometry(x, w, bias, stride, padding, dilation, groups)
     pairs = resolve_padding(args["padding"], tuple(w.shape[2:]), args["dilation"])
-    return sized_conv(x, w, bias, args["stride"], pairs, args["dilation"], args["groups"])
+    return sized_conv(x, w, bias, args["stride"], pairs, args["dilation"], args["groups"],
+                      expected)

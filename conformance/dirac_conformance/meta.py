@@ -26,7 +26,7 @@ from dirac_core.registry import instantiate
 
 from .checks import CHECKS, Check
 from .mutants import MUTANTS
-from .runner import profile_settings, run_check
+from .runner import as_check, profile_settings, run_check
 from .target import Broken, Target, Unavailable, load_target
 
 
@@ -113,18 +113,7 @@ def _checks(checks: Iterable[Check | str] | None) -> list[Check]:
         return list(CHECKS.values())
     if isinstance(checks, str | Check):
         checks = [checks]
-    chosen = []
-    for check in checks:
-        if isinstance(check, Check):
-            chosen.append(check)
-        elif isinstance(check, str) and check in CHECKS:
-            chosen.append(CHECKS[check])
-        elif isinstance(check, str):
-            raise ValueError(f"checks: {check!r} is not a check; known: {', '.join(CHECKS)}")
-        else:
-            raise TypeError(f"checks must hold check names or Check objects, got "
-                            f"{type(check).__name__}: {check!r}")
-    return chosen
+    return [as_check(check, "checks") for check in checks]
 
 
 def hunt_all(mutants: Iterable[Any] = MUTANTS, profile: str = "meta", *,

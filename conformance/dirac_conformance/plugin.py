@@ -17,7 +17,7 @@ pytest run of an environment that has it installed, otherwise adds nothing):
 ``--dirac-dtypes DTYPE[,DTYPE...]``
     only these of each backend's dtypes (each backend must declare them). Both lists are read
     as the CLI's ``--ops`` and ``--dtypes`` and ``run_suite``'s ``ops`` and ``dtypes`` are
-    (:func:`dirac_conformance.runner.selection`); a bad one is a usage error at startup.
+    (:func:`dirac_conformance.runner.selection`).
 ``--dirac-require-available``
     a backend that cannot run here is a failing test, not a skip (so a CI run that tested
     nothing is not green). A backend that *crashes* while loading (its module or constructor
@@ -25,10 +25,14 @@ pytest run of an environment that has it installed, otherwise adds nothing):
 ``--dirac-deadline SECONDS``
     seconds one example may take before its check fails as a hang (default 60).
 
+Every mistake in these options (an unknown op or dtype, a dtype a backend does not declare, a
+mistyped device, an unreadable xfails file, a backend that yields no test) is a usage error
+at startup, in one line, before anything is collected, as the CLI refuses it before any check
+runs.
+
 Each check x dtype x backend is one test (works with pytest-xdist); the terminal summary ends
 with the table of the worst share of the tolerance per check (a failure shows its failing
-error) and lists xfail entries that matched no test. A backend that yields no test at all (it
-declares no dtype the suite tests) is a usage error.
+error) and lists xfail entries that matched no test.
 """
 
 from __future__ import annotations
@@ -71,29 +75,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("dirac_backends"):
-        _checks(config)  # a bad --dirac-ops or --dirac-dtypes stops the run here, in one line
-        _dtypes(config, None)
+        # Every usage error (an op, a dtype, a device, the xfails file) stops the run here, in
+        # one line, before anything is collected: as the CLI stops before any check runs.
+        _plan(config)
         config.pluginmanager.register(_Summary(), "dirac-conformance-summary")
-
-
-def _checks(config: pytest.Config) -> list[Any]:
-    """The checks ``--dirac-ops`` selects."""
-    from .runner import selected_checks
-
-    try:
-        return selected_checks(config.getoption("dirac_ops"), "--dirac-ops")
-    except (ValueError, TypeError) as exc:
-        raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
-
-
-def _dtypes(config: pytest.Config, target: Any) -> tuple[str, ...] | None:
-    """The dtypes ``--dirac-dtypes`` selects (of ``target``'s, if given)."""
-    from .runner import selected_dtypes
-
-    try:
-        return selected_dtypes(config.getoption("dirac_dtypes"), target, "--dirac-dtypes")
-    except (ValueError, TypeError) as exc:
-        raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -110,54 +95,91 @@ class Job:
         return f"{self.spec}-{self.op}-{self.dtype}"
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What the options select, read once by the rules the CLI and ``run_suite`` apply
+    (:mod:`dirac_conformance.runner`): the checks, the xfail entries, and per
+    ``--dirac-backend`` its target and dtypes, or why it cannot run (``Broken`` or
+    ``Unavailable``: a failing or skipped test, not a usage error)."""
+
+    checks: list[Any]
+    xfails: list[Any]
+    backends: list[tuple[str, Any]]
+
+
+_PLAN = pytest.StashKey[_Plan]()
+
+
+def _plan(config: pytest.Config) -> _Plan:
+    """The session's :class:`_Plan`; a mistake in the options is a ``pytest.UsageError``."""
+    if _PLAN not in config.stash:
+        try:
+            config.stash[_PLAN] = _read_plan(config)
+        except (ValueError, TypeError, OSError) as exc:
+            raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
+    return config.stash[_PLAN]
+
+
+def _read_plan(config: pytest.Config) -> _Plan:
+    from .runner import selected_checks, selected_dtypes
+    from .target import Broken, Unavailable
+    from .xfails import load_xfails
+
+    checks = selected_checks(config.getoption("dirac_ops"), "--dirac-ops")
+    dtypes = config.getoption("dirac_dtypes")
+    selected_dtypes(dtypes, what="--dirac-dtypes")  # the names, before any backend loads
+    xfails = load_xfails(config.getoption("dirac_xfails"))
+    backends: list[tuple[str, Any]] = []
+    for spec in config.getoption("dirac_backends"):
+        try:
+            target = _target(spec)
+        except (Broken, Unavailable) as exc:
+            backends.append((spec, exc))
+            continue
+        chosen = selected_dtypes(dtypes, target, "--dirac-dtypes")
+        if not chosen:
+            raise ValueError(f"{spec} yields no test: it declares dtypes "
+                             f"{target.backend.dtypes}, none of which the suite tests")
+        backends.append((spec, (target, chosen)))
+    return _Plan(checks, xfails, backends)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "dirac_job" not in metafunc.fixturenames:
         return
     config = metafunc.config
-    xfails = _xfails(config)
-    params = [p for spec in config.getoption("dirac_backends")
-              for p in _params(config, spec, xfails)]
+    params = []
+    if config.getoption("dirac_backends"):
+        plan = _plan(config)
+        params = [p for spec, loaded in plan.backends
+                  for p in _params(config, plan, spec, loaded)]
     if not params:
         params = [pytest.param(None, id="no-backend",
                                marks=pytest.mark.skip(reason="no --dirac-backend given"))]
     metafunc.parametrize("dirac_job", params)
 
 
-def _xfails(config: pytest.Config) -> list[Any]:
-    from .xfails import load_xfails
-
-    try:
-        return load_xfails(config.getoption("dirac_xfails"))
-    except ValueError as exc:
-        raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
-
-
-def _params(config: pytest.Config, spec: str, xfails: list[Any]) -> list[Any]:
-    from .target import Broken, Unavailable
+def _params(config: pytest.Config, plan: _Plan, spec: str, loaded: Any) -> list[Any]:
+    from .target import Broken
     from .xfails import find_xfail
 
-    checks = _checks(config)
-    try:
-        target = _target(spec)
-    except Broken as exc:
+    if isinstance(loaded, Broken):
         job = Job(spec, "broken", "", f"{spec} is broken (a crash is a failure, not a skip): "
-                  f"{exc}")
+                  f"{loaded}")
         return [pytest.param(job, id=f"{spec}-broken")]
-    except Unavailable as exc:
+    if isinstance(loaded, Exception):  # Unavailable
         if config.getoption("dirac_require_available"):
             job = Job(spec, "unavailable", "", f"{spec} cannot run here "
-                      f"(--dirac-require-available): {exc}")
+                      f"(--dirac-require-available): {loaded}")
             return [pytest.param(job, id=f"{spec}-unavailable")]
-        skip = pytest.mark.skip(reason=str(exc))
+        skip = pytest.mark.skip(reason=str(loaded))
         return [pytest.param(None, id=f"{spec}-unavailable", marks=skip)]
-    except (ValueError, TypeError, OSError) as exc:
-        raise pytest.UsageError(f"dirac_conformance: {exc}") from exc
-    dtypes = _dtypes(config, target)
-    assert dtypes is not None  # given a target, no selection is all of its dtypes
+    target, dtypes = loaded
     params = []
-    for check in checks:
+    for check in plan.checks:
         for dtype in dtypes:
-            known = find_xfail(xfails, (target.label, target.backend.name), check.name, dtype)
+            known = find_xfail(plan.xfails, (target.label, target.backend.name), check.name,
+                               dtype)
             job = Job(spec, check.name, dtype, xfail=known)
             marks = []
             if known:
@@ -165,30 +187,19 @@ def _params(config: pytest.Config, spec: str, xfails: list[Any]) -> list[Any]:
                 reason = known.reason + (where if known.source else "")
                 marks = [pytest.mark.xfail(reason=reason, strict=known.strict)]
             params.append(pytest.param(job, id=str(job), marks=marks))
-    if not params:
-        raise pytest.UsageError(
-            f"dirac_conformance: {spec} yields no test: it declares dtypes "
-            f"{target.backend.dtypes}, none of which the suite tests")
     return params
 
 
 def _unmatched(config: pytest.Config) -> list[Any]:
-    """The xfail entries that match no job of this session (computed from the options, so it
-    works on an xdist controller too, which collects nothing)."""
+    """The xfail entries that match no job of this session (from the plan, so it works on an
+    xdist controller too, which collects nothing)."""
     from .xfails import unmatched
 
-    ran = []
-    for spec in config.getoption("dirac_backends"):
-        try:
-            target = _target(spec)
-            dtypes = _dtypes(config, target)
-        except Exception:  # unavailable, broken or refused: its jobs never ran
-            continue
-        assert dtypes is not None
-        for check in _checks(config):
-            ran += [_Ran(target.label, check.name, dtype, target.backend.name)
-                    for dtype in dtypes]
-    return unmatched(_xfails(config), ran)
+    plan = _plan(config)
+    ran = [_Ran(target.label, check.name, dtype, target.backend.name)
+           for _, loaded in plan.backends if isinstance(loaded, tuple)
+           for target, dtypes in [loaded] for check in plan.checks for dtype in dtypes]
+    return unmatched(plan.xfails, ran)
 
 
 @dataclass

@@ -315,7 +315,7 @@ def run_check(target: Target | Backend | str, check: Check | str, dtype: str,
     """
     deadline = deadline_value(deadline)
     target = _target(target, device)
-    check = _check(check)
+    check = as_check(check)
     config = settings if settings is not None else profile_settings(profile)
     if xfail is not None:
         config = _unshrunk(config)
@@ -478,15 +478,26 @@ def _failure(exc: BaseException, check: Check, target: Target) -> Failure:
     return Failure(output, float(getattr(exc, "error", math.inf)), _message(exc), repro)
 
 
-def _check(check: Check | str) -> Check:
+def as_check(check: Check | str, what: str = "check") -> Check:
+    """``check`` itself, or the check of :data:`~dirac_conformance.checks.CHECKS` it names:
+    the rule of every door that takes checks one by one (:func:`run_check`, the meta-suite's
+    ``checks``).
+
+    Raises
+    ------
+    ValueError
+        A name that is not a check; the message names ``what`` and lists the checks.
+    TypeError
+        Neither a name nor a :class:`~dirac_conformance.checks.Check`.
+    """
     if isinstance(check, Check):
         return check
     if isinstance(check, str) and check in CHECKS:
         return CHECKS[check]
     if isinstance(check, str):
-        raise ValueError(f"check={check!r} is not a check; known: {', '.join(CHECKS)}")
-    raise TypeError(f"check must be a check name or a Check, got {type(check).__name__}: "
-                    f"{check!r}")
+        raise ValueError(f"{what}={check!r} is not a check; known: {', '.join(CHECKS)}")
+    raise TypeError(f"{what} takes check names or Check objects, got "
+                    f"{type(check).__name__}: {check!r}")
 
 
 def _message(exc: BaseException) -> str:

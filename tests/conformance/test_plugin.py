@@ -89,10 +89,13 @@ def test_bad_selections_are_usage_errors_and_dtypes_select(tmp_path) -> None:
         assert run.returncode == 4, run.stdout + run.stderr  # pytest's usage error
         assert f"ERROR: dirac_conformance: {message}" in run.stderr, run.stderr
         assert "Traceback" not in run.stdout + run.stderr
-    # A dtype the backend lacks is known once it is loaded: a usage error while collecting.
+    # A dtype the backend lacks is known once it is loaded: a usage error at startup too, in
+    # one line as the CLI's (it was a collection error with the plugin's traceback).
     run = _pytest(tmp_path, *base, "--dirac-ops", "dirac_tensor", "--dirac-dtypes", "bfloat16")
-    assert run.returncode == 2 and "Traceback (most recent" not in run.stdout + run.stderr
-    assert "--dirac-dtypes ['bfloat16'] are not tested on numpy" in run.stdout, run.stdout
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert ("ERROR: dirac_conformance: --dirac-dtypes ['bfloat16'] are not tested on numpy"
+            in run.stderr), run.stderr
+    assert "collecting" not in run.stdout, run.stdout
     run = _pytest(tmp_path, *base, "--dirac-ops", "dirac_tensor ",
                   "--dirac-dtypes", "float64, float16")
     assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout
@@ -103,5 +106,15 @@ def test_a_mistyped_device_is_a_usage_error_not_a_green_skip(tmp_path, gpuless) 
     for spec in ("gpuless.py@gpu", "numpy@@cpu", "numpy@"):
         run = _pytest(tmp_path, "--pyargs", "dirac_conformance", "--dirac-backend", spec,
                       "--dirac-ops", "dirac_tensor")
-        assert run.returncode == 2 and "skipped" not in run.stdout, run.stdout
-        assert "UsageError: dirac_conformance: " in run.stdout, run.stdout
+        assert run.returncode == 4 and "skipped" not in run.stdout, run.stdout
+        assert "ERROR: dirac_conformance: " in run.stderr and spec in run.stderr, run.stderr
+        assert "collecting" not in run.stdout, run.stdout
+
+
+def test_an_unreadable_xfails_file_is_a_usage_error_at_startup(tmp_path) -> None:
+    """The CLI's one line (exit 2), not a collection error with the plugin's traceback."""
+    run = _pytest(tmp_path, "--pyargs", "dirac_conformance", "--dirac-backend", "numpy",
+                  "--dirac-xfails", str(tmp_path / "missing.jsonl"))
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert "ERROR: dirac_conformance: xfails file" in run.stderr, run.stderr
+    assert "collecting" not in run.stdout, run.stdout

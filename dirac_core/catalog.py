@@ -49,7 +49,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import nets
-from .validation import check_init, is_real
+from .initial import check_init
+from .validation import is_real
 
 KINDS = {"diracnet": "dirac", "plain": "plain"}
 OVERRIDES = ("alpha_init", "beta_init", "init_std")
@@ -99,7 +100,7 @@ class Init:
     def overridden(self, *, alpha_init: float | None = None, beta_init: float | None = None,
                    init_std: float | None = None) -> Init:
         """These values with a caller's ``alpha_init``, ``beta_init``, ``init_std`` (``None``
-        keeps the family's), checked by :func:`dirac_core.validation.check_init`; an
+        keeps the family's), checked by :func:`dirac_core.initial.check_init`; an
         ``init_std`` makes ``W`` ``N(0, init_std**2)``.
 
         >>> Init(weight="he").overridden(init_std=0.5)

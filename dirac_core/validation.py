@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,21 @@ def is_python_or_numpy_scalar(value: Any) -> bool:
     if isinstance(value, np.generic):
         return is_real(value) or value.dtype.name in FLOAT_DTYPES
     return is_real(value) and not hasattr(value, "shape")
+
+
+def describe(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` on one line of at most ``limit`` characters, for an error message: an
+    array's repr spans lines, and a message is one line.
+
+    Examples
+    --------
+    >>> describe(np.ones((2, 2)))
+    'array([[1., 1.], [1., 1.]])'
+    >>> describe(list(range(100)), limit=20)
+    '[0, 1, 2, 3, 4, 5...'
+    """
+    text = re.sub(r"\s*\n\s*", " ", repr(value))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def dtype_name(dtype: Any) -> str:
@@ -102,7 +118,7 @@ def shape_of(x: Any) -> tuple[int, ...]:
 
 def require_array(x: Any, name: str) -> None:
     if not (hasattr(x, "shape") and hasattr(x, "dtype")):
-        raise TypeError(f"{name} must be an array, got {type(x).__name__}: {x!r:.80}")
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}: {describe(x)}")
 
 
 def require_native(value: Any, name: str, native: type | tuple[type, ...], what: str, *,
@@ -123,13 +139,13 @@ def require_native(value: Any, name: str, native: type | tuple[type, ...], what:
     >>> require_native(np.ones(2), "w", tuple, "a tuple")
     Traceback (most recent call last):
     ...
-    TypeError: w must be a tuple, got numpy.ndarray: [1. 1.]
+    TypeError: w must be a tuple, got numpy.ndarray: array([1., 1.])
     """
     if isinstance(value, native) or (scalar and is_python_or_numpy_scalar(value)):
         return
     accepted = f"{what} or a Python/NumPy scalar" if scalar else what
     raise TypeError(f"{name} must be {accepted}, got {type(value).__module__}."
-                    f"{type(value).__name__}: {value!r:.80}")
+                    f"{type(value).__name__}: {describe(value)}")
 
 
 def require_float(x: Any, name: str) -> str:
@@ -342,35 +358,6 @@ def dirac_init_std(init_std: Any, normalize: Any) -> float | None:
     return INIT_STD if init_std is None else positive_number(init_std, "init_std")
 
 
-def check_init(init: Any) -> None:
-    """Check a network's initial values (a :class:`dirac_core.catalog.Init`): finite scales
-    ``>= 0``, a positive finite ``init_std`` and known ``weight``/``bn_weight``/``classifier``
-    choices. The one rule for ``alpha_init``/``beta_init``/``init_std`` wherever they are
-    given (a builder, ``create_model``, a training config, the command line).
-
-    Raises
-    ------
-    TypeError
-        A scale or ``init_std`` that is not a real number (a bool is not one).
-    ValueError
-        A negative, NaN or infinite scale; an ``init_std`` that is not > 0; an unknown choice.
-
-    Examples
-    --------
-    >>> from dirac_core.catalog import Init
-    >>> check_init(Init(alpha=-1.0))
-    Traceback (most recent call last):
-    ...
-    ValueError: alpha_init must be a finite number >= 0, got -1.0
-    """
-    non_negative_number(init.alpha, "alpha_init")
-    non_negative_number(init.beta, "beta_init")
-    positive_number(init.init_std, "init_std")
-    one_of(init.weight, "weight", WEIGHT_INITS)
-    one_of(init.bn_weight, "bn_weight", BN_INITS)
-    one_of(init.classifier, "classifier", CLASSIFIER_INITS)
-
-
 def policy_value(policy: Any) -> str:
     return one_of(policy, "policy", POLICIES)
 
@@ -453,7 +440,7 @@ def scale_shape(value: Any, name: str, out_channels: int) -> tuple[int, ...]:
         return ()
     if not (hasattr(value, "shape") and hasattr(value, "dtype")):
         raise TypeError(f"{name} must be a real scalar or an array, got "
-                        f"{type(value).__name__}: {value!r:.80}")
+                        f"{type(value).__name__}: {describe(value)}")
     require_float(value, name)
     shape = shape_of(value)
     if shape not in ((), (out_channels,)):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 MODULES = ["dirac_core", "dirac_core.api", "dirac_core.padding", "dirac_core.nets",
-           "dirac_core.untrusted",
+           "dirac_core.untrusted", "dirac_core.validation", "dirac_core.initial",
            "dirac_core.lazy"]
 
 

@@ -193,6 +193,15 @@ def test_torch_door_refuses_scales_of_another_library_as_dirac_core_does(make, s
                        dc.dirac_weight(w, 2.0, 1.0))
 
 
+def test_a_refused_array_is_shown_on_one_line():
+    # An array's repr spans lines; the message quotes it on one, shortened.
+    with pytest.raises(TypeError) as refused:
+        dt.dirac_weight(np.ones((2, 2, 3, 3)), 1.0, 1.0)
+    message = str(refused.value)
+    assert "\n" not in message and message.endswith("...")
+    assert "got numpy.ndarray: array([[[[1., 1., 1.], [1., 1., 1.]," in message
+
+
 @pytest.mark.parametrize("w", [np.ones((2, 2, 3), np.float32), torch.ones(2, 2, 3),
                                torch.ones(2, 2, 3, dtype=torch.bfloat16)],
                          ids=["numpy", "torch", "torch-bfloat16"])

@@ -77,7 +77,9 @@ def test_the_presets_are_the_catalogs_families():
 ])
 def test_every_door_refuses_a_bad_initial_scale_alike(scale, value, error, message):
     nnx = pytest.importorskip("flax.nnx")
+    from dirac_jax.nn import DiracConv as JaxDiracConv
     from dirac_jax.nn import create_model as jax_create_model
+    from dirac_torch import DiracConv2d, convert_model, register_dirac
 
     name, kw = "diracnet10_1_cifar", {f"{scale}_init": value}
     doors = {
@@ -87,7 +89,15 @@ def test_every_door_refuses_a_bad_initial_scale_alike(scale, value, error, messa
         "jax": lambda: jax_create_model(name, **kw, rngs=nnx.Rngs(0)),
         "config": lambda: TrainConfig(**kw).validate(),
     }
-    if isinstance(value, float):  # the command line parses a float
+    if isinstance(value, float):  # the layers take arrays too, so their TypeErrors say more
+        doors |= {
+            "layer": lambda: DiracConv2d(4, 4, 3, **kw),
+            "register_dirac": lambda: register_dirac(nn.Conv2d(4, 4, 3, padding=1), **kw),
+            "convert_model": lambda: convert_model(
+                nn.Sequential(nn.Conv2d(4, 4, 3, padding=1)), **kw),
+            "jax layer": lambda: JaxDiracConv(4, 4, (3, 3), **kw, rngs=nnx.Rngs(0)),
+        }
+        # the command line parses a float
         doors["command"] = lambda: TrainConfig(**_given(build_parser().parse_args(
             ["train", "--model", name, f"--{scale}-init", str(value)]))).validate()
     for call in doors.values():

@@ -129,8 +129,9 @@ def normalize_filters(w: jax.Array, eps: float) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def ncrelu(x: jax.Array, axis: int) -> jax.Array:
-    """``concat([max(x, 0), min(x, 0)], axis)`` (paper eq. 10)."""
-    return cast(jax.Array, activation.ncrelu(x, axis))
+    """``concat([max(x, 0), min(x, 0)], axis)`` (paper eq. 10): selections of ``x``'s own
+    entries, compared with zero from their bits (a subnormal is not 0)."""
+    return cast(jax.Array, activation.ncrelu(x, axis, subnormal.sign_proxy(x)))
 
 
 def _ncrelu_fwd(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
@@ -138,7 +139,8 @@ def _ncrelu_fwd(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
 
 
 def _ncrelu_bwd(axis: int, x: jax.Array, g: jax.Array) -> tuple[jax.Array]:
-    return (activation.ncrelu_vjp(g, jnp.asarray(x), axis),)
+    x = jnp.asarray(x)
+    return (activation.ncrelu_vjp(g, x, axis, subnormal.sign_proxy(x)),)
 
 
 ncrelu.defvjp(_ncrelu_fwd, _ncrelu_bwd)

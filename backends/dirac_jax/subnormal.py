@@ -9,7 +9,9 @@ functions here work on bits:
 - :func:`exponent`, ``floor(log2|x|)`` of any float, subnormals included (with sentinels for
   zero and non-finite values), from which a caller picks a scale;
 - :func:`ldexp`, ``x * 2**n`` correctly rounded (to nearest, ties to even) into a float dtype
-  of the caller's choice, for any ``x`` and any result, subnormal input and output included.
+  of the caller's choice, for any ``x`` and any result, subnormal input and output included;
+- :func:`sign_proxy`, ``x`` with its subnormals raised into the normal range, for comparisons
+  with zero.
 
 A caller scales its operands into the normal range, computes there, and scales the results
 back with :func:`ldexp` (rounding once into the result's dtype). Both are plain elementwise
@@ -157,6 +159,25 @@ def ldexp(x: jax.Array, n: Any, dtype: Any = None) -> jax.Array:
     magnitude = jnp.where(special, jnp.where(src_fraction == 0, inf, nan), magnitude)
     bits = (sign << (tgt.bits - 1)) | magnitude
     return lax.bitcast_convert_type(bits.astype(tgt.uint), tgt.dtype)
+
+
+def sign_proxy(x: jax.Array) -> jax.Array:
+    """``x`` with each subnormal entry raised to a normal number of its sign (the exponent
+    field set to 1), from the bits: compared with zero it reads as ``x`` does in IEEE
+    arithmetic (zeros, NaN and normal numbers are left as they are), where a comparison of
+    ``x`` itself under a flush to zero reads a subnormal as 0.
+
+    Examples
+    --------
+    >>> x = jnp.array([1e-45, -1e-45, 0.0, -0.0, 2.0], jnp.float32)
+    >>> (jax.jit(lambda v: v > 0)(x).tolist(), jax.jit(lambda v: sign_proxy(v) > 0)(x).tolist())
+    ([False, False, False, False, True], [True, False, False, False, True])
+    """
+    f = _Format(x.dtype)
+    bits = lax.bitcast_convert_type(x, f.uint)
+    low = jnp.asarray(1 << f.mant, f.uint)
+    subnormal = ((bits >> f.mant) & f.top == 0) & (bits & (low - 1) != 0)
+    return lax.bitcast_convert_type(jnp.where(subnormal, bits | low, bits), f.dtype)
 
 
 def unit_rows(rows: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -12,7 +12,8 @@ every profile runs):
   (:data:`LENGTHS`) along every spatial dim of 1-, 2- and 3-d convolutions (and one 4-d
   convolution), batches of
   :data:`BATCHES`, channels per group of :data:`CHANNELS`; the ``conv`` checks, the identities
-  (on the input shapes: ``padding="same"`` keeps them) and NCReLU (on the input shapes) use them;
+  (on the input shapes: ``padding="same"`` keeps them) and NCReLU (on the input shapes, every
+  other one with subnormal entries) use them;
 - :data:`WEIGHTS`: filter banks of more filters than a tile of 32 and filters longer than a
   block of 256, for the weight ops, batch-norm folding and the Dirac tensor;
 - the stateful checks: the ops of :data:`SEQUEL_OPS` they call, each on one of its boundary
@@ -188,7 +189,7 @@ def ncrelu_examples(dtype: str, vjp: bool = False) -> list[Case]:
         shape = geo.x_shape()
         axis = -1 if i % 3 == 2 else 1
         operands: dict[str, Operand | None] = {
-            "x": operand(shape, dtype, "signed_zeros", i)}
+            "x": operand(shape, dtype, "subnormal" if i % 2 else "signed_zeros", i)}
         if vjp:
             doubled = list(shape)
             doubled[axis] *= 2

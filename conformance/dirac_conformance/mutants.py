@@ -38,6 +38,7 @@ FAULT_CLASSES: dict[str, str] = {
     "scale-dtype": "scale gradients in the promoted dtype, not the scale's",
     "non-finite": "NaN or inf input not propagated as the spec decides",
     "signed-zero": "a zero of the other sign where the spec fixes it",
+    "flush": "subnormal inputs read as zero (a flush to zero)",
     "double-rounding": "a half-precision result rounded twice",
     "broken": "the backend crashes on loading or in available()",
     "hang": "an op that never returns",
@@ -813,6 +814,18 @@ class MaskMultiplyNcrelu(Mutant):
 
     def ncrelu(self, x: Any, *, axis: int) -> Any:
         return np.concatenate([x * (x > 0), x * (x < 0)], axis=axis)
+
+
+class FlushedNcrelu(Mutant):
+    """NCReLU compared with zero under a flush to zero (XLA on CPU, a kernel built with
+    ``-ftz``): a subnormal input is neither positive nor negative, so both halves are 0."""
+
+    first = "ncrelu"
+    fault = "flush"
+
+    def ncrelu(self, x: Any, *, axis: int) -> Any:
+        flushed = np.where(np.abs(x) < np.finfo(x.dtype).tiny, x.dtype.type(0), x)
+        return super().ncrelu(flushed, axis=axis)
 
 
 class ZeroWeightsSkipped(Mutant):

@@ -12,9 +12,9 @@ weight's dtype or float64), both Dirac policies, ``normalize=False``, ``eps`` ov
 range the API accepts (including values that underflow or overflow the working dtype), and
 special values: all-zero filters, filters whose squares overflow or underflow the dtype,
 filters below the ``eps`` clamp and filters whose norm *equals* ``eps`` exactly (the tie the
-spec sends to the norm branch), exact (and negative) zeros in NCReLU inputs, BN variances of
-zero or below the dtype's normal range and gammas of either sign, NaN and infinities in
-convolution inputs (:data:`CONV_INPUT_KINDS`).
+spec sends to the norm branch), exact (and negative) zeros and subnormals in NCReLU inputs,
+BN variances of zero or below the dtype's normal range and gammas of either sign, NaN and
+infinities in convolution inputs (:data:`CONV_INPUT_KINDS`).
 
 Long sums (:data:`LONG`): some cases of the accumulating ops reduce over 4096 terms of equal
 values, or of values whose partial sums pass float16's largest number although the total does
@@ -94,15 +94,21 @@ def eps_values(draw: Any, dtype: str) -> float:
     return float(10.0 ** draw(st.floats(-323.0, 308.0)))
 
 
-def values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> np.ndarray:
+def values(rng: np.random.Generator, shape: tuple[int, ...], kind: str,
+           dtype: str = "float64") -> np.ndarray:
     """Unrounded float64 values of one kind: :data:`VALUE_KINDS`, ``"ones"``,
-    ``"signed_zeros"``, ``"nonfinite"`` (NaN or an infinity in about 30 % of the entries) or
-    ``"spoiled"`` (about 5 % of the entries)."""
+    ``"signed_zeros"``, ``"nonfinite"`` (NaN or an infinity in about 30 % of the entries),
+    ``"spoiled"`` (about 5 % of the entries) or ``"subnormal"`` (about 60 % of the entries
+    ``k`` times ``dtype``'s smallest subnormal, ``k`` in -4..4, zeros of both signs among
+    them: a backend that flushes subnormals reads them as zeros)."""
     if kind == "integers":
         return rng.integers(-3, 4, shape).astype(np.float64)
     if kind == "ones":
         return np.ones(shape)
     normal = rng.standard_normal(shape)
+    if kind == "subnormal":
+        steps = rng.integers(0, 5, shape) * rng.choice(np.array([-1.0, 1.0]), shape)
+        return np.where(rng.random(shape) < 0.6, steps * 2.0 ** _FINFO_RANGE[dtype][0], normal)
     if kind == "sparse":
         return np.where(rng.random(shape) < 0.4, 0.0, normal)
     if kind == "signed_zeros":
@@ -135,14 +141,17 @@ def arrays(draw: Any, shape: tuple[int, ...], dtype: str, kinds: tuple[str, ...]
 
 def operand(shape: tuple[int, ...], dtype: str, kind: str, seed: int) -> Operand:
     """An operand of ``shape`` in ``dtype``: :func:`generated` values of ``kind``, rounded."""
-    return Operand(round_to(generated(shape, kind, seed), dtype), dtype,
+    return Operand(round_to(generated(shape, kind, seed, dtype), dtype), dtype,
                    origin=f"{kind} seed={seed}",
-                   recipe=f"round_to(s.generated({shape!r}, {kind!r}, {seed}), {dtype!r})")
+                   recipe=f"round_to(s.generated({shape!r}, {kind!r}, {seed}, {dtype!r}), "
+                          f"{dtype!r})")
 
 
-def generated(shape: tuple[int, ...], kind: str, seed: int) -> np.ndarray:
-    """:func:`values` of ``kind`` from a generator seeded with ``seed`` (reproducible)."""
-    return values(np.random.default_rng(seed), shape, kind)
+def generated(shape: tuple[int, ...], kind: str, seed: int, dtype: str = "float64"
+              ) -> np.ndarray:
+    """:func:`values` of ``kind`` for ``dtype`` from a generator seeded with ``seed``
+    (reproducible)."""
+    return values(np.random.default_rng(seed), shape, kind, dtype)
 
 
 @st.composite
@@ -344,7 +353,8 @@ def ncrelu_cases(draw: Any, dtype: str, vjp: bool = False,
         shape = (draw(st.sampled_from((1, 2, 9, 17))), draw(st.sampled_from((3, 8, 33))),
                  draw(st.sampled_from(TILE_LENGTHS)))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    operands = {"x": draw(arrays(shape, dtype, ("signed_zeros", "integers", "nonfinite")))}
+    kinds = ("signed_zeros", "integers", "nonfinite", "subnormal")
+    operands = {"x": draw(arrays(shape, dtype, kinds))}
     if vjp:
         doubled = list(shape)
         doubled[axis] *= 2

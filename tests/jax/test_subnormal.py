@@ -184,3 +184,33 @@ def test_alpha_zero_keeps_a_subnormal_term_at_the_taps(beta):
     assert want[0, 0] != 0 and abs(want[0, 0]) < np.finfo(np.float32).tiny
     # an ulp of the subnormal apart at most: eps / max-abs is rounded on the way
     np.testing.assert_array_max_ulp(got, want.astype(np.float32), maxulp=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, ml_dtypes.bfloat16])
+def test_ncrelu_keeps_subnormal_inputs_and_their_gradient(dtype):
+    """A subnormal input is positive or negative, not 0: both halves and the gradient are the
+    reference's bit for bit, through the public function (eager, padded), jax.jit and jax.grad
+    (XLA's comparison alone flushed them: all zeros, and no gradient)."""
+    t = float(np.finfo(dtype).smallest_subnormal)
+    x = np.array([[t, -t, 3 * t, -0.0, 0.0, 1.0]], dtype)
+    g = np.arange(1, 13, dtype=np.float64).reshape(1, 12).astype(dtype)
+    want = dc.ncrelu(x.astype(np.float64)).astype(dtype)
+    want_dx = dc.ncrelu_vjp(g.astype(np.float64), x.astype(np.float64)).astype(dtype)
+    assert np.all(want_dx[0, :3] != 0)
+    for got in (dc.ncrelu(x, backend="jax"), jax.jit(ops.ncrelu, static_argnums=1)(x, 1)):
+        assert np.asarray(got).tobytes() == want.tobytes()
+    pulled = jax.vjp(lambda v: dj.ncrelu(v), jnp.asarray(x))[1](jnp.asarray(g))[0]
+    for got in (dc.ncrelu_vjp(g, x, backend="jax"), pulled):
+        assert np.asarray(got).tobytes() == want_dx.tobytes()
+
+
+def test_sign_proxy_orders_every_float32_class_as_ieee():
+    """Against NumPy's IEEE comparison, on both zeros, subnormals, normals, inf and NaN."""
+    from dirac_jax.subnormal import sign_proxy
+    x = _from_bits(np.float32, [0, 1 << 31, 1, (1 << 31) | 7, 0x7FFFFF, 0x800000, 0x7F800000,
+                                0xFF800000, 0x7FC00000, 0x3F800000])
+    proxy = np.asarray(jax.jit(sign_proxy)(x))
+    for op in (np.greater, np.less, np.equal):
+        np.testing.assert_array_equal(op(proxy, 0), op(x, 0))
+    normal = np.abs(x) >= np.finfo(np.float32).tiny
+    assert proxy[normal].tobytes() == x[normal].tobytes()

@@ -194,8 +194,9 @@ class TrainConfig:
 
     def _validate_milestones(self) -> None:
         """Epochs >= 1, increasing: one out of order or repeated is a typo that MultiStepLR
-        would silently sort or count twice. (One past the last epoch is allowed: it keeps a
-        short run at its first learning rate.)"""
+        would silently sort or count twice. (A milestone at or past ``epochs`` is allowed and
+        never fires: a shortened run, ``preset_config(recipe=..., epochs=10)``, keeps its
+        first learning rate.)"""
         ms = self.milestones
         if ms is None:
             return

@@ -27,6 +27,7 @@ from typing import Any
 
 from dirac_core.catalog import OVERRIDES, accepted_overrides
 from dirac_core.untrusted import read_json
+from dirac_core.validation import as_int
 
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from .config import COSMETIC, TrainConfig
@@ -41,7 +42,26 @@ from .trainer import Trainer
 DEFAULT_DEPTHS = (10, 28, 52, 100)
 KINDS = ("plain", "dirac")
 # fixed so that the default grid fits in about 15 minutes on 2 CPU cores
-DEFAULTS: dict[str, Any] = {"epochs": 8, "batch_size": 64, "lr": 0.1, "milestones": (6,)}
+DEFAULTS: dict[str, Any] = {"epochs": 8, "batch_size": 64, "lr": 0.1}
+MILESTONE_FRACTION = 0.75
+"""The lr is multiplied by ``lr_gamma`` once, after this fraction of the epochs (after 6 of
+the default 8), unless ``milestones`` are given: the drop scales with ``epochs``."""
+
+
+def experiment_settings(**settings: Any) -> dict[str, Any]:
+    """:data:`DEFAULTS` with ``settings`` over them, and the one lr drop at
+    :data:`MILESTONE_FRACTION` of the epochs unless ``milestones`` are given.
+
+    Examples
+    --------
+    >>> experiment_settings()["milestones"], experiment_settings(epochs=20)["milestones"]
+    ((6,), (15,))
+    """
+    values = {**DEFAULTS, **settings}
+    epochs = as_int(values["epochs"])
+    if "milestones" not in values and epochs is not None:  # a bad epochs: TrainConfig says so
+        values["milestones"] = (max(1, round(MILESTONE_FRACTION * epochs)),)
+    return values
 
 
 def run_config(kind: str, depth: int, out: Path, **settings: Any) -> TrainConfig:
@@ -49,7 +69,7 @@ def run_config(kind: str, depth: int, out: Path, **settings: Any) -> TrainConfig
     the Dirac convolutions (``init_std``, ...) goes to the cells that have them: the plain
     control takes none (:func:`dirac_core.catalog.accepted_overrides`)."""
     unused = set(OVERRIDES) - set(accepted_overrides({kind}))
-    values = {k: v for k, v in {**DEFAULTS, **settings}.items() if k not in unused}
+    values = {k: v for k, v in experiment_settings(**settings).items() if k not in unused}
     return TrainConfig(data="digits", depth=depth, parameterization=kind,
                        out=str(out / f"{kind}-{depth}"), **values)
 
@@ -188,7 +208,8 @@ def depth_experiment(depths: Sequence[int] = DEFAULT_DEPTHS, kinds: Sequence[str
                   f"({row['time_s']:.0f} s{tag})", flush=True)
             rows.append(row)
         table = [{k: v for k, v in r.items() if k != "config"} for r in rows]
-        write_json(out / "results.json", {"settings": {**DEFAULTS, **settings}, "rows": table})
+        write_json(out / "results.json", {"settings": experiment_settings(**settings),
+                                          "rows": table})
         atomic_write_bytes(out / "results.md", (markdown_table(rows) + "\n").encode())
         plot_depth(rows, out / "depth.png")
     return rows

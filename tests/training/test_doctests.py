@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["config", "checkpoint", "safe_pickle", "callbacks", "metrics", "trainer", "rundir",
-           "divergence", "atomic", "resume", "training_state", "input_size", "saved", "cli"]
+           "divergence", "atomic", "resume", "training_state", "input_size", "saved", "cli",
+           "experiment"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -78,3 +78,14 @@ def test_the_dirac_initial_values_go_to_the_dirac_cells_only(tmp_path):
     dirac = run_config("dirac", 10, tmp_path, init_std=1.0, epochs=1)
     assert plain.init_std is None and dirac.init_std == 1.0
     assert plain.epochs == dirac.epochs == 1
+
+
+def test_the_lr_drop_scales_with_the_epochs(tmp_path):
+    # As `train` does: a fixed epoch-6 drop would never fire in a 4-epoch grid.
+    def drops(**settings):
+        return run_config("dirac", 10, tmp_path, **settings).resolved_milestones()
+
+    assert drops() == (6,)
+    assert drops(epochs=4) == (3,) and drops(epochs=1) == (1,) and drops(epochs=20) == (15,)
+    assert drops(epochs=20, milestones=(3, 9)) == (3, 9)
+    assert run_config("plain", 10, tmp_path, epochs=40).resolved_milestones() == (30,)

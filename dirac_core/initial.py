@@ -8,6 +8,7 @@ the registry imports.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,9 @@ def initial_scale(value: Any, name: str, out_channels: int, per_channel: bool | 
     if isinstance(value, list | tuple):
         try:
             value = np.asarray(value, dtype=np.float64)
+        except OverflowError:  # an int beyond float64 (10**400)
+            raise ValueError(f"{name} has an entry beyond float64's range (largest "
+                             f"{sys.float_info.max:.4g}), got {ck.describe(value)}") from None
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be numbers, got {ck.describe(value)}") from exc
     vector = ck.scale_is_vector(per_channel, name)
@@ -63,7 +67,7 @@ def initial_scale(value: Any, name: str, out_channels: int, per_channel: bool | 
             f"scalar or per_channel=True"
         )
     if ck.is_python_or_numpy_scalar(value):  # not through float32: 1e40 must stay finite
-        host = np.asarray(float(value))
+        host = np.asarray(ck.as_float(value, name))
     else:
         host = np.asarray(_to_host(value), dtype=np.float64)
     if not (np.isfinite(host).all() and (host >= 0).all()):

@@ -10,7 +10,9 @@ import math
 import numbers
 import operator
 import re
+import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -61,9 +63,36 @@ def describe(value: Any, limit: int = 80) -> str:
     'array([[1., 1.], [1., 1.]])'
     >>> describe(list(range(100)), limit=20)
     '[0, 1, 2, 3, 4, 5...'
+    >>> describe([-(10**400), 1.5])
+    '[-1.000e+400 (an int), 1.5]'
     """
     text = re.sub(r"\s*\n\s*", " ", repr(value))
+    # A huge int (10**400 has 401 digits) by its magnitude; no float repr has 21 digits.
+    text = re.sub(r"\d{21,}", lambda m: f"{Decimal(m.group()):.4g} (an int)", text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def as_float(value: Any, name: str) -> float:
+    """``float(value)`` of a real number; one beyond every float's range (a Python int such as
+    ``10**400``) is refused by name, not with a bare ``OverflowError``.
+
+    Raises
+    ------
+    ValueError
+        ``value`` is beyond float64's range.
+
+    Examples
+    --------
+    >>> as_float(10**400, "eps")
+    Traceback (most recent call last):
+    ...
+    ValueError: eps=1.000e+400 (an int) is beyond float64's range (largest 1.798e+308)
+    """
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name}={describe(value)} is beyond float64's range (largest "
+                         f"{sys.float_info.max:.4g})") from None
 
 
 def dtype_name(dtype: Any) -> str:
@@ -245,10 +274,11 @@ def non_negative_number(value: Any, name: str) -> float:
 def _finite_number(value: Any, name: str, *, strict: bool) -> float:
     if not is_real(value):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
-    if not (math.isfinite(value) and (value > 0 if strict else value >= 0)):
+    number = as_float(value, name)
+    if not (math.isfinite(number) and (value > 0 if strict else value >= 0)):
         raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, "
                          f"got {value!r}")
-    return float(value)
+    return number
 
 
 def one_of(value: Any, name: str, accepted: Sequence[str]) -> str:
@@ -455,15 +485,22 @@ def scalar_in_range(value: Any, name: str, weight_dtype: str) -> None:
     """A finite Python/NumPy scalar ``alpha``/``beta`` must fit the working dtype it is taken in
     (float64 for float64 weights, else float32): ``1e40`` would become ``inf`` there and turn
     ``W_hat`` into NaN. Arrays are the caller's data and pass unchanged."""
-    if not is_python_or_numpy_scalar(value) or not math.isfinite(value):
+    if not is_python_or_numpy_scalar(value):
         return
+    try:
+        magnitude = abs(float(value))
+    except OverflowError:  # a Python int beyond float64 (10**400): fits no working dtype
+        magnitude = math.inf
+    else:
+        if not math.isfinite(magnitude):
+            return
     work = np.float64 if weight_dtype == "float64" else np.float32
     largest = float(np.finfo(work).max)
-    if abs(float(value)) > largest:
+    if magnitude > largest:
         raise ValueError(
-            f"{name}={value!r} does not fit the working dtype {np.dtype(work).name} of "
-            f"{weight_dtype} weights (largest {largest:.4g}); scale it down or use float64 "
-            f"weights"
+            f"{name}={describe(value)} does not fit the working dtype {np.dtype(work).name} of "
+            f"{weight_dtype} weights (largest {largest:.4g}); scale it down"
+            + ("" if work is np.float64 else " or use float64 weights")
         )
 
 

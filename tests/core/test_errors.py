@@ -105,3 +105,29 @@ def test_bad_call_is_named(call, exc, word):
 
 def test_there_are_at_least_25_distinct_bad_calls():
     assert len(BAD_CALLS) >= 25
+
+
+HUGE = 10**400  # an int beyond float64: float() raises OverflowError
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda b: dc.dirac_weight(np.ones((2, 3)), HUGE, 1.0, backend=b),
+     r"alpha=1\.000e\+400 \(an int\) does not fit the working dtype float64"),
+    (lambda b: dc.dirac_weight(np.ones((2, 3), np.float32), 1.0, -HUGE, backend=b),
+     r"beta=-1\.000e\+400 \(an int\) does not fit the working dtype float32"),
+    (lambda b: dc.dirac_weight_vjp(np.ones((2, 3)), np.ones((2, 3)), 1.0, HUGE, backend=b),
+     r"beta=1\.000e\+400 \(an int\) does not fit"),
+    (lambda b: dc.normalize_filters(np.ones((2, 3)), eps=HUGE, backend=b),
+     r"eps=1\.000e\+400 \(an int\) is beyond float64's range"),
+    (lambda b: dc.dirac_weight(np.ones((2, 3)), 1.0, 1.0, eps=HUGE, backend=b),
+     r"eps=1\.000e\+400 \(an int\) is beyond float64's range"),
+    (lambda b: dc.fold_batchnorm(np.ones((2, 3)), None, *[np.ones(2)] * 4, eps=HUGE, backend=b),
+     r"eps=1\.000e\+400 \(an int\) is beyond float64's range"),
+], ids=["alpha", "beta float32", "vjp beta", "normalize eps", "weight eps", "fold eps"])
+def test_an_int_beyond_float64_is_a_named_value_error(backend, call, match):
+    """Not a bare OverflowError from float(): the scale and eps rules name it, abbreviated."""
+    if backend != "numpy":
+        pytest.importorskip(backend)
+    with pytest.raises(ValueError, match=match):
+        call(backend)

@@ -34,6 +34,9 @@ INITS = {
     "nan beta": {"beta_init": float("nan")},
     "inf alpha": {"alpha_init": float("inf")},
     "1e40 in float32": {"alpha_init": 1e40},
+    "int beyond float64": {"alpha_init": 10**400},
+    "list with an int beyond float64": {"beta_init": [1.0, 2.0, -(10**400), 1.0],
+                                        "per_channel": True},
     "negative beta": {"beta_init": -2.0},
     "int learnable": {"learnable": 1},
     "bool alpha": {"alpha_init": True},
@@ -57,6 +60,7 @@ def test_dirac_layers_accept_and_refuse_the_same_initial_values(kwargs):
     if ours[0] != "ok":
         assert ours[1] == theirs[1]
         assert ("alpha_init" in ours[1]) or ("beta_init" in ours[1]) or ("learnable" in ours[1])
+        assert "0000000000" not in ours[1]  # a huge int by its magnitude, not its digits
         return
     for mine, other in zip(ours[1:], theirs[1:], strict=True):
         assert mine.dtype == np.float32 and mine.shape == other.shape

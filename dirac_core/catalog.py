@@ -50,7 +50,7 @@ from typing import Any
 
 from . import nets
 from .initial import check_init
-from .validation import is_real
+from .validation import is_real, positive_int
 
 KINDS = {"diracnet": "dirac", "plain": "plain"}
 OVERRIDES = ("alpha_init", "beta_init", "init_std")
@@ -227,6 +227,7 @@ class Family:
         kw = self.variant(**variant)
         if num_classes is not None:
             kw["num_classes"] = num_classes
+        depth = positive_int(depth, "depth")  # 18.0 is no depth, though it is a key of blocks
         if self.blocks is not None:
             if depth not in self.blocks:
                 raise ValueError(f"depth={depth!r} is not accepted by model family "

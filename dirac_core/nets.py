@@ -203,16 +203,18 @@ def _check_variant(
     width: float, num_classes: int, activation: str, parameterization: str,
     per_channel: bool | str,
     policy: str, head_relu: bool, in_channels: int, image_size: int,
-) -> None:
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
-                        ("image_size", image_size)):
-        positive_int(value, name)
+) -> tuple[int, int, int]:
+    """Check a builder's arguments; return ``num_classes``, ``in_channels``, ``image_size``
+    as Python ints (a NumPy integer is accepted, and a spec holds plain numbers)."""
+    counts = (positive_int(num_classes, "num_classes"), positive_int(in_channels, "in_channels"),
+              positive_int(image_size, "image_size"))
     positive_number(width, "width")
     one_of(activation, "activation", ACTIVATIONS)
     per_channel_value(per_channel)
     bool_value(head_relu, "head_relu")
     one_of(parameterization, "parameterization", PARAMETERIZATIONS)
     one_of(policy, "policy", POLICIES)
+    return counts
 
 
 def scaled_widths(base: tuple[int, ...], width: float) -> tuple[int, ...]:
@@ -273,9 +275,11 @@ def diracnet_cifar(
     >>> spec.name, count_parameters(spec)
     ('DiracNet-34-2', 3693158)
     """
-    _check_variant(width, num_classes, activation, parameterization, per_channel, policy,
-                   head_relu, in_channels, image_size)
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+    num_classes, in_channels, image_size = _check_variant(
+        width, num_classes, activation, parameterization, per_channel, policy, head_relu,
+        in_channels, image_size)
+    depth = positive_int(depth, "depth")
+    if depth < 10 or (depth - 4) % 6:
         raise ValueError(
             f"depth={depth!r} is not accepted; use 6n + 4 with n >= 1 (10, 16, 28, 34, ...)"
         )
@@ -330,9 +334,11 @@ def diracnet_imagenet(
     >>> diracnet_imagenet(34, 0.5, blocks=PAPER_IMAGENET_34).name
     'DiracNet-34-0.5 (blocks 3-4-6-5)'
     """
-    _check_variant(width, num_classes, activation, parameterization, per_channel, policy,
-                   head_relu, in_channels, image_size)
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth not in IMAGENET_LAYERS:
+    num_classes, in_channels, image_size = _check_variant(
+        width, num_classes, activation, parameterization, per_channel, policy, head_relu,
+        in_channels, image_size)
+    depth = positive_int(depth, "depth")
+    if depth not in IMAGENET_LAYERS:
         raise ValueError(f"depth={depth!r} is not accepted; use one of {sorted(IMAGENET_LAYERS)}")
     name = net_name(depth, width, always_width=False)
     if blocks is None:

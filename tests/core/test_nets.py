@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -73,6 +74,28 @@ def test_imagenet(depth, layers):
 def test_bad_specs(kwargs, word):
     with pytest.raises(ValueError, match=word):
         nets.diracnet_cifar(**kwargs)
+
+
+@pytest.mark.parametrize("build, depth", [
+    (nets.diracnet_cifar, 10), (lambda d: nets.diracnet_imagenet(d, 0.5), 18),
+    (lambda d: catalog.FAMILIES["jun2017_imagenet"].spec(d, 0.5), 34),
+])
+def test_depth_is_an_int_by_the_rule_of_every_int(build, depth):
+    # A NumPy integer is an int (and the spec holds a Python int); a float is the wrong type.
+    spec = build(np.int64(depth))
+    assert spec == build(depth) and type(spec.options["depth"]) is int
+    assert json.loads(json.dumps(nets.spec_to_dict(spec)))["options"]["depth"] == depth
+    for wrong in (float(depth), True, "10"):
+        with pytest.raises(TypeError, match=rf"^depth must be a positive int, got "
+                                            rf"{type(wrong).__name__}: {wrong!r}$"):
+            build(wrong)
+
+
+def test_counts_from_numpy_are_python_ints_in_the_spec():
+    spec = nets.diracnet_cifar(10, num_classes=np.int64(3), in_channels=np.int32(1),
+                               image_size=np.int16(8))
+    assert [type(n) for n in (spec.num_classes, spec.in_channels, spec.image_size)] == [int] * 3
+    assert spec == nets.diracnet_cifar(10, num_classes=3, in_channels=1, image_size=8)
 
 
 @settings(max_examples=40, deadline=None)

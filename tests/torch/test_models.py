@@ -185,7 +185,7 @@ def test_even_kernel_same_padding_in_a_hand_written_spec():
     [
         (lambda: models.diracnet_cifar(11), ValueError, "depth=11 is not accepted"),
         (lambda: models.diracnet_cifar(4), ValueError, "depth=4 is not accepted"),
-        (lambda: models.diracnet_cifar("34"), ValueError, "depth='34' is not accepted"),
+        (lambda: models.diracnet_cifar("34"), TypeError, "depth must be a positive int, got str"),
         (lambda: models.diracnet_cifar(10, 0), ValueError, "width must be a finite number > 0"),
         (lambda: models.diracnet_cifar(10, "2"), TypeError, "width must be a real number"),
         (lambda: models.diracnet_cifar(10, 0.05), ValueError, "leaves a group with no channels"),

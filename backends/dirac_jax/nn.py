@@ -8,6 +8,8 @@ torch model's arrays carry over unchanged (:mod:`dirac_jax.interop`).
 - :class:`DiracConv`: its weight is ``W_hat = alpha * delta + beta * normalize(W)`` (paper eq.
   13), computed by :func:`dirac_jax.ops.dirac_weight` (whose ``custom_vjp`` is the spec's VJP);
 - :class:`NCReLU`, :class:`MaxPool`, :class:`GlobalAvgPool`, :class:`ReLU`;
+- :class:`BatchNorm`: ``nnx.BatchNorm`` with PyTorch's settings, its running statistics in
+  the parameters' dtype (updated in float32 and rounded once);
 - :class:`DiracNet`: every layer of a :class:`~dirac_core.nets.NetSpec`, by the spec's dotted
   names; :func:`fold_model` turns it into plain convolutions with the batch norms absorbed.
 
@@ -230,12 +232,72 @@ class GlobalAvgPool(nnx.Module):
         return jnp.mean(x, axis=tuple(range(2, x.ndim)))
 
 
+class BatchNorm(nnx.BatchNorm):
+    """``nnx.BatchNorm`` over axis 1 with PyTorch's momentum (0.1) and eps (1e-5), whose
+    running statistics are kept in the parameters' dtype, as a torch model's buffers are after
+    ``.to(dtype)`` (Flax would keep them float32), so they cross to torch and back exactly.
+
+    A train-mode call updates them to ``(1 - 0.1) * stat + 0.1 * batch_stat`` computed in at
+    least float32 (the batch statistics of float16 and bfloat16 inputs are float32, as Flax
+    computes them) and rounded once into that dtype: no assignment changes a dtype behind
+    JAX's back, and a half-precision statistic is within half a unit in its last place of the
+    exact update.
+
+    Parameters
+    ----------
+    channels : int
+    dtype : the parameters' and the statistics' dtype
+    rngs : nnx.Rngs
+
+    Raises
+    ------
+    ValueError
+        At call time, ``x`` is not ``(N, channels, ...)``.
+
+    Examples
+    --------
+    >>> bn = BatchNorm(2, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    >>> _ = bn(jnp.asarray([[1.0, 2.0], [3.0, 6.0]], jnp.bfloat16))   # train mode
+    >>> bn.mean[...].dtype, bn.mean[...].tolist()   # 0.9 * 0 + 0.1 * (2, 4)
+    (dtype(bfloat16), [0.2001953125, 0.400390625])
+    """
+
+    def __init__(self, channels: int, *, dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
+        dtype = _param_dtype(dtype)
+        channels = positive_int(channels, "channels")
+        super().__init__(channels, axis=1, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                         param_dtype=dtype, rngs=rngs)
+        for stat in (self.mean, self.var):
+            stat.set_value(stat[...].astype(dtype))
+
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
+                 mask: jax.Array | None = None) -> jax.Array:
+        # Flax's own update runs on widened statistics, so its float32 result is assigned to a
+        # float32 variable; they are rounded back once afterwards (eval mode reads them in the
+        # layer's dtype either way).
+        require_array(x, "x")
+        if x.ndim < 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"x has shape {tuple(x.shape)}; {type(self).__name__} expects "
+                             f"(N, {self.num_features}, ...)")
+        stats = (self.mean, self.var)
+        kept = stats[0][...].dtype
+        for stat in stats:
+            stat.set_value(stat[...].astype(jnp.promote_types(kept, jnp.float32)))
+        try:
+            out: jax.Array = super().__call__(x, use_running_average, mask=mask)
+        finally:
+            for stat in stats:
+                stat.set_value(stat[...].astype(kept))
+        return out
+
+
 class DiracNet(nnx.Module):
     """A network built from a :class:`~dirac_core.nets.NetSpec`, one module per spec layer.
 
     ``net.layer("group0.1")`` is the layer the spec calls ``group0.1``; ``net.names`` lists
-    them in order. Batch norms are ``nnx.BatchNorm`` over axis 1 (PyTorch's momentum 0.1 and
-    eps 1e-5); ``net.train()`` / ``net.eval()`` switch their statistics.
+    them in order. Batch norms are :class:`BatchNorm` (``nnx.BatchNorm`` over axis 1 with
+    PyTorch's momentum 0.1 and eps 1e-5, running statistics in the parameters' dtype);
+    ``net.train()`` / ``net.eval()`` switch their statistics.
 
     Parameters
     ----------
@@ -285,11 +347,7 @@ def _layer(layer: Any, init: catalog.Init, dtype: Any, rngs: nnx.Rngs) -> nnx.Mo
     if isinstance(layer, nets.Conv):
         return _conv(layer, init, dtype, rngs)
     if isinstance(layer, nets.BatchNorm):
-        bn = nnx.BatchNorm(layer.channels, axis=1, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                           param_dtype=dtype, rngs=rngs)
-        # Flax keeps running statistics in float32 whatever param_dtype; keep the model's.
-        for stat in (bn.mean, bn.var):
-            stat.set_value(stat[...].astype(dtype))
+        bn = BatchNorm(layer.channels, dtype=dtype, rngs=rngs)
         if init.bn_weight == "uniform":
             assert bn.scale is not None  # use_scale=True, nnx.BatchNorm's default
             bn.scale[...] = jax.random.uniform(rngs.params(), (layer.channels,), dtype)

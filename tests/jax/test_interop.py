@@ -142,6 +142,29 @@ def test_bfloat16_goes_to_torch_and_back_exactly():
         assert torch.equal(mine[key], value), key
 
 
+def test_trained_bfloat16_statistics_go_to_torch_and_back_exactly():
+    """A train-mode call moves the Flax model's bfloat16 running statistics (kept bfloat16, as
+    torch keeps a bfloat16 model's buffers): to_torch holds them bit for bit and load_torch
+    brings every array back unchanged."""
+    net = load_torch(DiracNet(SPEC, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)), _bf16_grid())
+    before = net.layer("stem.1").mean[...]
+    net.train()
+    net(jnp.asarray(np.random.default_rng(0).standard_normal((4, 1, 4, 4)), jnp.bfloat16))
+    assert not np.array_equal(np.asarray(net.layer("stem.1").mean[...], np.float32),
+                              np.asarray(before, np.float32))
+    back = to_torch(net)
+    for name in ("stem.1", "group0.2"):
+        ours, theirs = net.layer(name), back.get_submodule(name)
+        for stat, buffer in ((ours.mean, theirs.running_mean), (ours.var, theirs.running_var)):
+            assert stat[...].dtype == jnp.bfloat16 and buffer.dtype == torch.bfloat16
+            np.testing.assert_array_equal(np.asarray(stat[...], np.float32), _as_float32(buffer))
+    again = load_torch(DiracNet(SPEC, dtype=jnp.bfloat16, rngs=nnx.Rngs(1)), back)
+    expected, got = _snapshot(net), _snapshot(again)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
 def test_load_torch_takes_a_compiled_torch_diracnet():
     """torch.compile's wrapper is the model it wraps, as fold_model and save_model take it; the
     type check refused it."""

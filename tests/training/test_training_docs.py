@@ -43,3 +43,17 @@ def test_docs_code_blocks_run(tmp_path, monkeypatch):
         assert result.returncode == 0, f"{where}:\n{result.stderr}"
     assert Path("runs/cli/summary.json").is_file()
     assert Path("runs/quick/folded.safetensors").is_file()
+
+
+def test_the_documented_refusal_is_what_the_command_prints(monkeypatch, capsys):
+    # The block shows one machine's memory; the rest of the line is the command's own.
+    from diracnets import memory
+    from diracnets.cli import main
+
+    shown = re.search(r"```text\n\$ diracnets (train --width \d+)\n(diracnets: error: .*?)\n```",
+                      DOC.read_text())
+    assert shown is not None, "the --width refusal is no longer shown"
+    gib = float(re.search(r"this machine has ([\d.]+) GiB", shown[2])[1])
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(gib * 2**30))
+    assert main(shown[1].split()) == 2
+    assert capsys.readouterr().err.strip() == shown[2]

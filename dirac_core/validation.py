@@ -653,8 +653,27 @@ def layer_geometry(
 # ---------------------------------------------------------------------------- whole-op checks
 
 
+WIDEST_ITEMSIZE = 8
+"""Bytes per element of the widest dtype of the spec (float64)."""
+
+
 def check_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
-    """Validate a weight shape ``(O, I/groups, K...)``: at least 2 entries, each an int >= 1."""
+    """Validate a weight shape ``(O, I/groups, K...)``: at least 2 entries, each an int >= 1,
+    and a tensor of that shape whose size in bytes, in any dtype of the spec, stays below
+    :data:`INDEX_LIMIT` (so its element count and every entry do too): backends index in
+    int64, and XLA aborts the interpreter on a byte count past int64.
+
+    Examples
+    --------
+    >>> check_shape((2**20, 2**20, 3))
+    (1048576, 1048576, 3)
+    >>> check_shape((2**31, 2**31, 4))
+    Traceback (most recent call last):
+    ...
+    ValueError: shape=(2147483648, 2147483648, 4) has 2**64 elements; a tensor's size in
+    bytes (8 an element in float64) must stay below 2**62 (backends index in int64): fewer
+    than 2**59 elements
+    """
     if isinstance(shape, int) or not hasattr(shape, "__len__"):
         raise TypeError(f"{name} must be a sequence of ints (O, I/groups, K...), got {shape!r}")
     dims = as_tuple(tuple(shape), len(shape), name, minimum=1) if len(shape) else ()
@@ -662,7 +681,20 @@ def check_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
         raise ValueError(
             f"{name}={tuple(shape)!r} must have at least 2 entries (O, I/groups, K1, ..., KL)"
         )
+    count = math.prod(dims)
+    if count * WIDEST_ITEMSIZE >= INDEX_LIMIT:
+        most = INDEX_LIMIT // WIDEST_ITEMSIZE
+        raise ValueError(
+            f"{name}={dims!r} has {_power_of_two_text(count)} elements; a tensor's size in bytes "
+            f"({WIDEST_ITEMSIZE} an element in float64) must stay below 2**62 (backends index "
+            f"in int64): fewer than {_power_of_two_text(most)} elements"
+        )
     return dims
+
+
+def _power_of_two_text(n: int) -> str:
+    """``n`` as ``2**k`` when it is a power of two, else its digits."""
+    return f"2**{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n)
 
 
 def check_filters(w: Any, name: str) -> str:

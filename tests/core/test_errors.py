@@ -131,3 +131,22 @@ def test_an_int_beyond_float64_is_a_named_value_error(backend, call, match):
         pytest.importorskip(backend)
     with pytest.raises(ValueError, match=match):
         call(backend)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("shape", [(2**31, 2**31, 4), (2**29, 2**29, 2), (2**59, 1)])
+def test_a_dirac_tensor_past_int64_bytes_is_refused_by_shape(backend, shape):
+    """Its float64 bytes reach 2**62: refused before any backend sees it (XLA aborted the
+    interpreter on (2**31, 2**31, 4); NumPy and torch raised their own errors)."""
+    if backend != "numpy":
+        pytest.importorskip(backend)
+    with pytest.raises(ValueError, match=r"shape=\(.*\) has 2\*\*\d+ elements; .* fewer than "
+                                         r"2\*\*59 elements"):
+        dc.dirac_tensor(shape, backend=backend)
+
+
+def test_the_shape_rule_stops_at_2_to_the_59_elements():
+    from dirac_core.validation import check_shape
+    assert check_shape((2**59 - 1, 1)) == (2**59 - 1, 1)  # checked, nothing allocated
+    with pytest.raises(ValueError, match=r"weight_shape=\(1, 576460752303423488\) has 2\*\*59"):
+        check_shape((1, 2**59), "weight_shape")

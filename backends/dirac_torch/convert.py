@@ -45,7 +45,7 @@ from dirac_core.validation import bool_value
 
 from .conv_geometry import PLAIN_CONVS, identity_problem
 from .fold import call_patch
-from .parametrize import register_dirac
+from .parametrize import check_register_keywords, register_dirac
 
 Include = Callable[[str, nn.Module], bool]
 
@@ -122,8 +122,9 @@ def convert_model(
     Raises
     ------
     TypeError
-        ``model`` is not an ``nn.Module``; ``include`` is not callable; a non-bool flag; a bad
-        keyword of :class:`~dirac_torch.DiracParametrization`.
+        ``model`` is not an ``nn.Module``; ``include`` is not callable; a non-bool flag; a
+        keyword :func:`~dirac_torch.register_dirac` does not take (``init_std``: the conv's
+        weight is ``W``), before any conv is converted.
     ValueError
         ``beta_init`` is a string other than ``"keep"``; bad values of the other keywords.
 
@@ -137,6 +138,8 @@ def convert_model(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_register_keywords(kwargs, "convert_model",
+                            ("include", "inplace", "alpha_init", "beta_init", "per_channel"))
     if include is not None and not callable(include):
         raise TypeError(f"include must be a callable (name, conv) -> bool, got {include!r}")
     if isinstance(beta_init, str) and beta_init != "keep":

@@ -21,6 +21,7 @@ parametrization from the copy would delete ``weight`` from the original too.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -221,6 +222,46 @@ class DiracParametrization(nn.Module):
         )
 
 
+# Keywords that :func:`register_dirac` refuses, and why: it keeps the conv's weight as it is.
+_FROM_THE_CONV = {
+    "dtype": "takes dtype from conv.weight",
+    "device": "takes device from conv.weight",
+    "init_std": "keeps the conv's weight as W and draws none (scale conv.weight to change "
+                "W's start)",
+}
+
+
+def check_register_keywords(kwargs: Any, door: str, own: tuple[str, ...] = ()) -> None:
+    """The keywords of :func:`register_dirac` (``door``: the function they were given to, which
+    takes its ``own`` too): those of :class:`DiracParametrization` but ``dtype``, ``device``,
+    and no ``init_std``, which a layer that draws ``W`` takes. Checked before any conv is
+    touched.
+
+    Raises
+    ------
+    TypeError
+        Any other keyword, naming it and the accepted ones (or why it is refused).
+
+    Examples
+    --------
+    >>> check_register_keywords({"init_std": 0.1}, "register_dirac")
+    Traceback (most recent call last):
+    ...
+    TypeError: register_dirac takes no keyword init_std: it keeps the conv's weight as W and \
+draws none (scale conv.weight to change W's start)
+    """
+    for name in kwargs:
+        if name in _FROM_THE_CONV:
+            raise TypeError(f"{door} takes no keyword {name}: it {_FROM_THE_CONV[name]}")
+    accepted = own + tuple(
+        name for name, p in inspect.signature(DiracParametrization).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in _FROM_THE_CONV and name not in own)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(f"{door} takes no keyword {', '.join(unknown)}; accepted: "
+                        f"{', '.join(accepted)}")
+
+
 def register_dirac(conv: nn.Module, **kwargs: Any) -> nn.Module:
     """Register a :class:`DiracParametrization` on ``conv.weight``; return ``conv``.
 
@@ -242,8 +283,10 @@ def register_dirac(conv: nn.Module, **kwargs: Any) -> nn.Module:
     ----------
     conv : nn.Conv1d, nn.Conv2d or nn.Conv3d
     **kwargs
-        Any keyword of :class:`DiracParametrization` except ``dtype``/``device``
-        (``groups``, if given, must equal ``conv.groups``).
+        Any keyword of :class:`DiracParametrization` except ``dtype``/``device``, which come
+        from ``conv.weight`` (``groups``, if given, must equal ``conv.groups``). No
+        ``init_std``: the conv's current weight is ``W``
+        (:func:`check_register_keywords`).
 
     Warns
     -----
@@ -279,12 +322,10 @@ def register_dirac(conv: nn.Module, **kwargs: Any) -> nn.Module:
     weight = conv.weight
     if not weight.is_floating_point():
         raise TypeError(f"conv.weight must be floating, got dtype {weight.dtype}")
+    check_register_keywords(kwargs, "register_dirac")
     groups = kwargs.pop("groups", conv.groups)
     if groups != conv.groups:
         raise ValueError(f"groups={groups!r} differs from the conv's groups={conv.groups}")
-    for name in ("dtype", "device"):
-        if name in kwargs:
-            raise TypeError(f"register_dirac takes {name} from conv.weight; do not pass {name}=")
     dirac = DiracParametrization(
         tuple(weight.shape), groups=groups, dtype=weight.dtype, device=weight.device, **kwargs
     )

@@ -125,12 +125,21 @@ def test_folding_is_the_inverse():
         ({"include": "2"}, TypeError, "include must be a callable"),
         ({"beta_init": "same"}, ValueError, "beta_init='same' is not accepted"),
         ({"inplace": 1}, TypeError, "inplace must be a bool"),
-        ({"alpha": 1.0}, TypeError, "alpha"),
+        ({"alpha": 1.0}, TypeError, r"^convert_model takes no keyword alpha; accepted: include, "),
+        ({"init_std": 0.1}, TypeError, r"^convert_model takes no keyword init_std: it keeps the "
+                                       r"conv's weight as W"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
+    model = chain()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(error, match=match):
-        convert_model(chain(), **kwargs)
+        convert_model(model, **{"inplace": True, **kwargs})
+    # refused before any conv is touched, as it is without a conv to convert
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
+    with pytest.raises(error, match=match):
+        convert_model(nn.Sequential(nn.ReLU()), **kwargs)
 
 
 def test_not_a_module():

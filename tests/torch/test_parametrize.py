@@ -177,8 +177,12 @@ def test_register_dirac_errors():
         register_dirac(nn.Conv2d(4, 4, 3, groups=2), groups=1)
     with pytest.raises(TypeError, match="dtype"):
         register_dirac(nn.Conv2d(4, 4, 3), dtype=torch.float64)
-    with pytest.raises(TypeError, match="unexpected keyword"):
+    with pytest.raises(TypeError, match=r"^register_dirac takes no keyword alpha; accepted: "
+                                        r"groups, alpha_init, beta_init, per_channel, "):
         register_dirac(nn.Conv2d(4, 4, 3), alpha=1.0)
+    with pytest.raises(TypeError, match=r"^register_dirac takes no keyword init_std: it keeps "
+                                        r"the conv's weight as W"):
+        register_dirac(nn.Conv2d(4, 4, 3), init_std=0.1)
     integer = nn.Conv2d(2, 2, 1)
     integer.weight = nn.Parameter(torch.ones(2, 2, 1, 1, dtype=torch.int64), requires_grad=False)
     with pytest.raises(TypeError, match=r"conv\.weight must be floating"):

@@ -30,6 +30,7 @@ from .errors import (
     BackendError,
     BackendUnavailableError,
     BrokenBackendError,
+    DeviceUnavailableError,
     UnknownBackendError,
 )
 from .padding import conv_output_shape, resolve_padding
@@ -44,6 +45,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailableError",
     "BrokenBackendError",
+    "DeviceUnavailableError",
     "UnknownBackendError",
     "available_backends",
     "backend_names",

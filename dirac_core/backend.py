@@ -25,6 +25,12 @@ public API, so all backends fail the same way.
 
 No op may modify its arguments: every input array must hold the same values after the call as
 before it (``dirac_conformance`` checks each input, bit for bit, around every call).
+
+``from_numpy(a, device)`` (and ``dirac_tensor``) refuse a device the backend knows that this
+machine lacks with :class:`dirac_core.DeviceUnavailableError`, and a device it does not know
+at all with a plain ``ValueError`` (or ``TypeError``); each message names the device given and
+the devices there are. ``dirac_conformance`` reads the first as "cannot run here" (a skip) and
+the second as a mistake (a usage error).
 """
 
 from __future__ import annotations

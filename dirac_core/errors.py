@@ -16,7 +16,7 @@ from __future__ import annotations
 
 
 class BackendError(Exception):
-    """Base class of the three backend failures below."""
+    """Base class of the backend failures below."""
 
 
 class UnknownBackendError(BackendError, ValueError):
@@ -29,3 +29,11 @@ class BrokenBackendError(BackendError, ValueError):
 
 class BackendUnavailableError(BackendError, ValueError, RuntimeError):
     """The backend is installed but cannot run here (no device, missing runtime, ...)."""
+
+
+class DeviceUnavailableError(BackendUnavailableError):
+    """A device the backend knows that this machine lacks: ``"cuda"`` without a GPU, a JAX
+    platform whose plugin is not installed, an index beyond the devices present. A backend's
+    ``from_numpy`` raises it so that callers (the conformance suite's skip) can tell it from a
+    device name the backend does not know at all, which is a plain ``ValueError``; the
+    message names the device given and the devices there are."""

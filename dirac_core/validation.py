@@ -20,6 +20,7 @@ import numpy as np
 from .padding import Pairs, conv_output_shape, resolve_padding
 
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+_DEVICE_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)(?::([0-9]+))?", re.ASCII)
 POLICIES = ("tile", "min")
 
 
@@ -721,6 +722,30 @@ def check_weight_args(
         "groups": groups_for(groups, out_channels),
         "policy": policy_value(policy),
     }
+
+
+def device_name(device: str, name: str = "device") -> tuple[str, int | None]:
+    """A device name as its kind and index: ``KIND[:INDEX]``, ``KIND`` letters, digits, ``_``,
+    ``.`` or ``-`` starting with a letter or ``_``, ``INDEX`` digits (None when absent). The
+    form every door that takes a device by name reads; which kinds exist is the backend's to
+    say.
+
+    Raises
+    ------
+    ValueError
+        Not of that form (``""``, ``"cuda:x"``, ``"@cpu"``); the message names ``name``.
+
+    Examples
+    --------
+    >>> device_name("cuda:1"), device_name("cpu")
+    (('cuda', 1), ('cpu', None))
+    """
+    match = _DEVICE_NAME.fullmatch(device)
+    if match is None:
+        raise ValueError(f"{name}={device!r} is not a device name; accepted: KIND or "
+                         f"KIND:INDEX (cpu, cuda, cuda:1)")
+    kind, index = match.groups()
+    return kind, None if index is None else int(index)
 
 
 def check_conv_args(

@@ -27,6 +27,7 @@ with another dtype runs the generic path). CuPy is imported only when an op runs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -39,6 +40,7 @@ from dirac_core.backend import Array, Availability
 from dirac_core.errors import BackendUnavailableError
 from dirac_core.padding import Pairs
 from dirac_core.reference import NumpyBackend
+from dirac_core.validation import device_name
 
 from . import kernels
 from .availability import cached_probe
@@ -60,10 +62,9 @@ def _device_id(device: Any) -> int | None:
         return device
     if hasattr(device, "id"):
         return int(device.id)
-    if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
-        index = device.partition(":")[2] or "0"
-        if index.isdigit():
-            return int(index)
+    if isinstance(device, str) and device.partition(":")[0] == "cuda":
+        with contextlib.suppress(ValueError):  # a malformed index: refused below
+            return device_name(device)[1] or 0
     raise ValueError(
         f"device={device!r} is not a CUDA device; accepted: None (the current device), an int, "
         f"a cupy.cuda.Device, 'cuda' or 'cuda:N'"

@@ -24,7 +24,9 @@ import numpy as np
 
 from dirac_core import delta as spec_delta
 from dirac_core.backend import Array, Availability
+from dirac_core.errors import DeviceUnavailableError
 from dirac_core.padding import Pairs
+from dirac_core.validation import device_name
 
 from . import eager, ops, padded_conv
 
@@ -51,6 +53,10 @@ def require_x64_for(dtype: str, what: str) -> None:
         )
 
 
+# The platforms JAX names, each of which a machine may lack (its plugin or hardware absent).
+PLATFORMS = ("cpu", "gpu", "cuda", "rocm", "tpu")
+
+
 def jax_device(device: Any) -> jax.Device | None:
     """``None`` (JAX's default), a ``jax.Device``, or a platform name with an optional index
     (``"cpu"``, ``"gpu"``, ``"cuda:1"``).
@@ -58,20 +64,32 @@ def jax_device(device: Any) -> jax.Device | None:
     Raises
     ------
     ValueError
-        A platform JAX does not have here, or an index beyond its devices.
+        A name that is no JAX platform (the message lists them).
+    dirac_core.DeviceUnavailableError
+        (a ``ValueError``) A platform JAX has no devices of here (``"cuda"`` without the JAX
+        CUDA plugin, or without a GPU), or an index beyond its devices; the message names the
+        platforms present.
     """
     if device is None or isinstance(device, jax.Device):
         return device
     if not isinstance(device, str):
         raise TypeError(f"device must be None, a jax.Device or a str, got {device!r}")
-    platform, _, index = device.partition(":")
+    platform, index = device_name(device)
     try:
         devices = jax.devices(platform)
     except RuntimeError as exc:
-        raise ValueError(f"device={device!r}: JAX has no {platform!r} devices here") from exc
-    number = int(index) if index.isdigit() else -1 if index else 0
-    if not 0 <= number < len(devices):
-        raise ValueError(f"device={device!r}: JAX has {len(devices)} {platform} device(s)")
+        present = sorted({d.platform for d in jax.devices()})
+        if platform not in PLATFORMS:
+            raise ValueError(f"device={device!r} is not a JAX platform; accepted: "
+                             f"{', '.join(PLATFORMS)}, with an optional :INDEX") from exc
+        hint = (" (install JAX's CUDA plugin: pip install 'jax[cuda12]')"
+                if platform in ("gpu", "cuda") else "")
+        raise DeviceUnavailableError(f"device={device!r}: JAX has no {platform!r} devices "
+                                     f"here{hint}; present: {', '.join(present)}") from exc
+    number = index or 0
+    if number >= len(devices):
+        raise DeviceUnavailableError(f"device={device!r}: JAX has {len(devices)} {platform} "
+                                     f"device(s) here")
     return devices[number]
 
 

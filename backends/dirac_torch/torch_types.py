@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from dirac_core import validation as ck
+from dirac_core.errors import DeviceUnavailableError
 from dirac_core.normalize import working_eps as _working_eps
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -57,8 +58,9 @@ def torch_device(device: Any, name: str = "device") -> torch.device | None:
     Raises
     ------
     ValueError
-        Not a device name torch knows, or a CUDA device this machine lacks (the message
-        names the argument ``name``).
+        Not a device name torch knows (the message names the argument ``name``).
+    dirac_core.DeviceUnavailableError
+        (a ``ValueError``) A CUDA device this machine lacks.
     """
     if device is None:
         return None
@@ -71,7 +73,7 @@ def torch_device(device: Any, name: str = "device") -> torch.device | None:
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (dev.index or 0) >= count:
-            raise ValueError(
+            raise DeviceUnavailableError(
                 f"{name}={device!r} is not available: this machine has {count} CUDA "
                 f"device(s) (torch.cuda.is_available() is {torch.cuda.is_available()})"
             )

@@ -9,20 +9,23 @@ reason, which the pytest plugin turns into a skip; one that crashes while loadin
 ``available()`` raises :class:`Broken`, a failure. Something that is not a backend is refused
 (``TypeError``) before any of its methods runs.
 
-A device is tried with ``from_numpy``. A device name that is not ``KIND[:INDEX]`` (``KIND``
-letters, digits, ``_``, ``.`` or ``-`` starting with a letter or ``_``; ``INDEX`` digits), an
-empty one (``numpy@``), or one the backend refuses with ``ValueError`` or ``TypeError``
-*exactly as it refuses a made-up name* (same exception types and messages, down the chain of
-causes, the name aside: ``torch@gpu``, ``numpy@gpu``) is a mistake: ``ValueError``. Any
-other refusal says the backend knows the device but cannot reach it on this machine
-(``torch@cuda`` without CUDA): :class:`Unavailable`.
+A device is tried with ``from_numpy``. A device the backend refuses with
+:class:`dirac_core.DeviceUnavailableError` is one it knows that this machine lacks
+(``torch@cuda`` without CUDA, ``jax@cuda`` without JAX's CUDA plugin): :class:`Unavailable`.
+A mistake is a ``ValueError``: a device name that is not ``KIND[:INDEX]``
+(:func:`dirac_core.validation.device_name`), an empty one (``numpy@``), or one the backend
+refuses with another ``ValueError`` or ``TypeError`` *exactly as it refuses a made-up name*
+(same exception types and messages, down the chain of causes, the name aside: ``torch@gpu``,
+``numpy@gpu``, ``array_api@gpu``, array-api-strict having no such device). Any other refusal
+reads as :class:`Unavailable` (a backend whose words for "unknown" and "missing" are the same
+must raise ``DeviceUnavailableError`` for the second). Each message names the target, the
+device given and, in the backend's words, the devices it accepts or has.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,7 @@ import numpy as np
 import dirac_core as dc
 from dirac_core.backend import Backend
 from dirac_core.registry import availability, instantiate, missing_methods
+from dirac_core.validation import device_name
 
 from .dtypes import SUPPORTED, numpy_dtype
 
@@ -230,7 +234,6 @@ def _checked(target: Target) -> Target:
     return target
 
 
-_DEVICE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*(:[0-9]+)?", re.ASCII)
 _MADE_UP = "dirac_conformance_no_such_device"
 
 
@@ -242,12 +245,14 @@ def _check_device(target: Target) -> None:
     ValueError
         A malformed device, or one the backend does not know at all.
     Unavailable
-        Any other refusal: a device the backend knows that this machine cannot reach.
+        A device the backend knows that this machine cannot reach.
     """
     device = target.device
-    if isinstance(device, str) and not _DEVICE.fullmatch(device):
-        raise ValueError(f"{target.label}: device={device!r} is not a device name; accepted: "
-                         f"KIND or KIND:INDEX (cpu, cuda, cuda:1)")
+    if isinstance(device, str):
+        try:
+            device_name(device)
+        except ValueError as exc:
+            raise ValueError(f"{target.label}: {exc}") from None
     # In a dtype the backend declares: JAX without 64-bit mode refuses float64 on any device.
     probe = np.zeros(1, numpy_dtype(target.dtypes[0] if target.dtypes else "float64"))
     try:
@@ -255,13 +260,16 @@ def _check_device(target: Target) -> None:
         return
     except Exception as exc:  # each framework fails its own way on a missing device
         refusal = exc
+    if isinstance(refusal, dc.DeviceUnavailableError):  # the backend's own word
+        raise Unavailable(f"{target.label}: device {device!r} is not available here: "
+                          f"{refusal}") from refusal
     # Out of the except block: the made-up name's refusal must not chain to this one.
     if isinstance(refusal, ValueError | TypeError) and _refused_as_made_up(target, probe,
                                                                           refusal):
-        raise ValueError(f"{target.label}: device={device!r} is not a device the backend "
-                         f"knows (it refuses it as it refuses a made-up name): {refusal}"
-                         ) from refusal
-    raise Unavailable(f"{target.label}: device {device!r} unusable: {refusal}") from refusal
+        raise ValueError(f"{target.label}: device {device!r} is not a device of this "
+                         f"backend: {refusal}") from refusal
+    raise Unavailable(f"{target.label}: device {device!r} is not available here: "
+                      f"{refusal}") from refusal
 
 
 def _refused_as_made_up(target: Target, probe: np.ndarray, refusal: Exception) -> bool:
@@ -269,7 +277,7 @@ def _refused_as_made_up(target: Target, probe: np.ndarray, refusal: Exception) -
     with the same exceptions, word for word once the made-up kind reads as the device's."""
     if not isinstance(target.device, str):
         return False
-    kind, colon, index = target.device.partition(":")
+    kind, colon, index = target.device.partition(":")  # well-formed: device_name read it
     try:
         target.backend.from_numpy(probe, f"{_MADE_UP}{colon}{index}")
     except Exception as other:

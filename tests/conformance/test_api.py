@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+import dirac_core as dc
 from dirac_conformance import CHECKS, Check, Report, Result, run_check, run_suite
 from dirac_conformance.cli import seconds
 from dirac_conformance.meta import hunt
@@ -164,14 +165,33 @@ def test_xfails_from_a_file_path_match_the_backend_name(tmp_path) -> None:  # ty
 def test_a_device_for_an_object_and_an_unknown_dtype(gpuless) -> None:  # type: ignore[no-untyped-def]
     from dirac_conformance import Unavailable
 
-    with pytest.raises(ValueError, match="device='gpu' is not a device the backend knows"):
+    with pytest.raises(ValueError, match="device 'gpu' is not a device of this backend"):
         run_suite(NumpyBackend(), device="gpu")  # numpy has only the CPU: a mistake
     with pytest.raises(ValueError, match="device='' is not a device name"):
         run_suite(NumpyBackend(), device="")
-    with pytest.raises(Unavailable, match=r"device 'cuda' unusable: .* has no CUDA device"):
+    with pytest.raises(Unavailable, match=r"device 'cuda' is not available here: .* has no "
+                                          r"CUDA device"):
         run_suite(f"{gpuless}@cuda", ops="dirac_tensor")
     with pytest.raises(ValueError, match=r"dtypes \['bfloat16'\] are not tested"):
         run_suite("numpy", dtypes=["bfloat16"])
+
+
+def test_a_backend_says_a_device_is_missing_with_device_unavailable_error() -> None:
+    """Worded as its refusal of a name it does not know, a missing device still reads as
+    "cannot run here" when the backend raises ``DeviceUnavailableError``."""
+    from dirac_conformance import Unavailable, load_target
+
+    class Terse(NumpyBackend):
+        def from_numpy(self, a, device=None):  # type: ignore[no-untyped-def]
+            if device in (None, "cpu"):
+                return super().from_numpy(a, device)
+            error = dc.DeviceUnavailableError if device == "cuda" else ValueError
+            raise error("no such device")
+
+    with pytest.raises(Unavailable, match="Terse: device 'cuda' is not available here"):
+        load_target(Terse(), device="cuda")
+    with pytest.raises(ValueError, match="Terse: device 'gpu' is not a device of this"):
+        load_target(Terse(), device="gpu")
 
 
 def test_a_third_party_check_hunts_a_third_party_mutant() -> None:

@@ -79,7 +79,7 @@ def test_unavailable_backend_exits_3_or_fails_when_required(gpuless, capsys) -> 
 @pytest.mark.parametrize(
     ("device", "message"),
     [
-        ("gpu", "is not a device the backend knows"),  # refused as a made-up name is
+        ("gpu", "device 'gpu' is not a device of this backend"),  # as a made-up name
         ("cuda:x", "is not a device name"),
         ("@cpu", "is not a device name"),
         ("", "names no device after '@'"),
@@ -102,6 +102,36 @@ def test_torch_devices_mistyped_or_missing() -> None:
         assert main([spec, "--ops", "dirac_tensor"]) == 2
     if not torch.cuda.is_available():  # a device torch knows that this machine lacks
         assert main(["torch@cuda", "--ops", "dirac_tensor"]) == 3
+
+
+@pytest.mark.parametrize(("spec", "status", "message"), [
+    ("jax@cuda", 3, "JAX has no 'cuda' devices here (install JAX's CUDA plugin"),
+    ("jax@gpu", 3, "JAX has no 'gpu' devices here"),
+    ("jax@cpu:7", 3, "JAX has 1 cpu device(s) here"),
+    ("jax@cdua", 2, "is not a JAX platform; accepted: cpu, gpu, cuda, rocm, tpu"),
+    ("array_api@gpu", 2, "it accepts None, 'cpu' or one of"),  # array-api-strict has no GPU
+])
+def test_a_device_reads_alike_at_the_cli_and_the_api(spec, status, message, capsys) -> None:
+    """``jax@cuda`` without JAX's CUDA plugin was a usage error ("not a device the backend
+    knows": JAX words a missing platform as an unknown one); a missing device is "cannot run
+    here" (exit 3, ``Unavailable``), a mistyped one a usage error (exit 2, ``ValueError``),
+    each naming the target, the device and what there is."""
+    pytest.importorskip("jax")
+    import jax
+
+    from dirac_conformance import Unavailable, load_target
+
+    if status == 3 and any(d.platform != "cpu" for d in jax.devices()):
+        pytest.skip("this machine has a JAX accelerator")
+    device = spec.partition("@")[2]
+    assert main([spec, "--ops", "dirac_tensor"]) == status
+    out = capsys.readouterr()
+    said = out.out if status == 3 else out.err
+    assert f"{spec}: device {device!r}" in said and message in said, said
+    with pytest.raises(Unavailable if status == 3 else ValueError) as caught:
+        load_target(spec)
+    assert str(caught.value).startswith(f"{spec}: device {device!r}") and message in str(
+        caught.value)
 
 
 def test_backend_from_a_file_with_or_without_its_name(tmp_path, capsys) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def _pytest(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfs", *args]
@@ -24,7 +26,7 @@ def test_runs_checks_per_backend_and_prints_the_table(tmp_path, gpuless) -> None
     assert run.returncode == 1, out
     # numpy: 3 pass; mutant: float64 and float32 fail, float16 is the listed xfail.
     assert "2 failed, 3 passed, 1 skipped, 1 xfailed" in out
-    assert "gpuless.py@cuda: device 'cuda' unusable" in out  # skipped, with the reason
+    assert "gpuless.py@cuda: device 'cuda' is not available here" in out  # skipped, why
     assert "worst error / tolerance per op x dtype" in out
     assert "FAILED" in out and "NcreluGradAtZero-ncrelu_vjp-float64" in out
     # the listed xfail ran as one (the table says so): stopped at its first failing example
@@ -118,3 +120,22 @@ def test_an_unreadable_xfails_file_is_a_usage_error_at_startup(tmp_path) -> None
     assert run.returncode == 4, run.stdout + run.stderr
     assert "ERROR: dirac_conformance: xfails file" in run.stderr, run.stderr
     assert "collecting" not in run.stdout, run.stdout
+
+
+def test_a_device_reads_as_at_the_cli(tmp_path) -> None:
+    """``jax@cuda`` without JAX's CUDA plugin: a skip naming the device and what JAX has (it
+    was a usage error); ``array_api@gpu``: a usage error listing the devices it accepts."""
+    import jax
+
+    if any(d.platform != "cpu" for d in jax.devices()):
+        pytest.skip("this machine has a JAX accelerator")
+    run = _pytest(tmp_path, "--pyargs", "dirac_conformance", "--dirac-backend", "jax@cuda",
+                  "--dirac-ops", "dirac_tensor")
+    assert run.returncode == 0 and "1 skipped" in run.stdout, run.stdout + run.stderr
+    assert "jax@cuda: device 'cuda' is not available here" in run.stdout, run.stdout
+    assert "present: cpu" in run.stdout
+    run = _pytest(tmp_path, "--pyargs", "dirac_conformance", "--dirac-backend",
+                  "array_api@gpu", "--dirac-ops", "dirac_tensor")
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert ("ERROR: dirac_conformance: array_api@gpu: device 'gpu' is not a device of this "
+            "backend") in run.stderr and "it accepts None, 'cpu'" in run.stderr, run.stderr

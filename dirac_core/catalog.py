@@ -133,8 +133,14 @@ class Listed:
     """A network :func:`list_models` shows.
 
     ``table`` names the paper's table whose row it reproduces (``""`` if none) and
-    ``published`` the parameter count printed there or in the authors' release (``""`` if
-    none).
+    ``published`` the parameter count printed there (``""`` if none), or, for a network no
+    table has, in ``published_in`` (the authors' document that prints it).
+
+    Raises
+    ------
+    ValueError
+        A ``published`` count with no ``table`` and no ``published_in`` to say where it is
+        printed.
     """
 
     kind: str
@@ -142,6 +148,17 @@ class Listed:
     width: float
     table: str = ""
     published: str = ""
+    published_in: str = ""
+
+    def __post_init__(self) -> None:
+        if self.published and not (self.table or self.published_in):
+            raise ValueError(f"published count {self.published!r} of {self.kind}{self.depth} "
+                             "needs a table or published_in saying where it is printed")
+
+    @property
+    def published_source(self) -> str:
+        """Where ``published`` is printed: ``"the paper's Table 3"`` or ``published_in``."""
+        return self.published_in or (f"the paper's {self.table}" if self.published else "")
 
 
 @dataclass(frozen=True)
@@ -334,7 +351,9 @@ for _family in (
         "v2_imagenet", "imagenet", "The authors' v2 ImageNet DiracNet-18/34, the networks of "
         "their released v2 weights", "v2", V2, fixed=_V2_VARIANT, init=V2_INIT,
         blocks={18: (2, 2, 2, 2), 34: (3, 4, 6, 3)},
-        listed=(Listed("diracnet", 18, 1, "", "11.7M"), Listed("diracnet", 34, 1)),
+        listed=(Listed("diracnet", 18, 1, "", "11.7M",
+                       "the authors' v2 notebook (diracnet-export.ipynb)"),
+                Listed("diracnet", 34, 1)),
     ),
 ):
     register_family(_family)

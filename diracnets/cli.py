@@ -134,10 +134,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name, family, row in rows:
         spec = create_spec(name)
         kind = "plain" if row.kind == "plain" else "dirac"
+        published = row.published + ("*" if row.published_in else "") or "-"
         print(f"{name:<{width}}  {spec.name:<34} {family.version:<4} {kind:<8} "
-              f"{row.table or '-':<26} {count_parameters(spec):>12,} {row.published or '-':>9}")
+              f"{row.table or '-':<26} {count_parameters(spec):>12,} {published:>9}")
+    elsewhere = sorted({row.published_in for _, _, row in rows if row.published_in})
     print("\ncode: the authors' code generation (v1 the paper's, v2 their later master); paper: "
-          "the table of arXiv:1706.00388 a row reproduces; published: its count there.")
+          "the table of arXiv:1706.00388 a row reproduces; published: its count in that table"
+          + (f", or (marked *) in {'; '.join(elsewhere)}" if elsewhere else "") + ".")
     print("\nfamilies (any depth and width: {kind}{depth}[_{width}]_{family}, kind diracnet or "
           "plain):")
     for name, family in FAMILIES.items():

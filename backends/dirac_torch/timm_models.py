@@ -120,8 +120,8 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
     notes = [f"parameters: {nets.count_parameters(spec):,} ({spec.name})"]
     for _, _, row in catalog.listed_networks(name):
         if row.published:
-            where = f"the paper's {row.table}" if row.table else "the authors' release"
-            notes.append(f"published parameter count: {row.published} ({where})")
+            notes.append(f"published parameter count: {row.published} "
+                         f"({row.published_source})")
     notes.append(f"reproduces {family.source}")
     cfg: dict[str, Any] = {
         **_input_cfg(spec),

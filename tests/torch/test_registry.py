@@ -182,8 +182,23 @@ def test_the_command_lists_the_models_with_their_counts(capsys):
     assert re.search(r"diracnet34_075_paper_imagenet +DiracNet-34-0\.75 \(blocks 3-4-6-5\) +v1 "
                      r"+dirac +Table 3 +34,752,604 +34\.8M", out)
     assert re.search(r"plain18_imagenet .* plain ", out)
-    assert re.search(r"diracnet18_v2_imagenet +DiracNet-18 +v2 ", out)
+    # no paper table has the v2 network: its published count is marked and its source named
+    assert re.search(r"diracnet18_v2_imagenet +DiracNet-18 +v2 +dirac +- +11,523,368 +11\.7M\*",
+                     out)
+    assert re.search(r"published: its count in that table, or \(marked \*\) in the authors' v2 "
+                     r"notebook \(diracnet-export\.ipynb\)\.", out)
     assert "diracnet34_2_cifar" not in out
+    assert main(["models", "*cifar"]) == 0
+    assert "marked *" not in capsys.readouterr().out
+
+
+def test_every_published_count_says_where_it_is_printed():
+    rows = [row for _, _, row in catalog.listed_networks() if row.published]
+    assert {row.published_source for row in rows} == {
+        "the paper's Table 2", "the paper's Table 3",
+        "the authors' v2 notebook (diracnet-export.ipynb)"}
+    with pytest.raises(ValueError, match=r"'11\.7M' of diracnet18 needs a table or published_in"):
+        catalog.Listed("diracnet", 18, 1, "", "11.7M")
 
 
 @pytest.mark.parametrize(

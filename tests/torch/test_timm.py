@@ -70,6 +70,9 @@ def test_the_released_networks_name_the_authors_files():
         cfg = timm.models.get_pretrained_cfg(name)
         assert cfg.url.endswith(files[0]) and files[1] in " ".join(cfg.notes)
     assert timm.list_pretrained("diracnet*") == sorted(RELEASED)
+    notes = timm.models.get_pretrained_cfg("diracnet18_v2_imagenet").notes
+    assert ("published parameter count: 11.7M (the authors' v2 notebook "
+            "(diracnet-export.ipynb))") in notes
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .backend import Array
 from .xp import device_of, namespace, work_dtype
 
@@ -19,7 +21,8 @@ def fold_batchnorm(
     """
     xp = namespace(weight, bias, gamma, beta, mean, var)
     dtype = work_dtype(weight.dtype, xp)
-    eps_in = xp.asarray(eps, dtype=dtype, device=device_of(weight))
+    with np.errstate(over="ignore"):  # beyond float32's range eps is inf by the spec: s = 0
+        eps_in = xp.asarray(eps, dtype=dtype, device=device_of(weight))
     scale = xp.astype(gamma, dtype) / xp.sqrt(xp.astype(var, dtype) + eps_in)
     mean_in = xp.astype(mean, dtype)
     shift = -mean_in if bias is None else xp.astype(bias, dtype) - mean_in

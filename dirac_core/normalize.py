@@ -116,9 +116,12 @@ def normalized_vjp(g: Array, w: Array, eps: Any) -> Array:
     tangent = g_unit - unit * xp.sum(unit * g_unit, axis=1, keepdims=True)
     factor = g_scale / xp.where(clamped | (scale == 0), 1.0, scale)
     above = xp.where(tangent == 0, 0.0, tangent / safe_norm * factor)
-    below = xp.where(clamped, grad, 0.0) / eps
-    out = xp.where(clamped, below, above)
-    return xp.reshape(xp.astype(out, w.dtype, copy=False), w.shape)
+    # Below the clamp ``g / eps`` may exceed the working (or the input) dtype's range: a
+    # correctly signed inf is the spec's result there, not an accident to warn about.
+    with np.errstate(over="ignore"):
+        below = xp.where(clamped, grad, 0.0) / eps
+        out = xp.where(clamped, below, above)
+        return xp.reshape(xp.astype(out, w.dtype, copy=False), w.shape)
 
 
 def normalize_filters(w: Array, eps: float, *, subnormals: bool = True) -> Array:

@@ -845,12 +845,14 @@ def check_batchnorm_statistics(vectors: dict[str, np.ndarray], eps: float) -> No
         if not np.isfinite(value.astype(np.float64)).all():
             raise ValueError(f"{name} must be finite in every channel, got {value}")
     var = vectors["var"].astype(np.promote_types(vectors["var"].dtype, np.float32))
-    if (var < 0).any() or (var + var.dtype.type(eps) <= 0).any():
+    with np.errstate(over="ignore"):  # beyond float32's range eps is inf by the spec
+        eps_in = var.dtype.type(eps)
+    if (var < 0).any() or (var + eps_in <= 0).any():
         raise ValueError(f"var must be >= 0 with var + eps > 0 in every channel; got var={var}, "
                          f"eps={eps}")
     gamma = vectors["gamma"].astype(var.dtype)
     with np.errstate(over="ignore"):
-        scale = gamma / np.sqrt(var + var.dtype.type(eps))
+        scale = gamma / np.sqrt(var + eps_in)
     overflow = np.flatnonzero(~np.isfinite(scale))
     if overflow.size:
         raise ValueError(

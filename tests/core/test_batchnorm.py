@@ -1,6 +1,7 @@
 """Batch-norm folding: conv then eval-mode BN equals one conv with the folded weight and bias."""
 
 import numpy as np
+import pytest
 from core_helpers import conv_case
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,3 +36,12 @@ def test_negative_gamma_and_no_bias():
                                np.array([1.0, 3.0]), np.array([3.0, 0.0]), eps=1.0)
     np.testing.assert_allclose(w2[:, 0, 0], [-1.0, 1.0])
     np.testing.assert_allclose(b2, [1.5, -3.0])
+
+
+@pytest.mark.filterwarnings("error")
+def test_an_eps_beyond_float32_folds_to_zero_scale_without_a_warning():
+    # The spec takes eps in float32 for float32 weights: 1e40 rounds to inf, so s = 0.
+    w, ones, zeros = np.ones((2, 2, 3, 3), np.float32), np.ones(2, np.float32), np.zeros(2,
+                                                                                        np.float32)
+    new_w, new_b = dc.fold_batchnorm(w, None, ones, zeros, zeros, ones, eps=1e40)
+    assert not new_w.any() and not new_b.any() and new_w.dtype == np.float32

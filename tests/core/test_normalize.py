@@ -68,3 +68,15 @@ def test_lower_precision_agrees_with_float64(data, shape, dtype):
     ref = dc.normalize_filters(low.astype(np.float64))
     tol = {"float32": 1e-6, "float16": 1e-3}[dtype]
     np.testing.assert_allclose(dc.normalize_filters(low).astype(np.float64), ref, atol=tol)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_vjp_below_a_tiny_clamp_is_a_signed_inf_without_a_warning(dtype):
+    # An all-zero filter lies below the clamp: its VJP is g / eps, beyond the dtype's range.
+    g = np.array([[1.0, -2.0, 0.0]], dtype)
+    dw = dc.normalize_filters_vjp(g, np.zeros_like(g), eps=1e-50)
+    np.testing.assert_array_equal(dw, np.array([[np.inf, -np.inf, 0.0]], dtype))
+    dw, _, _ = dc.dirac_weight_vjp(g[:, :, None], np.zeros_like(g)[:, :, None], 1.0, 1.0,
+                                   eps=1e-50)
+    np.testing.assert_array_equal(dw[:, :, 0], np.array([[np.inf, -np.inf, 0.0]], dtype))

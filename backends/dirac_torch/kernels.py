@@ -120,7 +120,10 @@ def conv(
         y = conv(x[..., None], w[..., None], bias, (1,), ((0, 0),), (1,), groups)
         return y[..., 0]
     native = _CONV.get(w.dim() - 2)  # beyond 3 spatial dims torch has no convolution
-    if native and padding_mode == "zeros" and all(left == right for left, right in pairs):
+    # torch refuses an empty spatial dim even where its padding makes the output non-empty
+    # (only an empty batch or channel count is taken): such an input is padded first.
+    if (native and padding_mode == "zeros" and all(left == right for left, right in pairs)
+            and all(x.shape[2:])):
         return native(x, w, bias, stride, [p for p, _ in pairs], dilation, groups)
     # F.pad lists the last dim first.
     flat = [p for pair in reversed(pairs) for p in pair]

@@ -14,6 +14,8 @@ every profile runs):
   :data:`BATCHES`, channels per group of :data:`CHANNELS`; the ``conv`` checks, the identities
   (on the input shapes: ``padding="same"`` keeps them) and NCReLU (on the input shapes, every
   other one with subnormal entries) use them;
+- :data:`EMPTY_INPUTS`: convolutions of an input empty along a spatial dim that its padding
+  makes valid, for the ``conv`` checks;
 - :data:`WEIGHTS`: filter banks of more filters than a tile of 32 and filters longer than a
   block of 256, for the weight ops, batch-norm folding and the Dirac tensor;
 - the stateful checks: the ops of :data:`SEQUEL_OPS` they call, each on one of its boundary
@@ -152,20 +154,36 @@ def _laid_out(cases: list[Case]) -> list[Case]:
     return [replace(c, operands={n: turn(op) for n, op in c.operands.items()}) for c in cases]
 
 
+EMPTY_INPUTS: tuple[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]], ...] = (
+    ((2, 3, 0), (4, 3, 1), {"padding": ((1, 1),)}),
+    ((1, 2, 0, 3), (2, 1, 2, 2), {"stride": (1, 2), "padding": ((1, 1), (0, 0)), "groups": 2}),
+    ((1, 1, 0, 0, 2), (1, 1, 1, 2, 1), {"padding": ((1, 0), (1, 1), (0, 0))}),
+)
+"""Convolutions ``(x shape, w shape, arguments)`` of an input empty along a spatial dim that
+its padding makes long enough: the output is the bias (or zeros) alone, ``dx`` is empty and
+``dW`` zero. Symmetric and asymmetric padding, 1-3 spatial dims, groups and a stride."""
+
+
 def conv_examples(dtype: str, vjp: bool = False) -> list[Case]:
     """A case of ``conv`` (or, with ``vjp``, ``conv_vjp``) per :data:`GEOMETRIES` row, a bias
-    every other row."""
+    every other row, and per :data:`EMPTY_INPUTS` row, with a bias, before the last geometry's
+    (the stateful ``result`` check takes the last case)."""
+    rows = [(geo.x_shape(), geo.w_shape(), geo.kwargs(), i % 2 == 1, i)
+            for i, geo in enumerate(GEOMETRIES)]
+    rows[-1:-1] = [(x, w, {"stride": (1,) * (len(w) - 2), "dilation": (1,) * (len(w) - 2),
+                           "groups": 1, **kwargs}, True, 100 + j)
+                   for j, (x, w, kwargs) in enumerate(EMPTY_INPUTS)]
     cases = []
-    for i, geo in enumerate(GEOMETRIES):
+    for x_shape, w_shape, kwargs, biased, i in rows:
         operands: dict[str, Operand | None] = {
-            "x": operand(geo.x_shape(), dtype, "normal", 3 * i),
-            "w": operand(geo.w_shape(), dtype, "normal", 3 * i + 1),
-            "bias": operand((geo.w_shape()[0],), dtype, "normal", 3 * i + 2) if i % 2 else None,
+            "x": operand(x_shape, dtype, "normal", 3 * i),
+            "w": operand(w_shape, dtype, "normal", 3 * i + 1),
+            "bias": operand((w_shape[0],), dtype, "normal", 3 * i + 2) if biased else None,
         }
         if vjp:
-            out = conv_output(geo.x_shape(), geo.w_shape(), geo.kwargs())
+            out = conv_output(x_shape, w_shape, kwargs)
             operands = {"g": operand(out, dtype, "normal", 1000 + i), **operands}
-        cases.append(Case(dtype, operands, geo.kwargs()))
+        cases.append(Case(dtype, operands, kwargs))
     return _laid_out(cases)
 
 

@@ -385,3 +385,25 @@ def test_layers_and_dirac_weight_accept_tiny_eps() -> None:
     np.testing.assert_allclose(w_hat.detach().numpy(), want, rtol=1e-6)
     grads = [w.grad] + [p.grad for p in layer.parameters() if p.grad is not None]
     assert len(grads) > 1 and all(torch.isfinite(grad).all() for grad in grads)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), [
+    ((1, 1, 0), (1, 1, 1), {"padding": 1}),
+    ((2, 2, 0, 3), (4, 1, 2, 3), {"padding": (1, 1), "groups": 2}),
+    ((1, 1, 0, 1, 0), (2, 1, 1, 1, 1), {"padding": 1, "stride": 2}),
+], ids=["1d", "2d-groups", "3d-stride"])
+def test_conv_of_an_empty_spatial_dim_made_valid_by_padding(x_shape, w_shape, kwargs):
+    """torch's native convolution refuses an empty spatial dim (only an empty batch or channel
+    count): the output is the bias alone, dx is empty and dW zero, exactly the reference's."""
+    rng = np.random.default_rng(0)
+    x, w, bias = np.ones(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    want = dc.conv(x, w, bias, **kwargs)
+    per_channel = bias.reshape(-1, *(1,) * (want.ndim - 2))
+    assert want.size and np.array_equal(want, np.broadcast_to(per_channel, want.shape))
+    got = dc.conv(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(bias), **kwargs)
+    np.testing.assert_array_equal(got.numpy(), want)
+    g = rng.standard_normal(want.shape)
+    for mine, ref in zip(dc.conv_vjp(g, x, w, bias, backend="torch", **kwargs),
+                         dc.conv_vjp(g, x, w, bias, **kwargs), strict=True):
+        assert mine.shape == ref.shape
+        np.testing.assert_allclose(mine.numpy(), ref, rtol=1e-14, atol=0)

@@ -26,6 +26,8 @@ The API, in the order one needs it:
 - :func:`listed_networks`: those rows with what they reproduce (:class:`Listed`);
 - :func:`create_spec`: the architecture of a name; :func:`family_spec` the same from parts;
 - :func:`model_init`: the initial values of a name (:class:`Init`), with caller overrides;
+  :func:`create_spec_and_init`: both, checked in the one order every framework's
+  ``create_model`` follows;
   :func:`check_overrides`: which overrides a network takes (none without a Dirac conv);
 - :func:`family`: a :class:`Family` (``.fixed``, ``.defaults``, ``.init``, ``.source``, ...);
   :func:`register_family` adds one.
@@ -518,8 +520,8 @@ def create_spec(name: str, num_classes: int | None = None, **variant: Any) -> ne
 
 def model_init(name: str, **overrides: float | None) -> Init:
     """The initial values of model ``name``: its family's :class:`Init` with ``overrides``
-    (``alpha_init``, ``beta_init``, ``init_std``; ``None`` keeps the family's), which
-    :func:`check_overrides` checks against the name's kind.
+    (``alpha_init``, ``beta_init``, ``init_std``; ``None`` keeps the family's), checked
+    against the network's convolutions as :func:`create_spec_and_init` checks them.
 
     Raises
     ------
@@ -530,9 +532,50 @@ def model_init(name: str, **overrides: float | None) -> Init:
         none).
     """
     _check_override_names(overrides)
-    kind, _, _, fam = parse_name(name)
-    check_overrides(f"model {name!r}", {KINDS[kind]}, **overrides)
-    return family(fam).init.overridden(**overrides)
+    return create_spec_and_init(name, None, **overrides)[1]
+
+
+def create_spec_and_init(name: str, num_classes: int | None = None,
+                         **kwargs: Any) -> tuple[nets.NetSpec, Init]:
+    """The spec and the initial values of model ``name``: what every framework's
+    ``create_model`` builds, so a call wrong twice gets the same first error from each.
+
+    The architecture is checked first (:func:`create_spec`: the name, the depth, the variant
+    keywords), then the overrides against the network it made (:func:`spec_init`): whether an
+    ``alpha_init`` can be taken depends on the network's convolutions.
+
+    Parameters
+    ----------
+    name : str
+        A registry name (:func:`parse_name`).
+    num_classes : int, optional
+        Default: the family's dataset's.
+    **kwargs
+        ``alpha_init``, ``beta_init``, ``init_std`` (:data:`OVERRIDES`) and the variant
+        keywords of :func:`create_spec`.
+
+    Returns
+    -------
+    tuple of NetSpec and Init
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`create_spec`, then as :func:`spec_init`.
+
+    Examples
+    --------
+    >>> create_spec_and_init("plain11_1_cifar", alpha_init=2.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: depth=11 is not accepted; use 6n + 4 with n >= 1 (10, 16, 28, 34, ...)
+    >>> spec, init = create_spec_and_init("diracnet10_1_cifar", beta_init=0.5)
+    >>> spec.name, init.beta
+    ('DiracNet-10-1', 0.5)
+    """
+    overrides = {k: kwargs.pop(k) for k in OVERRIDES if k in kwargs}
+    spec = create_spec(name, num_classes, **kwargs)
+    return spec, spec_init(spec, **overrides)
 
 
 def spec_init(spec: nets.NetSpec, init: Init | None = None, **overrides: float | None) -> Init:
@@ -643,6 +686,7 @@ __all__ = [
     "check_overrides",
     "check_spec_overrides",
     "create_spec",
+    "create_spec_and_init",
     "family",
     "family_spec",
     "list_models",

@@ -460,8 +460,9 @@ def create_model(name: str, num_classes: int | None = None, *, rngs: nnx.Rngs,
 
     Raises
     ------
-    ValueError
-        As :func:`dirac_core.catalog.create_spec`.
+    TypeError, ValueError
+        As :func:`dirac_core.catalog.create_spec_and_init`, in the order of the torch
+        function.
 
     Examples
     --------
@@ -469,6 +470,5 @@ def create_model(name: str, num_classes: int | None = None, *, rngs: nnx.Rngs,
     >>> float(net.layer("group0.1").alpha[...][0]), net.layer("group0.1").policy
     (1.0, 'min')
     """
-    overrides = {k: kwargs.pop(k) for k in catalog.OVERRIDES if k in kwargs}
-    spec = catalog.create_spec(name, num_classes, **kwargs)
-    return DiracNet(spec, init=catalog.model_init(name, **overrides), dtype=dtype, rngs=rngs)
+    spec, init = catalog.create_spec_and_init(name, num_classes, **kwargs)
+    return DiracNet(spec, init=init, dtype=dtype, rngs=rngs)

@@ -57,16 +57,17 @@ def create_model(name: str, num_classes: int | None = None, **kwargs: Any) -> Di
     ------
     ValueError
         An unknown or misspelt name (the message gives the name meant); a bad depth, width or
-        variant; a keyword the family fixes, with a different value.
+        variant; a keyword the family fixes, with a different value; then an override the
+        network cannot take (:func:`dirac_core.catalog.create_spec_and_init`, the order of
+        ``dirac_jax.create_model`` too).
 
     Examples
     --------
     >>> create_model("plain10_1_cifar").spec.options["parameterization"]
     'plain'
     """
-    overrides = {k: kwargs.pop(k) for k in catalog.OVERRIDES if k in kwargs}
-    init = catalog.model_init(name, **overrides)
-    return build(create_spec(name, num_classes, **kwargs), init=init)
+    spec, init = catalog.create_spec_and_init(name, num_classes, **kwargs)
+    return build(spec, init=init)
 
 
 __all__ = [

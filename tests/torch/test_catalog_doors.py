@@ -251,3 +251,35 @@ def test_an_unknown_initial_value_keyword_is_a_type_error_listing_the_accepted_o
                  lambda: catalog.spec_init(catalog.create_spec("diracnet10_1_cifar"), bogus=1)):
         with pytest.raises(TypeError, match="bogus; accepted: alpha_init, beta_init, init_std"):
             call()
+
+
+@pytest.mark.parametrize("name, kw, error, message", [
+    # the architecture is checked before the overrides, by every door
+    ("plain11_1_cifar", {"alpha_init": 2.0}, ValueError, r"^depth=11 is not accepted"),
+    ("plain10_1_cifar", {"alpha_init": 2.0, "activation": "gelu"}, ValueError,
+     r"^activation='gelu'"),
+    ("plain10_1_cifar", {"init_std": 0.5, "parameterization": "dirac"}, ValueError,
+     r"^model 'plain10_1_cifar' fixes parameterization='plain'"),
+    ("diracnet10_0_cifar", {"beta_init": -1.0}, ValueError, r"width code '0'"),
+    ("diracnet10_1_cifar", {"alpha_init": "1", "in_channels": 0}, ValueError,
+     r"^in_channels must be"),
+    # then the overrides, against the network the spec describes
+    ("plain10_1_cifar", {"alpha_init": 2.0, "bogus": 1}, TypeError, r"bogus"),
+    ("plain10_1_cifar", {"alpha_init": 2.0}, ValueError,
+     r"^model 'plain10_1_cifar' has no Dirac convolution"),
+])
+def test_a_call_wrong_twice_gets_the_same_first_error_from_torch_and_jax(name, kw, error,
+                                                                       message):
+    """torch's create_model checked the overrides first and JAX's the architecture, so
+    plain11_1_cifar with alpha_init named alpha_init in one and depth=11 in the other."""
+    nnx = pytest.importorskip("flax.nnx")
+    from dirac_jax.nn import create_model as jax_create_model
+
+    messages = []
+    for call in (lambda: create_model(name, **kw),
+                 lambda: jax_create_model(name, **kw, rngs=nnx.Rngs(0)),
+                 lambda: catalog.create_spec_and_init(name, **kw)):
+        with pytest.raises(error, match=message) as caught:
+            call()
+        messages.append(str(caught.value))
+    assert len(set(messages)) == 1, messages

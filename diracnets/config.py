@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -48,6 +49,13 @@ PRESETS: dict[str, dict[str, str]] = {
 }
 # names that checkpoints written before the settings were renamed still carry
 RENAMED = {"alpha0": "alpha_init", "beta0": "beta_init"}
+# model families that releases before architecture format 2 named otherwise: their
+# "paper_imagenet" is today's "jun2017_imagenet", whose variant a caller sets
+FORMAT_1_FAMILIES = {"paper_imagenet": "jun2017_imagenet"}
+# True while from_dict reads a record: there, a variant that a family of FORMAT_1_FAMILIES now
+# fixes was an earlier release's setting (the run's recorded architecture decides what it
+# trained: diracnets.saved); everywhere else the family's fixed variant is refused at once
+_READING_RECORD: ContextVar[bool] = ContextVar("_READING_RECORD", default=False)
 MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)  # 60/120/160 of the paper's 200 epochs
 # settings that cannot change what a run computes; every other field (including any added
 # later) counts as changing the result
@@ -228,17 +236,25 @@ class TrainConfig:
                 "without bound")
 
     def _validate_network(self) -> None:
-        """The activation is one there is, and the family builds a network at this depth and
-        width (``depth=11`` is no CIFAR depth), before any folder is made or data read: the
-        family's own network, whatever the data (its variant, ``activation`` and
-        ``per_channel``, is checked against the family where the data is known, by
-        :meth:`spec`, so that a run an earlier release saved with a variant its family now
-        fixes still loads)."""
+        """The activation is one there is, and the family builds a network at this depth,
+        width and variant (``depth=11`` is no CIFAR depth; ``v2_cifar`` fixes
+        ``per_channel=True``: :meth:`dirac_core.catalog.Family.variant`'s rule and message, as
+        at every model door), before any folder is made or data read, whatever the data.
+        A record that :meth:`from_dict` reads of a family an earlier release named otherwise
+        (:data:`FORMAT_1_FAMILIES`) keeps its variant: the run's recorded architecture
+        decides what it trained (:func:`diracnets.saved.read_run_config`)."""
         from dirac_core.nets import ACTIVATIONS
 
         if self.activation is not None:
             one_of(self.activation, "activation", ACTIVATIONS)
-        family(self.arch).spec(self.depth, self.width, parameterization=self.parameterization)
+        earlier = _READING_RECORD.get() and self.arch in FORMAT_1_FAMILIES
+        family(self.arch).spec(self.depth, self.width, parameterization=self.parameterization,
+                               **({} if earlier else self._variant()))
+
+    def _variant(self) -> dict[str, Any]:
+        """The variant settings given (None: the family's)."""
+        return {k: getattr(self, k) for k in ("activation", "per_channel")
+                if getattr(self, k) is not None}
 
     def _validate_run_settings(self) -> None:
         """Seed, device, workers and out: the settings that are not hyper-parameters."""
@@ -266,11 +282,9 @@ class TrainConfig:
         """
         from dirac_core.catalog import family_spec
 
-        chosen = {k: getattr(self, k) for k in ("activation", "per_channel")
-                  if getattr(self, k) is not None}  # None: the family's
         return family_spec(self.arch, self.depth, self.width, num_classes,
                            parameterization=self.parameterization, in_channels=in_channels,
-                           image_size=image_size, **chosen, **variant)
+                           image_size=image_size, **self._variant(), **variant)
 
     def result_settings(self) -> dict[str, Any]:
         """:meth:`to_dict` without the :data:`COSMETIC` settings: two runs with equal result
@@ -292,9 +306,14 @@ class TrainConfig:
         release recorded for a network without a Dirac convolution (where it set nothing; the
         depth experiment's plain cells took ``--init-std``) is read as None, with an
         :class:`EarlierReleaseWarning`: the same run, which the settings now
-        describe."""
-        return from_dict(cls, _without_unused_overrides(values, source), source,
-                         rename=RENAMED)
+        describe. A variant that a family of :data:`FORMAT_1_FAMILIES` now fixes is kept (an
+        earlier release's run; any other family's fixed variant is refused here too)."""
+        reading = _READING_RECORD.set(True)
+        try:
+            return from_dict(cls, _without_unused_overrides(values, source), source,
+                             rename=RENAMED)
+        finally:
+            _READING_RECORD.reset(reading)
 
 
 def _python_scalars(value: Any) -> Any:

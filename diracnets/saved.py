@@ -19,7 +19,7 @@ from torch import nn
 
 from dirac_core.untrusted import UntrustedInputError, read_json, require
 
-from .config import EarlierReleaseWarning, TrainConfig
+from .config import FORMAT_1_FAMILIES, EarlierReleaseWarning, TrainConfig
 from .metrics import read_metrics
 
 WEIGHTS = {"final": "model.safetensors", "best": "best.pt", "last": "last.pt"}
@@ -138,8 +138,7 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, boo
 # Runs record the architecture format_version of dirac_torch.saving. Format 1 (releases
 # before the v1 head change) recorded, for the same settings, today's network with a ReLU
 # before the global pool (head_relu=True) in every family, no "family" option, and its
-# "paper_imagenet" was today's "jun2017_imagenet". Nothing else differs (docs/training.md).
-_FORMAT_1_FAMILIES = {"paper_imagenet": "jun2017_imagenet"}
+# families of FORMAT_1_FAMILIES had other names. Nothing else differs (docs/training.md).
 
 
 def _check_agrees(config: TrainConfig, spec: Any, version: int, source: str) -> None:
@@ -173,7 +172,7 @@ def _format_1_network(config: TrainConfig, spec: Any) -> dict[str, Any] | None:
     """What a format-1 release recorded for ``config`` (JSON-ready), or None if no network."""
     from dirac_core.nets import spec_to_dict
 
-    arch = _FORMAT_1_FAMILIES.get(config.arch, config.arch)
+    arch = FORMAT_1_FAMILIES.get(config.arch, config.arch)
     try:
         then = replace(config, arch=arch).spec(spec.num_classes, spec.in_channels,
                                                spec.image_size, head_relu=True)
@@ -188,10 +187,10 @@ def _format_1_note(config: TrainConfig, now: Any) -> str:
     """What changed for a format-1 run of ``config`` (``now``: the network the settings
     describe today, None if none); empty when the network is the same."""
     notes = []
-    if config.arch in _FORMAT_1_FAMILIES:
+    if config.arch in FORMAT_1_FAMILIES:
         notes.append(
             f"arch={config.arch!r} then named the network that is now "
-            f"{_FORMAT_1_FAMILIES[config.arch]!r} (blocks 3-4-6-5, the per_channel setting); "
+            f"{FORMAT_1_FAMILIES[config.arch]!r} (blocks 3-4-6-5, the per_channel setting); "
             f"{config.arch!r} is now the authors' released v1 ImageNet file's network (a "
             f"per-filter beta)")
     if now is None or not now.options.get("head_relu"):

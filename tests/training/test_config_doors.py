@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -126,6 +128,37 @@ def test_a_network_the_family_cannot_build_is_refused_at_construction(given, mat
         TrainConfig(**given)
     with pytest.raises(UntrustedInputError, match=match):
         TrainConfig.from_dict({**TrainConfig().to_dict(), **given}, "config.json")
+
+
+def test_a_family_fixed_variant_is_refused_alike_at_every_door(monkeypatch, tmp_path, capsys):
+    """TrainConfig(arch="v2_cifar", per_channel=False) was accepted and refused only when the
+    run built its network; every door now refuses it at once, in the catalog's words."""
+    from dirac_torch.models import diracnet_v2_cifar
+    from dirac_torch.registry import create_model
+    from diracnets import run
+    from diracnets.cli import main
+
+    message = "model family 'v2_cifar' fixes per_channel=True; got per_channel=False"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(arch="v2_cifar", depth=10, per_channel=False)
+    config = TrainConfig(arch="v2_cifar", depth=10)
+    config.per_channel = False
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config.validate()
+    with pytest.raises(UntrustedInputError, match=re.escape(f"config.json: {message}")):
+        TrainConfig.from_dict(config.to_dict(), "config.json")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        diracnet_v2_cifar(10, 1, per_channel=False)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        create_model("diracnet10_1_v2_cifar", per_channel=False)
+    monkeypatch.setattr(run, "run_training", lambda config, **kw: pytest.fail("trained"))
+    assert main(["train", "--arch", "v2_cifar", "--depth", "10", "--no-per-channel",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="fixes activation='relu'; got activation='ncrelu'"):
+        TrainConfig(arch="relu_cifar", depth=10, activation="ncrelu")
+    assert TrainConfig(arch="v2_cifar", depth=10, per_channel=True).per_channel is True
 
 
 @pytest.mark.parametrize("depths, settings, match", [

@@ -125,6 +125,8 @@ def _suite(args: argparse.Namespace, started: float) -> int:
             return 1
         print(f"SKIPPED: backend {args.backend!r} cannot run here: {exc}")
         return UNAVAILABLE
+    if dtypes is not None:  # each one the backend declares, the error naming the option
+        selected_dtypes(dtypes, target, "--dtypes")
     deadline = DEADLINE if args.deadline is None else args.deadline
     report = run_suite(target, args.profile, ops, xfails, dtypes=dtypes,
                        fail_fast=args.fail_fast, deadline=deadline)

@@ -119,8 +119,8 @@ def load_target(spec: str | Backend, *, device: Any = None) -> Target:
     Broken
         Importing, constructing or asking the backend whether it is available crashed.
     ValueError
-        An unknown name, a file that does not exist, or a malformed device (see the module
-        docstring).
+        An unknown name, a file that does not exist, a malformed device (see the module
+        docstring), or a spec's ``@DEVICE`` and ``device`` that differ.
     TypeError
         The spec names something that is not a backend.
 
@@ -140,6 +140,9 @@ def load_target(spec: str | Backend, *, device: Any = None) -> Target:
     if sign and not at:
         raise ValueError(f"backend spec {spec!r} names no device after '@'; give one "
                          f"(NAME@cuda, NAME@cuda:1) or leave '@' out for the default")
+    if at and device is not None and device != at:
+        raise ValueError(f"backend spec {spec!r} names device {at!r} and device={device!r} "
+                         f"another; give the device once")
     device = at or device
     if is_file_spec(name):
         return _checked(Target(_from_file(name), device, spec, spec))

@@ -172,6 +172,8 @@ def test_a_device_for_an_object_and_an_unknown_dtype(gpuless) -> None:  # type: 
     with pytest.raises(Unavailable, match=r"device 'cuda' is not available here: .* has no "
                                           r"CUDA device"):
         run_suite(f"{gpuless}@cuda", ops="dirac_tensor")
+    with pytest.raises(ValueError, match=r"'numpy@cpu' names device 'cpu' and device='cuda'"):
+        run_suite("numpy@cpu", device="cuda")  # the spec's device won, silently
     with pytest.raises(ValueError, match=r"dtypes \['bfloat16'\] are not tested"):
         run_suite("numpy", dtypes=["bfloat16"])
 

@@ -54,6 +54,20 @@ class WeightGeometry(NamedTuple):
         return (self.spatial, self.centre, self.per_group, self.n, self.policy_min)
 
 
+def without_taps(geo: WeightGeometry) -> WeightGeometry:
+    """``geo`` with no ones: its centre moved past the kernel, so that :func:`is_tap` (and the
+    CUDA kernels' test, which reads the same fields) is false everywhere; a Dirac weight
+    launched with it is ``beta * normalize(W)`` alone. Not for :func:`tap_columns`.
+
+    Examples
+    --------
+    >>> geo = without_taps(weight_geometry((2, 2, 3), 1, "tile"))
+    >>> bool(is_tap(geo, np.arange(2)[:, None], np.arange(6)[None, :]).any())
+    False
+    """
+    return geo._replace(centre=geo.spatial)
+
+
 def weight_geometry(shape: tuple[int, ...], groups: int, policy: str) -> WeightGeometry:
     """Index constants for a weight of ``shape`` (canonical, already validated).
 

@@ -54,11 +54,12 @@ def combine(w: Array, alpha: Array, beta: Array, delta: Array, eps: Any, normali
     a = _per_channel(xp, alpha, w.ndim, delta.dtype)
     b = _per_channel(xp, beta, w.ndim, delta.dtype)
     direction = _direction(xp, w, delta.dtype, eps, normalize)
-    # alpha is added at the ones of delta, a selection rather than a product: an infinite or
-    # NaN alpha reaches only its taps (inf * 0 would be NaN everywhere else), as the backends
-    # that add alpha by index give.
-    taps = xp.where(delta != 0, a, xp.zeros((), dtype=delta.dtype, device=device_of(delta)))
-    return xp.astype(taps + b * direction, w.dtype, copy=False)
+    # alpha is added at the ones of delta only, a selection rather than a product, as the
+    # backends that add alpha by index give: an infinite or NaN alpha reaches only its taps
+    # (inf * 0 would be NaN everywhere else), and off the taps the entry is beta * u itself,
+    # its sign of zero included (+0 + -0 would be +0).
+    term = b * direction
+    return xp.astype(xp.where(delta != 0, a + term, term), w.dtype, copy=False)
 
 
 def combine_vjp(g: Array, w: Array, alpha: Array, beta: Array, delta: Array, eps: Any,

@@ -143,7 +143,7 @@ class CupyBackend:
                 return self._generic.normalize_filters(w, eps=eps)
             zero, one = unit_scales(w)
             return kernels.dirac_weight(
-                w, zero, one, eps=eps, normalize=True, groups=1, policy="tile"
+                w, zero, one, eps=eps, normalize=True, groups=1, policy="tile", identity=False
             )
 
     def normalize_filters_vjp(self, g: Array, w: Array, *, eps: float) -> Array:

@@ -232,8 +232,10 @@ __global__ void __launch_bounds__(DIRAC_BLOCK) dirac_weight_forward(
     for (long long j = c.lo + threadIdx.x; j < c.hi; j += DIRAC_BLOCK) {
         const double v = to_acc(row[j]);
         const double u = normalize ? f.direction(v) : v;
-        const double d = is_delta(o, j, DIRAC_GEOMETRY_ARGS) ? a : 0.0;
-        store(dst + j, d + b * u);
+        // alpha is added at the taps only: elsewhere the entry is b * u itself, its sign of
+        // zero included (0.0 + -0.0 would be +0.0).
+        const double t = b * u;
+        store(dst + j, is_delta(o, j, DIRAC_GEOMETRY_ARGS) ? a + t : t);
     }
 }
 

@@ -235,9 +235,11 @@ def kernel_eps(eps: float, dtype: Any, ar: Arithmetic) -> Any:
 
 def weight_forward(
     w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str,
-    ar: Arithmetic | None = None,
+    ar: Arithmetic | None = None, identity: bool = True,
 ) -> Any:
-    """``alpha * delta + beta * normalize(W)`` as ``dirac_weight_forward`` computes it."""
+    """``alpha * delta + beta * normalize(W)`` as ``dirac_weight_forward`` computes it; without
+    ``identity``, ``beta * normalize(W)`` alone, as the kernel launched with no taps
+    (:func:`dirac_core.delta.without_taps`) computes it for filter normalization."""
     ar = ar or Arithmetic()
     xp = array_module(w)
     geo = weight_geometry(w.shape, groups, policy)
@@ -246,7 +248,9 @@ def weight_forward(
     if normalize:
         e = kernel_eps(eps, w.dtype, ar)
         u = direction(v, filter_norm(v, e, ar), e, ar)
-    out = add_at_taps(ar.op(xp.multiply, _column(beta, ar), u), _column(alpha, ar), geo, ar)
+    out = ar.op(xp.multiply, _column(beta, ar), u)
+    if identity:
+        out = add_at_taps(out, _column(alpha, ar), geo, ar)
     return out.astype(w.dtype).reshape(w.shape)
 
 
@@ -299,7 +303,8 @@ def reduce_part(part: Any, like: Any, ar: Arithmetic | None = None) -> Any:
 
 
 def unit_scales(w: Any) -> tuple[Any, Any]:
-    """``alpha = 0`` and ``beta = 1``: the Dirac weight reduces to ``normalize(W)``."""
+    """``alpha = 0`` and ``beta = 1``: the Dirac weight without its identity term reduces to
+    ``normalize(W)`` (with it, ``0 + -0`` would make a ``-0.0`` at a tap ``+0.0``)."""
     xp = array_module(w)
     return xp.zeros((), dtype=w.dtype), xp.ones((), dtype=w.dtype)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dirac_core.delta import weight_geometry
+from dirac_core.delta import weight_geometry, without_taps
 from dirac_core.normalize import working_eps
 from dirac_core.xp import work_dtype
 
@@ -146,18 +146,21 @@ def _weight_launches(kernel: str, w: Any, geo: Any, normalize: bool, head: tuple
 
 
 def dirac_weight(
-    w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str
+    w: Any, alpha: Any, beta: Any, *, eps: float, normalize: bool, groups: int, policy: str,
+    identity: bool = True,
 ) -> Any:
     """``alpha * delta + beta * normalize(W)``: one launch, one block per filter (a launch per
-    reduction when few long filters are split, see :func:`fused_math.weight_split`)."""
+    reduction when few long filters are split, see :func:`fused_math.weight_split`). Without
+    ``identity``, ``beta * normalize(W)`` alone: the kernel is given no taps."""
     import cupy
 
     w = cupy.ascontiguousarray(w)
     geo = weight_geometry(w.shape, groups, policy)
     out = cupy.empty_like(w)
+    taps = geo if identity else without_taps(geo)
     _weight_launches("dirac_weight_forward", w, geo, normalize,
                      (w, *_scale(alpha), *_scale(beta), out),
-                     (*_geometry_args(geo), _eps(eps, w.dtype.name), np.int32(normalize)))
+                     (*_geometry_args(taps), _eps(eps, w.dtype.name), np.int32(normalize)))
     return out
 
 

@@ -3,7 +3,7 @@
 :class:`MirrorBackend` is the reference backend with the ops the cupy backend fuses (the Dirac
 weight, filter normalization and NCReLU, forward and VJP, and batch-norm folding) replaced by
 :mod:`dirac_cupy.fused_math`, called the way the launchers in :mod:`dirac_cupy.kernels` call
-the kernels: normalization as the Dirac weight with ``alpha = 0, beta = 1``, the scale
+the kernels: normalization as the Dirac weight with ``alpha = 0, beta = 1`` and no taps, the scale
 gradients as per-filter parts summed for a scalar scale and rounded to the scale's dtype.
 Running the suite on it (CI does: ``dirac-conformance dirac_cupy.mirror:MirrorBackend``)
 checks the kernels' formulation, flush-to-zero modelled, without a GPU.
@@ -45,7 +45,8 @@ class MirrorBackend(NumpyBackend):
 
     def normalize_filters(self, w: Any, *, eps: float) -> Any:
         zero, one = fm.unit_scales(w)
-        return self.dirac_weight(w, zero, one, eps=eps, normalize=True, groups=1, policy="tile")
+        return fm.weight_forward(w, zero, one, eps=eps, normalize=True, groups=1, policy="tile",
+                                 ar=self.ar, identity=False)
 
     def normalize_filters_vjp(self, g: Any, w: Any, *, eps: float) -> Any:
         _, one = fm.unit_scales(w)  # the backward launch only: no scale gradients

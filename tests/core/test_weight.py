@@ -93,3 +93,42 @@ def test_gradient_dtypes_follow_their_arguments(o, kernel, dtype, per):
     assert dw.dtype == np.dtype(dtype) and db.dtype == np.float64
     assert da.dtype == (np.float32 if per else (np.float64 if dtype == "float64" else np.float32))
     assert np.isfinite(da).all() and np.isfinite(db).all()
+
+
+def _zero_sign_backends():
+    """The backends on a CPU: the reference, the Array API adapter, torch, JAX and the CPU
+    mirror of the CuPy kernels (those whose library is installed)."""
+    import importlib.util
+    found = ["numpy"] + [name for name, module in (
+        ("array_api", "array_api_strict"), ("torch", "torch"), ("jax", "jax"))
+        if importlib.util.find_spec(module)]
+    if importlib.util.find_spec("dirac_cupy"):
+        from dirac_cupy.mirror import MirrorBackend
+        found.append(MirrorBackend())
+    return found
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+@pytest.mark.parametrize("backend", _zero_sign_backends(), ids=str)
+def test_signs_of_zero_off_and_at_the_taps(backend, dtype):
+    """Spec: off the taps W_hat is beta * normalize(W) itself, its sign of zero included (the
+    reference gave +0 + -0 = +0 where every backend adding alpha by index gave -0); at a tap
+    alpha + beta * normalize(W), an IEEE sum (0 + -0 = +0); normalize_filters keeps -0."""
+    if dtype == "float64" and str(backend) == "jax":
+        import jax
+        if not jax.config.jax_enable_x64:
+            pytest.skip("float64 on JAX needs JAX_ENABLE_X64=1")
+    b = dc.get_backend(backend) if isinstance(backend, str) else backend
+    if dtype not in b.dtypes:
+        pytest.skip(f"{backend} does not declare {dtype}")
+
+    def signs(w, *args, op=dc.dirac_weight, **kwargs):
+        out = op(b.from_numpy(np.asarray(w, dtype)), *args, backend=backend, **kwargs)
+        return np.signbit(np.asarray(b.to_numpy(out), np.float64)).ravel().tolist()
+
+    negative, zeros = [[[-1.0, -2.0, -3.0]]], np.full((2, 1, 3), -0.0)
+    off, at = [True, False, True], [True, False, True] * 2
+    assert signs(negative, 1.0, 0.0, normalize=False) == off  # [-0, 1, -0]
+    assert signs(negative, 0.0, 0.0) == off  # [-0, +0, -0]: 0 * u, and 0 + -0 at the tap
+    assert signs(zeros, np.zeros(2), 1.0) == at
+    assert signs(zeros, op=dc.normalize_filters) == [True] * 6

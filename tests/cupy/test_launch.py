@@ -71,7 +71,7 @@ def _emulate(kernel: str, args: tuple) -> None:
     """Run a kernel's maths (fused_math) on the launch arguments, writing its outputs."""
     if kernel.startswith("dirac_weight"):
         forward = kernel == "dirac_weight_forward"
-        (*head, length, chunk, parts, partial, stage, _spatial, _centre, per_group, _n,
+        (*head, length, chunk, parts, partial, stage, spatial, centre, per_group, _n,
          policy_min, eps, normalize) = args
         w = head[0] if forward else head[1]
         assert (int(parts), int(chunk)) == fm.weight_split(w.shape[0], int(length))
@@ -85,8 +85,9 @@ def _emulate(kernel: str, args: tuple) -> None:
         }
         if forward:
             _, a, a_kind, a_step, b, b_kind, b_step, out = head
-            out[...] = fm.weight_forward(
-                w, _scale(a, a_kind, a_step), _scale(b, b_kind, b_step), **geo
+            out[...] = fm.weight_forward(  # a centre past the kernel: launched without taps
+                w, _scale(a, a_kind, a_step), _scale(b, b_kind, b_step), **geo,
+                identity=int(centre) < int(spatial),
             )
         else:
             g, _, b, b_kind, b_step, dw, dalpha, dbeta = head

@@ -47,7 +47,11 @@ from .validation import (
     positive_number,
 )
 
-PARAMETERIZATIONS = ("dirac", "plain", "resnet")
+# What each parameterization's network is called, as the registry's kinds name them
+# (``diracnet34_2_cifar``, ``plain34_2_cifar``): the paper's DiracNet, its plain control, and
+# eq. 14's network with W_hat = delta + W, a ResNet.
+NET_NAMES = {"dirac": "DiracNet", "plain": "Plain", "resnet": "ResNet"}
+PARAMETERIZATIONS = tuple(NET_NAMES)
 ACTIVATIONS = ("ncrelu", "relu")
 
 
@@ -236,11 +240,22 @@ def scaled_widths(base: tuple[int, ...], width: float) -> tuple[int, ...]:
     return widths
 
 
-def net_name(depth: int, width: float, *, always_width: bool) -> str:
-    """The paper's name: ``DiracNet-34-2``, ``DiracNet-18-0.75``, ``DiracNet-18`` (width 1)."""
+def net_name(depth: int, width: float, *, always_width: bool,
+             parameterization: str = "dirac") -> str:
+    """The paper's name: ``DiracNet-34-2``, ``DiracNet-18-0.75``, ``DiracNet-18`` (width 1);
+    the plain control and eq. 14's network are named for what they are.
+
+    Examples
+    --------
+    >>> net_name(34, 2, always_width=True, parameterization="plain")
+    'Plain-34-2'
+    >>> net_name(18, 1, always_width=False, parameterization="resnet")
+    'ResNet-18'
+    """
+    prefix = NET_NAMES[parameterization]
     if width == 1 and not always_width:
-        return f"DiracNet-{depth}"
-    return f"DiracNet-{depth}-{width:g}"
+        return f"{prefix}-{depth}"
+    return f"{prefix}-{depth}-{width:g}"
 
 
 def _head(channels: int, num_classes: int, relu: bool) -> Stage:
@@ -293,7 +308,8 @@ def diracnet_cifar(
           "per_channel": per_channel, "policy": policy}
     groups = _dirac_groups(widths, (2 * n,) * 3, widths[0], **kw)
     return NetSpec(
-        net_name(depth, width, always_width=True), in_channels, image_size, num_classes,
+        net_name(depth, width, always_width=True, parameterization=parameterization),
+        in_channels, image_size, num_classes,
         (stem, *groups, _head(widths[-1], num_classes, head_relu)),
         {"depth": depth, "width": width, "head_relu": head_relu, **kw},
     )
@@ -340,7 +356,7 @@ def diracnet_imagenet(
     depth = positive_int(depth, "depth")
     if depth not in IMAGENET_LAYERS:
         raise ValueError(f"depth={depth!r} is not accepted; use one of {sorted(IMAGENET_LAYERS)}")
-    name = net_name(depth, width, always_width=False)
+    name = net_name(depth, width, always_width=False, parameterization=parameterization)
     if blocks is None:
         blocks = IMAGENET_LAYERS[depth]
     else:

@@ -147,12 +147,12 @@ def _check_agrees(config: TrainConfig, spec: Any, version: int, source: str) -> 
     the same settings described when the earlier format ``version`` was written."""
     from dirac_core.nets import spec_to_dict
 
-    recorded = spec_to_dict(spec)
+    recorded = _network(spec_to_dict(spec))
     try:
         expected = config.spec(spec.num_classes, spec.in_channels, spec.image_size)
     except (ValueError, TypeError) as exc:
         expected, problem = None, " ".join(str(exc).split())
-    if expected is not None and spec_to_dict(expected) == recorded:
+    if expected is not None and _network(spec_to_dict(expected)) == recorded:
         return
     if version == 1 and _format_1_network(config, spec) == recorded:
         note = _format_1_note(config, expected)
@@ -178,9 +178,15 @@ def _format_1_network(config: TrainConfig, spec: Any) -> dict[str, Any] | None:
                                                spec.image_size, head_relu=True)
     except (ValueError, TypeError):
         return None
-    recorded = spec_to_dict(then)
+    recorded = _network(spec_to_dict(then))
     del recorded["options"]["family"]
     return recorded
+
+
+def _network(spec: dict[str, Any]) -> dict[str, Any]:
+    """A recorded spec (``spec_to_dict``) without its name, a label the rest determines:
+    earlier releases called the plain control and eq. 14's network ``DiracNet-...`` too."""
+    return {key: value for key, value in spec.items() if key != "name"}
 
 
 def _format_1_note(config: TrainConfig, now: Any) -> str:

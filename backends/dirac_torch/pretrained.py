@@ -389,7 +389,7 @@ def authors_state_dict(model: DiracNet, *, layout: str | None = None) -> dict[st
     >>> authors_state_dict(create_model("plain10_1_cifar"))
     Traceback (most recent call last):
     ...
-    ValueError: DiracNet-10-1 (family 'cifar', parameterization='plain', activation='ncrelu', \
+    ValueError: Plain-10-1 (family 'cifar', parameterization='plain', activation='ncrelu', \
 per_channel=False, policy='tile', head_relu=False) has 'plain' convolutions; the authors' \
 unfolded layouts hold Dirac convolutions (W, alpha, beta) only. The authors' layouts hold \
 Dirac networks of v1: cifar, imagenet, jun2017_imagenet; v1-folded: paper_imagenet (folded); \
@@ -464,7 +464,8 @@ network or eq. 14 ResNet are the same plain convolutions."""
 
 def _architecture(spec: nets.NetSpec, folded: bool) -> nets.NetSpec:
     """``spec`` without what the authors' files do not hold: the image size, the family's
-    name (two families may share an architecture) and, folded, the parameterization."""
+    name (two families may share an architecture), the network's name (a label of the rest:
+    ``Plain-10-1`` folded is ``DiracNet-10-1`` folded) and, folded, the parameterization."""
     options = {k: v for k, v in spec.options.items()
                if k != "family" and not (folded and k in _PARAMETERIZED)}
     stages = spec.stages
@@ -474,7 +475,7 @@ def _architecture(spec: nets.NetSpec, folded: bool) -> nets.NetSpec:
                                 policy="tile")
             if isinstance(layer, nets.Conv) and layer.parameterization != "none" else layer
             for layer in stage.layers)) for stage in stages)
-    return dataclasses.replace(spec, image_size=0, options=options, stages=stages)
+    return dataclasses.replace(spec, name="", image_size=0, options=options, stages=stages)
 
 
 def _described(spec: nets.NetSpec) -> str:

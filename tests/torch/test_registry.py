@@ -103,6 +103,19 @@ def test_fractional_widths_truncate_as_the_authors_code():
     assert create_spec("diracnet18_imagenet").name == "DiracNet-18"
 
 
+def test_a_network_is_named_for_what_it_is():
+    # the registry's kinds: diracnet34_2_cifar is a DiracNet, plain34_2_cifar the plain control
+    assert create_spec("plain34_2_cifar").name == "Plain-34-2"
+    assert create_spec("plain18_imagenet").name == "Plain-18"
+    assert models.plain_cifar(10).spec.name == "Plain-10-1"
+    assert nets.diracnet_cifar(10, parameterization="resnet").name == "ResNet-10-1"
+    assert nets.diracnet_imagenet(34, 0.5, parameterization="plain",
+                                  blocks=nets.PAPER_IMAGENET_34).name == \
+        "Plain-34-0.5 (blocks 3-4-6-5)"
+    with pytest.raises(ValueError, match="'Plain-10-1' has no Dirac convolution"):
+        models.build(nets.diracnet_cifar(10, parameterization="plain"), init_std=1.0)
+
+
 def test_list_models_builds_every_listed_model_and_the_counts_agree():
     names = list_models()
     assert set(COUNTS) - {"diracnet28_10_v2_cifar"} <= set(names)

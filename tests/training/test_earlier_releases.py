@@ -137,6 +137,28 @@ def test_a_format_1_run_whose_network_did_not_change_loads_silently(run_copy):
             assert read_run_config(run_copy)[1] == architecture
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_plain_run_recorded_under_its_earlier_name_loads(run_copy, version):
+    # Earlier releases named the plain control DiracNet-10-1; the name is only a label.
+    record = {**_record(run_copy), "parameterization": "plain", "alpha_init": None,
+              "beta_init": None, "init_std": None}
+    architecture = _described(record, record["architecture"])
+    assert architecture["spec"]["name"] == "Plain-10-1"
+    architecture["spec"]["name"] = "DiracNet-10-1"
+    architecture["format_version"] = version
+    if version == 1:
+        architecture = _as_format_1({**architecture, "format_version": 2})
+    _write(run_copy, {**record, "architecture": architecture})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if version == 1 else "error")
+        assert read_run_config(run_copy)[1] == architecture
+    edited = copy.deepcopy(architecture)
+    edited["spec"]["stages"][1]["layers"].pop()  # anything but the name must still agree
+    _write(run_copy, {**record, "architecture": edited})
+    with pytest.raises(UntrustedInputError, match="edited or mixed up"):
+        read_run_config(run_copy)
+
+
 def test_a_format_1_paper_imagenet_run_names_the_family_it_now_is(run_copy):
     record = _record(run_copy)
     config = {**record, "arch": "jun2017_imagenet", "depth": 34, "per_channel": False}

@@ -32,7 +32,7 @@ from hypothesis.strategies import SearchStrategy
 
 import dirac_core as dc
 from dirac_core.normalize import working_eps
-from dirac_core.validation import dtype_name
+from dirac_core.validation import describe, dtype_name
 
 from . import boundaries as b
 from . import magnitudes
@@ -141,8 +141,8 @@ def _outs(t: Target, names: tuple[str, ...], natives: Any, refs: Any, mags: Any,
     """:func:`_out` for each result of a multi-output op (a VJP, batch-norm folding);
     ``dtype`` is one expected dtype for all results or one per result."""
     if not isinstance(natives, tuple | list) or len(natives) != len(names):
-        raise Mismatch(f"expected a tuple of {len(names)} results {names}, got {natives!r:.200}",
-                       output=", ".join(names))
+        raise Mismatch(f"expected a tuple of {len(names)} results {names}, got "
+                       f"{describe(natives, 200)}", output=", ".join(names))
     dtypes = (dtype,) * len(names) if isinstance(dtype, str) else dtype
     held = tolerance if tolerance is not None else (None,) * len(names)
     rows = zip(names, natives, refs, mags, dtypes, terms, held, strict=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from itertools import product
 
+import numpy as np
 import pytest
 from hypothesis import Phase, settings
 
@@ -156,3 +157,14 @@ def test_boundary_operands_rebuild_from_their_recipes() -> None:
                 if op is not None and not op.python and op.recipe:
                     rebuilt = eval(op.recipe, namespace)
                     assert np.array_equal(rebuilt, op.values, equal_nan=True), op.recipe
+
+
+def test_a_result_that_is_no_tuple_is_quoted_on_one_line():
+    # A multi-output op that returns one array: the message shows it, shortened, on one line.
+    from dirac_conformance.checks import _outs
+    from dirac_conformance.tolerance import Mismatch
+
+    with pytest.raises(Mismatch) as raised:
+        _outs(None, ("dw", "dalpha", "dbeta"), np.ones((4, 4, 3, 3)), (), (), "float64", ())
+    message = str(raised.value)
+    assert "\n" not in message and "got array([[[[1., 1., 1.], [1., 1., 1.]," in message

@@ -40,10 +40,12 @@ from .layouts import LAYOUTS
 from .strategies import (
     FILTER_KINDS,
     FILTER_LENGTHS,
+    LONG_VALUES,
     WITH_EPS,
     conv_output,
     filter_operand,
     generated,
+    long_conv_values,
     operand,
     rewritten,
 )
@@ -105,14 +107,17 @@ GEOMETRIES = (
     Geometry(1, 1, 1, 1, (33, 33, 33), (2, 1, 3), (1, 1, 1), (1, 1, 1), True),
     Geometry(2, 33, 1, 1, (9,), (3,), (1,), (1,), True),  # depthwise
     Geometry(2, 1, 3, 8, (9, 9), (7, 7), (2, 2), (1, 1), True),  # a 7x7 stem, stride 2
+    Geometry(257, 1, 1, 256, (2, 1), (1, 1), (2, 2), (1, 1), False),  # 1x1 shortcut, stride 2
     Geometry(1, 2, 2, 3, (3, 2, 3, 2), (2, 1, 3, 2), (2, 1, 1, 1), (1, 1, 2, 1), True),  # 4-d
 )
 """The boundary convolutions: along every spatial dim of 1-, 2- and 3-d convolutions an output
 of 33 (past every tile of :data:`TILES`), and other :data:`LENGTHS`; every batch of
 :data:`BATCHES`, every channel count of :data:`CHANNELS` per group, in and out; a depthwise
-convolution of 33 groups and a 7x7 kernel at stride 2 (padding 3); one of 4 spatial dims, past
-the 3 that GPU libraries convolve. Few and small: each new shape costs a compile on a backend
-that compiles per shape (JAX)."""
+convolution of 33 groups and a 7x7 kernel at stride 2 (padding 3); a 1x1 kernel at stride 2
+(a ResNet shortcut, which a 1x1 fast path may take as a matrix product that drops the stride)
+whose batch times filters, 257 x 256, passes 65535 (the most blocks a CUDA launch takes along
+its grid's y axis); one of 4 spatial dims, past the 3 that GPU libraries convolve. Few and
+small: each new shape costs a compile on a backend that compiles per shape (JAX)."""
 
 WEIGHTS = (
     ((33, 3, 3, 3), 3),
@@ -167,7 +172,8 @@ its padding makes long enough: the output is the bias (or zeros) alone, ``dx`` i
 def conv_examples(dtype: str, vjp: bool = False) -> list[Case]:
     """A case of ``conv`` (or, with ``vjp``, ``conv_vjp``) per :data:`GEOMETRIES` row, a bias
     every other row, and per :data:`EMPTY_INPUTS` row, with a bias, before the last geometry's
-    (the stateful ``result`` check takes the last case)."""
+    (the stateful ``result`` check takes the last case); ``conv`` also :func:`overflow_example`,
+    there too."""
     rows = [(geo.x_shape(), geo.w_shape(), geo.kwargs(), i % 2 == 1, i)
             for i, geo in enumerate(GEOMETRIES)]
     rows[-1:-1] = [(x, w, {"stride": (1,) * (len(w) - 2), "dilation": (1,) * (len(w) - 2),
@@ -184,7 +190,24 @@ def conv_examples(dtype: str, vjp: bool = False) -> list[Case]:
             out = conv_output(x_shape, w_shape, kwargs)
             operands = {"g": operand(out, dtype, "normal", 1000 + i), **operands}
         cases.append(Case(dtype, operands, kwargs))
-    return _laid_out(cases)
+    cases = _laid_out(cases)
+    if not vjp:
+        cases[-1:-1] = [overflow_example(dtype)]
+    return cases
+
+
+def overflow_example(dtype: str) -> Case:
+    """``conv`` summing ``LONG + 1`` products ``16 * 1`` into one output, 65552: in float16 the
+    correct result is inf (a kernel that saturates at 65504 fails)."""
+    value = LONG_VALUES[-1]
+    x, w, _ = long_conv_values("forward", "equal", value)
+    args = f"'forward', 'equal', {value!r}"
+    operands: dict[str, Operand | None] = {
+        name: Operand(round_to(a, dtype), dtype, origin=f"long forward equal {value}",
+                      recipe=f"round_to(s.long_conv_values({args})[{k}], {dtype!r})")
+        for k, (name, a) in enumerate((("x", x), ("w", w)))}
+    return Case(dtype, {**operands, "bias": None},
+                {"stride": (1,), "padding": 0, "dilation": (1,), "groups": 1})
 
 
 def identity_examples(dtype: str, grouped: bool = True) -> list[Case]:
@@ -199,19 +222,27 @@ def identity_examples(dtype: str, grouped: bool = True) -> list[Case]:
     return _laid_out(cases)
 
 
+LARGE_NCRELU = (257, 256, 2)
+"""The shape of one more NCReLU boundary input, along the channel axis: 131 584 entries (past
+2**16 and 2**17 in the output, where a 16-bit block index wraps) in 131 584 output rows of 2
+(past 65535, the most blocks a CUDA launch takes along its grid's y axis)."""
+
+
 def ncrelu_examples(dtype: str, vjp: bool = False) -> list[Case]:
     """A case of ``ncrelu`` (``ncrelu_vjp``) per :data:`GEOMETRIES` row, on its input's shape,
-    along the channel axis or, every third row, the last."""
+    along the channel axis or, every third row, the last; then one of :data:`LARGE_NCRELU`.
+    Inputs and cotangents hold zeros of both signs."""
+    shapes = [geo.x_shape() for geo in GEOMETRIES] + [LARGE_NCRELU]
     cases = []
-    for i, geo in enumerate(GEOMETRIES):
-        shape = geo.x_shape()
-        axis = -1 if i % 3 == 2 else 1
+    for i, shape in enumerate(shapes):
+        axis = -1 if i % 3 == 2 and shape != LARGE_NCRELU else 1
         operands: dict[str, Operand | None] = {
             "x": operand(shape, dtype, "subnormal" if i % 2 else "signed_zeros", i)}
         if vjp:
             doubled = list(shape)
             doubled[axis] *= 2
-            operands = {"g": operand(tuple(doubled), dtype, "normal", 1000 + i), **operands}
+            operands = {"g": operand(tuple(doubled), dtype, "signed_zeros", 1000 + i),
+                        **operands}
         cases.append(Case(dtype, operands, {"axis": axis}))
     return _laid_out(cases)
 

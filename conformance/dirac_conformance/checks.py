@@ -319,13 +319,25 @@ def _ncrelu_vjp(t: Target, case: Case, native: Natives = None) -> list[Output]:
 def _conv_vjp(t: Target, case: Case, native: Natives = None) -> list[Output]:
     native, ref, mag = native or case.native(t), case.reference(), case.absolute()
     got = _call(t, dc.conv_vjp, **native, **case.kwargs)
-    expected = dc.conv_vjp(**ref, **case.kwargs)
-    magnitude = dc.conv_vjp(**mag, **case.kwargs)
     g, w = ref["g"], ref["w"]
+    spoiled = ~np.isfinite(g)
+    finite = {**ref, "g": np.where(spoiled, 0.0, g)}
+    expected = list(dc.conv_vjp(**finite, **case.kwargs))
+    magnitude = dc.conv_vjp(**{**mag, "g": np.abs(finite["g"])}, **case.kwargs)
+    if spoiled.any():
+        # A non-finite g[n, o, p] reaches dbias[o], the dx entries of its window and the dw
+        # taps that meet an entry of x: not those that meet only padding, which a kernel
+        # need not multiply (the reference's zero padding gives 0 * inf = NaN there).
+        ones = {name: None if a is None else np.ones_like(a) for name, a in ref.items()}
+        reach = dc.conv_vjp(**{**ones, "g": spoiled.astype(np.float64)}, **case.kwargs)
+        for got_ref, count in zip(expected, reach, strict=True):
+            if got_ref is not None:
+                got_ref[count > 0] = np.nan
     reduced = g.size // g.shape[1]  # terms of dw and dbias: batch x output positions
     dx_terms = w.shape[0] // case.kwargs["groups"] * max(1, math.prod(w.shape[2:]))
-    return _outs(t, ("dx", "dw", "dbias"), got, expected, magnitude, case.dtype,
+    outs = _outs(t, ("dx", "dw", "dbias"), got, tuple(expected), magnitude, case.dtype,
                  (dx_terms, reduced, reduced))
+    return [replace(o, nonfinite=_reached(g)) for o in outs]
 
 
 # ---------------------------------------------------------------------------- identities
@@ -338,9 +350,12 @@ def _identity_eq1(t: Target, case: Case, native: Natives = None) -> list[Output]
     delta = dc.dirac_tensor((channels, channels // kw["groups"], *kw["kernel"]),
                             groups=kw["groups"], dtype=case.dtype, backend=t.backend,
                             device=t.device)
-    y = _call(t, dc.conv, x=(native or case.native(t))["x"], w=delta, padding="same",
-              dilation=kw["dilation"], groups=kw["groups"])
-    return [_out(t, "conv(x, delta)", y, x, None, case.dtype)]
+    arguments = {"x": (native or case.native(t))["x"], "w": delta}
+    y = _call(t, dc.conv, **arguments, padding="same", dilation=kw["dilation"],
+              groups=kw["groups"])
+    out = _out(t, "conv(x, delta)", y, x, None, case.dtype)
+    _check_detached(t, "conv", y, arguments)
+    return [out]
 
 
 def _identity_eq11(t: Target, case: Case, native: Natives = None) -> list[Output]:
@@ -349,9 +364,24 @@ def _identity_eq11(t: Target, case: Case, native: Natives = None) -> list[Output
     channels = x.shape[1]
     delta = dc.dirac_tensor((channels, 2 * channels, *kw["kernel"]), dtype=case.dtype,
                             backend=t.backend, device=t.device)
-    doubled = _call(t, dc.ncrelu, x=(native or case.native(t))["x"], axis=1)
+    x_native = (native or case.native(t))["x"]
+    doubled = _call(t, dc.ncrelu, x=x_native, axis=1)
     y = _call(t, dc.conv, x=doubled, w=delta, padding="same", dilation=kw["dilation"])
-    return [_out(t, "conv(ncrelu(x), delta)", y, x, None, case.dtype)]
+    out = _out(t, "conv(ncrelu(x), delta)", y, x, None, case.dtype)
+    _check_detached(t, "conv(ncrelu(x), delta)", y, {"x": x_native, "ncrelu(x)": doubled,
+                                                     "w": delta})
+    return [out]
+
+
+def _check_detached(t: Target, op: str, result: Any, arguments: dict[str, Any]) -> None:
+    """Raise :class:`Mismatch` if writing NaN into ``result`` changes one of ``arguments``:
+    a conv that hands back ``x`` itself for the Dirac tensor passes the identity bit for bit,
+    and the stateful checks never call it with that weight."""
+    before = _snapshots(t, arguments)
+    _overwrite(result)
+    _check_unchanged(t, arguments, before, f"writing NaN into the result of {op} changed its "
+                     "argument {name!r}{where}: a result must not share memory with an "
+                     "argument")
 
 
 def _vjp_of(strategy: Callable[..., SearchStrategy[Case]]) -> Callable[..., Any]:

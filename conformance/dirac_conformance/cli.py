@@ -6,7 +6,7 @@ Usage::
     dirac-conformance torch@cuda --profile thorough --json report.json --require-available
     dirac-conformance my_pkg.backend:MyBackend --xfails known.jsonl --ops conv,conv_vjp
     dirac-conformance path/to/my_backend.py[:MyBackend]
-    dirac-conformance --mutants [my_pkg.mutants:MUTANTS | path/to/mutants.py]
+    dirac-conformance --mutants [my_pkg.mutants:MUTANTS | path/to/mutants.py] [--ops OP,...]
 
 Exit status: 0 all checks passed (known failures excepted); 1 a check failed or hung past the
 deadline, a strict xfail passed, no check ran, a mutant survived, the backend crashed while
@@ -43,8 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("backend", nargs="?",
                         help="entry-point name, module:attribute or file.py[:attribute], "
                              "optionally @DEVICE")
-    parser.add_argument("--profile", choices=("ci", "thorough"), default="ci",
-                        help="ci: fast and deterministic (default); thorough: many examples")
+    parser.add_argument("--profile", choices=("ci", "thorough"), default=None,
+                        help="ci: fast and deterministic (default); thorough: many examples "
+                             "(with --mutants the default is the meta-suite's own: no "
+                             "shrinking)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--ops", metavar="OP[,OP...]", help="only these checks")
     parser.add_argument("--dtypes", metavar="DTYPE[,DTYPE...]",
@@ -56,12 +58,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="a backend that cannot run here is a failure (exit 1), not 3")
     parser.add_argument("--deadline", type=seconds, default=None, metavar="SECONDS",
                         help="seconds one example may take before its check fails as a hang "
-                             "(default 60); the run stops there")
+                             "(default 60; with --mutants 5); the run stops there")
     parser.add_argument("--mutants", nargs="?", const="dirac_conformance.mutants:MUTANTS",
                         metavar="SET",
                         help="run the meta-suite against faulty backends and report the kill "
                              "rate; SET: module:ATTR or file.py[:ATTR] holding a sequence of "
-                             "them (default: the project's own)")
+                             "them (default: the project's own); takes --ops, --profile, "
+                             "--deadline and --json")
     return parser
 
 
@@ -93,10 +96,14 @@ def seconds(text: str) -> float:
     from .runner import deadline_value
 
     try:
-        value = deadline_value(float(text))
+        number = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"must be a positive finite number of seconds, got {text!r}") from None
+    try:
+        value = deadline_value(number)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("deadline ")) from None
     assert value is not None
     return value
 
@@ -128,7 +135,7 @@ def _suite(args: argparse.Namespace, started: float) -> int:
     if dtypes is not None:  # each one the backend declares, the error naming the option
         selected_dtypes(dtypes, target, "--dtypes")
     deadline = DEADLINE if args.deadline is None else args.deadline
-    report = run_suite(target, args.profile, ops, xfails, dtypes=dtypes,
+    report = run_suite(target, _profile(args), ops, xfails, dtypes=dtypes,
                        fail_fast=args.fail_fast, deadline=deadline)
     print(report.table())
     for r in report.failures:
@@ -147,7 +154,7 @@ def _suite(args: argparse.Namespace, started: float) -> int:
     elapsed = time.perf_counter() - started
     failed = len(report.failures)
     print(f"\n{len(report) - failed}/{len(report)} checks conform ({elapsed:.1f} s, "
-          f"profile {args.profile})")
+          f"profile {_profile(args)})")
     _report_json(args, target.label, elapsed, report)
     if not len(report):
         print(f"FAILED: no check ran: {target.label} declares dtypes {target.backend.dtypes}, "
@@ -165,15 +172,33 @@ def _report_json(args: argparse.Namespace, label: str, elapsed: float, report: A
     from .runner import Report
 
     summary = (report if report is not None else Report([])).as_dict()
-    _write_json(args.json, {"backend": label, "profile": args.profile, **summary,
+    _write_json(args.json, {"backend": label, "profile": _profile(args), **summary,
                             "seconds": elapsed, "unavailable": unavailable, "broken": broken})
 
 
-def _mutants(args: argparse.Namespace, started: float) -> int:
-    from .meta import format_kills, hunt_all, kill_rate
+def _profile(args: argparse.Namespace) -> str:
+    """The profile of a run against one backend: ``--profile``, by default ``ci``."""
+    return str(args.profile or "ci")
 
+
+_NOT_FOR_MUTANTS = (("dtypes", "--dtypes"), ("xfails", "--xfails"), ("fail_fast", "--fail-fast"),
+                    ("require_available", "--require-available"))
+"""The options of a run against one backend that the meta-suite has no use for: it hunts on
+every dtype a mutant declares, stops at the first failure, and counts a crash as a kill."""
+
+
+def _mutants(args: argparse.Namespace, started: float) -> int:
+    from .meta import META_DEADLINE, format_kills, hunt_all, kill_rate
+    from .runner import selected_checks
+
+    given = [flag for name, flag in _NOT_FOR_MUTANTS if getattr(args, name)]
+    if given:
+        raise UsageError(f"--mutants takes --ops, --profile, --deadline and --json, not "
+                         f"{', '.join(given)}")
+    checks = selected_checks(args.ops, "--ops")
     mutants = _mutant_set(args.mutants)
-    kills = hunt_all(mutants)
+    deadline = META_DEADLINE if args.deadline is None else args.deadline
+    kills = hunt_all(mutants, args.profile or "meta", checks=checks, deadline=deadline)
     print(format_kills(kills))
     elapsed = time.perf_counter() - started
     print(f"({elapsed:.1f} s)")

@@ -26,7 +26,7 @@ from dirac_core.registry import instantiate
 
 from .checks import CHECKS, Check
 from .mutants import MUTANTS
-from .runner import as_check, profile_settings, run_check
+from .runner import as_check, deadline_value, profile_settings, run_check
 from .target import Broken, Target, Unavailable, load_target
 
 
@@ -59,8 +59,15 @@ def _order(first: str, checks: Sequence[Check]) -> list[Check]:
     return [c for c in checks if c.name == first] + [c for c in checks if c.name != first]
 
 
+META_DEADLINE = 5.0
+"""The meta-suite's default deadline, in seconds, shorter than a run's
+(:data:`~dirac_conformance.runner.DEADLINE`): the project's mutants are the NumPy reference with
+one bug, whose examples take milliseconds, and one of them hangs on purpose. An example past it
+counts as a kill (a hang): give a slower mutant (one that compiles per shape) more."""
+
+
 def hunt(mutant: Any, profile: str = "meta", *, checks: Iterable[Check | str] | None = None,
-         settings: Settings | None = None, deadline: float | None = 5.0) -> Kill:
+         settings: Settings | None = None, deadline: float | None = META_DEADLINE) -> Kill:
     """Run the checks against one faulty backend until one fails.
 
     Parameters
@@ -75,12 +82,14 @@ def hunt(mutant: Any, profile: str = "meta", *, checks: Iterable[Check | str] | 
     settings : hypothesis.settings, optional
         Explicit hypothesis settings.
     deadline : float or None
-        Seconds one example may take before the mutant counts as killed by a hang.
+        Seconds one example may take before the mutant counts as killed by a hang (default
+        :data:`META_DEADLINE`, 5; None: no deadline).
 
     Raises
     ------
     ValueError
-        A check name that is not a check.
+        A check name that is not a check; a deadline
+        :func:`~dirac_conformance.runner.deadline_value` refuses.
     TypeError
         ``checks`` holds something other than names and checks.
 
@@ -92,6 +101,7 @@ def hunt(mutant: Any, profile: str = "meta", *, checks: Iterable[Check | str] | 
     """
     name = getattr(mutant, "__name__", type(mutant).__name__)
     chosen = _checks(checks)
+    deadline = deadline_value(deadline)  # before a mutant that fails at loading returns
     config = settings if settings is not None else profile_settings(profile)
     bug = " ".join((getattr(mutant, "__doc__", "") or "").split())
     fault = str(getattr(mutant, "fault", ""))
@@ -118,7 +128,7 @@ def _checks(checks: Iterable[Check | str] | None) -> list[Check]:
 
 def hunt_all(mutants: Iterable[Any] = MUTANTS, profile: str = "meta", *,
              checks: Iterable[Check | str] | None = None, settings: Settings | None = None,
-             deadline: float | None = 5.0) -> list[Kill]:
+             deadline: float | None = META_DEADLINE) -> list[Kill]:
     """:func:`hunt` every mutant (default: the project's own, :data:`~.mutants.MUTANTS`)."""
     chosen = _checks(checks)
     return [hunt(m, profile, checks=chosen, settings=settings, deadline=deadline)

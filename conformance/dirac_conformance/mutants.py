@@ -34,9 +34,10 @@ FAULT_CLASSES: dict[str, str] = {
     "inexact-identity": "conv(x, delta) within rounding of x but not bit-exact",
     "layout": "an input read as if C-contiguous (strides, offsets, views ignored)",
     "tile": "the last partial tile, chunk or block dropped, or a vectorized channel path wrong",
+    "grid": "work past a launch limit left undone (65535 blocks along y, a 16-bit block index)",
     "state": "a cache or a shared result that is wrong on the second call",
     "scale-dtype": "scale gradients in the promoted dtype, not the scale's",
-    "non-finite": "NaN or inf input not propagated as the spec decides",
+    "non-finite": "NaN or inf not propagated, or an overflow not inf, as the spec decides",
     "signed-zero": "a zero of the other sign where the spec fixes it",
     "flush": "subnormal inputs read as zero (a flush to zero)",
     "double-rounding": "a half-precision result rounded twice",
@@ -898,6 +899,143 @@ class HalfBiasAddedLate(Mutant):
         if x.dtype != np.float16:
             return y + shaped
         return (y.astype(np.float32) + shaped.astype(np.float32)).astype(np.float16)
+
+
+class Conv1x1StrideDropped(Mutant):
+    """``conv`` takes a 1x1 kernel without padding as a matrix product over the input's
+    positions and forgets the stride: a ResNet shortcut at stride 2 gives the first output
+    positions of the stride-1 convolution."""
+
+    first = "conv"
+    fault = "geometry"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        geometry = {"padding": padding, "dilation": dilation, "groups": groups}
+        y = super().conv(x, w, bias, stride=stride, **geometry)
+        pointwise = w.ndim > 2 and all(k == 1 for k in w.shape[2:])
+        if not pointwise or padding == "same" or any(p != (0, 0) for p in padding):
+            return y
+        dense = super().conv(x, w, bias, stride=(1,) * len(stride), **geometry)
+        return np.ascontiguousarray(dense[(..., *(slice(0, n) for n in y.shape[2:]))])
+
+
+class DiracConvReturnsInput(Mutant):
+    """``conv`` recognises the Dirac tensor at stride 1 with ``"same"`` padding and returns
+    ``x`` itself (``conv(x, delta) = x``, exactly): right values, but the caller's result is
+    its input, and writing into one writes into the other."""
+
+    first = "identity_eq1"
+    fault = "state"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        if (bias is None and padding == "same" and all(s == 1 for s in stride)
+                and w.shape[0] == x.shape[1] and w.dtype == x.dtype):
+            delta = super().dirac_tensor(w.shape, groups=groups, policy="tile",
+                                         dtype=w.dtype.name, device=None)
+            if np.array_equal(w, delta):
+                return x
+        return super().conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups)
+
+
+class NcreluVjpMaskedSum(Mutant):
+    """The NCReLU VJP as the sum of the two halves of ``g``, each masked with ``where``:
+    ``g+ = -0.0`` at ``x > 0`` comes out ``-0.0 + 0.0 = +0.0``, where the spec keeps the
+    cotangent's own zero."""
+
+    first = "ncrelu_vjp"
+    fault = "signed-zero"
+
+    def ncrelu_vjp(self, g: Any, x: Any, *, axis: int) -> Any:
+        positive, negative = np.split(g, 2, axis=axis)
+        zero = g.dtype.type(0)
+        return np.where(x > 0, positive, zero) + np.where(x < 0, negative, zero)
+
+
+class NcreluBlockIndex16(Mutant):
+    """float32 NCReLU on a vectorized path whose block index is 16 bits wide: of an input of
+    more than 65536 entries, the output entries past ``2**17 - 1`` are never written."""
+
+    first = "ncrelu"
+    fault = "grid"
+
+    def ncrelu(self, x: Any, *, axis: int) -> Any:
+        y = super().ncrelu(x, axis=axis)
+        if x.dtype == np.float32 and x.size > 65536:
+            y = y.copy()
+            y.reshape(-1)[2**17 - 1:] = 0
+        return y
+
+
+def _rows_capped(y: Any, rows: int) -> Any:
+    """``y`` with its rows (``y.reshape(-1, last)``) past 65535 zeroed, if it has ``rows`` of
+    them (a launch with one block per row along the grid's y axis, which takes 65535)."""
+    if rows <= 65535:
+        return y
+    y = np.array(y, copy=True, order="C")  # so that the reshape below is a view
+    y.reshape(rows, -1)[65535:] = 0
+    return y
+
+
+class NcreluGridRows(Mutant):
+    """NCReLU launched with one block per row of the output (all axes but the last) along
+    the grid's y axis: rows past 65535 are never written."""
+
+    first = "ncrelu"
+    fault = "grid"
+
+    def ncrelu(self, x: Any, *, axis: int) -> Any:
+        y = super().ncrelu(x, axis=axis)
+        return _rows_capped(y, y.size // max(1, y.shape[-1]) if y.ndim else 1)
+
+
+class ConvGridRows(Mutant):
+    """``conv`` launched with one block per (sample, filter) along the grid's y axis: past
+    65535 of them, the outputs are never written."""
+
+    first = "conv"
+    fault = "grid"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        y = super().conv(x, w, bias, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups)
+        return _rows_capped(y, y.shape[0] * y.shape[1])
+
+
+class HalfSaturatingConv(Mutant):
+    """float16 ``conv`` clamps its float32 result to float16's largest number before
+    rounding (an "overflow guard", or a saturating conversion): an output past the range
+    gives 65504, where rounding gives inf."""
+
+    first = "conv"
+    fault = "non-finite"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        if x.dtype != np.float16:
+            return super().conv(x, w, bias, **geometry)
+        wide = super().conv(x.astype(np.float32), w.astype(np.float32),
+                            None if bias is None else bias.astype(np.float32), **geometry)
+        top = float(np.finfo(np.float16).max)
+        return np.where(np.isfinite(wide), np.clip(wide, -top, top), wide).astype(np.float16)
+
+
+class ConvVjpNanZeroed(Mutant):
+    """``conv_vjp`` zeroes NaN cotangent entries first (a "safe" port's ``nan_to_num``): a NaN
+    gradient becomes a finite one."""
+
+    first = "conv_vjp"
+    fault = "non-finite"
+
+    def conv_vjp(self, g: Any, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any,
+                 dilation: Any, groups: int) -> Any:
+        cleaned = np.where(np.isnan(g), 0, g).astype(g.dtype)
+        return super().conv_vjp(cleaned, x, w, bias, stride=stride, padding=padding,
+                                dilation=dilation, groups=groups)
 
 
 class AvailableRaises(Mutant):

@@ -115,15 +115,25 @@ DEADLINE = 60.0
 """Seconds one example (every call it makes) may take before the check fails as a hang."""
 
 
+POLL = 0.05
+"""Seconds between two looks of the watcher at the example in progress."""
+
+MIN_DEADLINE = 2 * POLL
+"""The shortest deadline: the watcher looks every :data:`POLL` seconds, so a shorter one would
+be honoured late by more than half of itself."""
+
+
 def deadline_value(deadline: Any) -> float | None:
-    """``deadline`` checked: None (no deadline) or a positive finite number of seconds.
+    """``deadline`` checked: None (no deadline) or a finite number of seconds, at least
+    :data:`MIN_DEADLINE`.
 
     Raises
     ------
     TypeError
         Neither None nor a real number (a bool included).
     ValueError
-        Zero, negative, infinite or NaN: every example would fail as a hang, or none could.
+        Zero, negative, infinite or NaN: every example would fail as a hang, or none could;
+        or positive but below :data:`MIN_DEADLINE`.
 
     Examples
     --------
@@ -138,6 +148,9 @@ def deadline_value(deadline: Any) -> float | None:
     if not 0 < seconds < math.inf:
         raise ValueError(f"deadline must be a positive finite number of seconds, got "
                          f"{deadline!r}")
+    if seconds < MIN_DEADLINE:
+        raise ValueError(f"deadline must be at least {MIN_DEADLINE:g} seconds (the watcher "
+                         f"looks every {POLL:g} s), got {deadline!r}")
     return seconds
 
 
@@ -437,7 +450,7 @@ def _watched(prop: Any, seen: dict[str, Any], deadline: float | None
     worker = threading.Thread(target=run, name="dirac-conformance-check", daemon=True)
     worker.start()
     while worker.is_alive():
-        worker.join(0.05)
+        worker.join(POLL)
         since = seen["since"]
         if deadline is not None and since is not None and time.monotonic() - since > deadline:
             return _Hang()

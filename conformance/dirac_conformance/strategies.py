@@ -53,8 +53,8 @@ least one), which must make every output whose window holds them non-finite, wha
 weight there (``0 * inf`` is NaN): a kernel skipping zero weights gives finite ones."""
 
 COTANGENT_KINDS = (*VALUE_KINDS, "ones", "nonfinite")
-"""Cotangents of the weight ops: a non-finite entry must make every result it reaches
-non-finite (a port that zeroes NaN gradients gives finite ones)."""
+"""Cotangents of the weight ops and the convolution: a non-finite entry must make every result
+it reaches non-finite (a port that zeroes NaN gradients gives finite ones)."""
 
 FILTER_KINDS = ("unit", "small", "zero", "huge", "tiny", "clamped", "tie", "tie4", "nonfinite")
 """Per-filter magnitudes for normalization: ~1, ~1e-3, all zeros, squares overflowing the
@@ -358,7 +358,8 @@ def ncrelu_cases(draw: Any, dtype: str, vjp: bool = False,
     if vjp:
         doubled = list(shape)
         doubled[axis] *= 2
-        operands = {"g": draw(arrays(tuple(doubled), dtype)), **operands}
+        g = draw(arrays(tuple(doubled), dtype, (*VALUE_KINDS, "signed_zeros")))
+        operands = {"g": g, **operands}
     return Case(dtype, operands, {"axis": axis})
 
 
@@ -476,9 +477,14 @@ def conv_cases(draw: Any, dtype: str, vjp: bool = False,
     }
     if vjp:
         out = conv_output(geo["x_shape"], geo["w_shape"], geo["kwargs"])
-        operands = {"g": draw(arrays(out, dtype)), **operands}
+        operands = {"g": draw(arrays(out, dtype, COTANGENT_KINDS)), **operands}
     return Case(dtype, operands, geo["kwargs"])
 
+
+LONG_VALUES = (1.0, 0.75, 1.5, 16.0)
+"""The values of a long sum's equal terms; ``LONG + 1`` terms of 16 make 65552, exact in float32
+but past float16's range: there the correct result is inf (a kernel that saturates at 65504
+fails)."""
 
 LONG_SUMS = ("forward", "weight", "input")
 """Which reduction of a convolution is long: the forward sum over input channels, the sum over
@@ -492,7 +498,7 @@ def long_conv_cases(draw: Any, dtype: str, vjp: bool = False) -> Case:
     partial sums reach ``LONG / 2 * 64 > 65504`` although the total is ``64``."""
     which = draw(st.sampled_from(LONG_SUMS if vjp else LONG_SUMS[:1]))
     pattern = draw(st.sampled_from(("equal", "partials")))
-    value = draw(st.sampled_from((1.0, 0.75, 1.5)))
+    value = draw(st.sampled_from(LONG_VALUES))
     x, w, g = long_conv_values(which, pattern, value)
     args = f"{which!r}, {pattern!r}, {value!r}"
 

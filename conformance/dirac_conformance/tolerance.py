@@ -37,9 +37,11 @@ An element conforms when ``|got_i - r_i| <= b_i``; the suite reports ``e = max_i
 |got_i - r_i| / b_i``, the share of the tolerance used (``e <= 1`` passes). Exact ops (the
 Dirac tensor, NCReLU and its VJP, the identities) must match bit for bit in value. A NaN or
 infinity where the reference is finite is a failure, unless the reference is beyond the dtype's
-range: then the dtype's infinity of the same sign is the correct result. Where the reference is
-NaN (non-finite input, ``docs/spec.md``) the result must be NaN; where it is infinite, the same
-infinity or NaN.
+range: then the dtype's infinity of the same sign is the correct result; or unless the terms'
+magnitudes sum past the range of the dtype the result is accumulated in (float32 for float32
+and half precision), where partial sums may overflow on the way to a total within it. Where
+the reference is NaN (non-finite input, ``docs/spec.md``) the result must be NaN; where it is
+infinite, the same infinity or NaN.
 """
 
 from __future__ import annotations
@@ -195,6 +197,11 @@ def _errors(out: Output, dtype: str) -> np.ndarray:
         # A non-finite cotangent may spread past what it reaches (0 * inf is NaN): a
         # non-finite result over a finite reference is not held against the backend.
         got = np.where(in_range & ~np.isfinite(got), ref, got)
+    elif out.magnitude is not None:
+        # Terms whose magnitudes sum past the working dtype's range may overflow on the way
+        # to a total within it, depending on the order of summation.
+        got = np.where(in_range & ~np.isfinite(got) & _overflowing(out.magnitude, ref, dtype),
+                       ref, got)
     bad = ~np.isfinite(got) & in_range
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -218,6 +225,15 @@ def _errors(out: Output, dtype: str) -> np.ndarray:
             same &= np.signbit(got) == np.signbit(ref)
         return np.where(in_range, np.where(same, 0.0, np.inf), outside)
     return np.where(in_range, _shares(got, ref, out, dtype), outside)
+
+
+def _overflowing(magnitude: np.ndarray, ref: np.ndarray, dtype: str) -> np.ndarray:
+    """Where the condition magnitude (the sum of the terms' absolute values) passes the range
+    of the dtype results in ``dtype`` are accumulated in (float64 for float64, else
+    float32)."""
+    top = float(np.finfo(np.float64 if dtype == "float64" else np.float32).max)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.abs(np.broadcast_to(magnitude, ref.shape)) > top)
 
 
 def _shares(got: np.ndarray, ref: np.ndarray, out: Output, dtype: str) -> np.ndarray:
@@ -261,6 +277,11 @@ def _explain(out: Output, dtype: str, err: float) -> str:
     got = float(np.asarray(out.got, dtype=np.float64)[index])
     ref = float(np.asarray(out.ref, dtype=np.float64)[index])
     where = f"{out.name} ({dtype}), worst at {list(index)}: got {got!r}, expected {ref!r}"
+    with np.errstate(over="ignore"):
+        beyond = math.isfinite(ref) and not math.isfinite(float(round_to(np.array(ref), dtype)))
+    if beyond:  # the reference overflows the dtype: its infinity is the one correct result
+        return (f"{where}, beyond {dtype}'s range, so the result must be "
+                f"{math.copysign(math.inf, ref)!r}")
     if out.magnitude is None or not math.isfinite(ref):
         return f"{where}; exact op" if out.magnitude is None else where
     mag = np.broadcast_to(np.asarray(out.magnitude, np.float64), errors.shape)[index]

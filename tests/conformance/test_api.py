@@ -249,3 +249,16 @@ def test_a_deadline_no_example_can_meet_is_refused_at_every_door(deadline) -> No
         seconds(str(deadline))
     with pytest.raises(TypeError, match="deadline must be None or a number"):
         run_check("numpy", "dirac_tensor", "float64", FEW, deadline=True)
+
+
+def test_a_deadline_below_the_watchers_period_is_refused_at_every_door() -> None:
+    """The watcher looks every 0.05 s: a deadline of 1e-9 was accepted and honoured 0.05 s
+    late."""
+    message = r"deadline must be at least 0.1 seconds \(the watcher looks every 0.05 s\)"
+    with pytest.raises(ValueError, match=message):
+        run_check("numpy", "dirac_tensor", "float64", FEW, deadline=1e-9)
+    with pytest.raises(ValueError, match=message):
+        hunt(NcreluGradAtZero, deadline=0.05)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must be at least 0\.1 seconds"):
+        seconds("1e-9")
+    assert seconds("0.1") == 0.1

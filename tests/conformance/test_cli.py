@@ -226,6 +226,47 @@ def test_usage_errors_are_one_line_with_exit_2(argv: list[str], message: str, tm
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_mutants_refuse_the_options_they_do_not_use(capsys) -> None:
+    """The meta-suite hunts on every dtype, stops at the first failure and counts a crash as a
+    kill: --dtypes, --xfails, --fail-fast and --require-available were silently ignored."""
+    argv = ["--mutants", "--ops", "ncrelu", "--dtypes", "int7", "--xfails", "/no/such.jsonl",
+            "--fail-fast", "--require-available"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--mutants takes --ops, --profile, --deadline and --json, not --dtypes, --xfails, "
+        "--fail-fast, --require-available")
+    assert main(["--mutants", "--ops", "no_such_op"]) == 2
+    assert "--ops: unknown op(s) ['no_such_op']" in capsys.readouterr().err
+
+
+def test_mutants_take_ops_and_deadline(tmp_path, capsys) -> None:
+    path = tmp_path / "my_mutants.py"
+    path.write_text(textwrap.dedent("""
+        import time
+        from dirac_core.reference import NumpyBackend
+
+        class DoubledRelu(NumpyBackend):
+            '''NCReLU's output doubled.'''
+            def ncrelu(self, x, *, axis):
+                return super().ncrelu(x, axis=axis) * 2
+
+        class SlowRelu(NumpyBackend):
+            '''NCReLU that takes a second.'''
+            def ncrelu(self, x, *, axis):
+                time.sleep(1.0)
+                return super().ncrelu(x, axis=axis)
+
+        MUTANTS = [DoubledRelu, SlowRelu]
+    """))
+    report = tmp_path / "kills.json"
+    assert main(["--mutants", str(path), "--ops", "dirac_tensor", "--json", str(report)]) == 1
+    assert "DoubledRelu  SURVIVED" in capsys.readouterr().out  # only the check it was given
+    assert main(["--mutants", str(path), "--ops", "ncrelu", "--deadline", "0.5", "--json",
+                 str(report)]) == 0
+    kills = json.loads(report.read_text())["mutants"]
+    assert "no result within the deadline of 0.5 s" in kills[1]["message"]
+
+
 def test_backend_and_mutants_are_exclusive(capsys) -> None:
     for argv in ([], ["numpy", "--mutants"]):
         with pytest.raises(SystemExit) as exc:

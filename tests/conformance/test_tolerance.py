@@ -94,6 +94,26 @@ def test_overflow_beyond_dtype_range_must_be_the_signed_infinity() -> None:
     assert relative_error(Output("dw", bad, ref, np.abs(ref)), "float16") == math.inf
 
 
+def test_an_overflowing_partial_sum_may_give_inf_when_the_magnitudes_pass_the_range() -> None:
+    """A float32 total of 3e38 whose terms' magnitudes sum to 5e38: a sum in float32 may pass
+    float32's largest number on the way (the order decides). With magnitudes within the range
+    an infinity is still a failure."""
+    ref, got = np.array([3e38, 3e38]), np.array([np.inf, -np.inf])
+    assert relative_error(Output("dbeta", got, ref, np.array([5e38, 5e38])), "float32") == 0.0
+    with pytest.raises(Mismatch, match="finite in float32"):
+        relative_error(Output("dbeta", got, ref, np.array([3e38, 3e38])), "float32")
+
+
+def test_a_saturated_overflow_is_reported_as_such() -> None:
+    """65504 where the reference, 65552, rounds to inf in float16: the message says so (not a
+    tolerance of -inf)."""
+    ref = np.array([65552.0])
+    with pytest.raises(Mismatch) as caught:
+        check_outputs([Output("y", np.array([65504.0]), ref, ref)], "float16")
+    assert str(caught.value) == ("y (float16), worst at [0]: got 65504.0, expected 65552.0, "
+                                 "beyond float16's range, so the result must be inf")
+
+
 def test_exact_outputs_need_equal_values() -> None:
     ref = np.array([0.0, 1.0])
     assert relative_error(Output("delta", np.array([-0.0, 1.0]), ref), "float64") == 0.0

@@ -13,7 +13,9 @@ Half-precision inputs (float16, bfloat16) are computed in float32 and rounded on
 in the forward and in the backward. XLA on CPU flushes subnormal numbers to zero, so the weight
 ops and the folding scale their operands into the normal range by powers of two and scale the
 results back exactly (:mod:`dirac_jax.rescaled`, :mod:`dirac_jax.subnormal`): subnormal ``eps``,
-filters and results come out as the spec's, under ``jax.jit`` and ``jax.grad`` alike.
+filters and results come out as the spec's, under ``jax.jit`` and ``jax.grad`` alike; NCReLU
+compares from the bits. The convolution is left to XLA: a subnormal operand of it reads as 0
+there (``docs/jax.md`` lists what remains).
 
 Arguments are assumed valid: the public functions of :mod:`dirac_core` check them and reach
 these through :class:`dirac_jax.JaxBackend`; :mod:`dirac_jax.nn` calls them directly.
@@ -166,19 +168,56 @@ def fold_batchnorm(weight: jax.Array, bias: jax.Array | None, gamma: jax.Array,
                    ) -> tuple[jax.Array, jax.Array]:
     """Fold an eval-mode batch norm into the conv before it (arithmetic in >= float32).
 
-    ``eps`` (a number, or a 0-d array of the working dtype) and ``var`` below 1 are scaled by
-    ``4**j`` and ``gamma`` by ``2**j``, per channel, so that ``var + eps`` is a normal number
-    (``gamma / sqrt(var + eps)`` is unchanged): XLA on CPU reads a subnormal ``eps`` as 0.
+    XLA on CPU reads subnormal operands as 0 and flushes subnormal results, so the spec's
+    maths (:func:`dirac_core.batchnorm.fold_batchnorm`) runs on operands scaled by powers of
+    two, per channel, into the normal range, and each result is scaled back once
+    (:func:`dirac_jax.subnormal.ldexp`, rounding into the weight's dtype):
+
+    - ``eps`` (a number, or a 0-d array of the working dtype) and ``var`` below 1 by ``4**j``
+      and ``gamma`` by ``2**-g`` (its exponent), so that ``var + eps`` and ``gamma`` are normal:
+      the spec's ``s = gamma / sqrt(var + eps)`` comes out as ``s * 2**-(g + j)``;
+    - each filter of ``W`` by the power that brings its max-abs to ``[1, 2)``;
+    - ``bias``, ``mean`` and ``beta`` by one power per channel that puts the larger of
+      ``(b - mean) * s`` and ``beta`` near 1.
+
+    An entry more than ``2**1022`` (float32: ``2**126``) below its filter's max-abs, or the
+    smaller term of ``b'`` that far below the larger, still reads as 0.
     """
     work = work_dtype(weight.dtype, jnp)
     eps_in = jnp.asarray(eps, work)
     var_in = var.astype(work)
     top = jnp.maximum(subnormal.exponent(var_in), subnormal.exponent(eps_in))
     j = jnp.where((top < 0) & (top > subnormal.ZERO_EXPONENT), (1 - top) // 2, 0)
-    return batchnorm.fold_batchnorm(
-        weight, bias, subnormal.ldexp(gamma.astype(work), j), beta, mean,
+    gamma_in = gamma.astype(work)
+    g = _exponent_or(gamma_in, 0)
+    rows, row_shift, _ = subnormal.unit_rows(weight.reshape(weight.shape[0], -1).astype(work))
+    # b' = (b - mean) * s + beta on a common scale 2**e: that of the larger term.
+    low = subnormal.ZERO_EXPONENT
+    top = _exponent_or(mean, low)
+    if bias is not None:
+        top = jnp.maximum(top, _exponent_or(bias, low))
+    e = jnp.maximum(jnp.where(top == low, low, top + g + j), _exponent_or(beta, low))
+    e = jnp.where(e == low, 0, e)
+
+    def shifted(v: jax.Array) -> jax.Array:  # (b - mean) * s, scaled by 2**-e
+        return subnormal.ldexp(v.astype(work), g + j - e)
+
+    new_weight, new_bias = batchnorm.fold_batchnorm(
+        rows.reshape(weight.shape), None if bias is None else shifted(bias),
+        subnormal.ldexp(gamma_in, -g), subnormal.ldexp(beta.astype(work), -e), shifted(mean),
         subnormal.ldexp(var_in, 2 * j), subnormal.ldexp(eps_in, 2 * j),
     )
+    per_row = (g + j).reshape(-1, 1) - row_shift
+    out_weight = subnormal.ldexp(new_weight.reshape(rows.shape), per_row, weight.dtype)
+    return out_weight.reshape(weight.shape), subnormal.ldexp(new_bias, e, weight.dtype)
+
+
+def _exponent_or(x: jax.Array, otherwise: int) -> jax.Array:
+    """``floor(log2|x|)`` where ``x`` is finite and not zero, ``otherwise`` elsewhere: a power
+    of two to scale by that leaves zeros and non-finite values alone."""
+    e = subnormal.exponent(x)
+    return jnp.where((e > subnormal.ZERO_EXPONENT) & (e < subnormal.NONFINITE_EXPONENT), e,
+                     otherwise)
 
 
 # Each op compiled whole, once per shape, dtype and static argument: run eagerly, an op would

@@ -164,9 +164,11 @@ def combine_vjp(g: jax.Array, w: jax.Array, alpha: jax.Array, beta: jax.Array,
     grad = g.reshape(f.rows.shape).astype(eps.dtype)
     unit_grad, g_shift, _ = unit_rows(grad)
     g_exp = -g_shift
-    identity, _ = _identity_term(jnp.ones((), eps.dtype), delta)
-    per_row = jnp.sum(grad * identity, axis=1, keepdims=True)
-    dalpha = _sum_to(per_row, jnp.zeros_like(g_exp), alpha)
+    _, on = _identity_term(jnp.ones((), eps.dtype), delta)
+    # g at the taps (a select: its bits), scaled per row by their own max-abs, not the row's:
+    # a subnormal tap of g counts, and so does a tap far below the rest of its row.
+    at_taps, taps_shift, _ = unit_rows(jnp.where(on, grad, jnp.zeros((), grad.dtype)))
+    dalpha = _sum_to(jnp.sum(at_taps, axis=1, keepdims=True), -taps_shift, alpha)
     d, d_exp = f.direction(normalize)
     dbeta = _sum_to(jnp.sum(unit_grad * d, axis=1, keepdims=True), d_exp + g_exp, beta)
     beta_grad = f.beta * unit_grad

@@ -214,3 +214,39 @@ def test_sign_proxy_orders_every_float32_class_as_ieee():
         np.testing.assert_array_equal(op(proxy, 0), op(x, 0))
     normal = np.abs(x) >= np.finfo(np.float32).tiny
     assert proxy[normal].tobytes() == x[normal].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_fold_batchnorm_keeps_subnormal_weights_biases_and_results(dtype):
+    """W' and b' with subnormal W, bias, mean, beta, gamma or results: the reference's, where
+    XLA alone flushed them to 0 (to a unit of the subnormal spacing: one more rounding)."""
+    t = float(np.finfo(dtype).smallest_subnormal)
+    rng = np.random.default_rng(0)
+    w = (rng.integers(-8, 9, (4, 2, 3)) * t).astype(dtype)
+    w[3] = rng.standard_normal((2, 3))  # a normal filter beside the subnormal ones
+    bias = np.array([4 * t, 0.0, -2 * t, 1.0], dtype)
+    mean = np.array([0.0, 2 * t, 0.0, 0.5], dtype)
+    gamma = np.array([1.0, 8 * t, -1.0, 2.0], dtype)
+    beta = np.array([3 * t, 0.0, 1e4 * t, -1.0], dtype)
+    var = np.ones(4, dtype)
+    want = dc.fold_batchnorm(w, bias, gamma, beta, mean, var, eps=0.0)
+    for got in (dc.fold_batchnorm(w, bias, gamma, beta, mean, var, eps=0.0, backend="jax"),
+                jax.jit(ops.fold_batchnorm)(*map(jnp.asarray, (w, bias, gamma, beta, mean, var)),
+                                            0.0)):
+        for mine, ref in zip(got, want, strict=True):
+            assert np.count_nonzero(np.asarray(mine)) == np.count_nonzero(ref)
+            _assert_ulps(mine, ref, dtype, units=2)
+
+
+def test_dalpha_sums_subnormal_cotangents_at_the_taps_under_jit():
+    """dalpha = sum(g * delta): subnormal entries of g at the taps count, also beside a
+    large entry of g off the taps (XLA alone gave 0)."""
+    t = np.finfo(np.float64).smallest_subnormal
+    g = np.full((2, 2, 3), 4 * t)
+    g[0, 1, 0] = 1e300  # off the taps
+    w = np.random.default_rng(1).standard_normal((2, 2, 3))
+    want = dc.dirac_weight_vjp(g, w, np.ones(2), 1.0)[1]
+    vjp = jax.jit(lambda g, w: dc.dirac_weight_vjp(g, w, jnp.ones(2), 1.0)[1])
+    for got in (dc.dirac_weight_vjp(g, w, np.ones(2), 1.0, backend="jax")[1],
+                vjp(jnp.asarray(g), jnp.asarray(w))):
+        assert np.asarray(got).tobytes() == want.tobytes() and want[0] == 4 * t

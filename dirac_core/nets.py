@@ -33,6 +33,7 @@ place, :mod:`dirac_core.catalog`; the defaults here are the paper's v1.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from .untrusted import UntrustedInputError, from_dict, require
 from .validation import (
     POLICIES,
     bool_value,
+    check_input_dtype,
     one_of,
     per_channel_value,
     pool_geometry,
@@ -167,10 +169,76 @@ class NetSpec:
         """Every layer with a dotted name ``stage.index``."""
         return [(f"{s.name}.{i}", layer) for s in self.stages for i, layer in enumerate(s.layers)]
 
+    @functools.cached_property
+    def smallest_image(self) -> int:
+        """The smallest height and width the network takes (:func:`smallest_image_size`),
+        worked out once: every call of the network checks its input against it."""
+        return smallest_image_size(self)
+
 
 def count_parameters(spec: NetSpec) -> int:
     """Number of trainable parameters (weights, biases, alpha/beta, BN affine)."""
     return sum(layer.num_parameters() for _, layer in spec.layers())
+
+
+def smallest_image_size(spec: NetSpec) -> int:
+    """The smallest height (and width) of an input ``spec``'s network takes: the one whose
+    strided convolutions and poolings still leave at least one position at every layer.
+
+    Worked back from the one position the global pooling needs: a window of ``k`` with
+    stride ``s`` and padding ``p`` gives ``m`` positions from ``(m - 1) s + k - 2p``
+    (``"same"`` padding keeps the size).
+
+    Examples
+    --------
+    >>> smallest_image_size(diracnet_cifar(10)), smallest_image_size(diracnet_imagenet(18))
+    (4, 29)
+    """
+    need = 1
+    for stage in reversed(spec.stages):
+        for layer in reversed(stage.layers):
+            if isinstance(layer, Conv | MaxPool) and layer.padding != "same":
+                pad = layer.padding if isinstance(layer.padding, int) else 0
+                need = max(1, (need - 1) * layer.stride + layer.kernel_size - 2 * pad)
+    return need
+
+
+def check_input(spec: NetSpec, shape: tuple[int, ...], dtype: Any = None,
+                param_dtype: Any = None) -> None:
+    """The one check of an input at the door of every framework's network built from
+    ``spec``, on its shape and dtype only (no value is read): ``(N, in_channels, H, W)`` with
+    ``H`` and ``W`` at least :attr:`NetSpec.smallest_image`, and the network's parameters'
+    dtype (:func:`~dirac_core.validation.check_input_dtype`) where ``param_dtype`` is given
+    (None skips it: torch's network asks only once torch has refused the input, so that
+    autocast's mixed dtypes pass and a step pays nothing for it).
+
+    Raises
+    ------
+    ValueError
+        Another rank or channel count; an image smaller than the network takes. The message
+        names the shape and what the network takes.
+    TypeError
+        ``dtype`` is not ``param_dtype``.
+
+    Examples
+    --------
+    >>> check_input(diracnet_cifar(10), (2, 3, 2, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: x has shape (2, 3, 2, 2): 2x2 images are too small for DiracNet-10-1, which \
+takes H and W >= 4 (its strided convolutions and poolings would leave no position)
+    """
+    smallest = spec.smallest_image
+    if len(shape) != 4 or shape[1] != spec.in_channels:
+        raise ValueError(f"x has shape {tuple(shape)}; {spec.name} takes (N, "
+                         f"{spec.in_channels}, H, W) with H and W >= {smallest}")
+    if shape[2] < smallest or shape[3] < smallest:
+        raise ValueError(
+            f"x has shape {tuple(shape)}: {shape[2]}x{shape[3]} images are too small for "
+            f"{spec.name}, which takes H and W >= {smallest} (its strided convolutions and "
+            f"poolings would leave no position)")
+    if param_dtype is not None:
+        check_input_dtype(dtype, param_dtype, "network")
 
 
 def dirac_layer(

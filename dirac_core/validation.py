@@ -505,10 +505,11 @@ def scalar_in_range(value: Any, name: str, weight_dtype: str) -> None:
         )
 
 
-def check_input_dtype(x_dtype: Any, param_dtype: Any) -> None:
+def check_input_dtype(x_dtype: Any, param_dtype: Any, owner: str = "layer") -> None:
     """A layer's input must have its parameters' dtype (a dtype name or object each): no
     framework casts a float16 input to float32 parameters or back silently, and an integer
-    input is no input of a convolution.
+    input is no input of a convolution. ``owner`` is what the message calls the parameters'
+    holder (``"network"`` at a network's door).
 
     Raises
     ------
@@ -526,10 +527,10 @@ float32 (or build the layer in float16)
     x_name, param_name = dtype_name(x_dtype), dtype_name(param_dtype)
     if x_name == param_name:
         return
-    instead = (f"(or build the layer in {x_name})" if x_name in FLOAT_DTYPES
+    instead = (f"(or build the {owner} in {x_name})" if x_name in FLOAT_DTYPES
                else "(a floating dtype is needed)")
-    raise TypeError(f"x has dtype {x_name} but the layer's parameters have dtype {param_name}; "
-                    f"cast x to {param_name} {instead}")
+    raise TypeError(f"x has dtype {x_name} but the {owner}'s parameters have dtype "
+                    f"{param_name}; cast x to {param_name} {instead}")
 
 
 # ---------------------------------------------------------------------------- padding forms

@@ -338,6 +338,12 @@ class DiracNet(nnx.Module):
         return self.layers[self.names.index(name)]
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """The logits of ``x``, checked as the torch network checks it
+        (:func:`dirac_core.nets.check_input`: shape and dtype, at trace time under ``jit``)."""
+        require_array(x, "x")
+        conv = next((m for m in self.layers if isinstance(m, Conv)), None)
+        nets.check_input(self.spec, shape_of(x), array_dtype(x),
+                         None if conv is None else array_dtype(conv.weight[...]))
         for module in self.layers:
             x = module(x)
         return x

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from dirac_core import catalog, nets
 from dirac_core.validation import layer_geometry, pool_geometry
@@ -94,8 +94,48 @@ class DiracNet(nn.Sequential):
         return [{"module": name, "num_chs": channels, "reduction": reduction}
                 for name, channels, reduction in stage_outputs(self.spec)[:-1]]
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits (the pooled features after ``reset_classifier(0)``) of ``x``.
+
+        Raises
+        ------
+        ValueError
+            ``x`` is not ``(N, in_chans, H, W)`` with ``H`` and ``W`` as large as the network
+            takes (:func:`dirac_core.nets.check_input`, as the Flax network checks it).
+        TypeError
+            ``x`` is not a tensor; its dtype is not the parameters' (outside autocast).
+        """
+        return self._checked(super().forward, x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map, ``(N, num_features, H', W')``: every stage but the head."""
+        """The last feature map, ``(N, num_features, H', W')``: every stage but the head;
+        ``x`` checked as :meth:`forward` checks it."""
+        return self._checked(self._features, x)
+
+    def _checked(self, run: Callable[[torch.Tensor], torch.Tensor],
+                 x: torch.Tensor) -> torch.Tensor:
+        """``run(x)`` with ``x`` checked by the rule of every framework's network: its shape
+        before the first layer (a few comparisons of ints, which no step notices), its dtype
+        only once torch has refused it, as the Dirac layers check theirs, so that a step
+        pays nothing for it and autocast's mixed dtypes pass. torch's own refusals came from
+        whichever layer failed first, as a bare RuntimeError from a plain stem or pooling."""
+        if isinstance(x, fx.Proxy):  # a symbolic trace (fold_model's) has no shapes
+            return run(x)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        nets.check_input(self.spec, tuple(x.shape))
+        try:
+            return run(x)
+        except (RuntimeError, TypeError) as error:
+            param = next(self.parameters(), None)
+            if param is not None and not torch.is_autocast_enabled(x.device.type):
+                try:
+                    nets.check_input(self.spec, tuple(x.shape), x.dtype, param.dtype)
+                except TypeError as clear:
+                    raise clear from error
+            raise
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         for name, stage in self.named_children():
             if name != "head":
                 x = stage(x)

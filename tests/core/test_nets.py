@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dirac_core import catalog, nets
+from dirac_core.padding import output_size, resolve_padding
 
 
 def _walk(spec):
@@ -175,3 +176,62 @@ def test_a_stored_max_pooling_wider_than_its_padding_allows_is_refused_before_bu
     with pytest.raises(ValueError, match=r"\(MaxPool\): padding=2 of a max pooling must be in "
                                          r"\[0, kernel_size // 2 = 1\]"):
         nets.spec_from_dict(spec, "net.json")
+
+
+def _windows():
+    """A conv (int or "same" padding) or a max pooling, as the spec holds them."""
+    conv = st.builds(lambda k, s, p: nets.Conv(1, 1, k, stride=s, padding=p),
+                     st.integers(1, 7), st.integers(1, 3), st.integers(0, 3))
+    same = st.builds(lambda k: nets.Conv(1, 1, k, padding="same"), st.integers(1, 7))
+    pool = st.integers(1, 4).flatmap(lambda k: st.builds(
+        nets.MaxPool, st.just(k), st.integers(1, 3), st.integers(0, k // 2)))
+    return st.one_of(conv, same, pool, st.just(nets.ReLU()))
+
+
+def _leaves_a_position(spec, size):
+    """Whether every window of ``spec`` keeps at least one position of a ``size`` input,
+    computed forwards with the convolutions' own output rule."""
+    for _, layer in spec.layers():
+        if isinstance(layer, nets.Conv | nets.MaxPool):
+            pad = ((layer.padding,) * 2 if layer.padding != "same"
+                   else resolve_padding("same", (layer.kernel_size,), (1,))[0])
+            size = output_size(size, layer.kernel_size, layer.stride, 1, pad)
+            if size < 1:
+                return False
+    return True
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_windows(), max_size=8))
+def test_the_smallest_image_is_the_first_size_every_window_keeps_a_position_of(layers):
+    spec = nets.NetSpec("hand-made", 1, 8, 1, (nets.Stage("body", tuple(layers)),))
+    smallest = nets.smallest_image_size(spec)
+    assert _leaves_a_position(spec, smallest)
+    assert smallest == 1 or not _leaves_a_position(spec, smallest - 1)
+    assert spec.smallest_image == smallest
+
+
+@pytest.mark.parametrize("shape, dtype, error, message", [
+    ((2, 2, 8, 8), "float32", ValueError,
+     r"x has shape \(2, 2, 8, 8\); DiracNet-10-1 takes \(N, 3, H, W\) with H and W >= 4$"),
+    ((3, 8, 8), "float32", ValueError, r"x has shape \(3, 8, 8\); DiracNet-10-1 takes"),
+    ((1, 3, 8, 8, 8), "float32", ValueError, r"x has shape \(1, 3, 8, 8, 8\)"),
+    ((2, 3, 8, 3), "float32", ValueError,
+     r"x has shape \(2, 3, 8, 3\): 8x3 images are too small for DiracNet-10-1, which takes H "
+     r"and W >= 4"),
+    ((2, 3, 4, 4), "float16", TypeError,
+     r"x has dtype float16 but the network's parameters have dtype float32; cast x to "
+     r"float32 \(or build the network in float16\)"),
+    ((2, 3, 4, 4), "int32", TypeError, r"x has dtype int32 .* \(a floating dtype is needed\)"),
+])
+def test_a_network_refuses_an_input_it_cannot_take_naming_what_it_takes(shape, dtype, error,
+                                                                       message):
+    with pytest.raises(error, match=message):
+        nets.check_input(nets.diracnet_cifar(10), shape, dtype, "float32")
+
+
+def test_the_shape_alone_is_checked_without_the_parameters_dtype():
+    nets.check_input(nets.diracnet_cifar(10), (2, 3, 4, 4), "float16")
+    nets.check_input(nets.diracnet_imagenet(18, 0.25), (2, 3, 29, 40), "float64", "float64")
+    with pytest.raises(ValueError, match=r"28x40 images are too small .* H and W >= 29"):
+        nets.check_input(nets.diracnet_imagenet(18, 0.25), (2, 3, 28, 40))

@@ -1,5 +1,7 @@
 """The Flax DiracNet: same outputs and folded weights as the torch one, both ways."""
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -119,3 +121,35 @@ def test_resnet_convs_use_the_policy_the_spec_records():
     widening = [name for name, layer in spec.layers() if isinstance(layer, nets.Conv)
                 and layer.parameterization == "resnet" and layer.in_channels != layer.out_channels]
     assert widening and all(net.layer(name).policy == "min" for name in widening)
+
+
+@functools.cache
+def _both_networks(name):
+    from dirac_jax import create_model
+    from dirac_torch.registry import create_model as torch_create
+
+    return torch_create(name, num_classes=5), create_model(name, num_classes=5,
+                                                           rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("name", ["diracnet10_025_cifar", "plain10_025_cifar"])
+@pytest.mark.parametrize("shape, dtype, error", [
+    ((2, 2, 32, 32), "float32", ValueError), ((3, 32, 32), "float32", ValueError),
+    ((2, 3, 32, 32, 1), "float32", ValueError), ((2, 3, 3, 40), "float32", ValueError),
+    ((2, 3, 32, 32), "float16", TypeError), ((2, 3, 32, 32), "float64", TypeError),
+    ((2, 3, 32, 32), "int32", TypeError),
+])
+def test_torch_and_flax_networks_refuse_a_bad_input_in_the_same_words(name, shape, dtype,
+                                                                     error):
+    """The torch door let torch refuse these itself (a bare RuntimeError from the stem conv
+    or a pooling); Flax refused them at an inner layer."""
+    torch = pytest.importorskip("torch")
+    torch_net, net = _both_networks(name)
+    x = np.ones(shape, dtype)
+    messages = set()
+    for call in (lambda: torch_net(torch.from_numpy(x)), lambda: net(jnp.asarray(x)),
+                 lambda: nnx.jit(net)(jnp.asarray(x))):
+        with pytest.raises(error) as caught:
+            call()
+        messages.add(str(caught.value))
+    assert len(messages) == 1, messages

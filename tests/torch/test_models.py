@@ -225,3 +225,56 @@ def test_package_exposes_the_builders_lazily():
 def test_docstring_examples():
     result = doctest.testmod(models, extraglobs={"torch": torch})
     assert result.attempted > 0 and result.failed == 0
+
+
+BAD_INPUTS = [  # (shape, dtype, error): each once refused by torch as a bare RuntimeError
+    ((2, 2, 8, 8), torch.float32, ValueError),   # channels, at the plain stem conv
+    ((3, 8, 8), torch.float32, ValueError),      # unbatched: torch read 3 as the batch
+    ((2, 3, 3, 3), torch.float32, ValueError),   # too small for the poolings
+    ((2, 3, 8, 8), torch.float16, TypeError),
+    ((2, 3, 8, 8), torch.float64, TypeError),
+    ((2, 3, 8, 8), torch.int32, TypeError),
+]
+
+
+@pytest.mark.parametrize("kind", ["diracnet", "plain"])
+@pytest.mark.parametrize("shape, dtype, error", BAD_INPUTS)
+def test_the_network_door_refuses_a_bad_input_as_the_shared_rule_does(kind, shape, dtype,
+                                                                      error):
+    model = dirac_torch.create_model(f"{kind}10_025_cifar", num_classes=5)
+    x = torch.ones(shape, dtype=dtype)
+    with pytest.raises(error) as expected:
+        nets.check_input(model.spec, shape, dtype, torch.float32)
+    for door in (model, model.forward_features):
+        with pytest.raises(error) as caught:
+            door(x)
+        assert str(caught.value) == str(expected.value)
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor, got ndarray"):
+        model(np.ones((2, 3, 8, 8), np.float32))
+
+
+@pytest.mark.parametrize("name", ["diracnet10_025_cifar", "diracnet18_010_imagenet",
+                                  "plain18_010_imagenet"])
+def test_the_smallest_image_the_door_takes_is_the_smallest_torch_can_run(name):
+    model = dirac_torch.create_model(name, num_classes=3).eval()
+    smallest = model.spec.smallest_image
+    assert smallest == (4 if "cifar" in name else 29)
+    with torch.no_grad():
+        assert model(torch.ones(1, 3, smallest, smallest + 5)).shape == (1, 3)
+        with pytest.raises((RuntimeError, ValueError)):  # the layers, unchecked
+            nn.Sequential.forward(model, torch.ones(1, 3, smallest - 1, smallest))
+        with pytest.raises(ValueError, match=f"which takes H and W >= {smallest}"):
+            model(torch.ones(1, 3, smallest - 1, smallest))
+
+
+def test_autocast_mixes_dtypes_through_the_door_and_other_errors_pass_unchanged():
+    model = dirac_torch.create_model("diracnet10_025_cifar", num_classes=5).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.ones(2, 3, 8, 8, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+    def fail(*_):
+        raise RuntimeError("not about the input")
+
+    model.group1.register_forward_hook(fail)
+    with pytest.raises(RuntimeError, match=r"^not about the input$"):
+        model(torch.ones(2, 3, 8, 8))

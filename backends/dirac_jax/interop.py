@@ -2,7 +2,8 @@
 
 Both are built from one :class:`dirac_core.nets.NetSpec` with the same layouts, so each spec
 layer's arrays carry over as they are, except the classifier's (PyTorch stores ``Linear``
-weights ``(out, in)``, Flax ``(in, out)``). Folded models carry over too. Each side gets copies:
+weights ``(out, in)``, Flax ``(in, out)``). Folded models carry over too, and so does the
+mode (train or eval, per batch norm), which decides what a call computes. Each side gets copies:
 torch updates its tensors in place (optimizer steps, a train-mode forward's running statistics),
 which must not reach arrays JAX treats as immutable. bfloat16, which NumPy lacks, crosses
 through the torch backend's NumPy carrier (``ml_dtypes``' bfloat16 one way, float32 the other,
@@ -119,7 +120,9 @@ def load_torch(model: DiracNet, torch_model: Any) -> DiracNet:
     """Copy the parameters and batch-norm statistics of ``torch_model`` (a
     ``dirac_torch.models.DiracNet``, or ``dirac_torch.fold_model`` of one) into ``model``,
     built from the same spec (and folded with :func:`~dirac_jax.nn.fold_model` when the torch
-    model is).
+    model is), and its mode: each batch norm of ``model`` normalizes with its batch's
+    statistics (``train()``) or its running ones (``eval()``) as its torch twin does
+    (``.training``), so that both compute the same function.
 
     Returns ``model``.
 
@@ -144,12 +147,16 @@ def load_torch(model: DiracNet, torch_model: Any) -> DiracNet:
     for layer, module in _pairs(model, torch_model):
         for variable, tensor, transpose in _arrays(layer, module):
             _set(variable, tensor.T if transpose else tensor)
+        if isinstance(layer, nnx.BatchNorm):  # what layer.train() / .eval() set
+            layer.use_running_average = not module.training
     return model
 
 
 def to_torch(model: DiracNet) -> torch.nn.Module:
     """The PyTorch model of ``model`` (folded if it is): ``dirac_torch.models.build`` of its
-    spec and initial values, holding its arrays. Imports torch.
+    spec and initial values, holding its arrays, in its mode (``.training`` as each batch norm
+    of ``model`` is in train mode; a folded model, which has none, comes back in eval mode).
+    Imports torch.
 
     Raises
     ------
@@ -162,6 +169,9 @@ def to_torch(model: DiracNet) -> torch.nn.Module:
     >>> net = DiracNet(nets.diracnet_cifar(10, in_channels=1, image_size=8), rngs=nnx.Rngs(0))
     >>> to_torch(net).get_submodule("group0.1").alpha.item()
     5.0
+    >>> net.eval()
+    >>> to_torch(net).training
+    False
     """
     import torch
 
@@ -175,6 +185,9 @@ def to_torch(model: DiracNet) -> torch.nn.Module:
     torch_model: torch.nn.Module = build(model.spec, init=model.init).to(dtype)
     if is_folded(model):
         torch_model = fold_model(torch_model.eval())
+    else:  # the model's mode is its batch norms' (net.train() / net.eval() set them all)
+        torch_model.train(any(_training(layer) for layer in model.layers
+                              if isinstance(layer, nnx.BatchNorm)))
     with torch.no_grad():
         for layer, module in _pairs(model, torch_model):
             for variable, tensor, transpose in _arrays(layer, module):
@@ -183,4 +196,12 @@ def to_torch(model: DiracNet) -> torch.nn.Module:
                     raise ValueError(f"shape {tuple(value.shape)} does not fit "
                                      f"{tuple(tensor.shape)}")
                 tensor.copy_(value.T if transpose else value)
+            if isinstance(layer, nnx.BatchNorm):
+                module.train(_training(layer))
     return torch_model
+
+
+def _training(bn: nnx.BatchNorm) -> bool:
+    """Whether a Flax batch norm is in train mode (normalizes with, and updates from, the
+    batch's statistics), as ``torch.nn.Module.training``."""
+    return not bn.use_running_average

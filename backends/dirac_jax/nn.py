@@ -8,8 +8,9 @@ torch model's arrays carry over unchanged (:mod:`dirac_jax.interop`).
 - :class:`DiracConv`: its weight is ``W_hat = alpha * delta + beta * normalize(W)`` (paper eq.
   13), computed by :func:`dirac_jax.ops.dirac_weight` (whose ``custom_vjp`` is the spec's VJP);
 - :class:`NCReLU`, :class:`MaxPool`, :class:`GlobalAvgPool`, :class:`ReLU`;
-- :class:`BatchNorm`: ``nnx.BatchNorm`` with PyTorch's settings, its running statistics in
-  the parameters' dtype (updated in float32 and rounded once);
+- :class:`BatchNorm`: ``nnx.BatchNorm`` with PyTorch's settings and running-variance update
+  (the unbiased batch variance), its running statistics in the parameters' dtype (updated in
+  float32 and rounded once);
 - :class:`DiracNet`: every layer of a :class:`~dirac_core.nets.NetSpec`, by the spec's dotted
   names; :func:`fold_model` turns it into plain convolutions with the batch norms absorbed.
 
@@ -41,6 +42,7 @@ from dirac_core.validation import (
     bool_value,
     check_input_dtype,
     check_output_size,
+    describe,
     dirac_init_std,
     float_dtype_name,
     groups_for,
@@ -53,6 +55,7 @@ from dirac_core.validation import (
     positive_int,
     positive_number,
     require_array,
+    require_ndim,
     shape_of,
 )
 
@@ -66,6 +69,14 @@ def _param_dtype(dtype: Any) -> str:
     name = "float32" if dtype is None else float_dtype_name(dtype)
     require_x64_for(name, "parameters")
     return name
+
+
+def _require_rngs(rngs: Any) -> None:
+    """The ``rngs`` of every layer and network that draws initial values: an ``nnx.Rngs``
+    (an int seed or a bare key would fail deep inside the first draw)."""
+    if not isinstance(rngs, nnx.Rngs):
+        raise TypeError(f"rngs must be an nnx.Rngs (nnx.Rngs(0), say), got "
+                        f"{type(rngs).__name__}: {describe(rngs)}")
 
 
 class Fixed(nnx.Variable[jax.Array]):
@@ -90,13 +101,14 @@ class Conv(nnx.Module):
     Raises
     ------
     ValueError, TypeError
-        As :func:`dirac_core.conv` for the geometry; at call time an input of the wrong rank
-        or channel count.
+        As :func:`dirac_core.conv` for the geometry; ``rngs`` not an ``nnx.Rngs``; at call
+        time an input of the wrong rank or channel count.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, *,
                  stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
                  bias: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
+        _require_rngs(rngs)
         dtype = _param_dtype(dtype)
         in_channels = positive_int(in_channels, "in_channels")
         out_channels = positive_int(out_channels, "out_channels")
@@ -210,38 +222,75 @@ class ReLU(nnx.Module):
 
 
 class MaxPool(nnx.Module):
-    """Max over ``kernel_size`` windows of the spatial axes, padding with ``-inf``."""
+    """Max over ``kernel_size`` windows of the spatial axes, padding with ``-inf``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`dirac_core.validation.pool_geometry` for the geometry; at call time, ``x``
+        is not ``(N, C, *spatial)`` with a spatial dim, or is too small for one window (as
+        PyTorch's ``MaxPool2d``: an empty map is no pooling).
+
+    Examples
+    --------
+    >>> MaxPool(2, 2)(jnp.ones((1, 3, 5, 4), jnp.float32)).shape
+    (1, 3, 2, 2)
+    """
 
     def __init__(self, kernel_size: int, stride: int, padding: int = 0) -> None:
         self.kernel_size, self.stride, self.padding = pool_geometry(kernel_size, stride,
                                                                     padding)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        dims = x.ndim - 2
-        pooled: jax.Array = lax.reduce_window(
-            x, -jnp.inf, lax.max, (1, 1) + (self.kernel_size,) * dims,
-            (1, 1) + (self.stride,) * dims, ((0, 0), (0, 0)) + ((self.padding,) * 2,) * dims,
-        )
+        dims = len(_spatial_shape(x, type(self).__name__))
+        window, step = (self.kernel_size,) * dims, (self.stride,) * dims
+        pads = ((self.padding, self.padding),) * dims
+        check_output_size(shape_of(x), (1, 1, *window), step, pads, (1,) * dims)
+        pooled: jax.Array = lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, *window),
+                                              (1, 1, *step), ((0, 0), (0, 0), *pads))
         return pooled
 
 
 class GlobalAvgPool(nnx.Module):
-    """Mean over every spatial position: ``(N, C, *spatial) -> (N, C)``."""
+    """Mean over every spatial position: ``(N, C, *spatial) -> (N, C)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        At call time, ``x`` is not an array of shape ``(N, C, *spatial)`` with a spatial dim,
+        or its map is empty (a mean of no values would be NaN).
+    """
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        spatial = _spatial_shape(x, type(self).__name__)
+        if 0 in spatial:
+            raise ValueError(f"x has shape {tuple(x.shape)}, an empty map; "
+                             f"{type(self).__name__} needs at least one position")
         return jnp.mean(x, axis=tuple(range(2, x.ndim)))
 
 
-class BatchNorm(nnx.BatchNorm):
-    """``nnx.BatchNorm`` over axis 1 with PyTorch's momentum (0.1) and eps (1e-5), whose
-    running statistics are kept in the parameters' dtype, as a torch model's buffers are after
-    ``.to(dtype)`` (Flax would keep them float32), so they cross to torch and back exactly.
+def _spatial_shape(x: Any, layer: str) -> tuple[int, ...]:
+    """The spatial shape of a pooling's input ``x``, which must be ``(N, C, *spatial)`` with
+    at least one spatial dim."""
+    require_array(x, "x")
+    return require_ndim(x, "x", 3, f"{layer} takes (N, C, *spatial)")[2:]
 
-    A train-mode call updates them to ``(1 - 0.1) * stat + 0.1 * batch_stat`` computed in at
-    least float32 (the batch statistics of float16 and bfloat16 inputs are float32, as Flax
-    computes them) and rounded once into that dtype: no assignment changes a dtype behind
-    JAX's back, and a half-precision statistic is within half a unit in its last place of the
-    exact update.
+
+class BatchNorm(nnx.BatchNorm):
+    """``nnx.BatchNorm`` over axis 1 with PyTorch's momentum (0.1), eps (1e-5) and running
+    variance, whose running statistics are kept in the parameters' dtype, as a torch model's
+    buffers are after ``.to(dtype)`` (Flax would keep them float32), so they cross to torch and
+    back exactly.
+
+    A train-mode call normalizes with the batch's mean and biased variance and updates the
+    running statistics as PyTorch does: ``mean <- 0.9 * mean + 0.1 * batch_mean`` and
+    ``var <- 0.9 * var + 0.1 * batch_var * n / (n - 1)``, the unbiased batch variance, where
+    ``n`` is the number of values per channel (``x.size / channels``); Flax alone would use the
+    biased one. The update is computed in at least float32 (the batch statistics of float16
+    and bfloat16 inputs are float32, as Flax computes them) and rounded once into the
+    statistics' dtype: no assignment changes a dtype behind JAX's back, and a half-precision
+    statistic is within half a unit in its last place of the exact update. An empty batch
+    leaves them as they are, as in PyTorch.
 
     Parameters
     ----------
@@ -251,8 +300,12 @@ class BatchNorm(nnx.BatchNorm):
 
     Raises
     ------
+    TypeError
+        ``rngs`` is not an ``nnx.Rngs``; at call time, a ``mask`` (Flax's option, which PyTorch
+        lacks: the ``n`` of the unbiased variance counts every value).
     ValueError
-        At call time, ``x`` is not ``(N, channels, ...)``.
+        At call time, ``x`` is not ``(N, channels, ...)``, or it holds one value per channel
+        in train mode (its unbiased variance is undefined; PyTorch refuses it too).
 
     Examples
     --------
@@ -260,9 +313,12 @@ class BatchNorm(nnx.BatchNorm):
     >>> _ = bn(jnp.asarray([[1.0, 2.0], [3.0, 6.0]], jnp.bfloat16))   # train mode
     >>> bn.mean[...].dtype, bn.mean[...].tolist()   # 0.9 * 0 + 0.1 * (2, 4)
     (dtype(bfloat16), [0.2001953125, 0.400390625])
+    >>> bn.var[...].tolist()   # 0.9 * 1 + 0.1 * (2, 8), the variances of (1, 3) and (2, 6)
+    [1.1015625, 1.703125]
     """
 
     def __init__(self, channels: int, *, dtype: Any = jnp.float32, rngs: nnx.Rngs) -> None:
+        _require_rngs(rngs)
         dtype = _param_dtype(dtype)
         channels = positive_int(channels, "channels")
         super().__init__(channels, axis=1, momentum=0.9, epsilon=1e-5, dtype=dtype,
@@ -272,19 +328,41 @@ class BatchNorm(nnx.BatchNorm):
 
     def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
                  mask: jax.Array | None = None) -> jax.Array:
-        # Flax's own update runs on widened statistics, so its float32 result is assigned to a
-        # float32 variable; they are rounded back once afterwards (eval mode reads them in the
-        # layer's dtype either way).
         require_array(x, "x")
         if x.ndim < 2 or x.shape[1] != self.num_features:
             raise ValueError(f"x has shape {tuple(x.shape)}; {type(self).__name__} expects "
                              f"(N, {self.num_features}, ...)")
+        if mask is not None:
+            raise TypeError(f"mask must be None ({type(self).__name__} follows PyTorch's batch "
+                            "norm, which has none), got one")
+        running = self.use_running_average if use_running_average is None else (
+            use_running_average)
+        count = x.size // self.num_features  # the values each channel's statistics reduce
+        training = running is not None and not running
+        if training and count == 1:
+            raise ValueError(f"x has shape {tuple(x.shape)}: one value per channel, whose "
+                             "unbiased variance is undefined; a train-mode "
+                             f"{type(self).__name__} needs at least 2 (as PyTorch's)")
+        # Flax's update runs on statistics widened to at least float32 (so that its float32
+        # result is assigned to a float32 variable), is corrected to PyTorch's and rounded back
+        # once afterwards; eval mode reads them in the layer's dtype either way.
         stats = (self.mean, self.var)
-        kept = stats[0][...].dtype
-        for stat in stats:
-            stat.set_value(stat[...].astype(jnp.promote_types(kept, jnp.float32)))
+        kept = self.mean[...].dtype
+        before = [stat[...].astype(jnp.promote_types(kept, jnp.float32)) for stat in stats]
+        for stat, value in zip(stats, before, strict=True):
+            stat.set_value(value)
         try:
-            out: jax.Array = super().__call__(x, use_running_average, mask=mask)
+            out: jax.Array = super().__call__(x, use_running_average)
+            if training and count == 0:  # Flax's statistics of no values are NaN
+                for stat, value in zip(stats, before, strict=True):
+                    stat.set_value(value)
+            elif training:
+                # Flax set var = m * var + (1 - m) * b with b the biased variance; adding
+                # (1 - m) * b / (n - 1) makes it PyTorch's m * var + (1 - m) * b * n / (n - 1).
+                # Both terms are >= 0, so this costs a few float32 roundings of the result.
+                updated = self.var[...]
+                self.var.set_value(
+                    updated + (updated - self.momentum * before[1]) / (count - 1))
         finally:
             for stat in stats:
                 stat.set_value(stat[...].astype(kept))
@@ -296,8 +374,8 @@ class DiracNet(nnx.Module):
 
     ``net.layer("group0.1")`` is the layer the spec calls ``group0.1``; ``net.names`` lists
     them in order. Batch norms are :class:`BatchNorm` (``nnx.BatchNorm`` over axis 1 with
-    PyTorch's momentum 0.1 and eps 1e-5, running statistics in the parameters' dtype);
-    ``net.train()`` / ``net.eval()`` switch their statistics.
+    PyTorch's momentum 0.1, eps 1e-5 and running-variance update, running statistics in the
+    parameters' dtype); ``net.train()`` / ``net.eval()`` switch their statistics.
 
     Parameters
     ----------
@@ -308,6 +386,12 @@ class DiracNet(nnx.Module):
         Replace those of ``init``.
     dtype : the parameters' dtype
     rngs : nnx.Rngs
+
+    Raises
+    ------
+    TypeError
+        ``spec`` is not a ``NetSpec``; ``rngs`` is not an ``nnx.Rngs`` (an int seed or a key:
+        ``nnx.Rngs(seed)`` wraps one).
 
     Examples
     --------
@@ -323,6 +407,7 @@ class DiracNet(nnx.Module):
                  rngs: nnx.Rngs) -> None:
         if not isinstance(spec, nets.NetSpec):
             raise TypeError(f"spec must be a dirac_core.nets.NetSpec, got {type(spec).__name__}")
+        _require_rngs(rngs)
         self.spec = spec
         self.init = catalog.spec_init(spec, init, alpha_init=alpha_init, beta_init=beta_init,
                                       init_std=init_std)

@@ -172,3 +172,45 @@ def test_load_torch_takes_a_compiled_torch_diracnet():
     net = load_torch(DiracNet(SPEC, rngs=nnx.Rngs(0)), torch.compile(torch_net))
     assert float(net.layer("group0.1").alpha[...]) == torch_net.get_submodule(
         "group0.1").alpha.item()
+
+
+def test_the_mode_carries_over_both_ways():
+    """to_torch of a Flax model in eval mode came back in train mode (a folded one in eval),
+    and load_torch left the Flax model's mode as it was: the two computed different functions.
+    Each batch norm's mode crosses, so a model with one layer switched keeps it."""
+    net = DiracNet(SPEC, rngs=nnx.Rngs(0))
+    for mode in ("eval", "train"):
+        getattr(net, mode)()
+        torch_net = to_torch(net)
+        assert torch_net.training == (mode == "train")
+        assert all(m.training == (mode == "train") for m in torch_net.modules()
+                   if isinstance(m, torch.nn.BatchNorm2d))
+        getattr(torch_net, {"eval": "train", "train": "eval"}[mode])()
+        load_torch(net, torch_net)
+        assert all(net.layer(name).use_running_average == (mode == "train")
+                   for name in ("stem.1", "group0.2"))
+    net.train()
+    net.layer("stem.1").eval()  # net is in train mode but for this one
+    torch_net = to_torch(net)
+    assert [torch_net.get_submodule(n).training for n in ("stem.1", "group0.2")] == [False, True]
+
+
+def test_a_train_step_moves_the_statistics_of_both_networks_alike():
+    """The same batch through a Flax network in train mode and its to_torch: the running
+    statistics agree to float32 rounding (Flax's own update, the biased variance, is off by
+    n / (n - 1) = 32 / 31 of the batch term here) and so do the eval outputs after it."""
+    net = DiracNet(SPEC, rngs=nnx.Rngs(0))
+    torch_net = to_torch(net)
+    x = np.random.default_rng(0).standard_normal((2, 1, 4, 4)).astype(np.float32)
+    net(jnp.asarray(x))
+    torch_net(torch.from_numpy(x))
+    for name in ("stem.1", "group0.2"):
+        ours, theirs = net.layer(name), torch_net.get_submodule(name)
+        for stat, buffer in ((ours.mean, theirs.running_mean), (ours.var, theirs.running_var)):
+            np.testing.assert_allclose(np.asarray(stat[...]), buffer.detach().numpy(),
+                                       rtol=2e-6, atol=1e-7, err_msg=name)
+    net.eval()
+    torch_net.eval()
+    with torch.no_grad():
+        expected = torch_net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(net(jnp.asarray(x))), expected, rtol=1e-5, atol=1e-5)

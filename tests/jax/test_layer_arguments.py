@@ -193,3 +193,49 @@ def test_dtype_none_is_the_default_float32_as_in_torch():
     """It built float32 before the dtype checks, then was refused; torch's layers take None."""
     conv = jnn.DiracConv(4, 4, 3, dtype=None, rngs=nnx.Rngs(0))
     assert conv.weight[...].dtype == jnp.float32 and conv.alpha[...].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("shape,match", [
+    ((1, 4, 1, 1), r"x of spatial shape \(1, 1\) is too small for kernel \(2, 2\).*output "
+                   r"would be \(0, 0\)"),
+    ((1, 4, 3, 1), r"x of spatial shape \(3, 1\) is too small.*output would be \(1, 0\)"),
+    ((4, 4), r"x must have at least 3 dims \(MaxPool takes \(N, C, \*spatial\)\), got shape "
+             r"\(4, 4\)"),
+], ids=["1x1", "3x1", "no spatial dim"])
+def test_max_pooling_refuses_an_input_it_cannot_pool(shape, match):
+    """As torch's MaxPool2d refuses them; it returned an empty map (whose mean is NaN), or the
+    input unpooled when it had no spatial dim."""
+    with pytest.raises(ValueError, match=match):
+        jnn.MaxPool(2, 2)(jnp.ones(shape, jnp.float32))
+    assert jnn.MaxPool(2, 2, 1)(jnp.ones((1, 4, 1, 1), jnp.float32)).shape == (1, 4, 1, 1)
+
+
+@pytest.mark.parametrize("shape,match", [
+    ((1, 4, 0, 3), r"x has shape \(1, 4, 0, 3\), an empty map; GlobalAvgPool needs at least "
+                   r"one position"),
+    ((2, 4), r"x must have at least 3 dims \(GlobalAvgPool takes \(N, C, \*spatial\)\)"),
+], ids=["empty map", "no spatial dim"])
+def test_global_average_pooling_refuses_an_input_with_no_map(shape, match):
+    """The mean of no positions was NaN; an (N, C) input came back as it was."""
+    with pytest.raises(ValueError, match=match):
+        jnn.GlobalAvgPool()(jnp.ones(shape, jnp.float32))
+    assert jnn.GlobalAvgPool()(jnp.ones((0, 4, 2, 2), jnp.float32)).shape == (0, 4)
+
+
+@pytest.mark.parametrize("rngs", [0, "key"], ids=["int", "key"])
+@pytest.mark.parametrize("build", [
+    lambda rngs: jnn.Conv(4, 4, 3, rngs=rngs),
+    lambda rngs: jnn.DiracConv(4, 4, 3, rngs=rngs),
+    lambda rngs: jnn.BatchNorm(4, rngs=rngs),
+    lambda rngs: jnn.DiracNet(dc.nets.diracnet_cifar(10, in_channels=1, image_size=8),
+                              rngs=rngs),
+    lambda rngs: jnn.create_model("diracnet10_025_cifar", rngs=rngs),
+], ids=["Conv", "DiracConv", "BatchNorm", "DiracNet", "create_model"])
+def test_rngs_must_be_an_nnx_rngs(build, rngs):
+    """A seed or a bare key failed with an AttributeError deep in the first draw."""
+    import jax
+
+    given = jax.random.key(0) if rngs == "key" else rngs
+    with pytest.raises(TypeError, match=r"rngs must be an nnx\.Rngs \(nnx\.Rngs\(0\), say\), "
+                       f"got {type(given).__name__}"):
+        build(given)

@@ -8,7 +8,6 @@ import pytest
 DOC = Path(__file__).parents[2] / "docs" / "jax.md"
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_docs_code_blocks_run():
     pytest.importorskip("torch")
     pytest.importorskip("array_api_strict")

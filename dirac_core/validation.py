@@ -212,6 +212,22 @@ def require_ndim(x: Any, name: str, minimum: int, what: str) -> tuple[int, ...]:
     return shape
 
 
+def pooled_map(x: Any, layer: str) -> tuple[int, ...]:
+    """The spatial shape of ``x``, the input of the global average pooling ``layer``: it must
+    be ``(N, C, *spatial)`` with at least one spatial dim and a non-empty map (the mean of no
+    values is NaN). The one rule of every framework's pooling; an empty batch is fine.
+
+    >>> pooled_map(np.ones((2, 3, 1, 0)), "GlobalAvgPool")
+    Traceback (most recent call last):
+    ...
+    ValueError: x has shape (2, 3, 1, 0), an empty map; GlobalAvgPool needs at least one position
+    """
+    shape = require_ndim(x, "x", 3, f"{layer} takes (N, C, *spatial)")
+    if 0 in shape[2:]:
+        raise ValueError(f"x has shape {shape}, an empty map; {layer} needs at least one position")
+    return shape[2:]
+
+
 def require_nonempty(x: Any, name: str, what: str) -> tuple[int, ...]:
     """Every dim of ``x`` is >= 1 (a weight with no filters or an empty kernel is an error)."""
     shape = shape_of(x)

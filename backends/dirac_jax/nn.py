@@ -52,6 +52,7 @@ from dirac_core.validation import (
     per_channel_value,
     policy_value,
     pool_geometry,
+    pooled_map,
     positive_int,
     positive_number,
     require_array,
@@ -262,10 +263,8 @@ class GlobalAvgPool(nnx.Module):
     """
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        spatial = _spatial_shape(x, type(self).__name__)
-        if 0 in spatial:
-            raise ValueError(f"x has shape {tuple(x.shape)}, an empty map; "
-                             f"{type(self).__name__} needs at least one position")
+        require_array(x, "x")
+        pooled_map(x, type(self).__name__)
         return jnp.mean(x, axis=tuple(range(2, x.ndim)))
 
 

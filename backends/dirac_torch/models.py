@@ -36,7 +36,7 @@ import torch
 from torch import fx, nn
 
 from dirac_core import catalog, nets
-from dirac_core.validation import layer_geometry, pool_geometry
+from dirac_core.validation import layer_geometry, pool_geometry, pooled_map
 
 from .conv_geometry import conv_module
 from .layers import DiracConv2d, NCReLU
@@ -224,9 +224,18 @@ def stage_outputs(spec: nets.NetSpec) -> list[tuple[str, int, int]]:
 
 
 class GlobalAvgPool(nn.Module):
-    """Mean over every spatial position: ``(N, C, *spatial) -> (N, C)``."""
+    """Mean over every spatial position: ``(N, C, *spatial) -> (N, C)``.
+
+    Raises
+    ------
+    ValueError
+        At call time, ``x`` has no spatial dim or an empty map (a mean of no values would be
+        NaN): :func:`dirac_core.validation.pooled_map`, the Flax pooling's rule.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, fx.Proxy):  # a symbolic trace has no shapes
+            pooled_map(x, type(self).__name__)
         return x.mean(dim=tuple(range(2, x.dim())))
 
 

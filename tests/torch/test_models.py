@@ -278,3 +278,17 @@ def test_autocast_mixes_dtypes_through_the_door_and_other_errors_pass_unchanged(
     model.group1.register_forward_hook(fail)
     with pytest.raises(RuntimeError, match=r"^not about the input$"):
         model(torch.ones(2, 3, 8, 8))
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((1, 4, 0, 3), r"x has shape \(1, 4, 0, 3\), an empty map; GlobalAvgPool needs at least "
+                   r"one position"),
+    ((2, 4), r"x must have at least 3 dims \(GlobalAvgPool takes \(N, C, \*spatial\)\)"),
+])
+def test_global_pooling_refuses_what_has_no_mean_as_the_flax_pooling_does(shape, message):
+    # It returned NaN for an empty map and, for (N, C), the mean over every dim.
+    with pytest.raises(ValueError, match=message):
+        models.GlobalAvgPool()(torch.ones(shape))
+    pooled = models.GlobalAvgPool()(torch.arange(24.0).reshape(2, 3, 2, 2))
+    torch.testing.assert_close(pooled, torch.arange(24.0).reshape(2, 3, 4).mean(-1), rtol=0, atol=0)
+    assert models.GlobalAvgPool()(torch.ones(0, 4, 2, 2)).shape == (0, 4)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
+from dirac_conformance.meta import Kill, hunt
 from dirac_conformance.runner import profile_settings
 from dirac_conformance.target import Target, load_target
 
@@ -14,6 +18,18 @@ from dirac_conformance.target import Target, load_target
 @pytest.fixture(scope="session")
 def reference() -> Target:
     return load_target("numpy")
+
+
+@cache
+def _hunted(mutant: Any) -> Kill:
+    return hunt(mutant)
+
+
+@pytest.fixture(scope="session")
+def hunted() -> Callable[[Any], Kill]:
+    """``hunt(mutant)`` with its defaults, once per mutant and test session: the meta-suite's
+    tests and the command's ``--mutants`` test look at the same kills."""
+    return _hunted
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+from dirac_conformance import meta
+from dirac_conformance.checks import CHECKS
 from dirac_conformance.cli import main
 
 MUTANT = "dirac_conformance.mutants:NcreluGradAtZero"
@@ -149,9 +151,19 @@ def test_no_check_ran_is_a_failure(tmp_path, capsys) -> None:
     assert "no check ran" in capsys.readouterr().out
 
 
-def test_mutants_report_kill_rate_and_classes(tmp_path, capsys) -> None:
+def test_mutants_report_kill_rate_and_classes(tmp_path, capsys, monkeypatch, hunted) -> None:
+    """The command hunts each mutant with hunt's defaults; the kills are the meta-suite
+    tests' own (one hunt per mutant and session, not two)."""
+    calls = set()
+
+    def once(mutant, profile, *, checks, settings, deadline):
+        calls.add((profile, tuple(c.name for c in checks), settings, deadline))
+        return hunted(mutant)
+
+    monkeypatch.setattr(meta, "hunt", once)
     report = tmp_path / "kills.json"
     assert main(["--mutants", "--json", str(report)]) == 0
+    assert calls == {("meta", tuple(CHECKS), None, meta.META_DEADLINE)}
     out = capsys.readouterr().out
     assert "kill rate: " in out and "class half-accumulation: 3/3 killed" in out
     assert json.loads(report.read_text())["kill_rate"] == 1.0

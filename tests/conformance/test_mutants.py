@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import Phase, settings
@@ -78,15 +79,9 @@ def test_each_mutant_overrides_exactly_one_op(mutant: type[Mutant]) -> None:
     assert mutant.first in CHECKS or (mutant.first == "load" and overridden == ["available"])
 
 
-@cache
-def _hunt(mutant: type[Mutant]) -> Kill:
-    """One hunt per mutant and test process: several tests look at the same kill."""
-    return hunt(mutant)
-
-
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.__name__)
-def test_suite_kills_mutant(mutant: type[Mutant]) -> None:
-    kill = _hunt(mutant)
+def test_suite_kills_mutant(mutant: type[Mutant], hunted: Callable[[Any], Kill]) -> None:
+    kill = hunted(mutant)
     assert kill.killed_by, f"{mutant.__name__} survived: {kill.bug}"
     assert mutant.fault in FAULT_CLASSES
 
@@ -144,8 +139,9 @@ def test_every_fault_class_has_a_mutant() -> None:
     ],
 )
 def test_new_fault_classes_are_caught_by_their_check(mutant: type[Mutant], killed_by: str,
-                                                     message: str) -> None:
-    kill = _hunt(mutant)
+                                                     message: str,
+                                                     hunted: Callable[[Any], Kill]) -> None:
+    kill = hunted(mutant)
     assert kill.killed_by.startswith(killed_by) and message in kill.message, kill
 
 

@@ -23,7 +23,8 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "conformance.md"
 BACKENDS = ("numpy", "torch", "cupy", "jax", "array_api", "dirac_array_api:ON_NUMPY",
             "dirac_array_api:ON_TORCH", "dirac_array_api:ON_JAX")
 # Known failures passed with a backend's run (see the file for why).
-XFAILS = {"dirac_array_api:ON_JAX": "backends/dirac_array_api/xfails.jsonl"}
+XFAILS = {name: "backends/dirac_array_api/xfails.jsonl"
+          for name in ("jax", "dirac_array_api:ON_JAX")}
 MARKERS = re.compile(r"(<!-- conformance: (\S+) -->\n)(.*?)(<!-- /conformance -->)", re.S)
 
 

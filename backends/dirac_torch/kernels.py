@@ -100,6 +100,20 @@ class _NCReLU(torch.autograd.Function):
         return ncrelu_vjp(g, at_most_zero, at_least_zero, ctx.dim), None
 
 
+def _packed_strides(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself, or, when it is contiguous but a dim of length 1 carries another stride,
+    the same memory viewed with a packed tensor's strides: torch 2.13's CPU ``conv1d`` with a
+    bias, a stride of 3, padding 2 and dilation 2 crashes the process (SIGSEGV) on an input or
+    a weight of length 1 whose stride along it is 2 (found by the conformance suite's drawn
+    layouts)."""
+    if not x.is_contiguous():
+        return x
+    packed = [1] * x.dim()
+    for axis in range(x.dim() - 2, -1, -1):
+        packed[axis] = packed[axis + 1] * x.shape[axis + 1]
+    return x if list(x.stride()) == packed else x.as_strided(x.shape, packed)
+
+
 def conv(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -124,7 +138,8 @@ def conv(
     # (only an empty batch or channel count is taken): such an input is padded first.
     if (native and padding_mode == "zeros" and all(left == right for left, right in pairs)
             and all(x.shape[2:])):
-        return native(x, w, bias, stride, [p for p, _ in pairs], dilation, groups)
+        return native(_packed_strides(x), _packed_strides(w), bias, stride,
+                      [p for p, _ in pairs], dilation, groups)
     # F.pad lists the last dim first.
     flat = [p for pair in reversed(pairs) for p in pair]
     x = F.pad(x, flat, mode="constant" if padding_mode == "zeros" else padding_mode)

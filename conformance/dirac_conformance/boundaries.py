@@ -14,6 +14,8 @@ every profile runs):
   :data:`BATCHES`, channels per group of :data:`CHANNELS`; the ``conv`` checks, the identities
   (on the input shapes: ``padding="same"`` keeps them) and NCReLU (on the input shapes, every
   other one with subnormal entries) use them;
+- :data:`SUBNORMAL_GEOMETRIES`: three of them again, with subnormal inputs, weights or
+  cotangents, for the ``conv_subnormal`` check;
 - :data:`EMPTY_INPUTS`: convolutions of an input empty along a spatial dim that its padding
   makes valid, for the ``conv`` checks;
 - :data:`WEIGHTS`: filter banks of more filters than a tile of 32 and filters longer than a
@@ -210,6 +212,30 @@ def overflow_example(dtype: str) -> Case:
         for k, (name, a) in enumerate((("x", x), ("w", w)))}
     return Case(dtype, {**operands, "bias": None},
                 {"stride": (1,), "padding": 0, "dilation": (1,), "groups": 1})
+
+
+SUBNORMAL_GEOMETRIES = (1, 4, 6)
+"""The :data:`GEOMETRIES` rows of the ``conv_subnormal`` examples: a padded 1-d convolution, a
+strided 2-d one of two groups and the depthwise one."""
+
+
+def conv_subnormal_examples(dtype: str) -> list[Case]:
+    """Cases of ``conv_subnormal`` on each :data:`SUBNORMAL_GEOMETRIES` row, one per operand
+    that holds the subnormal values (``"subnormal_spread"``), the others normal: ``x`` (with a
+    subnormal bias), ``w``, the cotangent ``g``."""
+    cases = []
+    for i in SUBNORMAL_GEOMETRIES:
+        geo = GEOMETRIES[i]
+        shapes = {"g": conv_output(geo.x_shape(), geo.w_shape(), geo.kwargs()),
+                  "x": geo.x_shape(), "w": geo.w_shape()}
+        for j, low in enumerate(shapes):
+            operands: dict[str, Operand | None] = {
+                name: operand(shape, dtype, "subnormal_spread" if name == low else "normal",
+                              10 * i + j) for name, shape in shapes.items()}
+            operands["bias"] = operand((geo.w_shape()[0],), dtype, "subnormal_spread",
+                                       10 * i + 3) if low == "x" else None
+            cases.append(Case(dtype, operands, geo.kwargs()))
+    return _laid_out(cases)
 
 
 def identity_examples(dtype: str, grouped: bool = True) -> list[Case]:

@@ -825,8 +825,30 @@ class FlushedNcrelu(Mutant):
     fault = "flush"
 
     def ncrelu(self, x: Any, *, axis: int) -> Any:
-        flushed = np.where(np.abs(x) < np.finfo(x.dtype).tiny, x.dtype.type(0), x)
-        return super().ncrelu(flushed, axis=axis)
+        return super().ncrelu(_flushed(x), axis=axis)
+
+
+def _flushed(a: Any) -> Any:
+    """``a`` with its subnormal entries read as zero (None stays None)."""
+    if a is None:
+        return None
+    return np.where(np.abs(a) < np.finfo(a.dtype).tiny, a.dtype.type(0), a)
+
+
+class ConvFlushSubnormal32(Mutant):
+    """float32 ``conv`` built with fast math (``-use_fast_math``, ``-ftz=true``): subnormal
+    entries of ``x``, ``w`` and ``bias`` read as zero and a subnormal result written as zero,
+    in single precision only (float64 and the half types keep theirs)."""
+
+    first = "conv_subnormal"
+    fault = "flush"
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        if x.dtype != np.float32:
+            return super().conv(x, w, bias, **geometry)
+        return _flushed(super().conv(_flushed(x), _flushed(w), _flushed(bias), **geometry))
 
 
 class ZeroWeightsSkipped(Mutant):

@@ -14,7 +14,8 @@ special values: all-zero filters, filters whose squares overflow or underflow th
 filters below the ``eps`` clamp and filters whose norm *equals* ``eps`` exactly (the tie the
 spec sends to the norm branch), exact (and negative) zeros and subnormals in NCReLU inputs,
 BN variances of zero or below the dtype's normal range and gammas of either sign, NaN and
-infinities in convolution inputs (:data:`CONV_INPUT_KINDS`).
+infinities in convolution inputs (:data:`CONV_INPUT_KINDS`), and convolutions whose input,
+weight or cotangent is subnormal throughout (:func:`conv_subnormal_cases`).
 
 Long sums (:data:`LONG`): some cases of the accumulating ops reduce over 4096 terms of equal
 values, or of values whose partial sums pass float16's largest number although the total does
@@ -36,7 +37,7 @@ from dirac_core.padding import resolve_padding
 from dirac_core.validation import canonical_padding
 
 from .case import Case, Operand, Sequel
-from .dtypes import huge, round_to, tiny
+from .dtypes import huge, round_to, smallest_normal, tiny
 from .layouts import LAYOUTS
 
 seeds = st.integers(0, 2**32 - 1)
@@ -100,7 +101,10 @@ def values(rng: np.random.Generator, shape: tuple[int, ...], kind: str,
     ``"signed_zeros"``, ``"nonfinite"`` (NaN or an infinity in about 30 % of the entries),
     ``"spoiled"`` (about 5 % of the entries) or ``"subnormal"`` (about 60 % of the entries
     ``k`` times ``dtype``'s smallest subnormal, ``k`` in -4..4, zeros of both signs among
-    them: a backend that flushes subnormals reads them as zeros)."""
+    them: a backend that flushes subnormals reads them as zeros) or ``"subnormal_spread"``
+    (every entry subnormal in ``dtype``, about 10 % zeros, magnitudes log-uniform over its
+    whole subnormal range, either sign: sums of them stand far above the tolerance's floor,
+    which a few multiples of the smallest subnormal do not)."""
     if kind == "integers":
         return rng.integers(-3, 4, shape).astype(np.float64)
     if kind == "ones":
@@ -109,6 +113,10 @@ def values(rng: np.random.Generator, shape: tuple[int, ...], kind: str,
     if kind == "subnormal":
         steps = rng.integers(0, 5, shape) * rng.choice(np.array([-1.0, 1.0]), shape)
         return np.where(rng.random(shape) < 0.6, steps * 2.0 ** _FINFO_RANGE[dtype][0], normal)
+    if kind == "subnormal_spread":
+        low, high = _FINFO_RANGE[dtype][0], np.log2(smallest_normal(dtype))
+        spread = np.sign(normal) * 2.0 ** rng.uniform(low, high, shape)
+        return np.where(rng.random(shape) < 0.1, 0.0, spread)
     if kind == "sparse":
         return np.where(rng.random(shape) < 0.4, 0.0, normal)
     if kind == "signed_zeros":
@@ -478,6 +486,29 @@ def conv_cases(draw: Any, dtype: str, vjp: bool = False,
     if vjp:
         out = conv_output(geo["x_shape"], geo["w_shape"], geo["kwargs"])
         operands = {"g": draw(arrays(out, dtype, COTANGENT_KINDS)), **operands}
+    return Case(dtype, operands, geo["kwargs"])
+
+
+SUBNORMAL_OPERANDS = ("x", "w", "g")
+"""The operands of the ``conv_subnormal`` check that may hold the subnormal values."""
+
+
+@st.composite
+def conv_subnormal_cases(draw: Any, dtype: str) -> Case:
+    """A convolution and its cotangent ``g`` in which one or more of ``x``, ``w`` and ``g``
+    (:data:`SUBNORMAL_OPERANDS`) hold only subnormal values (``"subnormal_spread"``) and the
+    others ordinary ones; the bias is None or subnormal. The products of a subnormal operand
+    with an ordinary one are below the normal range, so a backend that reads subnormals as
+    zero (a flush to zero) returns zeros there, far outside the tolerance."""
+    geo = draw(conv_geometry())
+    shapes = {"g": conv_output(geo["x_shape"], geo["w_shape"], geo["kwargs"]),
+              "x": geo["x_shape"], "w": geo["w_shape"]}
+    low = draw(st.sets(st.sampled_from(SUBNORMAL_OPERANDS), min_size=1))
+    operands: dict[str, Operand | None] = {
+        name: draw(arrays(shape, dtype, ("subnormal_spread",) if name in low else VALUE_KINDS))
+        for name, shape in shapes.items()}
+    operands["bias"] = draw(st.none() | arrays((geo["w_shape"][0],), dtype,
+                                               ("subnormal_spread",)))
     return Case(dtype, operands, geo["kwargs"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import Phase, settings
 
@@ -22,6 +23,7 @@ from dirac_conformance.mutants import (
     CachedDirection,
     CachedWeight,
     Conv1x1StrideDropped,
+    ConvFlushSubnormal32,
     ConvGridRows,
     ConvVjpNanZeroed,
     DepthwiseTileDropped,
@@ -63,7 +65,8 @@ from dirac_conformance.target import Target
 
 
 def test_every_protocol_op_and_both_identities_are_checked() -> None:
-    assert set(CHECKS) == {*dc.OPS, "identity_eq1", "identity_eq11", "state_input",
+    assert set(CHECKS) == {*dc.OPS, "identity_eq1", "identity_eq11", "conv_subnormal",
+                           "state_input",
                            "state_result", "state_arguments"}
 
 
@@ -136,6 +139,7 @@ def test_every_fault_class_has_a_mutant() -> None:
         (ConvGridRows, "conv/float64", "y (float64)"),
         (HalfSaturatingConv, "conv/float16", "beyond float16's range, so the result must be inf"),
         (ConvVjpNanZeroed, "conv_vjp/float64", "expected nan"),
+        (ConvFlushSubnormal32, "conv_subnormal/float32", "conv: y (float32)"),
     ],
 )
 def test_new_fault_classes_are_caught_by_their_check(mutant: type[Mutant], killed_by: str,
@@ -164,6 +168,26 @@ def test_rounding_twice_fails_by_a_clear_factor(mutant: type[Mutant]) -> None:
     result = run_check(Target(mutant(), None, mutant.__name__), CHECKS[mutant.first],
                        "float16", profile_settings("meta"))
     assert result.status == "fail" and result.worst > 5, result
+
+
+def test_a_float32_flush_is_caught_only_by_the_subnormal_check() -> None:
+    """The other convolution checks draw no subnormal inputs (a backend that flushes them,
+    JAX on a CPU, lists conv_subnormal alone as a known failure): they pass the flushing
+    mutant, and conv_subnormal fails it in float32 alone, its forward and its eq. 1 identity
+    both."""
+    target = Target(ConvFlushSubnormal32(), None, "flush")
+    quick = profile_settings("meta")
+    for name in ("conv", "conv_vjp", "identity_eq1", "identity_eq11"):
+        assert run_check(target, CHECKS[name], "float32", quick).status == "pass", name
+    for dtype in ("float64", "float16"):
+        assert run_check(target, CHECKS["conv_subnormal"], dtype, quick).status == "pass"
+    result = run_check(target, CHECKS["conv_subnormal"], "float32", quick)
+    assert result.status == "fail" and "conv: y (float32)" in result.message, result
+    low_x = next(c for c in CHECKS["conv_subnormal"].examples("float32")
+                 if "subnormal" in c.operands["x"].origin)
+    identity = CHECKS["conv_subnormal"].evaluate(target, low_x)[-1]
+    assert identity.name == "identity_eq1: conv(x, delta)"
+    assert not np.array_equal(identity.got, identity.ref)
 
 
 def test_identities_are_checked_bit_for_bit() -> None:

@@ -407,3 +407,19 @@ def test_conv_of_an_empty_spatial_dim_made_valid_by_padding(x_shape, w_shape, kw
                          dc.conv_vjp(g, x, w, bias, **kwargs), strict=True):
         assert mine.shape == ref.shape
         np.testing.assert_allclose(mine.numpy(), ref, rtol=1e-14, atol=0)
+
+
+def test_conv_of_a_length_one_dim_with_another_stride():
+    """torch 2.13's CPU float32 conv1d crashed the process (SIGSEGV) with a bias, stride 3,
+    padding 2 and dilation 2 on an input and a weight of length 1 whose stride along it is 2
+    (channels swapped in from a transpose): tensors torch counts as contiguous. The backend
+    convolves the same memory with packed strides, and matches the reference."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((2, 1, 2), np.float32)).transpose(1, 2)
+    w = torch.from_numpy(rng.standard_normal((2, 1, 2), np.float32)).transpose(1, 2)
+    bias = torch.from_numpy(rng.standard_normal(2, np.float32))
+    assert x.is_contiguous() and x.stride() == (2, 1, 2) and w.stride() == (2, 1, 2)
+    kwargs = {"stride": 3, "padding": 2, "dilation": 2}
+    got = dc.conv(x, w, bias, **kwargs)
+    want = dc.conv(*(a.numpy().astype(np.float64) for a in (x, w, bias)), **kwargs)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=0)

@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         write(tables)
     else:
-        for name, table in tables.items():
-            print(f"{name}:\n{table}")
+        for name, text in tables.items():
+            print(f"{name}:\n{text}")
     return 0
 
 

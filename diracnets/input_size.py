@@ -52,7 +52,7 @@ def check_input_size(model: nn.Module, channels: int, size: int, *, model_name: 
     try:
         with torch.no_grad():
             model(torch.zeros(1, channels, size, size, device=device))
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:  # torch's refusal, or the network's own check
         reason = " ".join(str(exc).split())[:300]
         raise ValueError(
             f"{model_name} does not take {data}'s {channels}x{size}x{size} images (its "

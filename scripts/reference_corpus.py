@@ -11,6 +11,13 @@ kept (the corpus pins arithmetic, not the handling of inf and NaN, which the spe
 Regenerate it only when the reference is *meant* to change, from the commit before the change:
 
     python scripts/reference_corpus.py --write
+
+When a rule of the spec changes what the reference gives on the stored inputs (the sign of a
+zero, say), ``--restate`` keeps the cases and recomputes their outputs, printing how many
+entries of each op changed and whether any changed beyond the sign of a zero; with
+``--write`` it stores them:
+
+    python scripts/reference_corpus.py --restate [--write]
 """
 
 from __future__ import annotations
@@ -105,11 +112,45 @@ def build() -> dict[str, np.ndarray]:
     return arrays
 
 
+def restate() -> dict[str, np.ndarray]:
+    """The stored cases with their outputs recomputed; prints what changed, per op."""
+    with np.load(CORPUS) as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    changed: dict[str, list[int]] = {}  # op -> [entries changed, of which beyond a zero's sign]
+    for i, case in enumerate(json.loads(str(arrays["meta"]))):
+        operands = {name: {"none": None, "python": case["python"].get(name),
+                           "array": arrays.get(f"{i}/{name}")}[kind]
+                    for name, kind in case["operands"].items()}
+        kwargs = {k: _tuples(v) for k, v in case["kwargs"].items()}
+        with np.errstate(all="ignore"):
+            outputs = call(case["op"], case["dtype"], operands, kwargs)
+        for j, value in enumerate(outputs):
+            if value is None:
+                continue
+            new, old = np.asarray(value), arrays[f"{i}/out{j}"]
+            bits = new.view(f"u{new.itemsize}") != old.view(f"u{old.itemsize}")
+            count = changed.setdefault(case["op"], [0, 0])
+            count[0] += int(bits.sum())
+            count[1] += int((new[bits] != old[bits]).sum())  # -0.0 == 0.0
+            arrays[f"{i}/out{j}"] = new
+    for op, (entries, values) in changed.items():
+        if entries:
+            print(f"{op}: {entries} entries changed, {values} of them beyond the sign of a zero")
+    return arrays
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the API was called with."""
+    return tuple(map(_tuples, value)) if isinstance(value, list) else value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"write {CORPUS.name}")
+    parser.add_argument("--restate", action="store_true",
+                        help="keep the stored cases, recompute their outputs")
     args = parser.parse_args()
-    arrays = build()
+    arrays = restate() if args.restate else build()
     count = len(json.loads(str(arrays["meta"])))
     if args.write:
         np.savez_compressed(CORPUS, **arrays)

@@ -835,20 +835,34 @@ def _flushed(a: Any) -> Any:
     return np.where(np.abs(a) < np.finfo(a.dtype).tiny, a.dtype.type(0), a)
 
 
-class ConvFlushSubnormal32(Mutant):
+class _ConvInOneDtype(Mutant):
+    """A ``conv`` wrong only in ``dtype`` (a kernel built or specialised for that dtype):
+    :meth:`faulty` computes it there, the reference everywhere else."""
+
+    dtype: Any = None
+
+    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
+             groups: int) -> Any:
+        geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        if x.dtype != self.dtype:
+            return super().conv(x, w, bias, **geometry)
+        return self.faulty(x, w, bias, geometry)
+
+    def faulty(self, x: Any, w: Any, bias: Any, geometry: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class ConvFlushSubnormal32(_ConvInOneDtype):
     """float32 ``conv`` built with fast math (``-use_fast_math``, ``-ftz=true``): subnormal
     entries of ``x``, ``w`` and ``bias`` read as zero and a subnormal result written as zero,
     in single precision only (float64 and the half types keep theirs)."""
 
     first = "conv_subnormal"
     fault = "flush"
+    dtype = np.float32
 
-    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
-             groups: int) -> Any:
-        geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-        if x.dtype != np.float32:
-            return super().conv(x, w, bias, **geometry)
-        return _flushed(super().conv(_flushed(x), _flushed(w), _flushed(bias), **geometry))
+    def faulty(self, x: Any, w: Any, bias: Any, geometry: dict[str, Any]) -> Any:
+        return _flushed(Mutant.conv(self, _flushed(x), _flushed(w), _flushed(bias), **geometry))
 
 
 class ZeroWeightsSkipped(Mutant):
@@ -1027,21 +1041,18 @@ class ConvGridRows(Mutant):
         return _rows_capped(y, y.shape[0] * y.shape[1])
 
 
-class HalfSaturatingConv(Mutant):
+class HalfSaturatingConv(_ConvInOneDtype):
     """float16 ``conv`` clamps its float32 result to float16's largest number before
     rounding (an "overflow guard", or a saturating conversion): an output past the range
     gives 65504, where rounding gives inf."""
 
     first = "conv"
     fault = "non-finite"
+    dtype = np.float16
 
-    def conv(self, x: Any, w: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any,
-             groups: int) -> Any:
-        geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-        if x.dtype != np.float16:
-            return super().conv(x, w, bias, **geometry)
-        wide = super().conv(x.astype(np.float32), w.astype(np.float32),
-                            None if bias is None else bias.astype(np.float32), **geometry)
+    def faulty(self, x: Any, w: Any, bias: Any, geometry: dict[str, Any]) -> Any:
+        wide = Mutant.conv(self, x.astype(np.float32), w.astype(np.float32),
+                           None if bias is None else bias.astype(np.float32), **geometry)
         top = float(np.finfo(np.float16).max)
         return np.where(np.isfinite(wide), np.clip(wide, -top, top), wide).astype(np.float16)
 
@@ -1097,6 +1108,7 @@ class HangingNcrelu(Mutant):
 
 MUTANTS: tuple[type[Mutant], ...] = tuple(
     cls for cls in list(globals().values())
-    if isinstance(cls, type) and issubclass(cls, Mutant) and cls is not Mutant
+    if isinstance(cls, type) and issubclass(cls, Mutant) and not cls.__name__.startswith("_")
+    and cls is not Mutant
 )
 """Every faulty backend, in definition order."""

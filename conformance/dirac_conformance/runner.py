@@ -547,7 +547,8 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
         A subset of the target's dtypes (a string: one, or a comma-separated list), read as
         ``ops`` is.
     device : object, optional
-        Device for a target given as a backend object.
+        Device for a target given as a backend object or spec; a loaded ``Target`` carries
+        its own (another one here is refused).
     fail_fast : bool
         Stop after the first result that fails the run.
     deadline : float or None
@@ -563,7 +564,7 @@ def run_suite(target: Target | Backend | str, profile: str = "ci",
     ValueError
         An unknown op or profile, a dtype the target does not declare, an empty or repeated
         selection of ops or dtypes, an unreadable xfails file, a deadline that is not a
-        positive finite number.
+        positive finite number, a ``device`` beside a ``Target`` loaded for another.
     dirac_conformance.target.Broken
         The backend crashed while loading or reporting whether it is available.
     dirac_conformance.target.Unavailable
@@ -650,6 +651,10 @@ def selection(value: Iterable[str] | str | None, what: str) -> list[str] | None:
 
 def _target(target: Target | Backend | str, device: Any) -> Target:
     if isinstance(target, Target):
+        if device is not None and device != target.device:  # as load_target refuses a spec's
+            raise ValueError(f"target {target.label!r} is loaded for device "
+                             f"{target.device!r} and device={device!r} names another; give the "
+                             "device once (load_target(..., device=...))")
         return target
     return load_target(target, device=device)
 

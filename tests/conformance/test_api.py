@@ -163,7 +163,7 @@ def test_xfails_from_a_file_path_match_the_backend_name(tmp_path) -> None:  # ty
 
 
 def test_a_device_for_an_object_and_an_unknown_dtype(gpuless) -> None:  # type: ignore[no-untyped-def]
-    from dirac_conformance import Unavailable
+    from dirac_conformance import Unavailable, load_target
 
     with pytest.raises(ValueError, match="device 'gpu' is not a device of this backend"):
         run_suite(NumpyBackend(), device="gpu")  # numpy has only the CPU: a mistake
@@ -174,6 +174,9 @@ def test_a_device_for_an_object_and_an_unknown_dtype(gpuless) -> None:  # type: 
         run_suite(f"{gpuless}@cuda", ops="dirac_tensor")
     with pytest.raises(ValueError, match=r"'numpy@cpu' names device 'cpu' and device='cuda'"):
         run_suite("numpy@cpu", device="cuda")  # the spec's device won, silently
+    with pytest.raises(ValueError, match=r"target 'numpy' is loaded for device None and "
+                                         r"device='cuda' names another"):
+        run_suite(load_target("numpy"), device="cuda")  # the Target's device won, silently
     with pytest.raises(ValueError, match=r"dtypes \['bfloat16'\] are not tested"):
         run_suite("numpy", dtypes=["bfloat16"])
 

@@ -222,9 +222,12 @@ def pooled_map(x: Any, layer: str) -> tuple[int, ...]:
     ...
     ValueError: x has shape (2, 3, 1, 0), an empty map; GlobalAvgPool needs at least one position
     """
-    shape = require_ndim(x, "x", 3, f"{layer} takes (N, C, *spatial)")
+    shape = tuple(x.shape)  # not made ints: an exporter's symbolic batch size stays symbolic
+    if len(shape) < 3:
+        require_ndim(x, "x", 3, f"{layer} takes (N, C, *spatial)")
     if 0 in shape[2:]:
-        raise ValueError(f"x has shape {shape}, an empty map; {layer} needs at least one position")
+        raise ValueError(f"x has shape {shape_of(x)}, an empty map; {layer} needs at least one "
+                         "position")
     return shape[2:]
 
 

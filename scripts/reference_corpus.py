@@ -62,7 +62,8 @@ def call(op: str, dtype: str, operands: dict[str, Any], kwargs: dict[str, Any]) 
     if op == "dirac_tensor":
         return [dc.dirac_tensor(kwargs["shape"], groups=kwargs["groups"],
                                 policy=kwargs["policy"], dtype=dtype)]
-    out = getattr(dc, op)(**operands, **kwargs)
+    with np.errstate(all="ignore"):  # intermediate overflow is part of what is pinned
+        out = getattr(dc, op)(**operands, **kwargs)
     return list(out) if isinstance(out, tuple) else [out]
 
 
@@ -118,12 +119,7 @@ def restate() -> dict[str, np.ndarray]:
         arrays = {k: stored[k] for k in stored.files}
     changed: dict[str, list[int]] = {}  # op -> [entries changed, of which beyond a zero's sign]
     for i, case in enumerate(json.loads(str(arrays["meta"]))):
-        operands = {name: {"none": None, "python": case["python"].get(name),
-                           "array": arrays.get(f"{i}/{name}")}[kind]
-                    for name, kind in case["operands"].items()}
-        kwargs = {k: _tuples(v) for k, v in case["kwargs"].items()}
-        with np.errstate(all="ignore"):
-            outputs = call(case["op"], case["dtype"], operands, kwargs)
+        outputs = call(case["op"], case["dtype"], *stored_inputs(arrays, i, case))
         for j, value in enumerate(outputs):
             if value is None:
                 continue
@@ -137,6 +133,16 @@ def restate() -> dict[str, np.ndarray]:
         if entries:
             print(f"{op}: {entries} entries changed, {values} of them beyond the sign of a zero")
     return arrays
+
+
+def stored_inputs(arrays: dict[str, np.ndarray], i: int,
+                  case: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The operands and keyword arguments of stored case ``i`` (its entry ``case`` of the
+    metadata), as :func:`call` takes them."""
+    operands = {name: {"none": None, "python": case["python"].get(name),
+                       "array": arrays.get(f"{i}/{name}")}[kind]
+                for name, kind in case["operands"].items()}
+    return operands, {k: _tuples(v) for k, v in case["kwargs"].items()}
 
 
 def _tuples(value: Any) -> Any:

@@ -9,6 +9,7 @@ the corpus in the same commit and say why.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-import dirac_core as dc
-
 CORPUS = Path(__file__).parent / "data" / "reference_corpus.npz"
+# The script that wrote the corpus reads its cases back (stored_inputs) and calls the reference
+# (call): the test and a --restate read them by one rule.
+_spec = importlib.util.spec_from_file_location(
+    "reference_corpus", Path(__file__).parents[2] / "scripts" / "reference_corpus.py")
+assert _spec is not None and _spec.loader is not None
+script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(script)
 OPS = ("dirac_tensor", "normalize_filters", "dirac_weight", "ncrelu", "conv", "fold_batchnorm",
        "normalize_filters_vjp", "dirac_weight_vjp", "ncrelu_vjp", "conv_vjp")
 
@@ -27,20 +33,6 @@ OPS = ("dirac_tensor", "normalize_filters", "dirac_weight", "ncrelu", "conv", "f
 def corpus() -> Any:
     with np.load(CORPUS) as stored:
         return {k: stored[k] for k in stored.files}
-
-
-def _tuples(value: Any) -> Any:
-    """JSON lists back to the tuples the API was called with."""
-    return tuple(map(_tuples, value)) if isinstance(value, list) else value
-
-
-def _outputs(op: str, dtype: str, operands: dict[str, Any], kwargs: dict[str, Any]) -> list:
-    if op == "dirac_tensor":
-        return [dc.dirac_tensor(kwargs["shape"], groups=kwargs["groups"],
-                                policy=kwargs["policy"], dtype=dtype)]
-    with np.errstate(all="ignore"):  # intermediate overflow is part of what is pinned
-        out = getattr(dc, op)(**operands, **kwargs)
-    return list(out) if isinstance(out, tuple) else [out]
 
 
 def _same_bits(got: Any, want: np.ndarray) -> bool:
@@ -54,12 +46,7 @@ def test_reference_outputs_are_bit_identical_to_the_corpus(corpus, op):
     assert len(cases) >= 20, f"the corpus holds only {len(cases)} cases of {op}"
     assert {c["dtype"] for _, c in cases} == {"float64", "float32", "float16"}
     for i, case in cases:
-        operands = {}
-        for name, kind in case["operands"].items():
-            operands[name] = {"none": None, "python": case["python"].get(name),
-                              "array": corpus.get(f"{i}/{name}")}[kind]
-        kwargs = {k: _tuples(v) for k, v in case["kwargs"].items()}
-        outputs = _outputs(op, case["dtype"], operands, kwargs)
+        outputs = script.call(op, case["dtype"], *script.stored_inputs(corpus, i, case))
         assert [o is not None for o in outputs] == case["outputs"], (i, case)
         for j, got in enumerate(outputs):
             if got is not None:
